@@ -1,0 +1,242 @@
+// Activities that touch an environment's files. They run in that environment's agent
+// (task queue "<taskQueue>-env-<environment>"), the only process allowed to write there.
+// Each one checks the state before acting, so a retry after a crash never applies twice.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import type { ComponentSnapshot, FingerprintSummary, SnapshotOrigin } from '../domain/cross-section';
+import { encodeTags, type SnapshotLabels } from '../domain/cross-section';
+import { ErrorType } from '../domain/errors';
+import type { RestoreOutcome } from '../domain/rollback';
+import {
+  diffListings,
+  fingerprintOf,
+  listDirectory,
+  serializeListing,
+  type HashCache,
+  type ListingChange,
+} from '../files/listing';
+import type { Manifest } from '../manifest/schema';
+import type { Logger } from '../platform/logger';
+import { ResticError } from '../snapshots/restic';
+import { LISTING_FILE, type SnapshotStore } from '../snapshots/store';
+import { Faults } from './faults';
+import { reportProgress, type ProgressReporter } from './progress';
+import { toApplicationFailure } from './failures';
+
+export interface AgentDeps {
+  environment: string;
+  manifest: Manifest;
+  store: SnapshotStore;
+  logger: Logger;
+  faults?: Faults;
+}
+
+export interface SnapshotComponentRequest {
+  environment: string;
+  component: string;
+  crossSectionId: string;
+  members: string[];
+  origin: SnapshotOrigin;
+  version?: string;
+  reason?: string;
+  workflowId?: string;
+}
+
+export interface RestoreComponentRequest {
+  environment: string;
+  component: string;
+  snapshotId: string;
+  fingerprint: FingerprintSummary;
+  purpose: 'rollback' | 'compensation';
+}
+
+export interface VerifyComponentRequest {
+  environment: string;
+  component: string;
+  expected: FingerprintSummary;
+  listingSnapshotId: string;
+}
+
+export interface VerifyOutcome {
+  matches: boolean;
+  actual: FingerprintSummary;
+  /** The first differences from the target, when it does not match. */
+  differences: ListingChange[];
+}
+
+/** Attempts to take a snapshot while files keep changing under it. */
+const STABLE_SNAPSHOT_ATTEMPTS = 3;
+
+export function createAgentActivities(deps: AgentDeps) {
+  const faults = deps.faults ?? Faults.none();
+  const cache: HashCache = new Map();
+  const lockDir = path.join(deps.manifest.dataDir, 'agent', deps.environment, 'locks');
+
+  const componentOf = (environment: string, name: string) => {
+    if (environment !== deps.environment) {
+      throw ApplicationFailure.nonRetryable(
+        `this agent serves environment "${deps.environment}", not "${environment}"`,
+        ErrorType.WrongAgent,
+      );
+    }
+    const component = deps.manifest.environments[environment]?.components[name];
+    if (!component) {
+      throw ApplicationFailure.nonRetryable(`environment "${environment}" has no component "${name}"`, ErrorType.InvalidRequest);
+    }
+    return component;
+  };
+
+  const lockFileFor = async (component: string) => {
+    await mkdir(lockDir, { recursive: true });
+    return path.join(lockDir, `${component}.lock`);
+  };
+
+  const listing = async (dir: string, progress: ProgressReporter) =>
+    listDirectory(dir, {
+      cache,
+      signal: progress.signal,
+      onProgress: (p) =>
+        progress.update({
+          stage: 'fingerprint',
+          percent: p.bytesTotal ? p.bytesHashed / p.bytesTotal : 1,
+          bytesDone: p.bytesHashed,
+          bytesTotal: p.bytesTotal,
+          filesDone: p.filesHashed,
+          filesTotal: p.filesTotal,
+        }),
+    });
+
+  async function snapshotComponent(req: SnapshotComponentRequest): Promise<ComponentSnapshot> {
+    const component = componentOf(req.environment, req.component);
+    const progress = reportProgress(req.component, 'snapshot');
+    try {
+      await faults.fire('before-snapshot', req.component, { attempt: progress.attempt, path: component.path });
+      const { found, partial } = await deps.store.completeComponentSnapshot(req.environment, req.component, req.crossSectionId);
+      if (found) return found;
+      if (partial.length > 0) await deps.store.restic.forget(partial);
+
+      const lockFile = await lockFileFor(req.component);
+      for (let attempt = 1; attempt <= STABLE_SNAPSHOT_ATTEMPTS; attempt++) {
+        const before = await listing(component.path, progress);
+        const fingerprint = fingerprintOf(before);
+        const labels: SnapshotLabels = {
+          environment: req.environment,
+          component: req.component,
+          crossSectionId: req.crossSectionId,
+          role: 'data',
+          origin: req.origin,
+          members: req.members,
+          fingerprint,
+          ...(req.version !== undefined ? { version: req.version } : {}),
+          ...(req.reason !== undefined ? { reason: req.reason } : {}),
+          ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
+        };
+        const [data, list] = await Promise.all([
+          deps.store.restic.backup(
+            { directory: component.path, host: req.environment, tags: encodeTags(labels) },
+            {
+              lockFile,
+              signal: progress.signal,
+              onProgress: (p) => progress.update({ stage: 'snapshot', percent: p.percentDone, ...sizes(p) }),
+            },
+          ),
+          deps.store.restic.backupStdin({
+            data: serializeListing(before),
+            filename: LISTING_FILE,
+            host: req.environment,
+            tags: encodeTags({ ...labels, role: 'listing' }),
+          }),
+        ]);
+        const after = fingerprintOf(await listing(component.path, progress));
+        if (after.digest === fingerprint.digest) {
+          deps.logger.info(
+            { component: req.component, crossSectionId: req.crossSectionId, snapshotId: data.snapshotId, files: fingerprint.files },
+            'snapshot taken',
+          );
+          return { component: req.component, snapshotId: data.snapshotId, listingSnapshotId: list.snapshotId, fingerprint };
+        }
+        deps.logger.warn({ component: req.component, attempt }, 'files changed while the snapshot was taken; taking it again');
+        await deps.store.restic.forget([data.snapshotId, list.snapshotId]);
+      }
+      throw ApplicationFailure.retryable(
+        `${req.component}: files kept changing during ${STABLE_SNAPSHOT_ATTEMPTS} snapshot attempts`,
+        ErrorType.FilesChanging,
+      );
+    } catch (err) {
+      throw await cleanUpAndConvert(err, deps);
+    } finally {
+      progress.stop();
+    }
+  }
+
+  async function restoreComponent(req: RestoreComponentRequest): Promise<RestoreOutcome> {
+    const component = componentOf(req.environment, req.component);
+    const started = Date.now();
+    const progress = reportProgress(req.component, 'check');
+    const onPause = () => progress.update({ stage: 'paused by REWIND_FAULTS' });
+    try {
+      await faults.fire('before-restore', req.component, { attempt: progress.attempt, path: component.path, signal: progress.signal, onPause });
+      await mkdir(component.path, { recursive: true });
+      const current = fingerprintOf(await listing(component.path, progress));
+      if (current.digest === req.fingerprint.digest) {
+        deps.logger.info({ component: req.component, purpose: req.purpose }, 'already at target; nothing to restore');
+        return { alreadyAtTarget: true, filesRestored: 0, filesSkipped: 0, filesDeleted: 0, bytesRestored: 0, durationMs: Date.now() - started };
+      }
+      const summary = await deps.store.restic.restore(
+        { snapshotId: req.snapshotId, target: component.path },
+        {
+          lockFile: await lockFileFor(req.component),
+          signal: progress.signal,
+          onProgress: (p) => progress.update({ stage: 'restore', percent: p.percentDone, ...sizes(p) }),
+        },
+      );
+      deps.logger.info({ component: req.component, purpose: req.purpose, ...summary }, 'restored');
+      await faults.fire('after-restore', req.component, { attempt: progress.attempt, path: component.path, signal: progress.signal, onPause });
+      return {
+        alreadyAtTarget: false,
+        filesRestored: summary.filesRestored,
+        filesSkipped: summary.filesSkipped,
+        filesDeleted: summary.filesDeleted,
+        bytesRestored: summary.bytesRestored,
+        durationMs: Date.now() - started,
+      };
+    } catch (err) {
+      throw await cleanUpAndConvert(err, deps);
+    } finally {
+      progress.stop();
+    }
+  }
+
+  async function verifyComponent(req: VerifyComponentRequest): Promise<VerifyOutcome> {
+    const component = componentOf(req.environment, req.component);
+    const progress = reportProgress(req.component, 'verify');
+    try {
+      const entries = await listing(component.path, progress);
+      const actual = fingerprintOf(entries);
+      if (actual.digest === req.expected.digest) return { matches: true, actual, differences: [] };
+      const target = await deps.store.readListing(req.listingSnapshotId);
+      return { matches: false, actual, differences: diffListings(entries, target).slice(0, 10) };
+    } catch (err) {
+      throw await cleanUpAndConvert(err, deps);
+    } finally {
+      progress.stop();
+    }
+  }
+
+  return { snapshotComponent, restoreComponent, verifyComponent };
+}
+
+export type AgentActivities = ReturnType<typeof createAgentActivities>;
+
+function sizes(p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number }) {
+  return { filesDone: p.filesDone, filesTotal: p.filesTotal, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal };
+}
+
+async function cleanUpAndConvert(err: unknown, deps: AgentDeps): Promise<unknown> {
+  // An incomplete backup still writes a snapshot; a retry must not find it and trust it.
+  if (err instanceof ResticError && err.kind === 'incomplete' && err.snapshotId) {
+    await deps.store.restic.forget([err.snapshotId]).catch((e: unknown) => deps.logger.error({ err: e }, 'could not forget an incomplete snapshot'));
+  }
+  return toApplicationFailure(err);
+}

@@ -1,0 +1,199 @@
+// Activities of the control worker (task queue "rewind"): they read the manifest and the
+// snapshot repository and write plans and reports, but never touch an environment's files.
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { ComponentSnapshot } from '../domain/cross-section';
+import { ErrorType } from '../domain/errors';
+import {
+  describeTarget,
+  type ComponentPlan,
+  type RollbackComponent,
+  type RollbackContext,
+  type RollbackRequest,
+} from '../domain/rollback';
+import type { SnapshotContext, SnapshotRequest } from '../domain/snapshot';
+import { diffListings } from '../files/listing';
+import { parseDuration } from '../manifest/duration';
+import { allowsSelfApproval, envTaskQueue, type Manifest } from '../manifest/schema';
+import type { Logger } from '../platform/logger';
+import type { SnapshotStore } from '../snapshots/store';
+import { toApplicationFailure } from './failures';
+
+export interface ControlDeps {
+  manifest: Manifest;
+  store: SnapshotStore;
+  logger: Logger;
+  /** Used to refuse a second rollback of an environment while one runs. */
+  client?: Client;
+}
+
+export interface PlanComponentRequest {
+  workflowId: string;
+  component: RollbackComponent;
+  safety: ComponentSnapshot;
+  previewPaths: number;
+}
+
+export function createControlActivities(deps: ControlDeps) {
+  const { manifest } = deps;
+
+  const environmentOf = (name: string) => {
+    const env = manifest.environments[name];
+    if (!env) {
+      throw ApplicationFailure.nonRetryable(
+        `unknown environment "${name}" (the manifest declares: ${Object.keys(manifest.environments).join(', ')})`,
+        ErrorType.InvalidRequest,
+      );
+    }
+    return env;
+  };
+
+  const chosenComponents = (envName: string, requested: string[] | undefined) => {
+    const declared = Object.keys(environmentOf(envName).components);
+    const unknown = (requested ?? []).filter((c) => !declared.includes(c));
+    if (unknown.length > 0) {
+      throw ApplicationFailure.nonRetryable(
+        `environment "${envName}" has no component ${unknown.map((u) => `"${u}"`).join(', ')} (it has: ${declared.join(', ')})`,
+        ErrorType.InvalidRequest,
+      );
+    }
+    return requested ? declared.filter((c) => requested.includes(c)) : declared;
+  };
+
+  async function resolveSnapshot(request: SnapshotRequest): Promise<SnapshotContext> {
+    return {
+      environment: request.environment,
+      envTaskQueue: envTaskQueue(manifest, request.environment),
+      components: chosenComponents(request.environment, request.components),
+      heartbeatTimeoutMs: parseDuration(manifest.policy.heartbeatTimeout),
+    };
+  }
+
+  async function resolveRollback(request: RollbackRequest & { workflowId: string }): Promise<RollbackContext> {
+    try {
+      const env = environmentOf(request.environment);
+      const names = chosenComponents(request.environment, request.components);
+      if (!request.dryRun) await refuseConcurrentRollback(request.environment, request.workflowId);
+
+      const target = await deps.store.findTarget(request.environment, request.target);
+      if (!target) {
+        const recent = (await deps.store.crossSections(request.environment)).filter((s) => s.origin !== 'safety').slice(0, 5);
+        const hint = recent.length
+          ? `recent: ${recent.map((s) => (s.version ? `${s.id} (${s.version})` : s.id)).join(', ')}`
+          : 'there are no snapshots yet (rewind snapshot create)';
+        throw ApplicationFailure.nonRetryable(
+          `no cross-section of ${request.environment} matches ${describeTarget(request.target)}; ${hint}`,
+          ErrorType.TargetNotFound,
+        );
+      }
+      const missing = names.filter((n) => !target.components[n]);
+      if (missing.length > 0) {
+        throw ApplicationFailure.nonRetryable(
+          `cross-section ${target.id} has no snapshot of ${missing.join(', ')}; choose components with --components`,
+          ErrorType.CrossSectionIncomplete,
+        );
+      }
+      return {
+        environment: request.environment,
+        envTaskQueue: envTaskQueue(manifest, request.environment),
+        target: { crossSectionId: target.id, time: target.time, ...(target.version !== undefined ? { version: target.version } : {}) },
+        components: names.map((name) => {
+          const component = env.components[name]!;
+          const snap = target.components[name]!;
+          return {
+            name,
+            kind: component.kind,
+            path: component.path,
+            dependsOn: component.dependsOn.filter((d) => names.includes(d)),
+            targetSnapshotId: snap.snapshotId,
+            targetListingSnapshotId: snap.listingSnapshotId,
+            targetFingerprint: snap.fingerprint,
+          };
+        }),
+        approvers: manifest.approvers,
+        requiredApprovals: manifest.policy.requiredApprovals,
+        allowSelfApproval: allowsSelfApproval(request.environment, env),
+        approvalTimeoutMs: parseDuration(manifest.policy.approvalTimeout),
+        heartbeatTimeoutMs: parseDuration(manifest.policy.heartbeatTimeout),
+        previewPaths: manifest.policy.planPreviewPaths,
+      };
+    } catch (err) {
+      throw toApplicationFailure(err);
+    }
+  }
+
+  async function refuseConcurrentRollback(environment: string, self: string): Promise<void> {
+    if (!deps.client) return;
+    const query = `WorkflowType = 'rollbackWorkflow' AND ExecutionStatus = 'Running' AND RewindEnvironment = '${environment}'`;
+    for await (const run of deps.client.workflow.list({ query })) {
+      if (run.workflowId === self) continue;
+      const info = await deps.client.workflow.getHandle(run.workflowId, run.runId).describe();
+      const dryRun = (info.memo as { dryRun?: boolean } | undefined)?.dryRun === true;
+      if (dryRun) continue;
+      throw ApplicationFailure.nonRetryable(
+        `rollback ${run.workflowId} is already running on ${environment}; wait for it or cancel it first`,
+        ErrorType.InvalidRequest,
+      );
+    }
+  }
+
+  /** Compares the safety snapshot's listing with the target's; the full list goes to a file. */
+  async function planComponent(req: PlanComponentRequest): Promise<ComponentPlan> {
+    try {
+      const [current, target] = await Promise.all([
+        deps.store.readListing(req.safety.listingSnapshotId),
+        deps.store.readListing(req.component.targetListingSnapshotId),
+      ]);
+      const changes = diffListings(current, target);
+      const dir = path.join(manifest.dataDir, 'plans', safeFileName(req.workflowId));
+      await mkdir(dir, { recursive: true });
+      const changeListFile = path.join(dir, `${req.component.name}.json`);
+      await writeFile(changeListFile, JSON.stringify({ component: req.component.name, changes }, null, 1));
+      const count = (op: string) => changes.filter((c) => c.op === op).length;
+      return {
+        component: req.component.name,
+        kind: req.component.kind,
+        path: req.component.path,
+        targetSnapshotId: req.component.targetSnapshotId,
+        safetySnapshotId: req.safety.snapshotId,
+        added: count('add'),
+        changed: count('change'),
+        removed: count('remove'),
+        modeChanged: count('mode'),
+        bytesToWrite: changes.reduce((sum, c) => sum + c.bytes, 0),
+        preview: changes.slice(0, req.previewPaths).map(({ op, path: p }) => ({ op, path: p })),
+        more: Math.max(0, changes.length - req.previewPaths),
+        changeListFile,
+      };
+    } catch (err) {
+      throw toApplicationFailure(err);
+    }
+  }
+
+  /** No destructive step runs before the safety cross-section is confirmed readable. */
+  async function confirmReadable(snapshots: ComponentSnapshot[]): Promise<void> {
+    try {
+      for (const s of snapshots) await deps.store.confirmReadable(s);
+    } catch (err) {
+      throw toApplicationFailure(err);
+    }
+  }
+
+  async function saveReport(req: { workflowId: string; markdown: string }): Promise<string> {
+    const dir = path.join(manifest.dataDir, 'reports');
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, `${safeFileName(req.workflowId)}.md`);
+    await writeFile(file, req.markdown);
+    return file;
+  }
+
+  return { resolveSnapshot, resolveRollback, planComponent, confirmReadable, saveReport };
+}
+
+export type ControlActivities = ReturnType<typeof createControlActivities>;
+
+function safeFileName(id: string): string {
+  return id.replace(/[^A-Za-z0-9._-]/g, '_');
+}

@@ -1,0 +1,26 @@
+// Turns what activities meet into ApplicationFailures with a stable type, so the workflow's
+// retry policy knows what is worth retrying.
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { ErrorType } from '../domain/errors';
+import { ManifestError } from '../manifest/load';
+import { ResticError } from '../snapshots/restic';
+
+export function toApplicationFailure(err: unknown): unknown {
+  if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
+  if (err instanceof ResticError) {
+    if (err.kind === 'wrong-password' || err.kind === 'no-repository') {
+      return ApplicationFailure.nonRetryable(err.message, ErrorType.RepositoryAccess);
+    }
+    return ApplicationFailure.retryable(err.message, ErrorType.ResticFailed);
+  }
+  if (err instanceof ManifestError) return ApplicationFailure.nonRetryable(err.message, ErrorType.InvalidRequest);
+  if (isNodeError(err) && (err.code === 'EACCES' || err.code === 'EROFS' || err.code === 'ENOTDIR')) {
+    return ApplicationFailure.nonRetryable(err.message, ErrorType.ComponentUnavailable);
+  }
+  if (err instanceof Error && err.name === 'AbortError') return err;
+  return err;
+}
+
+function isNodeError(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && 'code' in err;
+}

@@ -1,0 +1,443 @@
+#!/usr/bin/env node
+// The `rewind` command. Every command takes --json; bad input gets one clear error line on
+// stderr and a non-zero exit, and changes nothing.
+import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { Faults } from '../activities/faults';
+import { CROSS_SECTION_ID_PATTERN } from '../domain/cross-section';
+import { FINAL_STATES, TRIGGERS, type RollbackStatus } from '../domain/rollback';
+import { ManifestError, loadManifest, manifestPathFrom, type LoadedManifest } from '../manifest/load';
+import { manifestJsonSchema } from '../manifest/schema';
+import { createLogger } from '../platform/logger';
+import { connectClient, temporalSettings } from '../platform/temporal';
+import { openSnapshotStore } from '../snapshots/open';
+import { createAgentWorker } from '../workers/agent-worker';
+import { createControlWorker } from '../workers/control-worker';
+import { RequestError, RewindClient, type RollbackView } from './client';
+import { progressBar, renderCrossSection, renderCrossSections, renderLive, renderStatus } from './render';
+import { runStack } from './stack';
+
+interface GlobalOptions {
+  manifest?: string;
+  json?: boolean;
+}
+
+class UsageError extends Error {}
+
+const program = new Command('rewind')
+  .description('Durable, approved, compensating rollbacks of production and regression environments, on Temporal.')
+  .option('--manifest <file>', 'manifest file (default: $REWIND_MANIFEST or ./rewind.yaml)')
+  .option('--json', 'print machine-readable JSON')
+  .showHelpAfterError('(run with --help for usage)')
+  .addHelpText(
+    'after',
+    '\nEnvironment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE, REWIND_MANIFEST, REWIND_USER.',
+  );
+
+function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals<GlobalOptions>();
+}
+
+function manifestOf(cmd: Command, checkPaths: 'all' | string[] | false = false): LoadedManifest {
+  return loadManifest(manifestPathFrom(globals(cmd).manifest), { checkPaths });
+}
+
+async function rewindClient(cmd: Command): Promise<RewindClient> {
+  const { manifest } = manifestOf(cmd);
+  return new RewindClient(await connectClient(temporalSettings(manifest.temporal.namespace)), manifest);
+}
+
+function print(cmd: Command, json: unknown, human: () => string): void {
+  process.stdout.write(globals(cmd).json ? `${JSON.stringify(json, null, 2)}\n` : `${human()}\n`);
+}
+
+function currentUser(as: string | undefined): string {
+  return as ?? process.env.REWIND_USER ?? os.userInfo().username;
+}
+
+function list(value: string): string[] {
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new InvalidArgumentError('expected a comma-separated list, e.g. config,models');
+  return items;
+}
+
+/** Runs a command's action; any error becomes one clear message and exit code 1. */
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
+  return async (...args: A): Promise<void> => {
+    const cmd = args[args.length - 1] as Command;
+    try {
+      await fn(...args);
+    } catch (err) {
+      reportError(cmd, err);
+      process.exitCode = 1;
+    }
+  };
+}
+
+function reportError(cmd: Command, err: unknown): void {
+  let message: string;
+  if (err instanceof ManifestError) {
+    message =
+      err.issues.length === 1
+        ? `${err.file}: ${err.issues[0]!.path ? `${err.issues[0]!.path}: ` : ''}${err.issues[0]!.message}`
+        : err.message;
+  } else if (err instanceof Error) {
+    message = err.message;
+  } else {
+    message = String(err);
+  }
+  if (globals(cmd).json) process.stderr.write(`${JSON.stringify({ error: message })}\n`);
+  else process.stderr.write(`error: ${message}\n`);
+  if (process.env.REWIND_DEBUG && err instanceof Error && !(err instanceof RequestError) && !(err instanceof ManifestError)) {
+    process.stderr.write(`${err.stack ?? ''}\n`);
+  }
+}
+
+// ---- processes ----
+
+program
+  .command('start')
+  .description('run the local stack: Temporal dev server (with Web UI), control worker and one agent per environment')
+  .option('--port <port>', 'Temporal gRPC port', '7233')
+  .option('--ui-port <port>', 'Web UI port', '8233')
+  .option('--ip <ip>', 'address to bind', '127.0.0.1')
+  .option('--headless', 'no Web UI')
+  .action(
+    action(async (opts: { port: string; uiPort: string; ip: string; headless?: boolean }, cmd: Command) => {
+      const explicit = globals(cmd).manifest ?? process.env.REWIND_MANIFEST;
+      await runStack({
+        manifestFile: manifestPathFrom(explicit),
+        writeDemoIfMissing: explicit === undefined,
+        ip: opts.ip,
+        port: port(opts.port, '--port'),
+        uiPort: port(opts.uiPort, '--ui-port'),
+        headless: opts.headless ?? false,
+        json: globals(cmd).json ?? false,
+      });
+    }),
+  );
+
+program
+  .command('worker')
+  .description('run the control worker (workflows and control activities) on the manifest task queue')
+  .action(
+    action(async (_opts: unknown, cmd: Command) => {
+      const loaded = manifestOf(cmd);
+      const logger = createLogger('rewind-worker');
+      const settings = temporalSettings(loaded.manifest.temporal.namespace);
+      const { worker, close } = await createControlWorker({ loaded, store: openSnapshotStore(loaded.manifest), temporal: settings, logger });
+      logger.info({ taskQueue: loaded.manifest.temporal.taskQueue, temporal: settings.address }, 'control worker ready');
+      await worker.run();
+      await close();
+    }),
+  );
+
+program
+  .command('agent')
+  .description("run an environment's agent: the only process that touches that environment's files")
+  .requiredOption('--env <name>', 'environment to serve')
+  .action(
+    action(async (opts: { env: string }, cmd: Command) => {
+      const loaded = manifestOf(cmd, [opts.env]);
+      const logger = createLogger(`rewind-agent-${opts.env}`);
+      const faults = Faults.parse(process.env.REWIND_FAULTS);
+      if (faults.enabled) logger.warn({ faults: faults.describe() }, 'REWIND_FAULTS is set: this agent injects faults (tests only)');
+      const settings = temporalSettings(loaded.manifest.temporal.namespace);
+      const store = openSnapshotStore(loaded.manifest);
+      await store.restic.ensureInitialized();
+      const { worker, close } = await createAgentWorker({ loaded, environment: opts.env, store, temporal: settings, logger, faults });
+      logger.info({ environment: opts.env, temporal: settings.address }, 'agent ready');
+      await worker.run();
+      await close();
+    }),
+  );
+
+// ---- manifest ----
+
+const manifestCmd = program.command('manifest').description('check the manifest, or print its JSON Schema');
+
+manifestCmd
+  .command('validate')
+  .description('validate the manifest; with --check-paths also check every component path exists')
+  .option('--check-paths', 'check that every component path exists')
+  .action(
+    action(async (opts: { checkPaths?: boolean }, cmd: Command) => {
+      const loaded = manifestOf(cmd, opts.checkPaths ? 'all' : false);
+      const envs = Object.entries(loaded.manifest.environments).map(([name, e]) => ({ name, components: Object.keys(e.components) }));
+      print(cmd, { valid: true, file: loaded.file, environments: envs }, () =>
+        [`${loaded.file}: valid`, ...envs.map((e) => `  ${e.name}: ${e.components.join(', ')}`)].join('\n'),
+      );
+    }),
+  );
+
+manifestCmd
+  .command('schema')
+  .description('print the JSON Schema of rewind.yaml (for editor completion)')
+  .action(
+    action(async () => {
+      process.stdout.write(`${JSON.stringify(manifestJsonSchema(), null, 2)}\n`);
+    }),
+  );
+
+// ---- snapshots ----
+
+const snapshot = program.command('snapshot').description('take and list cross-sections (snapshots of an environment)');
+
+snapshot
+  .command('create')
+  .description('take a cross-section of an environment')
+  .requiredOption('--env <name>', 'environment')
+  .option('--version <label>', 'release version label, e.g. v1.4.2')
+  .option('--reason <text>', 'why, for the record')
+  .option('--components <list>', 'only these components (comma-separated)', list)
+  .option('--wait', 'wait until the cross-section is taken')
+  .option('--as <user>', 'who asks (default: $REWIND_USER or your login)')
+  .action(
+    action(async (opts: { env: string; version?: string; reason?: string; components?: string[]; wait?: boolean; as?: string }, cmd: Command) => {
+      const client = await rewindClient(cmd);
+      const handle = await client.startSnapshot({
+        environment: opts.env,
+        requester: currentUser(opts.as),
+        ...(opts.version ? { version: opts.version } : {}),
+        ...(opts.reason ? { reason: opts.reason } : {}),
+        ...(opts.components ? { components: opts.components } : {}),
+      });
+      if (!opts.wait) {
+        print(cmd, { workflowId: handle.workflowId }, () => `started ${handle.workflowId}; add --wait to wait for the cross-section id`);
+        return;
+      }
+      const result = await client.snapshotResult(handle.workflowId);
+      print(cmd, { workflowId: handle.workflowId, ...result }, () =>
+        [
+          `cross-section ${result.crossSectionId} of ${result.environment}${result.version ? ` (version ${result.version})` : ''}`,
+          ...Object.values(result.components).map(
+            (c) => `  ${c.component}: snapshot ${c.snapshotId.slice(0, 8)}, ${c.fingerprint.files} files`,
+          ),
+        ].join('\n'),
+      );
+    }),
+  );
+
+snapshot
+  .command('list')
+  .description("list an environment's cross-sections, newest first")
+  .requiredOption('--env <name>', 'environment')
+  .option('--all', 'include safety cross-sections taken before rollbacks')
+  .action(
+    action(async (opts: { env: string; all?: boolean }, cmd: Command) => {
+      const { manifest } = manifestOf(cmd);
+      if (!manifest.environments[opts.env]) throw new RequestError(`unknown environment "${opts.env}"`);
+      const sections = (await openSnapshotStore(manifest).crossSections(opts.env)).filter(
+        (s) => opts.all || (s.origin !== 'safety' && s.origin !== 'dry-run'),
+      );
+      print(cmd, sections, () => renderCrossSections(sections));
+    }),
+  );
+
+snapshot
+  .command('show <id>')
+  .description('show one cross-section: its components, snapshots and fingerprints')
+  .requiredOption('--env <name>', 'environment')
+  .action(
+    action(async (id: string, opts: { env: string }, cmd: Command) => {
+      const { manifest } = manifestOf(cmd);
+      const section = (await openSnapshotStore(manifest).crossSections(opts.env)).find((s) => s.id === id);
+      if (!section) throw new RequestError(`no cross-section ${id} in ${opts.env} (rewind snapshot list --env ${opts.env})`);
+      print(cmd, section, () => renderCrossSection(section));
+    }),
+  );
+
+// ---- rollbacks ----
+
+const rollback = program.command('rollback').description('roll an environment back, approve, watch');
+
+rollback
+  .command('start')
+  .description('start a rollback to a version or a cross-section; waits for the plan unless --no-wait')
+  .requiredOption('--env <name>', 'environment')
+  .option('--to-version <label>', 'newest cross-section labelled with this version')
+  .option('--to-snapshot <id>', 'a cross-section id (rewind snapshot list)')
+  .option('--components <list>', 'only these components (partial rollback)', list)
+  .option('--reason <text>', 'why, for the record')
+  .option('--as <user>', 'requester (default: $REWIND_USER or your login)')
+  .addOption(new Option('--trigger <trigger>', 'what started it').choices(TRIGGERS as unknown as string[]).default('manual'))
+  .option('--dry-run', 'decide and prepare only: print the plan, change nothing')
+  .option('--no-wait', 'return as soon as the run has started')
+  .action(
+    action(
+      async (
+        opts: {
+          env: string;
+          toVersion?: string;
+          toSnapshot?: string;
+          components?: string[];
+          reason?: string;
+          as?: string;
+          trigger: string;
+          dryRun?: boolean;
+          wait: boolean;
+        },
+        cmd: Command,
+      ) => {
+        if ((opts.toVersion === undefined) === (opts.toSnapshot === undefined)) {
+          throw new UsageError('give exactly one of --to-version V or --to-snapshot ID');
+        }
+        if (opts.toSnapshot !== undefined && !CROSS_SECTION_ID_PATTERN.test(opts.toSnapshot)) {
+          throw new UsageError(`--to-snapshot: "${opts.toSnapshot}" is not a cross-section id (like xs-20261128-130641-a1b2)`);
+        }
+        const client = await rewindClient(cmd);
+        const { workflowId } = await client.startRollback({
+          environment: opts.env,
+          target: opts.toVersion !== undefined ? { kind: 'version', version: opts.toVersion } : { kind: 'cross-section', id: opts.toSnapshot },
+          requester: currentUser(opts.as),
+          trigger: opts.trigger,
+          dryRun: opts.dryRun ?? false,
+          ...(opts.components ? { components: opts.components } : {}),
+          ...(opts.reason ? { reason: opts.reason } : {}),
+        });
+        if (!opts.wait && !opts.dryRun) {
+          print(cmd, { workflowId, phase: 'decide', state: 'running' }, () => `started ${workflowId}\nFollow it: rewind rollback status ${workflowId} --watch`);
+          return;
+        }
+        const tty = !globals(cmd).json && process.stderr.isTTY;
+        if (tty) process.stderr.write(`started ${workflowId}; taking the safety snapshot and computing the plan …\n`);
+        const view = await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', { timeoutMs: 3_600_000 });
+        const s = view.status;
+        print(cmd, { workflowId, phase: s.phase, state: s.state, cause: s.cause, plan: s.plan, reportFile: s.reportFile }, () =>
+          renderStatus(view),
+        );
+        if (s.state === 'failed') process.exitCode = 1;
+      },
+    ),
+  );
+
+function decisionCommand(name: 'approve' | 'reject') {
+  rollback
+    .command(`${name} <workflowId>`)
+    .description(name === 'approve' ? 'approve a rollback that awaits approval' : 'reject a rollback before it executes')
+    .option('--as <user>', 'who decides (default: $REWIND_USER or your login)')
+    .option('--comment <text>', 'a note for the record')
+    .option('--request-id <id>', 'idempotency key: a repeated request with the same id counts once')
+    .action(
+      action(async (workflowId: string, opts: { as?: string; comment?: string; requestId?: string }, cmd: Command) => {
+        const client = await rewindClient(cmd);
+        const user = currentUser(opts.as);
+        const outcome = await client.decide(workflowId, name, {
+          user,
+          ...(opts.comment ? { comment: opts.comment } : {}),
+          ...(opts.requestId ? { requestId: opts.requestId } : {}),
+        });
+        print(cmd, { workflowId, accepted: outcome.accepted, reason: outcome.reason, state: outcome.status.state, phase: outcome.status.phase }, () =>
+          outcome.accepted
+            ? `${name === 'approve' ? 'approved' : 'rejected'} by ${user}; state: ${outcome.status.state}`
+            : `refused: ${outcome.reason ?? 'unknown reason'}`,
+        );
+        if (!outcome.accepted) process.exitCode = 1;
+      }),
+    );
+}
+decisionCommand('approve');
+decisionCommand('reject');
+
+rollback
+  .command('cancel <workflowId>')
+  .description('cancel a rollback: before execute it stops cleanly; during execute it compensates')
+  .action(
+    action(async (workflowId: string, _opts: unknown, cmd: Command) => {
+      const client = await rewindClient(cmd);
+      await client.rollbackView(workflowId);
+      await client.cancel(workflowId);
+      print(cmd, { workflowId, cancelRequested: true }, () => `cancellation requested for ${workflowId}; follow it with: rewind rollback status ${workflowId} --watch`);
+    }),
+  );
+
+rollback
+  .command('status <workflowId>')
+  .description('phase, state, plan and per-step progress of a rollback')
+  .option('--watch', 'follow it live until it ends or awaits approval')
+  .action(
+    action(async (workflowId: string, opts: { watch?: boolean }, cmd: Command) => {
+      const client = await rewindClient(cmd);
+      if (!opts.watch) {
+        const view = await client.rollbackView(workflowId);
+        print(cmd, statusJson(view), () => renderStatus(view));
+        return;
+      }
+      const view = await watch(client, workflowId, globals(cmd).json ?? false);
+      print(cmd, statusJson(view), () => renderStatus(view));
+    }),
+  );
+
+rollback
+  .command('report <workflowId>')
+  .description('print the Markdown report of a finished rollback')
+  .action(
+    action(async (workflowId: string, _opts: unknown, cmd: Command) => {
+      const { status } = await (await rewindClient(cmd)).rollbackView(workflowId);
+      if (!status.report) throw new RequestError(`${workflowId} has no report yet (state ${status.state}); it is written when the run ends`);
+      print(cmd, { workflowId, reportFile: status.reportFile, report: status.report }, () => status.report!);
+    }),
+  );
+
+rollback
+  .command('list')
+  .description('recent rollbacks, newest first')
+  .option('--env <name>', 'only this environment')
+  .option('--limit <n>', 'how many', '20')
+  .action(
+    action(async (opts: { env?: string; limit: string }, cmd: Command) => {
+      const runs = await (await rewindClient(cmd)).listRollbacks(opts.env, port(opts.limit, '--limit'));
+      print(cmd, runs, () =>
+        runs.length === 0
+          ? 'no rollbacks yet'
+          : runs.map((r) => `${r.workflowId.padEnd(48)} ${String(r.state ?? r.execution).padEnd(18)} ${String(r.phase ?? '').padEnd(10)} ${r.target ?? ''}`).join('\n'),
+      );
+    }),
+  );
+
+function statusJson(view: RollbackView) {
+  return { ...view.status, execution: view.execution, live: view.live };
+}
+
+/** Live per-phase progress bars, redrawn in place on a terminal, until the run ends or waits. */
+async function watch(client: RewindClient, workflowId: string, json: boolean): Promise<RollbackView> {
+  const tty = process.stderr.isTTY && !json;
+  let drawn = 0;
+  const draw = (view: RollbackView) => {
+    if (!tty) return;
+    const s: RollbackStatus = view.status;
+    const lines = [`${workflowId}  state ${s.state}  phase ${s.phase}`];
+    for (const phase of ['decide', 'prepare', 'approval', 'execute', 'verify', 'complete'] as const) {
+      const t = s.phases[phase];
+      const done = t?.durationMs !== undefined ? 1 : t ? 0.5 : 0;
+      lines.push(`  ${phase.padEnd(9)} ${progressBar(done, 10)} ${t?.durationMs !== undefined ? `${(t.durationMs / 1000).toFixed(1)}s` : t ? '…' : ''}`);
+    }
+    for (const live of view.live) {
+      lines.push(`  ${live.component.padEnd(12)} ${progressBar(live.progress?.percent ?? 0)} ${renderLive(live)}`);
+    }
+    if (drawn) process.stderr.write(`\x1b[${drawn}A\x1b[0J`);
+    process.stderr.write(`${lines.join('\n')}\n`);
+    drawn = lines.length;
+  };
+  let lastState = '';
+  for (let polls = 0; ; polls++) {
+    const view = await client.rollbackView(workflowId);
+    draw(view);
+    if (!tty && !json && view.status.state + view.status.phase !== lastState) {
+      process.stderr.write(`${new Date().toISOString()} phase ${view.status.phase}, state ${view.status.state}\n`);
+      lastState = view.status.state + view.status.phase;
+    }
+    if (FINAL_STATES.includes(view.status.state) || view.status.state === 'awaiting-approval') return view;
+    await sleep(polls < 20 ? 250 : 1_000);
+  }
+}
+
+function port(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`${flag}: "${value}" is not a number from 1 to 65535`);
+  return n;
+}
+
+void program.parseAsync(process.argv);
+

@@ -1,0 +1,271 @@
+// The typed client for rewind: what the CLI uses, and what incident tooling imports to start,
+// approve and follow rollbacks and snapshots.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowExecutionDescription,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { ApplicationFailure, type TypedSearchAttributes } from '@temporalio/common';
+import type { StepProgress } from '../activities/progress';
+import { approveSignal, rejectSignal, rollbackStatusQuery, snapshotStatusQuery } from '../domain/messages';
+import { FINAL_STATES, rollbackRequestSchema, type RollbackRequest, type RollbackStatus } from '../domain/rollback';
+import type { CrossSectionResult, SnapshotRequest } from '../domain/snapshot';
+import { snapshotRequestSchema } from '../domain/snapshot';
+import {
+  environmentAttribute,
+  phaseAttribute,
+  stateAttribute,
+  targetAttribute,
+  triggerAttribute,
+} from '../domain/search-attributes';
+import type { Manifest } from '../manifest/schema';
+import type { z } from 'zod';
+
+export class RequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RequestError';
+  }
+}
+
+/** `rollback-production-20261128-130641-a1b2`: readable in the Web UI, unique enough to type. */
+export function newWorkflowId(kind: 'rollback' | 'snapshot', environment: string, at = new Date()): string {
+  const iso = at.toISOString();
+  const stamp = `${iso.slice(0, 10).replace(/-/g, '')}-${iso.slice(11, 19).replace(/:/g, '')}`;
+  return `${kind}-${environment}-${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+/** Checks a request against the manifest before anything starts, so mistakes fail at once. */
+export function checkAgainstManifest(manifest: Manifest, environment: string, components?: string[]): void {
+  const env = manifest.environments[environment];
+  if (!env) {
+    throw new RequestError(`unknown environment "${environment}" (the manifest declares: ${Object.keys(manifest.environments).join(', ')})`);
+  }
+  const unknown = (components ?? []).filter((c) => !(c in env.components));
+  if (unknown.length) {
+    throw new RequestError(
+      `environment "${environment}" has no component ${unknown.map((c) => `"${c}"`).join(', ')} (it has: ${Object.keys(env.components).join(', ')})`,
+    );
+  }
+}
+
+function parseRequest<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new RequestError(`${issue.path.join('.') || 'request'}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export interface LiveStep {
+  component: string;
+  activity: string;
+  attempt: number;
+  state: string;
+  progress?: StepProgress;
+  lastFailure?: string;
+}
+
+export interface RollbackView {
+  status: RollbackStatus;
+  /** Temporal's own status of the run: RUNNING, COMPLETED, FAILED, CANCELLED, TERMINATED, TIMED_OUT. */
+  execution: string;
+  /** Activities running right now, with their last heartbeat. */
+  live: LiveStep[];
+}
+
+export class RewindClient {
+  constructor(
+    readonly client: Client,
+    readonly manifest: Manifest,
+  ) {}
+
+  private get taskQueue(): string {
+    return this.manifest.temporal.taskQueue;
+  }
+
+  async startSnapshot(input: unknown): Promise<WorkflowHandle> {
+    const request: SnapshotRequest = parseRequest(snapshotRequestSchema, input);
+    checkAgainstManifest(this.manifest, request.environment, request.components);
+    return this.client.workflow.start('snapshotWorkflow', {
+      taskQueue: this.taskQueue,
+      workflowId: newWorkflowId('snapshot', request.environment),
+      args: [request],
+      typedSearchAttributes: [{ key: environmentAttribute, value: request.environment }],
+    });
+  }
+
+  async snapshotResult(workflowId: string): Promise<CrossSectionResult> {
+    return (await this.client.workflow.getHandle(workflowId).result()) as CrossSectionResult;
+  }
+
+  async snapshotProgress(workflowId: string) {
+    return this.client.workflow.getHandle(workflowId).query(snapshotStatusQuery);
+  }
+
+  async startRollback(input: unknown): Promise<{ workflowId: string; request: RollbackRequest }> {
+    const request: RollbackRequest = parseRequest(rollbackRequestSchema, input);
+    checkAgainstManifest(this.manifest, request.environment, request.components);
+    const workflowId = newWorkflowId('rollback', request.environment);
+    const target = request.target.kind === 'version' ? `version:${request.target.version}` : request.target.id;
+    await this.client.workflow.start('rollbackWorkflow', {
+      taskQueue: this.taskQueue,
+      workflowId,
+      args: [request],
+      memo: { dryRun: request.dryRun, requester: request.requester },
+      typedSearchAttributes: [
+        { key: environmentAttribute, value: request.environment },
+        { key: phaseAttribute, value: 'decide' },
+        { key: stateAttribute, value: 'running' },
+        { key: triggerAttribute, value: request.trigger },
+        { key: targetAttribute, value: target },
+      ],
+    });
+    return { workflowId, request };
+  }
+
+  /**
+   * Sends an approval or rejection, then waits until the workflow has recorded it, so the
+   * caller learns whether it counted (non-approvers and self-approval are refused).
+   */
+  async decide(
+    workflowId: string,
+    action: 'approve' | 'reject',
+    decision: { user: string; comment?: string; requestId?: string },
+    timeoutMs = 15_000,
+  ): Promise<{ accepted: boolean; reason?: string; status: RollbackStatus }> {
+    const handle = this.client.workflow.getHandle(workflowId);
+    const requestId = decision.requestId ?? randomUUID();
+    await handle.signal(action === 'approve' ? approveSignal : rejectSignal, {
+      user: decision.user,
+      requestId,
+      ...(decision.comment ? { comment: decision.comment } : {}),
+    });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { status } = await this.rollbackView(workflowId);
+      const refusal = status.refusals.find((r) => r.requestId === requestId);
+      if (refusal) return { accepted: false, reason: refusal.reason, status };
+      const counted =
+        status.approvals.some((a) => a.requestId === requestId) || status.rejection?.requestId === requestId;
+      if (counted) return { accepted: true, status };
+      if (FINAL_STATES.includes(status.state)) {
+        return { accepted: false, reason: `the rollback already ended (${status.state})`, status };
+      }
+      if (Date.now() > deadline) throw new RequestError(`${action} was sent but not yet recorded by ${workflowId}; check its status`);
+      await sleep(200);
+    }
+  }
+
+  async cancel(workflowId: string): Promise<void> {
+    await this.client.workflow.getHandle(workflowId).cancel();
+  }
+
+  /** The rollback's status, from its query, or from its result once no worker can answer. */
+  async rollbackView(workflowId: string): Promise<RollbackView> {
+    const handle = this.client.workflow.getHandle(workflowId);
+    let description: WorkflowExecutionDescription;
+    try {
+      description = await handle.describe();
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new RequestError(`no rollback with id ${workflowId}`);
+      throw err;
+    }
+    if (description.type !== 'rollbackWorkflow') throw new RequestError(`${workflowId} is a ${description.type}, not a rollback`);
+    const execution = description.status.name;
+    let status: RollbackStatus | undefined;
+    if (execution === 'RUNNING') {
+      status = await handle.query(rollbackStatusQuery);
+    } else {
+      status = await finalStatus(handle).catch(() => undefined);
+      status ??= await handle.query(rollbackStatusQuery).catch(() => undefined);
+    }
+    if (!status) throw new RequestError(`${workflowId} ended as ${execution} and left no status`);
+    return { status, execution, live: liveSteps(description) };
+  }
+
+  /** Polls until the rollback reaches a phase or state the caller waits for. */
+  async waitForRollback(
+    workflowId: string,
+    until: (s: RollbackStatus) => boolean,
+    { timeoutMs = 600_000, intervalMs = 300, onUpdate }: { timeoutMs?: number; intervalMs?: number; onUpdate?: (v: RollbackView) => void } = {},
+  ): Promise<RollbackView> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const view = await this.rollbackView(workflowId);
+      onUpdate?.(view);
+      if (until(view.status) || FINAL_STATES.includes(view.status.state)) return view;
+      if (Date.now() > deadline) throw new RequestError(`timed out waiting for ${workflowId} (phase ${view.status.phase}, state ${view.status.state})`);
+      await sleep(intervalMs);
+    }
+  }
+
+  async listRollbacks(environment?: string, limit = 20) {
+    const query = `WorkflowType = 'rollbackWorkflow'${environment ? ` AND RewindEnvironment = '${environment}'` : ''}`;
+    const runs = [];
+    for await (const run of this.client.workflow.list({ query, pageSize: limit })) {
+      runs.push({
+        workflowId: run.workflowId,
+        execution: run.status.name,
+        startTime: run.startTime.toISOString(),
+        ...searchAttributesOf(run.typedSearchAttributes),
+      });
+      if (runs.length >= limit) break;
+    }
+    return runs;
+  }
+}
+
+async function finalStatus(handle: WorkflowHandle): Promise<RollbackStatus | undefined> {
+  try {
+    return (await handle.result()) as RollbackStatus;
+  } catch (err) {
+    // Failed and compensated runs carry their status as failure details.
+    let cause: unknown = err instanceof WorkflowFailedError ? err.cause : err;
+    while (cause instanceof Error) {
+      if (cause instanceof ApplicationFailure && cause.details?.[0]) return cause.details[0] as RollbackStatus;
+      cause = cause.cause;
+    }
+    return undefined;
+  }
+}
+
+function liveSteps(description: WorkflowExecutionDescription): LiveStep[] {
+  const pending = description.raw.pendingActivities ?? [];
+  return pending.map((a) => {
+    const [stage, component] = (a.activityId ?? '').split('/');
+    const details = a.heartbeatDetails?.payloads?.[0];
+    let progress: StepProgress | undefined;
+    if (details?.data) {
+      try {
+        progress = JSON.parse(Buffer.from(details.data).toString('utf8')) as StepProgress;
+      } catch {
+        progress = undefined;
+      }
+    }
+    const stateName = String(a.state ?? '');
+    return {
+      component: progress?.component ?? component ?? '?',
+      activity: a.activityType?.name ?? stage ?? '?',
+      attempt: a.attempt ?? 1,
+      state: stateName.replace('PENDING_ACTIVITY_STATE_', '').toLowerCase() || String(a.state),
+      ...(progress ? { progress } : {}),
+      ...(a.lastFailure?.message ? { lastFailure: a.lastFailure.message } : {}),
+    };
+  });
+}
+
+function searchAttributesOf(attrs: TypedSearchAttributes) {
+  return {
+    environment: attrs.get(environmentAttribute),
+    phase: attrs.get(phaseAttribute),
+    state: attrs.get(stateAttribute),
+    trigger: attrs.get(triggerAttribute),
+    target: attrs.get(targetAttribute),
+  };
+}

@@ -1,0 +1,109 @@
+// Human-readable output of the CLI. Machines get --json instead.
+import { formatBytes } from '../domain/report';
+import type { CrossSection } from '../domain/cross-section';
+import { describeTarget, type RollbackPlan, type RollbackStatus } from '../domain/rollback';
+import { formatDuration } from '../manifest/duration';
+import type { LiveStep, RollbackView } from './client';
+
+export function renderPlan(plan: RollbackPlan): string {
+  const lines = [`Plan (safety cross-section ${plan.safetyCrossSectionId}; order: ${plan.order.map((w) => w.join(' + ')).join(' → ')}):`];
+  const width = Math.max(9, ...plan.components.map((c) => c.component.length));
+  for (const c of plan.components) {
+    const counts = `+${c.added} ~${c.changed} -${c.removed}${c.modeChanged ? ` mode ${c.modeChanged}` : ''}`;
+    lines.push(`  ${c.component.padEnd(width)}  ${counts.padEnd(18)} ${formatBytes(c.bytesToWrite).padStart(10)} to write   ${c.path}`);
+    for (const p of c.preview) lines.push(`  ${''.padEnd(width)}    ${p.op.padEnd(6)} ${p.path}`);
+    if (c.more > 0) lines.push(`  ${''.padEnd(width)}    … ${c.more} more in ${c.changeListFile}`);
+  }
+  const t = plan.totals;
+  lines.push(`  ${'total'.padEnd(width)}  +${t.added} ~${t.changed} -${t.removed}${t.modeChanged ? ` mode ${t.modeChanged}` : ''}, ${formatBytes(t.bytesToWrite)} to write`);
+  return lines.join('\n');
+}
+
+export function renderStatus(view: RollbackView): string {
+  const s: RollbackStatus = view.status;
+  const lines: string[] = [];
+  const target = s.targetCrossSection ? ` (cross-section ${s.targetCrossSection.crossSectionId})` : '';
+  lines.push(`${s.workflowId}`);
+  lines.push(`  ${s.environment} → ${describeTarget(s.target)}${target}${s.dryRun ? '  [dry run]' : ''}`);
+  lines.push(`  state: ${s.state}   phase: ${s.phase}   requested by ${s.requester} (${s.trigger})${s.reason ? `: ${s.reason}` : ''}`);
+  if (s.cause) lines.push(`  cause: ${s.cause}`);
+  if (s.approvers) {
+    const got = s.approvals.map((a) => a.user).join(', ') || 'none';
+    lines.push(`  approvals: ${s.approvals.length}/${s.requiredApprovals ?? 1} (${got}); approvers: ${s.approvers.join(', ')}`);
+  }
+  if (s.state === 'awaiting-approval' && s.approvalDeadline) lines.push(`  approval deadline: ${s.approvalDeadline}`);
+  if (s.rejection) lines.push(`  rejected by ${s.rejection.user}${s.rejection.comment ? `: ${s.rejection.comment}` : ''}`);
+  for (const r of s.refusals.slice(-3)) lines.push(`  refused ${r.action} by ${r.user}: ${r.reason}`);
+  const phases = Object.entries(s.phases)
+    .map(([p, t]) => `${p} ${t.durationMs === undefined ? '…' : formatDuration(t.durationMs)}`)
+    .join(', ');
+  lines.push(`  phases: ${phases}`);
+  if (s.plan) lines.push(renderPlan(s.plan));
+  const steps = Object.values(s.steps);
+  if (steps.length && s.phase !== 'decide' && s.phase !== 'prepare' && s.phase !== 'approval') {
+    lines.push('Steps:');
+    for (const st of steps) {
+      const live = view.live.find((l) => l.component === st.component);
+      const extra = st.outcome
+        ? st.outcome.alreadyAtTarget
+          ? 'already at target'
+          : `${st.outcome.filesRestored} files, ${formatBytes(st.outcome.bytesRestored)} written, ${st.outcome.filesDeleted} deleted`
+        : live
+          ? renderLive(live)
+          : '';
+      lines.push(`  ${st.component.padEnd(12)} ${st.state.padEnd(12)} ${st.verify ? `verify ${st.verify}  ` : ''}${extra}${st.error ? `  error: ${st.error}` : ''}`);
+    }
+  }
+  if (s.reportFile) lines.push(`Report: ${s.reportFile}`);
+  const next = nextStep(s);
+  if (next) lines.push(next);
+  return lines.join('\n');
+}
+
+export function renderLive(live: LiveStep): string {
+  const p = live.progress;
+  const attempt = live.attempt > 1 ? ` (attempt ${live.attempt}${live.lastFailure ? `, last: ${live.lastFailure}` : ''})` : '';
+  if (!p) return `${live.state}${attempt}`;
+  const pct = p.percent !== undefined ? ` ${(p.percent * 100).toFixed(0)}%` : '';
+  const bytes = p.bytesTotal ? ` ${formatBytes(p.bytesDone ?? 0)}/${formatBytes(p.bytesTotal)}` : '';
+  return `${p.stage}${pct}${bytes}${attempt}`;
+}
+
+export function progressBar(fraction: number, width = 24): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+}
+
+function nextStep(s: RollbackStatus): string | undefined {
+  if (s.state === 'awaiting-approval') {
+    return `Next: rewind rollback approve ${s.workflowId} --as <approver>   (or: rewind rollback reject ${s.workflowId} --as <user>)`;
+  }
+  return undefined;
+}
+
+export function renderCrossSections(sections: CrossSection[]): string {
+  if (sections.length === 0) return 'no cross-sections yet (rewind snapshot create --env ENV)';
+  const lines = ['ID                        TIME                  ORIGIN    VERSION         COMPONENTS'];
+  for (const s of sections) {
+    const comps = s.members.map((m) => (s.components[m] ? m : `${m}(missing)`)).join(',');
+    lines.push(
+      `${s.id.padEnd(25)} ${s.time.slice(0, 19).replace('T', ' ').padEnd(21)} ${s.origin.padEnd(9)} ${(s.version ?? '-').padEnd(15)} ${comps}${s.reason ? `  "${s.reason}"` : ''}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function renderCrossSection(s: CrossSection): string {
+  const lines = [
+    `${s.id}  ${s.environment}  ${s.time}`,
+    `  origin: ${s.origin}${s.version ? `   version: ${s.version}` : ''}${s.reason ? `   reason: ${s.reason}` : ''}`,
+    `  complete: ${s.complete ? 'yes' : `no (missing: ${s.members.filter((m) => !s.components[m]).join(', ')})`}`,
+  ];
+  for (const c of Object.values(s.components)) {
+    const f = c.fingerprint;
+    lines.push(
+      `  ${c.component.padEnd(12)} snapshot ${c.snapshotId.slice(0, 8)}  ${f.files} files, ${f.dirs} dirs, ${f.symlinks} links, ${formatBytes(f.bytes)}  fingerprint ${f.digest.slice(0, 16)}`,
+    );
+  }
+  return lines.join('\n');
+}

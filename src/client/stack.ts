@@ -1,0 +1,172 @@
+// `rewind start`: the whole system on one machine. The Temporal dev server (SQLite under the
+// data folder, Web UI), the control worker and one agent per environment, each its own process,
+// as they would be on separate hosts. Ctrl-C stops them all, workers first.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { loadManifest, type LoadedManifest } from '../manifest/load';
+import { envTaskQueue } from '../manifest/schema';
+import { startDevServer, stopProcess, type DevServer } from '../platform/temporal-dev-server';
+import { resolveTool } from '../platform/tools';
+import { writeDemo } from './demo';
+
+export interface StackOptions {
+  manifestFile: string;
+  /** Write the demo manifest when `manifestFile` does not exist. */
+  writeDemoIfMissing: boolean;
+  ip: string;
+  port: number;
+  uiPort: number;
+  headless: boolean;
+  json: boolean;
+}
+
+interface ChildSpec {
+  name: string;
+  args: string[];
+  child?: ChildProcess;
+  restarts: number[];
+}
+
+export async function runStack(options: StackOptions): Promise<void> {
+  const say = (text: string) => {
+    if (!options.json) process.stdout.write(`${text}\n`);
+  };
+  resolveTool('temporal');
+  resolveTool('restic');
+
+  if (!existsSync(options.manifestFile)) {
+    if (!options.writeDemoIfMissing) throw new Error(`manifest ${options.manifestFile} does not exist`);
+    await writeDemo(options.manifestFile);
+    say(`wrote a demo manifest to ${options.manifestFile} (production and regression, config and pickle files under .data/demo)`);
+  }
+  const loaded = loadManifest(options.manifestFile, { checkPaths: 'all' });
+  const { manifest } = loaded;
+  const logDir = path.join(manifest.dataDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+
+  say(`starting the Temporal dev server on ${options.ip}:${options.port} …`);
+  let server: DevServer;
+  try {
+    server = await startDevServer({
+      ip: options.ip,
+      port: options.port,
+      uiPort: options.uiPort,
+      headless: options.headless,
+      dbFile: path.join(manifest.dataDir, 'temporal.db'),
+      namespaces: [manifest.temporal.namespace],
+      logFile: path.join(logDir, 'temporal.log'),
+    });
+  } catch (err) {
+    throw new Error(`could not start the Temporal dev server (is port ${options.port} or ${options.uiPort} taken? is rewind already running?): ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  }
+
+  const childEnv = { ...process.env, TEMPORAL_ADDRESS: server.address, REWIND_MANIFEST: loaded.file };
+  const specs: ChildSpec[] = [
+    { name: 'worker', args: ['worker'], restarts: [] },
+    ...Object.keys(manifest.environments).map((env) => ({ name: `agent-${env}`, args: ['agent', '--env', env], restarts: [] })),
+  ];
+  let stopping = false;
+
+  const launch = (spec: ChildSpec) => {
+    const log = createWriteStream(path.join(logDir, `${spec.name}.log`), { flags: 'a' });
+    const child = spawn(process.execPath, [require.resolve('./cli'), ...spec.args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    spec.child = child;
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) process.stderr.write(`[${spec.name}] ${line}\n`);
+    });
+    child.once('exit', (code, signal) => {
+      log.end();
+      if (stopping) return;
+      const now = Date.now();
+      spec.restarts = [...spec.restarts.filter((t) => now - t < 60_000), now];
+      if (spec.restarts.length > 5) {
+        process.stderr.write(`[${spec.name}] exited (${signal ?? code}) 5 times within a minute; not restarting it. See ${logDir}/${spec.name}.log\n`);
+        return;
+      }
+      process.stderr.write(`[${spec.name}] exited (${signal ?? code}); restarting it\n`);
+      setTimeout(() => {
+        if (!stopping) launch(spec);
+      }, 1_000);
+    });
+  };
+  specs.forEach(launch);
+
+  const stopAll = async () => {
+    if (stopping) return;
+    stopping = true;
+    say('\nstopping workers and agents …');
+    await Promise.all(specs.map((s) => (s.child ? stopProcess(s.child, 15_000) : Promise.resolve())));
+    say('stopping the Temporal dev server …');
+    await server.stop();
+    say('stopped.');
+  };
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = () => void stopAll().then(resolve);
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+
+  await waitForPollers(server.address, manifest.temporal.namespace, [
+    manifest.temporal.taskQueue,
+    ...Object.keys(manifest.environments).map((env) => envTaskQueue(manifest, env)),
+  ]).catch((err: unknown) => process.stderr.write(`warning: ${err instanceof Error ? err.message : String(err)}\n`));
+
+  if (options.json) {
+    process.stdout.write(
+      JSON.stringify({ temporalAddress: server.address, webUi: server.uiUrl ?? null, manifest: loaded.file, logs: logDir, environments: Object.keys(manifest.environments) }) + '\n',
+    );
+  } else {
+    say(banner(loaded, server, logDir));
+  }
+  await stopped;
+}
+
+async function waitForPollers(address: string, namespace: string, queues: string[], timeoutMs = 90_000): Promise<void> {
+  const connection = await Connection.connect({ address });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (const queue of queues) {
+      for (;;) {
+        const response = await connection.workflowService.describeTaskQueue({
+          namespace,
+          taskQueue: { name: queue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+          taskQueueType: queue.includes('-env-')
+            ? temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+            : temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        });
+        if ((response.pollers ?? []).length > 0) break;
+        if (Date.now() > deadline) throw new Error(`no worker polls task queue ${queue} yet; see the logs`);
+        await sleep(300);
+      }
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+function banner(loaded: LoadedManifest, server: DevServer, logDir: string): string {
+  const envs = Object.keys(loaded.manifest.environments);
+  const env = envs.includes('production') ? 'production' : envs[0]!;
+  const first = Object.values(loaded.manifest.environments[env]!.components)[0]!;
+  const relative = (p: string) => path.relative(process.cwd(), p) || '.';
+  return `
+rewind is running.
+  Temporal:   ${server.address}${server.uiUrl ? `   Web UI: ${server.uiUrl}` : ''}
+  Manifest:   ${relative(loaded.file)}   environments: ${envs.join(', ')}
+  Logs:       ${relative(logDir)}/
+
+Try, in another shell (the README walks through it):
+  npx rewind snapshot create --env ${env} --version v1 --wait
+  echo "changed: true" >> ${relative(first.path)}/app.yaml
+  npx rewind rollback start --env ${env} --to-version v1 --as alice
+  npx rewind rollback approve <workflow id> --as bob
+  npx rewind rollback status <workflow id> --watch
+${server.uiUrl ? `Then find the run in the Web UI: ${server.uiUrl}/namespaces/${loaded.manifest.temporal.namespace}/workflows\n` : ''}
+Press Ctrl-C to stop.`;
+}

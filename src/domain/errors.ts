@@ -1,0 +1,38 @@
+// Stable failure types: activities throw `ApplicationFailure` with one of these as `type`,
+// so workflows, the CLI and tests can tell failures apart without parsing messages.
+export const ErrorType = {
+  /** The manifest is invalid or does not declare what was asked for. */
+  InvalidRequest: 'InvalidRequest',
+  /** No cross-section matches the requested version or id. */
+  TargetNotFound: 'TargetNotFound',
+  /** The target cross-section lacks a component the rollback needs. */
+  CrossSectionIncomplete: 'CrossSectionIncomplete',
+  /** The repository password is missing or wrong. */
+  RepositoryAccess: 'RepositoryAccess',
+  /** restic failed in a way a retry might fix (lock, I/O). */
+  ResticFailed: 'ResticFailed',
+  /** The component's files kept changing while a snapshot was taken. */
+  FilesChanging: 'FilesChanging',
+  /** After a restore, the component does not match the target's fingerprint. */
+  FingerprintMismatch: 'FingerprintMismatch',
+  /** An activity reached an agent of another environment. */
+  WrongAgent: 'WrongAgent',
+  /** A test-only fault hook fired (REWIND_FAULTS). */
+  InjectedFault: 'InjectedFault',
+  /** A component path is missing or unusable. */
+  ComponentUnavailable: 'ComponentUnavailable',
+} as const;
+
+export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
+
+/** Failures that retrying cannot fix. */
+export const NON_RETRYABLE_ERRORS: ErrorType[] = [
+  ErrorType.InvalidRequest,
+  ErrorType.TargetNotFound,
+  ErrorType.CrossSectionIncomplete,
+  ErrorType.RepositoryAccess,
+  ErrorType.WrongAgent,
+  ErrorType.InjectedFault,
+  ErrorType.ComponentUnavailable,
+  ErrorType.FingerprintMismatch,
+];

@@ -1,0 +1,173 @@
+// The rollback's vocabulary: request, phases, states, plan and status. Pure: the workflow,
+// the activities, the client and the CLI all share these types.
+import { z } from 'zod';
+import type { FingerprintSummary } from './cross-section';
+
+export const TRIGGERS = ['manual', 'alert', 'drill'] as const;
+export type Trigger = (typeof TRIGGERS)[number];
+
+export const rollbackTargetSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('version'), version: z.string().min(1).max(200) }),
+  z.strictObject({ kind: z.literal('cross-section'), id: z.string().min(1).max(100) }),
+]);
+export type RollbackTarget = z.infer<typeof rollbackTargetSchema>;
+
+export const rollbackRequestSchema = z.strictObject({
+  environment: z.string().min(1),
+  target: rollbackTargetSchema,
+  components: z.array(z.string().min(1)).min(1).optional(),
+  reason: z.string().max(500).optional(),
+  requester: z.string().min(1).max(100),
+  trigger: z.enum(TRIGGERS).default('manual'),
+  dryRun: z.boolean().default(false),
+});
+export type RollbackRequest = z.output<typeof rollbackRequestSchema>;
+
+export const PHASES = ['decide', 'prepare', 'approval', 'execute', 'verify', 'complete'] as const;
+export type Phase = (typeof PHASES)[number] | 'compensate';
+
+export const STATES = [
+  'running',
+  'awaiting-approval',
+  'completed',
+  'compensated',
+  'rejected',
+  'timed-out',
+  'failed',
+  'cancelled',
+] as const;
+export type RollbackState = (typeof STATES)[number];
+export const FINAL_STATES: readonly RollbackState[] = ['completed', 'compensated', 'rejected', 'timed-out', 'failed', 'cancelled'];
+
+export function describeTarget(target: RollbackTarget): string {
+  return target.kind === 'version' ? `version ${target.version}` : `cross-section ${target.id}`;
+}
+
+/** What the decide phase learns from the manifest and the repository. */
+export interface RollbackContext {
+  environment: string;
+  envTaskQueue: string;
+  target: { crossSectionId: string; version?: string; time: string };
+  components: RollbackComponent[];
+  approvers: string[];
+  requiredApprovals: number;
+  allowSelfApproval: boolean;
+  approvalTimeoutMs: number;
+  heartbeatTimeoutMs: number;
+  previewPaths: number;
+}
+
+export interface RollbackComponent {
+  name: string;
+  kind: string;
+  path: string;
+  dependsOn: string[];
+  targetSnapshotId: string;
+  targetListingSnapshotId: string;
+  targetFingerprint: FingerprintSummary;
+}
+
+export type ChangeOp = 'add' | 'change' | 'remove' | 'mode';
+
+export interface ComponentPlan {
+  component: string;
+  kind: string;
+  path: string;
+  targetSnapshotId: string;
+  safetySnapshotId: string;
+  added: number;
+  changed: number;
+  removed: number;
+  /** Entries whose content is equal but whose mode or type bits differ. */
+  modeChanged: number;
+  /** Bytes of the files the restore adds or rewrites. */
+  bytesToWrite: number;
+  /** The first changes, sorted by path; the full list is in `changeListFile`. */
+  preview: { op: ChangeOp; path: string }[];
+  /** Changes left out of `preview`. */
+  more: number;
+  changeListFile: string;
+}
+
+export interface RollbackPlan {
+  safetyCrossSectionId: string;
+  /** Waves of components: each wave runs after the previous one, its members in parallel. */
+  order: string[][];
+  components: ComponentPlan[];
+  totals: { added: number; changed: number; removed: number; modeChanged: number; bytesToWrite: number };
+}
+
+export type StepState =
+  | 'pending'
+  | 'running'
+  | 'done'
+  | 'failed'
+  | 'not-run'
+  | 'compensating'
+  | 'compensated'
+  | 'compensation-failed';
+
+export interface RestoreOutcome {
+  /** The component already matched the target, so nothing was written (a retried step). */
+  alreadyAtTarget: boolean;
+  filesRestored: number;
+  filesSkipped: number;
+  filesDeleted: number;
+  bytesRestored: number;
+  durationMs: number;
+}
+
+export interface StepStatus {
+  component: string;
+  state: StepState;
+  startedAt?: string;
+  endedAt?: string;
+  outcome?: RestoreOutcome;
+  verify?: 'passed' | 'failed';
+  error?: string;
+}
+
+export interface Decision {
+  user: string;
+  requestId: string;
+  at: string;
+  comment?: string;
+}
+
+export interface Refusal extends Decision {
+  action: 'approve' | 'reject';
+  reason: string;
+}
+
+export interface PhaseTiming {
+  startedAt: string;
+  endedAt?: string;
+  durationMs?: number;
+}
+
+export interface RollbackStatus {
+  workflowId: string;
+  environment: string;
+  target: RollbackTarget;
+  trigger: Trigger;
+  requester: string;
+  reason?: string;
+  dryRun: boolean;
+  components?: string[];
+  phase: Phase;
+  state: RollbackState;
+  /** Why the run ended as it did, for every state but completed. */
+  cause?: string;
+  targetCrossSection?: RollbackContext['target'];
+  approvers?: string[];
+  requiredApprovals?: number;
+  approvalDeadline?: string;
+  phases: Partial<Record<Phase, PhaseTiming>>;
+  plan?: RollbackPlan;
+  steps: Record<string, StepStatus>;
+  approvals: Decision[];
+  rejection?: Decision;
+  refusals: Refusal[];
+  report?: string;
+  reportFile?: string;
+}

@@ -1,0 +1,101 @@
+// Runs `temporal server start-dev`: the Temporal server with SQLite persistence and the Web UI,
+// used by `rewind start` and by the test suite.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Connection } from '@temporalio/client';
+import { resolveTool } from './tools';
+
+export interface DevServerOptions {
+  binary?: string;
+  ip?: string;
+  port?: number;
+  /** Web UI port; ignored when headless. */
+  uiPort?: number;
+  headless?: boolean;
+  /** SQLite file that keeps workflows across restarts; in memory when unset. */
+  dbFile?: string;
+  namespaces?: string[];
+  logFile?: string;
+  startTimeoutMs?: number;
+}
+
+export interface DevServer {
+  address: string;
+  uiUrl?: string;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function freePort(ip = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, ip, () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export async function startDevServer(options: DevServerOptions = {}): Promise<DevServer> {
+  const ip = options.ip ?? '127.0.0.1';
+  const port = options.port ?? (await freePort(ip));
+  const uiPort = options.headless ? undefined : (options.uiPort ?? (await freePort(ip)));
+  const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--log-level', 'warn'];
+  if (uiPort !== undefined) args.push('--ui-port', String(uiPort), '--ui-ip', ip);
+  else args.push('--headless');
+  if (options.dbFile) args.push('--db-filename', options.dbFile);
+  for (const ns of options.namespaces ?? []) args.push('--namespace', ns);
+
+  const child = spawn(options.binary ?? resolveTool('temporal'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (chunk: Buffer) => {
+    if (output.length < 32 * 1024) output += chunk.toString('utf8');
+  };
+  if (options.logFile) {
+    const log = createWriteStream(options.logFile, { flags: 'a' });
+    child.stdout.pipe(log);
+    child.stderr.pipe(log);
+  }
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited = false;
+  child.once('exit', () => (exited = true));
+
+  const address = `${ip}:${port}`;
+  const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
+  for (;;) {
+    if (exited) throw new Error(`temporal server start-dev exited at once:\n${output.slice(-2000)}`);
+    try {
+      const connection = await Connection.connect({ address, connectTimeout: '1s' });
+      await connection.workflowService.getSystemInfo({});
+      await connection.close();
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`temporal server start-dev did not answer on ${address} within the deadline: ${String(err)}\n${output.slice(-2000)}`);
+      }
+      await sleep(250);
+    }
+  }
+
+  return {
+    address,
+    ...(uiPort !== undefined ? { uiUrl: `http://${ip === '0.0.0.0' ? 'localhost' : ip}:${uiPort}` } : {}),
+    process: child,
+    stop: () => stopProcess(child),
+  };
+}
+
+/** SIGTERM, then SIGKILL if the process has not exited after `graceMs`. */
+export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}

@@ -1,0 +1,47 @@
+// Connecting to Temporal, and registering rewind's search attributes on the namespace.
+import { Connection, Client } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { REWIND_SEARCH_ATTRIBUTES } from '../domain/search-attributes';
+
+export const DEFAULT_TEMPORAL_ADDRESS = 'localhost:7233';
+
+export interface TemporalSettings {
+  address: string;
+  namespace: string;
+}
+
+export function temporalSettings(namespace: string | undefined, env: NodeJS.ProcessEnv = process.env): TemporalSettings {
+  return {
+    address: env.TEMPORAL_ADDRESS || DEFAULT_TEMPORAL_ADDRESS,
+    namespace: env.TEMPORAL_NAMESPACE || namespace || 'default',
+  };
+}
+
+export async function connectClient(settings: TemporalSettings): Promise<Client> {
+  const connection = await Connection.connect({ address: settings.address, connectTimeout: '5s' }).catch((err: unknown) => {
+    throw new Error(
+      `cannot reach Temporal at ${settings.address} (${err instanceof Error ? err.message : String(err)}); ` +
+        'start it with `npm start`, or set TEMPORAL_ADDRESS',
+    );
+  });
+  return new Client({ connection, namespace: settings.namespace });
+}
+
+/** Adds the Rewind* search attributes the namespace lacks; the Web UI can then filter runs by them. */
+export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<string[]> {
+  const existing = await connection.operatorService.listSearchAttributes({ namespace });
+  const missing = REWIND_SEARCH_ATTRIBUTES.filter((key) => !(key.name in (existing.customAttributes ?? {})));
+  if (missing.length === 0) return [];
+  try {
+    await connection.operatorService.addSearchAttributes({
+      namespace,
+      searchAttributes: Object.fromEntries(
+        missing.map((key) => [key.name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD]),
+      ),
+    });
+  } catch (err) {
+    // Another worker registered them first.
+    if (!/already exists/i.test(err instanceof Error ? err.message : String(err))) throw err;
+  }
+  return missing.map((key) => key.name);
+}

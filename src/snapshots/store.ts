@@ -1,0 +1,57 @@
+// rewind's view of the restic repository: cross-sections made of one data snapshot and one
+// listing snapshot per component, found by their tags.
+import { groupCrossSections, type ComponentSnapshot, type CrossSection } from '../domain/cross-section';
+import type { RollbackTarget } from '../domain/rollback';
+import { parseListing, type ListingEntry } from '../files/listing';
+import { ResticRepository } from './restic';
+
+/** Name of the listing file inside a listing snapshot. */
+export const LISTING_FILE = '.rewind-listing.json';
+
+export class SnapshotStore {
+  constructor(readonly restic: ResticRepository) {}
+
+  async crossSections(environment: string): Promise<CrossSection[]> {
+    await this.restic.ensureInitialized();
+    return groupCrossSections(await this.restic.snapshots(['rewind', `env=${environment}`]));
+  }
+
+  /** The cross-section a rollback target names: newest complete one with the version, or the id. */
+  async findTarget(environment: string, target: RollbackTarget): Promise<CrossSection | undefined> {
+    const sections = await this.crossSections(environment);
+    if (target.kind === 'cross-section') return sections.find((s) => s.id === target.id);
+    return sections.find((s) => s.version === target.version && s.origin !== 'safety' && s.complete)
+      ?? sections.find((s) => s.version === target.version && s.origin !== 'safety');
+  }
+
+  /** Snapshots already taken for this component of this cross-section (a retried step). */
+  async componentSnapshots(environment: string, component: string, crossSectionId: string) {
+    await this.restic.ensureInitialized();
+    return this.restic.snapshots(['rewind', `env=${environment}`, `component=${component}`, `xs=${crossSectionId}`]);
+  }
+
+  async completeComponentSnapshot(
+    environment: string,
+    component: string,
+    crossSectionId: string,
+  ): Promise<{ found?: ComponentSnapshot; partial: string[] }> {
+    const snaps = await this.componentSnapshots(environment, component, crossSectionId);
+    const found = groupCrossSections(snaps)[0]?.components[component];
+    return found ? { found, partial: [] } : { partial: snaps.map((s) => s.id) };
+  }
+
+  async readListing(listingSnapshotId: string): Promise<ListingEntry[]> {
+    return parseListing(await this.restic.dump(listingSnapshotId, `/${LISTING_FILE}`));
+  }
+
+  /** Reads a snapshot's whole tree and checks it holds as many entries as its listing says. */
+  async confirmReadable(snapshot: ComponentSnapshot): Promise<void> {
+    const nodes = await this.restic.countNodes(snapshot.snapshotId);
+    const { files, dirs, symlinks } = snapshot.fingerprint;
+    if (nodes < files + dirs + symlinks) {
+      throw new Error(
+        `snapshot ${snapshot.snapshotId.slice(0, 8)} of ${snapshot.component} lists ${nodes} entries, expected ${files + dirs + symlinks}`,
+      );
+    }
+  }
+}

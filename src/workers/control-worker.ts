@@ -1,0 +1,41 @@
+// The control worker: runs every workflow and the control activities on the "rewind" task queue.
+import { Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createControlActivities } from '../activities/control';
+import type { LoadedManifest } from '../manifest/load';
+import type { Logger } from '../platform/logger';
+import { connectClient, ensureSearchAttributes, type TemporalSettings } from '../platform/temporal';
+import type { SnapshotStore } from '../snapshots/store';
+import { workflowCode } from './workflow-code';
+
+export interface ControlWorkerOptions {
+  loaded: LoadedManifest;
+  store: SnapshotStore;
+  temporal: TemporalSettings;
+  logger: Logger;
+}
+
+export async function createControlWorker(options: ControlWorkerOptions): Promise<{ worker: Worker; close(): Promise<void> }> {
+  const { manifest } = options.loaded;
+  const admin = await Connection.connect({ address: options.temporal.address });
+  const added = await ensureSearchAttributes(admin, options.temporal.namespace);
+  if (added.length) options.logger.info({ added }, 'registered search attributes');
+  await admin.close();
+
+  const client = await connectClient(options.temporal);
+  const connection = await NativeConnection.connect({ address: options.temporal.address });
+  const worker = await Worker.create({
+    connection,
+    namespace: options.temporal.namespace,
+    taskQueue: manifest.temporal.taskQueue,
+    ...workflowCode(),
+    activities: createControlActivities({ manifest, store: options.store, logger: options.logger, client }),
+  });
+  return {
+    worker,
+    async close() {
+      await connection.close();
+      await client.connection.close();
+    },
+  };
+}

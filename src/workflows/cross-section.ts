@@ -1,0 +1,47 @@
+// Taking a cross-section from workflow code: one snapshot per component, in parallel, each on
+// the environment's agent. Shared by snapshotWorkflow and the rollback's safety cross-section.
+import { proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
+import type { AgentActivities } from '../activities/agent';
+import { crossSectionId, type ComponentSnapshot } from '../domain/cross-section';
+import type { CrossSectionRequest, CrossSectionResult, SnapshotContext } from '../domain/snapshot';
+import { transfer } from './activity-options';
+
+export async function takeCrossSection(
+  ctx: SnapshotContext,
+  request: CrossSectionRequest,
+  onComponent: (component: string, state: 'running' | 'done' | 'failed') => void = () => undefined,
+): Promise<CrossSectionResult> {
+  const id = crossSectionId(new Date(), uuid4());
+  const entries = await Promise.all(
+    ctx.components.map(async (component): Promise<[string, ComponentSnapshot]> => {
+      const agent = proxyActivities<AgentActivities>({
+        ...transfer(ctx.envTaskQueue, ctx.heartbeatTimeoutMs),
+        activityId: `snapshot/${component}/${id}`,
+      });
+      onComponent(component, 'running');
+      try {
+        const snapshot = await agent.snapshotComponent({
+          environment: ctx.environment,
+          component,
+          crossSectionId: id,
+          members: ctx.components,
+          origin: request.origin,
+          workflowId: workflowInfo().workflowId,
+          ...(request.version !== undefined ? { version: request.version } : {}),
+          ...(request.reason !== undefined ? { reason: request.reason } : {}),
+        });
+        onComponent(component, 'done');
+        return [component, snapshot];
+      } catch (err) {
+        onComponent(component, 'failed');
+        throw err;
+      }
+    }),
+  );
+  return {
+    crossSectionId: id,
+    environment: ctx.environment,
+    ...(request.version !== undefined ? { version: request.version } : {}),
+    components: Object.fromEntries(entries),
+  };
+}

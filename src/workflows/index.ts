@@ -1,0 +1,3 @@
+// The worker's workflowsPath: every workflow rewind runs.
+export { rollbackWorkflow } from './rollback';
+export { snapshotWorkflow } from './snapshot';
