@@ -175,8 +175,9 @@ export function createAgentActivities(deps: AgentDeps) {
     const started = Date.now();
     const progress = reportProgress(req.component, 'check');
     const onPause = () => progress.update({ stage: 'paused by REWIND_FAULTS' });
+    const [beforePoint, afterPoint] = req.purpose === 'rollback' ? (['before-restore', 'after-restore'] as const) : (['before-compensate', 'after-compensate'] as const);
     try {
-      await faults.fire('before-restore', req.component, { attempt: progress.attempt, path: component.path, signal: progress.signal, onPause });
+      await faults.fire(beforePoint, req.component, { attempt: progress.attempt, path: component.path, signal: progress.signal, onPause });
       await mkdir(component.path, { recursive: true });
       const current = fingerprintOf(await listing(component.path, progress));
       if (current.digest === req.fingerprint.digest) {
@@ -192,7 +193,7 @@ export function createAgentActivities(deps: AgentDeps) {
         },
       );
       deps.logger.info({ component: req.component, purpose: req.purpose, ...summary }, 'restored');
-      await faults.fire('after-restore', req.component, { attempt: progress.attempt, path: component.path, signal: progress.signal, onPause });
+      await faults.fire(afterPoint, req.component, { attempt: progress.attempt, path: component.path, signal: progress.signal, onPause });
       return {
         alreadyAtTarget: false,
         filesRestored: summary.filesRestored,

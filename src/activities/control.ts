@@ -79,7 +79,7 @@ export function createControlActivities(deps: ControlDeps) {
 
       const target = await deps.store.findTarget(request.environment, request.target);
       if (!target) {
-        const recent = (await deps.store.crossSections(request.environment)).filter((s) => s.origin !== 'safety').slice(0, 5);
+        const recent = (await deps.store.crossSections(request.environment)).filter((s) => s.origin !== 'safety' && s.origin !== 'dry-run').slice(0, 5);
         const hint = recent.length
           ? `recent: ${recent.map((s) => (s.version ? `${s.id} (${s.version})` : s.id)).join(', ')}`
           : 'there are no snapshots yet (rewind snapshot create)';

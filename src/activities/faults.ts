@@ -10,7 +10,8 @@ import { parseDuration } from '../manifest/duration';
 import { ErrorType } from '../domain/errors';
 import { listDirectory } from '../files/listing';
 
-export const FAULT_POINTS = ['before-snapshot', 'before-restore', 'after-restore'] as const;
+// before/after-restore fire in a rollback's execute step; before/after-compensate in compensation.
+export const FAULT_POINTS = ['before-snapshot', 'before-restore', 'after-restore', 'before-compensate', 'after-compensate'] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 
 type FaultAction =

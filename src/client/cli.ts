@@ -9,7 +9,8 @@ import { CROSS_SECTION_ID_PATTERN } from '../domain/cross-section';
 import { FINAL_STATES, TRIGGERS, type RollbackStatus } from '../domain/rollback';
 import { ManifestError, loadManifest, manifestPathFrom, type LoadedManifest } from '../manifest/load';
 import { manifestJsonSchema } from '../manifest/schema';
-import { createLogger } from '../platform/logger';
+import { Runtime } from '@temporalio/worker';
+import { createLogger, sdkLogger } from '../platform/logger';
 import { connectClient, temporalSettings } from '../platform/temporal';
 import { openSnapshotStore } from '../snapshots/open';
 import { createAgentWorker } from '../workers/agent-worker';
@@ -125,6 +126,7 @@ program
     action(async (_opts: unknown, cmd: Command) => {
       const loaded = manifestOf(cmd);
       const logger = createLogger('rewind-worker');
+      Runtime.install({ logger: sdkLogger(logger) });
       const settings = temporalSettings(loaded.manifest.temporal.namespace);
       const { worker, close } = await createControlWorker({ loaded, store: openSnapshotStore(loaded.manifest), temporal: settings, logger });
       logger.info({ taskQueue: loaded.manifest.temporal.taskQueue, temporal: settings.address }, 'control worker ready');
@@ -141,6 +143,7 @@ program
     action(async (opts: { env: string }, cmd: Command) => {
       const loaded = manifestOf(cmd, [opts.env]);
       const logger = createLogger(`rewind-agent-${opts.env}`);
+      Runtime.install({ logger: sdkLogger(logger) });
       const faults = Faults.parse(process.env.REWIND_FAULTS);
       if (faults.enabled) logger.warn({ faults: faults.describe() }, 'REWIND_FAULTS is set: this agent injects faults (tests only)');
       const settings = temporalSettings(loaded.manifest.temporal.namespace);

@@ -141,11 +141,20 @@ export class RewindClient {
   ): Promise<{ accepted: boolean; reason?: string; status: RollbackStatus }> {
     const handle = this.client.workflow.getHandle(workflowId);
     const requestId = decision.requestId ?? randomUUID();
-    await handle.signal(action === 'approve' ? approveSignal : rejectSignal, {
-      user: decision.user,
-      requestId,
-      ...(decision.comment ? { comment: decision.comment } : {}),
-    });
+    const ended = (status: RollbackStatus) => ({ accepted: false, reason: `the rollback already ended (${status.state})`, status });
+    const before = await this.rollbackView(workflowId);
+    if (before.execution !== 'RUNNING') return ended(before.status);
+    try {
+      await handle.signal(action === 'approve' ? approveSignal : rejectSignal, {
+        user: decision.user,
+        requestId,
+        ...(decision.comment ? { comment: decision.comment } : {}),
+      });
+    } catch (err) {
+      // It closed between our look and our signal.
+      if (err instanceof WorkflowNotFoundError) return ended((await this.rollbackView(workflowId)).status);
+      throw err;
+    }
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const { status } = await this.rollbackView(workflowId);
@@ -154,9 +163,7 @@ export class RewindClient {
       const counted =
         status.approvals.some((a) => a.requestId === requestId) || status.rejection?.requestId === requestId;
       if (counted) return { accepted: true, status };
-      if (FINAL_STATES.includes(status.state)) {
-        return { accepted: false, reason: `the rollback already ended (${status.state})`, status };
-      }
+      if (FINAL_STATES.includes(status.state)) return ended(status);
       if (Date.now() > deadline) throw new RequestError(`${action} was sent but not yet recorded by ${workflowId}; check its status`);
       await sleep(200);
     }

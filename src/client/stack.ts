@@ -77,6 +77,13 @@ export async function runStack(options: StackOptions): Promise<void> {
     spec.child = child;
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
+    // Logs go to the file; the console gets warnings, errors and anything a process prints raw.
+    child.stdout?.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
+        const entry = parseLogLine(line);
+        if (!entry || entry.level >= 40) process.stderr.write(`[${spec.name}] ${entry ? `${entry.levelName}: ${entry.msg}` : line}\n`);
+      }
+    });
     child.stderr?.on('data', (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) process.stderr.write(`[${spec.name}] ${line}\n`);
     });
@@ -125,6 +132,17 @@ export async function runStack(options: StackOptions): Promise<void> {
     say(banner(loaded, server, logDir));
   }
   await stopped;
+}
+
+function parseLogLine(line: string): { level: number; levelName: string; msg: string } | undefined {
+  try {
+    const entry = JSON.parse(line) as { level?: number; msg?: string };
+    if (typeof entry.level !== 'number') return undefined;
+    const levelName = entry.level >= 50 ? 'error' : entry.level >= 40 ? 'warning' : 'info';
+    return { level: entry.level, levelName, msg: entry.msg ?? line };
+  } catch {
+    return undefined;
+  }
 }
 
 async function waitForPollers(address: string, namespace: string, queues: string[], timeoutMs = 90_000): Promise<void> {

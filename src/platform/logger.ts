@@ -14,3 +14,25 @@ export function createLogger(name: string, level = process.env.REWIND_LOG_LEVEL 
 }
 
 export type { Logger };
+
+type SdkLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+
+// Messages the SDK logs as warnings that are expected here: agents run no workflows.
+const EXPECTED_SDK_WARNINGS = /No workflows registered|No Nexus services registered/;
+
+/** Routes the Temporal SDK's own log lines into the process's pino logger. */
+export function sdkLogger(logger: Logger) {
+  const log = (level: SdkLevel, message: string, meta?: Record<string, unknown>) => {
+    const target = level === 'WARN' && EXPECTED_SDK_WARNINGS.test(message) ? 'DEBUG' : level;
+    const fn = { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' }[target] as 'info';
+    logger[fn]({ sdk: true, ...meta }, message);
+  };
+  return {
+    log,
+    trace: (m: string, meta?: Record<string, unknown>) => log('TRACE', m, meta),
+    debug: (m: string, meta?: Record<string, unknown>) => log('DEBUG', m, meta),
+    info: (m: string, meta?: Record<string, unknown>) => log('INFO', m, meta),
+    warn: (m: string, meta?: Record<string, unknown>) => log('WARN', m, meta),
+    error: (m: string, meta?: Record<string, unknown>) => log('ERROR', m, meta),
+  };
+}

@@ -1,0 +1,146 @@
+// End to end through real Temporal, real restic and real files: the rollback's main promise.
+import { chmodSync, existsSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { copyTree, createTestEnv, readTree, writePickle, type TestEnv } from './support/harness';
+
+let env: TestEnv;
+let config: string;
+let models: string;
+
+beforeAll(async () => {
+  env = await createTestEnv();
+  config = env.componentPath('production', 'config');
+  models = env.componentPath('production', 'models');
+});
+afterAll(() => env.teardown());
+
+function writeV1(): void {
+  writeFileSync(path.join(config, 'app.yaml'), 'release: v1\nreplicas: 3\n');
+  writeFileSync(path.join(config, 'database.json'), '{"host":"db","password":"s3cret"}\n');
+  chmodSync(path.join(config, 'database.json'), 0o600);
+  mkdirSync(path.join(config, 'empty.d'));
+  mkdirSync(path.join(config, 'conf.d'));
+  writeFileSync(path.join(config, 'conf.d', 'limits.ini'), '[limits]\nmax=10\n');
+  symlinkSync('app.yaml', path.join(config, 'current.yaml'));
+  writeFileSync(path.join(config, 'run.sh'), '#!/bin/sh\necho hi\n');
+  chmodSync(path.join(config, 'run.sh'), 0o755);
+  writePickle(path.join(models, 'classifier.pkl'), { model: 'classifier', weights: [0.1, 0.2] });
+  writePickle(path.join(models, 'scaler.pkl'), { model: 'scaler', mean: 0.5 });
+}
+
+/** Modify, add, delete, change a mode, retarget a link and change a pickle. */
+function changeToV2(): void {
+  writeFileSync(path.join(config, 'app.yaml'), 'release: v2\nreplicas: 5\n');
+  writeFileSync(path.join(config, 'new-feature.yaml'), 'enabled: true\n');
+  rmSync(path.join(config, 'conf.d'), { recursive: true });
+  rmSync(path.join(config, 'empty.d'), { recursive: true });
+  chmodSync(path.join(config, 'run.sh'), 0o644);
+  unlinkSync(path.join(config, 'current.yaml'));
+  symlinkSync('new-feature.yaml', path.join(config, 'current.yaml'));
+  writePickle(path.join(models, 'classifier.pkl'), { model: 'classifier', weights: [0.9, 0.8, 0.7] });
+  rmSync(path.join(models, 'scaler.pkl'));
+}
+
+describe('rollback of files components', () => {
+  it('returns config and pickle files byte-identical to v1, with modes, links and empty directories', async () => {
+    writeV1();
+    const v1Copy = path.join(env.dir, 'v1-copy');
+    copyTree(path.join(env.dir, 'envs', 'production'), v1Copy);
+    const v1 = await env.snapshot('production', { version: 'v1', reason: 'before deploy, v1' });
+    changeToV2();
+    const before = readTree(path.join(env.dir, 'envs', 'production'));
+    await env.snapshot('production', { version: 'v2' });
+
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' }, requester: 'alice' });
+    const awaiting = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    const plan = awaiting.status.plan!;
+    const configPlan = plan.components.find((c) => c.component === 'config')!;
+    expect(configPlan).toMatchObject({ added: 3, changed: 2, removed: 1, modeChanged: 1 });
+    expect(configPlan.preview).toEqual(
+      expect.arrayContaining([
+        { op: 'change', path: 'app.yaml' },
+        { op: 'remove', path: 'new-feature.yaml' },
+        { op: 'mode', path: 'run.sh' },
+        { op: 'add', path: 'empty.d' },
+      ]),
+    );
+    expect(plan.components.find((c) => c.component === 'models')).toMatchObject({ added: 1, changed: 1, removed: 0 });
+    expect(plan.order).toEqual([['config'], ['models']]);
+    // Nothing changed before approval.
+    expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
+
+    const approved = await env.client.decide(id, 'approve', { user: 'bob' });
+    expect(approved.accepted).toBe(true);
+    const { status, execution } = await env.finalStatus(id);
+
+    expect(execution).toBe('COMPLETED');
+    expect(status.state).toBe('completed');
+    expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(readTree(v1Copy));
+    expect(status.steps.config).toMatchObject({ state: 'done', verify: 'passed' });
+    expect(status.steps.models).toMatchObject({ state: 'done', verify: 'passed' });
+    expect(Date.parse(status.steps.models!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(status.steps.config!.endedAt!));
+    for (const phase of ['decide', 'prepare', 'approval', 'execute', 'verify', 'complete'] as const) {
+      expect(status.phases[phase]?.durationMs).toBeGreaterThanOrEqual(0);
+    }
+    expect(status.targetCrossSection?.crossSectionId).toBe(v1.crossSectionId);
+
+    // The safety cross-section exists in the repository and holds the pre-rollback state.
+    const sections = await env.store.crossSections('production');
+    const safety = sections.find((s) => s.id === status.plan!.safetyCrossSectionId)!;
+    expect(safety).toMatchObject({ origin: 'safety', complete: true, workflowId: id });
+    const restoredAt = path.join(env.dir, 'safety-restore');
+    await env.store.restic.restore({ snapshotId: safety.components.config!.snapshotId, target: restoredAt });
+    expect(readTree(restoredAt)).toEqual(
+      Object.fromEntries(Object.entries(before).filter(([p]) => p.startsWith('config/')).map(([p, e]) => [p.slice('config/'.length), e])),
+    );
+
+    // The report is written and says what happened; the secret never appears in it.
+    expect(existsSync(status.reportFile!)).toBe(true);
+    expect(status.report).toContain('| config | 3 | 2 | 1 | 1 |');
+    expect(status.report).toContain('Approved by:** bob');
+    expect(status.report).not.toContain('s3cret');
+  });
+
+  it('rolls back only the named components', async () => {
+    const v3 = await env.snapshot('production', { version: 'v3' });
+    writeFileSync(path.join(config, 'app.yaml'), 'release: v4\n');
+    writePickle(path.join(models, 'classifier.pkl'), { model: 'classifier', weights: [4] });
+    const modelsBefore = readTree(models);
+
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'cross-section', id: v3.crossSectionId },
+      components: ['config'],
+    });
+    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    await env.client.decide(id, 'approve', { user: 'carol' });
+    const { status } = await env.finalStatus(id);
+
+    expect(status.state).toBe('completed');
+    expect(Object.keys(status.steps)).toEqual(['config']);
+    expect(readTree(models)).toEqual(modelsBefore);
+    expect(readTree(config)['app.yaml']?.content).toBe(Buffer.from('release: v1\nreplicas: 3\n').toString('base64'));
+  });
+
+  it('returns the plan on a dry run and changes nothing', async () => {
+    writeFileSync(path.join(config, 'app.yaml'), 'release: dry\n');
+    const before = readTree(path.join(env.dir, 'envs', 'production'));
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' }, dryRun: true });
+    const { status } = await env.finalStatus(id);
+
+    expect(status).toMatchObject({ state: 'completed', dryRun: true, phase: 'complete' });
+    expect(status.phases.execute).toBeUndefined();
+    expect(status.plan!.components.find((c) => c.component === 'config')!.preview).toContainEqual({ op: 'change', path: 'app.yaml' });
+    expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
+  });
+
+  it('fails clearly when no cross-section has the version, and changes nothing', async () => {
+    const before = readTree(path.join(env.dir, 'envs', 'production'));
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v404' } });
+    const { status, execution } = await env.finalStatus(id);
+    expect(execution).toBe('FAILED');
+    expect(status.state).toBe('failed');
+    expect(status.cause).toMatch(/no cross-section of production matches version v404; recent: xs-/);
+    expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
+  });
+});

@@ -1,0 +1,229 @@
+// A rewind installation per test file: temp directories, a manifest with its own task queues,
+// a restic repository, the control worker and the agents, all real, against the suite's
+// Temporal dev server. Tests override what they need (faults, policy) and nothing else.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Runtime, Worker, DefaultLogger } from '@temporalio/worker';
+import { stringify } from 'yaml';
+import { createAgentActivities } from '../../src/activities/agent';
+import { createControlActivities } from '../../src/activities/control';
+import { Faults } from '../../src/activities/faults';
+import { RewindClient, type RollbackView } from '../../src/client/client';
+import type { CrossSectionResult } from '../../src/domain/snapshot';
+import type { RollbackStatus } from '../../src/domain/rollback';
+import { loadManifest, type LoadedManifest } from '../../src/manifest/load';
+import { envTaskQueue, type ManifestInput } from '../../src/manifest/schema';
+import { createLogger } from '../../src/platform/logger';
+import { openSnapshotStore } from '../../src/snapshots/open';
+import type { SnapshotStore } from '../../src/snapshots/store';
+import { workflowCode } from '../../src/workers/workflow-code';
+
+let runtimeInstalled = false;
+function quietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+}
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+export const TEST_PASSWORD = 'test-repository-password';
+
+export interface TestEnvOptions {
+  /** Component layout per environment; paths are created under the temp dir. */
+  environments?: Record<string, Record<string, { format?: 'config' | 'pickle' | 'any'; dependsOn?: string[] }>>;
+  approvers?: string[];
+  policy?: ManifestInput['policy'];
+  /** Per environment: faults for its in-process agent. */
+  faults?: Record<string, string>;
+  /** Environments whose agent the test runs itself (e.g. as a separate process). */
+  externalAgents?: string[];
+  allowSelfApproval?: Record<string, boolean>;
+}
+
+export interface TestEnv {
+  dir: string;
+  manifestFile: string;
+  loaded: LoadedManifest;
+  store: SnapshotStore;
+  client: RewindClient;
+  temporal: Client;
+  /** Directory of a component. */
+  componentPath(environment: string, component: string): string;
+  snapshot(environment: string, options?: { version?: string; components?: string[]; reason?: string }): Promise<CrossSectionResult>;
+  startRollback(request: Record<string, unknown>): Promise<string>;
+  waitFor(workflowId: string, until: (s: RollbackStatus) => boolean, timeoutMs?: number): Promise<RollbackView>;
+  /** Waits for the run to close and returns its final status (from result or failure details). */
+  finalStatus(workflowId: string, timeoutMs?: number): Promise<RollbackView>;
+  spawnAgent(environment: string, env?: NodeJS.ProcessEnv): ChildProcess;
+  teardown(): Promise<void>;
+}
+
+const DEFAULT_ENVIRONMENTS: NonNullable<TestEnvOptions['environments']> = {
+  production: { config: { format: 'config' }, models: { format: 'pickle', dependsOn: ['config'] } },
+};
+
+export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestEnv> {
+  quietRuntime();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-test-'));
+  const environments = options.environments ?? DEFAULT_ENVIRONMENTS;
+  const taskQueue = `t-${randomBytes(4).toString('hex')}`;
+  const manifestInput: ManifestInput = {
+    repository: { path: './repo', passwordEnv: 'REWIND_TEST_PASSWORD' },
+    dataDir: './data',
+    approvers: options.approvers ?? ['alice', 'bob', 'carol'],
+    policy: { approvalTimeout: '10m', heartbeatTimeout: '5s', ...options.policy },
+    temporal: { taskQueue },
+    environments: Object.fromEntries(
+      Object.entries(environments).map(([env, components]) => [
+        env,
+        {
+          ...(options.allowSelfApproval?.[env] !== undefined ? { allowSelfApproval: options.allowSelfApproval[env] } : {}),
+          components: Object.fromEntries(
+            Object.entries(components).map(([name, c]) => {
+              const p = path.join(dir, 'envs', env, name);
+              mkdirSync(p, { recursive: true });
+              return [name, { kind: 'files' as const, path: p, format: c.format ?? 'any', dependsOn: c.dependsOn ?? [] }];
+            }),
+          ),
+        },
+      ]),
+    ),
+  };
+  const manifestFile = path.join(dir, 'rewind.yaml');
+  writeFileSync(manifestFile, stringify(manifestInput));
+  process.env.REWIND_TEST_PASSWORD = TEST_PASSWORD;
+  const loaded = loadManifest(manifestFile, { checkPaths: 'all' });
+  const store = openSnapshotStore(loaded.manifest);
+  await store.restic.ensureInitialized();
+  const logger = createLogger('test', process.env.REWIND_TEST_LOG_LEVEL ?? 'warn');
+
+  const address = process.env.TEMPORAL_ADDRESS!;
+  const connection = await Connection.connect({ address });
+  const temporal = new Client({ connection, namespace: 'default' });
+  const nativeConnection = await NativeConnection.connect({ address });
+  const workers: Worker[] = [
+    await Worker.create({
+      connection: nativeConnection,
+      taskQueue,
+      ...workflowCode(),
+      activities: createControlActivities({ manifest: loaded.manifest, store, logger, client: temporal }),
+    }),
+  ];
+  for (const env of Object.keys(environments)) {
+    if (options.externalAgents?.includes(env)) continue;
+    workers.push(
+      await Worker.create({
+        connection: nativeConnection,
+        taskQueue: envTaskQueue(loaded.manifest, env),
+        activities: createAgentActivities({
+          environment: env,
+          manifest: loaded.manifest,
+          store,
+          logger,
+          faults: Faults.parse(options.faults?.[env]),
+        }),
+      }),
+    );
+  }
+  const running = workers.map((w) => w.run());
+  const client = new RewindClient(temporal, loaded.manifest);
+  const children: ChildProcess[] = [];
+
+  const env: TestEnv = {
+    dir,
+    manifestFile,
+    loaded,
+    store,
+    client,
+    temporal,
+    componentPath: (e, c) => loaded.manifest.environments[e]!.components[c]!.path,
+    async snapshot(environment, opts = {}) {
+      const handle = await client.startSnapshot({ environment, requester: 'test', ...opts });
+      return client.snapshotResult(handle.workflowId);
+    },
+    async startRollback(request) {
+      const { workflowId } = await client.startRollback({ requester: 'alice', ...request });
+      return workflowId;
+    },
+    waitFor: (workflowId, until, timeoutMs = 120_000) => client.waitForRollback(workflowId, until, { timeoutMs, intervalMs: 150 }),
+    async finalStatus(workflowId, timeoutMs = 120_000) {
+      await temporal.workflow
+        .getHandle(workflowId)
+        .result()
+        .catch(() => undefined);
+      return client.waitForRollback(workflowId, () => false, { timeoutMs, intervalMs: 150 });
+    },
+    spawnAgent(environment, extraEnv = {}) {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/client/cli.ts'), 'agent', '--env', environment], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, REWIND_MANIFEST: manifestFile, TEMPORAL_ADDRESS: address, REWIND_LOG_LEVEL: 'warn', ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.push(child);
+      return child;
+    },
+    async teardown() {
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      workers.forEach((w) => w.shutdown());
+      await Promise.allSettled(running);
+      await nativeConnection.close();
+      await connection.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return env;
+}
+
+/** Waits for a condition with a deadline, polling; never a fixed sleep. */
+export async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+export interface TreeEntry {
+  type: 'file' | 'dir' | 'symlink';
+  mode: number;
+  content?: string;
+  target?: string;
+}
+
+/** Every entry of a directory with its type, mode, bytes (base64) and link target. */
+export function readTree(root: string): Record<string, TreeEntry> {
+  const out: Record<string, TreeEntry> = {};
+  const walk = (dir: string, rel: string) => {
+    for (const name of readdirSync(dir).sort()) {
+      const abs = path.join(dir, name);
+      const relPath = rel ? `${rel}/${name}` : name;
+      const st = lstatSync(abs);
+      const mode = st.mode & 0o7777;
+      if (st.isSymbolicLink()) out[relPath] = { type: 'symlink', mode, target: readlinkSync(abs) };
+      else if (st.isDirectory()) {
+        out[relPath] = { type: 'dir', mode };
+        walk(abs, relPath);
+      } else out[relPath] = { type: 'file', mode, content: readFileSync(abs).toString('base64') };
+    }
+  };
+  walk(root, '');
+  return out;
+}
+
+export function copyTree(from: string, to: string): void {
+  cpSync(from, to, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+}
+
+/** A pickle written by python3's own pickle module, as the real model files are. */
+export function writePickle(file: string, value: unknown): void {
+  const script = 'import json,pickle,sys; pickle.dump(json.loads(sys.argv[2]), open(sys.argv[1], "wb"), protocol=4)';
+  const result = spawnSync('python3', ['-c', script, file, JSON.stringify(value)]);
+  if (result.status !== 0) throw new Error(`python3 could not write the pickle: ${result.stderr.toString()}`);
+}
