@@ -6,9 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, Worker, DefaultLogger } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { createAgentActivities } from '../../src/activities/agent';
 import { createControlActivities } from '../../src/activities/control';
@@ -23,14 +24,9 @@ import { openSnapshotStore } from '../../src/snapshots/open';
 import type { SnapshotStore } from '../../src/snapshots/store';
 import { workflowCode } from '../../src/workers/workflow-code';
 
-let runtimeInstalled = false;
-function quietRuntime(): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
-}
-
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+/** Runs the CLI from its TypeScript sources, from any working directory. */
+const CLI = ['--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href, path.join(REPO_ROOT, 'src/client/cli.ts')];
 export const TEST_PASSWORD = 'test-repository-password';
 
 export interface TestEnvOptions {
@@ -68,7 +64,6 @@ const DEFAULT_ENVIRONMENTS: NonNullable<TestEnvOptions['environments']> = {
 };
 
 export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestEnv> {
-  quietRuntime();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-test-'));
   const environments = options.environments ?? DEFAULT_ENVIRONMENTS;
   const taskQueue = `t-${randomBytes(4).toString('hex')}`;
@@ -159,7 +154,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       return client.waitForRollback(workflowId, () => false, { timeoutMs, intervalMs: 150 });
     },
     spawnAgent(environment, extraEnv = {}) {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/client/cli.ts'), 'agent', '--env', environment], {
+      const child = spawn(process.execPath, [...CLI, 'agent', '--env', environment], {
         cwd: REPO_ROOT,
         env: { ...process.env, REWIND_MANIFEST: manifestFile, TEMPORAL_ADDRESS: address, REWIND_LOG_LEVEL: 'warn', ...extraEnv },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -226,4 +221,33 @@ export function writePickle(file: string, value: unknown): void {
   const script = 'import json,pickle,sys; pickle.dump(json.loads(sys.argv[2]), open(sys.argv[1], "wb"), protocol=4)';
   const result = spawnSync('python3', ['-c', script, file, JSON.stringify(value)]);
   if (result.status !== 0) throw new Error(`python3 could not write the pickle: ${result.stderr.toString()}`);
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the `rewind` command from the sources, as a user would, and collects its output. */
+export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...CLI, ...args], {
+      cwd: options.cwd ?? REPO_ROOT,
+      env: { ...process.env, REWIND_LOG_LEVEL: 'warn', ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`rewind ${args.join(' ')} did not finish within ${options.timeoutMs ?? 60_000} ms\n${stdout}\n${stderr}`));
+    }, options.timeoutMs ?? 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }

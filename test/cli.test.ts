@@ -1,0 +1,105 @@
+// The `rewind` command as an operator runs it: JSON output for tooling, one clear error line
+// and a non-zero exit for bad input, and nothing started by a bad request.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { CROSS_SECTION_ID_PATTERN } from '../src/domain/cross-section';
+import { createTestEnv, readTree, runCli, type TestEnv } from './support/harness';
+
+let env: TestEnv;
+let cli: (args: string[]) => ReturnType<typeof runCli>;
+let crossSectionId: string;
+
+beforeAll(async () => {
+  env = await createTestEnv({ environments: { production: { config: {}, models: { dependsOn: ['config'] } } } });
+  cli = (args) => runCli(['--manifest', env.manifestFile, ...args]);
+  writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'release: v1\n');
+  writeFileSync(path.join(env.componentPath('production', 'models'), 'm.pkl'), 'pickle-v1');
+});
+afterAll(() => env.teardown());
+
+const json = (text: string) => JSON.parse(text) as Record<string, unknown>;
+
+describe('rewind CLI', () => {
+  it('snapshot create --wait --json prints the cross-section id; list and show find it', async () => {
+    const created = await cli(['snapshot', 'create', '--env', 'production', '--version', 'v1', '--reason', 'before deploy', '--wait', '--json']);
+    expect(created.code).toBe(0);
+    crossSectionId = json(created.stdout).crossSectionId as string;
+    expect(crossSectionId).toMatch(CROSS_SECTION_ID_PATTERN);
+
+    const listed = await cli(['snapshot', 'list', '--env', 'production', '--json']);
+    expect((JSON.parse(listed.stdout) as { id: string; version: string }[])[0]).toMatchObject({ id: crossSectionId, version: 'v1' });
+    const shown = await cli(['snapshot', 'show', crossSectionId, '--env', 'production']);
+    expect(shown.stdout).toContain(`${crossSectionId}  production`);
+    expect(shown.stdout).toMatch(/config\s+snapshot [0-9a-f]{8}\s+1 files/);
+  });
+
+  it('runs a rollback from start to report', async () => {
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'release: v2\n');
+    const started = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--as', 'alice', '--reason', 'errors up', '--json']);
+    expect(started.code).toBe(0);
+    const start = json(started.stdout);
+    expect(start).toMatchObject({ state: 'awaiting-approval', phase: 'approval' });
+    const id = start.workflowId as string;
+    expect(id).toMatch(/^rollback-production-\d{8}-\d{6}-[0-9a-f]{4}$/);
+
+    const status = json((await cli(['rollback', 'status', id, '--json'])).stdout);
+    expect(status).toMatchObject({ phase: 'approval', state: 'awaiting-approval', requester: 'alice', reason: 'errors up' });
+
+    const self = await cli(['rollback', 'approve', id, '--as', 'alice', '--json']);
+    expect(self.code).toBe(1);
+    expect(json(self.stdout)).toMatchObject({ accepted: false, reason: 'alice requested this rollback and cannot approve it in production' });
+
+    const approved = await cli(['rollback', 'approve', id, '--as', 'bob']);
+    expect(approved.code).toBe(0);
+    expect(approved.stdout).toContain('approved by bob');
+
+    const watched = await cli(['rollback', 'status', id, '--watch', '--json']);
+    expect(json(watched.stdout)).toMatchObject({ phase: 'complete', state: 'completed', execution: 'COMPLETED' });
+    expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(Buffer.from('release: v1\n').toString('base64'));
+
+    const report = await cli(['rollback', 'report', id]);
+    expect(report.stdout).toContain(`# Rollback report: ${id}`);
+    expect(report.stdout).toContain('- change `app.yaml`');
+
+    const listed = JSON.parse((await cli(['rollback', 'list', '--env', 'production', '--json'])).stdout) as Record<string, unknown>[];
+    expect(listed[0]).toMatchObject({ workflowId: id, environment: 'production', state: 'completed', target: 'version:v1' });
+  });
+
+  it('prints the plan of a dry run and exits 0', async () => {
+    const dry = await cli(['rollback', 'start', '--env', 'production', '--to-snapshot', crossSectionId, '--dry-run']);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain('[dry run]');
+    expect(dry.stdout).toMatch(/Plan \(safety cross-section xs-/);
+  });
+
+  it.each([
+    [['rollback', 'start', '--env', 'production'], 'error: give exactly one of --to-version V or --to-snapshot ID'],
+    [['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--to-snapshot', 'xs-20261128-000000-abcd'], 'error: give exactly one of'],
+    [['rollback', 'start', '--env', 'production', '--to-snapshot', 'yesterday'], 'error: --to-snapshot: "yesterday" is not a cross-section id (like xs-20261128-130641-a1b2)'],
+    [['rollback', 'start', '--env', 'staging', '--to-version', 'v1'], 'error: unknown environment "staging" (the manifest declares: production)'],
+    [['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--components', 'config,nope'], 'error: environment "production" has no component "nope" (it has: config, models)'],
+    [['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--trigger', 'pager'], "error: option '--trigger <trigger>' argument 'pager' is invalid"],
+    [['rollback', 'status', 'rollback-production-nope'], 'error: no rollback with id rollback-production-nope'],
+    [['snapshot', 'create', '--env', 'production', '--components', 'nope'], 'error: environment "production" has no component "nope"'],
+    [['snapshot', 'show', 'xs-20261128-000000-0000', '--env', 'production'], 'error: no cross-section xs-20261128-000000-0000 in production'],
+    [['rollback', 'frobnicate'], "error: unknown command 'frobnicate'"],
+  ])('rejects bad input %j with one clear line and starts nothing', async (args, message) => {
+    const before = (await env.client.listRollbacks('production', 100)).length;
+    const result = await cli(args);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr.split('\n')[0]).toContain(message);
+    expect((await env.client.listRollbacks('production', 100)).length).toBe(before);
+  });
+
+  it('says where it looked when Temporal is unreachable', async () => {
+    const result = await runCli(['--manifest', env.manifestFile, 'rollback', 'list'], { env: { TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^error: cannot reach Temporal at 127\.0\.0\.1:1 .*start it with `npm start`, or set TEMPORAL_ADDRESS/);
+  });
+
+  it('documents every command with --help', async () => {
+    const help = await runCli(['rollback', 'start', '--help']);
+    expect(help.code).toBe(0);
+    for (const flag of ['--to-version', '--to-snapshot', '--components', '--dry-run', '--as']) expect(help.stdout).toContain(flag);
+  });
+});

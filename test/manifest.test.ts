@@ -1,0 +1,109 @@
+// Bad manifests fail with an error that names the key, and nothing starts.
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ManifestError, parseManifest, repositoryPassword } from '../src/manifest/load';
+import { manifestJsonSchema } from '../src/manifest/schema';
+import { runCli } from './support/harness';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-manifest-'));
+const configDir = path.join(dir, 'config');
+const modelsDir = path.join(dir, 'models');
+mkdirSync(configDir);
+mkdirSync(modelsDir);
+
+const valid = `
+repository: { path: ./snapshots, passwordEnv: REWIND_REPOSITORY_PASSWORD }
+approvers: [alice, bob]
+policy: { approvalTimeout: 30m }
+environments:
+  production:
+    components:
+      config: { kind: files, path: ${configDir}, format: config }
+      models: { kind: files, path: ${modelsDir}, format: pickle, dependsOn: [config] }
+`;
+
+function issuesOf(text: string, checkPaths: 'all' | false = 'all'): string[] {
+  try {
+    parseManifest(text, path.join(dir, 'rewind.yaml'), { checkPaths });
+  } catch (err) {
+    if (err instanceof ManifestError) return err.issues.map((i) => `${i.path}: ${i.message}`);
+    throw err;
+  }
+  return [];
+}
+
+describe('manifest validation', () => {
+  it('accepts the documented shape and fills in defaults', () => {
+    const { manifest } = parseManifest(valid, path.join(dir, 'rewind.yaml'), { checkPaths: 'all' });
+    expect(manifest.repository.path).toBe(path.join(dir, 'snapshots'));
+    expect(manifest.policy).toEqual({ approvalTimeout: '30m', requiredApprovals: 1, heartbeatTimeout: '30s', planPreviewPaths: 20 });
+    expect(manifest.temporal).toEqual({ namespace: 'default', taskQueue: 'rewind' });
+    expect(manifest.environments.production!.components.config!.dependsOn).toEqual([]);
+    expect(manifest.dataDir).toBe(path.join(dir, '.data'));
+  });
+
+  it.each([
+    ['a missing key', valid.replace(`path: ${modelsDir}, `, ''), 'environments.production.components.models.path: required'],
+    ['a missing section', valid.replace('approvers: [alice, bob]\n', ''), 'approvers: required'],
+    ['a wrong type', valid.replace('approvers: [alice, bob]', 'approvers: alice'), 'approvers: expected array, got string "alice"'],
+    ['a wrong duration', valid.replace('30m', 'half an hour'), 'policy.approvalTimeout: must be a duration such as 90s, 30m or 2h'],
+    ['an unknown key', valid.replace('format: config }', 'format: config, paht: /x }'), 'environments.production.components.config.paht: unknown key'],
+    ['an unknown top-level key', `${valid}\nextra: 1\n`, 'extra: unknown key'],
+    ['an unknown kind', valid.replace('kind: files, path: ' + configDir, 'kind: s3, path: ' + configDir), 'environments.production.components.config.kind: unknown kind "s3"; expected one of: files'],
+    ['an unknown format', valid.replace('format: config', 'format: xml'), 'environments.production.components.config.format: Invalid option: expected one of "config"|"pickle"|"any"'],
+    ['a bad environment name', valid.replace('  production:', '  Production:'), 'environments.Production: invalid name "Production": must start with a lowercase letter and hold only a-z, 0-9 and "-" (40 characters at most)'],
+    ['a dependency on an unknown component', valid.replace('dependsOn: [config]', 'dependsOn: [cofnig]'), 'environments.production.components.models.dependsOn.0: unknown component "cofnig" (this environment has: config, models)'],
+    ['a dependency cycle', valid.replace('format: config }', 'format: config, dependsOn: [models] }'), 'environments.production.components: dependency cycle: config -> models -> config'],
+    ['a path that does not exist', valid.replace(configDir, '/nonexistent/config'), 'environments.production.components.config.path: /nonexistent/config does not exist'],
+    ['invalid YAML', 'approvers: [alice\n', 'YAML'],
+  ])('rejects %s, naming the key', (_what, text, expected) => {
+    expect(issuesOf(text)[0]).toContain(expected);
+  });
+
+  it('reports every problem at once', () => {
+    const text = valid.replace(`path: ${modelsDir}, `, '').replace('approvers: [alice, bob]', 'approvers: []');
+    expect(issuesOf(text)).toEqual(['approvers: must name at least one approver', 'environments.production.components.models.path: required']);
+  });
+
+  it('names the password variable when it is unset, and never prints a password', () => {
+    const { manifest } = parseManifest(valid, path.join(dir, 'rewind.yaml'));
+    expect(() => repositoryPassword(manifest, {})).toThrow('environment variable REWIND_REPOSITORY_PASSWORD is not set');
+    expect(repositoryPassword(manifest, { REWIND_REPOSITORY_PASSWORD: 'pw' })).toBe('pw');
+  });
+
+  it('exports a JSON Schema from the same zod schema, for editors', () => {
+    const schema = manifestJsonSchema() as { properties: Record<string, unknown>; required: string[]; additionalProperties: boolean };
+    expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(['repository', 'approvers', 'policy', 'environments']));
+    expect(schema.required).toEqual(expect.arrayContaining(['repository', 'approvers', 'environments']));
+    expect(schema.additionalProperties).toBe(false);
+  });
+});
+
+describe('a bad manifest stops every command before anything starts', () => {
+  const bad = path.join(dir, 'bad.yaml');
+  writeFileSync(bad, valid.replace(configDir, '/nonexistent/config'));
+
+  it('the agent exits 1 with one line naming the key', async () => {
+    const result = await runCli(['--manifest', bad, 'agent', '--env', 'production'], { env: { REWIND_REPOSITORY_PASSWORD: 'x' } });
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim()).toBe(`error: ${bad}: environments.production.components.config.path: /nonexistent/config does not exist`);
+  });
+
+  it('`rewind start` exits 1 and starts no server', async () => {
+    const workdir = mkdtempSync(path.join(os.tmpdir(), 'rewind-start-bad-'));
+    const manifest = path.join(workdir, 'rewind.yaml');
+    writeFileSync(manifest, valid.replace(`path: ${modelsDir}, `, ''));
+    const result = await runCli(['start', '--headless', '--port', '1'], { cwd: workdir, env: { REWIND_MANIFEST: manifest } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('environments.production.components.models.path: required');
+    expect(result.stdout).not.toContain('starting the Temporal dev server');
+    expect(existsSync(path.join(workdir, '.data', 'temporal.db'))).toBe(false);
+  });
+
+  it('`rewind manifest validate --json` reports the problem as JSON', async () => {
+    const result = await runCli(['--manifest', bad, 'manifest', 'validate', '--check-paths', '--json']);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stderr)).toEqual({ error: `${bad}: environments.production.components.config.path: /nonexistent/config does not exist` });
+  });
+});
