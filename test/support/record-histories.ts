@@ -1,0 +1,83 @@
+// Records the golden histories that test/replay.test.ts replays: one run per outcome of each
+// workflow. Run after an intended change to a workflow's commands (behind `patched()`):
+//   npm run record-histories
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { execFileSync } from 'node:child_process';
+import { resolveTool } from '../../src/platform/tools';
+import { ensureSearchAttributes } from '../../src/platform/temporal';
+import { startDevServer } from '../../src/platform/temporal-dev-server';
+import { createTestEnv, eventually, type TestEnv } from './harness';
+
+const OUT = path.resolve(__dirname, '..', 'histories');
+
+async function save(env: TestEnv, workflowId: string, name: string): Promise<void> {
+  await env.temporal.workflow.getHandle(workflowId).result().catch(() => undefined);
+  // The temporal CLI writes history JSON in the format `historyFromJSON` reads back.
+  const json = execFileSync(resolveTool('temporal'), ['workflow', 'show', '--workflow-id', workflowId, '--address', process.env.TEMPORAL_ADDRESS!, '--output', 'json'], {
+    encoding: 'utf8',
+  });
+  writeFileSync(path.join(OUT, `${name}.json`), json);
+  console.log(`recorded ${name} (${(JSON.parse(json) as { events: unknown[] }).events.length} events)`);
+}
+
+async function scenario(faults: string | undefined, run: (env: TestEnv) => Promise<void>): Promise<void> {
+  const env = await createTestEnv(faults ? { faults: { production: faults } } : {});
+  try {
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v1\n');
+    writeFileSync(path.join(env.componentPath('production', 'models'), 'm.pkl'), 'pickle-v1');
+    await run(env);
+  } finally {
+    await env.teardown();
+  }
+}
+
+async function main(): Promise<void> {
+  const server = await startDevServer({ headless: true });
+  process.env.TEMPORAL_ADDRESS = server.address;
+  const connection = await Connection.connect({ address: server.address });
+  await ensureSearchAttributes(connection, 'default');
+  await connection.close();
+  try {
+    await scenario(undefined, async (env) => {
+      const handle = await env.client.startSnapshot({ environment: 'production', version: 'v1', requester: 'test' });
+      await save(env, handle.workflowId, 'snapshot-completed');
+      writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v2\n');
+      const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
+      await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+      await env.client.decide(id, 'approve', { user: 'alice' });
+      await env.client.decide(id, 'approve', { user: 'bob' });
+      await save(env, id, 'rollback-completed');
+      const rejected = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
+      await env.waitFor(rejected, (s) => s.state === 'awaiting-approval');
+      await env.client.decide(rejected, 'reject', { user: 'bob' });
+      await save(env, rejected, 'rollback-rejected');
+    });
+    await scenario('before-restore:models=fail', async (env) => {
+      await env.snapshot('production', { version: 'v1' });
+      writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v2\n');
+      const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
+      await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+      await env.client.decide(id, 'approve', { user: 'bob' });
+      await save(env, id, 'rollback-compensated');
+    });
+    await scenario('after-restore:config=pause:60s', async (env) => {
+      await env.snapshot('production', { version: 'v1' });
+      writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v2\n');
+      const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
+      await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+      await env.client.decide(id, 'approve', { user: 'bob' });
+      await eventually(async () => (await env.client.rollbackView(id)).live.some((l) => l.progress?.stage === 'paused by REWIND_FAULTS') || undefined, 'pause');
+      await env.client.cancel(id);
+      await save(env, id, 'rollback-cancelled-during-execute');
+    });
+  } finally {
+    await server.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
