@@ -62,13 +62,13 @@ export function createControlActivities(deps: ControlDeps) {
     return requested ? declared.filter((c) => requested.includes(c)) : declared;
   };
 
-  async function resolveSnapshot(request: SnapshotRequest): Promise<SnapshotContext> {
-    return {
+  function resolveSnapshot(request: SnapshotRequest): Promise<SnapshotContext> {
+    return Promise.resolve({
       environment: request.environment,
       envTaskQueue: envTaskQueue(manifest, request.environment),
       components: chosenComponents(request.environment, request.components),
       heartbeatTimeoutMs: parseDuration(manifest.policy.heartbeatTimeout),
-    };
+    });
   }
 
   async function resolveRollback(request: RollbackRequest & { workflowId: string }): Promise<RollbackContext> {

@@ -64,7 +64,7 @@ function list(value: string): string[] {
 }
 
 /** Runs a command's action; any error becomes one clear message and exit code 1. */
-function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | void) {
   return async (...args: A): Promise<void> => {
     const cmd = args[args.length - 1] as Command;
     try {
@@ -165,7 +165,7 @@ manifestCmd
   .description('validate the manifest; with --check-paths also check every component path exists')
   .option('--check-paths', 'check that every component path exists')
   .action(
-    action(async (opts: { checkPaths?: boolean }, cmd: Command) => {
+    action((opts: { checkPaths?: boolean }, cmd: Command) => {
       const loaded = manifestOf(cmd, opts.checkPaths ? 'all' : false);
       const envs = Object.entries(loaded.manifest.environments).map(([name, e]) => ({ name, components: Object.keys(e.components) }));
       print(cmd, { valid: true, file: loaded.file, environments: envs }, () =>
@@ -178,7 +178,7 @@ manifestCmd
   .command('schema')
   .description('print the JSON Schema of rewind.yaml (for editor completion)')
   .action(
-    action(async () => {
+    action(() => {
       process.stdout.write(`${JSON.stringify(manifestJsonSchema(), null, 2)}\n`);
     }),
   );

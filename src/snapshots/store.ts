@@ -3,7 +3,7 @@
 import { groupCrossSections, type ComponentSnapshot, type CrossSection } from '../domain/cross-section';
 import type { RollbackTarget } from '../domain/rollback';
 import { parseListing, type ListingEntry } from '../files/listing';
-import { ResticRepository } from './restic';
+import type { ResticRepository } from './restic';
 
 /** Name of the listing file inside a listing snapshot. */
 export const LISTING_FILE = '.rewind-listing.json';

@@ -18,7 +18,7 @@ export interface AgentWorkerOptions {
   faults?: Faults;
 }
 
-export async function createAgentWorker(options: AgentWorkerOptions): Promise<{ worker: Worker; close(): Promise<void> }> {
+export async function createAgentWorker(options: AgentWorkerOptions): Promise<{ worker: Worker; close: () => Promise<void> }> {
   const { manifest } = options.loaded;
   const connection = await NativeConnection.connect({ address: options.temporal.address });
   const worker = await Worker.create({

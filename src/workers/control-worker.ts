@@ -15,7 +15,7 @@ export interface ControlWorkerOptions {
   logger: Logger;
 }
 
-export async function createControlWorker(options: ControlWorkerOptions): Promise<{ worker: Worker; close(): Promise<void> }> {
+export async function createControlWorker(options: ControlWorkerOptions): Promise<{ worker: Worker; close: () => Promise<void> }> {
   const { manifest } = options.loaded;
   const admin = await Connection.connect({ address: options.temporal.address });
   const added = await ensureSearchAttributes(admin, options.temporal.namespace);
@@ -33,7 +33,7 @@ export async function createControlWorker(options: ControlWorkerOptions): Promis
   });
   return {
     worker,
-    async close() {
+    close: async () => {
       await connection.close();
       await client.connection.close();
     },

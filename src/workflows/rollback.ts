@@ -188,7 +188,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     };
     await Promise.allSettled(context.components.map(run));
     if (firstFailure === undefined) return;
-    if (isCancellation(firstFailure)) throw firstFailure;
+    if (isCancellation(firstFailure)) throw firstFailure as Error;
     throw await compensate(context, `execute failed: ${describeError(firstFailure)}`);
   }
 
