@@ -7,12 +7,16 @@
 # src/platform/tools.ts resolves the binaries at run time in the same order.
 #
 # Usage: scripts/ensure-tools.sh [--quiet]
+# Environment: REWIND_TOOLS_DIR (cache), REWIND_TOOLS_MIRROR (release mirror),
+#              REWIND_TOOLS_NO_DOWNLOAD=1 (skip release downloads), REWIND_TEMPORAL_BIN, REWIND_RESTIC_BIN.
 set -euo pipefail
 
 TEMPORAL_CLI_VERSION=1.5.1 # newest tag whose go.mod has no replace directive, so `go install` takes it
 RESTIC_VERSION=0.19.1
 RESTIC_MIN=0.17 # restore --overwrite if-changed --delete
 CACHE_DIR="${REWIND_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rewind/bin}"
+# Where release binaries come from; point it at an internal mirror of GitHub releases if needed.
+RELEASES="${REWIND_TOOLS_MIRROR:-https://github.com}"
 QUIET=0
 [ "${1:-}" = "--quiet" ] && QUIET=1
 
@@ -59,7 +63,7 @@ download_temporal() {
   local tmp name base
   tmp=$(mktemp -d)
   name="temporal_cli_${TEMPORAL_CLI_VERSION}_$(os)_$(arch).tar.gz"
-  base="https://github.com/temporalio/cli/releases/download/v${TEMPORAL_CLI_VERSION}"
+  base="$RELEASES/temporalio/cli/releases/download/v${TEMPORAL_CLI_VERSION}"
   if fetch "$base/temporal_cli_${TEMPORAL_CLI_VERSION}_checksums.txt" "$tmp/sums" &&
     fetch "$base/$name" "$tmp/$name" && verify_sha256 "$tmp/$name" "$tmp/sums" "$name" &&
     tar -xzf "$tmp/$name" -C "$tmp" temporal && temporal_ok "$tmp/temporal"; then
@@ -75,7 +79,7 @@ download_restic() {
   local tmp name base
   tmp=$(mktemp -d)
   name="restic_${RESTIC_VERSION}_$(os)_$(arch).bz2"
-  base="https://github.com/restic/restic/releases/download/v${RESTIC_VERSION}"
+  base="$RELEASES/restic/restic/releases/download/v${RESTIC_VERSION}"
   if fetch "$base/SHA256SUMS" "$tmp/sums" && fetch "$base/$name" "$tmp/$name" &&
     verify_sha256 "$tmp/$name" "$tmp/sums" "$name" && bunzip2 "$tmp/$name" &&
     chmod +x "$tmp/${name%.bz2}" && restic_ok "$tmp/${name%.bz2}"; then
@@ -104,7 +108,7 @@ ensure_temporal() {
   if [ -n "$onpath" ] && temporal_ok "$onpath"; then say "temporal: $onpath (PATH)"; return; fi
   if [ -x "$CACHE_DIR/temporal" ] && temporal_ok "$CACHE_DIR/temporal"; then say "temporal: $CACHE_DIR/temporal (cached)"; return; fi
   if [ "${REWIND_TOOLS_NO_DOWNLOAD:-0}" != 1 ] && download_temporal; then say "temporal: downloaded v$TEMPORAL_CLI_VERSION"; return; fi
-  say "temporal: no release download reachable; trying the Go build"
+  say "temporal: no verified release download (unreachable, or checksum mismatch); trying the Go build"
   go_build "github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}" && temporal_ok "$CACHE_DIR/temporal" && return
   die "the temporal CLI is missing. Install it (https://docs.temporal.io/cli, or 'brew install temporal'), or install Go >= 1.23 so this script can build it, or point REWIND_TEMPORAL_BIN at it."
 }
@@ -120,7 +124,7 @@ ensure_restic() {
   if [ -n "$onpath" ] && restic_ok "$onpath"; then say "restic: $onpath (PATH)"; return; fi
   if [ -x "$CACHE_DIR/restic" ] && restic_ok "$CACHE_DIR/restic"; then say "restic: $CACHE_DIR/restic (cached)"; return; fi
   if [ "${REWIND_TOOLS_NO_DOWNLOAD:-0}" != 1 ] && download_restic; then say "restic: downloaded v$RESTIC_VERSION"; return; fi
-  say "restic: no release download reachable; trying the Go build"
+  say "restic: no verified release download (unreachable, or checksum mismatch); trying the Go build"
   go_build "github.com/restic/restic/cmd/restic@v${RESTIC_VERSION}" && restic_ok "$CACHE_DIR/restic" && return
   die "restic >= $RESTIC_MIN is missing (Debian 12's package is 0.14, too old). Install it from https://restic.net, or install Go >= 1.23 so this script can build it, or point REWIND_RESTIC_BIN at it."
 }

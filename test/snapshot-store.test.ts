@@ -56,6 +56,15 @@ describe('restic snapshots', () => {
     expect(readTree(src)['new.bin']).toBeUndefined();
   });
 
+  it('survives agents racing to create the repository', async () => {
+    const repository = path.join(dir, 'raced-repo');
+    const make = () => new ResticRepository({ repository, password: 'pw', initLockFile: path.join(dir, 'locks', 'init.lock') });
+    await Promise.all([make(), make(), make()].map((r) => r.ensureInitialized()));
+    // Without the lock, two of these inits each write a key and a config, and this read fails
+    // with "config or key ... is damaged".
+    await expect(make().snapshots()).resolves.toEqual([]);
+  });
+
   it('says clearly when the password is wrong', async () => {
     const wrong = new ResticRepository({ repository: path.join(dir, 'repo'), password: 'not-it' });
     await expect(wrong.snapshots()).rejects.toThrow(new ResticError('restic snapshots: wrong repository password', 12, 'wrong-password'));

@@ -106,7 +106,7 @@ program
   .option('--headless', 'no Web UI')
   .action(
     action(async (opts: { port: string; uiPort: string; ip: string; headless?: boolean }, cmd: Command) => {
-      const explicit = globals(cmd).manifest ?? process.env.REWIND_MANIFEST;
+      const explicit = globals(cmd).manifest || process.env.REWIND_MANIFEST || undefined;
       await runStack({
         manifestFile: manifestPathFrom(explicit),
         writeDemoIfMissing: explicit === undefined,

@@ -11,6 +11,7 @@ import { loadManifest, type LoadedManifest } from '../manifest/load';
 import { envTaskQueue } from '../manifest/schema';
 import { startDevServer, stopProcess, type DevServer } from '../platform/temporal-dev-server';
 import { resolveTool } from '../platform/tools';
+import { openSnapshotStore } from '../snapshots/open';
 import { writeDemo } from './demo';
 
 export interface StackOptions {
@@ -45,6 +46,8 @@ export async function runStack(options: StackOptions): Promise<void> {
   }
   const loaded = loadManifest(options.manifestFile, { checkPaths: 'all' });
   const { manifest } = loaded;
+  // Created here, once, before the agents start.
+  await openSnapshotStore(manifest).restic.ensureInitialized();
   const logDir = path.join(manifest.dataDir, 'logs');
   mkdirSync(logDir, { recursive: true });
 
@@ -73,7 +76,11 @@ export async function runStack(options: StackOptions): Promise<void> {
 
   const launch = (spec: ChildSpec) => {
     const log = createWriteStream(path.join(logDir, `${spec.name}.log`), { flags: 'a' });
-    const child = spawn(process.execPath, [require.resolve('./cli'), ...spec.args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    // execArgv carries loaders (e.g. tsx when run from sources) to the children.
+    const child = spawn(process.execPath, [...process.execArgv, require.resolve('./cli'), ...spec.args], {
+      env: childEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     spec.child = child;
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
@@ -119,10 +126,15 @@ export async function runStack(options: StackOptions): Promise<void> {
     process.once('SIGTERM', onSignal);
   });
 
-  await waitForPollers(server.address, manifest.temporal.namespace, [
-    manifest.temporal.taskQueue,
-    ...Object.keys(manifest.environments).map((env) => envTaskQueue(manifest, env)),
-  ]).catch((err: unknown) => process.stderr.write(`warning: ${err instanceof Error ? err.message : String(err)}\n`));
+  try {
+    await waitForPollers(server.address, manifest.temporal.namespace, [
+      manifest.temporal.taskQueue,
+      ...Object.keys(manifest.environments).map((env) => envTaskQueue(manifest, env)),
+    ]);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 
   if (options.json) {
     process.stdout.write(

@@ -40,7 +40,7 @@ export interface LoadOptions {
 }
 
 export function manifestPathFrom(option: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return path.resolve(option ?? env.REWIND_MANIFEST ?? DEFAULT_MANIFEST);
+  return path.resolve(option || env.REWIND_MANIFEST || DEFAULT_MANIFEST);
 }
 
 export function loadManifest(file: string, options: LoadOptions = {}): LoadedManifest {

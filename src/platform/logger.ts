@@ -25,7 +25,9 @@ export function sdkLogger(logger: Logger) {
   const log = (level: SdkLevel, message: string, meta?: Record<string, unknown>) => {
     const target = level === 'WARN' && EXPECTED_SDK_WARNINGS.test(message) ? 'DEBUG' : level;
     const fn = { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' }[target] as 'info';
-    logger[fn]({ sdk: true, ...meta }, message);
+    // pino serialises an Error (message, type, stack) only under `err`.
+    const { error, ...rest } = meta ?? {};
+    logger[fn]({ sdk: true, ...rest, ...(error !== undefined ? { err: error } : {}) }, message);
   };
   return {
     log,

@@ -3,6 +3,8 @@
 // JSON lines. The password travels in the child's environment, never in arguments or logs.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { resolveTool } from '../platform/tools';
 import { decodeTags, type TaggedSnapshot } from '../domain/cross-section';
 
@@ -12,6 +14,11 @@ export interface ResticOptions {
   binary?: string;
   /** Extra environment for restic (e.g. S3 credentials); merged over process.env. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Serialises `restic init` between processes of this host. Two inits racing on one
+   * repository each write a key and a config, and the loser's key then fails to decrypt it.
+   */
+  initLockFile?: string;
 }
 
 export interface ResticProgress {
@@ -82,17 +89,20 @@ export class ResticRepository {
   /** Creates the repository on first use; safe when several processes race to do it. */
   async ensureInitialized(): Promise<void> {
     if (this.initialized) return;
+    const lockFile = this.options.initLockFile;
+    if (lockFile) await mkdir(path.dirname(lockFile), { recursive: true });
     try {
       await this.run(['cat', 'config']);
     } catch (err) {
       if (!(err instanceof ResticError) || err.kind !== 'no-repository') throw err;
       try {
-        await this.run(['init']);
+        // `init` fails when the repository exists, so under the lock the second process's init
+        // fails cleanly instead of racing the first.
+        await this.run(['init'], lockFile ? { lockFile } : {});
       } catch (initErr) {
-        // Another process created it between our check and our init.
         if (!(initErr instanceof ResticError) || !/already (exists|initialized)/i.test(initErr.message)) throw initErr;
-        await this.run(['cat', 'config']);
       }
+      await this.run(['cat', 'config']);
     }
     this.initialized = true;
   }

@@ -1,0 +1,92 @@
+// `npm start` as a new user meets it: `rewind start` in an empty folder writes the demo,
+// brings up the dev server, the worker and the agents, the README walkthrough works against
+// it, the run is findable in Temporal by its search attributes, and Ctrl-C stops everything.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Connection, Client } from '@temporalio/client';
+import { freePort } from '../src/platform/temporal-dev-server';
+import { eventually, REPO_ROOT, runCli } from './support/harness';
+
+describe('rewind start (npm start)', () => {
+  const workdir = mkdtempSync(path.join(os.tmpdir(), 'rewind-stack-'));
+  let stack: ChildProcess;
+  let stdout = '';
+  let stderr = '';
+  let info: { temporalAddress: string; webUi: string; manifest: string };
+
+  beforeAll(async () => {
+    const [port, uiPort] = [await freePort(), await freePort()];
+    const env = { ...process.env };
+    delete env.REWIND_MANIFEST;
+    delete env.TEMPORAL_ADDRESS;
+    stack = spawn(
+      process.execPath,
+      ['--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href, path.join(REPO_ROOT, 'src/client/cli.ts'), 'start', '--json', '--port', String(port), '--ui-port', String(uiPort)],
+      { cwd: workdir, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    stack.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+    stack.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    const line = await eventually(() => stdout.split('\n').find((l) => l.startsWith('{')), 'the stack to be ready', 120_000);
+    info = JSON.parse(line) as typeof info;
+  });
+  afterAll(() => {
+    if (stack.exitCode === null) stack.kill('SIGKILL');
+  });
+
+  it('writes a demo with config files in several formats and real pickle files', () => {
+    expect(info.manifest).toBe(path.join(workdir, 'rewind.yaml'));
+    const config = path.join(workdir, '.data/demo/production/config');
+    for (const f of ['app.yaml', 'database.json', 'features.ini', 'logging.toml', '.env']) expect(existsSync(path.join(config, f))).toBe(true);
+    // Protocol 4 pickles start with PROTO 4 and end with STOP.
+    const pickle = readFileSync(path.join(workdir, '.data/demo/production/models/classifier.pkl'));
+    expect([pickle[0], pickle[1], pickle[pickle.length - 1]]).toEqual([0x80, 0x04, 0x2e]);
+  });
+
+  it('serves the Web UI', async () => {
+    const response = await fetch(info.webUi);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('<html');
+  });
+
+  it('runs the README walkthrough, and the run is findable by its search attributes', async () => {
+    const cli = (args: string[]) => runCli(args, { cwd: workdir, env: { TEMPORAL_ADDRESS: info.temporalAddress, REWIND_MANIFEST: '' } });
+    const app = path.join(workdir, '.data/demo/production/config/app.yaml');
+    const original = readFileSync(app);
+
+    expect((await cli(['snapshot', 'create', '--env', 'production', '--version', 'v1', '--wait'])).code).toBe(0);
+    appendFileSync(app, 'changed: true\n');
+    const started = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--as', 'alice', '--json']);
+    expect(started.code).toBe(0);
+    const { workflowId } = JSON.parse(started.stdout) as { workflowId: string };
+    expect((await cli(['rollback', 'approve', workflowId, '--as', 'bob'])).code).toBe(0);
+    const watched = await cli(['rollback', 'status', workflowId, '--watch']);
+    expect(watched.stdout).toContain('state: completed');
+    expect(readFileSync(app)).toEqual(original);
+    const report = await cli(['rollback', 'report', workflowId]);
+    expect(report.stdout).toContain('- change `app.yaml`');
+
+    const connection = await Connection.connect({ address: info.temporalAddress });
+    const client = new Client({ connection });
+    const found = await eventually(async () => {
+      const ids: string[] = [];
+      for await (const run of client.workflow.list({
+        query: `RewindEnvironment = 'production' AND RewindState = 'completed' AND RewindTarget = 'version:v1' AND RewindTrigger = 'manual' AND RewindPhase = 'complete'`,
+      })) ids.push(run.workflowId);
+      return ids.includes(workflowId) ? ids : undefined;
+    }, 'the run in the visibility store');
+    expect(found).toContain(workflowId);
+    await connection.close();
+  });
+
+  it('stops everything on Ctrl-C', async () => {
+    stack.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => stack.once('exit', (c) => resolve(c)));
+    expect(code).toBe(0);
+    expect(stdout + stderr).not.toMatch(/exited \(.*\); restarting/);
+    const [host, port] = info.temporalAddress.split(':');
+    await expect(fetch(`http://${host}:${port}`)).rejects.toThrow();
+  });
+});
