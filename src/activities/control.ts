@@ -126,7 +126,9 @@ export function createControlActivities(deps: ControlDeps) {
 
   async function refuseConcurrentRollback(environment: string, self: string): Promise<void> {
     if (!deps.client) return;
-    const query = `WorkflowType = 'rollbackWorkflow' AND ExecutionStatus = 'Running' AND RewindEnvironment = '${environment}'`;
+    // Scoped to this installation's task queue: another rewind on the same namespace may have
+    // an environment of the same name.
+    const query = `WorkflowType = 'rollbackWorkflow' AND ExecutionStatus = 'Running' AND RewindEnvironment = '${environment}' AND TaskQueue = '${manifest.temporal.taskQueue}'`;
     for await (const run of deps.client.workflow.list({ query })) {
       if (run.workflowId === self) continue;
       const info = await deps.client.workflow.getHandle(run.workflowId, run.runId).describe();

@@ -213,7 +213,9 @@ export class RewindClient {
   }
 
   async listRollbacks(environment?: string, limit = 20) {
-    const query = `WorkflowType = 'rollbackWorkflow'${environment ? ` AND RewindEnvironment = '${environment}'` : ''}`;
+    // Also keeps the visibility query below free of anything but a declared name.
+    if (environment !== undefined) checkAgainstManifest(this.manifest, environment);
+    const query = `WorkflowType = 'rollbackWorkflow' AND TaskQueue = '${this.taskQueue}'${environment ? ` AND RewindEnvironment = '${environment}'` : ''}`;
     const runs = [];
     for await (const run of this.client.workflow.list({ query, pageSize: limit })) {
       runs.push({
