@@ -1,5 +1,5 @@
 // End to end through real Temporal, real restic and real files: the rollback's main promise.
-import { chmodSync, existsSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { copyTree, createTestEnv, readTree, writePickle, type TestEnv } from './support/harness';
 
@@ -142,5 +142,65 @@ describe('rollback of files components', () => {
     expect(status.state).toBe('failed');
     expect(status.cause).toMatch(/no cross-section of production matches version v404; recent: xs-/);
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
+  });
+});
+
+describe('what a restore touches', () => {
+  let env: TestEnv;
+  let dir: string;
+  beforeAll(async () => {
+    env = await createTestEnv({ environments: { production: { data: {} } } });
+    dir = env.componentPath('production', 'data');
+  });
+  afterAll(() => env.teardown());
+
+  const rollbackTo = async (version: string) => {
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version } });
+    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    await env.client.decide(id, 'approve', { user: 'bob' });
+    return (await env.finalStatus(id)).status;
+  };
+  const ctimes = () => Object.fromEntries(readdirSync(dir).map((f) => [f, lstatSync(path.join(dir, f)).ctimeMs]));
+
+  it('writes only the changed file and leaves the others untouched, down to their ctime', async () => {
+    for (let i = 0; i < 10; i++) writeFileSync(path.join(dir, `f${i}.bin`), Buffer.alloc(256 * 1024, i));
+    await env.snapshot('production', { version: 'base' });
+    writeFileSync(path.join(dir, 'f3.bin'), Buffer.alloc(256 * 1024, 99));
+    const before = ctimes();
+
+    const status = await rollbackTo('base');
+    expect(status.state).toBe('completed');
+    expect(status.steps.data!.outcome).toMatchObject({ method: 'targeted', bytesRestored: 256 * 1024 });
+    const after = ctimes();
+    for (const f of Object.keys(before)) {
+      if (f === 'f3.bin') expect(after[f]).not.toBe(before[f]);
+      else expect(after[f]).toBe(before[f]);
+    }
+    expect(readTree(dir)['f3.bin']?.content).toBe(Buffer.alloc(256 * 1024, 3).toString('base64'));
+  });
+
+  it('restores a file whose content changed behind an unchanged size and mtime', async () => {
+    // restic's own if-changed check compares size and mtime only; rewind compares content.
+    const file = path.join(dir, 'f5.bin');
+    const { mtime } = lstatSync(file);
+    writeFileSync(file, Buffer.alloc(256 * 1024, 77));
+    utimesSync(file, mtime, mtime);
+    const status = await rollbackTo('base');
+    expect(status.steps.data!.outcome!.method).toBe('targeted');
+    expect(readTree(dir)['f5.bin']?.content).toBe(Buffer.alloc(256 * 1024, 5).toString('base64'));
+  });
+
+  it('falls back to a whole-tree restore for names restic would read as patterns, and says why', async () => {
+    writeFileSync(path.join(dir, 'report [final] $HOME*.txt'), 'v1');
+    const expected = (await env.snapshot('production', { version: 'odd-names' }), readTree(dir));
+    writeFileSync(path.join(dir, 'report [final] $HOME*.txt'), 'v2, longer');
+    rmSync(path.join(dir, 'f1.bin'));
+    const status = await rollbackTo('odd-names');
+    expect(status.state).toBe('completed');
+    expect(status.steps.data!.outcome).toMatchObject({
+      method: 'whole-tree',
+      note: 'path "report [final] $HOME*.txt" holds restic pattern syntax',
+    });
+    expect(readTree(dir)).toEqual(expected);
   });
 });

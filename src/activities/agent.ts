@@ -1,7 +1,8 @@
 // Activities that touch an environment's files. They run in that environment's agent
 // (task queue "<taskQueue>-env-<environment>"), the only process allowed to write there.
 // Each one checks the state before acting, so a retry after a crash never applies twice.
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ComponentSnapshot, FingerprintSummary, SnapshotOrigin } from '../domain/cross-section';
@@ -12,15 +13,18 @@ import {
   diffListings,
   fingerprintOf,
   listDirectory,
+  parseListing,
   serializeListing,
   type HashCache,
   type ListingChange,
+  type ListingEntry,
 } from '../files/listing';
+import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from '../files/targeted-restore';
 import type { Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
-import { ResticError } from '../snapshots/restic';
+import { ResticError, type RestoreSummary } from '../snapshots/restic';
 import { LISTING_FILE, type SnapshotStore } from '../snapshots/store';
-import { Faults } from './faults';
+import { Faults, type FaultPoint } from './faults';
 import { reportProgress, type ProgressReporter } from './progress';
 import { toApplicationFailure } from './failures';
 
@@ -47,6 +51,7 @@ export interface RestoreComponentRequest {
   environment: string;
   component: string;
   snapshotId: string;
+  listingSnapshotId: string;
   fingerprint: FingerprintSummary;
   purpose: 'rollback' | 'compensation';
 }
@@ -85,6 +90,25 @@ export function createAgentActivities(deps: AgentDeps) {
       throw ApplicationFailure.nonRetryable(`environment "${environment}" has no component "${name}"`, ErrorType.InvalidRequest);
     }
     return component;
+  };
+
+  // Listings never change once stored, so the agent keeps a copy of each one it has written
+  // or read: restoring then needs no extra restic run (each costs its key derivation).
+  const listingDir = path.join(deps.manifest.dataDir, 'agent', deps.environment, 'listings');
+  const saveListing = async (listingSnapshotId: string, entries: readonly ListingEntry[]) => {
+    await mkdir(listingDir, { recursive: true });
+    const file = path.join(listingDir, `${listingSnapshotId}.jsonl`);
+    await writeFile(`${file}.tmp`, serializeListing(entries));
+    await rename(`${file}.tmp`, file);
+  };
+  const loadListing = async (listingSnapshotId: string): Promise<ListingEntry[]> => {
+    try {
+      return parseListing(await readFile(path.join(listingDir, `${listingSnapshotId}.jsonl`), 'utf8'));
+    } catch {
+      const entries = await deps.store.readListing(listingSnapshotId);
+      await saveListing(listingSnapshotId, entries);
+      return entries;
+    }
   };
 
   const lockFileFor = async (component: string) => {
@@ -150,6 +174,7 @@ export function createAgentActivities(deps: AgentDeps) {
         ]);
         const after = fingerprintOf(await listing(component.path, progress));
         if (after.digest === fingerprint.digest) {
+          await saveListing(list.snapshotId, before);
           deps.logger.info(
             { component: req.component, crossSectionId: req.crossSectionId, snapshotId: data.snapshotId, files: fingerprint.files },
             'snapshot taken',
@@ -175,33 +200,42 @@ export function createAgentActivities(deps: AgentDeps) {
     const started = Date.now();
     const progress = reportProgress(req.component, 'check');
     const onPause = () => progress.update({ stage: 'paused by REWIND_FAULTS' });
-    const [beforePoint, afterPoint] = req.purpose === 'rollback' ? (['before-restore', 'after-restore'] as const) : (['before-compensate', 'after-compensate'] as const);
+    const [beforePoint, afterPoint] =
+      req.purpose === 'rollback' ? (['before-restore', 'after-restore'] as const) : (['before-compensate', 'after-compensate'] as const);
+    const fire = (point: FaultPoint) =>
+      faults.fire(point, req.component, { attempt: progress.attempt, path: component.path, signal: progress.signal, onPause });
     try {
-      await faults.fire(beforePoint, req.component, { attempt: progress.attempt, path: component.path, signal: progress.signal, onPause });
+      await fire(beforePoint);
       await mkdir(component.path, { recursive: true });
-      const current = fingerprintOf(await listing(component.path, progress));
-      if (current.digest === req.fingerprint.digest) {
+      const current = await listing(component.path, progress);
+      if (fingerprintOf(current).digest === req.fingerprint.digest) {
         deps.logger.info({ component: req.component, purpose: req.purpose }, 'already at target; nothing to restore');
         return { alreadyAtTarget: true, filesRestored: 0, filesSkipped: 0, filesDeleted: 0, bytesRestored: 0, durationMs: Date.now() - started };
       }
-      const summary = await deps.store.restic.restore(
-        { snapshotId: req.snapshotId, target: component.path },
-        {
-          lockFile: await lockFileFor(req.component),
-          signal: progress.signal,
-          onProgress: (p) => progress.update({ stage: 'restore', percent: p.percentDone, ...sizes(p) }),
-        },
-      );
-      deps.logger.info({ component: req.component, purpose: req.purpose, ...summary }, 'restored');
-      await faults.fire(afterPoint, req.component, { attempt: progress.attempt, path: component.path, signal: progress.signal, onPause });
-      return {
-        alreadyAtTarget: false,
-        filesRestored: summary.filesRestored,
-        filesSkipped: summary.filesSkipped,
-        filesDeleted: summary.filesDeleted,
-        bytesRestored: summary.bytesRestored,
-        durationMs: Date.now() - started,
-      };
+      const lockFile = await lockFileFor(req.component);
+      const restic = (includeFile?: string) =>
+        deps.store.restic.restore(
+          { snapshotId: req.snapshotId, target: component.path, ...(includeFile ? { includeFile } : {}) },
+          { lockFile, signal: progress.signal, onProgress: (p) => progress.update({ stage: 'restore', percent: p.percentDone, ...sizes(p) }) },
+        );
+
+      const target = await loadListing(req.listingSnapshotId);
+      const plan = planTargetedRestore(diffListings(current, target), current, target);
+      let outcome: Omit<RestoreOutcome, 'durationMs'>;
+      if ('fallback' in plan) {
+        outcome = { ...toOutcome(await restic()), method: 'whole-tree', note: plan.fallback };
+      } else {
+        outcome = await restoreTargeted(component.path, plan, restic);
+        const after = fingerprintOf(await listing(component.path, progress));
+        if (after.digest !== req.fingerprint.digest) {
+          // Never expected; the whole-tree restore is the safe answer if it happens.
+          deps.logger.warn({ component: req.component }, 'targeted restore did not reach the target; restoring the whole tree');
+          outcome = { ...toOutcome(await restic()), method: 'whole-tree', note: 'the targeted restore did not reach the target fingerprint' };
+        }
+      }
+      deps.logger.info({ component: req.component, purpose: req.purpose, ...outcome }, 'restored');
+      await fire(afterPoint);
+      return { ...outcome, durationMs: Date.now() - started };
     } catch (err) {
       throw await cleanUpAndConvert(err, deps);
     } finally {
@@ -209,12 +243,39 @@ export function createAgentActivities(deps: AgentDeps) {
     }
   }
 
+  async function restoreTargeted(
+    root: string,
+    plan: TargetedRestorePlan,
+    restic: (includeFile?: string) => Promise<RestoreSummary>,
+  ): Promise<Omit<RestoreOutcome, 'durationMs'>> {
+    for (const p of plan.remove) await rm(path.join(root, p), { recursive: true, force: true });
+    for (const { path: p, mode } of plan.chmod) await chmod(path.join(root, p), mode);
+    let summary: RestoreSummary | undefined;
+    if (plan.include.length > 0) {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'rewind-include-'));
+      try {
+        const includeFile = path.join(dir, 'include');
+        await writeFile(includeFile, includePatterns(plan.include));
+        summary = await restic(includeFile);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+    return {
+      ...toOutcome(summary),
+      filesDeleted: plan.remove.length,
+      method: 'targeted',
+    };
+  }
+
   async function verifyComponent(req: VerifyComponentRequest): Promise<VerifyOutcome> {
     const component = componentOf(req.environment, req.component);
     const progress = reportProgress(req.component, 'verify');
     try {
+      const started = Date.now();
       const entries = await listing(component.path, progress);
       const actual = fingerprintOf(entries);
+      deps.logger.info({ component: req.component, files: actual.files, bytes: actual.bytes, ms: Date.now() - started }, 'verified');
       if (actual.digest === req.expected.digest) return { matches: true, actual, differences: [] };
       const target = await deps.store.readListing(req.listingSnapshotId);
       return { matches: false, actual, differences: diffListings(entries, target).slice(0, 10) };
@@ -229,6 +290,16 @@ export function createAgentActivities(deps: AgentDeps) {
 }
 
 export type AgentActivities = ReturnType<typeof createAgentActivities>;
+
+function toOutcome(summary: RestoreSummary | undefined): Omit<RestoreOutcome, 'durationMs'> {
+  return {
+    alreadyAtTarget: false,
+    filesRestored: summary?.filesRestored ?? 0,
+    filesSkipped: summary?.filesSkipped ?? 0,
+    filesDeleted: summary?.filesDeleted ?? 0,
+    bytesRestored: summary?.bytesRestored ?? 0,
+  };
+}
 
 function sizes(p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number }) {
   return { filesDone: p.filesDone, filesTotal: p.filesTotal, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal };

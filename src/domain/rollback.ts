@@ -110,6 +110,12 @@ export type StepState =
 export interface RestoreOutcome {
   /** The component already matched the target, so nothing was written (a retried step). */
   alreadyAtTarget: boolean;
+  /**
+   * `targeted`: only the paths whose content differed were restored; `whole-tree`: restic
+   * restored the whole snapshot (see `note` for why).
+   */
+  method?: 'targeted' | 'whole-tree';
+  note?: string;
   filesRestored: number;
   filesSkipped: number;
   filesDeleted: number;

@@ -125,14 +125,19 @@ export class ResticRepository {
   }
 
   /**
-   * Restores a snapshot in place, writing only what differs (`--overwrite if-changed`) and
-   * deleting what the snapshot does not hold (`--delete`).
+   * Restores a snapshot in place. By default the whole tree: writing only what differs
+   * (`--overwrite if-changed`) and deleting what the snapshot does not hold (`--delete`).
+   * With `includeFile`, only the listed paths, each checked block by block
+   * (`--overwrite always` compares content, not size and mtime) and nothing deleted.
    */
-  async restore(args: { snapshotId: string; target: string }, options: RunOptions = {}): Promise<RestoreSummary> {
-    const lines = await this.run(
-      ['restore', args.snapshotId, '--target', args.target, '--overwrite', 'if-changed', '--delete'],
-      options,
-    );
+  async restore(
+    args: { snapshotId: string; target: string; includeFile?: string },
+    options: RunOptions = {},
+  ): Promise<RestoreSummary> {
+    const selection = args.includeFile
+      ? ['--include-file', args.includeFile, '--overwrite', 'always']
+      : ['--overwrite', 'if-changed', '--delete'];
+    const lines = await this.run(['restore', args.snapshotId, '--target', args.target, ...selection], options);
     const summary = lines.find((l) => l.message_type === 'summary');
     if (!summary) throw new ResticError('restic restore printed no summary', 0, 'failed');
     return {

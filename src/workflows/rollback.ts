@@ -207,6 +207,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         environment: context.environment,
         component: component.name,
         snapshotId: component.targetSnapshotId,
+        listingSnapshotId: component.targetListingSnapshotId,
         fingerprint: component.targetFingerprint,
         purpose: 'rollback',
       });
@@ -278,6 +279,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
             environment: context.environment,
             component: component.name,
             snapshotId: snapshot.snapshotId,
+            listingSnapshotId: snapshot.listingSnapshotId,
             fingerprint: snapshot.fingerprint,
             purpose: 'compensation',
           });
