@@ -65,6 +65,18 @@ describe('rewind CLI', () => {
     expect(listed[0]).toMatchObject({ workflowId: id, environment: 'production', state: 'completed', target: 'version:v1' });
   });
 
+  it('cancels a rollback that awaits approval; nothing changes', async () => {
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'release: v3\n');
+    const before = readTree(path.join(env.dir, 'envs', 'production'));
+    const { workflowId } = json((await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--json'])).stdout) as { workflowId: string };
+    const cancelled = await cli(['rollback', 'cancel', workflowId, '--json']);
+    expect(cancelled.code).toBe(0);
+    expect(json(cancelled.stdout)).toEqual({ workflowId, cancelRequested: true });
+    const status = json((await cli(['rollback', 'status', workflowId, '--watch', '--json'])).stdout);
+    expect(status).toMatchObject({ state: 'cancelled', execution: 'CANCELLED', cause: 'cancelled during approval; nothing was changed' });
+    expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
+  });
+
   it('prints the plan of a dry run and exits 0', async () => {
     const dry = await cli(['rollback', 'start', '--env', 'production', '--to-snapshot', crossSectionId, '--dry-run']);
     expect(dry.code).toBe(0);
@@ -89,6 +101,12 @@ describe('rewind CLI', () => {
     expect(result.code).not.toBe(0);
     expect(result.stderr.split('\n')[0]).toContain(message);
     expect((await env.client.listRollbacks('production', 100)).length).toBe(before);
+  });
+
+  it('fails with the cause when no cross-section matches the target', async () => {
+    const result = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v404']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^error: decide failed: no cross-section of production matches version v404; recent: xs-\d{8}-\d{6}-[0-9a-f]{4} \(v1\) \(rollback-production-/);
   });
 
   it('says where it looked when Temporal is unreachable', async () => {

@@ -1,5 +1,7 @@
 // Bad manifests fail with an error that names the key, and nothing starts.
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ManifestError, parseManifest, repositoryPassword } from '../src/manifest/load';
@@ -99,6 +101,21 @@ describe('a bad manifest stops every command before anything starts', () => {
     expect(result.stderr).toContain('environments.production.components.models.path: required');
     expect(result.stdout).not.toContain('starting the Temporal dev server');
     expect(existsSync(path.join(workdir, '.data', 'temporal.db'))).toBe(false);
+  });
+
+  it('`rewind start` says so when the Temporal port is taken, and starts nothing else', async () => {
+    const workdir = mkdtempSync(path.join(os.tmpdir(), 'rewind-start-busy-'));
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const result = await runCli(['start', '--headless', '--port', String(port)], { cwd: workdir, env: { REWIND_MANIFEST: '' } });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`error: could not start the Temporal dev server (is port ${port} taken? is rewind already running?)`);
+      expect(result.stderr).not.toContain('[worker]');
+    } finally {
+      busy.close();
+    }
   });
 
   it('`rewind manifest validate --json` reports the problem as JSON', async () => {

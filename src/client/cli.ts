@@ -307,10 +307,10 @@ rollback
         if (tty) process.stderr.write(`started ${workflowId}; taking the safety snapshot and computing the plan …\n`);
         const view = await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', { timeoutMs: 3_600_000 });
         const s = view.status;
+        if (s.state === 'failed') throw new RequestError(`${s.cause ?? 'the rollback failed'} (${workflowId})`);
         print(cmd, { workflowId, phase: s.phase, state: s.state, cause: s.cause, plan: s.plan, reportFile: s.reportFile }, () =>
           renderStatus(view),
         );
-        if (s.state === 'failed') process.exitCode = 1;
       },
     ),
   );

@@ -64,7 +64,9 @@ export async function runStack(options: StackOptions): Promise<void> {
       logFile: path.join(logDir, 'temporal.log'),
     });
   } catch (err) {
-    throw new Error(`could not start the Temporal dev server (is port ${options.port} or ${options.uiPort} taken? is rewind already running?): ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+    const ports = options.headless ? `port ${options.port}` : `port ${options.port} or ${options.uiPort}`;
+    const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new Error(`could not start the Temporal dev server (is ${ports} taken? is rewind already running?): ${detail}`);
   }
 
   const childEnv = { ...process.env, TEMPORAL_ADDRESS: server.address, REWIND_MANIFEST: loaded.file };
