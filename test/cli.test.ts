@@ -30,7 +30,7 @@ describe('rewind CLI', () => {
     expect((JSON.parse(listed.stdout) as { id: string; version: string }[])[0]).toMatchObject({ id: crossSectionId, version: 'v1' });
     const shown = await cli(['snapshot', 'show', crossSectionId, '--env', 'production']);
     expect(shown.stdout).toContain(`${crossSectionId}  production`);
-    expect(shown.stdout).toMatch(/config\s+snapshot [0-9a-f]{8}\s+1 files/);
+    expect(shown.stdout).toMatch(/config\s+snapshot [0-9a-f]{8}\s+1 file, 0 dirs, 0 links/);
   });
 
   it('runs a rollback from start to report', async () => {

@@ -2,7 +2,7 @@
 // and nothing is applied twice. The agent is a real separate process, killed with SIGKILL.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { copyTree, createTestEnv, eventually, readTree, writePickle, type TestEnv } from './support/harness';
+import { copyTree, createTestEnv, eventually, readTree, runCli, writePickle, type TestEnv } from './support/harness';
 
 describe('agent killed during execute', () => {
   let env: TestEnv;
@@ -60,5 +60,28 @@ describe('agent killed during execute', () => {
     // Temporal records only the final attempt's start: config ran once, models on its second attempt.
     expect(starts['restore/config']).toEqual([1]);
     expect(starts['restore/models']).toEqual([2]);
+  });
+});
+
+describe('no agent running', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv({ environments: { production: { config: {} } }, externalAgents: ['production'] });
+  });
+  afterAll(() => env.teardown());
+
+  it('warns, waits, and completes once the agent starts', async () => {
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v1\n');
+    const started = await runCli(['--manifest', env.manifestFile, 'snapshot', 'create', '--env', 'production', '--version', 'v1', '--json']);
+    expect(started.code).toBe(0);
+    expect(started.stderr).toContain('warning: no agent serves production right now; the run will wait until `rewind agent --env production` starts');
+    const { workflowId } = JSON.parse(started.stdout) as { workflowId: string };
+    const describe = () => env.temporal.workflow.getHandle(workflowId).describe();
+    await eventually(async () => ((await describe()).raw.pendingActivities ?? []).length > 0 || undefined, 'the snapshot step to be scheduled');
+    expect((await describe()).status.name).toBe('RUNNING');
+
+    env.spawnAgent('production');
+    const result = await env.client.snapshotResult(workflowId);
+    expect(result.components.config!.fingerprint.files).toBe(1);
   });
 });

@@ -16,7 +16,7 @@ import { openSnapshotStore } from '../snapshots/open';
 import { createAgentWorker } from '../workers/agent-worker';
 import { createControlWorker } from '../workers/control-worker';
 import { RequestError, RewindClient, type RollbackView } from './client';
-import { progressBar, renderCrossSection, renderCrossSections, renderLive, renderStatus } from './render';
+import { count, progressBar, renderCrossSection, renderCrossSections, renderLive, renderStatus } from './render';
 import { runStack } from './stack';
 
 interface GlobalOptions {
@@ -199,6 +199,7 @@ snapshot
   .action(
     action(async (opts: { env: string; version?: string; reason?: string; components?: string[]; wait?: boolean; as?: string }, cmd: Command) => {
       const client = await rewindClient(cmd);
+      await warnWithoutAgent(client, opts.env);
       const handle = await client.startSnapshot({
         environment: opts.env,
         requester: currentUser(opts.as),
@@ -215,7 +216,7 @@ snapshot
         [
           `cross-section ${result.crossSectionId} of ${result.environment}${result.version ? ` (version ${result.version})` : ''}`,
           ...Object.values(result.components).map(
-            (c) => `  ${c.component}: snapshot ${c.snapshotId.slice(0, 8)}, ${c.fingerprint.files} files`,
+            (c) => `  ${c.component}: snapshot ${c.snapshotId.slice(0, 8)}, ${count(c.fingerprint.files, 'file')}`,
           ),
         ].join('\n'),
       );
@@ -290,6 +291,7 @@ rollback
           throw new UsageError(`--to-snapshot: "${opts.toSnapshot}" is not a cross-section id (like xs-20261128-130641-a1b2)`);
         }
         const client = await rewindClient(cmd);
+        await warnWithoutAgent(client, opts.env);
         const { workflowId } = await client.startRollback({
           environment: opts.env,
           target: opts.toVersion !== undefined ? { kind: 'version', version: opts.toVersion } : { kind: 'cross-section', id: opts.toSnapshot },
@@ -398,6 +400,15 @@ rollback
       );
     }),
   );
+
+/** A run without an agent waits, durably, until one starts; say so rather than seem to hang. */
+async function warnWithoutAgent(client: RewindClient, environment: string): Promise<void> {
+  if (!client.manifest.environments[environment]) return; // the request check names the problem
+  if (await client.agentIsPolling(environment).catch(() => true)) return;
+  process.stderr.write(
+    `warning: no agent serves ${environment} right now; the run will wait until \`rewind agent --env ${environment}\` starts\n`,
+  );
+}
 
 function statusJson(view: RollbackView) {
   return { ...view.status, execution: view.execution, live: view.live };

@@ -22,7 +22,8 @@ import {
   targetAttribute,
   triggerAttribute,
 } from '../domain/search-attributes';
-import type { Manifest } from '../manifest/schema';
+import { envTaskQueue, type Manifest } from '../manifest/schema';
+import { temporal } from '@temporalio/proto';
 import type { z } from 'zod';
 
 export class RequestError extends Error {
@@ -187,7 +188,11 @@ export class RewindClient {
     const execution = description.status.name;
     let status: RollbackStatus | undefined;
     if (execution === 'RUNNING') {
-      status = await handle.query(rollbackStatusQuery);
+      status = await handle.query(rollbackStatusQuery).catch((err: unknown) => {
+        throw new RequestError(
+          `${workflowId} is running, but no control worker answers its status query (is \`rewind worker\` running on task queue ${this.taskQueue}?): ${err instanceof Error ? err.message : String(err)}`,
+        );
+      });
     } else {
       status = await finalStatus(handle).catch(() => undefined);
       status ??= await handle.query(rollbackStatusQuery).catch(() => undefined);
@@ -210,6 +215,16 @@ export class RewindClient {
       if (Date.now() > deadline) throw new RequestError(`timed out waiting for ${workflowId} (phase ${view.status.phase}, state ${view.status.state})`);
       await sleep(intervalMs);
     }
+  }
+
+  /** Whether an agent polls the environment's task queue right now. */
+  async agentIsPolling(environment: string): Promise<boolean> {
+    const response = await this.client.workflowService.describeTaskQueue({
+      namespace: this.client.options.namespace,
+      taskQueue: { name: envTaskQueue(this.manifest, environment), kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+      taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    });
+    return (response.pollers ?? []).length > 0;
   }
 
   async listRollbacks(environment?: string, limit = 20) {
@@ -257,12 +272,13 @@ function liveSteps(description: WorkflowExecutionDescription): LiveStep[] {
         progress = undefined;
       }
     }
-    const stateName = String(a.state ?? '');
+    const stateName = temporal.api.enums.v1.PendingActivityState[a.state ?? 0] ?? 'UNSPECIFIED';
     return {
       component: progress?.component ?? component ?? '?',
       activity: a.activityType?.name ?? stage ?? '?',
       attempt: a.attempt ?? 1,
-      state: stateName.replace('PENDING_ACTIVITY_STATE_', '').toLowerCase() || String(a.state),
+      // "scheduled" means no agent has picked the step up yet.
+      state: stateName.replace('PENDING_ACTIVITY_STATE_', '').toLowerCase(),
       ...(progress ? { progress } : {}),
       ...(a.lastFailure?.message ? { lastFailure: a.lastFailure.message } : {}),
     };

@@ -47,7 +47,7 @@ export function renderStatus(view: RollbackView): string {
       const extra = st.outcome
         ? st.outcome.alreadyAtTarget
           ? 'already at target'
-          : `${st.outcome.filesRestored} files, ${formatBytes(st.outcome.bytesRestored)} written, ${st.outcome.filesDeleted} deleted`
+          : `${count(st.outcome.filesRestored, 'file')} restored (${formatBytes(st.outcome.bytesRestored)}), ${st.outcome.filesDeleted} deleted, ${st.outcome.method ?? 'whole-tree'}${st.outcome.note ? `: ${st.outcome.note}` : ''}`
         : live
           ? renderLive(live)
           : '';
@@ -63,10 +63,14 @@ export function renderStatus(view: RollbackView): string {
 export function renderLive(live: LiveStep): string {
   const p = live.progress;
   const attempt = live.attempt > 1 ? ` (attempt ${live.attempt}${live.lastFailure ? `, last: ${live.lastFailure}` : ''})` : '';
-  if (!p) return `${live.state}${attempt}`;
+  if (!p) return `${live.state === 'scheduled' ? 'waiting for an agent' : live.state}${attempt}`;
   const pct = p.percent !== undefined ? ` ${(p.percent * 100).toFixed(0)}%` : '';
   const bytes = p.bytesTotal ? ` ${formatBytes(p.bytesDone ?? 0)}/${formatBytes(p.bytesTotal)}` : '';
   return `${p.stage}${pct}${bytes}${attempt}`;
+}
+
+export function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 export function progressBar(fraction: number, width = 24): string {
@@ -102,7 +106,7 @@ export function renderCrossSection(s: CrossSection): string {
   for (const c of Object.values(s.components)) {
     const f = c.fingerprint;
     lines.push(
-      `  ${c.component.padEnd(12)} snapshot ${c.snapshotId.slice(0, 8)}  ${f.files} files, ${f.dirs} dirs, ${f.symlinks} links, ${formatBytes(f.bytes)}  fingerprint ${f.digest.slice(0, 16)}`,
+      `  ${c.component.padEnd(12)} snapshot ${c.snapshotId.slice(0, 8)}  ${count(f.files, 'file')}, ${count(f.dirs, 'dir')}, ${count(f.symlinks, 'link')}, ${formatBytes(f.bytes)}  fingerprint ${f.digest.slice(0, 16)}`,
     );
   }
   return lines.join('\n');
