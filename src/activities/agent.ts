@@ -1,7 +1,7 @@
 // Activities that touch an environment's files. They run in that environment's agent
 // (task queue "<taskQueue>-env-<environment>"), the only process allowed to write there.
 // Each one checks the state before acting, so a retry after a crash never applies twice.
-import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -95,15 +95,22 @@ export function createAgentActivities(deps: AgentDeps) {
   // Listings never change once stored, so the agent keeps a copy of each one it has written
   // or read: restoring then needs no extra restic run (each costs its key derivation).
   const listingDir = path.join(deps.manifest.dataDir, 'agent', deps.environment, 'listings');
+  const listingFile = (listingSnapshotId: string) => {
+    if (!/^[0-9a-f]{8,64}$/.test(listingSnapshotId)) {
+      throw ApplicationFailure.nonRetryable(`"${listingSnapshotId}" is not a restic snapshot id`, ErrorType.InvalidRequest);
+    }
+    return path.join(listingDir, `${listingSnapshotId}.jsonl`);
+  };
   const saveListing = async (listingSnapshotId: string, entries: readonly ListingEntry[]) => {
     await mkdir(listingDir, { recursive: true });
-    const file = path.join(listingDir, `${listingSnapshotId}.jsonl`);
+    const file = listingFile(listingSnapshotId);
     await writeFile(`${file}.tmp`, serializeListing(entries));
     await rename(`${file}.tmp`, file);
   };
   const loadListing = async (listingSnapshotId: string): Promise<ListingEntry[]> => {
+    const file = listingFile(listingSnapshotId);
     try {
-      return parseListing(await readFile(path.join(listingDir, `${listingSnapshotId}.jsonl`), 'utf8'));
+      return parseListing(await readFile(file, 'utf8'));
     } catch {
       const entries = await deps.store.readListing(listingSnapshotId);
       await saveListing(listingSnapshotId, entries);
@@ -136,6 +143,12 @@ export function createAgentActivities(deps: AgentDeps) {
     const progress = reportProgress(req.component, 'snapshot');
     try {
       await faults.fire('before-snapshot', req.component, { attempt: progress.attempt, path: component.path });
+      if (!(await isDirectory(component.path))) {
+        throw ApplicationFailure.nonRetryable(
+          `${req.environment}/${req.component}: ${component.path} does not exist or is not a directory`,
+          ErrorType.ComponentUnavailable,
+        );
+      }
       const { found, partial } = await deps.store.completeComponentSnapshot(req.environment, req.component, req.crossSectionId);
       if (found) return found;
       if (partial.length > 0) await deps.store.restic.forget(partial);
@@ -277,7 +290,7 @@ export function createAgentActivities(deps: AgentDeps) {
       const actual = fingerprintOf(entries);
       deps.logger.info({ component: req.component, files: actual.files, bytes: actual.bytes, ms: Date.now() - started }, 'verified');
       if (actual.digest === req.expected.digest) return { matches: true, actual, differences: [] };
-      const target = await deps.store.readListing(req.listingSnapshotId);
+      const target = await loadListing(req.listingSnapshotId);
       return { matches: false, actual, differences: diffListings(entries, target).slice(0, 10) };
     } catch (err) {
       throw await cleanUpAndConvert(err, deps);
@@ -290,6 +303,13 @@ export function createAgentActivities(deps: AgentDeps) {
 }
 
 export type AgentActivities = ReturnType<typeof createAgentActivities>;
+
+async function isDirectory(p: string): Promise<boolean> {
+  return stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}
 
 function toOutcome(summary: RestoreSummary | undefined): Omit<RestoreOutcome, 'durationMs'> {
   return {
