@@ -23,6 +23,7 @@ namespace)
   for name in RewindEnvironment RewindPhase RewindState RewindTrigger RewindTarget; do
     temporal operator search-attribute create -n "$NAMESPACE" --name "$name" --type Keyword --address "$TEMPORAL_ADDRESS" || true
   done
+  temporal operator search-attribute create -n "$NAMESPACE" --name RewindDryRun --type Bool --address "$TEMPORAL_ADDRESS" || true
   ;;
 *)
   echo "usage: temporal-setup.sh schema|namespace" >&2

@@ -67,10 +67,21 @@ describe('approval gate', () => {
 
   it('refuses a second rollback of an environment while one is running', async () => {
     const first = await startAndAwait();
-    const second = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
-    const { status } = await env.finalStatus(second);
+    const message = `rollback ${first} is already running on production; wait for it or cancel it first`;
+    // The client refuses before starting anything ...
+    await expect(env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } })).rejects.toThrow(message);
+    // ... and a run that slips past it (started directly, or in a race) fails in decide.
+    const handle = await env.temporal.workflow.start('rollbackWorkflow', {
+      taskQueue: env.loaded.manifest.temporal.taskQueue,
+      workflowId: `rollback-production-direct-${Date.now()}`,
+      args: [{ environment: 'production', target: { kind: 'version', version: 'v1' }, requester: 'carol', trigger: 'manual', dryRun: false }],
+    });
+    const { status } = await env.finalStatus(handle.workflowId);
     expect(status.state).toBe('failed');
-    expect(status.cause).toContain(`rollback ${first} is already running on production`);
+    expect(status.cause).toBe(`decide failed: ${message}`);
+    // A dry run changes nothing, so it may run alongside.
+    const dry = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' }, dryRun: true });
+    expect((await env.finalStatus(dry)).status.state).toBe('completed');
     await env.client.decide(first, 'reject', { user: 'bob' });
     expect((await env.finalStatus(first)).status.state).toBe('rejected');
   });
@@ -110,6 +121,8 @@ describe('approval with two required approvers', () => {
     view = await env.finalStatus(id);
     expect(view.status.state).toBe('completed');
     expect(view.status.approvals.map((a) => a.user)).toEqual(['bob', 'carol']);
+    // A retried request, even after the run ended, gets its first answer.
+    expect(await env.client.decide(id, 'approve', { user: 'bob', requestId: 'slack-click-1' })).toMatchObject({ accepted: true });
   });
 });
 

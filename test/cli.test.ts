@@ -1,6 +1,6 @@
 // The `rewind` command as an operator runs it: JSON output for tooling, one clear error line
 // and a non-zero exit for bad input, and nothing started by a bad request.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CROSS_SECTION_ID_PATTERN } from '../src/domain/cross-section';
 import { createTestEnv, readTree, runCli, type TestEnv } from './support/harness';
@@ -77,11 +77,14 @@ describe('rewind CLI', () => {
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
   });
 
-  it('prints the plan of a dry run and exits 0', async () => {
+  it('prints the plan of a dry run, exits 0 and lists the run as a dry run', async () => {
     const dry = await cli(['rollback', 'start', '--env', 'production', '--to-snapshot', crossSectionId, '--dry-run']);
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain('[dry run]');
     expect(dry.stdout).toMatch(/Plan \(safety cross-section xs-/);
+    expect(dry.stdout).not.toContain('Steps:');
+    const listed = JSON.parse((await cli(['rollback', 'list', '--json'])).stdout) as { dryRun: boolean; state: string }[];
+    expect(listed[0]).toMatchObject({ dryRun: true, state: 'completed' });
   });
 
   it.each([
@@ -103,10 +106,34 @@ describe('rewind CLI', () => {
     expect((await env.client.listRollbacks('production', 100)).length).toBe(before);
   });
 
-  it('fails with the cause when no cross-section matches the target', async () => {
+  it('refuses a target that does not exist before starting a run', async () => {
+    const before = (await env.client.listRollbacks('production', 100)).length;
     const result = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v404']);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^error: decide failed: no cross-section of production matches version v404; recent: xs-\d{8}-\d{6}-[0-9a-f]{4} \(v1\) \(rollback-production-/);
+    expect(result.stderr).toBe('error: no cross-section of production matches version v404 (rewind snapshot list --env production)\n');
+    expect((await env.client.listRollbacks('production', 100)).length).toBe(before);
+  });
+
+  it('refuses to cancel a run that has ended', async () => {
+    const [done] = await env.client.listRollbacks('production', 1);
+    const result = await cli(['rollback', 'cancel', done!.workflowId]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^error: rollback-production-\S+ already ended \((completed|cancelled)\); there is nothing to cancel\n$/);
+  });
+
+  it('shows the reason a worker gives, not just that the run failed', async () => {
+    // The operator's manifest declares a component the worker's does not know.
+    const stale = path.join(env.dir, 'stale.yaml');
+    writeFileSync(stale, readFileSync(env.manifestFile, 'utf8').replace('      models:', `      extra:\n        kind: files\n        path: ${env.dir}\n      models:`));
+    const result = await runCli(['--manifest', stale, 'snapshot', 'create', '--env', 'production', '--components', 'extra', '--wait']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe('error: environment "production" has no component "extra" (it has: config, models)\n');
+  });
+
+  it('rejects empty values with the flag named', async () => {
+    const result = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--as', '']);
+    expect(result.code).toBe(1);
+    expect(result.stderr.split('\n')[0]).toBe("error: option '--as <user>' argument '' is invalid. --as must not be empty");
   });
 
   it('says where it looked when Temporal is unreachable', async () => {

@@ -190,6 +190,34 @@ describe('what a restore touches', () => {
     expect(readTree(dir)['f5.bin']?.content).toBe(Buffer.alloc(256 * 1024, 5).toString('base64'));
   });
 
+  it('rolls back a component whose directory was deleted, or emptied', async () => {
+    const expected = readTree(dir);
+    rmSync(dir, { recursive: true });
+    let status = await rollbackTo('base');
+    expect(status.state).toBe('completed');
+    expect(readTree(dir)).toEqual(expected);
+
+    for (const f of readdirSync(dir)) rmSync(path.join(dir, f));
+    status = await rollbackTo('base');
+    expect(status.state).toBe('completed');
+    expect(readTree(dir)).toEqual(expected);
+  });
+
+  it('rolls back to a cross-section in which the component was empty', async () => {
+    const keep = readTree(dir);
+    const aside = path.join(env.dir, 'aside');
+    copyTree(dir, aside);
+    for (const f of readdirSync(dir)) rmSync(path.join(dir, f));
+    await env.snapshot('production', { version: 'empty' });
+    copyTree(aside, dir);
+    expect(readTree(dir)).toEqual(keep);
+    const status = await rollbackTo('empty');
+    expect(status.state).toBe('completed');
+    expect(readdirSync(dir)).toEqual([]);
+    expect((await rollbackTo('base')).state).toBe('completed');
+    expect(readTree(dir)).toEqual(keep);
+  });
+
   it('falls back to a whole-tree restore for names restic would read as patterns, and says why', async () => {
     writeFileSync(path.join(dir, 'report [final] $HOME*.txt'), 'v1');
     const expected = (await env.snapshot('production', { version: 'odd-names' }), readTree(dir));

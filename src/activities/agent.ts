@@ -1,7 +1,7 @@
 // Activities that touch an environment's files. They run in that environment's agent
 // (task queue "<taskQueue>-env-<environment>"), the only process allowed to write there.
 // Each one checks the state before acting, so a retry after a crash never applies twice.
-import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -23,7 +23,7 @@ import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from '
 import type { Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import { ResticError, type RestoreSummary } from '../snapshots/restic';
-import { LISTING_FILE, type SnapshotStore } from '../snapshots/store';
+import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE, type SnapshotStore } from '../snapshots/store';
 import { Faults, type FaultPoint } from './faults';
 import { reportProgress, type ProgressReporter } from './progress';
 import { toApplicationFailure } from './failures';
@@ -143,19 +143,23 @@ export function createAgentActivities(deps: AgentDeps) {
     const progress = reportProgress(req.component, 'snapshot');
     try {
       await faults.fire('before-snapshot', req.component, { attempt: progress.attempt, path: component.path });
-      if (!(await isDirectory(component.path))) {
+      const present = await isDirectory(component.path);
+      // A safety snapshot must capture whatever is there, even nothing: a deleted component
+      // directory is exactly what a rollback may have to repair. It is recorded as empty.
+      if (!present && req.origin !== 'safety' && req.origin !== 'dry-run') {
         throw ApplicationFailure.nonRetryable(
           `${req.environment}/${req.component}: ${component.path} does not exist or is not a directory`,
           ErrorType.ComponentUnavailable,
         );
       }
+      const list = (progressReporter: ProgressReporter) => (present ? listing(component.path, progressReporter) : Promise.resolve([]));
       const { found, partial } = await deps.store.completeComponentSnapshot(req.environment, req.component, req.crossSectionId);
       if (found) return found;
       if (partial.length > 0) await deps.store.restic.forget(partial);
 
       const lockFile = await lockFileFor(req.component);
       for (let attempt = 1; attempt <= STABLE_SNAPSHOT_ATTEMPTS; attempt++) {
-        const before = await listing(component.path, progress);
+        const before = await list(progress);
         const fingerprint = fingerprintOf(before);
         const labels: SnapshotLabels = {
           environment: req.environment,
@@ -169,15 +173,18 @@ export function createAgentActivities(deps: AgentDeps) {
           ...(req.reason !== undefined ? { reason: req.reason } : {}),
           ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
         };
-        const [data, list] = await Promise.all([
-          deps.store.restic.backup(
-            { directory: component.path, host: req.environment, tags: encodeTags(labels) },
-            {
-              lockFile,
-              signal: progress.signal,
-              onProgress: (p) => progress.update({ stage: 'snapshot', percent: p.percentDone, ...sizes(p) }),
-            },
-          ),
+        const [data, listed] = await Promise.all([
+          before.length === 0
+            ? // restic refuses to store an empty directory; the listing alone says it was empty.
+              deps.store.restic.backupStdin({ data: EMPTY_MARKER_TEXT, filename: EMPTY_MARKER_FILE, host: req.environment, tags: encodeTags(labels) })
+            : deps.store.restic.backup(
+                { directory: component.path, host: req.environment, tags: encodeTags(labels) },
+                {
+                  lockFile,
+                  signal: progress.signal,
+                  onProgress: (p) => progress.update({ stage: 'snapshot', percent: p.percentDone, ...sizes(p) }),
+                },
+              ),
           deps.store.restic.backupStdin({
             data: serializeListing(before),
             filename: LISTING_FILE,
@@ -185,17 +192,17 @@ export function createAgentActivities(deps: AgentDeps) {
             tags: encodeTags({ ...labels, role: 'listing' }),
           }),
         ]);
-        const after = fingerprintOf(await listing(component.path, progress));
+        const after = fingerprintOf(await list(progress));
         if (after.digest === fingerprint.digest) {
-          await saveListing(list.snapshotId, before);
+          await saveListing(listed.snapshotId, before);
           deps.logger.info(
             { component: req.component, crossSectionId: req.crossSectionId, snapshotId: data.snapshotId, files: fingerprint.files },
             'snapshot taken',
           );
-          return { component: req.component, snapshotId: data.snapshotId, listingSnapshotId: list.snapshotId, fingerprint };
+          return { component: req.component, snapshotId: data.snapshotId, listingSnapshotId: listed.snapshotId, fingerprint };
         }
         deps.logger.warn({ component: req.component, attempt }, 'files changed while the snapshot was taken; taking it again');
-        await deps.store.restic.forget([data.snapshotId, list.snapshotId]);
+        await deps.store.restic.forget([data.snapshotId, listed.snapshotId]);
       }
       throw ApplicationFailure.retryable(
         `${req.component}: files kept changing during ${STABLE_SNAPSHOT_ATTEMPTS} snapshot attempts`,
@@ -233,17 +240,22 @@ export function createAgentActivities(deps: AgentDeps) {
         );
 
       const target = await loadListing(req.listingSnapshotId);
+      // An empty target was stored as a marker file, not a tree: restoring it means emptying.
+      const wholeTree = async (note: string): Promise<Omit<RestoreOutcome, 'durationMs'>> =>
+        target.length === 0
+          ? { ...toOutcome(undefined), filesDeleted: await emptyDirectory(component.path), method: 'whole-tree', note }
+          : { ...toOutcome(await restic()), method: 'whole-tree', note };
       const plan = planTargetedRestore(diffListings(current, target), current, target);
       let outcome: Omit<RestoreOutcome, 'durationMs'>;
       if ('fallback' in plan) {
-        outcome = { ...toOutcome(await restic()), method: 'whole-tree', note: plan.fallback };
+        outcome = await wholeTree(plan.fallback);
       } else {
         outcome = await restoreTargeted(component.path, plan, restic);
         const after = fingerprintOf(await listing(component.path, progress));
         if (after.digest !== req.fingerprint.digest) {
           // Never expected; the whole-tree restore is the safe answer if it happens.
           deps.logger.warn({ component: req.component }, 'targeted restore did not reach the target; restoring the whole tree');
-          outcome = { ...toOutcome(await restic()), method: 'whole-tree', note: 'the targeted restore did not reach the target fingerprint' };
+          outcome = await wholeTree('the targeted restore did not reach the target fingerprint');
         }
       }
       deps.logger.info({ component: req.component, purpose: req.purpose, ...outcome }, 'restored');
@@ -303,6 +315,13 @@ export function createAgentActivities(deps: AgentDeps) {
 }
 
 export type AgentActivities = ReturnType<typeof createAgentActivities>;
+
+/** Removes everything inside a directory; returns how many top-level entries went. */
+async function emptyDirectory(dir: string): Promise<number> {
+  const names = await readdir(dir);
+  for (const name of names) await rm(path.join(dir, name), { recursive: true, force: true });
+  return names.length;
+}
 
 async function isDirectory(p: string): Promise<boolean> {
   return stat(p).then(

@@ -18,6 +18,7 @@ import { diffListings } from '../files/listing';
 import { parseDuration } from '../manifest/duration';
 import { allowsSelfApproval, envTaskQueue, type Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
+import { runningRollbacks } from '../platform/rollback-runs';
 import type { SnapshotStore } from '../snapshots/store';
 import { toApplicationFailure } from './failures';
 
@@ -126,16 +127,10 @@ export function createControlActivities(deps: ControlDeps) {
 
   async function refuseConcurrentRollback(environment: string, self: string): Promise<void> {
     if (!deps.client) return;
-    // Scoped to this installation's task queue: another rewind on the same namespace may have
-    // an environment of the same name.
-    const query = `WorkflowType = 'rollbackWorkflow' AND ExecutionStatus = 'Running' AND RewindEnvironment = '${environment}' AND TaskQueue = '${manifest.temporal.taskQueue}'`;
-    for await (const run of deps.client.workflow.list({ query })) {
-      if (run.workflowId === self) continue;
-      const info = await deps.client.workflow.getHandle(run.workflowId, run.runId).describe();
-      const dryRun = (info.memo as { dryRun?: boolean } | undefined)?.dryRun === true;
-      if (dryRun) continue;
+    const other = (await runningRollbacks(deps.client, manifest.temporal.taskQueue, environment)).find((id) => id !== self);
+    if (other) {
       throw ApplicationFailure.nonRetryable(
-        `rollback ${run.workflowId} is already running on ${environment}; wait for it or cancel it first`,
+        `rollback ${other} is already running on ${environment}; wait for it or cancel it first`,
         ErrorType.InvalidRequest,
       );
     }

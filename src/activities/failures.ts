@@ -11,6 +11,7 @@ export function toApplicationFailure(err: unknown): unknown {
     if (err.kind === 'wrong-password' || err.kind === 'no-repository') {
       return ApplicationFailure.nonRetryable(err.message, ErrorType.RepositoryAccess);
     }
+    if (err.kind === 'refused') return ApplicationFailure.nonRetryable(err.message, ErrorType.ResticRefused);
     return ApplicationFailure.retryable(err.message, ErrorType.ResticFailed);
   }
   if (err instanceof ManifestError) return ApplicationFailure.nonRetryable(err.message, ErrorType.InvalidRequest);

@@ -15,7 +15,8 @@ import { connectClient, temporalSettings } from '../platform/temporal';
 import { openSnapshotStore } from '../snapshots/open';
 import { createAgentWorker } from '../workers/agent-worker';
 import { createControlWorker } from '../workers/control-worker';
-import { RequestError, RewindClient, type RollbackView } from './client';
+import { checkAgainstManifest, failureMessage, RequestError, RewindClient, type RollbackView } from './client';
+import type { SnapshotStore } from '../snapshots/store';
 import { count, progressBar, renderCrossSection, renderCrossSections, renderLive, renderStatus } from './render';
 import { runStack } from './stack';
 
@@ -31,9 +32,11 @@ const program = new Command('rewind')
   .option('--manifest <file>', 'manifest file (default: $REWIND_MANIFEST or ./rewind.yaml)')
   .option('--json', 'print machine-readable JSON')
   .showHelpAfterError('(run with --help for usage)')
+  .configureHelp({ showGlobalOptions: true })
   .addHelpText(
     'after',
-    '\nEnvironment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE, REWIND_MANIFEST, REWIND_USER.',
+    '\nEnvironment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE, REWIND_MANIFEST (default ./rewind.yaml),\n' +
+      'REWIND_USER (default for --as), REWIND_LOG_LEVEL (workers and agents; default info).',
   );
 
 function globals(cmd: Command): GlobalOptions {
@@ -46,7 +49,15 @@ function manifestOf(cmd: Command, checkPaths: 'all' | string[] | false = false):
 
 async function rewindClient(cmd: Command): Promise<RewindClient> {
   const { manifest } = manifestOf(cmd);
-  return new RewindClient(await connectClient(temporalSettings(manifest.temporal.namespace)), manifest);
+  // The repository lets the client refuse a missing target before starting a run; an operator
+  // without its password still gets the same answer from the workflow.
+  let store: SnapshotStore | undefined;
+  try {
+    store = openSnapshotStore(manifest);
+  } catch {
+    store = undefined;
+  }
+  return new RewindClient(await connectClient(temporalSettings(manifest.temporal.namespace)), manifest, store);
 }
 
 function print(cmd: Command, json: unknown, human: () => string): void {
@@ -55,6 +66,13 @@ function print(cmd: Command, json: unknown, human: () => string): void {
 
 function currentUser(as: string | undefined): string {
   return as ?? process.env.REWIND_USER ?? os.userInfo().username;
+}
+
+function nonEmpty(flag: string) {
+  return (value: string): string => {
+    if (!value.trim()) throw new InvalidArgumentError(`${flag} must not be empty`);
+    return value;
+  };
 }
 
 function list(value: string): string[] {
@@ -84,7 +102,7 @@ function reportError(cmd: Command, err: unknown): void {
         ? `${err.file}: ${err.issues[0]!.path ? `${err.issues[0]!.path}: ` : ''}${err.issues[0]!.message}`
         : err.message;
   } else if (err instanceof Error) {
-    message = err.message;
+    message = failureMessage(err);
   } else {
     message = String(err);
   }
@@ -191,11 +209,11 @@ snapshot
   .command('create')
   .description('take a cross-section of an environment')
   .requiredOption('--env <name>', 'environment')
-  .option('--version <label>', 'release version label, e.g. v1.4.2')
+  .option('--version <label>', 'release version label, e.g. v1.4.2', nonEmpty('--version'))
   .option('--reason <text>', 'why, for the record')
   .option('--components <list>', 'only these components (comma-separated)', list)
   .option('--wait', 'wait until the cross-section is taken')
-  .option('--as <user>', 'who asks (default: $REWIND_USER or your login)')
+  .option('--as <user>', 'who asks (default: $REWIND_USER or your login)', nonEmpty('--as'))
   .action(
     action(async (opts: { env: string; version?: string; reason?: string; components?: string[]; wait?: boolean; as?: string }, cmd: Command) => {
       const client = await rewindClient(cmd);
@@ -231,7 +249,7 @@ snapshot
   .action(
     action(async (opts: { env: string; all?: boolean }, cmd: Command) => {
       const { manifest } = manifestOf(cmd);
-      if (!manifest.environments[opts.env]) throw new RequestError(`unknown environment "${opts.env}"`);
+      checkAgainstManifest(manifest, opts.env);
       const sections = (await openSnapshotStore(manifest).crossSections(opts.env)).filter(
         (s) => opts.all || (s.origin !== 'safety' && s.origin !== 'dry-run'),
       );
@@ -246,6 +264,7 @@ snapshot
   .action(
     action(async (id: string, opts: { env: string }, cmd: Command) => {
       const { manifest } = manifestOf(cmd);
+      checkAgainstManifest(manifest, opts.env);
       const section = (await openSnapshotStore(manifest).crossSections(opts.env)).find((s) => s.id === id);
       if (!section) throw new RequestError(`no cross-section ${id} in ${opts.env} (rewind snapshot list --env ${opts.env})`);
       print(cmd, section, () => renderCrossSection(section));
@@ -260,11 +279,11 @@ rollback
   .command('start')
   .description('start a rollback to a version or a cross-section; waits for the plan unless --no-wait')
   .requiredOption('--env <name>', 'environment')
-  .option('--to-version <label>', 'newest cross-section labelled with this version')
+  .option('--to-version <label>', 'newest cross-section labelled with this version', nonEmpty('--to-version'))
   .option('--to-snapshot <id>', 'a cross-section id (rewind snapshot list)')
   .option('--components <list>', 'only these components (partial rollback)', list)
   .option('--reason <text>', 'why, for the record')
-  .option('--as <user>', 'requester (default: $REWIND_USER or your login)')
+  .option('--as <user>', 'requester (default: $REWIND_USER or your login)', nonEmpty('--as'))
   .addOption(new Option('--trigger <trigger>', 'what started it').choices(TRIGGERS as unknown as string[]).default('manual'))
   .option('--dry-run', 'decide and prepare only: print the plan, change nothing')
   .option('--no-wait', 'return as soon as the run has started')
@@ -321,7 +340,7 @@ function decisionCommand(name: 'approve' | 'reject') {
   rollback
     .command(`${name} <workflowId>`)
     .description(name === 'approve' ? 'approve a rollback that awaits approval' : 'reject a rollback before it executes')
-    .option('--as <user>', 'who decides (default: $REWIND_USER or your login)')
+    .option('--as <user>', 'who decides (default: $REWIND_USER or your login)', nonEmpty('--as'))
     .option('--comment <text>', 'a note for the record')
     .option('--request-id <id>', 'idempotency key: a repeated request with the same id counts once')
     .action(
@@ -351,7 +370,6 @@ rollback
   .action(
     action(async (workflowId: string, _opts: unknown, cmd: Command) => {
       const client = await rewindClient(cmd);
-      await client.rollbackView(workflowId);
       await client.cancel(workflowId);
       print(cmd, { workflowId, cancelRequested: true }, () => `cancellation requested for ${workflowId}; follow it with: rewind rollback status ${workflowId} --watch`);
     }),
@@ -396,7 +414,12 @@ rollback
       print(cmd, runs, () =>
         runs.length === 0
           ? 'no rollbacks yet'
-          : runs.map((r) => `${r.workflowId.padEnd(48)} ${String(r.state ?? r.execution).padEnd(18)} ${String(r.phase ?? '').padEnd(10)} ${r.target ?? ''}`).join('\n'),
+          : runs
+              .map(
+                (r) =>
+                  `${r.workflowId.padEnd(48)} ${String(r.state ?? r.execution).padEnd(18)} ${String(r.phase ?? '').padEnd(10)} ${r.target ?? ''}${r.dryRun ? '  (dry run)' : ''}`,
+              )
+              .join('\n'),
       );
     }),
   );

@@ -12,10 +12,11 @@ import {
 import { ApplicationFailure, type TypedSearchAttributes } from '@temporalio/common';
 import type { StepProgress } from '../activities/progress';
 import { approveSignal, rejectSignal, rollbackStatusQuery, snapshotStatusQuery } from '../domain/messages';
-import { FINAL_STATES, rollbackRequestSchema, type RollbackRequest, type RollbackStatus } from '../domain/rollback';
+import { describeTarget, FINAL_STATES, rollbackRequestSchema, type RollbackRequest, type RollbackStatus } from '../domain/rollback';
 import type { CrossSectionResult, SnapshotRequest } from '../domain/snapshot';
 import { snapshotRequestSchema } from '../domain/snapshot';
 import {
+  dryRunAttribute,
   environmentAttribute,
   phaseAttribute,
   stateAttribute,
@@ -23,6 +24,8 @@ import {
   triggerAttribute,
 } from '../domain/search-attributes';
 import { envTaskQueue, type Manifest } from '../manifest/schema';
+import { runningRollbacks } from '../platform/rollback-runs';
+import type { SnapshotStore } from '../snapshots/store';
 import { temporal } from '@temporalio/proto';
 import type { z } from 'zod';
 
@@ -31,6 +34,18 @@ export class RequestError extends Error {
     super(message);
     this.name = 'RequestError';
   }
+}
+
+/** The innermost message of a failure chain (workflow → activity → application failure). */
+export function failureMessage(err: unknown): string {
+  let current: unknown = err;
+  let message = err instanceof Error ? err.message : String(err);
+  while (current instanceof Error) {
+    if (current instanceof ApplicationFailure || !(current.cause instanceof Error)) message = current.message;
+    if (current instanceof ApplicationFailure) break;
+    current = current.cause;
+  }
+  return message;
 }
 
 /** `rollback-production-20261128-130641-a1b2`: readable in the Web UI, unique enough to type. */
@@ -81,9 +96,14 @@ export interface RollbackView {
 }
 
 export class RewindClient {
+  /**
+   * With `store` (the repository is reachable and its password known), a rollback whose target
+   * does not exist, or whose environment is busy, is refused before any run starts.
+   */
   constructor(
     readonly client: Client,
     readonly manifest: Manifest,
+    readonly store?: SnapshotStore,
   ) {}
 
   private get taskQueue(): string {
@@ -112,6 +132,7 @@ export class RewindClient {
   async startRollback(input: unknown): Promise<{ workflowId: string; request: RollbackRequest }> {
     const request: RollbackRequest = parseRequest(rollbackRequestSchema, input);
     checkAgainstManifest(this.manifest, request.environment, request.components);
+    await this.precheckRollback(request);
     const workflowId = newWorkflowId('rollback', request.environment);
     const target = request.target.kind === 'version' ? `version:${request.target.version}` : request.target.id;
     await this.client.workflow.start('rollbackWorkflow', {
@@ -125,9 +146,24 @@ export class RewindClient {
         { key: stateAttribute, value: 'running' },
         { key: triggerAttribute, value: request.trigger },
         { key: targetAttribute, value: target },
+        { key: dryRunAttribute, value: request.dryRun },
       ],
     });
     return { workflowId, request };
+  }
+
+  /** The decide phase's checks, made early so that a doomed request leaves no failed run behind. */
+  private async precheckRollback(request: RollbackRequest): Promise<void> {
+    if (!request.dryRun) {
+      const [busy] = await runningRollbacks(this.client, this.taskQueue, request.environment);
+      if (busy) throw new RequestError(`rollback ${busy} is already running on ${request.environment}; wait for it or cancel it first`);
+    }
+    if (!this.store) return;
+    if (!(await this.store.findTarget(request.environment, request.target))) {
+      throw new RequestError(
+        `no cross-section of ${request.environment} matches ${describeTarget(request.target)} (rewind snapshot list --env ${request.environment})`,
+      );
+    }
   }
 
   /**
@@ -143,7 +179,16 @@ export class RewindClient {
     const handle = this.client.workflow.getHandle(workflowId);
     const requestId = decision.requestId ?? randomUUID();
     const ended = (status: RollbackStatus) => ({ accepted: false, reason: `the rollback already ended (${status.state})`, status });
+    // Whether this request (same id) was already recorded: a retried request gets its first answer.
+    const outcomeOf = (status: RollbackStatus) => {
+      const refusal = status.refusals.find((r) => r.requestId === requestId);
+      if (refusal) return { accepted: false, reason: refusal.reason, status };
+      const counted = status.approvals.some((a) => a.requestId === requestId) || status.rejection?.requestId === requestId;
+      return counted ? { accepted: true, status } : undefined;
+    };
     const before = await this.rollbackView(workflowId);
+    const earlier = outcomeOf(before.status);
+    if (earlier) return earlier;
     if (before.execution !== 'RUNNING') return ended(before.status);
     try {
       await handle.signal(action === 'approve' ? approveSignal : rejectSignal, {
@@ -159,18 +204,18 @@ export class RewindClient {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const { status } = await this.rollbackView(workflowId);
-      const refusal = status.refusals.find((r) => r.requestId === requestId);
-      if (refusal) return { accepted: false, reason: refusal.reason, status };
-      const counted =
-        status.approvals.some((a) => a.requestId === requestId) || status.rejection?.requestId === requestId;
-      if (counted) return { accepted: true, status };
+      const outcome = outcomeOf(status);
+      if (outcome) return outcome;
       if (FINAL_STATES.includes(status.state)) return ended(status);
       if (Date.now() > deadline) throw new RequestError(`${action} was sent but not yet recorded by ${workflowId}; check its status`);
       await sleep(200);
     }
   }
 
+  /** Requests cancellation; refuses, saying how it ended, when the run is already over. */
   async cancel(workflowId: string): Promise<void> {
+    const { status, execution } = await this.rollbackView(workflowId);
+    if (execution !== 'RUNNING') throw new RequestError(`${workflowId} already ended (${status.state}); there is nothing to cancel`);
     await this.client.workflow.getHandle(workflowId).cancel();
   }
 
@@ -287,6 +332,7 @@ function liveSteps(description: WorkflowExecutionDescription): LiveStep[] {
 
 function searchAttributesOf(attrs: TypedSearchAttributes) {
   return {
+    dryRun: attrs.get(dryRunAttribute) ?? false,
     environment: attrs.get(environmentAttribute),
     phase: attrs.get(phaseAttribute),
     state: attrs.get(stateAttribute),

@@ -27,9 +27,11 @@ export function renderStatus(view: RollbackView): string {
   lines.push(`  ${s.environment} → ${describeTarget(s.target)}${target}${s.dryRun ? '  [dry run]' : ''}`);
   lines.push(`  state: ${s.state}   phase: ${s.phase}   requested by ${s.requester} (${s.trigger})${s.reason ? `: ${s.reason}` : ''}`);
   if (s.cause) lines.push(`  cause: ${s.cause}`);
-  if (s.approvers) {
+  if (s.approvers && !s.dryRun) {
     const got = s.approvals.map((a) => a.user).join(', ') || 'none';
-    lines.push(`  approvals: ${s.approvals.length}/${s.requiredApprovals ?? 1} (${got}); approvers: ${s.approvers.join(', ')}`);
+    const may = s.requesterMayApprove === false ? s.approvers.filter((a) => a !== s.requester) : s.approvers;
+    const excluded = may.length < s.approvers.length ? ` (not ${s.requester}, who requested it)` : '';
+    lines.push(`  approvals: ${s.approvals.length}/${s.requiredApprovals ?? 1} (${got}); may approve: ${may.join(', ')}${excluded}`);
   }
   if (s.state === 'awaiting-approval' && s.approvalDeadline) lines.push(`  approval deadline: ${s.approvalDeadline}`);
   if (s.rejection) lines.push(`  rejected by ${s.rejection.user}${s.rejection.comment ? `: ${s.rejection.comment}` : ''}`);
@@ -40,7 +42,7 @@ export function renderStatus(view: RollbackView): string {
   lines.push(`  phases: ${phases}`);
   if (s.plan) lines.push(renderPlan(s.plan));
   const steps = Object.values(s.steps);
-  if (steps.length && s.phase !== 'decide' && s.phase !== 'prepare' && s.phase !== 'approval') {
+  if (steps.length && !s.dryRun && steps.some((st) => st.state !== 'pending' && st.state !== 'not-run')) {
     lines.push('Steps:');
     for (const st of steps) {
       const live = view.live.find((l) => l.component === st.component);

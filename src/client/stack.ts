@@ -150,10 +150,12 @@ export async function runStack(options: StackOptions): Promise<void> {
 
 function parseLogLine(line: string): { level: number; levelName: string; msg: string } | undefined {
   try {
-    const entry = JSON.parse(line) as { level?: number; msg?: string };
+    const entry = JSON.parse(line) as { level?: number; msg?: string; workflowId?: string; activityType?: string; err?: { message?: string } };
     if (typeof entry.level !== 'number') return undefined;
     const levelName = entry.level >= 50 ? 'error' : entry.level >= 40 ? 'warning' : 'info';
-    return { level: entry.level, levelName, msg: entry.msg ?? line };
+    const context = [entry.workflowId, entry.activityType].filter(Boolean).join(' ');
+    const msg = [entry.msg ?? line, context && `(${context})`, entry.err?.message && `: ${entry.err.message}`].filter(Boolean).join(' ');
+    return { level: entry.level, levelName, msg };
   } catch {
     return undefined;
   }

@@ -11,6 +11,8 @@ export const ErrorType = {
   RepositoryAccess: 'RepositoryAccess',
   /** restic failed in a way a retry might fix (lock, I/O). */
   ResticFailed: 'ResticFailed',
+  /** restic refused the request itself (unknown snapshot, bad pattern): retrying cannot help. */
+  ResticRefused: 'ResticRefused',
   /** The component's files kept changing while a snapshot was taken. */
   FilesChanging: 'FilesChanging',
   /** After a restore, the component does not match the target's fingerprint. */
@@ -31,6 +33,7 @@ export const NON_RETRYABLE_ERRORS: ErrorType[] = [
   ErrorType.TargetNotFound,
   ErrorType.CrossSectionIncomplete,
   ErrorType.RepositoryAccess,
+  ErrorType.ResticRefused,
   ErrorType.WrongAgent,
   ErrorType.InjectedFault,
   ErrorType.ComponentUnavailable,

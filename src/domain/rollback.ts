@@ -167,6 +167,8 @@ export interface RollbackStatus {
   targetCrossSection?: RollbackContext['target'];
   approvers?: string[];
   requiredApprovals?: number;
+  /** False in production: the requester is not among those who may approve. */
+  requesterMayApprove?: boolean;
   approvalDeadline?: string;
   phases: Partial<Record<Phase, PhaseTiming>>;
   plan?: RollbackPlan;

@@ -7,6 +7,8 @@ export const phaseAttribute = defineSearchAttributeKey('RewindPhase', SearchAttr
 export const stateAttribute = defineSearchAttributeKey('RewindState', SearchAttributeType.KEYWORD);
 export const triggerAttribute = defineSearchAttributeKey('RewindTrigger', SearchAttributeType.KEYWORD);
 export const targetAttribute = defineSearchAttributeKey('RewindTarget', SearchAttributeType.KEYWORD);
+/** Set when the run starts: a dry run ends `completed` too, and should not be mistaken for one. */
+export const dryRunAttribute = defineSearchAttributeKey('RewindDryRun', SearchAttributeType.BOOL);
 
 export const REWIND_SEARCH_ATTRIBUTES = [
   environmentAttribute,
@@ -14,4 +16,5 @@ export const REWIND_SEARCH_ATTRIBUTES = [
   stateAttribute,
   triggerAttribute,
   targetAttribute,
+  dryRunAttribute,
 ] as const;

@@ -32,7 +32,10 @@ export function planTargetedRestore(
   const plan: TargetedRestorePlan = { remove: [], chmod: [], include: [] };
   for (const change of changes) {
     if (!isPlainRelative(change.path)) return { fallback: `path ${JSON.stringify(change.path)} is not a plain relative path` };
-    if (PATTERN_SYNTAX.test(change.path)) return { fallback: `path ${JSON.stringify(change.path)} holds restic pattern syntax` };
+    // Removals and modes are applied directly; only restic's include list is read as patterns.
+    if ((change.op === 'add' || change.op === 'change') && PATTERN_SYNTAX.test(change.path)) {
+      return { fallback: `path ${JSON.stringify(change.path)} holds restic pattern syntax` };
+    }
     const before = now.get(change.path);
     const after = then.get(change.path);
     switch (change.op) {

@@ -58,7 +58,7 @@ export function parseManifest(text: string, file: string, options: LoadOptions =
   if (doc.errors.length > 0) {
     throw new ManifestError(
       file,
-      doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message.split('\n')[0] ?? e.message}` })),
+      doc.errors.map((e) => ({ path: '', message: `YAML: ${(e.message.split('\n')[0] ?? e.message).replace(/:$/, '')}` })),
     );
   }
   if (!isMap(doc.contents)) {

@@ -1,6 +1,6 @@
 // Connecting to Temporal, and registering rewind's search attributes on the namespace.
 import { Connection, Client } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
 import { REWIND_SEARCH_ATTRIBUTES } from '../domain/search-attributes';
 
 export const DEFAULT_TEMPORAL_ADDRESS = 'localhost:7233';
@@ -36,7 +36,7 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
     await connection.operatorService.addSearchAttributes({
       namespace,
       searchAttributes: Object.fromEntries(
-        missing.map((key) => [key.name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD]),
+        missing.map((key) => [key.name, encodeSearchAttributeIndexedValueType(key.type)!]),
       ),
     });
   } catch (err) {

@@ -58,6 +58,9 @@ export interface RunOptions {
   lockFile?: string;
 }
 
+/** Fatal errors about the request itself, which the same request would meet again. */
+const REFUSALS = /no matching ID found|snapshot is empty|invalid (id|pattern|snapshot)|is not a directory|unknown flag/i;
+
 /** restic's documented exit codes. */
 const EXIT = { noRepository: 10, lockFailed: 11, wrongPassword: 12, incompleteBackup: 3 } as const;
 
@@ -65,7 +68,7 @@ export class ResticError extends Error {
   constructor(
     message: string,
     readonly exitCode: number | null,
-    readonly kind: 'no-repository' | 'wrong-password' | 'locked' | 'incomplete' | 'failed' | 'cancelled',
+    readonly kind: 'no-repository' | 'wrong-password' | 'locked' | 'incomplete' | 'refused' | 'failed' | 'cancelled',
     /** For an incomplete backup: the partial snapshot restic wrote anyway. */
     readonly snapshotId?: string,
   ) {
@@ -279,7 +282,7 @@ function toResticError(args: string[], code: number | null, stderr: string, stdo
         /"snapshot_id":"([0-9a-f]+)"/.exec(stdout)?.[1],
       );
     default:
-      return new ResticError(`${what}: ${message}`, code, 'failed');
+      return new ResticError(`${what}: ${message}`, code, REFUSALS.test(message) ? 'refused' : 'failed');
   }
 }
 

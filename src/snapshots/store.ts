@@ -7,6 +7,10 @@ import type { ResticRepository } from './restic';
 
 /** Name of the listing file inside a listing snapshot. */
 export const LISTING_FILE = '.rewind-listing.json';
+/** The only file of the data snapshot of an empty component (restic stores no empty trees). */
+export const EMPTY_MARKER_FILE = '.rewind-empty';
+/** restic refuses an empty stdin, so the marker says what it is. */
+export const EMPTY_MARKER_TEXT = 'rewind: this component was empty when this snapshot was taken\n';
 
 export class SnapshotStore {
   constructor(readonly restic: ResticRepository) {}

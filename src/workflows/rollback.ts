@@ -100,6 +100,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     status.targetCrossSection = context.target;
     status.approvers = context.approvers;
     status.requiredApprovals = context.requiredApprovals;
+    status.requesterMayApprove = context.allowSelfApproval;
     status.components = context.components.map((c) => c.name);
     for (const c of context.components) status.steps[c.name] = { component: c.name, state: 'pending' };
     log.info('rollback decided', {
@@ -248,6 +249,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   async function complete(state: RollbackState, cause?: string): Promise<RollbackStatus> {
     enterPhase('complete');
     status.state = state;
+    for (const step of Object.values(status.steps)) if (step.state === 'pending') step.state = 'not-run';
     if (cause !== undefined) status.cause = cause;
     closePhase();
     status.report = renderRollbackReport(status);
