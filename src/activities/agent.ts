@@ -1,32 +1,33 @@
-// Activities that touch an environment's files. They run in that environment's agent
+// Activities that touch an environment's components. They run in that environment's agent
 // (task queue "<taskQueue>-env-<environment>"), the only process allowed to write there.
 // Each one checks the state before acting, so a retry after a crash never applies twice.
-import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+// What to do depends on the component's kind: see src/components.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ComponentSnapshot, FingerprintSummary, SnapshotOrigin } from '../domain/cross-section';
-import { encodeTags, type SnapshotLabels } from '../domain/cross-section';
+import type {
+  ComponentDriver,
+  ListingDocuments,
+  RestoreComponentRequest,
+  SnapshotComponentRequest,
+  StepContext,
+  VerifyComponentRequest,
+  VerifyOutcome,
+} from '../components/driver';
+import { createFilesDriver } from '../components/files';
+import { createPostgresDriver } from '../components/postgres';
+import type { ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
 import type { RestoreOutcome } from '../domain/rollback';
-import {
-  diffListings,
-  fingerprintOf,
-  listDirectory,
-  parseListing,
-  serializeListing,
-  type HashCache,
-  type ListingChange,
-  type ListingEntry,
-} from '../files/listing';
-import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from '../files/targeted-restore';
-import type { Manifest } from '../manifest/schema';
+import type { Component, Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
-import { ResticError, type RestoreSummary } from '../snapshots/restic';
-import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE, type SnapshotStore } from '../snapshots/store';
-import { Faults, type FaultPoint } from './faults';
-import { reportProgress, type ProgressReporter } from './progress';
+import { ResticError } from '../snapshots/restic';
+import type { SnapshotStore } from '../snapshots/store';
+import { Faults } from './faults';
 import { toApplicationFailure } from './failures';
+import { reportProgress, type ProgressReporter } from './progress';
+
+export type { RestoreComponentRequest, SnapshotComponentRequest, VerifyComponentRequest, VerifyOutcome };
 
 export interface AgentDeps {
   environment: string;
@@ -34,51 +35,18 @@ export interface AgentDeps {
   store: SnapshotStore;
   logger: Logger;
   faults?: Faults;
+  env?: NodeJS.ProcessEnv;
 }
-
-export interface SnapshotComponentRequest {
-  environment: string;
-  component: string;
-  crossSectionId: string;
-  members: string[];
-  origin: SnapshotOrigin;
-  version?: string;
-  reason?: string;
-  workflowId?: string;
-}
-
-export interface RestoreComponentRequest {
-  environment: string;
-  component: string;
-  snapshotId: string;
-  listingSnapshotId: string;
-  fingerprint: FingerprintSummary;
-  purpose: 'rollback' | 'compensation';
-}
-
-export interface VerifyComponentRequest {
-  environment: string;
-  component: string;
-  expected: FingerprintSummary;
-  listingSnapshotId: string;
-}
-
-export interface VerifyOutcome {
-  matches: boolean;
-  actual: FingerprintSummary;
-  /** The first differences from the target, when it does not match. */
-  differences: ListingChange[];
-}
-
-/** Attempts to take a snapshot while files keep changing under it. */
-const STABLE_SNAPSHOT_ATTEMPTS = 3;
 
 export function createAgentActivities(deps: AgentDeps) {
   const faults = deps.faults ?? Faults.none();
-  const cache: HashCache = new Map();
-  const lockDir = path.join(deps.manifest.dataDir, 'agent', deps.environment, 'locks');
+  const agentDir = path.join(deps.manifest.dataDir, 'agent', deps.environment);
+  const drivers = {
+    files: createFilesDriver(),
+    postgres: createPostgresDriver({ workDir: path.join(agentDir, 'work'), env: deps.env ?? process.env }),
+  } satisfies { [K in Component['kind']]: ComponentDriver<Extract<Component, { kind: K }>> };
 
-  const componentOf = (environment: string, name: string) => {
+  const componentOf = (environment: string, name: string): Component => {
     if (environment !== deps.environment) {
       throw ApplicationFailure.nonRetryable(
         `this agent serves environment "${deps.environment}", not "${environment}"`,
@@ -93,222 +61,106 @@ export function createAgentActivities(deps: AgentDeps) {
   };
 
   // Listings never change once stored, so the agent keeps a copy of each one it has written
-  // or read: restoring then needs no extra restic run (each costs its key derivation).
-  const listingDir = path.join(deps.manifest.dataDir, 'agent', deps.environment, 'listings');
-  const listingFile = (listingSnapshotId: string) => {
-    if (!/^[0-9a-f]{8,64}$/.test(listingSnapshotId)) {
-      throw ApplicationFailure.nonRetryable(`"${listingSnapshotId}" is not a restic snapshot id`, ErrorType.InvalidRequest);
-    }
-    return path.join(listingDir, `${listingSnapshotId}.jsonl`);
+  // or read: a restore then needs no extra restic run (each costs its key derivation).
+  const listingDir = path.join(agentDir, 'listings');
+  const listingFile = (id: string) => {
+    if (!/^[0-9a-f]{8,64}$/.test(id)) throw ApplicationFailure.nonRetryable(`"${id}" is not a restic snapshot id`, ErrorType.InvalidRequest);
+    return path.join(listingDir, `${id}.txt`);
   };
-  const saveListing = async (listingSnapshotId: string, entries: readonly ListingEntry[]) => {
-    await mkdir(listingDir, { recursive: true });
-    const file = listingFile(listingSnapshotId);
-    await writeFile(`${file}.tmp`, serializeListing(entries));
-    await rename(`${file}.tmp`, file);
-  };
-  const loadListing = async (listingSnapshotId: string): Promise<ListingEntry[]> => {
-    const file = listingFile(listingSnapshotId);
-    try {
-      return parseListing(await readFile(file, 'utf8'));
-    } catch {
-      const entries = await deps.store.readListing(listingSnapshotId);
-      await saveListing(listingSnapshotId, entries);
-      return entries;
-    }
+  const listings: ListingDocuments = {
+    async save(id, text) {
+      await mkdir(listingDir, { recursive: true });
+      const file = listingFile(id);
+      await writeFile(`${file}.tmp`, text);
+      await rename(`${file}.tmp`, file);
+    },
+    async load(id) {
+      const file = listingFile(id);
+      try {
+        return await readFile(file, 'utf8');
+      } catch {
+        const text = await deps.store.readListingText(id);
+        await listings.save(id, text);
+        return text;
+      }
+    },
   };
 
-  const lockFileFor = async (component: string) => {
+  const contextFor = async (component: string, progress: ProgressReporter): Promise<StepContext> => {
+    const lockDir = path.join(agentDir, 'locks');
     await mkdir(lockDir, { recursive: true });
-    return path.join(lockDir, `${component}.lock`);
+    return {
+      environment: deps.environment,
+      store: deps.store,
+      logger: deps.logger,
+      progress,
+      lockFile: path.join(lockDir, `${component}.lock`),
+      listings,
+    };
   };
 
-  const listing = async (dir: string, progress: ProgressReporter) =>
-    listDirectory(dir, {
-      cache,
-      signal: progress.signal,
-      onProgress: (p) =>
-        progress.update({
-          stage: 'fingerprint',
-          percent: p.bytesTotal ? p.bytesHashed / p.bytesTotal : 1,
-          bytesDone: p.bytesHashed,
-          bytesTotal: p.bytesTotal,
-          filesDone: p.filesHashed,
-          filesTotal: p.filesTotal,
-        }),
-    });
-
-  async function snapshotComponent(req: SnapshotComponentRequest): Promise<ComponentSnapshot> {
-    const component = componentOf(req.environment, req.component);
-    const progress = reportProgress(req.component, 'snapshot');
+  /** Runs one step with progress heartbeats, and turns what it throws into typed failures. */
+  const step = async <T>(component: string, stage: string, fn: (progress: ProgressReporter) => Promise<T>): Promise<T> => {
+    const progress = reportProgress(component, stage);
     try {
-      await faults.fire('before-snapshot', req.component, { attempt: progress.attempt, path: component.path });
-      const present = await isDirectory(component.path);
-      // A safety snapshot must capture whatever is there, even nothing: a deleted component
-      // directory is exactly what a rollback may have to repair. It is recorded as empty.
-      if (!present && req.origin !== 'safety' && req.origin !== 'dry-run') {
-        throw ApplicationFailure.nonRetryable(
-          `${req.environment}/${req.component}: ${component.path} does not exist or is not a directory`,
-          ErrorType.ComponentUnavailable,
-        );
-      }
-      const list = (progressReporter: ProgressReporter) => (present ? listing(component.path, progressReporter) : Promise.resolve([]));
-      const { found, partial } = await deps.store.completeComponentSnapshot(req.environment, req.component, req.crossSectionId);
-      if (found) return found;
-      if (partial.length > 0) await deps.store.restic.forget(partial);
-
-      const lockFile = await lockFileFor(req.component);
-      for (let attempt = 1; attempt <= STABLE_SNAPSHOT_ATTEMPTS; attempt++) {
-        const before = await list(progress);
-        const fingerprint = fingerprintOf(before);
-        const labels: SnapshotLabels = {
-          environment: req.environment,
-          component: req.component,
-          crossSectionId: req.crossSectionId,
-          role: 'data',
-          origin: req.origin,
-          members: req.members,
-          fingerprint,
-          ...(req.version !== undefined ? { version: req.version } : {}),
-          ...(req.reason !== undefined ? { reason: req.reason } : {}),
-          ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
-        };
-        const [data, listed] = await Promise.all([
-          before.length === 0
-            ? // restic refuses to store an empty directory; the listing alone says it was empty.
-              deps.store.restic.backupStdin({ data: EMPTY_MARKER_TEXT, filename: EMPTY_MARKER_FILE, host: req.environment, tags: encodeTags(labels) })
-            : deps.store.restic.backup(
-                { directory: component.path, host: req.environment, tags: encodeTags(labels) },
-                {
-                  lockFile,
-                  signal: progress.signal,
-                  onProgress: (p) => progress.update({ stage: 'snapshot', percent: p.percentDone, ...sizes(p) }),
-                },
-              ),
-          deps.store.restic.backupStdin({
-            data: serializeListing(before),
-            filename: LISTING_FILE,
-            host: req.environment,
-            tags: encodeTags({ ...labels, role: 'listing' }),
-          }),
-        ]);
-        const after = fingerprintOf(await list(progress));
-        if (after.digest === fingerprint.digest) {
-          await saveListing(listed.snapshotId, before);
-          deps.logger.info(
-            { component: req.component, crossSectionId: req.crossSectionId, snapshotId: data.snapshotId, files: fingerprint.files },
-            'snapshot taken',
-          );
-          return { component: req.component, snapshotId: data.snapshotId, listingSnapshotId: listed.snapshotId, fingerprint };
-        }
-        deps.logger.warn({ component: req.component, attempt }, 'files changed while the snapshot was taken; taking it again');
-        await deps.store.restic.forget([data.snapshotId, listed.snapshotId]);
-      }
-      throw ApplicationFailure.retryable(
-        `${req.component}: files kept changing during ${STABLE_SNAPSHOT_ATTEMPTS} snapshot attempts`,
-        ErrorType.FilesChanging,
-      );
+      return await fn(progress);
     } catch (err) {
       throw await cleanUpAndConvert(err, deps);
     } finally {
       progress.stop();
     }
+  };
+
+  async function snapshotComponent(req: SnapshotComponentRequest): Promise<ComponentSnapshot> {
+    const component = componentOf(req.environment, req.component);
+    return step(req.component, 'snapshot', async (progress) => {
+      await faults.fire('before-snapshot', req.component, { attempt: progress.attempt, path: pathOf(component) });
+      const { found, partial } = await deps.store.completeComponentSnapshot(req.environment, req.component, req.crossSectionId);
+      if (found) return found;
+      if (partial.length > 0) await deps.store.restic.forget(partial);
+      const ctx = await contextFor(req.component, progress);
+      const snapshot =
+        component.kind === 'files' ? await drivers.files.snapshot(component, req, ctx) : await drivers.postgres.snapshot(component, req, ctx);
+      deps.logger.info(
+        { component: req.component, crossSectionId: req.crossSectionId, snapshotId: snapshot.snapshotId, kind: component.kind },
+        'snapshot taken',
+      );
+      return snapshot;
+    });
   }
 
   async function restoreComponent(req: RestoreComponentRequest): Promise<RestoreOutcome> {
     const component = componentOf(req.environment, req.component);
     const started = Date.now();
-    const progress = reportProgress(req.component, 'check');
-    const onPause = () => progress.update({ stage: 'paused by REWIND_FAULTS' });
-    const [beforePoint, afterPoint] =
-      req.purpose === 'rollback' ? (['before-restore', 'after-restore'] as const) : (['before-compensate', 'after-compensate'] as const);
-    const fire = (point: FaultPoint) =>
-      faults.fire(point, req.component, { attempt: progress.attempt, path: component.path, signal: progress.signal, onPause });
-    try {
-      await fire(beforePoint);
-      await mkdir(component.path, { recursive: true });
-      const current = await listing(component.path, progress);
-      if (fingerprintOf(current).digest === req.fingerprint.digest) {
+    return step(req.component, 'check', async (progress) => {
+      const [before, after] =
+        req.purpose === 'rollback' ? (['before-restore', 'after-restore'] as const) : (['before-compensate', 'after-compensate'] as const);
+      const onPause = () => progress.update({ stage: 'paused by REWIND_FAULTS' });
+      const fault = { attempt: progress.attempt, path: pathOf(component), signal: progress.signal, onPause };
+      await faults.fire(before, req.component, fault);
+      const ctx = await contextFor(req.component, progress);
+      const outcome =
+        component.kind === 'files' ? await drivers.files.restore(component, req, ctx) : await drivers.postgres.restore(component, req, ctx);
+      if (outcome.alreadyAtTarget) {
         deps.logger.info({ component: req.component, purpose: req.purpose }, 'already at target; nothing to restore');
-        return { alreadyAtTarget: true, filesRestored: 0, filesSkipped: 0, filesDeleted: 0, bytesRestored: 0, durationMs: Date.now() - started };
-      }
-      const lockFile = await lockFileFor(req.component);
-      const restic = (includeFile?: string) =>
-        deps.store.restic.restore(
-          { snapshotId: req.snapshotId, target: component.path, ...(includeFile ? { includeFile } : {}) },
-          { lockFile, signal: progress.signal, onProgress: (p) => progress.update({ stage: 'restore', percent: p.percentDone, ...sizes(p) }) },
-        );
-
-      const target = await loadListing(req.listingSnapshotId);
-      // An empty target was stored as a marker file, not a tree: restoring it means emptying.
-      const wholeTree = async (note: string): Promise<Omit<RestoreOutcome, 'durationMs'>> =>
-        target.length === 0
-          ? { ...toOutcome(undefined), filesDeleted: await emptyDirectory(component.path), method: 'whole-tree', note }
-          : { ...toOutcome(await restic()), method: 'whole-tree', note };
-      const plan = planTargetedRestore(diffListings(current, target), current, target);
-      let outcome: Omit<RestoreOutcome, 'durationMs'>;
-      if ('fallback' in plan) {
-        outcome = await wholeTree(plan.fallback);
       } else {
-        outcome = await restoreTargeted(component.path, plan, restic);
-        const after = fingerprintOf(await listing(component.path, progress));
-        if (after.digest !== req.fingerprint.digest) {
-          // Never expected; the whole-tree restore is the safe answer if it happens.
-          deps.logger.warn({ component: req.component }, 'targeted restore did not reach the target; restoring the whole tree');
-          outcome = await wholeTree('the targeted restore did not reach the target fingerprint');
-        }
+        deps.logger.info({ component: req.component, purpose: req.purpose, ...outcome }, 'restored');
+        await faults.fire(after, req.component, fault);
       }
-      deps.logger.info({ component: req.component, purpose: req.purpose, ...outcome }, 'restored');
-      await fire(afterPoint);
       return { ...outcome, durationMs: Date.now() - started };
-    } catch (err) {
-      throw await cleanUpAndConvert(err, deps);
-    } finally {
-      progress.stop();
-    }
-  }
-
-  async function restoreTargeted(
-    root: string,
-    plan: TargetedRestorePlan,
-    restic: (includeFile?: string) => Promise<RestoreSummary>,
-  ): Promise<Omit<RestoreOutcome, 'durationMs'>> {
-    for (const p of plan.remove) await rm(path.join(root, p), { recursive: true, force: true });
-    for (const { path: p, mode } of plan.chmod) await chmod(path.join(root, p), mode);
-    let summary: RestoreSummary | undefined;
-    if (plan.include.length > 0) {
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'rewind-include-'));
-      try {
-        const includeFile = path.join(dir, 'include');
-        await writeFile(includeFile, includePatterns(plan.include));
-        summary = await restic(includeFile);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
-    }
-    return {
-      ...toOutcome(summary),
-      filesDeleted: plan.remove.length,
-      method: 'targeted',
-    };
+    });
   }
 
   async function verifyComponent(req: VerifyComponentRequest): Promise<VerifyOutcome> {
     const component = componentOf(req.environment, req.component);
-    const progress = reportProgress(req.component, 'verify');
-    try {
+    return step(req.component, 'verify', async (progress) => {
+      const ctx = await contextFor(req.component, progress);
       const started = Date.now();
-      const entries = await listing(component.path, progress);
-      const actual = fingerprintOf(entries);
-      deps.logger.info({ component: req.component, files: actual.files, bytes: actual.bytes, ms: Date.now() - started }, 'verified');
-      if (actual.digest === req.expected.digest) return { matches: true, actual, differences: [] };
-      const target = await loadListing(req.listingSnapshotId);
-      return { matches: false, actual, differences: diffListings(entries, target).slice(0, 10) };
-    } catch (err) {
-      throw await cleanUpAndConvert(err, deps);
-    } finally {
-      progress.stop();
-    }
+      const outcome =
+        component.kind === 'files' ? await drivers.files.verify(component, req, ctx) : await drivers.postgres.verify(component, req, ctx);
+      deps.logger.info({ component: req.component, matches: outcome.matches, ms: Date.now() - started }, 'verified');
+      return outcome;
+    });
   }
 
   return { snapshotComponent, restoreComponent, verifyComponent };
@@ -316,32 +168,9 @@ export function createAgentActivities(deps: AgentDeps) {
 
 export type AgentActivities = ReturnType<typeof createAgentActivities>;
 
-/** Removes everything inside a directory; returns how many top-level entries went. */
-async function emptyDirectory(dir: string): Promise<number> {
-  const names = await readdir(dir);
-  for (const name of names) await rm(path.join(dir, name), { recursive: true, force: true });
-  return names.length;
-}
-
-async function isDirectory(p: string): Promise<boolean> {
-  return stat(p).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-}
-
-function toOutcome(summary: RestoreSummary | undefined): Omit<RestoreOutcome, 'durationMs'> {
-  return {
-    alreadyAtTarget: false,
-    filesRestored: summary?.filesRestored ?? 0,
-    filesSkipped: summary?.filesSkipped ?? 0,
-    filesDeleted: summary?.filesDeleted ?? 0,
-    bytesRestored: summary?.bytesRestored ?? 0,
-  };
-}
-
-function sizes(p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number }) {
-  return { filesDone: p.filesDone, filesTotal: p.filesTotal, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal };
+/** Where fault hooks may tamper: a files component's directory. */
+function pathOf(component: Component): string {
+  return component.kind === 'files' ? component.path : '';
 }
 
 async function cleanUpAndConvert(err: unknown, deps: AgentDeps): Promise<unknown> {

@@ -16,7 +16,7 @@ import {
 import type { SnapshotContext, SnapshotRequest } from '../domain/snapshot';
 import { diffListings } from '../files/listing';
 import { parseDuration } from '../manifest/duration';
-import { allowsSelfApproval, envTaskQueue, type Manifest } from '../manifest/schema';
+import { allowsSelfApproval, componentLocation, envTaskQueue, type Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import { runningRollbacks } from '../platform/rollback-runs';
 import type { SnapshotStore } from '../snapshots/store';
@@ -106,7 +106,7 @@ export function createControlActivities(deps: ControlDeps) {
           return {
             name,
             kind: component.kind,
-            path: component.path,
+            path: componentLocation(component),
             dependsOn: component.dependsOn.filter((d) => names.includes(d)),
             targetSnapshotId: snap.snapshotId,
             targetListingSnapshotId: snap.listingSnapshotId,

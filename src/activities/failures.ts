@@ -4,6 +4,9 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { ErrorType } from '../domain/errors';
 import { ManifestError } from '../manifest/load';
 import { ResticError } from '../snapshots/restic';
+import { DatabaseError } from '../postgres/connect';
+import { MigrationScriptError } from '../postgres/flyway';
+import { MigrationError } from '../postgres/migrator';
 
 export function toApplicationFailure(err: unknown): unknown {
   if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
@@ -15,6 +18,17 @@ export function toApplicationFailure(err: unknown): unknown {
     return ApplicationFailure.retryable(err.message, ErrorType.ResticFailed);
   }
   if (err instanceof ManifestError) return ApplicationFailure.nonRetryable(err.message, ErrorType.InvalidRequest);
+  if (err instanceof DatabaseError) {
+    // A database that is down may come back; wrong credentials or a too-old pg_dump will not.
+    if (err.kind === 'sql' || err.kind === 'lock' || err.kind === 'unreachable') {
+      return ApplicationFailure.retryable(err.message, ErrorType.ComponentUnavailable);
+    }
+    return ApplicationFailure.nonRetryable(err.message, ErrorType.ComponentUnavailable);
+  }
+  if (err instanceof MigrationError || err instanceof MigrationScriptError) {
+    if (err instanceof MigrationError && err.kind === 'lock') return ApplicationFailure.retryable(err.message, ErrorType.MigrationRefused);
+    return ApplicationFailure.nonRetryable(err.message, ErrorType.MigrationRefused);
+  }
   if (isNodeError(err) && (err.code === 'EACCES' || err.code === 'EROFS' || err.code === 'ENOTDIR')) {
     return ApplicationFailure.nonRetryable(err.message, ErrorType.ComponentUnavailable);
   }

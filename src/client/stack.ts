@@ -187,20 +187,24 @@ async function waitForPollers(address: string, namespace: string, queues: string
 function banner(loaded: LoadedManifest, server: DevServer, logDir: string): string {
   const envs = Object.keys(loaded.manifest.environments);
   const env = envs.includes('production') ? 'production' : envs[0]!;
-  const first = Object.values(loaded.manifest.environments[env]!.components)[0]!;
+  const first = Object.values(loaded.manifest.environments[env]!.components).find((c) => c.kind === 'files');
   const relative = (p: string) => path.relative(process.cwd(), p) || '.';
-  return `
-rewind is running.
-  Temporal:   ${server.address}${server.uiUrl ? `   Web UI: ${server.uiUrl}` : ''}
-  Manifest:   ${relative(loaded.file)}   environments: ${envs.join(', ')}
-  Logs:       ${relative(logDir)}/
-
-Try, in another shell (the README walks through it):
-  npx rewind snapshot create --env ${env} --version v1 --wait
-  echo "changed: true" >> ${relative(first.path)}/app.yaml
-  npx rewind rollback start --env ${env} --to-version v1 --as alice
-  npx rewind rollback approve <workflow id> --as bob
-  npx rewind rollback status <workflow id> --watch
-${server.uiUrl ? `Then find the run in the Web UI: ${server.uiUrl}/namespaces/${loaded.manifest.temporal.namespace}/workflows\n` : ''}
-Press Ctrl-C to stop.`;
+  const ui = loaded.manifest.temporal.namespace;
+  return [
+    '',
+    'rewind is running.',
+    `  Temporal:   ${server.address}${server.uiUrl ? `   Web UI: ${server.uiUrl}` : ''}`,
+    `  Manifest:   ${relative(loaded.file)}   environments: ${envs.join(', ')}`,
+    `  Logs:       ${relative(logDir)}/`,
+    '',
+    'Try, in another shell (the README walks through it):',
+    `  npx rewind snapshot create --env ${env} --version v1 --wait`,
+    ...(first?.kind === 'files' ? [`  echo "changed: true" >> ${relative(first.path)}/app.yaml`] : []),
+    `  npx rewind rollback start --env ${env} --to-version v1 --as alice`,
+    '  npx rewind rollback approve <workflow id> --as bob',
+    '  npx rewind rollback status <workflow id> --watch',
+    ...(server.uiUrl ? [`Then find the run in the Web UI: ${server.uiUrl}/namespaces/${ui}/workflows`] : []),
+    '',
+    'Press Ctrl-C to stop.',
+  ].join('\n');
 }

@@ -5,12 +5,19 @@ export type SnapshotOrigin = 'manual' | 'safety' | 'schedule' | 'dry-run';
 export type SnapshotRole = 'data' | 'listing';
 
 export interface FingerprintSummary {
-  /** sha256 over path, type, mode, content hash and link target of every entry. */
+  /**
+   * files: sha256 over path, type, mode, content hash and link target of every entry.
+   * postgres: sha256 over the schema signature and the migration version.
+   */
   digest: string;
   files: number;
   dirs: number;
   symlinks: number;
   bytes: number;
+  /** postgres: tables in the database. */
+  tables?: number;
+  /** postgres: the Flyway version applied when the snapshot was taken. */
+  migration?: string;
 }
 
 export interface SnapshotLabels {
@@ -68,6 +75,8 @@ export function encodeTags(labels: SnapshotLabels): string[] {
   if (labels.fingerprint) {
     const f = labels.fingerprint;
     tags.push(`fp=${f.digest}`, `fpstats=${f.files}.${f.dirs}.${f.symlinks}.${f.bytes}`);
+    if (f.tables !== undefined) tags.push(`tables=${f.tables}`);
+    if (f.migration !== undefined) tags.push(`migration=${encodeURIComponent(f.migration)}`);
   }
   return tags;
 }
@@ -106,6 +115,10 @@ export function decodeTags(tags: readonly string[]): SnapshotLabels | undefined 
   const stats = values.get('fpstats')?.split('.').map(Number);
   if (digest && stats?.length === 4 && stats.every(Number.isFinite)) {
     labels.fingerprint = { digest, files: stats[0]!, dirs: stats[1]!, symlinks: stats[2]!, bytes: stats[3]! };
+    const tables = Number(values.get('tables'));
+    if (values.has('tables') && Number.isFinite(tables)) labels.fingerprint.tables = tables;
+    const migration = decode('migration');
+    if (migration !== undefined) labels.fingerprint.migration = migration;
   }
   return labels;
 }

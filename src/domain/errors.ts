@@ -21,8 +21,10 @@ export const ErrorType = {
   WrongAgent: 'WrongAgent',
   /** A test-only fault hook fired (REWIND_FAULTS). */
   InjectedFault: 'InjectedFault',
-  /** A component path is missing or unusable. */
+  /** A component path is missing or unusable, or its database unreachable or refusing us. */
   ComponentUnavailable: 'ComponentUnavailable',
+  /** A migration failed, or the migration history does not allow the request. */
+  MigrationRefused: 'MigrationRefused',
 } as const;
 
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
@@ -37,5 +39,6 @@ export const NON_RETRYABLE_ERRORS: ErrorType[] = [
   ErrorType.WrongAgent,
   ErrorType.InjectedFault,
   ErrorType.ComponentUnavailable,
+  ErrorType.MigrationRefused,
   ErrorType.FingerprintMismatch,
 ];

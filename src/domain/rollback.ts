@@ -116,6 +116,12 @@ export interface RestoreOutcome {
    */
   method?: 'targeted' | 'whole-tree';
   note?: string;
+  /** postgres: how the database was brought back. */
+  strategy?: 'undo' | 'restore' | 'pitr';
+  /** postgres, restore strategy: how long the database refused connections during the swap. */
+  swapWindowMs?: number;
+  /** postgres, undo strategy: the versions undone, newest first. */
+  migrationsUndone?: string[];
   filesRestored: number;
   filesSkipped: number;
   filesDeleted: number;

@@ -92,7 +92,12 @@ function resolvePaths(manifest: Manifest, base: string): Manifest {
         {
           ...env,
           components: Object.fromEntries(
-            Object.entries(env.components).map(([n, c]) => [n, { ...c, path: path.resolve(base, c.path) }]),
+            Object.entries(env.components).map(([n, c]) => [
+              n,
+              c.kind === 'files'
+                ? { ...c, path: path.resolve(base, c.path) }
+                : { ...c, ...(c.migrations !== undefined ? { migrations: path.resolve(base, c.migrations) } : {}) },
+            ]),
           ),
         },
       ]),
@@ -100,7 +105,7 @@ function resolvePaths(manifest: Manifest, base: string): Manifest {
   };
 }
 
-/** Component paths that do not exist or are not directories, for the given environments. */
+/** Component folders (files paths, migrations folders) that do not exist, for the given environments. */
 export function missingComponentPaths(manifest: Manifest, environments: readonly string[]): ManifestIssue[] {
   const issues: ManifestIssue[] = [];
   for (const envName of environments) {
@@ -110,9 +115,11 @@ export function missingComponentPaths(manifest: Manifest, environments: readonly
       continue;
     }
     for (const [name, component] of Object.entries(env.components)) {
-      const at = `environments.${envName}.components.${name}.path`;
-      if (!existsSync(component.path)) issues.push({ path: at, message: `${component.path} does not exist` });
-      else if (!statSync(component.path).isDirectory()) issues.push({ path: at, message: `${component.path} is not a directory` });
+      const [key, dir] = component.kind === 'files' ? ['path', component.path] : ['migrations', component.migrations];
+      if (dir === undefined) continue;
+      const at = `environments.${envName}.components.${name}.${key}`;
+      if (!existsSync(dir)) issues.push({ path: at, message: `${dir} does not exist` });
+      else if (!statSync(dir).isDirectory()) issues.push({ path: at, message: `${dir} is not a directory` });
     }
   }
   return issues;

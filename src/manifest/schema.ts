@@ -28,7 +28,42 @@ export const filesComponentSchema = z
   })
   .describe('A directory of files (config files, pickle files, any directory).');
 
-export const componentSchema = z.discriminatedUnion('kind', [filesComponentSchema]);
+const envVarName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the name of an environment variable');
+
+export const ROLLBACK_STRATEGIES = ['undo', 'restore', 'pitr'] as const;
+export type RollbackStrategy = (typeof ROLLBACK_STRATEGIES)[number];
+
+export const postgresComponentSchema = z
+  .strictObject({
+    kind: z.literal('postgres'),
+    url: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+      .optional()
+      .describe('Connection URL. Prefer urlEnv when the URL holds a password.'),
+    urlEnv: envVarName.optional().describe('Environment variable holding the connection URL.'),
+    migrations: z.string().min(1).optional().describe('Flyway migrations folder (V/U/R scripts). Relative to the manifest.'),
+    schema: z.string().min(1).default('public').describe("Schema of Flyway's history table."),
+    historyTable: z.string().min(1).default('flyway_schema_history'),
+    strategy: z
+      .enum(ROLLBACK_STRATEGIES)
+      .default('restore')
+      .describe('Default rollback strategy: undo migrations, restore the dump, or point-in-time recovery.'),
+    sample: z
+      .strictObject({
+        tables: z.array(z.string().min(1)).min(1),
+        rows: z.int().min(1).max(10_000).default(100),
+        keyEnv: envVarName.default('REWIND_SAMPLE_KEY').describe('Environment variable holding the HMAC key for row samples.'),
+      })
+      .optional()
+      .describe('Tables sampled (by keyed hash, never copied) for drift scans and verification.'),
+    dependsOn: z.array(name).default([]),
+    description: z.string().optional(),
+  })
+  .refine((c) => (c.url === undefined) !== (c.urlEnv === undefined), 'set exactly one of url or urlEnv')
+  .describe('A PostgreSQL database.');
+
+export const componentSchema = z.discriminatedUnion('kind', [filesComponentSchema, postgresComponentSchema]);
 export const COMPONENT_KINDS = componentSchema.options.map((o) => o.shape.kind.value);
 
 export const environmentSchema = z.strictObject({
@@ -117,6 +152,15 @@ export type ManifestInput = z.input<typeof manifestSchema>;
 export type Environment = Manifest['environments'][string];
 export type Component = z.output<typeof componentSchema>;
 export type ComponentKind = Component['kind'];
+export type FilesComponent = z.output<typeof filesComponentSchema>;
+export type PostgresComponent = z.output<typeof postgresComponentSchema>;
+
+/** Where a component lives, for plans and reports: a path, or a database with its password hidden. */
+export function componentLocation(component: Component): string {
+  if (component.kind === 'files') return component.path;
+  if (component.url) return component.url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+  return `$${component.urlEnv}`;
+}
 
 export function envTaskQueue(manifest: Pick<Manifest, 'temporal'>, environment: string): string {
   return `${manifest.temporal.taskQueue}-env-${environment}`;

@@ -44,8 +44,13 @@ export class SnapshotStore {
     return found ? { found, partial: [] } : { partial: snaps.map((s) => s.id) };
   }
 
+  /** The listing document stored beside a data snapshot, as text (its format is the kind's). */
+  async readListingText(listingSnapshotId: string): Promise<string> {
+    return this.restic.dump(listingSnapshotId, `/${LISTING_FILE}`);
+  }
+
   async readListing(listingSnapshotId: string): Promise<ListingEntry[]> {
-    return parseListing(await this.restic.dump(listingSnapshotId, `/${LISTING_FILE}`));
+    return parseListing(await this.readListingText(listingSnapshotId));
   }
 
   /** Reads a snapshot's whole tree and checks it holds as many entries as its listing says. */

@@ -136,7 +136,11 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     store,
     client,
     temporal,
-    componentPath: (e, c) => loaded.manifest.environments[e]!.components[c]!.path,
+    componentPath: (e, c) => {
+      const component = loaded.manifest.environments[e]!.components[c]!;
+      if (component.kind !== 'files') throw new Error(`${e}/${c} is not a files component`);
+      return component.path;
+    },
     async snapshot(environment, opts = {}) {
       const handle = await client.startSnapshot({ environment, requester: 'test', ...opts });
       return client.snapshotResult(handle.workflowId);

@@ -1,0 +1,74 @@
+// What rewind does with a component depends on its kind: a directory of files is listed and
+// restored path by path, a database is dumped and swapped. Each kind is a driver; the agent's
+// activities choose the driver by the manifest's `kind` and do the rest (faults, progress,
+// error conversion) the same way for every kind.
+import type { ProgressReporter } from '../activities/progress';
+import type { ComponentSnapshot, FingerprintSummary, SnapshotOrigin } from '../domain/cross-section';
+import type { RestoreOutcome } from '../domain/rollback';
+import type { ListingChange } from '../files/listing';
+import type { RollbackStrategy } from '../manifest/schema';
+import type { Logger } from '../platform/logger';
+import type { SnapshotStore } from '../snapshots/store';
+
+export interface SnapshotComponentRequest {
+  environment: string;
+  component: string;
+  crossSectionId: string;
+  members: string[];
+  origin: SnapshotOrigin;
+  version?: string;
+  reason?: string;
+  workflowId?: string;
+}
+
+export interface RestoreComponentRequest {
+  environment: string;
+  component: string;
+  snapshotId: string;
+  listingSnapshotId: string;
+  fingerprint: FingerprintSummary;
+  purpose: 'rollback' | 'compensation';
+  /** postgres: how to bring the database back (default: restore the dump). */
+  strategy?: RollbackStrategy;
+  /** Names this step (workflow, purpose, component) so a retry recognises its own work. */
+  idempotencyKey?: string;
+}
+
+export interface VerifyComponentRequest {
+  environment: string;
+  component: string;
+  expected: FingerprintSummary;
+  listingSnapshotId: string;
+}
+
+export interface VerifyOutcome {
+  matches: boolean;
+  actual: FingerprintSummary;
+  /** The first differences from the target, when it does not match. */
+  differences: ListingChange[];
+}
+
+/** A component's listing documents, by the id of the snapshot that stores them. */
+export interface ListingDocuments {
+  save(listingSnapshotId: string, text: string): Promise<void>;
+  load(listingSnapshotId: string): Promise<string>;
+}
+
+export interface StepContext {
+  environment: string;
+  store: SnapshotStore;
+  logger: Logger;
+  progress: ProgressReporter;
+  /** Held by every restic run that reads or writes this component (see ResticRepository). */
+  lockFile: string;
+  listings: ListingDocuments;
+}
+
+export type RestoreResult = Omit<RestoreOutcome, 'durationMs'>;
+
+export interface ComponentDriver<C> {
+  snapshot(component: C, req: SnapshotComponentRequest, ctx: StepContext): Promise<ComponentSnapshot>;
+  /** Brings the component to the snapshot; first checks whether it is there already. */
+  restore(component: C, req: RestoreComponentRequest, ctx: StepContext): Promise<RestoreResult>;
+  verify(component: C, req: VerifyComponentRequest, ctx: StepContext): Promise<VerifyOutcome>;
+}

@@ -1,0 +1,206 @@
+// The `files` driver: config files, pickle files, any directory. A snapshot is a restic
+// snapshot of the directory plus its listing; a restore changes only the paths whose content
+// differs from the target's listing.
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import { encodeTags, type ComponentSnapshot, type SnapshotLabels } from '../domain/cross-section';
+import { ErrorType } from '../domain/errors';
+import {
+  diffListings,
+  fingerprintOf,
+  listDirectory,
+  parseListing,
+  serializeListing,
+  type HashCache,
+  type ListingEntry,
+} from '../files/listing';
+import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from '../files/targeted-restore';
+import type { FilesComponent } from '../manifest/schema';
+import type { RestoreSummary } from '../snapshots/restic';
+import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE } from '../snapshots/store';
+import type { ComponentDriver, RestoreResult, StepContext } from './driver';
+
+/** Attempts to take a snapshot while files keep changing under it. */
+const STABLE_SNAPSHOT_ATTEMPTS = 3;
+
+export function createFilesDriver(): ComponentDriver<FilesComponent> {
+  // Hashes by path, inode, size, mtime and ctime: lives as long as the agent.
+  const cache: HashCache = new Map();
+
+  const listing = (dir: string, ctx: StepContext) =>
+    listDirectory(dir, {
+      cache,
+      signal: ctx.progress.signal,
+      onProgress: (p) =>
+        ctx.progress.update({
+          stage: 'fingerprint',
+          percent: p.bytesTotal ? p.bytesHashed / p.bytesTotal : 1,
+          bytesDone: p.bytesHashed,
+          bytesTotal: p.bytesTotal,
+          filesDone: p.filesHashed,
+          filesTotal: p.filesTotal,
+        }),
+    });
+
+  const loadListing = async (id: string, ctx: StepContext): Promise<ListingEntry[]> => parseListing(await ctx.listings.load(id));
+
+  return {
+    async snapshot(component, req, ctx): Promise<ComponentSnapshot> {
+      const present = await isDirectory(component.path);
+      // A safety snapshot must capture whatever is there, even nothing: a deleted component
+      // directory is exactly what a rollback may have to repair. It is recorded as empty.
+      if (!present && req.origin !== 'safety' && req.origin !== 'dry-run') {
+        throw ApplicationFailure.nonRetryable(
+          `${req.environment}/${req.component}: ${component.path} does not exist or is not a directory`,
+          ErrorType.ComponentUnavailable,
+        );
+      }
+      const list = () => (present ? listing(component.path, ctx) : Promise.resolve([]));
+      for (let attempt = 1; attempt <= STABLE_SNAPSHOT_ATTEMPTS; attempt++) {
+        const before = await list();
+        const fingerprint = fingerprintOf(before);
+        const labels: SnapshotLabels = {
+          environment: req.environment,
+          component: req.component,
+          crossSectionId: req.crossSectionId,
+          role: 'data',
+          origin: req.origin,
+          members: req.members,
+          fingerprint,
+          ...(req.version !== undefined ? { version: req.version } : {}),
+          ...(req.reason !== undefined ? { reason: req.reason } : {}),
+          ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
+        };
+        const restic = ctx.store.restic;
+        const [data, listed] = await Promise.all([
+          before.length === 0
+            ? // restic refuses to store an empty directory; the listing alone says it was empty.
+              restic.backupStdin({ data: EMPTY_MARKER_TEXT, filename: EMPTY_MARKER_FILE, host: req.environment, tags: encodeTags(labels) })
+            : restic.backup(
+                { directory: component.path, host: req.environment, tags: encodeTags(labels) },
+                {
+                  lockFile: ctx.lockFile,
+                  signal: ctx.progress.signal,
+                  onProgress: (p) => ctx.progress.update({ stage: 'snapshot', percent: p.percentDone, ...sizes(p) }),
+                },
+              ),
+          restic.backupStdin({
+            data: serializeListing(before),
+            filename: LISTING_FILE,
+            host: req.environment,
+            tags: encodeTags({ ...labels, role: 'listing' }),
+          }),
+        ]);
+        const after = fingerprintOf(await list());
+        if (after.digest === fingerprint.digest) {
+          await ctx.listings.save(listed.snapshotId, serializeListing(before));
+          return { component: req.component, snapshotId: data.snapshotId, listingSnapshotId: listed.snapshotId, fingerprint };
+        }
+        ctx.logger.warn({ component: req.component, attempt }, 'files changed while the snapshot was taken; taking it again');
+        await restic.forget([data.snapshotId, listed.snapshotId]);
+      }
+      throw ApplicationFailure.retryable(
+        `${req.component}: files kept changing during ${STABLE_SNAPSHOT_ATTEMPTS} snapshot attempts`,
+        ErrorType.FilesChanging,
+      );
+    },
+
+    async restore(component, req, ctx): Promise<RestoreResult> {
+      await mkdir(component.path, { recursive: true });
+      const current = await listing(component.path, ctx);
+      if (fingerprintOf(current).digest === req.fingerprint.digest) return ALREADY_AT_TARGET;
+
+      const restic = (includeFile?: string) =>
+        ctx.store.restic.restore(
+          { snapshotId: req.snapshotId, target: component.path, ...(includeFile ? { includeFile } : {}) },
+          {
+            lockFile: ctx.lockFile,
+            signal: ctx.progress.signal,
+            onProgress: (p) => ctx.progress.update({ stage: 'restore', percent: p.percentDone, ...sizes(p) }),
+          },
+        );
+      const target = await loadListing(req.listingSnapshotId, ctx);
+      // An empty target was stored as a marker file, not a tree: restoring it means emptying.
+      const wholeTree = async (note: string): Promise<RestoreResult> =>
+        target.length === 0
+          ? { ...toResult(undefined), filesDeleted: await emptyDirectory(component.path), method: 'whole-tree', note }
+          : { ...toResult(await restic()), method: 'whole-tree', note };
+
+      const plan = planTargetedRestore(diffListings(current, target), current, target);
+      if ('fallback' in plan) return wholeTree(plan.fallback);
+      const outcome = await restoreTargeted(component.path, plan, restic);
+      const after = fingerprintOf(await listing(component.path, ctx));
+      if (after.digest === req.fingerprint.digest) return outcome;
+      // Never expected; the whole-tree restore is the safe answer if it happens.
+      ctx.logger.warn({ component: req.component }, 'targeted restore did not reach the target; restoring the whole tree');
+      return wholeTree('the targeted restore did not reach the target fingerprint');
+    },
+
+    async verify(component, req, ctx) {
+      const entries = await listing(component.path, ctx);
+      const actual = fingerprintOf(entries);
+      if (actual.digest === req.expected.digest) return { matches: true, actual, differences: [] };
+      const target = await loadListing(req.listingSnapshotId, ctx);
+      return { matches: false, actual, differences: diffListings(entries, target).slice(0, 10) };
+    },
+  };
+}
+
+const ALREADY_AT_TARGET: RestoreResult = {
+  alreadyAtTarget: true,
+  filesRestored: 0,
+  filesSkipped: 0,
+  filesDeleted: 0,
+  bytesRestored: 0,
+};
+
+async function restoreTargeted(
+  root: string,
+  plan: TargetedRestorePlan,
+  restic: (includeFile?: string) => Promise<RestoreSummary>,
+): Promise<RestoreResult> {
+  for (const p of plan.remove) await rm(path.join(root, p), { recursive: true, force: true });
+  for (const { path: p, mode } of plan.chmod) await chmod(path.join(root, p), mode);
+  let summary: RestoreSummary | undefined;
+  if (plan.include.length > 0) {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'rewind-include-'));
+    try {
+      const includeFile = path.join(dir, 'include');
+      await writeFile(includeFile, includePatterns(plan.include));
+      summary = await restic(includeFile);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  return { ...toResult(summary), filesDeleted: plan.remove.length, method: 'targeted' };
+}
+
+/** Removes everything inside a directory; returns how many top-level entries went. */
+async function emptyDirectory(dir: string): Promise<number> {
+  const names = await readdir(dir);
+  for (const name of names) await rm(path.join(dir, name), { recursive: true, force: true });
+  return names.length;
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  return stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}
+
+export function toResult(summary: RestoreSummary | undefined): RestoreResult {
+  return {
+    alreadyAtTarget: false,
+    filesRestored: summary?.filesRestored ?? 0,
+    filesSkipped: summary?.filesSkipped ?? 0,
+    filesDeleted: summary?.filesDeleted ?? 0,
+    bytesRestored: summary?.bytesRestored ?? 0,
+  };
+}
+
+export function sizes(p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number }) {
+  return { filesDone: p.filesDone, filesTotal: p.filesTotal, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal };
+}

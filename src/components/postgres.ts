@@ -1,0 +1,212 @@
+// The `postgres` driver. A snapshot is a pg_dump (directory format, uncompressed) stored in
+// restic, with the database's fingerprint (schema signature, migration version, table
+// statistics) as its listing. A rollback either restores the dump into a scratch database and
+// swaps it in, or undoes migrations with their U scripts, keeping the data written since.
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import type pg from 'pg';
+import { encodeTags, type ComponentSnapshot, type SnapshotLabels } from '../domain/cross-section';
+import { ErrorType } from '../domain/errors';
+import type { PostgresComponent } from '../manifest/schema';
+import { withPostgres } from '../postgres/connect';
+import { databaseComment, dumpDatabase, restoreIntoScratch, swapIn, databaseName } from '../postgres/dump';
+import {
+  databaseFingerprint,
+  diffSignatures,
+  parseDatabaseFingerprint,
+  summarizeDatabase,
+  type DatabaseFingerprint,
+} from '../postgres/fingerprint';
+import { readMigrations } from '../postgres/flyway';
+import { Migrator } from '../postgres/migrator';
+import { pgBin } from '../postgres/tools';
+import { LISTING_FILE } from '../snapshots/store';
+import type { ComponentDriver, RestoreResult, StepContext } from './driver';
+import { sizes, toResult } from './files';
+
+export interface PostgresDriverOptions {
+  /** Scratch space for dumps on their way to and from the repository. */
+  workDir: string;
+  env: NodeJS.ProcessEnv;
+  /** Parallel pg_dump / pg_restore jobs. */
+  jobs?: number;
+}
+
+const STABLE_SNAPSHOT_ATTEMPTS = 3;
+
+export function createPostgresDriver(options: PostgresDriverOptions): ComponentDriver<PostgresComponent> {
+  const jobs = options.jobs ?? 2;
+
+  const urlOf = (component: PostgresComponent): string => {
+    const url = component.url ?? (component.urlEnv ? options.env[component.urlEnv] : undefined);
+    if (!url) {
+      throw ApplicationFailure.nonRetryable(
+        `environment variable ${component.urlEnv ?? '?'} (the database URL) is not set for this agent`,
+        ErrorType.ComponentUnavailable,
+      );
+    }
+    return url;
+  };
+
+  const fingerprint = (component: PostgresComponent, client: pg.Client): Promise<DatabaseFingerprint> => {
+    const key = component.sample ? options.env[component.sample.keyEnv] : undefined;
+    return databaseFingerprint(client, {
+      schema: component.schema,
+      historyTable: component.historyTable,
+      ...(component.sample && key ? { sample: { tables: component.sample.tables, rows: component.sample.rows, key } } : {}),
+    });
+  };
+
+  const serverMajor = async (client: pg.Client): Promise<number> => {
+    const { rows } = await client.query<{ v: string }>('SHOW server_version_num');
+    return Math.floor(Number(rows[0]?.v ?? 0) / 10_000);
+  };
+
+  const workDirFor = async (name: string): Promise<string> => {
+    const dir = path.join(options.workDir, name);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(options.workDir, { recursive: true });
+    return dir;
+  };
+
+  return {
+    async snapshot(component, req, ctx): Promise<ComponentSnapshot> {
+      const url = urlOf(component);
+      for (let attempt = 1; attempt <= STABLE_SNAPSHOT_ATTEMPTS; attempt++) {
+        const { before, major } = await withPostgres(url, async (client) => ({
+          before: await fingerprint(component, client),
+          major: await serverMajor(client),
+        }));
+        const bin = pgBin(major, options.env);
+        const dir = await workDirFor(`${req.crossSectionId}-${req.component}`);
+        try {
+          ctx.progress.update({ stage: 'pg_dump' });
+          await dumpDatabase({ url, bin, dir, jobs, signal: ctx.progress.signal });
+          const after = summarizeDatabase(await withPostgres(url, (client) => fingerprint(component, client)));
+          const summary = summarizeDatabase(before);
+          if (after.digest !== summary.digest) {
+            ctx.logger.warn({ component: req.component, attempt }, 'the schema changed during pg_dump; dumping again');
+            continue;
+          }
+          const labels: SnapshotLabels = {
+            environment: req.environment,
+            component: req.component,
+            crossSectionId: req.crossSectionId,
+            role: 'data',
+            origin: req.origin,
+            members: req.members,
+            fingerprint: summary,
+            ...(req.version !== undefined ? { version: req.version } : {}),
+            ...(req.reason !== undefined ? { reason: req.reason } : {}),
+            ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
+          };
+          const document = JSON.stringify(before);
+          const [data, listed] = await Promise.all([
+            ctx.store.restic.backup(
+              { directory: dir, host: req.environment, tags: encodeTags(labels) },
+              {
+                lockFile: ctx.lockFile,
+                signal: ctx.progress.signal,
+                onProgress: (p) => ctx.progress.update({ stage: 'snapshot', percent: p.percentDone, ...sizes(p) }),
+              },
+            ),
+            ctx.store.restic.backupStdin({ data: document, filename: LISTING_FILE, host: req.environment, tags: encodeTags({ ...labels, role: 'listing' }) }),
+          ]);
+          await ctx.listings.save(listed.snapshotId, document);
+          return { component: req.component, snapshotId: data.snapshotId, listingSnapshotId: listed.snapshotId, fingerprint: summary };
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      }
+      throw ApplicationFailure.retryable(
+        `${req.component}: the schema kept changing during ${STABLE_SNAPSHOT_ATTEMPTS} dumps`,
+        ErrorType.FilesChanging,
+      );
+    },
+
+    async restore(component, req, ctx): Promise<RestoreResult> {
+      const url = urlOf(component);
+      const strategy = req.strategy ?? 'restore';
+      if (strategy === 'undo') return undoMigrations(component, url, req.fingerprint.migration, req.fingerprint.digest, ctx);
+      if (strategy === 'pitr') {
+        throw ApplicationFailure.nonRetryable(`${req.component}: point-in-time recovery runs through rollback --to-time`, ErrorType.InvalidRequest);
+      }
+
+      // The database comment names the step that last restored it: a retried step stops here.
+      const marker = `rewind-restore ${req.idempotencyKey ?? req.snapshotId}`;
+      if ((await databaseComment(url)) === marker) return { ...ALREADY, strategy };
+
+      const bin = pgBin(await withPostgres(url, serverMajor), options.env);
+      const dir = await workDirFor(`restore-${req.snapshotId.slice(0, 12)}`);
+      try {
+        ctx.progress.update({ stage: 'fetch dump' });
+        const fetched = await ctx.store.restic.restore(
+          { snapshotId: req.snapshotId, target: dir },
+          {
+            lockFile: ctx.lockFile,
+            signal: ctx.progress.signal,
+            onProgress: (p) => ctx.progress.update({ stage: 'fetch dump', percent: p.percentDone, ...sizes(p) }),
+          },
+        );
+        const scratch = `${databaseName(url).slice(0, 40)}__rewind_${req.snapshotId.slice(0, 8)}`;
+        ctx.progress.update({ stage: 'pg_restore' });
+        await restoreIntoScratch({ url, scratch, bin, dir, jobs, signal: ctx.progress.signal });
+        ctx.progress.update({ stage: 'swap' });
+        const swap = await swapIn(url, scratch, marker);
+        ctx.logger.info({ component: req.component, swapWindowMs: swap.windowMs, droppedOld: swap.droppedOld }, 'database swapped in');
+        return { ...toResult(fetched), strategy, swapWindowMs: swap.windowMs };
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+
+    async verify(component, req, ctx) {
+      const url = urlOf(component);
+      const current = await withPostgres(url, (client) => fingerprint(component, client));
+      const actual = summarizeDatabase(current);
+      const issues: string[] = [];
+      if (component.migrations) {
+        const migrator = await withPostgres(url, async (client) =>
+          new Migrator(client, { schema: component.schema, table: component.historyTable, migrations: await readMigrations(component.migrations!) }).validate(),
+        );
+        issues.push(...migrator.map((i) => `migration history: ${i}`));
+      }
+      if (actual.digest === req.expected.digest && issues.length === 0) return { matches: true, actual, differences: [] };
+      const target = parseDatabaseFingerprint(await ctx.listings.load(req.listingSnapshotId));
+      const { added, removed } = diffSignatures(current.schema, target.schema);
+      const differences = [
+        ...(current.migration !== target.migration
+          ? [{ op: 'change' as const, path: `migration version ${current.migration ?? 'none'} (target ${target.migration ?? 'none'})`, bytes: 0 }]
+          : []),
+        ...added.map((line) => ({ op: 'add' as const, path: line, bytes: 0 })),
+        ...removed.map((line) => ({ op: 'remove' as const, path: line, bytes: 0 })),
+        ...issues.map((line) => ({ op: 'change' as const, path: line, bytes: 0 })),
+      ];
+      return { matches: false, actual, differences: differences.slice(0, 10) };
+    },
+  };
+
+  async function undoMigrations(
+    component: PostgresComponent,
+    url: string,
+    targetVersion: string | undefined,
+    targetDigest: string,
+    ctx: StepContext,
+  ): Promise<RestoreResult> {
+    if (!component.migrations) {
+      throw ApplicationFailure.nonRetryable('the undo strategy needs the component\'s migrations folder in the manifest', ErrorType.InvalidRequest);
+    }
+    const scripts = await readMigrations(component.migrations);
+    return withPostgres(url, async (client) => {
+      const now = summarizeDatabase(await fingerprint(component, client));
+      if (now.digest === targetDigest) return { ...ALREADY, strategy: 'undo' as const };
+      ctx.progress.update({ stage: 'undo migrations' });
+      const migrator = new Migrator(client, { schema: component.schema, table: component.historyTable, migrations: scripts });
+      const { undone } = await migrator.undo(targetVersion ?? '0');
+      return { ...toResult(undefined), strategy: 'undo' as const, migrationsUndone: undone };
+    });
+  }
+}
+
+const ALREADY: RestoreResult = { alreadyAtTarget: true, filesRestored: 0, filesSkipped: 0, filesDeleted: 0, bytesRestored: 0 };

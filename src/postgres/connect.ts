@@ -1,0 +1,84 @@
+// Connections to a component's database, with errors an operator can act on and the password
+// kept out of every message.
+import pg from 'pg';
+
+export class DatabaseError extends Error {
+  constructor(
+    message: string,
+    /** unreachable, auth and missing-database errors are not worth retrying. */
+    readonly kind: 'unreachable' | 'auth' | 'no-database' | 'version' | 'sql' | 'lock',
+  ) {
+    super(message);
+    this.name = 'DatabaseError';
+  }
+}
+
+/** The URL with its password replaced, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+  }
+}
+
+export function describeTarget(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.username ? `${decodeURIComponent(u.username)}@` : ''}${u.hostname}:${u.port || '5432'}${u.pathname}`;
+  } catch {
+    return redactUrl(url);
+  }
+}
+
+export async function connectPostgres(url: string, options: { applicationName?: string } = {}): Promise<pg.Client> {
+  const client = new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: 10_000,
+    application_name: options.applicationName ?? 'rewind',
+  });
+  // A dropped connection emits 'error'; without a listener Node would crash the process.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw toDatabaseError(err, url);
+  }
+  return client;
+}
+
+export async function withPostgres<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = await connectPostgres(url);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export function toDatabaseError(err: unknown, url: string): DatabaseError {
+  const where = describeTarget(url);
+  const e = err as NodeJS.ErrnoException & { code?: string; message?: string };
+  const message = String(e?.message ?? err).replace(url, redactUrl(url));
+  switch (e?.code) {
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'ETIMEDOUT':
+    case 'EHOSTUNREACH':
+      return new DatabaseError(`cannot reach PostgreSQL at ${where}: ${message}`, 'unreachable');
+    case '28P01':
+    case '28000':
+      return new DatabaseError(`PostgreSQL refused the credentials for ${where}: ${message}`, 'auth');
+    case '3D000':
+      return new DatabaseError(`PostgreSQL at ${where}: ${message}`, 'no-database');
+    default:
+      if (/timeout|terminated unexpectedly/i.test(message)) {
+        return new DatabaseError(`cannot reach PostgreSQL at ${where}: ${message}`, 'unreachable');
+      }
+      return new DatabaseError(`PostgreSQL at ${where}: ${message}`, 'sql');
+  }
+}

@@ -1,0 +1,162 @@
+// Dumps and restores with pg_dump / pg_restore, and the swap that puts a restored copy in
+// place of a live database in one short step.
+//
+// Dumps use the directory format without compression: one file per table, which restic then
+// chunks, deduplicates and compresses itself (a pre-compressed dump would defeat its
+// deduplication), and which pg_dump and pg_restore can process with parallel jobs.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import { quoteIdent } from './flyway';
+import { connectPostgres, DatabaseError, redactUrl, withPostgres } from './connect';
+import { runProgram, ProcessError } from '../platform/process';
+import type { PgBin } from './tools';
+
+/** libpq takes the password from the environment, so it never shows in a process listing. */
+export function libpqTarget(url: string, database?: string): { dbname: string; env: NodeJS.ProcessEnv } {
+  const parsed = new URL(url);
+  const password = decodeURIComponent(parsed.password);
+  parsed.password = '';
+  if (database !== undefined) parsed.pathname = `/${encodeURIComponent(database)}`;
+  return { dbname: parsed.toString(), env: password ? { PGPASSWORD: password } : {} };
+}
+
+export function databaseName(url: string): string {
+  const name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  if (!name) throw new DatabaseError(`${redactUrl(url)} names no database`, 'no-database');
+  return name;
+}
+
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${encodeURIComponent(database)}`;
+  return parsed.toString();
+}
+
+export async function dumpDatabase(args: { url: string; bin: PgBin; dir: string; jobs: number; signal?: AbortSignal }): Promise<void> {
+  const { dbname, env } = libpqTarget(args.url);
+  await runProgram(args.bin.tool('pg_dump'), ['--format=directory', '--compress=0', `--jobs=${args.jobs}`, `--file=${args.dir}`, `--dbname=${dbname}`], {
+    env,
+    ...(args.signal ? { signal: args.signal } : {}),
+  }).catch((err: unknown) => {
+    throw new DatabaseError(`pg_dump of ${redactUrl(args.url)} failed: ${err instanceof ProcessError ? err.message : String(err)}`, 'sql');
+  });
+}
+
+/**
+ * Creates `scratch` like the live database (owner, encoding, collation) and restores the
+ * dump into it with parallel jobs. The live database is not touched.
+ */
+export async function restoreIntoScratch(args: {
+  url: string;
+  scratch: string;
+  bin: PgBin;
+  dir: string;
+  jobs: number;
+  signal?: AbortSignal;
+}): Promise<void> {
+  const live = databaseName(args.url);
+  await withPostgres(maintenanceUrl(args.url), async (admin) => {
+    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(args.scratch)}`);
+    const { rows } = await admin.query<{ owner: string; encoding: string; collate: string; ctype: string }>(
+      `SELECT pg_get_userbyid(datdba) AS owner, pg_encoding_to_char(encoding) AS encoding, datcollate AS collate, datctype AS ctype
+         FROM pg_database WHERE datname = $1`,
+      [live],
+    );
+    const like = rows[0];
+    const options = like
+      ? ` OWNER ${quoteIdent(like.owner)} ENCODING '${like.encoding}' LC_COLLATE '${like.collate.replace(/'/g, "''")}' LC_CTYPE '${like.ctype.replace(/'/g, "''")}'`
+      : '';
+    await admin.query(`CREATE DATABASE ${quoteIdent(args.scratch)} TEMPLATE template0${options}`);
+  });
+  const { dbname, env } = libpqTarget(args.url, args.scratch);
+  await runProgram(args.bin.tool('pg_restore'), ['--exit-on-error', `--jobs=${args.jobs}`, `--dbname=${dbname}`, args.dir], {
+    env,
+    ...(args.signal ? { signal: args.signal } : {}),
+  }).catch(async (err: unknown) => {
+    await dropDatabase(args.url, args.scratch).catch(() => undefined);
+    throw new DatabaseError(`pg_restore into ${args.scratch} failed: ${err instanceof ProcessError ? err.message : String(err)}`, 'sql');
+  });
+}
+
+export interface SwapResult {
+  /** How long the database was unavailable: from refusing connections to the renamed copy. */
+  windowMs: number;
+  droppedOld: boolean;
+}
+
+/**
+ * Puts `scratch` in place of the live database: refuse new connections, end the open ones,
+ * rename the live database aside and the scratch copy to its name, then drop the old one.
+ * `marker` is written as the database comment so that a retried step recognises its work.
+ */
+export async function swapIn(url: string, scratch: string, marker: string): Promise<SwapResult> {
+  const live = databaseName(url);
+  if (live === 'postgres' || live === 'template0' || live === 'template1') {
+    throw new DatabaseError(`cannot swap the ${live} database; keep application data in a database of its own`, 'sql');
+  }
+  const aside = `${live.slice(0, 40)}__rewind_old_${Date.now().toString(36)}`;
+  const admin = await connectPostgres(maintenanceUrl(url));
+  try {
+    const started = Date.now();
+    await admin.query(`ALTER DATABASE ${quoteIdent(live)} WITH ALLOW_CONNECTIONS false`);
+    try {
+      await terminateSessions(admin, live);
+      await admin.query(`ALTER DATABASE ${quoteIdent(live)} RENAME TO ${quoteIdent(aside)}`);
+    } catch (err) {
+      await admin.query(`ALTER DATABASE ${quoteIdent(live)} WITH ALLOW_CONNECTIONS true`).catch(() => undefined);
+      throw err;
+    }
+    try {
+      await admin.query(`ALTER DATABASE ${quoteIdent(scratch)} RENAME TO ${quoteIdent(live)}`);
+    } catch (err) {
+      // Put the original back before giving up.
+      await admin.query(`ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(live)}`).catch(() => undefined);
+      await admin.query(`ALTER DATABASE ${quoteIdent(live)} WITH ALLOW_CONNECTIONS true`).catch(() => undefined);
+      throw err;
+    }
+    const windowMs = Date.now() - started;
+    await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS ${literal(marker)}`);
+    const droppedOld = await admin
+      .query(`DROP DATABASE ${quoteIdent(aside)} WITH (FORCE)`)
+      .then(() => true)
+      .catch(() => false);
+    return { windowMs, droppedOld };
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+}
+
+export async function databaseComment(url: string): Promise<string | undefined> {
+  return withPostgres(maintenanceUrl(url), async (admin) => {
+    const { rows } = await admin.query<{ comment: string | null }>(
+      `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
+      [databaseName(url)],
+    );
+    return rows[0]?.comment ?? undefined;
+  });
+}
+
+export async function dropDatabase(url: string, name: string): Promise<void> {
+  await withPostgres(maintenanceUrl(url), (admin) => admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
+}
+
+/** The server's maintenance database, from which databases are created, renamed and dropped. */
+export function maintenanceUrl(url: string): string {
+  return withDatabase(url, 'postgres');
+}
+
+async function terminateSessions(admin: pg.Client, database: string): Promise<void> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const { rows } = await admin.query<{ n: string }>(
+      `SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+      [database],
+    );
+    if (Number(rows[0]?.n ?? 0) === 0) return;
+    await sleep(20);
+  }
+  throw new DatabaseError(`sessions on ${database} would not end`, 'lock');
+}
+
+function literal(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}

@@ -1,0 +1,185 @@
+// What rewind knows of a database without restoring it: a schema signature read from the
+// catalogs, the migration version, row counts and write counters, and optionally keyed-hash
+// samples of rows. The signature is one line per object, sorted, so two of them diff cleanly.
+import { createHash, createHmac } from 'node:crypto';
+import type pg from 'pg';
+import type { FingerprintSummary } from '../domain/cross-section';
+import { compareVersions, quoteIdent } from './flyway';
+
+export const DB_FINGERPRINT_FORMAT = 'rewind-db-v1';
+
+export interface TableStats {
+  /** Estimated rows (pg_class.reltuples), or exact when counted. */
+  rows: number;
+  inserted: number;
+  updated: number;
+  deleted: number;
+}
+
+export interface DatabaseFingerprint {
+  format: typeof DB_FINGERPRINT_FORMAT;
+  /** One line per schema object, sorted. */
+  schema: string[];
+  migration?: string;
+  bytes: number;
+  tables: Record<string, TableStats>;
+  /** HMAC-SHA256 per sampled table over its first rows by primary key; no row value leaves. */
+  samples?: Record<string, string>;
+}
+
+const USER_SCHEMAS = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp_%'`;
+
+// Each query yields `line`: a stable, human-readable description of one object.
+const SIGNATURE_QUERIES = [
+  `SELECT 'schema ' || n.nspname AS line FROM pg_namespace n WHERE ${USER_SCHEMAS}`,
+  `SELECT 'extension ' || e.extname || ' ' || e.extversion AS line FROM pg_extension e`,
+  `SELECT 'table ' || n.nspname || '.' || c.relname || ' (' || c.relkind || ')' AS line
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'f') AND ${USER_SCHEMAS}`,
+  // Column position counts live columns only, so a dropped column leaves no gap in the signature.
+  `SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname
+          || ' #' || row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum)
+          || ' ' || format_type(a.atttypid, a.atttypmod)
+          || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+          || COALESCE(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+          || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity ELSE '' END
+          || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END AS line
+     FROM pg_attribute a
+     JOIN pg_class c ON c.oid = a.attrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND ${USER_SCHEMAS}`,
+  `SELECT 'constraint ' || n.nspname || '.' || c.relname || '.' || con.conname || ' ' || pg_get_constraintdef(con.oid) AS line
+     FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE ${USER_SCHEMAS}`,
+  `SELECT 'index ' || n.nspname || '.' || i.relname || ' ' || pg_get_indexdef(i.oid) AS line
+     FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
+    WHERE ${USER_SCHEMAS}`,
+  `SELECT 'view ' || n.nspname || '.' || c.relname || ' (' || c.relkind || ') ' || md5(pg_get_viewdef(c.oid, true)) AS line
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('v', 'm') AND ${USER_SCHEMAS}`,
+  `SELECT 'sequence ' || n.nspname || '.' || c.relname || ' ' || format_type(s.seqtypid, NULL)
+          || ' increment ' || s.seqincrement || ' min ' || s.seqmin || ' max ' || s.seqmax AS line
+     FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE ${USER_SCHEMAS}`,
+  `SELECT 'function ' || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') '
+          || md5(pg_get_functiondef(p.oid)) AS line
+     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE p.prokind IN ('f', 'p', 'w') AND ${USER_SCHEMAS}
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')`,
+  `SELECT 'trigger ' || n.nspname || '.' || c.relname || '.' || t.tgname || ' ' || md5(pg_get_triggerdef(t.oid)) AS line
+     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT t.tgisinternal AND ${USER_SCHEMAS}`,
+  `SELECT 'enum ' || n.nspname || '.' || t.typname || ' ' || string_agg(quote_literal(e.enumlabel), ',' ORDER BY e.enumsortorder) AS line
+     FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid JOIN pg_namespace n ON n.oid = t.typnamespace
+    WHERE ${USER_SCHEMAS} GROUP BY n.nspname, t.typname`,
+];
+
+export async function schemaSignature(client: pg.Client): Promise<string[]> {
+  const lines: string[] = [];
+  for (const query of SIGNATURE_QUERIES) {
+    const { rows } = await client.query<{ line: string }>(query);
+    lines.push(...rows.map((r) => r.line));
+  }
+  return lines.sort();
+}
+
+/** The current Flyway version: the highest version applied and not undone. */
+export async function migrationVersion(client: pg.Client, schema: string, table: string): Promise<string | undefined> {
+  const qualified = `${quoteIdent(schema)}.${quoteIdent(table)}`;
+  const { rows: exists } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified]);
+  if (!exists[0]?.ok) return undefined;
+  const { rows } = await client.query<{ version: string; type: string; success: boolean }>(
+    `SELECT version, type, success FROM ${qualified} WHERE version IS NOT NULL AND type <> 'SCHEMA' ORDER BY installed_rank`,
+  );
+  const last = new Map<string, { type: string; success: boolean }>();
+  for (const r of rows) last.set(r.version, r);
+  const applied = [...last].filter(([, r]) => r.success && r.type !== 'UNDO_SQL').map(([v]) => v);
+  return applied.sort(compareVersions).at(-1);
+}
+
+export async function tableStats(client: pg.Client): Promise<Record<string, TableStats>> {
+  const { rows } = await client.query<{ name: string; rows: string; ins: string; upd: string; del: string }>(
+    `SELECT s.schemaname || '.' || s.relname AS name, GREATEST(c.reltuples, 0)::bigint AS rows,
+            s.n_tup_ins AS ins, s.n_tup_upd AS upd, s.n_tup_del AS del
+       FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid`,
+  );
+  return Object.fromEntries(
+    rows.map((r) => [r.name, { rows: Number(r.rows), inserted: Number(r.ins), updated: Number(r.upd), deleted: Number(r.del) }]),
+  );
+}
+
+/**
+ * Keyed hashes of each sampled table's first `rows` rows by primary key. The key comes from
+ * the environment, so a stored sample reveals nothing of the rows without it.
+ */
+export async function sampleTables(client: pg.Client, tables: string[], rows: number, key: string): Promise<Record<string, string>> {
+  const samples: Record<string, string> = {};
+  for (const table of tables) {
+    const [schema, name] = table.includes('.') ? table.split('.', 2) : ['public', table];
+    const qualified = `${quoteIdent(schema!)}.${quoteIdent(name!)}`;
+    const { rows: pk } = await client.query<{ cols: string[] | null }>(
+      `SELECT array_agg(a.attname ORDER BY array_position(i.indkey, a.attnum)) AS cols
+         FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+        WHERE i.indrelid = to_regclass($1) AND i.indisprimary`,
+      [qualified],
+    );
+    const order = pk[0]?.cols?.length ? pk[0].cols.map(quoteIdent).join(', ') : '1';
+    const { rows: sampled } = await client.query<{ row: string }>(
+      `SELECT t::text AS row FROM ${qualified} t ORDER BY ${order} LIMIT ${Math.floor(rows)}`,
+    );
+    const hmac = createHmac('sha256', key);
+    for (const r of sampled) hmac.update(`${r.row}\n`);
+    samples[table] = hmac.digest('hex');
+  }
+  return samples;
+}
+
+export async function databaseFingerprint(
+  client: pg.Client,
+  options: { schema: string; historyTable: string; sample?: { tables: string[]; rows: number; key: string } },
+): Promise<DatabaseFingerprint> {
+  const [schema, migration, tables, size] = [
+    await schemaSignature(client),
+    await migrationVersion(client, options.schema, options.historyTable),
+    await tableStats(client),
+    await client.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes'),
+  ];
+  return {
+    format: DB_FINGERPRINT_FORMAT,
+    schema,
+    ...(migration !== undefined ? { migration } : {}),
+    bytes: Number(size.rows[0]?.bytes ?? 0),
+    tables,
+    ...(options.sample ? { samples: await sampleTables(client, options.sample.tables, options.sample.rows, options.sample.key) } : {}),
+  };
+}
+
+/** The digest covers what must match after a rollback: the schema and the migration version. */
+export function summarizeDatabase(fp: DatabaseFingerprint): FingerprintSummary {
+  const digest = createHash('sha256')
+    .update(`${DB_FINGERPRINT_FORMAT}\n${fp.migration ?? ''}\n${fp.schema.join('\n')}`)
+    .digest('hex');
+  return {
+    digest,
+    files: 0,
+    dirs: 0,
+    symlinks: 0,
+    bytes: fp.bytes,
+    tables: Object.keys(fp.tables).length,
+    ...(fp.migration !== undefined ? { migration: fp.migration } : {}),
+  };
+}
+
+export function parseDatabaseFingerprint(text: string): DatabaseFingerprint {
+  const parsed = JSON.parse(text) as DatabaseFingerprint;
+  if (parsed.format !== DB_FINGERPRINT_FORMAT) throw new Error(`not a rewind database fingerprint (format ${String(parsed.format)})`);
+  return parsed;
+}
+
+/** Objects in one signature and not the other, for people to read. */
+export function diffSignatures(current: string[], target: string[]): { added: string[]; removed: string[] } {
+  const now = new Set(current);
+  const then = new Set(target);
+  return { added: target.filter((l) => !now.has(l)), removed: current.filter((l) => !then.has(l)) };
+}
