@@ -13,6 +13,9 @@ import { Runtime } from '@temporalio/worker';
 import { createLogger, sdkLogger } from '../platform/logger';
 import { connectClient, temporalSettings } from '../platform/temporal';
 import { openSnapshotStore } from '../snapshots/open';
+import { describeTarget as describeDatabase, withPostgres } from '../postgres/connect';
+import { readMigrations } from '../postgres/flyway';
+import { Migrator } from '../postgres/migrator';
 import { createAgentWorker } from '../workers/agent-worker';
 import { createControlWorker } from '../workers/control-worker';
 import { checkAgainstManifest, failureMessage, RequestError, RewindClient, type RollbackView } from './client';
@@ -270,6 +273,70 @@ snapshot
       print(cmd, section, () => renderCrossSection(section));
     }),
   );
+
+// ---- databases ----
+
+const db = program.command('db').description("a postgres component's Flyway migrations: info, migrate, undo, validate");
+
+interface DbOptions {
+  env: string;
+  component: string;
+  target?: string;
+}
+
+/** Opens the component's database with its migrations, for the `db` commands. */
+async function withMigrator<T>(cmd: Command, opts: DbOptions, fn: (migrator: Migrator, where: string) => Promise<T>): Promise<T> {
+  const { manifest } = manifestOf(cmd);
+  checkAgainstManifest(manifest, opts.env, [opts.component]);
+  const component = manifest.environments[opts.env]!.components[opts.component]!;
+  if (component.kind !== 'postgres') throw new RequestError(`${opts.env}/${opts.component} is a ${component.kind} component, not postgres`);
+  if (!component.migrations) {
+    throw new RequestError(`${opts.env}/${opts.component} has no migrations folder (environments.${opts.env}.components.${opts.component}.migrations)`);
+  }
+  const url = component.url ?? process.env[component.urlEnv!];
+  if (!url) throw new RequestError(`environment variable ${component.urlEnv} (the URL of ${opts.env}/${opts.component}) is not set`);
+  const migrations = await readMigrations(component.migrations);
+  return withPostgres(url, (client) =>
+    fn(new Migrator(client, { schema: component.schema, table: component.historyTable, migrations }), describeDatabase(url)),
+  );
+}
+
+function dbCommand(name: string, description: string, configure: (c: Command) => Command, run: (m: Migrator, opts: DbOptions, cmd: Command, where: string) => Promise<void>) {
+  configure(
+    db
+      .command(name)
+      .description(description)
+      .requiredOption('--env <name>', 'environment')
+      .requiredOption('--component <name>', 'postgres component'),
+  ).action(action(async (opts: DbOptions, cmd: Command) => withMigrator(cmd, opts, (m, where) => run(m, opts, cmd, where))));
+}
+
+dbCommand('info', 'every migration with its version, script, checksum and state', (c) => c, async (m, _opts, cmd, where) => {
+  const info = await m.info();
+  print(cmd, info, () =>
+    [
+      `${where}: ${info.current ? `at version ${info.current}` : 'no migration applied'}`,
+      'VERSION   STATE     CHECKSUM     SCRIPT',
+      ...info.migrations.map((x) => `${x.version.padEnd(9)} ${x.state.padEnd(9)} ${String(x.checksum ?? '').padEnd(12)} ${x.script}${x.undoScript ? `  (undo: ${x.undoScript})` : ''}`),
+    ].join('\n'),
+  );
+});
+
+dbCommand('migrate', 'apply pending migrations up to --target (default: the latest)', (c) => c.option('--target <version>', 'stop at this version'), async (m, opts, cmd, where) => {
+  const result = await m.migrate(opts.target);
+  print(cmd, result, () => (result.applied.length ? `${where}: applied ${result.applied.join(', ')}; now at ${result.current ?? '-'}` : `${where}: up to date at ${result.current ?? '-'}`));
+});
+
+dbCommand('undo', 'undo applied migrations newer than --target with their U scripts', (c) => c.requiredOption('--target <version>', 'version to return to'), async (m, opts, cmd, where) => {
+  const result = await m.undo(opts.target!);
+  print(cmd, result, () => (result.undone.length ? `${where}: undid ${result.undone.join(', ')}; now at ${result.current ?? '-'}` : `${where}: already at ${opts.target!}`));
+});
+
+dbCommand('validate', 'check applied migrations against the scripts (checksums, missing, failed)', (c) => c, async (m, _opts, cmd, where) => {
+  const issues = await m.validate();
+  print(cmd, { valid: issues.length === 0, issues }, () => (issues.length ? [`${where}: invalid`, ...issues.map((i) => `  ${i}`)].join('\n') : `${where}: valid`));
+  if (issues.length) process.exitCode = 1;
+});
 
 // ---- rollbacks ----
 

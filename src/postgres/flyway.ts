@@ -89,7 +89,9 @@ export async function readMigrations(dir: string): Promise<MigrationScript[]> {
     const parsed = parseScriptName(name);
     if (!parsed) throw new MigrationScriptError(`${relative}: not a migration name (V<version>__<description>.sql, U<version>__…, R__…)`);
     const file = path.join(dir, relative);
-    const sql = await readFile(file, 'utf8');
+    const text = await readFile(file, 'utf8');
+    // The byte-order mark is not SQL: Flyway strips it before checksumming and running alike.
+    const sql = text.startsWith('\uFEFF') ? text.slice(1) : text;
     scripts.push({ ...parsed, script: name, file, checksum: flywayChecksum(sql), sql });
   }
   for (const kind of ['versioned', 'undo'] as const) {

@@ -1,0 +1,97 @@
+// `rewind db …` as an operator runs it against a postgres component.
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from '../src/platform/temporal-dev-server';
+import { runCli } from './support/harness';
+import { createDatabase, dropDatabase, sql } from './support/postgres';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-db-cli-'));
+const migrations = path.join(dir, 'migrations');
+cpSync(path.join(__dirname, 'fixtures', 'flyway'), migrations, { recursive: true });
+const manifest = path.join(dir, 'rewind.yaml');
+writeFileSync(
+  manifest,
+  `repository: { path: ./repo }
+approvers: [alice]
+environments:
+  production:
+    components:
+      db: { kind: postgres, urlEnv: APP_DB_URL, migrations: ./migrations }
+      config: { kind: files, path: ${dir} }
+`,
+);
+
+let url: string;
+beforeAll(async () => {
+  url = await createDatabase();
+});
+afterAll(() => dropDatabase(url));
+
+const db = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  runCli(['--manifest', manifest, 'db', ...args, '--env', 'production', '--component', 'db'], { env: { APP_DB_URL: url, ...env } });
+
+describe('rewind db', () => {
+  it('lists pending migrations, migrates to a target, undoes and validates, with --json', async () => {
+    const before = JSON.parse((await db(['info', '--json'])).stdout) as { current?: string; migrations: { version: string; state: string }[] };
+    expect(before.current).toBeUndefined();
+    expect(before.migrations.map((m) => m.state)).toEqual(['pending', 'pending', 'pending', 'pending']);
+
+    const migrated = await db(['migrate', '--target', '3']);
+    expect(migrated.code).toBe(0);
+    expect(migrated.stdout).toMatch(/applied 1, 2, 3; now at 3\n$/);
+
+    const info = JSON.parse((await db(['info', '--json'])).stdout) as { current: string; migrations: Record<string, unknown>[] };
+    expect(info.current).toBe('3');
+    expect(info.migrations[2]).toMatchObject({ version: '3', script: 'V3__add_order_total.sql', checksum: 95655911, state: 'success' });
+
+    const undone = JSON.parse((await db(['undo', '--target', '1', '--json'])).stdout) as unknown;
+    expect(undone).toEqual({ undone: ['3', '2'], current: '1' });
+    const valid = await db(['validate', '--json']);
+    expect(valid.code).toBe(0);
+    expect(JSON.parse(valid.stdout)).toEqual({ valid: true, issues: [] });
+  });
+
+  it('exits 1 from validate when an applied script was edited', async () => {
+    const v1 = path.join(migrations, 'V1__init.sql');
+    const original = readFileSync(v1, 'utf8');
+    writeFileSync(v1, `${original}-- edited\n`);
+    try {
+      const result = await db(['validate']);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toContain('checksum mismatch for V1__init.sql: applied 432441000');
+    } finally {
+      writeFileSync(v1, original);
+    }
+  });
+
+  it.each([
+    [['undo'], {}, "error: required option '--target <version>' not specified"],
+    [['migrate', '--target', '9'], {}, 'error: no migration script has version 9'],
+    [['undo', '--target', '7'], {}, 'error: no migration has version 7'],
+    [['info'], { APP_DB_URL: '' }, 'error: environment variable APP_DB_URL (the URL of production/db) is not set'],
+  ])('rejects %j with one clear line', async (args, env, message) => {
+    const result = await db(args, env);
+    expect(result.code).toBe(1);
+    expect(result.stderr.split('\n')[0]).toBe(message);
+  });
+
+  it('says clearly when the database cannot be reached, without printing the password', async () => {
+    const port = await freePort();
+    const result = await db(['info'], { APP_DB_URL: `postgres://app:hunter2@127.0.0.1:${port}/app` });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(new RegExp(`^error: cannot reach PostgreSQL at app@127\\.0\\.0\\.1:${port}/app: `));
+    expect(result.stderr).not.toContain('hunter2');
+  });
+
+  it('refuses a component that is not a database, and an unknown one', async () => {
+    const files = await runCli(['--manifest', manifest, 'db', 'info', '--env', 'production', '--component', 'config']);
+    expect(files.stderr).toBe('error: production/config is a files component, not postgres\n');
+    const unknown = await runCli(['--manifest', manifest, 'db', 'info', '--env', 'production', '--component', 'cache']);
+    expect(unknown.stderr).toBe('error: environment "production" has no component "cache" (it has: db, config)\n');
+  });
+
+  it('leaves the database as it was after refusing', async () => {
+    expect(await sql(url, 'SELECT count(*)::int AS n FROM flyway_schema_history')).toEqual([{ n: 5 }]);
+  });
+});
