@@ -59,7 +59,7 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
   };
 
   const serverMajor = async (client: pg.Client): Promise<number> => {
-    const { rows } = await client.query<{ v: string }>('SHOW server_version_num');
+    const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
     return Math.floor(Number(rows[0]?.v ?? 0) / 10_000);
   };
 

@@ -54,9 +54,18 @@ export async function withPostgres<T>(url: string, fn: (client: pg.Client) => Pr
   const client = await connectPostgres(url);
   try {
     return await fn(client);
+  } catch (err) {
+    // Errors from the server itself (they carry a SQLSTATE) become rewind's own, with the
+    // database named and the password hidden; everything else passes through unchanged.
+    if (isServerError(err)) throw toDatabaseError(err, url);
+    throw err;
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+function isServerError(err: unknown): boolean {
+  return err instanceof Error && typeof (err as { code?: unknown }).code === 'string' && typeof (err as { severity?: unknown }).severity === 'string';
 }
 
 export function toDatabaseError(err: unknown, url: string): DatabaseError {

@@ -4,6 +4,8 @@
 // Dumps use the directory format without compression: one file per table, which restic then
 // chunks, deduplicates and compresses itself (a pre-compressed dump would defeat its
 // deduplication), and which pg_dump and pg_restore can process with parallel jobs.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { quoteIdent } from './flyway';
@@ -40,6 +42,7 @@ export async function dumpDatabase(args: { url: string; bin: PgBin; dir: string;
   }).catch((err: unknown) => {
     throw new DatabaseError(`pg_dump of ${redactUrl(args.url)} failed: ${err instanceof ProcessError ? err.message : String(err)}`, 'sql');
   });
+  if (!existsSync(path.join(args.dir, 'toc.dat'))) throw new DatabaseError(`pg_dump of ${redactUrl(args.url)} wrote no dump in ${args.dir}`, 'sql');
 }
 
 /**

@@ -33,7 +33,7 @@ const USER_SCHEMAS = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND 
 const SIGNATURE_QUERIES = [
   `SELECT 'schema ' || n.nspname AS line FROM pg_namespace n WHERE ${USER_SCHEMAS}`,
   `SELECT 'extension ' || e.extname || ' ' || e.extversion AS line FROM pg_extension e`,
-  `SELECT 'table ' || n.nspname || '.' || c.relname || ' (' || c.relkind || ')' AS line
+  `SELECT 'table ' || n.nspname || '.' || c.relname || ' (' || c.relkind::text || ')' AS line
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'f') AND ${USER_SCHEMAS}`,
   // Column position counts live columns only, so a dropped column leaves no gap in the signature.
@@ -42,7 +42,7 @@ const SIGNATURE_QUERIES = [
           || ' ' || format_type(a.atttypid, a.atttypmod)
           || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
           || COALESCE(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
-          || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity ELSE '' END
+          || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
           || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END AS line
      FROM pg_attribute a
      JOIN pg_class c ON c.oid = a.attrelid
@@ -55,7 +55,7 @@ const SIGNATURE_QUERIES = [
   `SELECT 'index ' || n.nspname || '.' || i.relname || ' ' || pg_get_indexdef(i.oid) AS line
      FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
     WHERE ${USER_SCHEMAS}`,
-  `SELECT 'view ' || n.nspname || '.' || c.relname || ' (' || c.relkind || ') ' || md5(pg_get_viewdef(c.oid, true)) AS line
+  `SELECT 'view ' || n.nspname || '.' || c.relname || ' (' || c.relkind::text || ') ' || md5(pg_get_viewdef(c.oid, true)) AS line
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('v', 'm') AND ${USER_SCHEMAS}`,
   `SELECT 'sequence ' || n.nspname || '.' || c.relname || ' ' || format_type(s.seqtypid, NULL)
@@ -118,8 +118,14 @@ export async function sampleTables(client: pg.Client, tables: string[], rows: nu
   for (const table of tables) {
     const [schema, name] = table.includes('.') ? table.split('.', 2) : ['public', table];
     const qualified = `${quoteIdent(schema!)}.${quoteIdent(name!)}`;
+    const { rows: exists } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified]);
+    if (!exists[0]?.ok) {
+      // A sampled table that is not there is a finding in itself, not an error.
+      samples[table] = 'absent';
+      continue;
+    }
     const { rows: pk } = await client.query<{ cols: string[] | null }>(
-      `SELECT array_agg(a.attname ORDER BY array_position(i.indkey, a.attnum)) AS cols
+      `SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey, a.attnum)) AS cols
          FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
         WHERE i.indrelid = to_regclass($1) AND i.indisprimary`,
       [qualified],

@@ -15,8 +15,9 @@ export interface PgBin {
 
 /** Folders holding PostgreSQL programs, newest first: $REWIND_PG_BIN, Debian's layout, then PATH. */
 function candidateDirs(env: NodeJS.ProcessEnv): string[] {
+  // An explicit choice is the only candidate.
+  if (env.REWIND_PG_BIN) return [env.REWIND_PG_BIN];
   const dirs: string[] = [];
-  if (env.REWIND_PG_BIN) dirs.push(env.REWIND_PG_BIN);
   const debian = '/usr/lib/postgresql';
   if (existsSync(debian)) {
     const versions = readdirSync(debian)
