@@ -6,6 +6,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type {
+  AssessComponentRequest,
   ComponentDriver,
   ListingDocuments,
   RestoreComponentRequest,
@@ -18,7 +19,7 @@ import { createFilesDriver } from '../components/files';
 import { createPostgresDriver } from '../components/postgres';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
-import type { RestoreOutcome } from '../domain/rollback';
+import type { ComponentPlan, RestoreOutcome } from '../domain/rollback';
 import type { Component, Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import { ResticError } from '../snapshots/restic';
@@ -27,7 +28,7 @@ import { Faults } from './faults';
 import { toApplicationFailure } from './failures';
 import { reportProgress, type ProgressReporter } from './progress';
 
-export type { RestoreComponentRequest, SnapshotComponentRequest, VerifyComponentRequest, VerifyOutcome };
+export type { AssessComponentRequest, RestoreComponentRequest, SnapshotComponentRequest, VerifyComponentRequest, VerifyOutcome };
 
 export interface AgentDeps {
   environment: string;
@@ -94,6 +95,7 @@ export function createAgentActivities(deps: AgentDeps) {
       store: deps.store,
       logger: deps.logger,
       progress,
+      plansDir: path.join(agentDir, 'plans'),
       lockFile: path.join(lockDir, `${component}.lock`),
       listings,
     };
@@ -151,6 +153,15 @@ export function createAgentActivities(deps: AgentDeps) {
     });
   }
 
+  /** The plan of one component, made where its current and target listings are at hand. */
+  async function assessComponent(req: AssessComponentRequest): Promise<ComponentPlan> {
+    const component = componentOf(req.environment, req.component);
+    return step(req.component, 'plan', async (progress) => {
+      const ctx = await contextFor(req.component, progress);
+      return component.kind === 'files' ? drivers.files.assess(component, req, ctx) : drivers.postgres.assess(component, req, ctx);
+    });
+  }
+
   async function verifyComponent(req: VerifyComponentRequest): Promise<VerifyOutcome> {
     const component = componentOf(req.environment, req.component);
     return step(req.component, 'verify', async (progress) => {
@@ -163,7 +174,7 @@ export function createAgentActivities(deps: AgentDeps) {
     });
   }
 
-  return { snapshotComponent, restoreComponent, verifyComponent };
+  return { snapshotComponent, restoreComponent, verifyComponent, assessComponent };
 }
 
 export type AgentActivities = ReturnType<typeof createAgentActivities>;

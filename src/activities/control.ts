@@ -96,6 +96,12 @@ export function createControlActivities(deps: ControlDeps) {
           ErrorType.CrossSectionIncomplete,
         );
       }
+      if (request.strategy !== undefined && !names.some((n) => env.components[n]!.kind === 'postgres')) {
+        throw ApplicationFailure.nonRetryable(
+          `--strategy ${request.strategy} applies to postgres components, and this rollback has none`,
+          ErrorType.InvalidRequest,
+        );
+      }
       return {
         environment: request.environment,
         envTaskQueue: envTaskQueue(manifest, request.environment),
@@ -106,6 +112,7 @@ export function createControlActivities(deps: ControlDeps) {
           return {
             name,
             kind: component.kind,
+            ...(component.kind === 'postgres' ? { strategy: request.strategy ?? component.strategy } : {}),
             path: componentLocation(component),
             dependsOn: component.dependsOn.filter((d) => names.includes(d)),
             targetSnapshotId: snap.snapshotId,

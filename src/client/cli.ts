@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Faults } from '../activities/faults';
 import { CROSS_SECTION_ID_PATTERN } from '../domain/cross-section';
-import { FINAL_STATES, TRIGGERS, type RollbackStatus } from '../domain/rollback';
+import { FINAL_STATES, STRATEGIES, TRIGGERS, type RollbackStatus } from '../domain/rollback';
 import { ManifestError, loadManifest, manifestPathFrom, type LoadedManifest } from '../manifest/load';
 import { manifestJsonSchema } from '../manifest/schema';
 import { Runtime } from '@temporalio/worker';
@@ -352,6 +352,8 @@ rollback
   .option('--reason <text>', 'why, for the record')
   .option('--as <user>', 'requester (default: $REWIND_USER or your login)', nonEmpty('--as'))
   .addOption(new Option('--trigger <trigger>', 'what started it').choices(TRIGGERS as unknown as string[]).default('manual'))
+  .addOption(new Option('--strategy <strategy>', 'for postgres components: undo migrations, restore the dump, or point-in-time recovery').choices(STRATEGIES as unknown as string[]))
+  .option('--accept-data-loss', 'accept up front a plan that loses data (otherwise an approver must)')
   .option('--dry-run', 'decide and prepare only: print the plan, change nothing')
   .option('--no-wait', 'return as soon as the run has started')
   .action(
@@ -367,6 +369,8 @@ rollback
           trigger: string;
           dryRun?: boolean;
           wait: boolean;
+          strategy?: string;
+          acceptDataLoss?: boolean;
         },
         cmd: Command,
       ) => {
@@ -384,6 +388,8 @@ rollback
           requester: currentUser(opts.as),
           trigger: opts.trigger,
           dryRun: opts.dryRun ?? false,
+          acceptDataLoss: opts.acceptDataLoss ?? false,
+          ...(opts.strategy ? { strategy: opts.strategy } : {}),
           ...(opts.components ? { components: opts.components } : {}),
           ...(opts.reason ? { reason: opts.reason } : {}),
         });
@@ -410,12 +416,14 @@ function decisionCommand(name: 'approve' | 'reject') {
     .option('--as <user>', 'who decides (default: $REWIND_USER or your login)', nonEmpty('--as'))
     .option('--comment <text>', 'a note for the record')
     .option('--request-id <id>', 'idempotency key: a repeated request with the same id counts once')
+    .option('--accept-data-loss', name === 'approve' ? 'accept that the plan loses data (needed when it does)' : 'ignored for reject')
     .action(
-      action(async (workflowId: string, opts: { as?: string; comment?: string; requestId?: string }, cmd: Command) => {
+      action(async (workflowId: string, opts: { as?: string; comment?: string; requestId?: string; acceptDataLoss?: boolean }, cmd: Command) => {
         const client = await rewindClient(cmd);
         const user = currentUser(opts.as);
         const outcome = await client.decide(workflowId, name, {
           user,
+          ...(opts.acceptDataLoss && name === 'approve' ? { acceptDataLoss: true } : {}),
           ...(opts.comment ? { comment: opts.comment } : {}),
           ...(opts.requestId ? { requestId: opts.requestId } : {}),
         });

@@ -173,7 +173,7 @@ export class RewindClient {
   async decide(
     workflowId: string,
     action: 'approve' | 'reject',
-    decision: { user: string; comment?: string; requestId?: string },
+    decision: { user: string; comment?: string; requestId?: string; acceptDataLoss?: boolean },
     timeoutMs = 15_000,
   ): Promise<{ accepted: boolean; reason?: string; status: RollbackStatus }> {
     const handle = this.client.workflow.getHandle(workflowId);
@@ -195,6 +195,7 @@ export class RewindClient {
         user: decision.user,
         requestId,
         ...(decision.comment ? { comment: decision.comment } : {}),
+        ...(decision.acceptDataLoss ? { acceptDataLoss: true } : {}),
       });
     } catch (err) {
       // It closed between our look and our signal.

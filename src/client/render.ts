@@ -13,9 +13,16 @@ export function renderPlan(plan: RollbackPlan): string {
     lines.push(`  ${c.component.padEnd(width)}  ${counts.padEnd(18)} ${formatBytes(c.bytesToWrite).padStart(10)} to write   ${c.path}`);
     for (const p of c.preview) lines.push(`  ${''.padEnd(width)}    ${p.op.padEnd(6)} ${p.path}`);
     if (c.more > 0) lines.push(`  ${''.padEnd(width)}    … ${c.more} more in ${c.changeListFile}`);
+    for (const i of c.impact ?? []) {
+      const mark = i.strategy === c.strategy ? '*' : ' ';
+      const head = !i.available ? `not possible: ${i.unavailable ?? '?'}` : i.destructive ? 'LOSES DATA' : 'loses no data';
+      lines.push(`  ${''.padEnd(width)}  ${mark} strategy ${i.strategy.padEnd(8)} ${head}${i.keeps ? `; keeps ${i.keeps}` : ''}`);
+      for (const loss of i.losses.slice(0, 5)) lines.push(`  ${''.padEnd(width)}        - ${loss}`);
+    }
   }
   const t = plan.totals;
   lines.push(`  ${'total'.padEnd(width)}  +${t.added} ~${t.changed} -${t.removed}${t.modeChanged ? ` mode ${t.modeChanged}` : ''}, ${formatBytes(t.bytesToWrite)} to write`);
+  if (plan.destructive) lines.push('  This plan LOSES DATA (* marks the chosen strategy): approve with --accept-data-loss, or choose another --strategy.');
   return lines.join('\n');
 }
 

@@ -4,9 +4,8 @@
 // error conversion) the same way for every kind.
 import type { ProgressReporter } from '../activities/progress';
 import type { ComponentSnapshot, FingerprintSummary, SnapshotOrigin } from '../domain/cross-section';
-import type { RestoreOutcome } from '../domain/rollback';
+import type { ComponentPlan, RestoreOutcome, Strategy } from '../domain/rollback';
 import type { ListingChange } from '../files/listing';
-import type { RollbackStrategy } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import type { SnapshotStore } from '../snapshots/store';
 
@@ -29,7 +28,7 @@ export interface RestoreComponentRequest {
   fingerprint: FingerprintSummary;
   purpose: 'rollback' | 'compensation';
   /** postgres: how to bring the database back (default: restore the dump). */
-  strategy?: RollbackStrategy;
+  strategy?: Strategy;
   /** Names this step (workflow, purpose, component) so a retry recognises its own work. */
   idempotencyKey?: string;
 }
@@ -48,6 +47,17 @@ export interface VerifyOutcome {
   differences: ListingChange[];
 }
 
+export interface AssessComponentRequest {
+  environment: string;
+  component: string;
+  workflowId: string;
+  /** The component as it is now (the rollback's safety snapshot). */
+  safety: ComponentSnapshot;
+  target: { snapshotId: string; listingSnapshotId: string; fingerprint: FingerprintSummary };
+  strategy?: Strategy;
+  previewPaths: number;
+}
+
 /** A component's listing documents, by the id of the snapshot that stores them. */
 export interface ListingDocuments {
   save(listingSnapshotId: string, text: string): Promise<void>;
@@ -56,6 +66,8 @@ export interface ListingDocuments {
 
 export interface StepContext {
   environment: string;
+  /** Where the agent keeps full change lists that plans link to. */
+  plansDir: string;
   store: SnapshotStore;
   logger: Logger;
   progress: ProgressReporter;
@@ -71,4 +83,6 @@ export interface ComponentDriver<C> {
   /** Brings the component to the snapshot; first checks whether it is there already. */
   restore(component: C, req: RestoreComponentRequest, ctx: StepContext): Promise<RestoreResult>;
   verify(component: C, req: VerifyComponentRequest, ctx: StepContext): Promise<VerifyOutcome>;
+  /** What rolling back to the target would change, and for a database, what it would lose. */
+  assess(component: C, req: AssessComponentRequest, ctx: StepContext): Promise<ComponentPlan>;
 }

@@ -20,6 +20,7 @@ import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from '
 import type { FilesComponent } from '../manifest/schema';
 import type { RestoreSummary } from '../snapshots/restic';
 import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE } from '../snapshots/store';
+import { summarizeChanges } from './change-list';
 import type { ComponentDriver, RestoreResult, StepContext } from './driver';
 
 /** Attempts to take a snapshot while files keep changing under it. */
@@ -136,6 +137,22 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
       // Never expected; the whole-tree restore is the safe answer if it happens.
       ctx.logger.warn({ component: req.component }, 'targeted restore did not reach the target; restoring the whole tree');
       return wholeTree('the targeted restore did not reach the target fingerprint');
+    },
+
+    async assess(component, req, ctx) {
+      const [current, target] = [await loadListing(req.safety.listingSnapshotId, ctx), await loadListing(req.target.listingSnapshotId, ctx)];
+      const summary = await summarizeChanges(
+        { plansDir: ctx.plansDir, workflowId: req.workflowId, component: req.component, previewPaths: req.previewPaths },
+        diffListings(current, target),
+      );
+      return {
+        component: req.component,
+        kind: 'files',
+        path: component.path,
+        targetSnapshotId: req.target.snapshotId,
+        safetySnapshotId: req.safety.snapshotId,
+        ...summary,
+      };
     },
 
     async verify(component, req, ctx) {

@@ -8,7 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { encodeTags, type ComponentSnapshot, type SnapshotLabels } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
-import type { PostgresComponent } from '../manifest/schema';
+import { componentLocation, type PostgresComponent } from '../manifest/schema';
 import { withPostgres } from '../postgres/connect';
 import { databaseComment, dumpDatabase, restoreIntoScratch, swapIn, databaseName } from '../postgres/dump';
 import {
@@ -19,11 +19,13 @@ import {
   type DatabaseFingerprint,
 } from '../postgres/fingerprint';
 import { readMigrations } from '../postgres/flyway';
+import { restoreImpact, undoImpact } from '../postgres/impact';
 import { Migrator } from '../postgres/migrator';
 import { pgBin } from '../postgres/tools';
 import { LISTING_FILE } from '../snapshots/store';
 import type { ComponentDriver, RestoreResult, StepContext } from './driver';
 import { sizes, toResult } from './files';
+import { summarizeChanges } from './change-list';
 
 export interface PostgresDriverOptions {
   /** Scratch space for dumps on their way to and from the repository. */
@@ -159,6 +161,49 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
+    },
+
+    async assess(component, req, ctx) {
+      const url = urlOf(component);
+      const current = parseDatabaseFingerprint(await ctx.listings.load(req.safety.listingSnapshotId));
+      const target = parseDatabaseFingerprint(await ctx.listings.load(req.target.listingSnapshotId));
+      const { added, removed } = diffSignatures(current.schema, target.schema);
+      const changes = [
+        ...(current.migration !== target.migration
+          ? [{ op: 'change' as const, path: `migration version ${current.migration ?? 'none'} → ${target.migration ?? 'none'}`, bytes: 0 }]
+          : []),
+        ...added.map((line) => ({ op: 'add' as const, path: line, bytes: 0 })),
+        ...removed.map((line) => ({ op: 'remove' as const, path: line, bytes: 0 })),
+      ];
+      const scripts = component.migrations ? await readMigrations(component.migrations) : undefined;
+      const impact = await withPostgres(url, async (client) => {
+        const applied = scripts
+          ? (await new Migrator(client, { schema: component.schema, table: component.historyTable, migrations: scripts }).info()).migrations
+          : [];
+        return [
+          restoreImpact(current, target),
+          await undoImpact(client, scripts, applied, target.migration),
+          { strategy: 'pitr' as const, available: false, unavailable: 'point-in-time recovery takes rollback --to-time', destructive: true, losses: [] },
+        ];
+      });
+      const strategy = req.strategy ?? component.strategy;
+      const chosen = impact.find((i) => i.strategy === strategy)!;
+      const summary = await summarizeChanges(
+        { plansDir: ctx.plansDir, workflowId: req.workflowId, component: req.component, previewPaths: req.previewPaths },
+        changes,
+      );
+      return {
+        component: req.component,
+        kind: 'postgres',
+        path: componentLocation(component),
+        targetSnapshotId: req.target.snapshotId,
+        safetySnapshotId: req.safety.snapshotId,
+        ...summary,
+        bytesToWrite: strategy === 'restore' ? target.bytes : 0,
+        strategy,
+        impact,
+        destructive: chosen.destructive,
+      };
     },
 
     async verify(component, req, ctx) {

@@ -9,6 +9,8 @@ export const decisionPayloadSchema = z.strictObject({
   user: z.string().min(1).max(100),
   requestId: z.string().min(1).max(100),
   comment: z.string().max(500).optional(),
+  /** The approver accepts that the plan loses data (needed when the plan is destructive). */
+  acceptDataLoss: z.boolean().optional(),
 });
 export type DecisionPayload = z.infer<typeof decisionPayloadSchema>;
 

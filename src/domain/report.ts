@@ -36,7 +36,10 @@ export function renderRollbackReport(s: RollbackStatus): string {
   lines.push(`- **Outcome:** ${s.dryRun ? 'dry run (plan only)' : OUTCOME[s.state]}`);
   if (s.cause) lines.push(`- **Cause:** ${s.cause}`);
   lines.push(`- **Requested by:** ${s.requester} (trigger: ${s.trigger})${s.reason ? `, reason: ${s.reason}` : ''}`);
-  if (s.approvals.length) lines.push(`- **Approved by:** ${s.approvals.map((a) => `${a.user} at ${a.at}`).join(', ')}`);
+  if (s.approvals.length) {
+    lines.push(`- **Approved by:** ${s.approvals.map((a) => `${a.user} at ${a.at}${a.acceptDataLoss ? ' (accepting data loss)' : ''}`).join(', ')}`);
+  }
+  if (s.acceptDataLoss) lines.push('- **Data loss accepted by the requester** when starting the rollback');
   if (s.rejection) {
     lines.push(`- **Rejected by:** ${s.rejection.user} at ${s.rejection.at}${s.rejection.comment ? ` ("${s.rejection.comment}")` : ''}`);
   }
@@ -63,8 +66,14 @@ export function renderRollbackReport(s: RollbackStatus): string {
     }
     lines.push('');
     for (const c of s.plan.components) {
-      if (c.preview.length === 0) continue;
+      if (c.preview.length === 0 && !c.impact) continue;
       lines.push(`### ${c.component} (${c.path})`, '');
+      for (const i of c.impact ?? []) {
+        const state = !i.available ? `not possible: ${i.unavailable ?? '?'}` : i.destructive ? 'loses data' : 'loses no data';
+        lines.push(`- strategy **${i.strategy}**${i.strategy === c.strategy ? ' (chosen)' : ''}: ${state}${i.keeps ? `; keeps ${i.keeps}` : ''}`);
+        for (const loss of i.losses) lines.push(`  - ${loss}`);
+      }
+      if (c.impact) lines.push('');
       for (const p of c.preview) lines.push(`- ${p.op} \`${p.path}\``);
       if (c.more > 0) lines.push(`- … and ${c.more} more`);
       lines.push(`- Full list: \`${c.changeListFile}\``, '');

@@ -12,6 +12,9 @@ export const rollbackTargetSchema = z.discriminatedUnion('kind', [
 ]);
 export type RollbackTarget = z.infer<typeof rollbackTargetSchema>;
 
+export const STRATEGIES = ['undo', 'restore', 'pitr'] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+
 export const rollbackRequestSchema = z.strictObject({
   environment: z.string().min(1),
   target: rollbackTargetSchema,
@@ -20,6 +23,10 @@ export const rollbackRequestSchema = z.strictObject({
   requester: z.string().min(1).max(100),
   trigger: z.enum(TRIGGERS).default('manual'),
   dryRun: z.boolean().default(false),
+  /** Overrides the manifest's default strategy for every postgres component of the run. */
+  strategy: z.enum(STRATEGIES).optional(),
+  /** The requester accepts, up front, a plan that loses data. */
+  acceptDataLoss: z.boolean().default(false),
 });
 export type RollbackRequest = z.output<typeof rollbackRequestSchema>;
 
@@ -61,6 +68,8 @@ export interface RollbackComponent {
   name: string;
   kind: string;
   path: string;
+  /** postgres: how the database is brought back (the request's override or the manifest's default). */
+  strategy?: Strategy;
   dependsOn: string[];
   targetSnapshotId: string;
   targetListingSnapshotId: string;
@@ -87,6 +96,23 @@ export interface ComponentPlan {
   /** Changes left out of `preview`. */
   more: number;
   changeListFile: string;
+  /** postgres: the strategy this plan uses, and what each strategy would keep and lose. */
+  strategy?: Strategy;
+  impact?: StrategyImpact[];
+  /** The plan loses data (rows, tables or columns written since the target). */
+  destructive?: boolean;
+}
+
+export interface StrategyImpact {
+  strategy: Strategy;
+  available: boolean;
+  /** Why the strategy cannot be used. */
+  unavailable?: string;
+  destructive: boolean;
+  /** What the strategy would lose, one line each, e.g. "column public.orders.total (1,204 rows)". */
+  losses: string[];
+  /** What the strategy keeps that another would lose. */
+  keeps?: string;
 }
 
 export interface RollbackPlan {
@@ -95,6 +121,8 @@ export interface RollbackPlan {
   order: string[][];
   components: ComponentPlan[];
   totals: { added: number; changed: number; removed: number; modeChanged: number; bytesToWrite: number };
+  /** Some component's plan loses data: approval then needs `acceptDataLoss`. */
+  destructive?: boolean;
 }
 
 export type StepState =
@@ -144,6 +172,7 @@ export interface Decision {
   requestId: string;
   at: string;
   comment?: string;
+  acceptDataLoss?: boolean;
 }
 
 export interface Refusal extends Decision {
@@ -166,6 +195,8 @@ export interface RollbackStatus {
   reason?: string;
   dryRun: boolean;
   components?: string[];
+  strategy?: Strategy;
+  acceptDataLoss?: boolean;
   phase: Phase;
   state: RollbackState;
   /** Why the run ended as it did, for every state but completed. */

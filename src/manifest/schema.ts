@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { DURATION_PATTERN } from './duration';
 import { dependencyCycle } from '../domain/dependency-order';
+import { STRATEGIES } from '../domain/rollback';
 
 // Environment and component names become task queue names and restic tags, so keep them plain.
 export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,39}$/;
@@ -30,8 +31,6 @@ export const filesComponentSchema = z
 
 const envVarName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the name of an environment variable');
 
-export const ROLLBACK_STRATEGIES = ['undo', 'restore', 'pitr'] as const;
-export type RollbackStrategy = (typeof ROLLBACK_STRATEGIES)[number];
 
 export const postgresComponentSchema = z
   .strictObject({
@@ -46,7 +45,7 @@ export const postgresComponentSchema = z
     schema: z.string().min(1).default('public').describe("Schema of Flyway's history table."),
     historyTable: z.string().min(1).default('flyway_schema_history'),
     strategy: z
-      .enum(ROLLBACK_STRATEGIES)
+      .enum(STRATEGIES)
       .default('restore')
       .describe('Default rollback strategy: undo migrations, restore the dump, or point-in-time recovery.'),
     sample: z

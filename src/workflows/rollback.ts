@@ -6,6 +6,7 @@ import {
   condition,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -67,6 +68,8 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     refusals: [],
     ...(request.reason !== undefined ? { reason: request.reason } : {}),
     ...(request.components !== undefined ? { components: request.components } : {}),
+    ...(request.strategy !== undefined ? { strategy: request.strategy } : {}),
+    ...(request.acceptDataLoss ? { acceptDataLoss: true } : {}),
   };
   let ctx: RollbackContext | undefined;
   let safety: Record<string, ComponentSnapshot> = {};
@@ -126,9 +129,26 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     );
     safety = section.components;
     await control.confirmReadable(Object.values(safety));
+    // Plans are made by the agents, which hold the listings and can reach the databases.
+    const planOnAgent = patched('plan-components-on-agent');
+    const agent = proxyActivities<AgentActivities>({ ...quick, taskQueue: context.envTaskQueue });
     const components = await Promise.all(
       context.components.map((component) =>
-        control.planComponent({ workflowId, component, safety: safety[component.name]!, previewPaths: context.previewPaths }),
+        planOnAgent
+          ? agent.assessComponent({
+              environment: context.environment,
+              component: component.name,
+              workflowId,
+              safety: safety[component.name]!,
+              target: {
+                snapshotId: component.targetSnapshotId,
+                listingSnapshotId: component.targetListingSnapshotId,
+                fingerprint: component.targetFingerprint,
+              },
+              previewPaths: context.previewPaths,
+              ...(component.strategy !== undefined ? { strategy: component.strategy } : {}),
+            })
+          : control.planComponent({ workflowId, component, safety: safety[component.name]!, previewPaths: context.previewPaths }),
       ),
     );
     const plan: RollbackPlan = {
@@ -142,8 +162,14 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         modeChanged: sum(components.map((c) => c.modeChanged)),
         bytesToWrite: sum(components.map((c) => c.bytesToWrite)),
       },
+      destructive: components.some((c) => c.destructive === true),
     };
     status.plan = plan;
+    const impossible = components.flatMap((c) => {
+      const chosen = c.impact?.find((i) => i.strategy === c.strategy);
+      return chosen && !chosen.available ? [`${c.component}: the ${chosen.strategy} strategy is not possible (${chosen.unavailable ?? '?'})`] : [];
+    });
+    if (impossible.length > 0 && !request.dryRun) throw new RollbackEnded('failed', `${impossible.join('; ')}; choose another with --strategy`);
   }
 
   async function approval(context: RollbackContext): Promise<'approved' | 'rejected' | 'timed-out'> {
@@ -211,6 +237,8 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         listingSnapshotId: component.targetListingSnapshotId,
         fingerprint: component.targetFingerprint,
         purpose: 'rollback',
+        idempotencyKey: `${workflowId}/rollback/${component.name}`,
+        ...(component.strategy !== undefined ? { strategy: component.strategy } : {}),
       });
       step.state = 'done';
     } catch (err) {
@@ -284,6 +312,9 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
             listingSnapshotId: snapshot.listingSnapshotId,
             fingerprint: snapshot.fingerprint,
             purpose: 'compensation',
+            idempotencyKey: `${workflowId}/compensation/${component.name}`,
+            // The safety snapshot of a database is a dump: compensation always restores it.
+            ...(component.kind === 'postgres' ? { strategy: 'restore' as const } : {}),
           });
           step.state = 'compensated';
         } catch (err) {
@@ -358,6 +389,10 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       return refuse(`${decision.user} requested this rollback and cannot approve it in ${request.environment}`);
     }
     if (status.approvals.some((a) => a.user === decision.user)) return refuse(`${decision.user} has already approved`);
+    if (status.plan?.destructive && !request.acceptDataLoss && !decision.acceptDataLoss) {
+      const loss = status.plan.components.flatMap((c) => c.impact?.find((i) => i.strategy === c.strategy)?.losses ?? [])[0] ?? 'see the plan';
+      return refuse(`this plan loses data (${loss}); approve with --accept-data-loss to accept that`);
+    }
     status.approvals.push(decision);
   }
 

@@ -29,9 +29,14 @@ export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const CLI = ['--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href, path.join(REPO_ROOT, 'src/client/cli.ts')];
 export const TEST_PASSWORD = 'test-repository-password';
 
+/** A files component (a temp directory), or a postgres one (`url` given). */
+export type TestComponent =
+  | { kind?: 'files'; format?: 'config' | 'pickle' | 'any'; dependsOn?: string[] }
+  | { kind: 'postgres'; url: string; migrations?: string; strategy?: 'undo' | 'restore' | 'pitr'; dependsOn?: string[] };
+
 export interface TestEnvOptions {
   /** Component layout per environment; paths are created under the temp dir. */
-  environments?: Record<string, Record<string, { format?: 'config' | 'pickle' | 'any'; dependsOn?: string[] }>>;
+  environments?: Record<string, Record<string, TestComponent>>;
   approvers?: string[];
   policy?: ManifestInput['policy'];
   /** Per environment: faults for its in-process agent. */
@@ -80,6 +85,18 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
           ...(options.allowSelfApproval?.[env] !== undefined ? { allowSelfApproval: options.allowSelfApproval[env] } : {}),
           components: Object.fromEntries(
             Object.entries(components).map(([name, c]) => {
+              if (c.kind === 'postgres') {
+                return [
+                  name,
+                  {
+                    kind: 'postgres' as const,
+                    url: c.url,
+                    dependsOn: c.dependsOn ?? [],
+                    ...(c.migrations ? { migrations: c.migrations } : {}),
+                    ...(c.strategy ? { strategy: c.strategy } : {}),
+                  },
+                ];
+              }
               const p = path.join(dir, 'envs', env, name);
               mkdirSync(p, { recursive: true });
               return [name, { kind: 'files' as const, path: p, format: c.format ?? 'any', dependsOn: c.dependsOn ?? [] }];
