@@ -11,21 +11,18 @@ const dir = path.join(__dirname, 'histories');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
 
 describe('replay of recorded histories', () => {
-  it('has a history for each workflow and outcome', () => {
-    expect(files).toEqual([
-      'rollback-cancelled-during-execute.json',
-      'rollback-compensated.json',
-      'rollback-completed.json',
-      'rollback-rejected.json',
-      'snapshot-completed.json',
-    ]);
+  it('has a history for each workflow and outcome, in every generation', () => {
+    const outcomes = ['rollback-cancelled-during-execute', 'rollback-compensated', 'rollback-completed', 'rollback-rejected', 'snapshot-completed'];
+    // v1: plans made by the control worker; v2: by the agents (patch plan-components-on-agent).
+    for (const generation of ['v1', 'v2']) for (const outcome of outcomes) expect(files).toContain(`${outcome}.${generation}.json`);
+    expect(files).toContain('rollback-postgres-undo.v2.json');
   });
 
   it.each(files)('replays %s without non-determinism', async (file) => {
     const text = readFileSync(path.join(dir, file), 'utf8');
     const history = historyFromJSON(JSON.parse(text));
     await expect(
-      Worker.runReplayHistory({ workflowsPath: require.resolve('../src/workflows') }, history, file.replace('.json', '')),
+      Worker.runReplayHistory({ workflowsPath: require.resolve('../src/workflows') }, history, file.replace(/\.json$/, '')),
     ).resolves.toBeUndefined();
     // Workflow payloads never carry the repository password.
     expect(text).not.toContain(TEST_PASSWORD);

@@ -1,6 +1,8 @@
 // Records the golden histories that test/replay.test.ts replays: one run per outcome of each
-// workflow. Run after an intended change to a workflow's commands (behind `patched()`):
-//   npm run record-histories
+// workflow. Run after an intended change to a workflow's commands (behind `patched()`), with a
+// new generation name; earlier generations stay, as the histories of runs that older code
+// started, which today's code must still replay:
+//   npm run record-histories -- v3
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
@@ -8,9 +10,18 @@ import { execFileSync } from 'node:child_process';
 import { resolveTool } from '../../src/platform/tools';
 import { ensureSearchAttributes } from '../../src/platform/temporal';
 import { startDevServer } from '../../src/platform/temporal-dev-server';
+import { withPostgres } from '../../src/postgres/connect';
+import { readMigrations } from '../../src/postgres/flyway';
+import { Migrator } from '../../src/postgres/migrator';
 import { createTestEnv, eventually, type TestEnv } from './harness';
+import { createDatabase, dropDatabase, sql } from './postgres';
 
 const OUT = path.resolve(__dirname, '..', 'histories');
+const GENERATION = process.argv[2];
+if (!GENERATION || !/^v\d+$/.test(GENERATION)) {
+  console.error('usage: npm run record-histories -- vN   (the new generation of golden histories)');
+  process.exit(2);
+}
 
 async function save(env: TestEnv, workflowId: string, name: string): Promise<void> {
   await env.temporal.workflow.getHandle(workflowId).result().catch(() => undefined);
@@ -18,7 +29,7 @@ async function save(env: TestEnv, workflowId: string, name: string): Promise<voi
   const json = execFileSync(resolveTool('temporal'), ['workflow', 'show', '--workflow-id', workflowId, '--address', process.env.TEMPORAL_ADDRESS!, '--output', 'json'], {
     encoding: 'utf8',
   });
-  writeFileSync(path.join(OUT, `${name}.json`), json);
+  writeFileSync(path.join(OUT, `${name}.${GENERATION}.json`), json);
   console.log(`recorded ${name} (${(JSON.parse(json) as { events: unknown[] }).events.length} events)`);
 }
 
@@ -30,6 +41,32 @@ async function scenario(faults: string | undefined, run: (env: TestEnv) => Promi
     await run(env);
   } finally {
     await env.teardown();
+  }
+}
+
+/** A database rolled back by undoing a migration, with the data-loss acceptance it needs. */
+async function postgresScenario(): Promise<void> {
+  const url = await createDatabase();
+  const migrations = path.resolve(__dirname, '..', 'fixtures', 'flyway');
+  const env = await createTestEnv({ environments: { production: { db: { kind: 'postgres', url, migrations } } } });
+  try {
+    const migrator = async (target: string) =>
+      withPostgres(url, async (client) =>
+        new Migrator(client, { schema: 'public', table: 'flyway_schema_history', migrations: await readMigrations(migrations) }).migrate(target),
+      );
+    await migrator('2');
+    await env.snapshot('production', { version: 'v2' });
+    await migrator('3');
+    await sql(url, "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com')");
+    await sql(url, 'INSERT INTO orders (customer_id, total) SELECT id, 1 FROM customers');
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v2' }, strategy: 'undo' });
+    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    await env.client.decide(id, 'approve', { user: 'bob' });
+    await env.client.decide(id, 'approve', { user: 'bob', acceptDataLoss: true });
+    await save(env, id, 'rollback-postgres-undo');
+  } finally {
+    await env.teardown();
+    await dropDatabase(url);
   }
 }
 
@@ -62,6 +99,7 @@ async function main(): Promise<void> {
       await env.client.decide(id, 'approve', { user: 'bob' });
       await save(env, id, 'rollback-compensated');
     });
+    await postgresScenario();
     await scenario('after-restore:config=pause:60s', async (env) => {
       await env.snapshot('production', { version: 'v1' });
       writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v2\n');
