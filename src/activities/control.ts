@@ -16,7 +16,7 @@ import {
 import type { SnapshotContext, SnapshotRequest } from '../domain/snapshot';
 import { diffListings } from '../files/listing';
 import { parseDuration } from '../manifest/duration';
-import { allowsSelfApproval, componentLocation, envTaskQueue, type Manifest } from '../manifest/schema';
+import { allowsSelfApproval, componentLocation, envTaskQueue, type Manifest, type PostgresComponent } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import { runningRollbacks } from '../platform/rollback-runs';
 import type { SnapshotStore } from '../snapshots/store';
@@ -112,7 +112,7 @@ export function createControlActivities(deps: ControlDeps) {
           return {
             name,
             kind: component.kind,
-            ...(component.kind === 'postgres' ? { strategy: request.strategy ?? component.strategy } : {}),
+            ...(component.kind === 'postgres' ? postgresTarget(component, request, target.time) : {}),
             path: componentLocation(component),
             dependsOn: component.dependsOn.filter((d) => names.includes(d)),
             targetSnapshotId: snap.snapshotId,
@@ -197,6 +197,16 @@ export function createControlActivities(deps: ControlDeps) {
 }
 
 export type ControlActivities = ReturnType<typeof createControlActivities>;
+
+/** A database's strategy and, for point-in-time recovery, the moment to recover to. */
+function postgresTarget(component: PostgresComponent, request: RollbackRequest, crossSectionTime: string) {
+  const byTime = request.target.kind === 'time';
+  const strategy = request.strategy ?? (byTime && component.pitr ? 'pitr' : component.strategy);
+  return {
+    strategy,
+    ...(strategy === 'pitr' ? { targetTime: request.target.kind === 'time' ? request.target.time : crossSectionTime } : {}),
+  };
+}
 
 function safeFileName(id: string): string {
   return id.replace(/[^A-Za-z0-9._-]/g, '_');

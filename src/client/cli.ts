@@ -16,6 +16,8 @@ import { openSnapshotStore } from '../snapshots/open';
 import { describeTarget as describeDatabase, withPostgres } from '../postgres/connect';
 import { readMigrations } from '../postgres/flyway';
 import { Migrator } from '../postgres/migrator';
+import { ManagedCluster } from '../postgres/pitr';
+import { pgBin } from '../postgres/tools';
 import { createAgentWorker } from '../workers/agent-worker';
 import { createControlWorker } from '../workers/control-worker';
 import { checkAgainstManifest, failureMessage, RequestError, RewindClient, type RollbackView } from './client';
@@ -338,6 +340,28 @@ dbCommand('validate', 'check applied migrations against the scripts (checksums, 
   if (issues.length) process.exitCode = 1;
 });
 
+db.command('pitr-enable')
+  .description("turn on WAL archiving into the component's archive folder (restarts the cluster if archive_mode was off)")
+  .requiredOption('--env <name>', 'environment')
+  .requiredOption('--component <name>', 'postgres component with a pitr section')
+  .action(
+    action(async (opts: DbOptions, cmd: Command) => {
+      const { manifest } = manifestOf(cmd);
+      checkAgainstManifest(manifest, opts.env, [opts.component]);
+      const component = manifest.environments[opts.env]!.components[opts.component]!;
+      if (component.kind !== 'postgres' || !component.pitr) {
+        throw new RequestError(`${opts.env}/${opts.component} has no pitr section (environments.${opts.env}.components.${opts.component}.pitr)`);
+      }
+      const url = component.url ?? process.env[component.urlEnv!];
+      if (!url) throw new RequestError(`environment variable ${component.urlEnv} (the URL of ${opts.env}/${opts.component}) is not set`);
+      const major = await withPostgres(url, async (c) => Math.floor(Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v) / 10_000));
+      const result = await new ManagedCluster(component.pitr, url, pgBin(major)).enableArchiving();
+      print(cmd, { archiveDir: component.pitr.archiveDir, ...result }, () =>
+        `WAL archiving into ${component.pitr!.archiveDir} is on${result.restarted ? ' (the cluster was restarted for archive_mode)' : ''}; the next snapshot takes a base backup`,
+      );
+    }),
+  );
+
 // ---- rollbacks ----
 
 const rollback = program.command('rollback').description('roll an environment back, approve, watch');
@@ -348,6 +372,7 @@ rollback
   .requiredOption('--env <name>', 'environment')
   .option('--to-version <label>', 'newest cross-section labelled with this version', nonEmpty('--to-version'))
   .option('--to-snapshot <id>', 'a cross-section id (rewind snapshot list)')
+  .option('--to-time <iso>', 'a moment, e.g. 2026-11-28T13:05:00Z: point-in-time recovery for databases that have it, the newest cross-section before it otherwise')
   .option('--components <list>', 'only these components (partial rollback)', list)
   .option('--reason <text>', 'why, for the record')
   .option('--as <user>', 'requester (default: $REWIND_USER or your login)', nonEmpty('--as'))
@@ -363,6 +388,7 @@ rollback
           env: string;
           toVersion?: string;
           toSnapshot?: string;
+          toTime?: string;
           components?: string[];
           reason?: string;
           as?: string;
@@ -374,8 +400,15 @@ rollback
         },
         cmd: Command,
       ) => {
-        if ((opts.toVersion === undefined) === (opts.toSnapshot === undefined)) {
-          throw new UsageError('give exactly one of --to-version V or --to-snapshot ID');
+        if ([opts.toVersion, opts.toSnapshot, opts.toTime].filter((t) => t !== undefined).length !== 1) {
+          throw new UsageError('give exactly one of --to-version V, --to-snapshot ID or --to-time ISO');
+        }
+        if (opts.toTime !== undefined) {
+          const at = Date.parse(opts.toTime);
+          if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(opts.toTime) || Number.isNaN(at)) {
+            throw new UsageError(`--to-time: "${opts.toTime}" is not an ISO time with a zone, like 2026-11-28T13:05:00Z`);
+          }
+          if (at > Date.now()) throw new UsageError(`--to-time: ${opts.toTime} is in the future`);
         }
         if (opts.toSnapshot !== undefined && !CROSS_SECTION_ID_PATTERN.test(opts.toSnapshot)) {
           throw new UsageError(`--to-snapshot: "${opts.toSnapshot}" is not a cross-section id (like xs-20261128-130641-a1b2)`);
@@ -384,7 +417,12 @@ rollback
         await warnWithoutAgent(client, opts.env);
         const { workflowId } = await client.startRollback({
           environment: opts.env,
-          target: opts.toVersion !== undefined ? { kind: 'version', version: opts.toVersion } : { kind: 'cross-section', id: opts.toSnapshot },
+          target:
+            opts.toVersion !== undefined
+              ? { kind: 'version', version: opts.toVersion }
+              : opts.toTime !== undefined
+                ? { kind: 'time', time: new Date(opts.toTime).toISOString() }
+                : { kind: 'cross-section', id: opts.toSnapshot },
           requester: currentUser(opts.as),
           trigger: opts.trigger,
           dryRun: opts.dryRun ?? false,

@@ -12,7 +12,7 @@ import {
 import { ApplicationFailure, type TypedSearchAttributes } from '@temporalio/common';
 import type { StepProgress } from '../activities/progress';
 import { approveSignal, rejectSignal, rollbackStatusQuery, snapshotStatusQuery } from '../domain/messages';
-import { describeTarget, FINAL_STATES, rollbackRequestSchema, type RollbackRequest, type RollbackStatus } from '../domain/rollback';
+import { describeTarget, FINAL_STATES, rollbackRequestSchema, targetKeyword, type RollbackRequest, type RollbackStatus } from '../domain/rollback';
 import type { CrossSectionResult, SnapshotRequest } from '../domain/snapshot';
 import { snapshotRequestSchema } from '../domain/snapshot';
 import {
@@ -134,7 +134,7 @@ export class RewindClient {
     checkAgainstManifest(this.manifest, request.environment, request.components);
     await this.precheckRollback(request);
     const workflowId = newWorkflowId('rollback', request.environment);
-    const target = request.target.kind === 'version' ? `version:${request.target.version}` : request.target.id;
+    const target = targetKeyword(request.target);
     await this.client.workflow.start('rollbackWorkflow', {
       taskQueue: this.taskQueue,
       workflowId,

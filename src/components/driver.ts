@@ -31,6 +31,8 @@ export interface RestoreComponentRequest {
   strategy?: Strategy;
   /** Names this step (workflow, purpose, component) so a retry recognises its own work. */
   idempotencyKey?: string;
+  /** postgres, pitr strategy: the moment to recover to. */
+  targetTime?: string;
 }
 
 export interface VerifyComponentRequest {
@@ -38,6 +40,8 @@ export interface VerifyComponentRequest {
   component: string;
   expected: FingerprintSummary;
   listingSnapshotId: string;
+  /** postgres: after point-in-time recovery there is no snapshot to equal, only a healthy cluster. */
+  strategy?: Strategy;
 }
 
 export interface VerifyOutcome {
@@ -55,6 +59,7 @@ export interface AssessComponentRequest {
   safety: ComponentSnapshot;
   target: { snapshotId: string; listingSnapshotId: string; fingerprint: FingerprintSummary };
   strategy?: Strategy;
+  targetTime?: string;
   previewPaths: number;
 }
 

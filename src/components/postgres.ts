@@ -8,6 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { encodeTags, type ComponentSnapshot, type SnapshotLabels } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
+import type { StrategyImpact } from '../domain/rollback';
 import { componentLocation, type PostgresComponent } from '../manifest/schema';
 import { withPostgres } from '../postgres/connect';
 import { databaseComment, dumpDatabase, restoreIntoScratch, swapIn, databaseName } from '../postgres/dump';
@@ -21,6 +22,7 @@ import {
 import { readMigrations } from '../postgres/flyway';
 import { restoreImpact, undoImpact } from '../postgres/impact';
 import { Migrator } from '../postgres/migrator';
+import { ManagedCluster } from '../postgres/pitr';
 import { pgBin } from '../postgres/tools';
 import { LISTING_FILE } from '../snapshots/store';
 import type { ComponentDriver, RestoreResult, StepContext } from './driver';
@@ -65,6 +67,11 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
     return Math.floor(Number(rows[0]?.v ?? 0) / 10_000);
   };
 
+  const clusterOf = async (component: PostgresComponent, url: string): Promise<ManagedCluster | undefined> => {
+    if (!component.pitr) return undefined;
+    return new ManagedCluster(component.pitr, url, pgBin(await withPostgres(url, serverMajor), options.env));
+  };
+
   const workDirFor = async (name: string): Promise<string> => {
     const dir = path.join(options.workDir, name);
     await rm(dir, { recursive: true, force: true });
@@ -90,6 +97,19 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
           if (after.digest !== summary.digest) {
             ctx.logger.warn({ component: req.component, attempt }, 'the schema changed during pg_dump; dumping again');
             continue;
+          }
+          // The base backup comes before the snapshot is stored: a stored snapshot (what a retried
+          // step finds and returns at once) then always has its base backup.
+          const cluster = await clusterOf(component, url);
+          if (cluster) {
+            if (!(await cluster.archivingEnabled())) {
+              throw ApplicationFailure.nonRetryable(
+                `${req.component}: WAL archiving is off; run \`rewind db pitr-enable --env ${req.environment} --component ${req.component}\` first`,
+                ErrorType.ComponentUnavailable,
+              );
+            }
+            ctx.progress.update({ stage: 'pg_basebackup' });
+            await cluster.baseBackup(req.crossSectionId);
           }
           const labels: SnapshotLabels = {
             environment: req.environment,
@@ -131,9 +151,7 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       const url = urlOf(component);
       const strategy = req.strategy ?? 'restore';
       if (strategy === 'undo') return undoMigrations(component, url, req.fingerprint.migration, req.fingerprint.digest, ctx);
-      if (strategy === 'pitr') {
-        throw ApplicationFailure.nonRetryable(`${req.component}: point-in-time recovery runs through rollback --to-time`, ErrorType.InvalidRequest);
-      }
+      if (strategy === 'pitr') return recoverToTime(component, url, req.targetTime, req.idempotencyKey ?? req.snapshotId, ctx);
 
       // The database comment names the step that last restored it: a retried step stops here.
       const marker = `rewind-restore ${req.idempotencyKey ?? req.snapshotId}`;
@@ -183,7 +201,7 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
         return [
           restoreImpact(current, target),
           await undoImpact(client, scripts, applied, target.migration),
-          { strategy: 'pitr' as const, available: false, unavailable: 'point-in-time recovery takes rollback --to-time', destructive: true, losses: [] },
+          await pitrImpact(component, url, req.targetTime ?? target.takenAt),
         ];
       });
       const strategy = req.strategy ?? component.strategy;
@@ -217,6 +235,13 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
         );
         issues.push(...migrator.map((i) => `migration history: ${i}`));
       }
+      // After point-in-time recovery there is no snapshot of that moment to equal: the cluster
+      // must be promoted, reachable and its migration history consistent.
+      if (req.strategy === 'pitr') {
+        const recovering = await withPostgres(url, async (client) => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r);
+        if (recovering) issues.push('the cluster is still in recovery');
+        return { matches: issues.length === 0, actual, differences: issues.map((line) => ({ op: 'change' as const, path: line, bytes: 0 })) };
+      }
       if (actual.digest === req.expected.digest && issues.length === 0) return { matches: true, actual, differences: [] };
       const target = parseDatabaseFingerprint(await ctx.listings.load(req.listingSnapshotId));
       const { added, removed } = diffSignatures(current.schema, target.schema);
@@ -231,6 +256,38 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       return { matches: false, actual, differences: differences.slice(0, 10) };
     },
   };
+
+  async function pitrImpact(component: PostgresComponent, url: string, time: string | undefined): Promise<StrategyImpact> {
+    const cluster = await clusterOf(component, url);
+    if (!cluster) return { strategy: 'pitr', available: false, unavailable: 'the component has no pitr section in the manifest', destructive: false, losses: [] };
+    if (!time) return { strategy: 'pitr', available: false, unavailable: 'no moment to recover to', destructive: false, losses: [] };
+    const backup = cluster.baseBackupBefore(new Date(time));
+    if (!backup) return { strategy: 'pitr', available: false, unavailable: `no base backup finished before ${time}`, destructive: false, losses: [] };
+    return {
+      strategy: 'pitr',
+      available: true,
+      destructive: true,
+      losses: [`every write to the whole cluster (all its databases) after ${time}`],
+      keeps: `writes up to ${time}, replayed from the WAL archive onto base backup ${backup.id}`,
+    };
+  }
+
+  async function recoverToTime(
+    component: PostgresComponent,
+    url: string,
+    time: string | undefined,
+    key: string,
+    ctx: StepContext,
+  ): Promise<RestoreResult> {
+    const cluster = await clusterOf(component, url);
+    if (!cluster || !time) {
+      throw ApplicationFailure.nonRetryable('point-in-time recovery needs the component\'s pitr section and a target time', ErrorType.InvalidRequest);
+    }
+    if (cluster.lastRecovery()?.key === key) return { ...ALREADY, strategy: 'pitr' };
+    const { baseBackup, asideDir } = await cluster.recoverTo(new Date(time), key, (stage) => ctx.progress.update({ stage }));
+    ctx.logger.info({ time, baseBackup: baseBackup.id, asideDir }, 'cluster recovered to a point in time');
+    return { ...toResult(undefined), strategy: 'pitr', note: `recovered to ${time} from base backup ${baseBackup.id}; the previous data directory is kept at ${asideDir}` };
+  }
 
   async function undoMigrations(
     component: PostgresComponent,

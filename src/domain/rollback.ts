@@ -9,6 +9,8 @@ export type Trigger = (typeof TRIGGERS)[number];
 export const rollbackTargetSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('version'), version: z.string().min(1).max(200) }),
   z.strictObject({ kind: z.literal('cross-section'), id: z.string().min(1).max(100) }),
+  /** A moment: point-in-time recovery for databases that have it, the newest cross-section before it for the rest. */
+  z.strictObject({ kind: z.literal('time'), time: z.iso.datetime({ offset: true }) }),
 ]);
 export type RollbackTarget = z.infer<typeof rollbackTargetSchema>;
 
@@ -47,7 +49,16 @@ export type RollbackState = (typeof STATES)[number];
 export const FINAL_STATES: readonly RollbackState[] = ['completed', 'compensated', 'rejected', 'timed-out', 'failed', 'cancelled'];
 
 export function describeTarget(target: RollbackTarget): string {
-  return target.kind === 'version' ? `version ${target.version}` : `cross-section ${target.id}`;
+  if (target.kind === 'version') return `version ${target.version}`;
+  if (target.kind === 'time') return `time ${target.time}`;
+  return `cross-section ${target.id}`;
+}
+
+/** The short form kept in the RewindTarget search attribute. */
+export function targetKeyword(target: RollbackTarget): string {
+  if (target.kind === 'version') return `version:${target.version}`;
+  if (target.kind === 'time') return `time:${target.time}`;
+  return target.id;
 }
 
 /** What the decide phase learns from the manifest and the repository. */
@@ -70,6 +81,8 @@ export interface RollbackComponent {
   path: string;
   /** postgres: how the database is brought back (the request's override or the manifest's default). */
   strategy?: Strategy;
+  /** postgres, pitr strategy: the moment to recover to. */
+  targetTime?: string;
   dependsOn: string[];
   targetSnapshotId: string;
   targetListingSnapshotId: string;

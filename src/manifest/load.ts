@@ -96,7 +96,20 @@ function resolvePaths(manifest: Manifest, base: string): Manifest {
               n,
               c.kind === 'files'
                 ? { ...c, path: path.resolve(base, c.path) }
-                : { ...c, ...(c.migrations !== undefined ? { migrations: path.resolve(base, c.migrations) } : {}) },
+                : {
+                    ...c,
+                    ...(c.migrations !== undefined ? { migrations: path.resolve(base, c.migrations) } : {}),
+                    ...(c.pitr
+                      ? {
+                          pitr: {
+                            ...c.pitr,
+                            dataDir: path.resolve(base, c.pitr.dataDir),
+                            archiveDir: path.resolve(base, c.pitr.archiveDir),
+                            baseBackupDir: path.resolve(base, c.pitr.baseBackupDir),
+                          },
+                        }
+                      : {}),
+                  },
             ]),
           ),
         },

@@ -56,10 +56,20 @@ export const postgresComponentSchema = z
       })
       .optional()
       .describe('Tables sampled (by keyed hash, never copied) for drift scans and verification.'),
+    pitr: z
+      .strictObject({
+        dataDir: z.string().min(1).describe("The cluster's data directory (the agent stops, replaces and starts it)."),
+        archiveDir: z.string().min(1).describe('Where WAL is archived; rewind owns it.'),
+        baseBackupDir: z.string().min(1).describe('Where base backups go, one taken with each snapshot.'),
+        osUser: z.string().min(1).optional().describe('OS user the cluster runs as (default postgres when the agent is root).'),
+      })
+      .optional()
+      .describe('Point-in-time recovery of a cluster this agent manages (its data directory and pg_ctl).'),
     dependsOn: z.array(name).default([]),
     description: z.string().optional(),
   })
   .refine((c) => (c.url === undefined) !== (c.urlEnv === undefined), 'set exactly one of url or urlEnv')
+  .refine((c) => c.strategy !== 'pitr' || c.pitr !== undefined, 'strategy pitr needs a pitr section (dataDir, archiveDir, baseBackupDir)')
   .describe('A PostgreSQL database.');
 
 export const componentSchema = z.discriminatedUnion('kind', [filesComponentSchema, postgresComponentSchema]);

@@ -18,6 +18,8 @@ export interface TableStats {
 
 export interface DatabaseFingerprint {
   format: typeof DB_FINGERPRINT_FORMAT;
+  /** When the fingerprint was read (the server's clock). */
+  takenAt?: string;
   /** One line per schema object, sorted. */
   schema: string[];
   migration?: string;
@@ -151,8 +153,10 @@ export async function databaseFingerprint(
     await tableStats(client),
     await client.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes'),
   ];
+  const { rows: clock } = await client.query<{ now: Date }>('SELECT now() AS now');
   return {
     format: DB_FINGERPRINT_FORMAT,
+    ...(clock[0] ? { takenAt: clock[0].now.toISOString() } : {}),
     schema,
     ...(migration !== undefined ? { migration } : {}),
     bytes: Number(size.rows[0]?.bytes ?? 0),

@@ -24,6 +24,10 @@ export class SnapshotStore {
   async findTarget(environment: string, target: RollbackTarget): Promise<CrossSection | undefined> {
     const sections = await this.crossSections(environment);
     if (target.kind === 'cross-section') return sections.find((s) => s.id === target.id);
+    if (target.kind === 'time') {
+      const at = Date.parse(target.time);
+      return sections.find((s) => s.complete && s.origin !== 'safety' && s.origin !== 'dry-run' && Date.parse(s.time) <= at);
+    }
     return sections.find((s) => s.version === target.version && s.origin !== 'safety' && s.complete)
       ?? sections.find((s) => s.version === target.version && s.origin !== 'safety');
   }

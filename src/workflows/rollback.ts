@@ -28,6 +28,7 @@ import {
   type RollbackRequest,
   type RollbackState,
   type RollbackStatus,
+  targetKeyword,
 } from '../domain/rollback';
 import {
   environmentAttribute,
@@ -147,6 +148,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
               },
               previewPaths: context.previewPaths,
               ...(component.strategy !== undefined ? { strategy: component.strategy } : {}),
+              ...(component.targetTime !== undefined ? { targetTime: component.targetTime } : {}),
             })
           : control.planComponent({ workflowId, component, safety: safety[component.name]!, previewPaths: context.previewPaths }),
       ),
@@ -239,6 +241,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         purpose: 'rollback',
         idempotencyKey: `${workflowId}/rollback/${component.name}`,
         ...(component.strategy !== undefined ? { strategy: component.strategy } : {}),
+        ...(component.targetTime !== undefined ? { targetTime: component.targetTime } : {}),
       });
       step.state = 'done';
     } catch (err) {
@@ -260,6 +263,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
           component: c.name,
           expected: c.targetFingerprint,
           listingSnapshotId: c.targetListingSnapshotId,
+          ...(c.strategy !== undefined ? { strategy: c.strategy } : {}),
         });
         status.steps[c.name]!.verify = outcome.matches ? 'passed' : 'failed';
         return { component: c.name, ...outcome };
@@ -426,7 +430,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       { key: triggerAttribute, value: request.trigger },
       {
         key: targetAttribute,
-        value: request.target.kind === 'version' ? `version:${request.target.version}` : request.target.id,
+        value: targetKeyword(request.target),
       },
     ];
     upsertSearchAttributes(pairs);

@@ -32,7 +32,14 @@ export const TEST_PASSWORD = 'test-repository-password';
 /** A files component (a temp directory), or a postgres one (`url` given). */
 export type TestComponent =
   | { kind?: 'files'; format?: 'config' | 'pickle' | 'any'; dependsOn?: string[] }
-  | { kind: 'postgres'; url: string; migrations?: string; strategy?: 'undo' | 'restore' | 'pitr'; dependsOn?: string[] };
+  | {
+      kind: 'postgres';
+      url: string;
+      migrations?: string;
+      strategy?: 'undo' | 'restore' | 'pitr';
+      dependsOn?: string[];
+      pitr?: { dataDir: string; archiveDir: string; baseBackupDir: string };
+    };
 
 export interface TestEnvOptions {
   /** Component layout per environment; paths are created under the temp dir. */
@@ -94,6 +101,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
                     dependsOn: c.dependsOn ?? [],
                     ...(c.migrations ? { migrations: c.migrations } : {}),
                     ...(c.strategy ? { strategy: c.strategy } : {}),
+                    ...(c.pitr ? { pitr: c.pitr } : {}),
                   },
                 ];
               }
