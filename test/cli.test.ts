@@ -88,7 +88,10 @@ describe('rewind CLI', () => {
   });
 
   it.each([
-    [['rollback', 'start', '--env', 'production'], 'error: give exactly one of --to-version V or --to-snapshot ID'],
+    [['rollback', 'start', '--env', 'production'], 'error: give exactly one of --to-version V, --to-snapshot ID or --to-time ISO'],
+    [['rollback', 'start', '--env', 'production', '--to-time', 'yesterday noon'], 'error: --to-time: "yesterday noon" is not an ISO time with a zone, like 2026-11-28T13:05:00Z'],
+    [['rollback', 'start', '--env', 'production', '--to-time', '2999-01-01T00:00:00Z'], 'error: --to-time: 2999-01-01T00:00:00Z is in the future'],
+    [['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--strategy', 'undo'], 'error: --strategy undo applies to postgres components, and this rollback has none'],
     [['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--to-snapshot', 'xs-20261128-000000-abcd'], 'error: give exactly one of'],
     [['rollback', 'start', '--env', 'production', '--to-snapshot', 'yesterday'], 'error: --to-snapshot: "yesterday" is not a cross-section id (like xs-20261128-130641-a1b2)'],
     [['rollback', 'start', '--env', 'staging', '--to-version', 'v1'], 'error: unknown environment "staging" (the manifest declares: production)'],

@@ -63,6 +63,19 @@ describe('manifest validation', () => {
     expect(issuesOf(text)[0]).toContain(expected);
   });
 
+  const withDb = (db: string) => valid.replace('      models:', `      db: ${db}\n      models:`);
+  it.each([
+    ['neither url nor urlEnv', '{ kind: postgres }', 'environments.production.components.db: set exactly one of url or urlEnv'],
+    ['both url and urlEnv', '{ kind: postgres, url: "postgres://a@h/d", urlEnv: DB_URL }', 'environments.production.components.db: set exactly one of url or urlEnv'],
+    ['a URL that is not postgres', '{ kind: postgres, url: "mysql://a@h/d" }', 'environments.production.components.db.url: must be a postgres:// URL'],
+    ['an unknown strategy', '{ kind: postgres, urlEnv: DB_URL, strategy: rewind }', 'environments.production.components.db.strategy: Invalid option: expected one of "undo"|"restore"|"pitr"'],
+    ['pitr without its section', '{ kind: postgres, urlEnv: DB_URL, strategy: pitr }', 'environments.production.components.db: strategy pitr needs a pitr section (dataDir, archiveDir, baseBackupDir)'],
+    ['a migrations folder that does not exist', '{ kind: postgres, urlEnv: DB_URL, migrations: ./no-such-folder }', `environments.production.components.db.migrations: ${path.join(dir, 'no-such-folder')} does not exist`],
+    ['an unknown key', '{ kind: postgres, urlEnv: DB_URL, migration: ./m }', 'environments.production.components.db.migration: unknown key'],
+  ])('rejects a postgres component with %s, naming the key', (_what, db, expected) => {
+    expect(issuesOf(withDb(db))[0]).toBe(expected);
+  });
+
   it('reports every problem at once', () => {
     const text = valid.replace(`path: ${modelsDir}, `, '').replace('approvers: [alice, bob]', 'approvers: []');
     expect(issuesOf(text)).toEqual(['approvers: must name at least one approver', 'environments.production.components.models.path: required']);

@@ -154,6 +154,13 @@ export class RewindClient {
 
   /** The decide phase's checks, made early so that a doomed request leaves no failed run behind. */
   private async precheckRollback(request: RollbackRequest): Promise<void> {
+    if (request.strategy !== undefined) {
+      const env = this.manifest.environments[request.environment]!;
+      const chosen = request.components ?? Object.keys(env.components);
+      if (!chosen.some((c) => env.components[c]?.kind === 'postgres')) {
+        throw new RequestError(`--strategy ${request.strategy} applies to postgres components, and this rollback has none`);
+      }
+    }
     if (!request.dryRun) {
       const [busy] = await runningRollbacks(this.client, this.taskQueue, request.environment);
       if (busy) throw new RequestError(`rollback ${busy} is already running on ${request.environment}; wait for it or cancel it first`);
