@@ -44,7 +44,7 @@ export function createAgentActivities(deps: AgentDeps) {
   const agentDir = path.join(deps.manifest.dataDir, 'agent', deps.environment);
   const drivers = {
     files: createFilesDriver(),
-    postgres: createPostgresDriver({ workDir: path.join(agentDir, 'work'), env: deps.env ?? process.env }),
+    postgres: createPostgresDriver({ env: deps.env ?? process.env }),
   } satisfies { [K in Component['kind']]: ComponentDriver<Extract<Component, { kind: K }>> };
 
   const componentOf = (environment: string, name: string): Component => {

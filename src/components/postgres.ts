@@ -1,9 +1,7 @@
-// The `postgres` driver. A snapshot is a pg_dump (directory format, uncompressed) stored in
+// The `postgres` driver. A snapshot is a pg_dump (custom format, uncompressed) streamed into
 // restic, with the database's fingerprint (schema signature, migration version, table
 // statistics) as its listing. A rollback either restores the dump into a scratch database and
 // swaps it in, or undoes migrations with their U scripts, keeping the data written since.
-import { mkdir, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { encodeTags, type ComponentSnapshot, type SnapshotLabels } from '../domain/cross-section';
@@ -11,7 +9,7 @@ import { ErrorType } from '../domain/errors';
 import type { StrategyImpact } from '../domain/rollback';
 import { componentLocation, type PostgresComponent } from '../manifest/schema';
 import { withPostgres } from '../postgres/connect';
-import { databaseComment, dumpDatabase, restoreIntoScratch, swapIn, databaseName } from '../postgres/dump';
+import { createScratch, databaseComment, databaseName, dropDatabase, DUMP_FILE, pgDumpCommand, pgRestoreConsumer, swapIn } from '../postgres/dump';
 import {
   databaseFingerprint,
   diffSignatures,
@@ -26,21 +24,16 @@ import { ManagedCluster } from '../postgres/pitr';
 import { pgBin } from '../postgres/tools';
 import { LISTING_FILE } from '../snapshots/store';
 import type { ComponentDriver, RestoreResult, StepContext } from './driver';
-import { sizes, toResult } from './files';
+import { toResult } from './files';
 import { summarizeChanges } from './change-list';
 
 export interface PostgresDriverOptions {
-  /** Scratch space for dumps on their way to and from the repository. */
-  workDir: string;
   env: NodeJS.ProcessEnv;
-  /** Parallel pg_dump / pg_restore jobs. */
-  jobs?: number;
 }
 
 const STABLE_SNAPSHOT_ATTEMPTS = 3;
 
 export function createPostgresDriver(options: PostgresDriverOptions): ComponentDriver<PostgresComponent> {
-  const jobs = options.jobs ?? 2;
 
   const urlOf = (component: PostgresComponent): string => {
     const url = component.url ?? (component.urlEnv ? options.env[component.urlEnv] : undefined);
@@ -72,13 +65,6 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
     return new ManagedCluster(component.pitr, url, pgBin(await withPostgres(url, serverMajor), options.env));
   };
 
-  const workDirFor = async (name: string): Promise<string> => {
-    const dir = path.join(options.workDir, name);
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(options.workDir, { recursive: true });
-    return dir;
-  };
-
   return {
     async snapshot(component, req, ctx): Promise<ComponentSnapshot> {
       const url = urlOf(component);
@@ -88,58 +74,54 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
           major: await serverMajor(client),
         }));
         const bin = pgBin(major, options.env);
-        const dir = await workDirFor(`${req.crossSectionId}-${req.component}`);
-        try {
-          ctx.progress.update({ stage: 'pg_dump' });
-          await dumpDatabase({ url, bin, dir, jobs, signal: ctx.progress.signal });
-          const after = summarizeDatabase(await withPostgres(url, (client) => fingerprint(component, client)));
-          const summary = summarizeDatabase(before);
-          if (after.digest !== summary.digest) {
-            ctx.logger.warn({ component: req.component, attempt }, 'the schema changed during pg_dump; dumping again');
-            continue;
+        const summary = summarizeDatabase(before);
+        // The base backup comes before the snapshot is stored: a stored snapshot (what a retried
+        // step finds and returns at once) then always has its base backup.
+        const cluster = await clusterOf(component, url);
+        if (cluster) {
+          if (!(await cluster.archivingEnabled())) {
+            throw ApplicationFailure.nonRetryable(
+              `${req.component}: WAL archiving is off; run \`rewind db pitr-enable --env ${req.environment} --component ${req.component}\` first`,
+              ErrorType.ComponentUnavailable,
+            );
           }
-          // The base backup comes before the snapshot is stored: a stored snapshot (what a retried
-          // step finds and returns at once) then always has its base backup.
-          const cluster = await clusterOf(component, url);
-          if (cluster) {
-            if (!(await cluster.archivingEnabled())) {
-              throw ApplicationFailure.nonRetryable(
-                `${req.component}: WAL archiving is off; run \`rewind db pitr-enable --env ${req.environment} --component ${req.component}\` first`,
-                ErrorType.ComponentUnavailable,
-              );
-            }
-            ctx.progress.update({ stage: 'pg_basebackup' });
-            await cluster.baseBackup(req.crossSectionId);
-          }
-          const labels: SnapshotLabels = {
-            environment: req.environment,
-            component: req.component,
-            crossSectionId: req.crossSectionId,
-            role: 'data',
-            origin: req.origin,
-            members: req.members,
-            fingerprint: summary,
-            ...(req.version !== undefined ? { version: req.version } : {}),
-            ...(req.reason !== undefined ? { reason: req.reason } : {}),
-            ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
-          };
-          const document = JSON.stringify(before);
-          const [data, listed] = await Promise.all([
-            ctx.store.restic.backup(
-              { directory: dir, host: req.environment, tags: encodeTags(labels) },
-              {
-                lockFile: ctx.lockFile,
-                signal: ctx.progress.signal,
-                onProgress: (p) => ctx.progress.update({ stage: 'snapshot', percent: p.percentDone, ...sizes(p) }),
-              },
-            ),
-            ctx.store.restic.backupStdin({ data: document, filename: LISTING_FILE, host: req.environment, tags: encodeTags({ ...labels, role: 'listing' }) }),
-          ]);
+          ctx.progress.update({ stage: 'pg_basebackup' });
+          await cluster.baseBackup(req.crossSectionId);
+        }
+        const labels: SnapshotLabels = {
+          environment: req.environment,
+          component: req.component,
+          crossSectionId: req.crossSectionId,
+          role: 'data',
+          origin: req.origin,
+          members: req.members,
+          fingerprint: summary,
+          ...(req.version !== undefined ? { version: req.version } : {}),
+          ...(req.reason !== undefined ? { reason: req.reason } : {}),
+          ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
+        };
+        const document = JSON.stringify(before);
+        const dump = pgDumpCommand(url, bin);
+        ctx.progress.update({ stage: 'pg_dump' });
+        const [data, listed] = await Promise.all([
+          ctx.store.restic.backupFromCommand(
+            { command: dump.command, filename: DUMP_FILE, host: req.environment, tags: encodeTags(labels) },
+            {
+              lockFile: ctx.lockFile,
+              signal: ctx.progress.signal,
+              commandEnv: dump.env,
+              onProgress: (p) => ctx.progress.update({ stage: 'pg_dump', bytesDone: p.bytesDone }),
+            },
+          ),
+          ctx.store.restic.backupStdin({ data: document, filename: LISTING_FILE, host: req.environment, tags: encodeTags({ ...labels, role: 'listing' }) }),
+        ]);
+        const after = summarizeDatabase(await withPostgres(url, (client) => fingerprint(component, client)));
+        if (after.digest === summary.digest) {
           await ctx.listings.save(listed.snapshotId, document);
           return { component: req.component, snapshotId: data.snapshotId, listingSnapshotId: listed.snapshotId, fingerprint: summary };
-        } finally {
-          await rm(dir, { recursive: true, force: true });
         }
+        ctx.logger.warn({ component: req.component, attempt }, 'the schema changed during pg_dump; dumping again');
+        await ctx.store.restic.forget([data.snapshotId, listed.snapshotId]);
       }
       throw ApplicationFailure.retryable(
         `${req.component}: the schema kept changing during ${STABLE_SNAPSHOT_ATTEMPTS} dumps`,
@@ -158,27 +140,23 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       if ((await databaseComment(url)) === marker) return { ...ALREADY, strategy };
 
       const bin = pgBin(await withPostgres(url, serverMajor), options.env);
-      const dir = await workDirFor(`restore-${req.snapshotId.slice(0, 12)}`);
+      const scratch = `${databaseName(url).slice(0, 40)}__rewind_${req.snapshotId.slice(0, 8)}`;
+      await createScratch(url, scratch);
       try {
-        ctx.progress.update({ stage: 'fetch dump' });
-        const fetched = await ctx.store.restic.restore(
-          { snapshotId: req.snapshotId, target: dir },
-          {
-            lockFile: ctx.lockFile,
-            signal: ctx.progress.signal,
-            onProgress: (p) => ctx.progress.update({ stage: 'fetch dump', percent: p.percentDone, ...sizes(p) }),
-          },
-        );
-        const scratch = `${databaseName(url).slice(0, 40)}__rewind_${req.snapshotId.slice(0, 8)}`;
+        // Reading the repository and loading the scratch database overlap.
         ctx.progress.update({ stage: 'pg_restore' });
-        await restoreIntoScratch({ url, scratch, bin, dir, jobs, signal: ctx.progress.signal });
-        ctx.progress.update({ stage: 'swap' });
-        const swap = await swapIn(url, scratch, marker);
-        ctx.logger.info({ component: req.component, swapWindowMs: swap.windowMs, droppedOld: swap.droppedOld }, 'database swapped in');
-        return { ...toResult(fetched), strategy, swapWindowMs: swap.windowMs };
-      } finally {
-        await rm(dir, { recursive: true, force: true });
+        await ctx.store.restic.dumpInto(
+          { snapshotId: req.snapshotId, file: `/${DUMP_FILE}`, consumer: pgRestoreConsumer(url, scratch, bin) },
+          { signal: ctx.progress.signal },
+        );
+      } catch (err) {
+        await dropDatabase(url, scratch).catch(() => undefined);
+        throw err;
       }
+      ctx.progress.update({ stage: 'swap' });
+      const swap = await swapIn(url, scratch, marker);
+      ctx.logger.info({ component: req.component, swapWindowMs: swap.windowMs, droppedOld: swap.droppedOld }, 'database swapped in');
+      return { ...toResult(undefined), strategy, swapWindowMs: swap.windowMs };
     },
 
     async assess(component, req, ctx) {

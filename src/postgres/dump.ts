@@ -1,16 +1,15 @@
 // Dumps and restores with pg_dump / pg_restore, and the swap that puts a restored copy in
 // place of a live database in one short step.
 //
-// Dumps use the directory format without compression: one file per table, which restic then
-// chunks, deduplicates and compresses itself (a pre-compressed dump would defeat its
-// deduplication), and which pg_dump and pg_restore can process with parallel jobs.
-import { existsSync } from 'node:fs';
-import path from 'node:path';
+// Dumps use the custom format without compression, streamed straight into restic and back out
+// of it (never written to disk): restic chunks, deduplicates and compresses the stream itself,
+// and a pre-compressed dump would defeat its deduplication. Streaming makes dumping and storing
+// (and reading and loading) overlap, which costs less than the parallel jobs a directory-format
+// dump would allow but that must first be written out and read back whole.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { quoteIdent } from './flyway';
 import { connectPostgres, DatabaseError, redactUrl, withPostgres } from './connect';
-import { runProgram, ProcessError } from '../platform/process';
 import type { PgBin } from './tools';
 
 /** libpq takes the password from the environment, so it never shows in a process listing. */
@@ -34,32 +33,30 @@ export function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
-export async function dumpDatabase(args: { url: string; bin: PgBin; dir: string; jobs: number; signal?: AbortSignal }): Promise<void> {
-  const { dbname, env } = libpqTarget(args.url);
-  await runProgram(args.bin.tool('pg_dump'), ['--format=directory', '--compress=0', `--jobs=${args.jobs}`, `--file=${args.dir}`, `--dbname=${dbname}`], {
-    env,
-    ...(args.signal ? { signal: args.signal } : {}),
-  }).catch((err: unknown) => {
-    throw new DatabaseError(`pg_dump of ${redactUrl(args.url)} failed: ${err instanceof ProcessError ? err.message : String(err)}`, 'sql');
-  });
-  if (!existsSync(path.join(args.dir, 'toc.dat'))) throw new DatabaseError(`pg_dump of ${redactUrl(args.url)} wrote no dump in ${args.dir}`, 'sql');
-}
+/** The file a database's dump is stored as, inside its restic snapshot. */
+export const DUMP_FILE = 'database.dump';
 
 /**
- * Creates `scratch` like the live database (owner, encoding, collation) and restores the
- * dump into it with parallel jobs. The live database is not touched.
+ * pg_dump in the custom format without compression, writing to stdout: restic stores the
+ * stream as it comes, so dumping and storing overlap, and restic's chunking sees the rows
+ * themselves (a compressed dump would defeat its deduplication).
  */
-export async function restoreIntoScratch(args: {
-  url: string;
-  scratch: string;
-  bin: PgBin;
-  dir: string;
-  jobs: number;
-  signal?: AbortSignal;
-}): Promise<void> {
-  const live = databaseName(args.url);
-  await withPostgres(maintenanceUrl(args.url), async (admin) => {
-    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(args.scratch)}`);
+export function pgDumpCommand(url: string, bin: PgBin): { command: string[]; env: NodeJS.ProcessEnv } {
+  const { dbname, env } = libpqTarget(url);
+  return { command: [bin.tool('pg_dump'), '--format=custom', '--compress=0', `--dbname=${dbname}`], env };
+}
+
+/** pg_restore reading a dump from stdin into `scratch`. */
+export function pgRestoreConsumer(url: string, scratch: string, bin: PgBin): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
+  const { dbname, env } = libpqTarget(url, scratch);
+  return { command: bin.tool('pg_restore'), args: ['--exit-on-error', `--dbname=${dbname}`], env };
+}
+
+/** Creates `scratch` like the live database: owner, encoding and collation. */
+export async function createScratch(url: string, scratch: string): Promise<void> {
+  const live = databaseName(url);
+  await withPostgres(maintenanceUrl(url), async (admin) => {
+    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(scratch)} WITH (FORCE)`);
     const { rows } = await admin.query<{ owner: string; encoding: string; collate: string; ctype: string }>(
       `SELECT pg_get_userbyid(datdba) AS owner, pg_encoding_to_char(encoding) AS encoding, datcollate AS collate, datctype AS ctype
          FROM pg_database WHERE datname = $1`,
@@ -67,17 +64,9 @@ export async function restoreIntoScratch(args: {
     );
     const like = rows[0];
     const options = like
-      ? ` OWNER ${quoteIdent(like.owner)} ENCODING '${like.encoding}' LC_COLLATE '${like.collate.replace(/'/g, "''")}' LC_CTYPE '${like.ctype.replace(/'/g, "''")}'`
+      ? ` OWNER ${quoteIdent(like.owner)} ENCODING '${like.encoding}' LC_COLLATE ${literal(like.collate)} LC_CTYPE ${literal(like.ctype)}`
       : '';
-    await admin.query(`CREATE DATABASE ${quoteIdent(args.scratch)} TEMPLATE template0${options}`);
-  });
-  const { dbname, env } = libpqTarget(args.url, args.scratch);
-  await runProgram(args.bin.tool('pg_restore'), ['--exit-on-error', `--jobs=${args.jobs}`, `--dbname=${dbname}`, args.dir], {
-    env,
-    ...(args.signal ? { signal: args.signal } : {}),
-  }).catch(async (err: unknown) => {
-    await dropDatabase(args.url, args.scratch).catch(() => undefined);
-    throw new DatabaseError(`pg_restore into ${args.scratch} failed: ${err instanceof ProcessError ? err.message : String(err)}`, 'sql');
+    await admin.query(`CREATE DATABASE ${quoteIdent(scratch)} TEMPLATE template0${options}`);
   });
 }
 

@@ -57,8 +57,9 @@ export class ManagedCluster {
   private run(tool: 'pg_ctl' | 'pg_basebackup', args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
     const binary = this.bin.tool(tool);
     if (!this.osUser) return runProgram(binary, args, { env });
-    const vars = Object.entries(env).map(([k, v]) => `${k}=${v ?? ''}`);
-    return runProgram('runuser', ['-u', this.osUser, '--', 'env', ...vars, binary, ...args]);
+    // runuser without --login keeps the environment (but HOME, SHELL, USER and LOGNAME), so the
+    // password travels there, never in arguments a process listing would show.
+    return runProgram('runuser', ['-u', this.osUser, '--', binary, ...args], { env });
   }
 
   /** A folder the cluster's OS user owns. */

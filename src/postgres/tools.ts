@@ -5,7 +5,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseError } from './connect';
 
-export type PgTool = 'pg_dump' | 'pg_restore' | 'pg_basebackup' | 'pg_ctl' | 'initdb' | 'psql' | 'postgres';
+export type PgTool = 'pg_dump' | 'pg_restore' | 'pg_basebackup' | 'pg_ctl' | 'initdb' | 'psql' | 'postgres' | 'pgbench';
 
 export interface PgBin {
   dir: string;

@@ -1,7 +1,7 @@
 // restic, driven with --json. restic does the hard parts (content-defined chunking,
 // deduplication, compression, encryption, integrity); this class only runs it and reads its
 // JSON lines. The password travels in the child's environment, never in arguments or logs.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -56,6 +56,8 @@ export interface RunOptions {
   stdin?: string | Buffer;
   /** Holds an exclusive flock on this file for as long as restic runs (see `restore`). */
   lockFile?: string;
+  /** Environment for restic and the commands it runs (e.g. PGPASSWORD for pg_dump). */
+  extraEnv?: NodeJS.ProcessEnv;
 }
 
 /** Fatal errors about the request itself, which the same request would meet again. */
@@ -128,6 +130,56 @@ export class ResticRepository {
   }
 
   /**
+   * Stores what a command writes to stdout as one file, as it is produced (restic runs the
+   * command and fails the backup if it fails). Used for database dumps, which then never land
+   * on disk.
+   */
+  async backupFromCommand(
+    args: { command: string[]; filename: string; tags: string[]; host: string },
+    options: RunOptions & { commandEnv?: NodeJS.ProcessEnv } = {},
+  ): Promise<BackupSummary> {
+    const lines = await this.run(
+      ['backup', '--stdin-from-command', '--stdin-filename', args.filename, '--host', args.host, ...args.tags.flatMap((t) => ['--tag', t]), '--', ...args.command],
+      { ...options, ...(options.commandEnv ? { extraEnv: options.commandEnv } : {}) },
+    );
+    return toBackupSummary(lines);
+  }
+
+  /**
+   * Streams one file of a snapshot into `consumer`'s stdin (e.g. pg_restore), so reading the
+   * repository and loading the data overlap. Fails if either side fails.
+   */
+  async dumpInto(
+    args: { snapshotId: string; file: string; consumer: { command: string; args: string[]; env?: NodeJS.ProcessEnv } },
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
+    options.signal?.throwIfAborted();
+    const dump = spawn(this.binary, ['dump', '--no-lock', args.snapshotId, args.file], { env: this.childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const consumer = spawn(args.consumer.command, args.consumer.args, { env: { ...process.env, ...args.consumer.env }, stdio: ['pipe', 'ignore', 'pipe'] });
+    dump.stdout.pipe(consumer.stdin);
+    consumer.stdin.on('error', () => undefined); // a consumer that fails closes its stdin early
+    const outcome = (child: ChildProcess, name: string) =>
+      new Promise<void>((resolve, reject) => {
+        let stderr = '';
+        child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString('utf8')).slice(-8192)));
+        child.on('error', (err) => reject(new ResticError(`could not run ${name}: ${err.message}`, null, 'failed')));
+        child.on('close', (code) =>
+          code === 0 ? resolve() : reject(new ResticError(`${name} exited with ${String(code)}: ${errorMessage(stderr)}`, code, 'failed')),
+        );
+      });
+    const onAbort = () => {
+      dump.kill('SIGINT');
+      consumer.kill('SIGINT');
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.all([outcome(dump, 'restic dump'), outcome(consumer, path.basename(args.consumer.command))]);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
    * Restores a snapshot in place. By default the whole tree: writing only what differs
    * (`--overwrite if-changed`) and deleting what the snapshot does not hold (`--delete`).
    * With `includeFile`, only the listed paths, each checked block by block
@@ -197,16 +249,22 @@ export class ResticRepository {
     return lines;
   }
 
-  private runRaw(args: string[], options: RunOptions = {}): Promise<Buffer> {
+  private childEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...this.options.env,
+      ...extra,
       RESTIC_REPOSITORY: this.options.repository,
       RESTIC_PASSWORD: this.options.password,
       RESTIC_PROGRESS_FPS: '2',
     };
     delete env.RESTIC_PASSWORD_FILE;
     delete env.RESTIC_PASSWORD_COMMAND;
+    return env;
+  }
+
+  private runRaw(args: string[], options: RunOptions = {}): Promise<Buffer> {
+    const env = this.childEnv(options.extraEnv);
     // `flock --no-fork` becomes restic itself, so the lock lives exactly as long as restic:
     // a restic left running by a killed agent keeps it, and the next attempt waits its turn.
     const [command, argv] = options.lockFile
