@@ -1,14 +1,14 @@
 // Bad manifests fail with an error that names the key, and nothing starts.
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { ManifestError, parseManifest, repositoryPassword } from '../src/manifest/load';
 import { manifestJsonSchema } from '../src/manifest/schema';
 import { runCli } from './support/harness';
+import { tempDir } from './support/temp';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-manifest-'));
+const dir = tempDir('rewind-manifest-');
 const configDir = path.join(dir, 'config');
 const modelsDir = path.join(dir, 'models');
 mkdirSync(configDir);
@@ -106,7 +106,8 @@ describe('a bad manifest stops every command before anything starts', () => {
   });
 
   it('`rewind start` exits 1 and starts no server', async () => {
-    const workdir = mkdtempSync(path.join(os.tmpdir(), 'rewind-start-bad-'));
+    const workdir = path.join(dir, 'start-bad');
+    mkdirSync(workdir);
     const manifest = path.join(workdir, 'rewind.yaml');
     writeFileSync(manifest, valid.replace(`path: ${modelsDir}, `, ''));
     const result = await runCli(['start', '--headless', '--port', '1'], { cwd: workdir, env: { REWIND_MANIFEST: manifest } });
@@ -117,7 +118,8 @@ describe('a bad manifest stops every command before anything starts', () => {
   });
 
   it('`rewind start` says so when the Temporal port is taken, and starts nothing else', async () => {
-    const workdir = mkdtempSync(path.join(os.tmpdir(), 'rewind-start-busy-'));
+    const workdir = path.join(dir, 'start-busy');
+    mkdirSync(workdir);
     const busy = createServer();
     await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
     const port = (busy.address() as AddressInfo).port;

@@ -1,12 +1,12 @@
 // `rewind db …` as an operator runs it against a postgres component.
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../src/platform/temporal-dev-server';
 import { runCli } from './support/harness';
 import { createDatabase, dropDatabase, sql } from './support/postgres';
+import { tempDir } from './support/temp';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-db-cli-'));
+const dir = tempDir('rewind-db-cli-');
 const migrations = path.join(dir, 'migrations');
 cpSync(path.join(__dirname, 'fixtures', 'flyway'), migrations, { recursive: true });
 const manifest = path.join(dir, 'rewind.yaml');

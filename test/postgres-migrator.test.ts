@@ -2,12 +2,12 @@
 // Flyway's format, a database Flyway migrated is understood, undo works with U scripts, and
 // validate, transactions and the lock behave as Flyway's do.
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { flywayChecksum, flywayLockNumber, normaliseVersion, readMigrations } from '../src/postgres/flyway';
 import { MigrationError, Migrator } from '../src/postgres/migrator';
 import { createDatabase, dropDatabase, sql } from './support/postgres';
+import { tempDir } from './support/temp';
 
 const FIXTURES = path.join(__dirname, 'fixtures', 'flyway');
 const expected = JSON.parse(readFileSync(path.join(FIXTURES, 'expected-history.json'), 'utf8')) as Record<string, unknown[]>;
@@ -30,8 +30,10 @@ const tables = async (url: string) =>
 const columns = async (url: string, table: string) =>
   (await sql<{ c: string }>(url, 'SELECT column_name AS c FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position', [table])).map((r) => r.c);
 
+const root = tempDir('rewind-migrations-');
+
 function copyFixtures(): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-migrations-'));
+  const dir = mkdtempSync(path.join(root, 'scripts-'));
   cpSync(FIXTURES, dir, { recursive: true });
   return dir;
 }

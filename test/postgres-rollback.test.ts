@@ -1,8 +1,7 @@
 // Rollbacks of a database through the real workflow: the plan shows what each strategy loses
 // before approval, a destructive plan needs --accept-data-loss, files and database roll back
 // in dependency order, and a failed database step puts the files back too.
-import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { cpSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { withPostgres } from '../src/postgres/connect';
 import { schemaSignature } from '../src/postgres/fingerprint';
@@ -10,8 +9,9 @@ import { readMigrations } from '../src/postgres/flyway';
 import { Migrator } from '../src/postgres/migrator';
 import { createTestEnv, readTree, type TestEnv } from './support/harness';
 import { createDatabase, dropDatabase, sql } from './support/postgres';
+import { tempDir } from './support/temp';
 
-const migrations = mkdtempSync(path.join(os.tmpdir(), 'rewind-pg-migrations-'));
+const migrations = tempDir('rewind-pg-migrations-');
 cpSync(path.join(__dirname, 'fixtures', 'flyway'), migrations, { recursive: true });
 
 const migrate = (url: string, target?: string) =>

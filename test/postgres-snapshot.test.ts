@@ -1,8 +1,7 @@
 // The postgres driver on the real PostgreSQL and real restic: snapshots are dumps in the
 // repository, a dump restore brings every row back through a scratch database and a swap, and
 // undo keeps the rows written since while returning the schema.
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { chmodSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createAgentActivities, type VerifyOutcome } from '../src/activities/agent';
@@ -16,11 +15,11 @@ import { readMigrations } from '../src/postgres/flyway';
 import { Migrator } from '../src/postgres/migrator';
 import { openSnapshotStore } from '../src/snapshots/open';
 import { createDatabase, dropDatabase, sql } from './support/postgres';
+import { tempDir } from './support/temp';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-pg-'));
+const dir = tempDir('rewind-pg-');
 const migrations = path.join(dir, 'migrations');
 cpSync(path.join(__dirname, 'fixtures', 'flyway'), migrations, { recursive: true });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 let url: string;
 beforeEach(async () => {

@@ -1,7 +1,6 @@
 // Snapshots through real restic: what survives a round trip, what a restore writes, how
 // fingerprints react, and that a retried snapshot step does not take a second snapshot.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { chmodSync, mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createAgentActivities } from '../src/activities/agent';
@@ -12,10 +11,10 @@ import { createLogger } from '../src/platform/logger';
 import { ResticError, ResticRepository } from '../src/snapshots/restic';
 import { SnapshotStore } from '../src/snapshots/store';
 import { readTree } from './support/harness';
+import { tempDir } from './support/temp';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-store-'));
+const dir = tempDir('rewind-store-');
 const store = new SnapshotStore(new ResticRepository({ repository: path.join(dir, 'repo'), password: 'pw' }));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function makeTree(root: string): void {
   mkdirSync(path.join(root, 'sub', 'deeper'), { recursive: true });

@@ -2,16 +2,16 @@
 // brings up the dev server, the worker and the agents, the README walkthrough works against
 // it, the run is findable in Temporal by its search attributes, and Ctrl-C stops everything.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Connection, Client } from '@temporalio/client';
 import { freePort } from '../src/platform/temporal-dev-server';
 import { eventually, REPO_ROOT, runCli } from './support/harness';
+import { tempDir } from './support/temp';
 
 describe('rewind start (npm start)', () => {
-  const workdir = mkdtempSync(path.join(os.tmpdir(), 'rewind-stack-'));
+  const workdir = tempDir('rewind-stack-');
   let stack: ChildProcess;
   let stdout = '';
   let stderr = '';

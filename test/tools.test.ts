@@ -3,16 +3,17 @@
 // by a local HTTP server here; the Go build itself is exercised by every fresh CI machine.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../src/platform/temporal-dev-server';
 import { REPO_ROOT } from './support/harness';
+import { tempDir } from './support/temp';
 
 const SCRIPT = path.join(REPO_ROOT, 'scripts', 'ensure-tools.sh');
-const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-tools-'));
+const dir = tempDir('rewind-tools-');
 const arch = os.arch() === 'arm64' ? 'arm64' : 'amd64';
 
 function fakeBinary(file: string, body: string): string {
