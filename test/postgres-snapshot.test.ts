@@ -2,6 +2,7 @@
 // repository, a dump restore brings every row back through a scratch database and a swap, and
 // undo keeps the rows written since while returning the schema.
 import { chmodSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createAgentActivities, type VerifyOutcome } from '../src/activities/agent';
@@ -178,5 +179,27 @@ describe('postgres snapshots and restores', () => {
       `pg_dump 9 (${fakeBin}) cannot dump a PostgreSQL ${server} server; install the PostgreSQL ${server} client programs or set REWIND_PG_BIN`,
     );
     expect((await a.store.restic.snapshots(['rewind'])).length).toBe(before);
+  });
+
+  it("fails without retrying, in pg_dump's words, when the role cannot read a table, and stores nothing", async () => {
+    await migrate('2');
+    const role = `rewind_reader_${randomBytes(3).toString('hex')}`;
+    await sql(url, `CREATE ROLE ${role} LOGIN`);
+    try {
+      await sql(url, `GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
+      await sql(url, 'CREATE TABLE payroll (id int PRIMARY KEY, amount int)'); // created after the grant: unreadable
+      const readerUrl = new URL(url);
+      readerUrl.username = role;
+      const a = agent({ APP_DB_URL: readerUrl.toString() });
+      await a.store.restic.ensureInitialized();
+      const before = (await a.store.restic.snapshots(['rewind'])).length;
+      const err = await snapshot(a).catch((e: unknown) => e);
+      expect(err).toMatchObject({ type: 'ComponentUnavailable', nonRetryable: true });
+      expect((err as Error).message).toMatch(/^db: pg_dump failed: pg_dump: error: query failed: ERROR: +permission denied for table payroll/);
+      expect((await a.store.restic.snapshots(['rewind'])).length).toBe(before);
+    } finally {
+      await sql(url, `DROP OWNED BY ${role}`);
+      await sql(url, `DROP ROLE ${role}`);
+    }
   });
 });

@@ -8,7 +8,7 @@ import { encodeTags, type ComponentSnapshot, type SnapshotLabels } from '../doma
 import { ErrorType } from '../domain/errors';
 import type { StrategyImpact } from '../domain/rollback';
 import { componentLocation, type PostgresComponent } from '../manifest/schema';
-import { withPostgres } from '../postgres/connect';
+import { DatabaseError, withPostgres } from '../postgres/connect';
 import { createScratch, databaseComment, databaseName, dropDatabase, DUMP_FILE, pgDumpCommand, pgRestoreConsumer, swapIn } from '../postgres/dump';
 import {
   databaseFingerprint,
@@ -22,6 +22,7 @@ import { restoreImpact, undoImpact } from '../postgres/impact';
 import { Migrator } from '../postgres/migrator';
 import { ManagedCluster } from '../postgres/pitr';
 import { pgBin } from '../postgres/tools';
+import { ResticError } from '../snapshots/restic';
 import { LISTING_FILE } from '../snapshots/store';
 import type { ComponentDriver, RestoreResult, StepContext } from './driver';
 import { toResult } from './files';
@@ -103,7 +104,7 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
         const document = JSON.stringify(before);
         const dump = pgDumpCommand(url, bin);
         ctx.progress.update({ stage: 'pg_dump' });
-        const [data, listed] = await Promise.all([
+        const [dumped, listing] = await Promise.allSettled([
           ctx.store.restic.backupFromCommand(
             { command: dump.command, filename: DUMP_FILE, host: req.environment, tags: encodeTags(labels) },
             {
@@ -115,6 +116,13 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
           ),
           ctx.store.restic.backupStdin({ data: document, filename: LISTING_FILE, host: req.environment, tags: encodeTags({ ...labels, role: 'listing' }) }),
         ]);
+        if (dumped.status === 'rejected' || listing.status === 'rejected') {
+          // Half a snapshot must not stay behind for a retry or a listing to find.
+          const stored = [dumped, listing].flatMap((r) => (r.status === 'fulfilled' ? [r.value.snapshotId] : []));
+          if (stored.length > 0) await ctx.store.restic.forget(stored).catch(() => undefined);
+          throw dumpFailure(dumped.status === 'rejected' ? dumped.reason : (listing as PromiseRejectedResult).reason, req.component);
+        }
+        const [data, listed] = [dumped.value, listing.value];
         const after = summarizeDatabase(await withPostgres(url, (client) => fingerprint(component, client)));
         if (after.digest === summary.digest) {
           await ctx.listings.save(listed.snapshotId, document);
@@ -287,6 +295,16 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       return { ...toResult(undefined), strategy: 'undo' as const, migrationsUndone: undone };
     });
   }
+}
+
+/**
+ * What pg_dump said, as an error of the right kind: missing privileges will not go away by
+ * retrying; anything else (a dropped connection, a full disk) may.
+ */
+function dumpFailure(err: unknown, component: string): unknown {
+  if (!(err instanceof ResticError) || !/pg_dump:/.test(err.message)) return err;
+  const message = `${component}: pg_dump failed: ${err.message.replace(/^restic backup: /, '')}`;
+  return new DatabaseError(message, /permission denied|must be owner/i.test(err.message) ? 'permission' : 'sql');
 }
 
 const ALREADY: RestoreResult = { alreadyAtTarget: true, filesRestored: 0, filesSkipped: 0, filesDeleted: 0, bytesRestored: 0 };

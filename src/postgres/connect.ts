@@ -5,8 +5,8 @@ import pg from 'pg';
 export class DatabaseError extends Error {
   constructor(
     message: string,
-    /** unreachable, auth and missing-database errors are not worth retrying. */
-    readonly kind: 'unreachable' | 'auth' | 'no-database' | 'version' | 'sql' | 'lock',
+    /** Only unreachable, sql and lock errors are worth retrying. */
+    readonly kind: 'unreachable' | 'auth' | 'permission' | 'no-database' | 'version' | 'sql' | 'lock',
   ) {
     super(message);
     this.name = 'DatabaseError';
@@ -84,6 +84,8 @@ export function toDatabaseError(err: unknown, url: string): DatabaseError {
       return new DatabaseError(`PostgreSQL refused the credentials for ${where}: ${message}`, 'auth');
     case '3D000':
       return new DatabaseError(`PostgreSQL at ${where}: ${message}`, 'no-database');
+    case '42501': // insufficient_privilege: the role lacks a grant, which retrying will not give it
+      return new DatabaseError(`PostgreSQL at ${where}: ${message} (the connection's role lacks a privilege)`, 'permission');
     default:
       if (/timeout|terminated unexpectedly/i.test(message)) {
         return new DatabaseError(`cannot reach PostgreSQL at ${where}: ${message}`, 'unreachable');

@@ -361,6 +361,10 @@ function errorMessage(stderr: string): string {
     }
     messages.push(trimmed);
   }
+  // With --stdin-from-command, the command's own complaint (e.g. pg_dump's "error: … permission
+  // denied") is the cause; restic's closing lines only say that the command failed.
+  const fromCommand = messages.filter((m) => m.startsWith('subprocess ')).map((m) => m.replace(/^subprocess [^:]*: /, ''));
+  if (fromCommand.length > 0) return fromCommand.slice(0, 3).join('; ').slice(0, 500);
   return messages.slice(-3).join('; ').slice(0, 500);
 }
 
