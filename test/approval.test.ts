@@ -85,6 +85,36 @@ describe('approval gate', () => {
     await env.client.decide(first, 'reject', { user: 'bob' });
     expect((await env.finalStatus(first)).status.state).toBe('rejected');
   });
+
+  it('lets exactly one of two rollbacks started at the same moment through, and frees the environment when it ends', async () => {
+    // Two alerts firing together: both runs start before either could appear in a list of
+    // running runs; the environment lock (a child workflow with a fixed id) admits one.
+    const start = (n: number) =>
+      env.temporal.workflow.start('rollbackWorkflow', {
+        taskQueue: env.loaded.manifest.temporal.taskQueue,
+        workflowId: `rollback-production-race-${n}-${Date.now()}`,
+        args: [{ environment: 'production', target: { kind: 'version', version: 'v1' }, requester: 'carol', trigger: 'alert', dryRun: false }],
+      });
+    const handles = await Promise.all([start(1), start(2)]);
+    const ids = handles.map((h) => h.workflowId);
+    const settled = await Promise.all(
+      ids.map((id) => env.client.waitForRollback(id, (s) => s.state === 'awaiting-approval', { timeoutMs: 60_000, intervalMs: 100 })),
+    );
+    const states = settled.map((r) => r.status.state).sort();
+    expect(states).toEqual(['awaiting-approval', 'failed']);
+    const winner = ids[settled.findIndex((r) => r.status.state === 'awaiting-approval')]!;
+    const loser = settled.find((r) => r.status.state === 'failed')!;
+    expect(loser.status.cause).toBe(`decide failed: rollback ${winner} is already running on production; wait for it or cancel it first`);
+    // The loser changed nothing: it took no safety snapshot.
+    expect(loser.status.phases.prepare).toBeUndefined();
+
+    await env.client.decide(winner, 'reject', { user: 'bob' });
+    expect((await env.finalStatus(winner)).status.state).toBe('rejected');
+    // The lock went with it: the next rollback is admitted at once.
+    const next = await startAndAwait();
+    await env.client.decide(next, 'reject', { user: 'bob' });
+    expect((await env.finalStatus(next)).status.state).toBe('rejected');
+  });
 });
 
 describe('approval with two required approvers', () => {

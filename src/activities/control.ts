@@ -4,6 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
 import {
@@ -72,11 +73,13 @@ export function createControlActivities(deps: ControlDeps) {
     });
   }
 
-  async function resolveRollback(request: RollbackRequest & { workflowId: string }): Promise<RollbackContext> {
+  async function resolveRollback(request: RollbackRequest & { workflowId: string; takesLock?: boolean }): Promise<RollbackContext> {
     try {
       const env = environmentOf(request.environment);
       const names = chosenComponents(request.environment, request.components);
-      if (!request.dryRun) await refuseConcurrentRollback(request.environment, request.workflowId);
+      // A run that takes the environment lock itself (see workflows/lock.ts) needs no check of
+      // the running list, which two runs started together could both pass.
+      if (!request.dryRun && !request.takesLock) await refuseConcurrentRollback(request.environment, request.workflowId);
 
       const target = await deps.store.findTarget(request.environment, request.target);
       if (!target) {
@@ -129,6 +132,18 @@ export function createControlActivities(deps: ControlDeps) {
       };
     } catch (err) {
       throw toApplicationFailure(err);
+    }
+  }
+
+  /** The rollback holding an environment's lock workflow, if it still runs. */
+  async function lockHolder(lockWorkflowId: string): Promise<string | undefined> {
+    if (!deps.client) return undefined;
+    try {
+      const description = await deps.client.workflow.getHandle(lockWorkflowId).describe();
+      return description.status.name === 'RUNNING' ? (description.parentExecution?.workflowId ?? undefined) : undefined;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
     }
   }
 
@@ -193,7 +208,7 @@ export function createControlActivities(deps: ControlDeps) {
     return file;
   }
 
-  return { resolveSnapshot, resolveRollback, planComponent, confirmReadable, saveReport };
+  return { resolveSnapshot, resolveRollback, lockHolder, planComponent, confirmReadable, saveReport };
 }
 
 export type ControlActivities = ReturnType<typeof createControlActivities>;

@@ -18,3 +18,5 @@ export const approveSignal = defineSignal<[DecisionPayload]>('approve');
 export const rejectSignal = defineSignal<[DecisionPayload]>('reject');
 export const rollbackStatusQuery = defineQuery<RollbackStatus>('status');
 export const snapshotStatusQuery = defineQuery<SnapshotStatus>('status');
+/** Sent by a rollback to its environment's lock workflow when it no longer needs the lock. */
+export const releaseLockSignal = defineSignal('release');

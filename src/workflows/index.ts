@@ -1,3 +1,4 @@
 // The worker's workflowsPath: every workflow rewind runs.
 export { rollbackWorkflow } from './rollback';
 export { snapshotWorkflow } from './snapshot';
+export { environmentLockWorkflow } from './lock';

@@ -3,21 +3,23 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  type ChildWorkflowHandle,
   condition,
   isCancellation,
   log,
   patched,
   proxyActivities,
   setHandler,
+  startChild,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { SearchAttributeUpdatePair } from '@temporalio/common';
+import { WorkflowExecutionAlreadyStartedError, type SearchAttributeUpdatePair } from '@temporalio/common';
 import type { AgentActivities } from '../activities/agent';
 import type { ControlActivities } from '../activities/control';
 import { dependencyWaves } from '../domain/dependency-order';
 import type { ComponentSnapshot } from '../domain/cross-section';
-import { approveSignal, decisionPayloadSchema, rejectSignal, rollbackStatusQuery, type DecisionPayload } from '../domain/messages';
+import { approveSignal, decisionPayloadSchema, rejectSignal, releaseLockSignal, rollbackStatusQuery, type DecisionPayload } from '../domain/messages';
 import { renderRollbackReport } from '../domain/report';
 import {
   FINAL_STATES,
@@ -39,6 +41,7 @@ import {
 } from '../domain/search-attributes';
 import { compensation, quick, transfer } from './activity-options';
 import { takeCrossSection } from './cross-section';
+import { environmentLockWorkflow, lockWorkflowId } from './lock';
 
 const control = proxyActivities<ControlActivities>(quick);
 
@@ -77,6 +80,8 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   /** Components a step was started for, in start order: what compensation must put back. */
   const touched: RollbackComponent[] = [];
   let approvalOpen = false;
+  /** The environment's lock, held from decide to complete. */
+  let lock: ChildWorkflowHandle<typeof environmentLockWorkflow> | undefined;
   const seenRequests = new Set<string>();
 
   setHandler(rollbackStatusQuery, () => status);
@@ -100,7 +105,9 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
 
   async function decide(): Promise<RollbackContext> {
     enterPhase('decide');
-    const context = await control.resolveRollback({ ...request, workflowId });
+    const takesLock = !request.dryRun && patched('environment-lock');
+    const context = await control.resolveRollback({ ...request, workflowId, ...(takesLock ? { takesLock } : {}) });
+    if (takesLock) await takeEnvironmentLock(context);
     status.targetCrossSection = context.target;
     status.approvers = context.approvers;
     status.requiredApprovals = context.requiredApprovals;
@@ -115,6 +122,35 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       components: status.components.join(','),
     });
     return context;
+  }
+
+  /** One rollback per environment at a time (workflows/lock.ts); a dry run changes nothing and needs none. */
+  async function takeEnvironmentLock(context: RollbackContext): Promise<void> {
+    const id = lockWorkflowId(context.envTaskQueue);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // Started outside cancellation: cancelling the rollback must not free the environment
+        // while compensation still runs. `complete` releases it.
+        lock = await CancellationScope.nonCancellable(() => startChild(environmentLockWorkflow, { workflowId: id }));
+        return;
+      } catch (err) {
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+        const holder = await control.lockHolder(id);
+        // The holder finished between our start and the question: the lock is free again.
+        if (holder === undefined && attempt < 3) continue;
+        throw new RollbackEnded(
+          'failed',
+          `decide failed: rollback ${holder ?? `(lock workflow ${id})`} is already running on ${context.environment}; wait for it or cancel it first`,
+        );
+      }
+    }
+  }
+
+  async function releaseEnvironmentLock(): Promise<void> {
+    if (!lock) return;
+    const held = lock;
+    lock = undefined;
+    await CancellationScope.nonCancellable(() => held.signal(releaseLockSignal));
   }
 
   async function prepare(context: RollbackContext): Promise<void> {
@@ -288,6 +324,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     status.reportFile = await CancellationScope.nonCancellable(() =>
       control.saveReport({ workflowId, markdown: status.report! }),
     );
+    await releaseEnvironmentLock();
     setState(state);
     log.info('rollback finished', { state, cause: cause ?? '' });
     return status;
