@@ -70,6 +70,11 @@ describe('rewind db', () => {
     [['migrate', '--target', '9'], {}, 'error: no migration script has version 9'],
     [['undo', '--target', '7'], {}, 'error: no migration has version 7'],
     [['info'], { APP_DB_URL: '' }, 'error: environment variable APP_DB_URL (the URL of production/db) is not set'],
+    [
+      ['info'],
+      { APP_DB_URL: 'host=127.0.0.1 user=app password=hunter2 dbname=app' },
+      'error: environment variable APP_DB_URL (the URL of production/db) does not hold a postgres://user:password@host:port/database URL; its value is not shown, as it may hold a password',
+    ],
   ])('rejects %j with one clear line', async (args, env, message) => {
     const result = await db(args, env);
     expect(result.code).toBe(1);
@@ -82,6 +87,16 @@ describe('rewind db', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(new RegExp(`^error: cannot reach PostgreSQL at app@127\\.0\\.0\\.1:${port}/app: `));
     expect(result.stderr).not.toContain('hunter2');
+  });
+
+  it('refuses --strategy pitr for a database without point-in-time recovery before starting a run', async () => {
+    const result = await runCli(['--manifest', manifest, 'rollback', 'start', '--env', 'production', '--to-version', 'v1', '--strategy', 'pitr'], {
+      env: { APP_DB_URL: url },
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'error: --strategy pitr needs point-in-time recovery set up for every database in the rollback; production/db has none (environments.production.components.db.pitr)\n',
+    );
   });
 
   it('refuses a component that is not a database, and an unknown one', async () => {

@@ -1,14 +1,14 @@
 // Rollbacks of a database through the real workflow: the plan shows what each strategy loses
 // before approval, a destructive plan needs --accept-data-loss, files and database roll back
 // in dependency order, and a failed database step puts the files back too.
-import { cpSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { withPostgres } from '../src/postgres/connect';
 import { schemaSignature } from '../src/postgres/fingerprint';
 import { readMigrations } from '../src/postgres/flyway';
 import { Migrator } from '../src/postgres/migrator';
 import { createTestEnv, readTree, type TestEnv } from './support/harness';
-import { createDatabase, dropDatabase, sql } from './support/postgres';
+import { createDatabase, dropDatabase, PG_ADMIN_URL, sql, urlFor } from './support/postgres';
 import { tempDir } from './support/temp';
 
 const migrations = tempDir('rewind-pg-migrations-');
@@ -19,6 +19,21 @@ const migrate = (url: string, target?: string) =>
     new Migrator(client, { schema: 'public', table: 'flyway_schema_history', migrations: await readMigrations(migrations) }).migrate(target),
   );
 const rows = (url: string, table: string) => sql(url, `SELECT * FROM ${table} ORDER BY id`);
+
+async function databaseAttributes(name: string) {
+  const [db] = await sql<{ acl: string; comment: string | null; connlimit: number }>(
+    PG_ADMIN_URL,
+    "SELECT datacl::text AS acl, shobj_description(oid, 'pg_database') AS comment, datconnlimit AS connlimit FROM pg_database WHERE datname = $1",
+    [name],
+  );
+  const settings = await sql<{ s: string }>(
+    PG_ADMIN_URL,
+    `SELECT coalesce(pg_get_userbyid(nullif(s.setrole, 0)) || ':', '') || c AS s
+       FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) c WHERE d.datname = $1 ORDER BY 1`,
+    [name],
+  );
+  return { ...db!, settings: settings.map((r) => r.s).sort() };
+}
 
 async function approveAndFinish(env: TestEnv, id: string, acceptDataLoss = false) {
   await env.waitFor(id, (s) => s.state === 'awaiting-approval');
@@ -82,8 +97,18 @@ describe('database rollback strategies', () => {
     expect((await rows(url, 'orders')).length).toBe(3);
   });
 
-  it('restores the dump: every row as it was at the target, compared row by row', async () => {
+  it('restores the dump: every row as it was at the target, compared row by row, and the database keeps its grants and settings', async () => {
     const [customers, orders] = [await rows(url, 'customers'), await rows(url, 'orders')];
+    const name = new URL(url).pathname.slice(1);
+    // What belongs to the database rather than its contents: a dump holds none of it.
+    await sql(url, `ALTER DATABASE "${name}" SET work_mem = '7MB'`);
+    await sql(url, `ALTER DATABASE "${name}" SET search_path = "$user", public, "odd,name"`);
+    await sql(url, `ALTER ROLE postgres IN DATABASE "${name}" SET statement_timeout = '9s'`);
+    await sql(url, `REVOKE ALL ON DATABASE "${name}" FROM PUBLIC`);
+    await sql(url, `GRANT CONNECT ON DATABASE "${name}" TO pg_monitor`);
+    await sql(url, `COMMENT ON DATABASE "${name}" IS 'orders, customers'`);
+    const attributes = () => databaseAttributes(name);
+    const before = await attributes();
     const v = await env.snapshot('production', { version: 'release-2b' });
     expect(v.components.db!.fingerprint.migration).toBe('2');
     await sql(url, "UPDATE customers SET email = 'changed@example.com' WHERE name = 'Ada'");
@@ -99,6 +124,10 @@ describe('database rollback strategies', () => {
     expect(done.status.steps.db!.outcome!.swapWindowMs).toBeLessThan(10_000);
     expect(await rows(url, 'customers')).toEqual(customers);
     expect(await rows(url, 'orders')).toEqual(orders);
+    const after = await attributes();
+    expect(after).toEqual({ ...before, settings: [...before.settings, `rewind.restored_by=${id}/rollback/db`].sort() });
+    expect(before.acl).toContain('pg_monitor=c/postgres');
+    expect(before.settings).toContain('search_path="$user", public, "odd,name"');
   });
 
   it('fails before approval, naming the missing U script, when undo is impossible', async () => {
@@ -109,6 +138,23 @@ describe('database rollback strategies', () => {
     expect(status.cause).toBe('db: the undo strategy is not possible (no U script for version 4); choose another with --strategy');
     expect(status.phases.approval).toBeUndefined();
     expect((await sql(url, 'SELECT max(version::int) AS v FROM flyway_schema_history WHERE type = $1', ['SQL']))[0]).toEqual({ v: 4 });
+  });
+
+  it('says undo is not possible when an applied script was edited since, before anyone approves', async () => {
+    const v2 = path.join(migrations, 'V2__add_orders.sql');
+    const original = readFileSync(v2, 'utf8');
+    writeFileSync(v2, `${original}-- edited after it ran\n`);
+    try {
+      const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'release-2b' }, strategy: 'undo', dryRun: true });
+      const { status } = await env.finalStatus(id);
+      // A dry run shows the plan, whatever it says.
+      expect(status.state).toBe('completed');
+      const undo = status.plan!.components[0]!.impact!.find((i) => i.strategy === 'undo')!;
+      expect(undo.available).toBe(false);
+      expect(undo.unavailable).toMatch(/^the migration history does not validate: checksum mismatch for V2__add_orders\.sql: applied -?\d+, on disk -?\d+$/);
+    } finally {
+      writeFileSync(v2, original);
+    }
   });
 });
 
@@ -151,3 +197,107 @@ describe('a rollback of files and a database together', () => {
     expect(await withPostgres(url, schemaSignature)).toEqual(schema);
   });
 });
+
+describe('compensation of a database puts back only what the failed step changed', () => {
+  // U3 fails half-way: its transaction rolls back, so the database is as it was.
+  const broken = tempDir('rewind-pg-broken-');
+  cpSync(path.join(__dirname, 'fixtures', 'flyway'), broken, { recursive: true });
+  writeFileSync(path.join(broken, 'U3__add_order_total.sql'), 'ALTER TABLE orders DROP COLUMN total;\nSELECT 1/0;\n');
+  let env: TestEnv;
+  let url: string;
+  beforeAll(async () => {
+    url = await createDatabase();
+    env = await createTestEnv({ environments: { production: { db: { kind: 'postgres', url, migrations: broken, strategy: 'undo' } } } });
+  });
+  afterAll(async () => {
+    await env.teardown();
+    await dropDatabase(url);
+  });
+
+  it('a U script that fails leaves the database alone, with the writes made while the rollback waited for approval', async () => {
+    await migrate(url, '2');
+    await sql(url, "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com')");
+    await env.snapshot('production', { version: 'r2' });
+    await migrate(url, '3');
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'r2' }, acceptDataLoss: true });
+    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    // Production keeps writing while the approver reads the plan.
+    await sql(url, "INSERT INTO customers (name, email) VALUES ('Grace', 'grace@example.com')");
+    await sql(url, "INSERT INTO orders (customer_id, total) SELECT id, 42 FROM customers WHERE name = 'Grace'");
+    const schema = await withPostgres(url, schemaSignature);
+    expect((await env.client.decide(id, 'approve', { user: 'bob' })).accepted).toBe(true);
+    const { status } = await env.finalStatus(id);
+    expect(status.state).toBe('compensated');
+    expect(status.cause).toMatch(/^execute failed: .*U3__add_order_total\.sql failed and was rolled back: division by zero/);
+    expect(status.steps.db!.compensation).toBe('the undo step changed nothing; the database keeps every write made since the safety snapshot');
+    expect(status.report).toContain('the undo step changed nothing');
+    expect((await rows(url, 'customers')).map((r) => r.name as string)).toEqual(['Ada', 'Grace']);
+    expect((await rows(url, 'orders')).map((r) => String(r.total))).toEqual(['42.00']);
+    expect(await withPostgres(url, schemaSignature)).toEqual(schema);
+  });
+});
+
+describe('compensation after a swap', () => {
+  let env: TestEnv;
+  let url: string;
+  beforeAll(async () => {
+    url = await createDatabase();
+    env = await createTestEnv({
+      environments: { production: { db: { kind: 'postgres', url, migrations, strategy: 'restore' } } },
+      faults: { production: 'after-restore:db=fail' },
+    });
+  });
+  afterAll(async () => {
+    await env.teardown();
+    await dropDatabase(url);
+  });
+
+  it('restores the safety dump when the step had swapped the target in', async () => {
+    await migrate(url, '2');
+    await sql(url, "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com')");
+    await env.snapshot('production', { version: 'r2' });
+    await sql(url, "INSERT INTO customers (name, email) VALUES ('Barbara', 'bl@example.com')");
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'r2' }, acceptDataLoss: true });
+    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    expect((await env.client.decide(id, 'approve', { user: 'bob' })).accepted).toBe(true);
+    const { status } = await env.finalStatus(id);
+    expect(status.state).toBe('compensated');
+    expect(status.cause).toBe('execute failed: injected fault at after-restore of db');
+    expect(status.steps.db!.compensation).toBe('restored from the safety snapshot');
+    expect((await rows(url, 'customers')).map((r) => r.name as string)).toEqual(['Ada', 'Barbara']);
+  });
+});
+
+describe('a database role that cannot restore a dump', () => {
+  const role = `rewind_owner_${Math.random().toString(16).slice(2, 8)}`;
+  let env: TestEnv;
+  let url: string;
+  beforeAll(async () => {
+    const admin = await createDatabase();
+    const name = new URL(admin).pathname.slice(1);
+    await sql(PG_ADMIN_URL, `CREATE ROLE ${role} LOGIN NOCREATEDB`);
+    await sql(PG_ADMIN_URL, `ALTER DATABASE "${name}" OWNER TO ${role}`);
+    const own = new URL(urlFor(name));
+    own.username = role;
+    url = own.toString();
+    env = await createTestEnv({ environments: { production: { db: { kind: 'postgres', url, migrations } } } });
+  });
+  afterAll(async () => {
+    await env.teardown();
+    await dropDatabase(url);
+    await sql(PG_ADMIN_URL, `DROP ROLE IF EXISTS ${role}`);
+  });
+
+  it('gets a plan that says restore is not possible and why, before anyone approves', async () => {
+    await migrate(url, '2');
+    await env.snapshot('production', { version: 'r2' });
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'r2' } });
+    const { status } = await env.finalStatus(id);
+    expect(status.state).toBe('failed');
+    expect(status.cause).toBe(
+      `db: the restore strategy is not possible (role ${role} lacks CREATEDB, which restoring a dump needs (to create a copy and swap it in); compensation needs it too); choose another with --strategy`,
+    );
+    expect(status.phases.approval).toBeUndefined();
+  });
+});
+

@@ -8,12 +8,12 @@ import { Faults } from '../activities/faults';
 import { CROSS_SECTION_ID_PATTERN } from '../domain/cross-section';
 import { FINAL_STATES, STRATEGIES, TRIGGERS, type RollbackStatus } from '../domain/rollback';
 import { ManifestError, loadManifest, manifestPathFrom, type LoadedManifest } from '../manifest/load';
-import { manifestJsonSchema } from '../manifest/schema';
+import { manifestJsonSchema, type PostgresComponent } from '../manifest/schema';
 import { Runtime } from '@temporalio/worker';
 import { createLogger, sdkLogger } from '../platform/logger';
 import { connectClient, temporalSettings } from '../platform/temporal';
 import { openSnapshotStore } from '../snapshots/open';
-import { describeTarget as describeDatabase, withPostgres } from '../postgres/connect';
+import { componentUrl, describeTarget as describeDatabase, withPostgres } from '../postgres/connect';
 import { readMigrations } from '../postgres/flyway';
 import { Migrator } from '../postgres/migrator';
 import { ManagedCluster } from '../postgres/pitr';
@@ -222,7 +222,6 @@ snapshot
   .action(
     action(async (opts: { env: string; version?: string; reason?: string; components?: string[]; wait?: boolean; as?: string }, cmd: Command) => {
       const client = await rewindClient(cmd);
-      await warnWithoutAgent(client, opts.env);
       const handle = await client.startSnapshot({
         environment: opts.env,
         requester: currentUser(opts.as),
@@ -230,6 +229,7 @@ snapshot
         ...(opts.reason ? { reason: opts.reason } : {}),
         ...(opts.components ? { components: opts.components } : {}),
       });
+      await warnWithoutAgent(client, opts.env);
       if (!opts.wait) {
         print(cmd, { workflowId: handle.workflowId }, () => `started ${handle.workflowId}; add --wait to wait for the cross-section id`);
         return;
@@ -287,6 +287,14 @@ interface DbOptions {
 }
 
 /** Opens the component's database with its migrations, for the `db` commands. */
+function urlOfComponent(component: PostgresComponent, what: string): string {
+  try {
+    return componentUrl(component, process.env, what);
+  } catch (err) {
+    throw new RequestError((err as Error).message);
+  }
+}
+
 async function withMigrator<T>(cmd: Command, opts: DbOptions, fn: (migrator: Migrator, where: string) => Promise<T>): Promise<T> {
   const { manifest } = manifestOf(cmd);
   checkAgainstManifest(manifest, opts.env, [opts.component]);
@@ -295,8 +303,7 @@ async function withMigrator<T>(cmd: Command, opts: DbOptions, fn: (migrator: Mig
   if (!component.migrations) {
     throw new RequestError(`${opts.env}/${opts.component} has no migrations folder (environments.${opts.env}.components.${opts.component}.migrations)`);
   }
-  const url = component.url ?? process.env[component.urlEnv!];
-  if (!url) throw new RequestError(`environment variable ${component.urlEnv} (the URL of ${opts.env}/${opts.component}) is not set`);
+  const url = urlOfComponent(component, `${opts.env}/${opts.component}`);
   const migrations = await readMigrations(component.migrations);
   return withPostgres(url, (client) =>
     fn(new Migrator(client, { schema: component.schema, table: component.historyTable, migrations }), describeDatabase(url)),
@@ -352,8 +359,7 @@ db.command('pitr-enable')
       if (component.kind !== 'postgres' || !component.pitr) {
         throw new RequestError(`${opts.env}/${opts.component} has no pitr section (environments.${opts.env}.components.${opts.component}.pitr)`);
       }
-      const url = component.url ?? process.env[component.urlEnv!];
-      if (!url) throw new RequestError(`environment variable ${component.urlEnv} (the URL of ${opts.env}/${opts.component}) is not set`);
+      const url = urlOfComponent(component, `${opts.env}/${opts.component}`);
       const major = await withPostgres(url, async (c) => Math.floor(Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v) / 10_000));
       const result = await new ManagedCluster(component.pitr, url, pgBin(major)).enableArchiving();
       print(cmd, { archiveDir: component.pitr.archiveDir, ...result }, () =>
@@ -414,7 +420,6 @@ rollback
           throw new UsageError(`--to-snapshot: "${opts.toSnapshot}" is not a cross-section id (like xs-20261128-130641-a1b2)`);
         }
         const client = await rewindClient(cmd);
-        await warnWithoutAgent(client, opts.env);
         const { workflowId } = await client.startRollback({
           environment: opts.env,
           target:
@@ -431,6 +436,8 @@ rollback
           ...(opts.components ? { components: opts.components } : {}),
           ...(opts.reason ? { reason: opts.reason } : {}),
         });
+        // After the request's checks: a refused request prints only why.
+        await warnWithoutAgent(client, opts.env);
         if (!opts.wait && !opts.dryRun) {
           print(cmd, { workflowId, phase: 'decide', state: 'running' }, () => `started ${workflowId}\nFollow it: rewind rollback status ${workflowId} --watch`);
           return;

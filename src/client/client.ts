@@ -160,6 +160,15 @@ export class RewindClient {
       if (!chosen.some((c) => env.components[c]?.kind === 'postgres')) {
         throw new RequestError(`--strategy ${request.strategy} applies to postgres components, and this rollback has none`);
       }
+      const withoutPitr = chosen.filter((c) => {
+        const component = env.components[c];
+        return component?.kind === 'postgres' && !component.pitr;
+      });
+      if (request.strategy === 'pitr' && withoutPitr.length > 0) {
+        throw new RequestError(
+          `--strategy pitr needs point-in-time recovery set up for every database in the rollback; ${withoutPitr.map((c) => `${request.environment}/${c}`).join(', ')} has none (environments.${request.environment}.components.${withoutPitr[0]}.pitr)`,
+        );
+      }
     }
     if (!request.dryRun) {
       const [busy] = await runningRollbacks(this.client, this.taskQueue, request.environment);

@@ -33,6 +33,8 @@ export interface RestoreComponentRequest {
   idempotencyKey?: string;
   /** postgres, pitr strategy: the moment to recover to. */
   targetTime?: string;
+  /** Compensation: the rollback step it undoes, so that a step which changed nothing is left alone. */
+  compensates?: { idempotencyKey: string; strategy: Strategy };
 }
 
 export interface VerifyComponentRequest {

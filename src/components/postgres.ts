@@ -6,10 +6,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { encodeTags, type ComponentSnapshot, type SnapshotLabels } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
-import type { StrategyImpact } from '../domain/rollback';
+import type { Strategy, StrategyImpact } from '../domain/rollback';
 import { componentLocation, type PostgresComponent } from '../manifest/schema';
-import { DatabaseError, withPostgres } from '../postgres/connect';
-import { createScratch, databaseComment, databaseName, dropDatabase, DUMP_FILE, pgDumpCommand, pgRestoreConsumer, swapIn } from '../postgres/dump';
+import { componentUrl, DatabaseError, withPostgres } from '../postgres/connect';
+import { createScratch, databaseName, dropDatabase, DUMP_FILE, pgDumpCommand, pgRestoreConsumer, restoredBy, swapIn } from '../postgres/dump';
 import {
   databaseFingerprint,
   diffSignatures,
@@ -37,14 +37,11 @@ const STABLE_SNAPSHOT_ATTEMPTS = 3;
 export function createPostgresDriver(options: PostgresDriverOptions): ComponentDriver<PostgresComponent> {
 
   const urlOf = (component: PostgresComponent): string => {
-    const url = component.url ?? (component.urlEnv ? options.env[component.urlEnv] : undefined);
-    if (!url) {
-      throw ApplicationFailure.nonRetryable(
-        `environment variable ${component.urlEnv ?? '?'} (the database URL) is not set for this agent`,
-        ErrorType.ComponentUnavailable,
-      );
+    try {
+      return componentUrl(component, options.env, 'the database, for this agent');
+    } catch (err) {
+      throw ApplicationFailure.nonRetryable((err as Error).message, ErrorType.ComponentUnavailable);
     }
-    return url;
   };
 
   const fingerprint = (component: PostgresComponent, client: pg.Client): Promise<DatabaseFingerprint> => {
@@ -143,13 +140,20 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       if (strategy === 'undo') return undoMigrations(component, url, req.fingerprint.migration, req.fingerprint.digest, ctx);
       if (strategy === 'pitr') return recoverToTime(component, url, req.targetTime, req.idempotencyKey ?? req.snapshotId, ctx);
 
-      // The database comment names the step that last restored it: a retried step stops here.
-      const marker = `rewind-restore ${req.idempotencyKey ?? req.snapshotId}`;
-      if ((await databaseComment(url)) === marker) return { ...ALREADY, strategy };
+      // The database names the step whose restore put it in place: a retried step stops here.
+      const key = req.idempotencyKey ?? req.snapshotId;
+      if ((await restoredBy(url)) === key) return { ...ALREADY, strategy };
+      // Compensation puts back only what the rollback's step changed: a step that failed before
+      // changing anything (a U script that rolled back, a restore that never swapped) leaves
+      // the database as it is, with every write made since the safety snapshot.
+      if (req.purpose === 'compensation' && req.compensates) {
+        const untouched = await untouchedBy(component, url, req.compensates, req.fingerprint.digest);
+        if (untouched) return { ...ALREADY, strategy, note: untouched };
+      }
 
       const bin = pgBin(await withPostgres(url, serverMajor), options.env);
       const scratch = `${databaseName(url).slice(0, 40)}__rewind_${req.snapshotId.slice(0, 8)}`;
-      await createScratch(url, scratch);
+      await createScratch(url, scratch, key);
       try {
         // Reading the repository and loading the scratch database overlap.
         ctx.progress.update({ stage: 'pg_restore' });
@@ -162,7 +166,7 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
         throw err;
       }
       ctx.progress.update({ stage: 'swap' });
-      const swap = await swapIn(url, scratch, marker);
+      const swap = await swapIn(url, scratch);
       ctx.logger.info({ component: req.component, swapWindowMs: swap.windowMs, droppedOld: swap.droppedOld }, 'database swapped in');
       return { ...toResult(undefined), strategy, swapWindowMs: swap.windowMs };
     },
@@ -181,12 +185,15 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       ];
       const scripts = component.migrations ? await readMigrations(component.migrations) : undefined;
       const impact = await withPostgres(url, async (client) => {
-        const applied = scripts
-          ? (await new Migrator(client, { schema: component.schema, table: component.historyTable, migrations: scripts }).info()).migrations
-          : [];
+        const migrator = scripts ? new Migrator(client, { schema: component.schema, table: component.historyTable, migrations: scripts }) : undefined;
+        const applied = migrator ? (await migrator.info()).migrations : [];
+        const problems = migrator ? await migrator.validate() : [];
+        const cannotRestore = await restoreRefusal(client);
         return [
-          restoreImpact(current, target),
-          await undoImpact(client, scripts, applied, target.migration),
+          cannotRestore
+            ? { strategy: 'restore' as const, available: false, unavailable: cannotRestore, destructive: false, losses: [] }
+            : restoreImpact(current, target),
+          await undoImpact(client, scripts, applied, target.migration, problems),
           await pitrImpact(component, url, req.targetTime ?? target.takenAt),
         ];
       });
@@ -242,6 +249,44 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       return { matches: false, actual, differences: differences.slice(0, 10) };
     },
   };
+
+  /**
+   * Why the connection's role cannot restore a dump (create the scratch copy, rename the live
+   * database aside and the copy into place), or undefined when it can.
+   */
+  async function restoreRefusal(client: pg.Client): Promise<string | undefined> {
+    const { rows } = await client.query<{ role: string; database: string; superuser: boolean; createdb: boolean; owner: boolean }>(
+      `SELECT current_user AS role, current_database() AS database, r.rolsuper AS superuser, r.rolcreatedb AS createdb,
+              pg_has_role(current_user, d.datdba, 'MEMBER') AS owner
+         FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()`,
+    );
+    const me = rows[0];
+    if (!me || me.superuser || (me.createdb && me.owner)) return undefined;
+    const lacks = [...(me.createdb ? [] : ['CREATEDB']), ...(me.owner ? [] : [`ownership of database ${me.database}`])];
+    return `role ${me.role} lacks ${lacks.join(' and ')}, which restoring a dump needs (to create a copy and swap it in); compensation needs it too`;
+  }
+
+  /**
+   * Why the rollback step `step` left the database untouched, or undefined when it may have
+   * changed it (then compensation restores the safety dump).
+   */
+  async function untouchedBy(
+    component: PostgresComponent,
+    url: string,
+    step: { idempotencyKey: string; strategy: Strategy },
+    safetyDigest: string,
+  ): Promise<string | undefined> {
+    const unchanged = `the ${step.strategy} step changed nothing; the database keeps every write made since the safety snapshot`;
+    if (step.strategy === 'restore') return (await restoredBy(url)) === step.idempotencyKey ? undefined : unchanged;
+    if (step.strategy === 'undo') {
+      // Every U script that commits records an undo row, so an unchanged schema and version
+      // (the fingerprint digest) means none did.
+      const now = summarizeDatabase(await withPostgres(url, (client) => fingerprint(component, client)));
+      return now.digest === safetyDigest ? unchanged : undefined;
+    }
+    const cluster = await clusterOf(component, url);
+    return cluster && !cluster.touchedBy(step.idempotencyKey) ? unchanged : undefined;
+  }
 
   async function pitrImpact(component: PostgresComponent, url: string, time: string | undefined): Promise<StrategyImpact> {
     const cluster = await clusterOf(component, url);

@@ -80,6 +80,18 @@ export function renderRollbackReport(s: RollbackStatus): string {
     }
   }
 
+  const compensated = Object.values(s.steps).filter((st) => st.compensation);
+  if (compensated.length) {
+    lines.push('## Compensation', '');
+    for (const st of compensated) lines.push(`- **${st.component}**: ${st.compensation}`);
+    lines.push('');
+  }
+  const notes = Object.values(s.steps).filter((st) => st.outcome?.note);
+  if (notes.length) {
+    lines.push('## Notes', '');
+    for (const st of notes) lines.push(`- **${st.component}**: ${st.outcome!.note}`);
+    lines.push('');
+  }
   const errors = Object.values(s.steps).filter((st) => st.error);
   if (errors.length) {
     lines.push('## Errors', '');

@@ -178,6 +178,8 @@ export interface StepStatus {
   outcome?: RestoreOutcome;
   verify?: 'passed' | 'failed';
   error?: string;
+  /** What compensation did for this component. */
+  compensation?: string;
 }
 
 export interface Decision {

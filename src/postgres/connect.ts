@@ -1,12 +1,13 @@
 // Connections to a component's database, with errors an operator can act on and the password
 // kept out of every message.
 import pg from 'pg';
+import { parse, toClientConfig } from 'pg-connection-string';
 
 export class DatabaseError extends Error {
   constructor(
     message: string,
     /** Only unreachable, sql and lock errors are worth retrying. */
-    readonly kind: 'unreachable' | 'auth' | 'permission' | 'no-database' | 'version' | 'sql' | 'lock',
+    readonly kind: 'unreachable' | 'auth' | 'permission' | 'config' | 'no-database' | 'version' | 'sql' | 'lock',
   ) {
     super(message);
     this.name = 'DatabaseError';
@@ -20,7 +21,8 @@ export function redactUrl(url: string): string {
     if (parsed.password) parsed.password = '***';
     return parsed.toString();
   } catch {
-    return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+    // Not a URL: a keyword/value string ("host=… password=…") or something mangled.
+    return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@').replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi, '$1***');
   }
 }
 
@@ -34,8 +36,16 @@ export function describeTarget(url: string): string {
 }
 
 export async function connectPostgres(url: string, options: { applicationName?: string } = {}): Promise<pg.Client> {
+  let config: pg.ClientConfig;
+  try {
+    // sslmode with libpq's meaning, as pg_dump and pg_restore read the same URL: `require`
+    // encrypts without checking the certificate; `verify-full` checks it.
+    config = toClientConfig(parse(url, { useLibpqCompat: true }));
+  } catch (err) {
+    throw new DatabaseError(`cannot use the connection URL ${redactUrl(url)}: ${err instanceof Error ? err.message : String(err)}`, 'config');
+  }
   const client = new pg.Client({
-    connectionString: url,
+    ...config,
     connectionTimeoutMillis: 10_000,
     application_name: options.applicationName ?? 'rewind',
   });
@@ -92,4 +102,25 @@ export function toDatabaseError(err: unknown, url: string): DatabaseError {
       }
       return new DatabaseError(`PostgreSQL at ${where}: ${message}`, 'sql');
   }
+}
+
+/**
+ * A postgres component's connection URL: `url`, or the value of the variable `urlEnv` names.
+ * Throws a message that names the variable but never its value, which may hold a password
+ * (a keyword/value string such as "host=… password=…" is refused for that reason too).
+ */
+export function componentUrl(component: { url?: string | undefined; urlEnv?: string | undefined }, env: NodeJS.ProcessEnv, what: string): string {
+  if (component.url !== undefined) return component.url;
+  const value = env[component.urlEnv ?? ''];
+  if (!value) throw new Error(`environment variable ${component.urlEnv ?? '?'} (the URL of ${what}) is not set`);
+  let valid = /^postgres(ql)?:\/\//.test(value);
+  try {
+    new URL(value);
+  } catch {
+    valid = false;
+  }
+  if (!valid) {
+    throw new Error(`environment variable ${component.urlEnv ?? '?'} (the URL of ${what}) does not hold a postgres://user:password@host:port/database URL; its value is not shown, as it may hold a password`);
+  }
+  return value;
 }

@@ -81,8 +81,14 @@ export async function undoImpact(
   scripts: MigrationScript[] | undefined,
   applied: MigrationInfo[],
   targetVersion: string | undefined,
+  /** What `validate` finds wrong with the history (undo refuses to run then). */
+  problems: string[] = [],
 ): Promise<StrategyImpact> {
   if (!scripts) return { strategy: 'undo', available: false, unavailable: 'the component names no migrations folder', destructive: false, losses: [] };
+  if (problems.length > 0) {
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more; see rewind db validate)` : '';
+    return { strategy: 'undo', available: false, unavailable: `the migration history does not validate: ${problems[0]}${more}`, destructive: false, losses: [] };
+  }
   const toUndo = applied.filter((m) => m.state === 'success' && (targetVersion === undefined || compareVersions(m.version, targetVersion) > 0));
   const missing = toUndo.filter((m) => !m.undoScript).map((m) => m.version);
   if (missing.length > 0) {

@@ -143,6 +143,16 @@ export class ManagedCluster {
     });
   }
 
+  /** Where recovery `key` keeps the data directory it replaced. */
+  private asideDirFor(key: string): string {
+    return `${this.config.dataDir}.before-${key.replace(/[^A-Za-z0-9._-]/g, '_').slice(-60)}`;
+  }
+
+  /** Whether recovery `key` got as far as moving the data directory aside. */
+  touchedBy(key: string): boolean {
+    return existsSync(this.asideDirFor(key)) || this.lastRecovery()?.key === key;
+  }
+
   /** What the last recovery of this cluster did, if it was rewind's. */
   lastRecovery(): { key: string; time: string; baseBackup: string } | undefined {
     const file = path.join(this.config.dataDir, MARKER);
@@ -161,7 +171,7 @@ export class ManagedCluster {
     await this.archiveCurrentWal();
     onStage('stop cluster');
     await this.run('pg_ctl', ['stop', '-D', this.config.dataDir, '-m', 'fast', '-w', '-t', '60']);
-    const asideDir = `${this.config.dataDir}.before-${key.replace(/[^A-Za-z0-9._-]/g, '_').slice(-60)}`;
+    const asideDir = this.asideDirFor(key);
     if (existsSync(asideDir)) throw new DatabaseError(`${asideDir} already exists; remove it or keep it, then retry`, 'sql');
     renameSync(this.config.dataDir, asideDir);
     onStage('lay down base backup');

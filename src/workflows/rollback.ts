@@ -346,7 +346,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
           activityId: `compensate/${component.name}`,
         });
         try {
-          await agent.restoreComponent({
+          const outcome = await agent.restoreComponent({
             environment: context.environment,
             component: component.name,
             snapshotId: snapshot.snapshotId,
@@ -354,10 +354,18 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
             fingerprint: snapshot.fingerprint,
             purpose: 'compensation',
             idempotencyKey: `${workflowId}/compensation/${component.name}`,
-            // The safety snapshot of a database is a dump: compensation always restores it.
-            ...(component.kind === 'postgres' ? { strategy: 'restore' as const } : {}),
+            // The safety snapshot of a database is a dump: compensation restores it, unless the
+            // step it undoes changed nothing.
+            ...(component.kind === 'postgres'
+              ? {
+                  strategy: 'restore' as const,
+                  compensates: { idempotencyKey: `${workflowId}/rollback/${component.name}`, strategy: component.strategy ?? 'restore' },
+                }
+              : {}),
           });
           step.state = 'compensated';
+          step.compensation =
+            outcome.note ?? (outcome.alreadyAtTarget ? 'already at its state before the rollback' : 'restored from the safety snapshot');
         } catch (err) {
           step.state = 'compensation-failed';
           failures.push(`${component.name}: ${describeError(err)}`);
