@@ -3,6 +3,7 @@
 // in dependency order, and a failed database step puts the files back too.
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { renderCrossSection, renderStatus } from '../src/client/render';
 import { withPostgres } from '../src/postgres/connect';
 import { schemaSignature } from '../src/postgres/fingerprint';
 import { readMigrations } from '../src/postgres/flyway';
@@ -91,6 +92,7 @@ describe('database rollback strategies', () => {
     const done = await approveAndFinish(env, id, true);
     expect(done.status.state).toBe('completed');
     expect(done.status.steps.db!.outcome).toMatchObject({ strategy: 'undo', migrationsUndone: ['3'] });
+    expect(renderStatus(done)).toMatch(/\n {2}db +done +verify passed {2}undid migration 3\n/);
     expect(await withPostgres(url, schemaSignature)).toEqual(schemaV2);
     // Undo keeps what was written since: Katherine and her order are still there.
     expect((await rows(url, 'customers')).map((r) => r.name as string)).toEqual(['Ada', 'Grace', 'Katherine']);
@@ -122,6 +124,9 @@ describe('database rollback strategies', () => {
     expect(done.status.state).toBe('completed');
     expect(done.status.steps.db!.outcome).toMatchObject({ strategy: 'restore' });
     expect(done.status.steps.db!.outcome!.swapWindowMs).toBeLessThan(10_000);
+    expect(renderStatus(done)).toMatch(/\n {2}db +done +verify passed {2}restored the dump and swapped it in \(unavailable for \d+ ms\)\n/);
+    const section = await env.store.crossSections('production');
+    expect(renderCrossSection(section.find((x) => x.version === 'release-2b')!)).toMatch(/db +snapshot [0-9a-f]{8} {2}database: 3 tables, migration 2, [\d.]+ [KM]iB on disk/);
     expect(await rows(url, 'customers')).toEqual(customers);
     expect(await rows(url, 'orders')).toEqual(orders);
     const after = await attributes();

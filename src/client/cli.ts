@@ -22,7 +22,7 @@ import { createAgentWorker } from '../workers/agent-worker';
 import { createControlWorker } from '../workers/control-worker';
 import { checkAgainstManifest, failureMessage, RequestError, RewindClient, type RollbackView } from './client';
 import type { SnapshotStore } from '../snapshots/store';
-import { count, progressBar, renderCrossSection, renderCrossSections, renderLive, renderStatus } from './render';
+import { describeContents, progressBar, renderCrossSection, renderCrossSections, renderLive, renderStatus } from './render';
 import { runStack } from './stack';
 
 interface GlobalOptions {
@@ -239,7 +239,7 @@ snapshot
         [
           `cross-section ${result.crossSectionId} of ${result.environment}${result.version ? ` (version ${result.version})` : ''}`,
           ...Object.values(result.components).map(
-            (c) => `  ${c.component}: snapshot ${c.snapshotId.slice(0, 8)}, ${count(c.fingerprint.files, 'file')}`,
+            (c) => `  ${c.component}: snapshot ${c.snapshotId.slice(0, 8)}, ${describeContents(c.fingerprint)}`,
           ),
         ].join('\n'),
       );

@@ -1,7 +1,7 @@
 // Human-readable output of the CLI. Machines get --json instead.
 import { formatBytes } from '../domain/report';
-import type { CrossSection } from '../domain/cross-section';
-import { describeTarget, type RollbackPlan, type RollbackStatus } from '../domain/rollback';
+import type { CrossSection, FingerprintSummary } from '../domain/cross-section';
+import { describeTarget, type RestoreOutcome, type RollbackPlan, type RollbackStatus } from '../domain/rollback';
 import { formatDuration } from '../manifest/duration';
 import type { LiveStep, RollbackView } from './client';
 
@@ -56,7 +56,7 @@ export function renderStatus(view: RollbackView): string {
       const extra = st.outcome
         ? st.outcome.alreadyAtTarget
           ? 'already at target'
-          : `${count(st.outcome.filesRestored, 'file')} restored (${formatBytes(st.outcome.bytesRestored)}), ${st.outcome.filesDeleted} deleted, ${st.outcome.method ?? 'whole-tree'}${st.outcome.note ? `: ${st.outcome.note}` : ''}`
+          : describeOutcome(st.outcome)
         : live
           ? renderLive(live)
           : '';
@@ -113,10 +113,31 @@ export function renderCrossSection(s: CrossSection): string {
     `  complete: ${s.complete ? 'yes' : `no (missing: ${s.members.filter((m) => !s.components[m]).join(', ')})`}`,
   ];
   for (const c of Object.values(s.components)) {
-    const f = c.fingerprint;
-    lines.push(
-      `  ${c.component.padEnd(12)} snapshot ${c.snapshotId.slice(0, 8)}  ${count(f.files, 'file')}, ${count(f.dirs, 'dir')}, ${count(f.symlinks, 'link')}, ${formatBytes(f.bytes)}  fingerprint ${f.digest.slice(0, 16)}`,
-    );
+    lines.push(`  ${c.component.padEnd(12)} snapshot ${c.snapshotId.slice(0, 8)}  ${describeContents(c.fingerprint)}  fingerprint ${c.fingerprint.digest.slice(0, 16)}`);
   }
   return lines.join('\n');
 }
+
+/** What a snapshot holds: files and folders, or a database's tables and migration version. */
+export function describeContents(f: FingerprintSummary): string {
+  if (f.tables !== undefined) {
+    return `database: ${count(f.tables, 'table')}, migration ${f.migration ?? 'none'}, ${formatBytes(f.bytes)} on disk`;
+  }
+  return `${count(f.files, 'file')}, ${count(f.dirs, 'dir')}, ${count(f.symlinks, 'link')}, ${formatBytes(f.bytes)}`;
+}
+
+/** What a restore step did, in the terms of its component's kind. */
+function describeOutcome(o: RestoreOutcome): string {
+  const note = o.note ? `: ${o.note}` : '';
+  switch (o.strategy) {
+    case 'undo':
+      return `undid migration${(o.migrationsUndone ?? []).length === 1 ? '' : 's'} ${(o.migrationsUndone ?? []).join(', ') || '(none)'}${note}`;
+    case 'restore':
+      return `restored the dump and swapped it in (unavailable for ${o.swapWindowMs ?? '?'} ms)${note}`;
+    case 'pitr':
+      return `point-in-time recovery${note}`;
+    default:
+      return `${count(o.filesRestored, 'file')} restored (${formatBytes(o.bytesRestored)}), ${o.filesDeleted} deleted, ${o.method ?? 'whole-tree'}${note}`;
+  }
+}
+
