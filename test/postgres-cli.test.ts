@@ -60,6 +60,11 @@ describe('rewind db', () => {
       const result = await db(['validate']);
       expect(result.code).toBe(1);
       expect(result.stdout).toContain('checksum mismatch for V1__init.sql: applied 432441000');
+      // info says so too, next to the script.
+      const info = await db(['info']);
+      expect(info.stdout).toMatch(/^1 +success +-?\d+ +V1__init\.sql {2}CHANGED since it ran \(applied checksum 432441000; see rewind db validate\)$/m);
+      const json = JSON.parse((await db(['info', '--json'])).stdout) as { migrations: Record<string, unknown>[] };
+      expect(json.migrations[0]).toMatchObject({ version: '1', state: 'success', appliedChecksum: 432441000 });
     } finally {
       writeFileSync(v1, original);
     }

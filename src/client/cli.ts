@@ -326,7 +326,7 @@ dbCommand('info', 'every migration with its version, script, checksum and state'
     [
       `${where}: ${info.current ? `at version ${info.current}` : 'no migration applied'}`,
       'VERSION   STATE     CHECKSUM     SCRIPT',
-      ...info.migrations.map((x) => `${x.version.padEnd(9)} ${x.state.padEnd(9)} ${String(x.checksum ?? '').padEnd(12)} ${x.script}${x.undoScript ? `  (undo: ${x.undoScript})` : ''}`),
+      ...info.migrations.map((x) => `${x.version.padEnd(9)} ${x.state.padEnd(9)} ${String(x.checksum ?? '').padEnd(12)} ${x.script}${x.undoScript ? `  (undo: ${x.undoScript})` : ''}${x.appliedChecksum !== undefined ? `  CHANGED since it ran (applied checksum ${String(x.appliedChecksum)}; see rewind db validate)` : ''}`),
     ].join('\n'),
   );
 });

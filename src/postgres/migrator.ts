@@ -31,6 +31,8 @@ export interface MigrationInfo {
   executionTime?: number;
   /** The U script that undoes this version, if there is one. */
   undoScript?: string;
+  /** When the script on disk is not the one that ran: the checksum recorded when it ran. */
+  appliedChecksum?: number | null;
 }
 
 export interface MigratorOptions {
@@ -287,6 +289,7 @@ export function describeMigrations(scripts: MigrationScript[], history: HistoryR
       state,
       ...(last ? { installedOn: last.installedOn.toISOString(), installedBy: last.installedBy, executionTime: last.executionTime } : {}),
       ...(undo ? { undoScript: undo.script } : {}),
+      ...(script && lastApply && state === 'success' && lastApply.checksum !== script.checksum ? { appliedChecksum: lastApply.checksum } : {}),
     });
   }
   const applied = infos.filter((m) => m.state === 'success' || m.state === 'missing');
