@@ -8,7 +8,7 @@ import { withPostgres } from '../src/postgres/connect';
 import { schemaSignature } from '../src/postgres/fingerprint';
 import { readMigrations } from '../src/postgres/flyway';
 import { Migrator } from '../src/postgres/migrator';
-import { createTestEnv, readTree, type TestEnv } from './support/harness';
+import { createTestEnv, readTree, runCli, type TestEnv } from './support/harness';
 import { createDatabase, dropDatabase, PG_ADMIN_URL, sql, urlFor } from './support/postgres';
 import { tempDir } from './support/temp';
 
@@ -82,6 +82,14 @@ describe('database rollback strategies', () => {
     const restore = plan.impact!.find((i) => i.strategy === 'restore')!;
     expect(restore.losses.join('\n')).toContain('public.customers: ~1 inserted, ~0 updated, ~0 deleted since the target are reverted');
     expect(status.plan!.destructive).toBe(true);
+
+    // While the rollback holds production, a migration from the CLI would make its plan wrong.
+    const migrating = await runCli(['--manifest', env.loaded.file, 'db', 'migrate', '--env', 'production', '--component', 'db']);
+    expect(migrating.code).toBe(1);
+    expect(migrating.stderr).toBe(
+      `error: rollback ${id} is in progress on production; changing its database now would make its plan wrong. Wait for it or cancel it, or pass --force\n`,
+    );
+    expect((await sql(url, "SELECT max(version::int) AS v FROM flyway_schema_history WHERE type = 'SQL'"))[0]).toEqual({ v: 3 });
 
     const refused = await env.client.decide(id, 'approve', { user: 'bob' });
     expect(refused).toMatchObject({ accepted: false });

@@ -4,7 +4,6 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { WorkflowNotFoundError } from '@temporalio/client';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
 import {
@@ -19,7 +18,7 @@ import { diffListings } from '../files/listing';
 import { parseDuration } from '../manifest/duration';
 import { allowsSelfApproval, componentLocation, envTaskQueue, type Manifest, type PostgresComponent } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
-import { runningRollbacks } from '../platform/rollback-runs';
+import { lockHolder as findLockHolder, runningRollbacks } from '../platform/rollback-runs';
 import type { SnapshotStore } from '../snapshots/store';
 import { toApplicationFailure } from './failures';
 
@@ -137,14 +136,7 @@ export function createControlActivities(deps: ControlDeps) {
 
   /** The rollback holding an environment's lock workflow, if it still runs. */
   async function lockHolder(lockWorkflowId: string): Promise<string | undefined> {
-    if (!deps.client) return undefined;
-    try {
-      const description = await deps.client.workflow.getHandle(lockWorkflowId).describe();
-      return description.status.name === 'RUNNING' ? (description.parentExecution?.workflowId ?? undefined) : undefined;
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return undefined;
-      throw err;
-    }
+    return deps.client ? findLockHolder(deps.client, lockWorkflowId) : undefined;
   }
 
   async function refuseConcurrentRollback(environment: string, self: string): Promise<void> {

@@ -6,11 +6,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Faults } from '../activities/faults';
 import { CROSS_SECTION_ID_PATTERN } from '../domain/cross-section';
-import { FINAL_STATES, STRATEGIES, TRIGGERS, type RollbackStatus } from '../domain/rollback';
+import { FINAL_STATES, lockWorkflowId, STRATEGIES, TRIGGERS, type RollbackStatus } from '../domain/rollback';
 import { ManifestError, loadManifest, manifestPathFrom, type LoadedManifest } from '../manifest/load';
-import { manifestJsonSchema, type PostgresComponent } from '../manifest/schema';
+import { envTaskQueue, manifestJsonSchema, type PostgresComponent } from '../manifest/schema';
 import { Runtime } from '@temporalio/worker';
 import { createLogger, sdkLogger } from '../platform/logger';
+import { lockHolder } from '../platform/rollback-runs';
 import { connectClient, temporalSettings } from '../platform/temporal';
 import { openSnapshotStore } from '../snapshots/open';
 import { componentUrl, describeTarget as describeDatabase, withPostgres } from '../postgres/connect';
@@ -284,6 +285,7 @@ interface DbOptions {
   env: string;
   component: string;
   target?: string;
+  force?: boolean;
 }
 
 /** Opens the component's database with its migrations, for the `db` commands. */
@@ -310,14 +312,56 @@ async function withMigrator<T>(cmd: Command, opts: DbOptions, fn: (migrator: Mig
   );
 }
 
-function dbCommand(name: string, description: string, configure: (c: Command) => Command, run: (m: Migrator, opts: DbOptions, cmd: Command, where: string) => Promise<void>) {
-  configure(
-    db
-      .command(name)
-      .description(description)
-      .requiredOption('--env <name>', 'environment')
-      .requiredOption('--component <name>', 'postgres component'),
-  ).action(action(async (opts: DbOptions, cmd: Command) => withMigrator(cmd, opts, (m, where) => run(m, opts, cmd, where))));
+/**
+ * A migration that changes the database under a rollback in progress would make its plan (and
+ * its safety snapshot) wrong: refuse while a rollback holds the environment, unless --force.
+ * When Temporal cannot be reached, say so and go on: migrations must work without it.
+ */
+async function refuseDuringRollback(cmd: Command, opts: DbOptions): Promise<void> {
+  if (opts.force) return;
+  const { manifest } = manifestOf(cmd);
+  const settings = temporalSettings(manifest.temporal.namespace);
+  let holder: string | undefined;
+  try {
+    const client = await connectClient(settings);
+    try {
+      holder = await lockHolder(client, lockWorkflowId(envTaskQueue(manifest, opts.env)));
+    } finally {
+      await client.connection.close();
+    }
+  } catch (err) {
+    process.stderr.write(`warning: could not check for a rollback of ${opts.env} in progress: ${err instanceof Error ? err.message : String(err)}\n`);
+    return;
+  }
+  if (holder) {
+    throw new RequestError(
+      `rollback ${holder} is in progress on ${opts.env}; changing its database now would make its plan wrong. Wait for it or cancel it, or pass --force`,
+    );
+  }
+}
+
+function dbCommand(
+  name: string,
+  description: string,
+  configure: (c: Command) => Command,
+  run: (m: Migrator, opts: DbOptions, cmd: Command, where: string) => Promise<void>,
+  { changesDatabase = false } = {},
+) {
+  const command = db
+    .command(name)
+    .description(description)
+    .requiredOption('--env <name>', 'environment')
+    .requiredOption('--component <name>', 'postgres component');
+  if (changesDatabase) command.option('--force', 'run even while a rollback of the environment is in progress');
+  configure(command).action(
+    action(async (opts: DbOptions, cmd: Command) => {
+      if (changesDatabase) {
+        checkAgainstManifest(manifestOf(cmd).manifest, opts.env, [opts.component]);
+        await refuseDuringRollback(cmd, opts);
+      }
+      return withMigrator(cmd, opts, (m, where) => run(m, opts, cmd, where));
+    }),
+  );
 }
 
 dbCommand('info', 'every migration with its version, script, checksum and state', (c) => c, async (m, _opts, cmd, where) => {
@@ -334,12 +378,12 @@ dbCommand('info', 'every migration with its version, script, checksum and state'
 dbCommand('migrate', 'apply pending migrations up to --target (default: the latest)', (c) => c.option('--target <version>', 'stop at this version'), async (m, opts, cmd, where) => {
   const result = await m.migrate(opts.target);
   print(cmd, result, () => (result.applied.length ? `${where}: applied ${result.applied.join(', ')}; now at ${result.current ?? '-'}` : `${where}: up to date at ${result.current ?? '-'}`));
-});
+}, { changesDatabase: true });
 
 dbCommand('undo', 'undo applied migrations newer than --target with their U scripts', (c) => c.requiredOption('--target <version>', 'version to return to'), async (m, opts, cmd, where) => {
   const result = await m.undo(opts.target!);
   print(cmd, result, () => (result.undone.length ? `${where}: undid ${result.undone.join(', ')}; now at ${result.current ?? '-'}` : `${where}: already at ${opts.target!}`));
-});
+}, { changesDatabase: true });
 
 dbCommand('validate', 'check applied migrations against the scripts (checksums, missing, failed)', (c) => c, async (m, _opts, cmd, where) => {
   const issues = await m.validate();

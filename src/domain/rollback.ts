@@ -231,3 +231,8 @@ export interface RollbackStatus {
   report?: string;
   reportFile?: string;
 }
+
+/** The environment lock's workflow id (workflows/lock.ts), given the environment's agent task queue. */
+export function lockWorkflowId(envTaskQueue: string): string {
+  return `lock-${envTaskQueue}`;
+}

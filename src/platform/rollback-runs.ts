@@ -1,7 +1,7 @@
 // Rollbacks that are running now, found through Temporal's visibility store. Scoped to one
 // installation's control task queue: another rewind on the same namespace may have an
 // environment of the same name. Dry runs change nothing, so they do not count.
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { dryRunAttribute } from '../domain/search-attributes';
 
 export async function runningRollbacks(client: Client, taskQueue: string, environment: string): Promise<string[]> {
@@ -12,3 +12,15 @@ export async function runningRollbacks(client: Client, taskQueue: string, enviro
   }
   return ids;
 }
+
+/** The rollback holding an environment's lock workflow (workflows/lock.ts), if that still runs. */
+export async function lockHolder(client: Client, lockWorkflowId: string): Promise<string | undefined> {
+  try {
+    const description = await client.workflow.getHandle(lockWorkflowId).describe();
+    return description.status.name === 'RUNNING' ? (description.parentExecution?.workflowId ?? undefined) : undefined;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+}
+

@@ -14,8 +14,3 @@ export async function environmentLockWorkflow(): Promise<void> {
   });
   await condition(() => released);
 }
-
-/** The lock's workflow id for an environment, given that environment's agent task queue. */
-export function lockWorkflowId(envTaskQueue: string): string {
-  return `lock-${envTaskQueue}`;
-}

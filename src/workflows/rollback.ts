@@ -30,6 +30,7 @@ import {
   type RollbackRequest,
   type RollbackState,
   type RollbackStatus,
+  lockWorkflowId,
   targetKeyword,
 } from '../domain/rollback';
 import {
@@ -41,7 +42,7 @@ import {
 } from '../domain/search-attributes';
 import { compensation, quick, transfer } from './activity-options';
 import { takeCrossSection } from './cross-section';
-import { environmentLockWorkflow, lockWorkflowId } from './lock';
+import { environmentLockWorkflow } from './lock';
 
 const control = proxyActivities<ControlActivities>(quick);
 
