@@ -20,6 +20,7 @@ import { allowsSelfApproval, componentLocation, envTaskQueue, type Manifest, typ
 import type { Logger } from '../platform/logger';
 import { lockHolder as findLockHolder, runningRollbacks } from '../platform/rollback-runs';
 import type { SnapshotStore } from '../snapshots/store';
+import { summarizeChanges } from '../components/change-list';
 import { toApplicationFailure } from './failures';
 
 export interface ControlDeps {
@@ -157,26 +158,17 @@ export function createControlActivities(deps: ControlDeps) {
         deps.store.readListing(req.safety.listingSnapshotId),
         deps.store.readListing(req.component.targetListingSnapshotId),
       ]);
-      const changes = diffListings(current, target);
-      const dir = path.join(manifest.dataDir, 'plans', safeFileName(req.workflowId));
-      await mkdir(dir, { recursive: true });
-      const changeListFile = path.join(dir, `${req.component.name}.json`);
-      await writeFile(changeListFile, JSON.stringify({ component: req.component.name, changes }, null, 1));
-      const count = (op: string) => changes.filter((c) => c.op === op).length;
+      const summary = await summarizeChanges(
+        { plansDir: path.join(manifest.dataDir, 'plans'), workflowId: req.workflowId, component: req.component.name, previewPaths: req.previewPaths },
+        diffListings(current, target),
+      );
       return {
         component: req.component.name,
         kind: req.component.kind,
         path: req.component.path,
         targetSnapshotId: req.component.targetSnapshotId,
         safetySnapshotId: req.safety.snapshotId,
-        added: count('add'),
-        changed: count('change'),
-        removed: count('remove'),
-        modeChanged: count('mode'),
-        bytesToWrite: changes.reduce((sum, c) => sum + c.bytes, 0),
-        preview: changes.slice(0, req.previewPaths).map(({ op, path: p }) => ({ op, path: p })),
-        more: Math.max(0, changes.length - req.previewPaths),
-        changeListFile,
+        ...summary,
       };
     } catch (err) {
       throw toApplicationFailure(err);

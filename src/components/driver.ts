@@ -3,7 +3,7 @@
 // activities choose the driver by the manifest's `kind` and do the rest (faults, progress,
 // error conversion) the same way for every kind.
 import type { ProgressReporter } from '../activities/progress';
-import type { ComponentSnapshot, FingerprintSummary, SnapshotOrigin } from '../domain/cross-section';
+import type { ComponentSnapshot, FingerprintSummary, SnapshotLabels, SnapshotOrigin } from '../domain/cross-section';
 import type { ComponentPlan, RestoreOutcome, Strategy } from '../domain/rollback';
 import type { ListingChange } from '../files/listing';
 import type { Logger } from '../platform/logger';
@@ -93,3 +93,20 @@ export interface ComponentDriver<C> {
   /** What rolling back to the target would change, and for a database, what it would lose. */
   assess(component: C, req: AssessComponentRequest, ctx: StepContext): Promise<ComponentPlan>;
 }
+
+/** The tags of a component's data snapshot, from the request that takes it. */
+export function snapshotLabels(req: SnapshotComponentRequest, fingerprint: FingerprintSummary): SnapshotLabels {
+  return {
+    environment: req.environment,
+    component: req.component,
+    crossSectionId: req.crossSectionId,
+    role: 'data',
+    origin: req.origin,
+    members: req.members,
+    fingerprint,
+    ...(req.version !== undefined ? { version: req.version } : {}),
+    ...(req.reason !== undefined ? { reason: req.reason } : {}),
+    ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
+  };
+}
+

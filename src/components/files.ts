@@ -5,7 +5,7 @@ import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/pro
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import { encodeTags, type ComponentSnapshot, type SnapshotLabels } from '../domain/cross-section';
+import { encodeTags, type ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
 import {
   diffListings,
@@ -21,7 +21,7 @@ import type { FilesComponent } from '../manifest/schema';
 import type { RestoreSummary } from '../snapshots/restic';
 import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE } from '../snapshots/store';
 import { summarizeChanges } from './change-list';
-import type { ComponentDriver, RestoreResult, StepContext } from './driver';
+import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from './driver';
 
 /** Attempts to take a snapshot while files keep changing under it. */
 const STABLE_SNAPSHOT_ATTEMPTS = 3;
@@ -62,18 +62,7 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
       for (let attempt = 1; attempt <= STABLE_SNAPSHOT_ATTEMPTS; attempt++) {
         const before = await list();
         const fingerprint = fingerprintOf(before);
-        const labels: SnapshotLabels = {
-          environment: req.environment,
-          component: req.component,
-          crossSectionId: req.crossSectionId,
-          role: 'data',
-          origin: req.origin,
-          members: req.members,
-          fingerprint,
-          ...(req.version !== undefined ? { version: req.version } : {}),
-          ...(req.reason !== undefined ? { reason: req.reason } : {}),
-          ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
-        };
+        const labels = snapshotLabels(req, fingerprint);
         const restic = ctx.store.restic;
         const [data, listed] = await Promise.all([
           before.length === 0

@@ -4,7 +4,7 @@
 // swaps it in, or undoes migrations with their U scripts, keeping the data written since.
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import { encodeTags, type ComponentSnapshot, type SnapshotLabels } from '../domain/cross-section';
+import { encodeTags, type ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
 import type { Strategy, StrategyImpact } from '../domain/rollback';
 import { componentLocation, type PostgresComponent } from '../manifest/schema';
@@ -24,7 +24,7 @@ import { ManagedCluster } from '../postgres/pitr';
 import { pgBin } from '../postgres/tools';
 import { ResticError } from '../snapshots/restic';
 import { LISTING_FILE } from '../snapshots/store';
-import type { ComponentDriver, RestoreResult, StepContext } from './driver';
+import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from './driver';
 import { toResult } from './files';
 import { summarizeChanges } from './change-list';
 
@@ -86,18 +86,7 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
           ctx.progress.update({ stage: 'pg_basebackup' });
           await cluster.baseBackup(req.crossSectionId);
         }
-        const labels: SnapshotLabels = {
-          environment: req.environment,
-          component: req.component,
-          crossSectionId: req.crossSectionId,
-          role: 'data',
-          origin: req.origin,
-          members: req.members,
-          fingerprint: summary,
-          ...(req.version !== undefined ? { version: req.version } : {}),
-          ...(req.reason !== undefined ? { reason: req.reason } : {}),
-          ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
-        };
+        const labels = snapshotLabels(req, summary);
         const document = JSON.stringify(before);
         const dump = pgDumpCommand(url, bin);
         ctx.progress.update({ stage: 'pg_dump' });
