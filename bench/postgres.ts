@@ -4,30 +4,23 @@
 //
 //   REWIND_BENCH_PG_SCALE=70 REWIND_BENCH_ROUNDS=1 npm run bench:postgres
 //   REWIND_BENCH_PG_URL=postgres://postgres@127.0.0.1:5432/postgres (the server to use)
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
-import { RewindClient } from '../src/client/client';
 import { loadManifest } from '../src/manifest/load';
 import { runProgram } from '../src/platform/process';
-import { ensureSearchAttributes } from '../src/platform/temporal';
-import { startDevServer } from '../src/platform/temporal-dev-server';
 import { libpqTarget, withDatabase } from '../src/postgres/dump';
 import { pgBin } from '../src/postgres/tools';
 import { openSnapshotStore } from '../src/snapshots/open';
+import { median, rollbackApprovedAtOnce, say, startBenchStack } from './stack';
 
 const SCALE = Number(process.env.REWIND_BENCH_PG_SCALE ?? 70);
 const ROUNDS = Number(process.env.REWIND_BENCH_ROUNDS ?? 1);
 const ADMIN = process.env.REWIND_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DB = 'rewind_bench_pg';
-const CLI = path.resolve(__dirname, '..', 'src', 'client', 'cli.js');
 const PASSWORD = 'bench-password';
 
-const say = (text: string) => process.stderr.write(`${text}\n`);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 async function query(url: string, text: string): Promise<pg.QueryResultRow[]> {
@@ -82,26 +75,12 @@ environments:
 `,
   );
   const { manifest } = loadManifest(manifestFile);
-  const server = await startDevServer({ headless: true });
-  const connection = await Connection.connect({ address: server.address });
-  await ensureSearchAttributes(connection, 'default');
-  const env = { ...process.env, TEMPORAL_ADDRESS: server.address, REWIND_MANIFEST: manifestFile, REWIND_BENCH_PASSWORD: PASSWORD };
-  const children: ChildProcess[] = [];
-  let stopping = false;
-  const launch = (args: string[]) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-    child.once('exit', (code) => {
-      if (!stopping) {
-        say(`rewind ${args.join(' ')} exited (${String(code)}) during the benchmark`);
-        process.exit(1);
-      }
-    });
-    children.push(child);
-  };
+  const env = { ...process.env, REWIND_BENCH_PASSWORD: PASSWORD };
+  const stack = await startBenchStack({ manifest, manifestFile, env, store: openSnapshotStore(manifest, env) });
+  const { client } = stack;
   try {
-    launch(['worker']);
-    launch(['agent', '--env', 'production']);
-    const client = new RewindClient(new Client({ connection }), manifest, openSnapshotStore(manifest, env));
+    stack.launch(['worker']);
+    stack.launch(['agent', '--env', 'production']);
     const repo = manifest.repository.path;
 
     const raw: number[] = [];
@@ -148,16 +127,7 @@ environments:
       }
 
       say(`round ${round}/${ROUNDS}: rewind restore (rollback to ${version}) …`);
-      const { workflowId } = await client.startRollback({
-        environment: 'production',
-        target: { kind: 'version', version },
-        requester: 'alice',
-        acceptDataLoss: true,
-      });
-      await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', { timeoutMs: 3_600_000, intervalMs: 200 });
-      await client.decide(workflowId, 'approve', { user: 'bob' });
-      const { status } = await client.waitForRollback(workflowId, () => false, { timeoutMs: 3_600_000, intervalMs: 1_000 });
-      if (status.state !== 'completed') throw new Error(`rollback ended ${status.state}: ${status.cause ?? ''}`);
+      const status = await rollbackApprovedAtOnce(client, { environment: 'production', target: { kind: 'version', version }, acceptDataLoss: true });
       const outcome = status.steps.db!.outcome!;
       ours.push({ snapshot: snapshotMs, restore: outcome.durationMs, swap: outcome.swapWindowMs ?? 0 });
       say(`  rewind: snapshot ${seconds(snapshotMs)} + restore ${seconds(outcome.durationMs)} (swap ${outcome.swapWindowMs ?? '?'} ms)`);
@@ -178,11 +148,7 @@ environments:
       ].join('\n') + '\n',
     );
   } finally {
-    stopping = true;
-    for (const child of children) child.kill('SIGTERM');
-    await Promise.all(children.map((c) => new Promise((resolve) => (c.exitCode !== null ? resolve(null) : c.once('exit', resolve)))));
-    await connection.close();
-    await server.stop();
+    await stack.stop();
     await query(ADMIN, `DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`).catch(() => undefined);
     rmSync(work, { recursive: true, force: true });
   }

@@ -3,30 +3,23 @@
 // run, interleaved, because this machine is noisy; medians are reported.
 //
 //   REWIND_BENCH_FILES=40 REWIND_BENCH_FILE_MB=50 REWIND_BENCH_ROUNDS=3 npm run bench:rollback
-// REWIND_BENCH_LOGS=DIR keeps the worker's and the agent's logs there; REWIND_BENCH_NODE_ARGS
-// passes node flags to them (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+// REWIND_BENCH_LOGS and REWIND_BENCH_NODE_ARGS: see bench/stack.ts.
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, Connection } from '@temporalio/client';
-import { RewindClient } from '../src/client/client';
 import { loadManifest } from '../src/manifest/load';
-import { ensureSearchAttributes } from '../src/platform/temporal';
-import { startDevServer } from '../src/platform/temporal-dev-server';
 import { resolveTool } from '../src/platform/tools';
+import { median, rollbackApprovedAtOnce, say, startBenchStack } from './stack';
 
 const FILES = Number(process.env.REWIND_BENCH_FILES ?? 40);
 const FILE_MB = Number(process.env.REWIND_BENCH_FILE_MB ?? 50);
 const ROUNDS = Number(process.env.REWIND_BENCH_ROUNDS ?? 3);
 const PASSWORD = 'bench-password';
-const CLI = path.resolve(__dirname, '..', 'src', 'client', 'cli.js');
 
-const say = (text: string) => process.stderr.write(`${text}\n`);
 const fileName = (i: number) => `model-${String(i).padStart(2, '0')}.pkl`;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mb = (kb: number) => `${(kb / 1024).toFixed(0)} MB`;
 
 /** Peak resident memory (VmHWM) per process, sampled from /proc while the bench runs. */
@@ -109,42 +102,19 @@ environments:
 
   const memory = new PeakMemory();
   memory.start();
-  const server = await startDevServer({ headless: true });
-  const connection = await Connection.connect({ address: server.address });
-  await ensureSearchAttributes(connection, 'default');
-  const childEnv = { ...process.env, TEMPORAL_ADDRESS: server.address, REWIND_MANIFEST: manifestFile, REWIND_BENCH_PASSWORD: PASSWORD };
-  const children: ChildProcess[] = [];
-  let stopping = false;
-  const launch = (args: string[]) => {
-    const logs = process.env.REWIND_BENCH_LOGS;
-    const out = logs ? openSync(path.join(logs, `${args.join('-')}.log`), 'a') : 'ignore';
-    const nodeArgs = (process.env.REWIND_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { env: childEnv, stdio: ['ignore', out, 'inherit'] });
-    children.push(child);
-    child.once('exit', (code, signal) => {
-      if (!stopping) {
-        say(`rewind ${args.join(' ')} exited (${signal ?? code}) during the benchmark`);
-        process.exit(1);
-      }
-    });
-    return child;
-  };
+  const stack = await startBenchStack({ manifest, manifestFile, env: { REWIND_BENCH_PASSWORD: PASSWORD } });
+  const { client } = stack;
   try {
     spawnSync(restic, ['init'], { env: { ...process.env, ...resticEnv } });
-    const worker = launch(['worker']);
-    const agent = launch(['agent', '--env', 'production']);
-    const client = new RewindClient(new Client({ connection }), manifest);
+    const worker = stack.launch(['worker']);
+    const agent = stack.launch(['agent', '--env', 'production']);
 
     say('snapshot v1 (the rollback target) …');
     const v1 = await client.snapshotResult((await client.startSnapshot({ environment: 'production', version: 'v1', requester: 'bench' })).workflowId);
     const v1Snapshot = v1.components.models!.snapshotId;
 
     const rollback = async (): Promise<{ execute: number; verify: number; bytes: number }> => {
-      const { workflowId } = await client.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' }, requester: 'alice' });
-      await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', { timeoutMs: 1_800_000, intervalMs: 50 });
-      await client.decide(workflowId, 'approve', { user: 'bob' });
-      const { status } = await client.waitForRollback(workflowId, () => false, { timeoutMs: 1_800_000, intervalMs: 1_000 });
-      if (status.state !== 'completed') throw new Error(`rollback ${workflowId} ended ${status.state}: ${status.cause ?? ''}`);
+      const status = await rollbackApprovedAtOnce(client, { environment: 'production', target: { kind: 'version', version: 'v1' } });
       return {
         execute: status.phases.execute!.durationMs!,
         verify: status.phases.verify!.durationMs!,
@@ -198,11 +168,7 @@ environments:
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
-    stopping = true;
-    for (const child of children) child.kill('SIGTERM');
-    await Promise.all(children.map((c) => new Promise((resolve) => (c.exitCode !== null ? resolve(null) : c.once('exit', resolve)))));
-    await connection.close();
-    await server.stop();
+    await stack.stop();
     rmSync(work, { recursive: true, force: true });
   }
 }

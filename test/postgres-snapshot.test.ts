@@ -64,6 +64,15 @@ async function snapshot(a: ReturnType<typeof agent>, origin: 'manual' | 'safety'
   });
 }
 
+/** The agent's verify of the database against `snap`. */
+const verify = (a: ReturnType<typeof agent>, snap: ComponentSnapshot): Promise<VerifyOutcome> =>
+  new MockActivityEnvironment().run(a.activities.verifyComponent, {
+    environment: 'production',
+    component: 'db',
+    expected: snap.fingerprint,
+    listingSnapshotId: snap.listingSnapshotId,
+  });
+
 describe('postgres snapshots and restores', () => {
   it('stores a dump with the schema signature and the migration version, and restores every row through a swap', async () => {
     await migrate('2');
@@ -108,12 +117,7 @@ describe('postgres snapshots and restores', () => {
     // The same step again (a retry after a crash) recognises its own work.
     expect(await new MockActivityEnvironment({ attempt: 2 }).run(a.activities.restoreComponent, request)).toMatchObject({ alreadyAtTarget: true });
 
-    const verified: VerifyOutcome = await new MockActivityEnvironment().run(a.activities.verifyComponent, {
-      environment: 'production',
-      component: 'db',
-      expected: snap.fingerprint,
-      listingSnapshotId: snap.listingSnapshotId,
-    });
+    const verified: VerifyOutcome = await verify(a, snap);
     expect(verified.matches).toBe(true);
   });
 
@@ -140,12 +144,7 @@ describe('postgres snapshots and restores', () => {
     expect(await signature()).toEqual(schema);
     expect((await rows('customers')).map((r) => r.name as string)).toEqual(['Ada', 'Katherine']);
     expect((await rows('orders')).length).toBe(2);
-    const verified: VerifyOutcome = await new MockActivityEnvironment().run(a.activities.verifyComponent, {
-      environment: 'production',
-      component: 'db',
-      expected: snap.fingerprint,
-      listingSnapshotId: snap.listingSnapshotId,
-    });
+    const verified: VerifyOutcome = await verify(a, snap);
     expect(verified.matches).toBe(true);
   });
 
@@ -154,12 +153,7 @@ describe('postgres snapshots and restores', () => {
     const a = agent();
     const snap = await snapshot(a);
     await sql(url, 'ALTER TABLE customers ADD COLUMN phone text');
-    const verified: VerifyOutcome = await new MockActivityEnvironment().run(a.activities.verifyComponent, {
-      environment: 'production',
-      component: 'db',
-      expected: snap.fingerprint,
-      listingSnapshotId: snap.listingSnapshotId,
-    });
+    const verified: VerifyOutcome = await verify(a, snap);
     expect(verified.matches).toBe(false);
     expect(verified.differences).toEqual([{ op: 'remove', path: 'column public.customers.phone #4 text', bytes: 0 }]);
   });
