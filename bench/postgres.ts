@@ -10,8 +10,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { loadManifest } from '../src/manifest/load';
 import { runProgram } from '../src/platform/process';
-import { libpqTarget, withDatabase } from '../src/postgres/dump';
-import { pgBin } from '../src/postgres/tools';
+import { libpqTarget, withDatabase } from '../src/components/postgres/dump';
+import { pgBin } from '../src/components/postgres/tools';
 import { openSnapshotStore } from '../src/snapshots/open';
 import { median, rollbackApprovedAtOnce, say, startBenchStack } from './stack';
 

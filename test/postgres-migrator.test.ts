@@ -4,8 +4,8 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { flywayChecksum, flywayLockNumber, normaliseVersion, readMigrations } from '../src/postgres/flyway';
-import { MigrationError, Migrator } from '../src/postgres/migrator';
+import { flywayChecksum, flywayLockNumber, normaliseVersion, readMigrations } from '../src/components/postgres/flyway';
+import { MigrationError, Migrator } from '../src/components/postgres/migrator';
 import { createDatabase, dropDatabase, sql } from './support/postgres';
 import { tempDir } from './support/temp';
 

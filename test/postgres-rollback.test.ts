@@ -4,10 +4,10 @@
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { renderCrossSection, renderStatus } from '../src/client/render';
-import { withPostgres } from '../src/postgres/connect';
-import { schemaSignature } from '../src/postgres/fingerprint';
-import { readMigrations } from '../src/postgres/flyway';
-import { Migrator } from '../src/postgres/migrator';
+import { withPostgres } from '../src/components/postgres/connect';
+import { schemaSignature } from '../src/components/postgres/fingerprint';
+import { readMigrations } from '../src/components/postgres/flyway';
+import { Migrator } from '../src/components/postgres/migrator';
 import { createTestEnv, readTree, runCli, type TestEnv } from './support/harness';
 import { createDatabase, dropDatabase, PG_ADMIN_URL, sql, urlFor } from './support/postgres';
 import { tempDir } from './support/temp';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createAgentActivities } from '../src/activities/agent';
 import { groupCrossSections } from '../src/domain/cross-section';
-import { diffListings, fingerprintOf, listDirectory } from '../src/files/listing';
+import { diffListings, fingerprintOf, listDirectory } from '../src/components/files/listing';
 import { parseManifest } from '../src/manifest/load';
 import { createLogger } from '../src/platform/logger';
 import { ResticError, ResticRepository } from '../src/snapshots/restic';

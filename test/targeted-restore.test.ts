@@ -1,6 +1,6 @@
 // The plan of a targeted restore, from a listing diff.
-import { diffListings, type ListingEntry } from '../src/files/listing';
-import { includePatterns, planTargetedRestore } from '../src/files/targeted-restore';
+import { diffListings, type ListingEntry } from '../src/components/files/listing';
+import { includePatterns, planTargetedRestore } from '../src/components/files/targeted-restore';
 
 const file = (p: string, sha: string, mode = 0o644): ListingEntry => ({ path: p, type: 'file', mode, size: 1, sha256: sha });
 const dir = (p: string, mode = 0o755): ListingEntry => ({ path: p, type: 'dir', mode });

@@ -15,8 +15,8 @@ import type {
   VerifyComponentRequest,
   VerifyOutcome,
 } from '../components/driver';
-import { createFilesDriver } from '../components/files';
-import { createPostgresDriver } from '../components/postgres';
+import { createFilesDriver } from '../components/files/driver';
+import { createPostgresDriver } from '../components/postgres/driver';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
 import type { ComponentPlan, RestoreOutcome } from '../domain/rollback';

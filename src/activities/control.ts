@@ -14,7 +14,7 @@ import {
   type RollbackRequest,
 } from '../domain/rollback';
 import type { SnapshotContext, SnapshotRequest } from '../domain/snapshot';
-import { diffListings } from '../files/listing';
+import { diffListings } from '../components/files/listing';
 import { parseDuration } from '../manifest/duration';
 import { allowsSelfApproval, componentLocation, envTaskQueue, type Manifest, type PostgresComponent } from '../manifest/schema';
 import type { Logger } from '../platform/logger';

@@ -4,9 +4,9 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { ErrorType } from '../domain/errors';
 import { ManifestError } from '../manifest/load';
 import { ResticError } from '../snapshots/restic';
-import { DatabaseError } from '../postgres/connect';
-import { MigrationScriptError } from '../postgres/flyway';
-import { MigrationError } from '../postgres/migrator';
+import { DatabaseError } from '../components/postgres/connect';
+import { MigrationScriptError } from '../components/postgres/flyway';
+import { MigrationError } from '../components/postgres/migrator';
 
 export function toApplicationFailure(err: unknown): unknown {
   if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;

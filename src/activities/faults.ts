@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import { parseDuration } from '../manifest/duration';
 import { ErrorType } from '../domain/errors';
-import { listDirectory } from '../files/listing';
+import { listDirectory } from '../components/files/listing';
 
 // before/after-restore fire in a rollback's execute step; before/after-compensate in compensation.
 export const FAULT_POINTS = ['before-snapshot', 'before-restore', 'after-restore', 'before-compensate', 'after-compensate'] as const;

@@ -5,7 +5,7 @@
 import type { ProgressReporter } from '../activities/progress';
 import type { ComponentSnapshot, FingerprintSummary, SnapshotLabels, SnapshotOrigin } from '../domain/cross-section';
 import type { ComponentPlan, RestoreOutcome, Strategy } from '../domain/rollback';
-import type { ListingChange } from '../files/listing';
+import type { ListingChange } from '../components/files/listing';
 import type { Logger } from '../platform/logger';
 import type { SnapshotStore } from '../snapshots/store';
 

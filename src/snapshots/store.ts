@@ -2,7 +2,7 @@
 // listing snapshot per component, found by their tags.
 import { groupCrossSections, type ComponentSnapshot, type CrossSection } from '../domain/cross-section';
 import type { RollbackTarget } from '../domain/rollback';
-import { parseListing, type ListingEntry } from '../files/listing';
+import { parseListing, type ListingEntry } from '../components/files/listing';
 import type { ResticRepository } from './restic';
 
 /** Name of the listing file inside a listing snapshot. */

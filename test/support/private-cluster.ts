@@ -6,7 +6,7 @@ import { chownSync, mkdtempSync, appendFileSync, rmSync, writeFileSync } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../src/platform/temporal-dev-server';
-import { pgBin } from '../../src/postgres/tools';
+import { pgBin } from '../../src/components/postgres/tools';
 
 export interface PrivateCluster {
   root: string;

@@ -10,9 +10,9 @@ import { execFileSync } from 'node:child_process';
 import { resolveTool } from '../../src/platform/tools';
 import { ensureSearchAttributes } from '../../src/platform/temporal';
 import { startDevServer } from '../../src/platform/temporal-dev-server';
-import { withPostgres } from '../../src/postgres/connect';
-import { readMigrations } from '../../src/postgres/flyway';
-import { Migrator } from '../../src/postgres/migrator';
+import { withPostgres } from '../../src/components/postgres/connect';
+import { readMigrations } from '../../src/components/postgres/flyway';
+import { Migrator } from '../../src/components/postgres/migrator';
 import { createTestEnv, eventually, type TestEnv } from './harness';
 import { createDatabase, dropDatabase, sql } from './postgres';
 

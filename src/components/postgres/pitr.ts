@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runProgram } from '../platform/process';
+import { runProgram } from '../../platform/process';
 import { DatabaseError, withPostgres } from './connect';
 import type { PgBin } from './tools';
 

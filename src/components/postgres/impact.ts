@@ -2,7 +2,7 @@
 // restoring the dump reverts every write since the target; undoing migrations keeps the rows
 // but runs U scripts that may drop tables and columns, with whatever they hold.
 import type pg from 'pg';
-import type { StrategyImpact } from '../domain/rollback';
+import type { StrategyImpact } from '../../domain/rollback';
 import type { DatabaseFingerprint } from './fingerprint';
 import { compareVersions, quoteIdent, type MigrationScript } from './flyway';
 import type { MigrationInfo } from './migrator';

@@ -5,8 +5,8 @@ import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/pro
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import { encodeTags, type ComponentSnapshot } from '../domain/cross-section';
-import { ErrorType } from '../domain/errors';
+import { encodeTags, type ComponentSnapshot } from '../../domain/cross-section';
+import { ErrorType } from '../../domain/errors';
 import {
   diffListings,
   fingerprintOf,
@@ -15,13 +15,13 @@ import {
   serializeListing,
   type HashCache,
   type ListingEntry,
-} from '../files/listing';
-import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from '../files/targeted-restore';
-import type { FilesComponent } from '../manifest/schema';
-import type { RestoreSummary } from '../snapshots/restic';
-import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE } from '../snapshots/store';
-import { summarizeChanges } from './change-list';
-import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from './driver';
+} from './listing';
+import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from './targeted-restore';
+import type { FilesComponent } from '../../manifest/schema';
+import type { RestoreSummary } from '../../snapshots/restic';
+import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE } from '../../snapshots/store';
+import { summarizeChanges } from '../change-list';
+import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from '../driver';
 
 /** Attempts to take a snapshot while files keep changing under it. */
 const STABLE_SNAPSHOT_ATTEMPTS = 3;

@@ -4,8 +4,8 @@
 import { createHash } from 'node:crypto';
 import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { FingerprintSummary } from '../domain/cross-section';
-import type { ChangeOp } from '../domain/rollback';
+import type { FingerprintSummary } from '../../domain/cross-section';
+import type { ChangeOp } from '../../domain/rollback';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
 

@@ -3,7 +3,7 @@
 // samples of rows. The signature is one line per object, sorted, so two of them diff cleanly.
 import { createHash, createHmac } from 'node:crypto';
 import type pg from 'pg';
-import type { FingerprintSummary } from '../domain/cross-section';
+import type { FingerprintSummary } from '../../domain/cross-section';
 import { compareVersions, quoteIdent } from './flyway';
 
 export const DB_FINGERPRINT_FORMAT = 'rewind-db-v1';

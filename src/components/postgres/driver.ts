@@ -4,29 +4,29 @@
 // swaps it in, or undoes migrations with their U scripts, keeping the data written since.
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import { encodeTags, type ComponentSnapshot } from '../domain/cross-section';
-import { ErrorType } from '../domain/errors';
-import type { Strategy, StrategyImpact } from '../domain/rollback';
-import { componentLocation, type PostgresComponent } from '../manifest/schema';
-import { componentUrl, DatabaseError, withPostgres } from '../postgres/connect';
-import { createScratch, databaseName, dropDatabase, DUMP_FILE, pgDumpCommand, pgRestoreConsumer, restoredBy, swapIn } from '../postgres/dump';
+import { encodeTags, type ComponentSnapshot } from '../../domain/cross-section';
+import { ErrorType } from '../../domain/errors';
+import type { Strategy, StrategyImpact } from '../../domain/rollback';
+import { componentLocation, type PostgresComponent } from '../../manifest/schema';
+import { componentUrl, DatabaseError, withPostgres } from './connect';
+import { createScratch, databaseName, dropDatabase, DUMP_FILE, pgDumpCommand, pgRestoreConsumer, restoredBy, swapIn } from './dump';
 import {
   databaseFingerprint,
   diffSignatures,
   parseDatabaseFingerprint,
   summarizeDatabase,
   type DatabaseFingerprint,
-} from '../postgres/fingerprint';
-import { readMigrations } from '../postgres/flyway';
-import { restoreImpact, undoImpact } from '../postgres/impact';
-import { Migrator } from '../postgres/migrator';
-import { ManagedCluster } from '../postgres/pitr';
-import { pgBin } from '../postgres/tools';
-import { ResticError } from '../snapshots/restic';
-import { LISTING_FILE } from '../snapshots/store';
-import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from './driver';
-import { toResult } from './files';
-import { summarizeChanges } from './change-list';
+} from './fingerprint';
+import { readMigrations } from './flyway';
+import { restoreImpact, undoImpact } from './impact';
+import { Migrator } from './migrator';
+import { ManagedCluster } from './pitr';
+import { pgBin } from './tools';
+import { ResticError } from '../../snapshots/restic';
+import { LISTING_FILE } from '../../snapshots/store';
+import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from '../driver';
+import { toResult } from '../files/driver';
+import { summarizeChanges } from '../change-list';
 
 export interface PostgresDriverOptions {
   env: NodeJS.ProcessEnv;
