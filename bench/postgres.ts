@@ -129,8 +129,9 @@ environments:
       say(`round ${round}/${ROUNDS}: rewind restore (rollback to ${version}) …`);
       const status = await rollbackApprovedAtOnce(client, { environment: 'production', target: { kind: 'version', version }, acceptDataLoss: true });
       const outcome = status.steps.db!.outcome!;
-      ours.push({ snapshot: snapshotMs, restore: outcome.durationMs, swap: outcome.swapWindowMs ?? 0 });
-      say(`  rewind: snapshot ${seconds(snapshotMs)} + restore ${seconds(outcome.durationMs)} (swap ${outcome.swapWindowMs ?? '?'} ms)`);
+      const swapWindowMs = (outcome.details as { swapWindowMs?: number } | undefined)?.swapWindowMs;
+      ours.push({ snapshot: snapshotMs, restore: outcome.durationMs, swap: swapWindowMs ?? 0 });
+      say(`  rewind: snapshot ${seconds(snapshotMs)} + restore ${seconds(outcome.durationMs)} (swap ${swapWindowMs ?? '?'} ms)`);
     }
 
     const rawMedian = median(raw);

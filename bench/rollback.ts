@@ -118,7 +118,7 @@ environments:
       return {
         execute: status.phases.execute!.durationMs!,
         verify: status.phases.verify!.durationMs!,
-        bytes: status.steps.models!.outcome!.bytesRestored,
+        bytes: status.steps.models!.outcome!.bytesWritten,
       };
     };
     const rawRestore = (includes: string[]): number => {

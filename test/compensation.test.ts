@@ -100,7 +100,7 @@ describe('cancellation', () => {
     const before = await prepareV1AndChange(env);
     const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
     await env.waitFor(id, (s) => s.state === 'awaiting-approval');
-    await env.client.cancel(id);
+    await env.client.cancel(id, { user: 'carol', reason: 'test' });
     const { status, execution } = await env.finalStatus(id);
     expect(execution).toBe('CANCELLED');
     expect(status.state).toBe('cancelled');
@@ -119,7 +119,7 @@ describe('cancellation', () => {
       return view.live.some((l) => l.component === 'config' && l.progress?.stage === 'paused by REWIND_FAULTS') || undefined;
     }, 'the config step to pause after its restore');
     expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(Buffer.from('release: v1\n').toString('base64'));
-    await env.client.cancel(id);
+    await env.client.cancel(id, { user: 'carol', reason: 'test' });
 
     const { status, execution } = await env.finalStatus(id);
     expect(execution).toBe('CANCELLED');

@@ -42,7 +42,7 @@ describe('agent killed during execute', () => {
     expect(status.state).toBe('completed');
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(readTree(v1Copy));
     // The retried step found models already at the target and wrote nothing.
-    expect(status.steps.models!.outcome).toMatchObject({ alreadyAtTarget: true, bytesRestored: 0 });
+    expect(status.steps.models!.outcome).toMatchObject({ alreadyAtTarget: true, bytesWritten: 0 });
     expect(status.steps.config!.outcome!.alreadyAtTarget).toBe(false);
 
     const history = await env.temporal.workflow.getHandle(id).fetchHistory();
@@ -82,6 +82,6 @@ describe('no agent running', () => {
 
     env.spawnAgent('production');
     const result = await env.client.snapshotResult(workflowId);
-    expect(result.components.config!.fingerprint.files).toBe(1);
+    expect(result.components.config!.fingerprint.details).toMatchObject({ kind: 'files', files: 1 });
   });
 });

@@ -69,7 +69,7 @@ describe('point-in-time recovery', () => {
     const done = await env.finalStatus(id, 240_000);
     expect(done.status.cause).toBeUndefined();
     expect(done.status.state).toBe('completed');
-    expect(done.status.steps.db!.outcome).toMatchObject({ strategy: 'pitr' });
+    expect(done.status.steps.db!.outcome!.details).toMatchObject({ strategy: 'pitr' });
     expect(done.status.steps.db!.verify).toBe('passed');
     expect(await sql(url, 'SELECT id, note FROM events ORDER BY id')).toEqual([{ id: 1, note: 'first' }]);
     expect(await sql(url, 'SELECT pg_is_in_recovery() AS r')).toEqual([{ r: false }]);

@@ -1,6 +1,7 @@
 // Rollbacks of a database through the real workflow: the plan shows what each strategy loses
 // before approval, a destructive plan needs --accept-data-loss, files and database roll back
 // in dependency order, and a failed database step puts the files back too.
+import type { PostgresRestoreDetails } from '../src/components/postgres/kind';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { renderCrossSection, renderStatus } from '../src/client/render';
@@ -60,7 +61,7 @@ describe('database rollback strategies', () => {
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com'), ('Grace', 'grace@example.com')");
     await sql(url, 'INSERT INTO orders (customer_id) SELECT id FROM customers');
     const v2 = await env.snapshot('production', { version: 'release-2' });
-    expect(v2.components.db!.fingerprint.migration).toBe('2');
+    expect(v2.components.db!.fingerprint.details).toMatchObject({ kind: 'postgres', migration: '2' });
     const schemaV2 = await withPostgres(url, schemaSignature);
     await migrate(url, '3');
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Katherine', 'kj@example.com')");
@@ -70,10 +71,10 @@ describe('database rollback strategies', () => {
     const { status } = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     const plan = status.plan!.components[0]!;
     expect(plan).toMatchObject({ component: 'db', kind: 'postgres', strategy: 'undo', destructive: true });
-    expect(plan.preview).toEqual(
+    expect(plan.differences).toEqual(
       expect.arrayContaining([
-        { op: 'change', path: 'migration version 3 → 2' },
-        { op: 'remove', path: "column public.orders.total #4 numeric(12,2) not null default 0" },
+        { op: 'change', subject: 'migration version', detail: '3 → 2' },
+        { op: 'remove', subject: 'column public.orders.total #4 numeric(12,2) not null default 0' },
       ]),
     );
     const undo = plan.impact!.find((i) => i.strategy === 'undo')!;
@@ -99,7 +100,7 @@ describe('database rollback strategies', () => {
 
     const done = await approveAndFinish(env, id, true);
     expect(done.status.state).toBe('completed');
-    expect(done.status.steps.db!.outcome).toMatchObject({ strategy: 'undo', migrationsUndone: ['3'] });
+    expect(done.status.steps.db!.outcome!.details).toMatchObject({ strategy: 'undo', migrationsUndone: ['3'] });
     expect(renderStatus(done)).toMatch(/\n {2}db +done +verify passed {2}undid migration 3\n/);
     expect(await withPostgres(url, schemaSignature)).toEqual(schemaV2);
     // Undo keeps what was written since: Katherine and her order are still there.
@@ -120,7 +121,7 @@ describe('database rollback strategies', () => {
     const attributes = () => databaseAttributes(name);
     const before = await attributes();
     const v = await env.snapshot('production', { version: 'release-2b' });
-    expect(v.components.db!.fingerprint.migration).toBe('2');
+    expect(v.components.db!.fingerprint.details).toMatchObject({ kind: 'postgres', migration: '2' });
     await sql(url, "UPDATE customers SET email = 'changed@example.com' WHERE name = 'Ada'");
     await sql(url, 'DELETE FROM orders');
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Barbara', 'bl@example.com')");
@@ -130,8 +131,9 @@ describe('database rollback strategies', () => {
     expect(status.plan!.components[0]).toMatchObject({ strategy: 'restore', destructive: true });
     const done = await approveAndFinish(env, id, true);
     expect(done.status.state).toBe('completed');
-    expect(done.status.steps.db!.outcome).toMatchObject({ strategy: 'restore' });
-    expect(done.status.steps.db!.outcome!.swapWindowMs).toBeLessThan(10_000);
+    expect(done.status.steps.db!.outcome!.details).toMatchObject({ strategy: 'restore' });
+    expect(done.status.steps.db!.outcome!.details).toMatchObject({ swapWindowMs: expect.any(Number) as number });
+    expect((done.status.steps.db!.outcome!.details as PostgresRestoreDetails).swapWindowMs).toBeLessThan(10_000);
     expect(renderStatus(done)).toMatch(/\n {2}db +done +verify passed {2}restored the dump and swapped it in \(unavailable for \d+ ms\)\n/);
     const section = await env.store.crossSections('production');
     expect(renderCrossSection(section.find((x) => x.version === 'release-2b')!)).toMatch(/db +snapshot [0-9a-f]{8} {2}database: 3 tables, migration 2, [\d.]+ [KM]iB on disk/);

@@ -55,13 +55,13 @@ describe('rollback of files components', () => {
     const awaiting = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     const plan = awaiting.status.plan!;
     const configPlan = plan.components.find((c) => c.component === 'config')!;
-    expect(configPlan).toMatchObject({ added: 3, changed: 2, removed: 1, modeChanged: 1 });
-    expect(configPlan.preview).toEqual(
+    expect(configPlan).toMatchObject({ added: 3, changed: 3, removed: 1, details: { kind: 'files', modeChanged: 1 } });
+    expect(configPlan.differences).toEqual(
       expect.arrayContaining([
-        { op: 'change', path: 'app.yaml' },
-        { op: 'remove', path: 'new-feature.yaml' },
-        { op: 'mode', path: 'run.sh' },
-        { op: 'add', path: 'empty.d' },
+        { op: 'change', subject: 'app.yaml' },
+        { op: 'remove', subject: 'new-feature.yaml' },
+        { op: 'change', subject: 'run.sh', detail: 'mode only' },
+        { op: 'add', subject: 'empty.d' },
       ]),
     );
     expect(plan.components.find((c) => c.component === 'models')).toMatchObject({ added: 1, changed: 1, removed: 0 });
@@ -130,7 +130,7 @@ describe('rollback of files components', () => {
 
     expect(status).toMatchObject({ state: 'completed', dryRun: true, phase: 'complete' });
     expect(status.phases.execute).toBeUndefined();
-    expect(status.plan!.components.find((c) => c.component === 'config')!.preview).toContainEqual({ op: 'change', path: 'app.yaml' });
+    expect(status.plan!.components.find((c) => c.component === 'config')!.differences).toContainEqual({ op: 'change', subject: 'app.yaml' });
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
   });
 
@@ -170,7 +170,7 @@ describe('what a restore touches', () => {
 
     const status = await rollbackTo('base');
     expect(status.state).toBe('completed');
-    expect(status.steps.data!.outcome).toMatchObject({ method: 'targeted', bytesRestored: 256 * 1024 });
+    expect(status.steps.data!.outcome).toMatchObject({ bytesWritten: 256 * 1024, details: { kind: 'files', method: 'targeted' } });
     const after = ctimes();
     for (const f of Object.keys(before)) {
       if (f === 'f3.bin') expect(after[f]).not.toBe(before[f]);
@@ -186,7 +186,7 @@ describe('what a restore touches', () => {
     writeFileSync(file, Buffer.alloc(256 * 1024, 77));
     utimesSync(file, mtime, mtime);
     const status = await rollbackTo('base');
-    expect(status.steps.data!.outcome!.method).toBe('targeted');
+    expect(status.steps.data!.outcome!.details).toMatchObject({ method: 'targeted' });
     expect(readTree(dir)['f5.bin']?.content).toBe(Buffer.alloc(256 * 1024, 5).toString('base64'));
   });
 
@@ -226,7 +226,7 @@ describe('what a restore touches', () => {
     const status = await rollbackTo('odd-names');
     expect(status.state).toBe('completed');
     expect(status.steps.data!.outcome).toMatchObject({
-      method: 'whole-tree',
+      details: { method: 'whole-tree' },
       note: 'path "report [final] $HOME*.txt" holds restic pattern syntax',
     });
     expect(readTree(dir)).toEqual(expected);

@@ -5,9 +5,9 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
+import type { ComponentPlan, RestoreOutcome } from '../components/core';
 import type {
   AssessComponentRequest,
-  ComponentDriver,
   ListingDocuments,
   RestoreComponentRequest,
   SnapshotComponentRequest,
@@ -15,11 +15,9 @@ import type {
   VerifyComponentRequest,
   VerifyOutcome,
 } from '../components/driver';
-import { createFilesDriver } from '../components/files/driver';
-import { createPostgresDriver } from '../components/postgres/driver';
+import { createDrivers } from '../components/drivers';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
-import type { ComponentPlan, RestoreOutcome } from '../domain/rollback';
 import type { Component, Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import { ResticError } from '../snapshots/restic';
@@ -42,10 +40,7 @@ export interface AgentDeps {
 export function createAgentActivities(deps: AgentDeps) {
   const faults = deps.faults ?? Faults.none();
   const agentDir = path.join(deps.manifest.dataDir, 'agent', deps.environment);
-  const drivers = {
-    files: createFilesDriver(),
-    postgres: createPostgresDriver({ env: deps.env ?? process.env }),
-  } satisfies { [K in Component['kind']]: ComponentDriver<Extract<Component, { kind: K }>> };
+  const driverFor = createDrivers({ env: deps.env ?? process.env });
 
   const componentOf = (environment: string, name: string): Component => {
     if (environment !== deps.environment) {
@@ -121,8 +116,7 @@ export function createAgentActivities(deps: AgentDeps) {
       if (found) return found;
       if (partial.length > 0) await deps.store.restic.forget(partial);
       const ctx = await contextFor(req.component, progress);
-      const snapshot =
-        component.kind === 'files' ? await drivers.files.snapshot(component, req, ctx) : await drivers.postgres.snapshot(component, req, ctx);
+      const snapshot = await driverFor(component).snapshot(component, req, ctx);
       deps.logger.info(
         { component: req.component, crossSectionId: req.crossSectionId, snapshotId: snapshot.snapshotId, kind: component.kind },
         'snapshot taken',
@@ -141,8 +135,7 @@ export function createAgentActivities(deps: AgentDeps) {
       const fault = { attempt: progress.attempt, path: pathOf(component), signal: progress.signal, onPause };
       await faults.fire(before, req.component, fault);
       const ctx = await contextFor(req.component, progress);
-      const outcome =
-        component.kind === 'files' ? await drivers.files.restore(component, req, ctx) : await drivers.postgres.restore(component, req, ctx);
+      const outcome = await driverFor(component).restore(component, req, ctx);
       if (outcome.alreadyAtTarget) {
         deps.logger.info({ component: req.component, purpose: req.purpose }, 'already at target; nothing to restore');
       } else {
@@ -158,7 +151,7 @@ export function createAgentActivities(deps: AgentDeps) {
     const component = componentOf(req.environment, req.component);
     return step(req.component, 'plan', async (progress) => {
       const ctx = await contextFor(req.component, progress);
-      return component.kind === 'files' ? drivers.files.assess(component, req, ctx) : drivers.postgres.assess(component, req, ctx);
+      return driverFor(component).assess(component, req, ctx);
     });
   }
 
@@ -167,8 +160,7 @@ export function createAgentActivities(deps: AgentDeps) {
     return step(req.component, 'verify', async (progress) => {
       const ctx = await contextFor(req.component, progress);
       const started = Date.now();
-      const outcome =
-        component.kind === 'files' ? await drivers.files.verify(component, req, ctx) : await drivers.postgres.verify(component, req, ctx);
+      const outcome = await driverFor(component).verify(component, req, ctx);
       deps.logger.info({ component: req.component, matches: outcome.matches, ms: Date.now() - started }, 'verified');
       return outcome;
     });
@@ -179,9 +171,9 @@ export function createAgentActivities(deps: AgentDeps) {
 
 export type AgentActivities = ReturnType<typeof createAgentActivities>;
 
-/** Where fault hooks may tamper: a files component's directory. */
+/** Where fault hooks may tamper: a component that is a directory. */
 function pathOf(component: Component): string {
-  return component.kind === 'files' ? component.path : '';
+  return 'path' in component ? component.path : '';
 }
 
 async function cleanUpAndConvert(err: unknown, deps: AgentDeps): Promise<unknown> {

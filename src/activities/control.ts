@@ -6,17 +6,20 @@ import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
+import { type ComponentPlan, type RollbackComponent, type RollbackContext, type RollbackRequest } from '../domain/rollback';
 import {
-  describeTarget,
-  type ComponentPlan,
-  type RollbackComponent,
-  type RollbackContext,
-  type RollbackRequest,
-} from '../domain/rollback';
+  chosenComponents,
+  environmentBusyMessage,
+  environmentProblem,
+  rollbackRequestProblem,
+  targetNotFoundMessage,
+} from '../domain/rollback-rules';
 import type { SnapshotContext, SnapshotRequest } from '../domain/snapshot';
-import { diffListings } from '../components/files/listing';
+import { diffListings, toChange } from '../components/files/listing';
+import type { FilesPlanDetails } from '../components/files/kind';
+import { componentLocation, stepOptionsOf } from '../components/registry';
 import { parseDuration } from '../manifest/duration';
-import { allowsSelfApproval, componentLocation, envTaskQueue, type Manifest, type PostgresComponent } from '../manifest/schema';
+import { allowsSelfApproval, envTaskQueue, type Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import { lockHolder as findLockHolder, runningRollbacks } from '../platform/rollback-runs';
 import type { SnapshotStore } from '../snapshots/store';
@@ -41,42 +44,28 @@ export interface PlanComponentRequest {
 export function createControlActivities(deps: ControlDeps) {
   const { manifest } = deps;
 
-  const environmentOf = (name: string) => {
-    const env = manifest.environments[name];
-    if (!env) {
-      throw ApplicationFailure.nonRetryable(
-        `unknown environment "${name}" (the manifest declares: ${Object.keys(manifest.environments).join(', ')})`,
-        ErrorType.InvalidRequest,
-      );
-    }
-    return env;
-  };
-
-  const chosenComponents = (envName: string, requested: string[] | undefined) => {
-    const declared = Object.keys(environmentOf(envName).components);
-    const unknown = (requested ?? []).filter((c) => !declared.includes(c));
-    if (unknown.length > 0) {
-      throw ApplicationFailure.nonRetryable(
-        `environment "${envName}" has no component ${unknown.map((u) => `"${u}"`).join(', ')} (it has: ${declared.join(', ')})`,
-        ErrorType.InvalidRequest,
-      );
-    }
-    return requested ? declared.filter((c) => requested.includes(c)) : declared;
+  /** The request's environment and components, checked against the manifest. */
+  const chosen = (environment: string, requested: string[] | undefined): string[] => {
+    const problem = environmentProblem(manifest, environment, requested);
+    if (problem) throw ApplicationFailure.nonRetryable(problem, ErrorType.InvalidRequest);
+    return chosenComponents(manifest, environment, requested);
   };
 
   function resolveSnapshot(request: SnapshotRequest): Promise<SnapshotContext> {
     return Promise.resolve({
       environment: request.environment,
       envTaskQueue: envTaskQueue(manifest, request.environment),
-      components: chosenComponents(request.environment, request.components),
+      components: chosen(request.environment, request.components),
       heartbeatTimeoutMs: parseDuration(manifest.policy.heartbeatTimeout),
     });
   }
 
   async function resolveRollback(request: RollbackRequest & { workflowId: string; takesLock?: boolean }): Promise<RollbackContext> {
     try {
-      const env = environmentOf(request.environment);
-      const names = chosenComponents(request.environment, request.components);
+      const problem = rollbackRequestProblem(manifest, request);
+      if (problem) throw ApplicationFailure.nonRetryable(problem, ErrorType.InvalidRequest);
+      const env = manifest.environments[request.environment]!;
+      const names = chosenComponents(manifest, request.environment, request.components);
       // A run that takes the environment lock itself (see workflows/lock.ts) needs no check of
       // the running list, which two runs started together could both pass.
       if (!request.dryRun && !request.takesLock) await refuseConcurrentRollback(request.environment, request.workflowId);
@@ -87,22 +76,13 @@ export function createControlActivities(deps: ControlDeps) {
         const hint = recent.length
           ? `recent: ${recent.map((s) => (s.version ? `${s.id} (${s.version})` : s.id)).join(', ')}`
           : 'there are no snapshots yet (rewind snapshot create)';
-        throw ApplicationFailure.nonRetryable(
-          `no cross-section of ${request.environment} matches ${describeTarget(request.target)}; ${hint}`,
-          ErrorType.TargetNotFound,
-        );
+        throw ApplicationFailure.nonRetryable(targetNotFoundMessage(request.environment, request.target, hint), ErrorType.TargetNotFound);
       }
       const missing = names.filter((n) => !target.components[n]);
       if (missing.length > 0) {
         throw ApplicationFailure.nonRetryable(
           `cross-section ${target.id} has no snapshot of ${missing.join(', ')}; choose components with --components`,
           ErrorType.CrossSectionIncomplete,
-        );
-      }
-      if (request.strategy !== undefined && !names.some((n) => env.components[n]!.kind === 'postgres')) {
-        throw ApplicationFailure.nonRetryable(
-          `--strategy ${request.strategy} applies to postgres components, and this rollback has none`,
-          ErrorType.InvalidRequest,
         );
       }
       return {
@@ -112,10 +92,11 @@ export function createControlActivities(deps: ControlDeps) {
         components: names.map((name) => {
           const component = env.components[name]!;
           const snap = target.components[name]!;
+          const time = request.target.kind === 'time' ? request.target.time : undefined;
           return {
             name,
             kind: component.kind,
-            ...(component.kind === 'postgres' ? postgresTarget(component, request, target.time) : {}),
+            ...stepOptionsOf(component, { ...(request.strategy !== undefined ? { strategy: request.strategy } : {}), ...(time ? { time } : {}), crossSectionTime: target.time }),
             path: componentLocation(component),
             dependsOn: component.dependsOn.filter((d) => names.includes(d)),
             targetSnapshotId: snap.snapshotId,
@@ -144,24 +125,26 @@ export function createControlActivities(deps: ControlDeps) {
     if (!deps.client) return;
     const other = (await runningRollbacks(deps.client, manifest.temporal.taskQueue, environment)).find((id) => id !== self);
     if (other) {
-      throw ApplicationFailure.nonRetryable(
-        `rollback ${other} is already running on ${environment}; wait for it or cancel it first`,
-        ErrorType.InvalidRequest,
-      );
+      throw ApplicationFailure.nonRetryable(environmentBusyMessage(other, environment), ErrorType.InvalidRequest);
     }
   }
 
-  /** Compares the safety snapshot's listing with the target's; the full list goes to a file. */
+  /**
+   * Legacy: the plan of a files component made on the control worker, for runs started before
+   * plans moved to the agents (patch plan-components-on-agent; docs/versioning.md).
+   */
   async function planComponent(req: PlanComponentRequest): Promise<ComponentPlan> {
     try {
       const [current, target] = await Promise.all([
         deps.store.readListing(req.safety.listingSnapshotId),
         deps.store.readListing(req.component.targetListingSnapshotId),
       ]);
+      const changes = diffListings(current, target);
       const summary = await summarizeChanges(
         { plansDir: path.join(manifest.dataDir, 'plans'), workflowId: req.workflowId, component: req.component.name, previewPaths: req.previewPaths },
-        diffListings(current, target),
+        changes.map(toChange),
       );
+      const details: FilesPlanDetails = { kind: 'files', modeChanged: changes.filter((c) => c.op === 'mode').length };
       return {
         component: req.component.name,
         kind: req.component.kind,
@@ -169,6 +152,8 @@ export function createControlActivities(deps: ControlDeps) {
         targetSnapshotId: req.component.targetSnapshotId,
         safetySnapshotId: req.safety.snapshotId,
         ...summary,
+        destructive: false,
+        details,
       };
     } catch (err) {
       throw toApplicationFailure(err);
@@ -196,16 +181,6 @@ export function createControlActivities(deps: ControlDeps) {
 }
 
 export type ControlActivities = ReturnType<typeof createControlActivities>;
-
-/** A database's strategy and, for point-in-time recovery, the moment to recover to. */
-function postgresTarget(component: PostgresComponent, request: RollbackRequest, crossSectionTime: string) {
-  const byTime = request.target.kind === 'time';
-  const strategy = request.strategy ?? (byTime && component.pitr ? 'pitr' : component.strategy);
-  return {
-    strategy,
-    ...(strategy === 'pitr' ? { targetTime: request.target.kind === 'time' ? request.target.time : crossSectionTime } : {}),
-  };
-}
 
 function safeFileName(id: string): string {
   return id.replace(/[^A-Za-z0-9._-]/g, '_');

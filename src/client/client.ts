@@ -5,14 +5,34 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   WorkflowFailedError,
   WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
   type Client,
   type WorkflowExecutionDescription,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { ApplicationFailure, type TypedSearchAttributes } from '@temporalio/common';
+import { ApplicationFailure, WorkflowExecutionAlreadyStartedError, type TypedSearchAttributes } from '@temporalio/common';
 import type { StepProgress } from '../activities/progress';
-import { approveSignal, rejectSignal, rollbackStatusQuery, snapshotStatusQuery } from '../domain/messages';
-import { describeTarget, FINAL_STATES, rollbackRequestSchema, targetKeyword, type RollbackRequest, type RollbackStatus } from '../domain/rollback';
+import { describeFailure } from '../domain/errors';
+import {
+  approveUpdate,
+  cancelUpdate,
+  rejectUpdate,
+  rollbackStatusQuery,
+  snapshotStatusQuery,
+  type DecisionOutcome,
+} from '../domain/messages';
+import {
+  describeTarget,
+  FINAL_STATES,
+  keyedRollbackId,
+  requestIdSchema,
+  rollbackRequestSchema,
+  targetKeyword,
+  type RollbackRequest,
+  type RollbackStatus,
+} from '../domain/rollback';
+import { environmentBusyMessage, environmentProblem, rollbackRequestProblem } from '../domain/rollback-rules';
+import { rollbackWorkflow, snapshotWorkflow } from '../workflows';
 import type { CrossSectionResult, SnapshotRequest } from '../domain/snapshot';
 import { snapshotRequestSchema } from '../domain/snapshot';
 import {
@@ -37,16 +57,7 @@ export class RequestError extends Error {
 }
 
 /** The innermost message of a failure chain (workflow → activity → application failure). */
-export function failureMessage(err: unknown): string {
-  let current: unknown = err;
-  let message = err instanceof Error ? err.message : String(err);
-  while (current instanceof Error) {
-    if (current instanceof ApplicationFailure || !(current.cause instanceof Error)) message = current.message;
-    if (current instanceof ApplicationFailure) break;
-    current = current.cause;
-  }
-  return message;
-}
+export const failureMessage = describeFailure;
 
 /** `rollback-production-20261128-130641-a1b2`: readable in the Web UI, unique enough to type. */
 export function newWorkflowId(kind: 'rollback' | 'snapshot', environment: string, at = new Date()): string {
@@ -57,16 +68,13 @@ export function newWorkflowId(kind: 'rollback' | 'snapshot', environment: string
 
 /** Checks a request against the manifest before anything starts, so mistakes fail at once. */
 export function checkAgainstManifest(manifest: Manifest, environment: string, components?: string[]): void {
-  const env = manifest.environments[environment];
-  if (!env) {
-    throw new RequestError(`unknown environment "${environment}" (the manifest declares: ${Object.keys(manifest.environments).join(', ')})`);
-  }
-  const unknown = (components ?? []).filter((c) => !(c in env.components));
-  if (unknown.length) {
-    throw new RequestError(
-      `environment "${environment}" has no component ${unknown.map((c) => `"${c}"`).join(', ')} (it has: ${Object.keys(env.components).join(', ')})`,
-    );
-  }
+  const problem = environmentProblem(manifest, environment, components);
+  if (problem) throw new RequestError(problem);
+}
+
+/** What a decision or a cancel came to, as the CLI and incident tooling read it. */
+export interface DecisionResult extends DecisionOutcome {
+  workflowId: string;
 }
 
 function parseRequest<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
@@ -113,7 +121,7 @@ export class RewindClient {
   async startSnapshot(input: unknown): Promise<WorkflowHandle> {
     const request: SnapshotRequest = parseRequest(snapshotRequestSchema, input);
     checkAgainstManifest(this.manifest, request.environment, request.components);
-    return this.client.workflow.start('snapshotWorkflow', {
+    return this.client.workflow.start(snapshotWorkflow, {
       taskQueue: this.taskQueue,
       workflowId: newWorkflowId('snapshot', request.environment),
       args: [request],
@@ -122,57 +130,69 @@ export class RewindClient {
   }
 
   async snapshotResult(workflowId: string): Promise<CrossSectionResult> {
-    return (await this.client.workflow.getHandle(workflowId).result()) as CrossSectionResult;
+    return this.client.workflow.getHandle<typeof snapshotWorkflow>(workflowId).result();
   }
 
   async snapshotProgress(workflowId: string) {
     return this.client.workflow.getHandle(workflowId).query(snapshotStatusQuery);
   }
 
-  async startRollback(input: unknown): Promise<{ workflowId: string; request: RollbackRequest }> {
+  /**
+   * Starts a rollback. With `requestId`, the run's id comes from the environment and the key,
+   * so the same request sent again, or many times at once, finds the same run (`existing` is
+   * true when it was found before starting; callers racing to start it all get its id).
+   */
+  async startRollback(input: unknown, options: { requestId?: string } = {}): Promise<{ workflowId: string; request: RollbackRequest; existing: boolean }> {
     const request: RollbackRequest = parseRequest(rollbackRequestSchema, input);
-    checkAgainstManifest(this.manifest, request.environment, request.components);
-    await this.precheckRollback(request);
-    const workflowId = newWorkflowId('rollback', request.environment);
+    const requestId = options.requestId === undefined ? undefined : parseRequest(requestIdSchema, options.requestId);
+    const problem = rollbackRequestProblem(this.manifest, request);
+    if (problem) throw new RequestError(problem);
+    const workflowId = requestId ? keyedRollbackId(request.environment, requestId) : newWorkflowId('rollback', request.environment);
+    if (requestId && (await this.exists(workflowId))) return { workflowId, request, existing: true };
+    await this.precheckRollback(request, workflowId);
     const target = targetKeyword(request.target);
-    await this.client.workflow.start('rollbackWorkflow', {
-      taskQueue: this.taskQueue,
-      workflowId,
-      args: [request],
-      memo: { dryRun: request.dryRun, requester: request.requester },
-      typedSearchAttributes: [
-        { key: environmentAttribute, value: request.environment },
-        { key: phaseAttribute, value: 'decide' },
-        { key: stateAttribute, value: 'running' },
-        { key: triggerAttribute, value: request.trigger },
-        { key: targetAttribute, value: target },
-        { key: dryRunAttribute, value: request.dryRun },
-      ],
-    });
-    return { workflowId, request };
+    try {
+      await this.client.workflow.start(rollbackWorkflow, {
+        taskQueue: this.taskQueue,
+        workflowId,
+        args: [request],
+        // A keyed request joins the run its key names, running or ended, instead of starting one.
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdReusePolicy: requestId ? 'REJECT_DUPLICATE' : 'ALLOW_DUPLICATE',
+        memo: { dryRun: request.dryRun, requester: request.requester },
+        staticSummary: `Roll ${request.environment} back to ${describeTarget(request.target)}${request.dryRun ? ' (dry run)' : ''}`,
+        staticDetails: `requested by ${request.requester} (${request.trigger})${request.reason ? `: ${request.reason}` : ''}`,
+        typedSearchAttributes: [
+          { key: environmentAttribute, value: request.environment },
+          { key: phaseAttribute, value: 'decide' },
+          { key: stateAttribute, value: 'running' },
+          { key: triggerAttribute, value: request.trigger },
+          { key: targetAttribute, value: target },
+          { key: dryRunAttribute, value: request.dryRun },
+        ],
+      });
+      return { workflowId, request, existing: false };
+    } catch (err) {
+      if (requestId && err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, request, existing: true };
+      throw err;
+    }
+  }
+
+  private async exists(workflowId: string): Promise<boolean> {
+    try {
+      await this.client.workflow.getHandle(workflowId).describe();
+      return true;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return false;
+      throw err;
+    }
   }
 
   /** The decide phase's checks, made early so that a doomed request leaves no failed run behind. */
-  private async precheckRollback(request: RollbackRequest): Promise<void> {
-    if (request.strategy !== undefined) {
-      const env = this.manifest.environments[request.environment]!;
-      const chosen = request.components ?? Object.keys(env.components);
-      if (!chosen.some((c) => env.components[c]?.kind === 'postgres')) {
-        throw new RequestError(`--strategy ${request.strategy} applies to postgres components, and this rollback has none`);
-      }
-      const withoutPitr = chosen.filter((c) => {
-        const component = env.components[c];
-        return component?.kind === 'postgres' && !component.pitr;
-      });
-      if (request.strategy === 'pitr' && withoutPitr.length > 0) {
-        throw new RequestError(
-          `--strategy pitr needs point-in-time recovery set up for every database in the rollback; ${withoutPitr.map((c) => `${request.environment}/${c}`).join(', ')} has none (environments.${request.environment}.components.${withoutPitr[0]}.pitr)`,
-        );
-      }
-    }
+  private async precheckRollback(request: RollbackRequest, workflowId: string): Promise<void> {
     if (!request.dryRun) {
-      const [busy] = await runningRollbacks(this.client, this.taskQueue, request.environment);
-      if (busy) throw new RequestError(`rollback ${busy} is already running on ${request.environment}; wait for it or cancel it first`);
+      const busy = (await runningRollbacks(this.client, this.taskQueue, request.environment)).find((id) => id !== workflowId);
+      if (busy) throw new RequestError(environmentBusyMessage(busy, request.environment));
     }
     if (!this.store) return;
     if (!(await this.store.findTarget(request.environment, request.target))) {
@@ -183,62 +203,69 @@ export class RewindClient {
   }
 
   /**
-   * Sends an approval or rejection, then waits until the workflow has recorded it, so the
-   * caller learns whether it counted (non-approvers and self-approval are refused).
+   * Approves or rejects, as one Update whose id is the request id: the answer says at once
+   * whether it counted, and why not; the server counts a repeated request id once.
    */
   async decide(
     workflowId: string,
     action: 'approve' | 'reject',
     decision: { user: string; comment?: string; requestId?: string; acceptDataLoss?: boolean },
-    timeoutMs = 15_000,
-  ): Promise<{ accepted: boolean; reason?: string; status: RollbackStatus }> {
-    const handle = this.client.workflow.getHandle(workflowId);
+  ): Promise<DecisionResult> {
     const requestId = decision.requestId ?? randomUUID();
-    const ended = (status: RollbackStatus) => ({ accepted: false, reason: `the rollback already ended (${status.state})`, status });
-    // Whether this request (same id) was already recorded: a retried request gets its first answer.
-    const outcomeOf = (status: RollbackStatus) => {
-      const refusal = status.refusals.find((r) => r.requestId === requestId);
-      if (refusal) return { accepted: false, reason: refusal.reason, status };
-      const counted = status.approvals.some((a) => a.requestId === requestId) || status.rejection?.requestId === requestId;
-      return counted ? { accepted: true, status } : undefined;
-    };
-    const before = await this.rollbackView(workflowId);
-    const earlier = outcomeOf(before.status);
-    if (earlier) return earlier;
-    if (before.execution !== 'RUNNING') return ended(before.status);
-    try {
-      await handle.signal(action === 'approve' ? approveSignal : rejectSignal, {
-        user: decision.user,
-        requestId,
-        ...(decision.comment ? { comment: decision.comment } : {}),
-        ...(decision.acceptDataLoss ? { acceptDataLoss: true } : {}),
-      });
-    } catch (err) {
-      // It closed between our look and our signal.
-      if (err instanceof WorkflowNotFoundError) return ended((await this.rollbackView(workflowId)).status);
-      throw err;
-    }
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { status } = await this.rollbackView(workflowId);
-      const outcome = outcomeOf(status);
-      if (outcome) return outcome;
-      if (FINAL_STATES.includes(status.state)) return ended(status);
-      if (Date.now() > deadline) throw new RequestError(`${action} was sent but not yet recorded by ${workflowId}; check its status`);
-      await sleep(200);
-    }
+    return this.sendDecision(workflowId, requestId, () =>
+      this.client.workflow.getHandle(workflowId).executeUpdate(action === 'approve' ? approveUpdate : rejectUpdate, {
+        updateId: requestId,
+        args: [
+          {
+            user: decision.user,
+            requestId,
+            ...(decision.comment ? { comment: decision.comment } : {}),
+            ...(decision.acceptDataLoss ? { acceptDataLoss: true } : {}),
+          },
+        ],
+      }),
+    );
   }
 
-  /** Requests cancellation; refuses, saying how it ended, when the run is already over. */
-  async cancel(workflowId: string): Promise<void> {
-    const { status, execution } = await this.rollbackView(workflowId);
-    if (execution !== 'RUNNING') throw new RequestError(`${workflowId} already ended (${status.state}); there is nothing to cancel`);
-    await this.client.workflow.getHandle(workflowId).cancel();
+  /**
+   * Cancels a rollback: records who and why (an Update, refused when the run already ended),
+   * then requests the run's cancellation. Before execute it stops cleanly; during execute it
+   * stops the running steps and compensates.
+   */
+  async cancel(workflowId: string, by: { user: string; reason?: string; requestId?: string }): Promise<DecisionResult> {
+    const requestId = by.requestId ?? randomUUID();
+    const handle = this.client.workflow.getHandle(workflowId);
+    const outcome = await this.sendDecision(workflowId, requestId, () =>
+      handle.executeUpdate(cancelUpdate, {
+        updateId: requestId,
+        args: [{ user: by.user, requestId, ...(by.reason ? { reason: by.reason } : {}) }],
+      }),
+    );
+    if (!outcome.accepted) throw new RequestError(`cannot cancel ${workflowId}: ${outcome.reason ?? 'refused'}`);
+    await handle.cancel();
+    return outcome;
+  }
+
+  private async sendDecision(workflowId: string, _requestId: string, send: () => Promise<DecisionOutcome>): Promise<DecisionResult> {
+    try {
+      return { workflowId, ...(await send()) };
+    } catch (err) {
+      // A validator's refusal (malformed, too early, too late) never reached history.
+      if (err instanceof WorkflowUpdateFailedError) {
+        const { status } = await this.rollbackView(workflowId);
+        return { workflowId, accepted: false, reason: describeFailure(err.cause ?? err), state: status.state, phase: status.phase };
+      }
+      if (err instanceof WorkflowNotFoundError || /already completed|workflow execution.*(completed|not found)/i.test(describeFailure(err))) {
+        const { status, execution } = await this.rollbackView(workflowId);
+        return { workflowId, accepted: false, reason: `the rollback already ended (${status.state}, ${execution})`, state: status.state, phase: status.phase };
+      }
+      throw err;
+    }
   }
 
   /** The rollback's status, from its query, or from its result once no worker can answer. */
   async rollbackView(workflowId: string): Promise<RollbackView> {
-    const handle = this.client.workflow.getHandle(workflowId);
+    const handle = this.client.workflow.getHandle<typeof rollbackWorkflow>(workflowId);
     let description: WorkflowExecutionDescription;
     try {
       description = await handle.describe();
@@ -246,7 +273,7 @@ export class RewindClient {
       if (err instanceof WorkflowNotFoundError) throw new RequestError(`no rollback with id ${workflowId}`);
       throw err;
     }
-    if (description.type !== 'rollbackWorkflow') throw new RequestError(`${workflowId} is a ${description.type}, not a rollback`);
+    if (description.type !== rollbackWorkflow.name) throw new RequestError(`${workflowId} is a ${description.type}, not a rollback`);
     const execution = description.status.name;
     let status: RollbackStatus | undefined;
     if (execution === 'RUNNING') {
@@ -307,9 +334,9 @@ export class RewindClient {
   }
 }
 
-async function finalStatus(handle: WorkflowHandle): Promise<RollbackStatus | undefined> {
+async function finalStatus(handle: WorkflowHandle<typeof rollbackWorkflow>): Promise<RollbackStatus | undefined> {
   try {
-    return (await handle.result()) as RollbackStatus;
+    return await handle.result();
   } catch (err) {
     // Failed and compensated runs carry their status as failure details.
     let cause: unknown = err instanceof WorkflowFailedError ? err.cause : err;

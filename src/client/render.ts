@@ -1,7 +1,9 @@
 // Human-readable output of the CLI. Machines get --json instead.
-import { formatBytes } from '../domain/report';
-import type { CrossSection, FingerprintSummary } from '../domain/cross-section';
-import { describeTarget, type RestoreOutcome, type RollbackPlan, type RollbackStatus } from '../domain/rollback';
+import { describeContents, presenterOf } from '../components/registry';
+import type { CrossSection } from '../domain/cross-section';
+import { count, formatBytes } from '../domain/format';
+import { describeOutcome } from '../domain/report';
+import { describeTarget, type RollbackPlan, type RollbackStatus } from '../domain/rollback';
 import { formatDuration } from '../manifest/duration';
 import type { LiveStep, RollbackView } from './client';
 
@@ -9,9 +11,9 @@ export function renderPlan(plan: RollbackPlan): string {
   const lines = [`Plan (safety cross-section ${plan.safetyCrossSectionId}; order: ${plan.order.map((w) => w.join(' + ')).join(' → ')}):`];
   const width = Math.max(9, ...plan.components.map((c) => c.component.length));
   for (const c of plan.components) {
-    const counts = `+${c.added} ~${c.changed} -${c.removed}${c.modeChanged ? ` mode ${c.modeChanged}` : ''}`;
+    const counts = `+${c.added} ~${c.changed} -${c.removed}${presenterOf(c.kind).planCounts(c)}`;
     lines.push(`  ${c.component.padEnd(width)}  ${counts.padEnd(18)} ${formatBytes(c.bytesToWrite).padStart(10)} to write   ${c.path}`);
-    for (const p of c.preview) lines.push(`  ${''.padEnd(width)}    ${p.op.padEnd(6)} ${p.path}`);
+    for (const d of c.differences ?? []) lines.push(`  ${''.padEnd(width)}    ${d.op.padEnd(6)} ${d.subject}${d.detail ? ` (${d.detail})` : ''}`);
     if (c.more > 0) lines.push(`  ${''.padEnd(width)}    … ${c.more} more in ${c.changeListFile}`);
     for (const i of c.impact ?? []) {
       const mark = i.strategy === c.strategy ? '*' : ' ';
@@ -21,7 +23,7 @@ export function renderPlan(plan: RollbackPlan): string {
     }
   }
   const t = plan.totals;
-  lines.push(`  ${'total'.padEnd(width)}  +${t.added} ~${t.changed} -${t.removed}${t.modeChanged ? ` mode ${t.modeChanged}` : ''}, ${formatBytes(t.bytesToWrite)} to write`);
+  lines.push(`  ${'total'.padEnd(width)}  +${t.added} ~${t.changed} -${t.removed}, ${formatBytes(t.bytesToWrite)} to write`);
   if (plan.destructive) lines.push('  This plan LOSES DATA (* marks the chosen strategy): approve with --accept-data-loss, or choose another --strategy.');
   return lines.join('\n');
 }
@@ -41,8 +43,9 @@ export function renderStatus(view: RollbackView): string {
     lines.push(`  approvals: ${s.approvals.length}/${s.requiredApprovals ?? 1} (${got}); may approve: ${may.join(', ')}${excluded}`);
   }
   if (s.state === 'awaiting-approval' && s.approvalDeadline) lines.push(`  approval deadline: ${s.approvalDeadline}`);
+  if (s.cancellation) lines.push(`  cancelled by ${s.cancellation.user} during ${s.cancellation.phase}${s.cancellation.reason ? `: ${s.cancellation.reason}` : ''}`);
   if (s.rejection) lines.push(`  rejected by ${s.rejection.user}${s.rejection.comment ? `: ${s.rejection.comment}` : ''}`);
-  for (const r of s.refusals.slice(-3)) lines.push(`  refused ${r.action} by ${r.user}: ${r.reason}`);
+  for (const r of s.refusals.slice(-3)) lines.push(`  refused ${r.action} by ${r.user}${r.count && r.count > 1 ? ` (${r.count} times)` : ''}: ${r.reason}`);
   const phases = Object.entries(s.phases)
     .map(([p, t]) => `${p} ${t.durationMs === undefined ? '…' : formatDuration(t.durationMs)}`)
     .join(', ');
@@ -54,9 +57,7 @@ export function renderStatus(view: RollbackView): string {
     for (const st of steps) {
       const live = view.live.find((l) => l.component === st.component);
       const extra = st.outcome
-        ? st.outcome.alreadyAtTarget
-          ? 'already at target'
-          : describeOutcome(st.outcome)
+        ? describeOutcome(s, st.component)
         : live
           ? renderLive(live)
           : '';
@@ -76,10 +77,6 @@ export function renderLive(live: LiveStep): string {
   const pct = p.percent !== undefined ? ` ${(p.percent * 100).toFixed(0)}%` : '';
   const bytes = p.bytesTotal ? ` ${formatBytes(p.bytesDone ?? 0)}/${formatBytes(p.bytesTotal)}` : '';
   return `${p.stage}${pct}${bytes}${attempt}`;
-}
-
-export function count(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 export function progressBar(fraction: number, width = 24): string {
@@ -118,26 +115,4 @@ export function renderCrossSection(s: CrossSection): string {
   return lines.join('\n');
 }
 
-/** What a snapshot holds: files and folders, or a database's tables and migration version. */
-export function describeContents(f: FingerprintSummary): string {
-  if (f.tables !== undefined) {
-    return `database: ${count(f.tables, 'table')}, migration ${f.migration ?? 'none'}, ${formatBytes(f.bytes)} on disk`;
-  }
-  return `${count(f.files, 'file')}, ${count(f.dirs, 'dir')}, ${count(f.symlinks, 'link')}, ${formatBytes(f.bytes)}`;
-}
-
-/** What a restore step did, in the terms of its component's kind. */
-function describeOutcome(o: RestoreOutcome): string {
-  const note = o.note ? `: ${o.note}` : '';
-  switch (o.strategy) {
-    case 'undo':
-      return `undid migration${(o.migrationsUndone ?? []).length === 1 ? '' : 's'} ${(o.migrationsUndone ?? []).join(', ') || '(none)'}${note}`;
-    case 'restore':
-      return `restored the dump and swapped it in (unavailable for ${o.swapWindowMs ?? '?'} ms)${note}`;
-    case 'pitr':
-      return `point-in-time recovery${note}`;
-    default:
-      return `${count(o.filesRestored, 'file')} restored (${formatBytes(o.bytesRestored)}), ${o.filesDeleted} deleted, ${o.method ?? 'whole-tree'}${note}`;
-  }
-}
-
+export { describeContents };

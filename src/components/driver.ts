@@ -1,11 +1,10 @@
-// What rewind does with a component depends on its kind: a directory of files is listed and
-// restored path by path, a database is dumped and swapped. Each kind is a driver; the agent's
-// activities choose the driver by the manifest's `kind` and do the rest (faults, progress,
-// error conversion) the same way for every kind.
+// A component kind's I/O half: what the agent does with a component. A directory of files is
+// listed and restored path by path, a database is dumped and swapped. The agent's activities
+// get the driver from drivers.ts and do the rest (progress, error conversion) the same way
+// for every kind. docs/component-kinds.md describes the contract.
 import type { ProgressReporter } from '../activities/progress';
-import type { ComponentSnapshot, FingerprintSummary, SnapshotLabels, SnapshotOrigin } from '../domain/cross-section';
-import type { ComponentPlan, RestoreOutcome, Strategy } from '../domain/rollback';
-import type { ListingChange } from '../components/files/listing';
+import type { ComponentSnapshot, SnapshotLabels, SnapshotOrigin } from '../domain/cross-section';
+import type { ComponentPlan, FingerprintSummary, RestoreOutcome, VerifyOutcome } from './core';
 import type { Logger } from '../platform/logger';
 import type { SnapshotStore } from '../snapshots/store';
 
@@ -27,14 +26,17 @@ export interface RestoreComponentRequest {
   listingSnapshotId: string;
   fingerprint: FingerprintSummary;
   purpose: 'rollback' | 'compensation';
-  /** postgres: how to bring the database back (default: restore the dump). */
-  strategy?: Strategy;
+  /** How to bring the component back, for kinds with more than one way (StepOptions). */
+  strategy?: string;
   /** Names this step (workflow, purpose, component) so a retry recognises its own work. */
   idempotencyKey?: string;
-  /** postgres, pitr strategy: the moment to recover to. */
+  /** The moment to recover to (point-in-time recovery). */
   targetTime?: string;
-  /** Compensation: the rollback step it undoes, so that a step which changed nothing is left alone. */
-  compensates?: { idempotencyKey: string; strategy: Strategy };
+  /**
+   * Compensation: the rollback step it undoes. The driver decides what putting the component
+   * back takes, e.g. nothing when that step changed nothing.
+   */
+  compensates?: { idempotencyKey: string; strategy?: string };
 }
 
 export interface VerifyComponentRequest {
@@ -42,15 +44,8 @@ export interface VerifyComponentRequest {
   component: string;
   expected: FingerprintSummary;
   listingSnapshotId: string;
-  /** postgres: after point-in-time recovery there is no snapshot to equal, only a healthy cluster. */
-  strategy?: Strategy;
-}
-
-export interface VerifyOutcome {
-  matches: boolean;
-  actual: FingerprintSummary;
-  /** The first differences from the target, when it does not match. */
-  differences: ListingChange[];
+  /** The strategy the step used (after point-in-time recovery there is no snapshot to equal). */
+  strategy?: string;
 }
 
 export interface AssessComponentRequest {
@@ -60,7 +55,7 @@ export interface AssessComponentRequest {
   /** The component as it is now (the rollback's safety snapshot). */
   safety: ComponentSnapshot;
   target: { snapshotId: string; listingSnapshotId: string; fingerprint: FingerprintSummary };
-  strategy?: Strategy;
+  strategy?: string;
   targetTime?: string;
   previewPaths: number;
 }
@@ -84,13 +79,23 @@ export interface StepContext {
 }
 
 export type RestoreResult = Omit<RestoreOutcome, 'durationMs'>;
+export type { VerifyOutcome };
 
+/**
+ * Room to grow: drift scans add `compare(component, other, ctx)` (two environments' states of
+ * one component, as findings) and the app kind adds `health(component, ctx)`; both are optional
+ * members, so kinds without them keep compiling.
+ */
 export interface ComponentDriver<C> {
+  /** Takes the component's data snapshot and its listing (what plans and verify read). */
   snapshot(component: C, req: SnapshotComponentRequest, ctx: StepContext): Promise<ComponentSnapshot>;
-  /** Brings the component to the snapshot; first checks whether it is there already. */
+  /**
+   * Brings the component to the snapshot; first checks whether it is there already. For
+   * compensation, decides from `req.compensates` whether the undone step changed anything.
+   */
   restore(component: C, req: RestoreComponentRequest, ctx: StepContext): Promise<RestoreResult>;
   verify(component: C, req: VerifyComponentRequest, ctx: StepContext): Promise<VerifyOutcome>;
-  /** What rolling back to the target would change, and for a database, what it would lose. */
+  /** What rolling back to the target would change, and what each strategy would lose. */
   assess(component: C, req: AssessComponentRequest, ctx: StepContext): Promise<ComponentPlan>;
 }
 

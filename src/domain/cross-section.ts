@@ -1,24 +1,12 @@
 // Cross-sections (断面): snapshots of several components of one environment taken together.
 // Each component's snapshot is one restic snapshot; these labels travel as its restic tags.
+import type { FingerprintSummary, KindDetails } from '../components/core';
+import { legacyFingerprintDetails } from '../components/registry';
+
+export type { FingerprintSummary };
 
 export type SnapshotOrigin = 'manual' | 'safety' | 'schedule' | 'dry-run';
 export type SnapshotRole = 'data' | 'listing';
-
-export interface FingerprintSummary {
-  /**
-   * files: sha256 over path, type, mode, content hash and link target of every entry.
-   * postgres: sha256 over the schema signature and the migration version.
-   */
-  digest: string;
-  files: number;
-  dirs: number;
-  symlinks: number;
-  bytes: number;
-  /** postgres: tables in the database. */
-  tables?: number;
-  /** postgres: the Flyway version applied when the snapshot was taken. */
-  migration?: string;
-}
 
 export interface SnapshotLabels {
   environment: string;
@@ -74,9 +62,7 @@ export function encodeTags(labels: SnapshotLabels): string[] {
   if (labels.workflowId !== undefined) tags.push(`wf=${encodeURIComponent(labels.workflowId)}`);
   if (labels.fingerprint) {
     const f = labels.fingerprint;
-    tags.push(`fp=${f.digest}`, `fpstats=${f.files}.${f.dirs}.${f.symlinks}.${f.bytes}`);
-    if (f.tables !== undefined) tags.push(`tables=${f.tables}`);
-    if (f.migration !== undefined) tags.push(`migration=${encodeURIComponent(f.migration)}`);
+    tags.push(`fp=${f.digest}`, `fpsize=${f.bytes}.${f.entries}`, `fpd=${encodeURIComponent(JSON.stringify(f.details))}`);
   }
   return tags;
 }
@@ -112,15 +98,30 @@ export function decodeTags(tags: readonly string[]): SnapshotLabels | undefined 
   if (reason !== undefined) labels.reason = reason;
   if (workflowId !== undefined) labels.workflowId = workflowId;
   const digest = values.get('fp');
-  const stats = values.get('fpstats')?.split('.').map(Number);
-  if (digest && stats?.length === 4 && stats.every(Number.isFinite)) {
-    labels.fingerprint = { digest, files: stats[0]!, dirs: stats[1]!, symlinks: stats[2]!, bytes: stats[3]! };
-    const tables = Number(values.get('tables'));
-    if (values.has('tables') && Number.isFinite(tables)) labels.fingerprint.tables = tables;
-    const migration = decode('migration');
-    if (migration !== undefined) labels.fingerprint.migration = migration;
+  if (digest) {
+    const fingerprint = decodeFingerprint(digest, values);
+    if (fingerprint) labels.fingerprint = fingerprint;
   }
   return labels;
+}
+
+function decodeFingerprint(digest: string, values: ReadonlyMap<string, string>): FingerprintSummary | undefined {
+  const encoded = values.get('fpd');
+  if (encoded !== undefined) {
+    const [bytes, entries] = (values.get('fpsize') ?? '').split('.').map(Number);
+    try {
+      const details = JSON.parse(decodeURIComponent(encoded)) as KindDetails;
+      if (Number.isFinite(bytes) && Number.isFinite(entries) && typeof details.kind === 'string') return { digest, bytes: bytes!, entries: entries!, details };
+    } catch {
+      return undefined;
+    }
+    return undefined;
+  }
+  // Snapshots taken before the kinds tagged their own details: `fpstats=files.dirs.links.bytes`.
+  const stats = (values.get('fpstats') ?? '').split('.').map(Number);
+  const details = legacyFingerprintDetails(values);
+  if (!details || stats.length !== 4 || !stats.every(Number.isFinite)) return undefined;
+  return { digest, bytes: stats[3]!, entries: stats[0]! + stats[1]! + stats[2]!, details };
 }
 
 export interface TaggedSnapshot {

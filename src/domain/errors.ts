@@ -1,3 +1,5 @@
+import { ApplicationFailure } from '@temporalio/common';
+
 // Stable failure types: activities throw `ApplicationFailure` with one of these as `type`,
 // so workflows, the CLI and tests can tell failures apart without parsing messages.
 export const ErrorType = {
@@ -42,3 +44,15 @@ export const NON_RETRYABLE_ERRORS: ErrorType[] = [
   ErrorType.MigrationRefused,
   ErrorType.FingerprintMismatch,
 ];
+
+/**
+ * The innermost message of a failure chain (workflow → child or activity → application
+ * failure), for people to read: the application failure's own words when there is one.
+ */
+export function describeFailure(err: unknown): string {
+  let current: unknown = err;
+  while (current instanceof Error && current.cause instanceof Error && !(current instanceof ApplicationFailure)) {
+    current = current.cause;
+  }
+  return current instanceof Error ? current.message : String(current);
+}

@@ -1,22 +1,58 @@
 // Every message a running workflow accepts or answers, in one place, with zod schemas for the
-// payloads. Signals carry a request id so a double-clicked button counts once.
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+// payloads. Decisions (approve, reject, cancel) are Updates: a validator refuses a malformed or
+// late request before anything reaches history, the handler answers accepted or refused with
+// the reason, and the client's Update id is the request id, so the server counts a repeated
+// request once. The approve/reject signals remain only for runs started before the Updates.
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
-import type { RollbackStatus } from './rollback';
+import type { Phase, RollbackState, RollbackStatus } from './rollback';
 import type { SnapshotStatus } from './snapshot';
 
+const user = z.string().min(1).max(100);
+const requestId = z.string().min(1).max(100);
+
 export const decisionPayloadSchema = z.strictObject({
-  user: z.string().min(1).max(100),
-  requestId: z.string().min(1).max(100),
+  user,
+  requestId,
   comment: z.string().max(500).optional(),
   /** The approver accepts that the plan loses data (needed when the plan is destructive). */
   acceptDataLoss: z.boolean().optional(),
 });
 export type DecisionPayload = z.infer<typeof decisionPayloadSchema>;
 
-export const approveSignal = defineSignal<[DecisionPayload]>('approve');
-export const rejectSignal = defineSignal<[DecisionPayload]>('reject');
+export const cancelPayloadSchema = z.strictObject({
+  user,
+  requestId,
+  reason: z.string().max(500).optional(),
+});
+export type CancelPayload = z.infer<typeof cancelPayloadSchema>;
+
+/** The answer to a decision: it counted, or it was refused and why; and where the run is now. */
+export interface DecisionOutcome {
+  accepted: boolean;
+  reason?: string;
+  state: RollbackState;
+  phase: Phase;
+}
+
+export const approveUpdate = defineUpdate<DecisionOutcome, [DecisionPayload]>('approve');
+export const rejectUpdate = defineUpdate<DecisionOutcome, [DecisionPayload]>('reject');
+/** Records who cancels and why; the client then requests the run's cancellation. */
+export const cancelUpdate = defineUpdate<DecisionOutcome, [CancelPayload]>('cancel');
+
 export const rollbackStatusQuery = defineQuery<RollbackStatus>('status');
 export const snapshotStatusQuery = defineQuery<SnapshotStatus>('status');
 /** Sent by a rollback to its environment's lock workflow when it no longer needs the lock. */
 export const releaseLockSignal = defineSignal('release');
+
+/** Runs started before the Updates received decisions as these signals (docs/versioning.md). */
+export const legacyApproveSignal = defineSignal<[DecisionPayload]>('approve');
+export const legacyRejectSignal = defineSignal<[DecisionPayload]>('reject');
+
+/** The first problem of a payload, as "field: message". */
+export function payloadProblem(schema: z.ZodType, payload: unknown): string | undefined {
+  const parsed = schema.safeParse(payload);
+  if (parsed.success) return undefined;
+  const issue = parsed.error.issues[0]!;
+  return `${issue.path.join('.') || 'request'}: ${issue.message}`;
+}

@@ -1,18 +1,9 @@
 // The Markdown rollback report: what was planned, done and verified, and how long each phase
 // took. Pure, so the workflow renders it from its own state.
 import { formatDuration } from '../manifest/duration';
+import { presenterOf } from '../components/registry';
+import { formatBytes } from './format';
 import { describeTarget, PHASES, type Phase, type RollbackStatus } from './rollback';
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
 
 const OUTCOME: Record<RollbackStatus['state'], string> = {
   running: 'still running',
@@ -40,6 +31,10 @@ export function renderRollbackReport(s: RollbackStatus): string {
     lines.push(`- **Approved by:** ${s.approvals.map((a) => `${a.user} at ${a.at}${a.acceptDataLoss ? ' (accepting data loss)' : ''}`).join(', ')}`);
   }
   if (s.acceptDataLoss) lines.push('- **Data loss accepted by the requester** when starting the rollback');
+  if (s.cancellation) {
+    const c = s.cancellation;
+    lines.push(`- **Cancelled by:** ${c.user} at ${c.at}, during ${c.phase}${c.reason ? ` ("${c.reason}")` : ''}`);
+  }
   if (s.rejection) {
     lines.push(`- **Rejected by:** ${s.rejection.user} at ${s.rejection.at}${s.rejection.comment ? ` ("${s.rejection.comment}")` : ''}`);
   }
@@ -56,17 +51,18 @@ export function renderRollbackReport(s: RollbackStatus): string {
   if (s.plan) {
     lines.push('## Plan', '');
     lines.push(`Order: ${s.plan.order.map((wave) => wave.join(' + ')).join(' → ')}`, '');
-    lines.push('| component | added | changed | removed | mode | bytes to write | step | verify |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
+    lines.push('| component | added | changed | removed | bytes to write | step | verify |', '| --- | --- | --- | --- | --- | --- | --- |');
     for (const c of s.plan.components) {
       const step = s.steps[c.component];
       const outcome = step?.outcome?.alreadyAtTarget ? ' (already at target)' : '';
       lines.push(
-        `| ${c.component} | ${c.added} | ${c.changed} | ${c.removed} | ${c.modeChanged} | ${formatBytes(c.bytesToWrite)} | ${step?.state ?? '-'}${outcome} | ${step?.verify ?? '-'} |`,
+        `| ${c.component} | ${c.added} | ${c.changed}${presenterOf(c.kind).planCounts(c)} | ${c.removed} | ${formatBytes(c.bytesToWrite)} | ${step?.state ?? '-'}${outcome} | ${step?.verify ?? '-'} |`,
       );
     }
     lines.push('');
     for (const c of s.plan.components) {
-      if (c.preview.length === 0 && !c.impact) continue;
+      const differences = c.differences ?? [];
+      if (differences.length === 0 && !c.impact) continue;
       lines.push(`### ${c.component} (${c.path})`, '');
       for (const i of c.impact ?? []) {
         const state = !i.available ? `not possible: ${i.unavailable ?? '?'}` : i.destructive ? 'loses data' : 'loses no data';
@@ -74,12 +70,18 @@ export function renderRollbackReport(s: RollbackStatus): string {
         for (const loss of i.losses) lines.push(`  - ${loss}`);
       }
       if (c.impact) lines.push('');
-      for (const p of c.preview) lines.push(`- ${p.op} \`${p.path}\``);
+      for (const d of differences) lines.push(`- ${d.op} \`${d.subject}\`${d.detail ? ` (${d.detail})` : ''}`);
       if (c.more > 0) lines.push(`- … and ${c.more} more`);
       lines.push(`- Full list: \`${c.changeListFile}\``, '');
     }
   }
 
+  const done = Object.values(s.steps).filter((st) => st.outcome && !st.outcome.alreadyAtTarget);
+  if (done.length) {
+    lines.push('## Steps', '');
+    for (const st of done) lines.push(`- **${st.component}**: ${describeOutcome(s, st.component)}`);
+    lines.push('');
+  }
   const compensated = Object.values(s.steps).filter((st) => st.compensation);
   if (compensated.length) {
     lines.push('## Compensation', '');
@@ -100,8 +102,35 @@ export function renderRollbackReport(s: RollbackStatus): string {
   }
   if (s.refusals.length) {
     lines.push('## Refused requests', '');
-    for (const r of s.refusals) lines.push(`- ${r.action} by ${r.user} at ${r.at}: ${r.reason}`);
+    for (const r of s.refusals) {
+      const times = r.count && r.count > 1 ? ` (${r.count} times, last at ${r.lastAt ?? '?'})` : '';
+      lines.push(`- ${r.action} by ${r.user} at ${r.at}${times}: ${r.reason}`);
+    }
+    if (s.refusalsOmitted) lines.push(`- … and ${s.refusalsOmitted} more, not recorded`);
     lines.push('');
   }
+  return lines.join('\n');
+}
+
+/** What a step did, in its component kind's words. */
+export function describeOutcome(s: RollbackStatus, component: string): string {
+  const outcome = s.steps[component]?.outcome;
+  if (!outcome) return '';
+  if (outcome.alreadyAtTarget) return 'already at target';
+  const kind = s.plan?.components.find((c) => c.component === component)?.kind ?? outcome.details?.kind ?? '';
+  return presenterOf(kind).outcome(outcome);
+}
+
+/** A few lines for the Temporal Web UI's "current details" of a run. */
+export function renderCurrentDetails(s: RollbackStatus): string {
+  const lines = [`**${s.state}** in phase **${s.phase}**: ${s.environment} → ${describeTarget(s.target)}${s.dryRun ? ' (dry run)' : ''}`];
+  lines.push(`requested by ${s.requester} (${s.trigger})${s.reason ? `: ${s.reason}` : ''}`);
+  if (s.cause) lines.push(`cause: ${s.cause}`);
+  if (s.plan) {
+    const t = s.plan.totals;
+    lines.push(`plan: +${t.added} ~${t.changed} -${t.removed}, ${formatBytes(t.bytesToWrite)} to write${s.plan.destructive ? ', LOSES DATA' : ''}`);
+  }
+  if (s.state === 'awaiting-approval') lines.push(`approvals ${s.approvals.length}/${s.requiredApprovals ?? 1}; approvers: ${(s.approvers ?? []).join(', ')}`);
+  for (const st of Object.values(s.steps)) if (st.state !== 'pending') lines.push(`- ${st.component}: ${st.state}${st.verify ? `, verify ${st.verify}` : ''}`);
   return lines.join('\n');
 }

@@ -1,7 +1,10 @@
 // The rollback's vocabulary: request, phases, states, plan and status. Pure: the workflow,
 // the activities, the client and the CLI all share these types.
 import { z } from 'zod';
-import type { FingerprintSummary } from './cross-section';
+import type { ComponentPlan, FingerprintSummary, RestoreOutcome } from '../components/core';
+import { ALL_STRATEGIES } from '../components/registry';
+
+export type { ComponentPlan, Difference, RestoreOutcome, StrategyImpact } from '../components/core';
 
 export const TRIGGERS = ['manual', 'alert', 'drill'] as const;
 export type Trigger = (typeof TRIGGERS)[number];
@@ -14,8 +17,9 @@ export const rollbackTargetSchema = z.discriminatedUnion('kind', [
 ]);
 export type RollbackTarget = z.infer<typeof rollbackTargetSchema>;
 
-export const STRATEGIES = ['undo', 'restore', 'pitr'] as const;
-export type Strategy = (typeof STRATEGIES)[number];
+/** Every strategy some component kind offers (postgres: undo, restore, pitr). */
+export const STRATEGIES = ALL_STRATEGIES;
+export type Strategy = string;
 
 export const rollbackRequestSchema = z.strictObject({
   environment: z.string().min(1),
@@ -25,11 +29,21 @@ export const rollbackRequestSchema = z.strictObject({
   requester: z.string().min(1).max(100),
   trigger: z.enum(TRIGGERS).default('manual'),
   dryRun: z.boolean().default(false),
-  /** Overrides the manifest's default strategy for every postgres component of the run. */
+  /** Overrides the manifest's default strategy for every component whose kind offers it. */
   strategy: z.enum(STRATEGIES).optional(),
   /** The requester accepts, up front, a plan that loses data. */
   acceptDataLoss: z.boolean().default(false),
 });
+
+/** An idempotency key: the same key for the same environment always names the same run. */
+export const requestIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._:-]{1,80}$/, 'must be 1 to 80 characters of A-Z, a-z, 0-9 and . _ : -');
+
+/** The run a keyed request names: a repeated request finds it instead of starting another. */
+export function keyedRollbackId(environment: string, requestId: string): string {
+  return `rollback-${environment}-req-${requestId}`;
+}
 export type RollbackRequest = z.output<typeof rollbackRequestSchema>;
 
 export const PHASES = ['decide', 'prepare', 'approval', 'execute', 'verify', 'complete'] as const;
@@ -78,10 +92,11 @@ export interface RollbackContext {
 export interface RollbackComponent {
   name: string;
   kind: string;
+  /** Where it lives (componentLocation). */
   path: string;
-  /** postgres: how the database is brought back (the request's override or the manifest's default). */
+  /** How its kind brings it back (the request's override or the manifest's default). */
   strategy?: Strategy;
-  /** postgres, pitr strategy: the moment to recover to. */
+  /** The moment to recover to, for point-in-time recovery. */
   targetTime?: string;
   dependsOn: string[];
   targetSnapshotId: string;
@@ -89,51 +104,12 @@ export interface RollbackComponent {
   targetFingerprint: FingerprintSummary;
 }
 
-export type ChangeOp = 'add' | 'change' | 'remove' | 'mode';
-
-export interface ComponentPlan {
-  component: string;
-  kind: string;
-  path: string;
-  targetSnapshotId: string;
-  safetySnapshotId: string;
-  added: number;
-  changed: number;
-  removed: number;
-  /** Entries whose content is equal but whose mode or type bits differ. */
-  modeChanged: number;
-  /** Bytes of the files the restore adds or rewrites. */
-  bytesToWrite: number;
-  /** The first changes, sorted by path; the full list is in `changeListFile`. */
-  preview: { op: ChangeOp; path: string }[];
-  /** Changes left out of `preview`. */
-  more: number;
-  changeListFile: string;
-  /** postgres: the strategy this plan uses, and what each strategy would keep and lose. */
-  strategy?: Strategy;
-  impact?: StrategyImpact[];
-  /** The plan loses data (rows, tables or columns written since the target). */
-  destructive?: boolean;
-}
-
-export interface StrategyImpact {
-  strategy: Strategy;
-  available: boolean;
-  /** Why the strategy cannot be used. */
-  unavailable?: string;
-  destructive: boolean;
-  /** What the strategy would lose, one line each, e.g. "column public.orders.total (1,204 rows)". */
-  losses: string[];
-  /** What the strategy keeps that another would lose. */
-  keeps?: string;
-}
-
 export interface RollbackPlan {
   safetyCrossSectionId: string;
   /** Waves of components: each wave runs after the previous one, its members in parallel. */
   order: string[][];
   components: ComponentPlan[];
-  totals: { added: number; changed: number; removed: number; modeChanged: number; bytesToWrite: number };
+  totals: { added: number; changed: number; removed: number; bytesToWrite: number };
   /** Some component's plan loses data: approval then needs `acceptDataLoss`. */
   destructive?: boolean;
 }
@@ -147,28 +123,6 @@ export type StepState =
   | 'compensating'
   | 'compensated'
   | 'compensation-failed';
-
-export interface RestoreOutcome {
-  /** The component already matched the target, so nothing was written (a retried step). */
-  alreadyAtTarget: boolean;
-  /**
-   * `targeted`: only the paths whose content differed were restored; `whole-tree`: restic
-   * restored the whole snapshot (see `note` for why).
-   */
-  method?: 'targeted' | 'whole-tree';
-  note?: string;
-  /** postgres: how the database was brought back. */
-  strategy?: 'undo' | 'restore' | 'pitr';
-  /** postgres, restore strategy: how long the database refused connections during the swap. */
-  swapWindowMs?: number;
-  /** postgres, undo strategy: the versions undone, newest first. */
-  migrationsUndone?: string[];
-  filesRestored: number;
-  filesSkipped: number;
-  filesDeleted: number;
-  bytesRestored: number;
-  durationMs: number;
-}
 
 export interface StepStatus {
   component: string;
@@ -193,6 +147,19 @@ export interface Decision {
 export interface Refusal extends Decision {
   action: 'approve' | 'reject';
   reason: string;
+  /** How many times this user was refused this way (absent: once); `at` is the first. */
+  count?: number;
+  lastAt?: string;
+}
+export type DecisionRecord = Refusal;
+
+export interface Cancellation {
+  user: string;
+  reason?: string;
+  requestId: string;
+  at: string;
+  /** The phase the run was in when the cancel arrived. */
+  phase: Phase;
 }
 
 export interface PhaseTiming {
@@ -227,7 +194,11 @@ export interface RollbackStatus {
   steps: Record<string, StepStatus>;
   approvals: Decision[];
   rejection?: Decision;
+  /** Refused decisions, each repeat counted on its record (rollback-rules.ts recordRefusal). */
   refusals: Refusal[];
+  /** Refusals not recorded because the list was full. */
+  refusalsOmitted?: number;
+  cancellation?: Cancellation;
   report?: string;
   reportFile?: string;
 }

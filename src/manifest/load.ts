@@ -5,7 +5,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { isMap, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { COMPONENT_KINDS, manifestSchema, type Manifest } from './schema';
+import { componentFolders, KIND_NAMES, resolveComponentPaths } from '../components/registry';
+import { manifestSchema, type Manifest } from './schema';
 
 export const DEFAULT_MANIFEST = 'rewind.yaml';
 export const DEFAULT_PASSWORD_ENV = 'REWIND_REPOSITORY_PASSWORD';
@@ -92,25 +93,7 @@ function resolvePaths(manifest: Manifest, base: string): Manifest {
         {
           ...env,
           components: Object.fromEntries(
-            Object.entries(env.components).map(([n, c]) => [
-              n,
-              c.kind === 'files'
-                ? { ...c, path: path.resolve(base, c.path) }
-                : {
-                    ...c,
-                    ...(c.migrations !== undefined ? { migrations: path.resolve(base, c.migrations) } : {}),
-                    ...(c.pitr
-                      ? {
-                          pitr: {
-                            ...c.pitr,
-                            dataDir: path.resolve(base, c.pitr.dataDir),
-                            archiveDir: path.resolve(base, c.pitr.archiveDir),
-                            baseBackupDir: path.resolve(base, c.pitr.baseBackupDir),
-                          },
-                        }
-                      : {}),
-                  },
-            ]),
+            Object.entries(env.components).map(([n, c]) => [n, resolveComponentPaths(c, (p) => path.resolve(base, p))]),
           ),
         },
       ]),
@@ -128,11 +111,11 @@ export function missingComponentPaths(manifest: Manifest, environments: readonly
       continue;
     }
     for (const [name, component] of Object.entries(env.components)) {
-      const [key, dir] = component.kind === 'files' ? ['path', component.path] : ['migrations', component.migrations];
-      if (dir === undefined) continue;
-      const at = `environments.${envName}.components.${name}.${key}`;
-      if (!existsSync(dir)) issues.push({ path: at, message: `${dir} does not exist` });
-      else if (!statSync(dir).isDirectory()) issues.push({ path: at, message: `${dir} is not a directory` });
+      for (const { key, dir } of componentFolders(component)) {
+        const at = `environments.${envName}.components.${name}.${key}`;
+        if (!existsSync(dir)) issues.push({ path: at, message: `${dir} does not exist` });
+        else if (!statSync(dir).isDirectory()) issues.push({ path: at, message: `${dir} is not a directory` });
+      }
     }
   }
   return issues;
@@ -158,7 +141,7 @@ export function repositoryPassword(manifest: Manifest, env: NodeJS.ProcessEnv = 
 function describeIssue(issue: z.core.$ZodRawIssue): string | undefined {
   if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator === 'kind') {
     const kind = (issue.input as { kind?: unknown } | undefined)?.kind;
-    const known = COMPONENT_KINDS.join(', ');
+    const known = KIND_NAMES.join(', ');
     return kind === undefined ? `required: one of ${known}` : `unknown kind ${JSON.stringify(kind)}; expected one of: ${known}`;
   }
   if (issue.code === 'invalid_key') return `invalid name ${JSON.stringify(issue.input)}: ${issue.issues[0]?.message ?? 'not allowed'}`;

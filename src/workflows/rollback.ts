@@ -1,14 +1,19 @@
 // rollbackWorkflow: returns an environment to a version or a cross-section, in the phases of
 // DESIGN.md. It survives any process crash: every step is an activity recorded in history.
+// Decisions arrive as Updates (domain/messages.ts) judged by domain/rollback-rules.ts; plan
+// assembly is domain/rollback-plan.ts. docs/versioning.md lists the patches kept for old runs.
 import {
+  allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
   type ChildWorkflowHandle,
   condition,
   isCancellation,
   log,
+  ParentClosePolicy,
   patched,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   startChild,
   upsertSearchAttributes,
@@ -17,22 +22,44 @@ import {
 import { WorkflowExecutionAlreadyStartedError, type SearchAttributeUpdatePair } from '@temporalio/common';
 import type { AgentActivities } from '../activities/agent';
 import type { ControlActivities } from '../activities/control';
-import { dependencyWaves } from '../domain/dependency-order';
 import type { ComponentSnapshot } from '../domain/cross-section';
-import { approveSignal, decisionPayloadSchema, rejectSignal, releaseLockSignal, rollbackStatusQuery, type DecisionPayload } from '../domain/messages';
-import { renderRollbackReport } from '../domain/report';
+import { describeFailure } from '../domain/errors';
+import {
+  approveUpdate,
+  cancelPayloadSchema,
+  cancelUpdate,
+  decisionPayloadSchema,
+  legacyApproveSignal,
+  legacyRejectSignal,
+  payloadProblem,
+  rejectUpdate,
+  releaseLockSignal,
+  rollbackStatusQuery,
+  type CancelPayload,
+  type DecisionOutcome,
+  type DecisionPayload,
+} from '../domain/messages';
+import { renderCurrentDetails, renderRollbackReport } from '../domain/report';
 import {
   FINAL_STATES,
   type Phase,
   type RollbackComponent,
   type RollbackContext,
-  type RollbackPlan,
   type RollbackRequest,
   type RollbackState,
   type RollbackStatus,
   lockWorkflowId,
   targetKeyword,
 } from '../domain/rollback';
+import { assemblePlan, impossibleSteps } from '../domain/rollback-plan';
+import {
+  approvalSettled,
+  decisionPolicyProblem,
+  decisionTimingProblem,
+  environmentBusyMessage,
+  recordRefusal,
+  type DecisionAction,
+} from '../domain/rollback-rules';
 import {
   environmentAttribute,
   phaseAttribute,
@@ -56,47 +83,41 @@ class RollbackEnded extends Error {
   }
 }
 
-export async function rollbackWorkflow(request: RollbackRequest): Promise<RollbackStatus> {
-  const { workflowId } = workflowInfo();
-  const status: RollbackStatus = {
-    workflowId,
-    environment: request.environment,
-    target: request.target,
-    trigger: request.trigger,
-    requester: request.requester,
-    dryRun: request.dryRun,
-    phase: 'decide',
-    state: 'running',
-    phases: {},
-    steps: {},
-    approvals: [],
-    refusals: [],
-    ...(request.reason !== undefined ? { reason: request.reason } : {}),
-    ...(request.components !== undefined ? { components: request.components } : {}),
-    ...(request.strategy !== undefined ? { strategy: request.strategy } : {}),
-    ...(request.acceptDataLoss ? { acceptDataLoss: true } : {}),
-  };
-  let ctx: RollbackContext | undefined;
-  let safety: Record<string, ComponentSnapshot> = {};
+/** Everything the run knows, in one place; `status` is what the query returns. */
+interface RunState {
+  status: RollbackStatus;
+  /** What decide learnt from the manifest and the repository. */
+  ctx?: RollbackContext;
+  /** The safety cross-section, by component: what compensation returns to. */
+  safety: Record<string, ComponentSnapshot>;
   /** Components a step was started for, in start order: what compensation must put back. */
-  const touched: RollbackComponent[] = [];
-  let approvalOpen = false;
+  touched: RollbackComponent[];
   /** The environment's lock, held from decide to complete. */
-  let lock: ChildWorkflowHandle<typeof environmentLockWorkflow> | undefined;
-  const seenRequests = new Set<string>();
+  lock?: ChildWorkflowHandle<typeof environmentLockWorkflow>;
+  /** Request ids of legacy approve/reject signals already counted. */
+  legacyRequests: Set<string>;
+}
+
+export async function rollbackWorkflow(request: RollbackRequest): Promise<RollbackStatus> {
+  const run: RunState = { status: initialStatus(request), safety: {}, touched: [], legacyRequests: new Set() };
+  const { status } = run;
+  const { workflowId } = status;
 
   setHandler(rollbackStatusQuery, () => status);
-  setHandler(approveSignal, (payload) => onDecision('approve', payload));
-  setHandler(rejectSignal, (payload) => onDecision('reject', payload));
+  setHandler(approveUpdate, (p) => onDecision('approve', p), { validator: (p) => validateDecision('approve', p) });
+  setHandler(rejectUpdate, (p) => onDecision('reject', p), { validator: (p) => validateDecision('reject', p) });
+  setHandler(cancelUpdate, onCancel, { validator: validateCancel });
+  setHandler(legacyApproveSignal, (p) => onLegacySignal('approve', p));
+  setHandler(legacyRejectSignal, (p) => onLegacySignal('reject', p));
 
   try {
-    ctx = await decide();
-    await prepare(ctx);
+    await decide();
+    await prepare();
     if (request.dryRun) return await complete('completed');
-    const decision = await approval(ctx);
+    const decision = await approval();
     if (decision !== 'approved') return await complete(decision);
-    await execute(ctx);
-    await verify(ctx);
+    await execute();
+    await verify();
     return await complete('completed');
   } catch (err) {
     return await finishAfterFailure(err);
@@ -104,11 +125,12 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
 
   // ---- phases ----
 
-  async function decide(): Promise<RollbackContext> {
+  async function decide(): Promise<void> {
     enterPhase('decide');
     const takesLock = !request.dryRun && patched('environment-lock');
     const context = await control.resolveRollback({ ...request, workflowId, ...(takesLock ? { takesLock } : {}) });
     if (takesLock) await takeEnvironmentLock(context);
+    run.ctx = context;
     status.targetCrossSection = context.target;
     status.approvers = context.approvers;
     status.requiredApprovals = context.requiredApprovals;
@@ -122,7 +144,6 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       target: context.target.crossSectionId,
       components: status.components.join(','),
     });
-    return context;
   }
 
   /** One rollback per environment at a time (workflows/lock.ts); a dry run changes nothing and needs none. */
@@ -131,31 +152,32 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     for (let attempt = 1; ; attempt++) {
       try {
         // Started outside cancellation: cancelling the rollback must not free the environment
-        // while compensation still runs. `complete` releases it.
-        lock = await CancellationScope.nonCancellable(() => startChild(environmentLockWorkflow, { workflowId: id }));
+        // while compensation still runs. `complete` releases it; if the rollback itself ends
+        // without releasing it (terminated), the server terminates the lock with it.
+        run.lock = await CancellationScope.nonCancellable(() =>
+          startChild(environmentLockWorkflow, { workflowId: id, parentClosePolicy: ParentClosePolicy.TERMINATE }),
+        );
         return;
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
         const holder = await control.lockHolder(id);
         // The holder finished between our start and the question: the lock is free again.
         if (holder === undefined && attempt < 3) continue;
-        throw new RollbackEnded(
-          'failed',
-          `decide failed: rollback ${holder ?? `(lock workflow ${id})`} is already running on ${context.environment}; wait for it or cancel it first`,
-        );
+        throw new RollbackEnded('failed', `decide failed: ${environmentBusyMessage(holder ?? `(lock workflow ${id})`, context.environment)}`);
       }
     }
   }
 
   async function releaseEnvironmentLock(): Promise<void> {
-    if (!lock) return;
-    const held = lock;
-    lock = undefined;
+    const held = run.lock;
+    if (!held) return;
+    run.lock = undefined;
     await CancellationScope.nonCancellable(() => held.signal(releaseLockSignal));
   }
 
-  async function prepare(context: RollbackContext): Promise<void> {
+  async function prepare(): Promise<void> {
     enterPhase('prepare');
+    const context = run.ctx!;
     const section = await takeCrossSection(
       {
         environment: context.environment,
@@ -165,81 +187,61 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       },
       { origin: request.dryRun ? 'dry-run' : 'safety', reason: `safety before ${workflowId}` },
     );
-    safety = section.components;
-    await control.confirmReadable(Object.values(safety));
+    run.safety = section.components;
+    await control.confirmReadable(Object.values(run.safety));
     // Plans are made by the agents, which hold the listings and can reach the databases.
     const planOnAgent = patched('plan-components-on-agent');
     const agent = proxyActivities<AgentActivities>({ ...quick, taskQueue: context.envTaskQueue });
-    const components = await Promise.all(
+    const plans = await Promise.all(
       context.components.map((component) =>
         planOnAgent
           ? agent.assessComponent({
               environment: context.environment,
               component: component.name,
               workflowId,
-              safety: safety[component.name]!,
+              safety: run.safety[component.name]!,
               target: {
                 snapshotId: component.targetSnapshotId,
                 listingSnapshotId: component.targetListingSnapshotId,
                 fingerprint: component.targetFingerprint,
               },
               previewPaths: context.previewPaths,
-              ...(component.strategy !== undefined ? { strategy: component.strategy } : {}),
-              ...(component.targetTime !== undefined ? { targetTime: component.targetTime } : {}),
+              ...stepOptions(component),
             })
-          : control.planComponent({ workflowId, component, safety: safety[component.name]!, previewPaths: context.previewPaths }),
+          : control.planComponent({ workflowId, component, safety: run.safety[component.name]!, previewPaths: context.previewPaths }),
       ),
     );
-    const plan: RollbackPlan = {
-      safetyCrossSectionId: section.crossSectionId,
-      order: dependencyWaves(context.components),
-      components,
-      totals: {
-        added: sum(components.map((c) => c.added)),
-        changed: sum(components.map((c) => c.changed)),
-        removed: sum(components.map((c) => c.removed)),
-        modeChanged: sum(components.map((c) => c.modeChanged)),
-        bytesToWrite: sum(components.map((c) => c.bytesToWrite)),
-      },
-      destructive: components.some((c) => c.destructive === true),
-    };
-    status.plan = plan;
-    const impossible = components.flatMap((c) => {
-      const chosen = c.impact?.find((i) => i.strategy === c.strategy);
-      return chosen && !chosen.available ? [`${c.component}: the ${chosen.strategy} strategy is not possible (${chosen.unavailable ?? '?'})`] : [];
-    });
+    status.plan = assemblePlan(section.crossSectionId, context.components, plans);
+    const impossible = impossibleSteps(status.plan);
     if (impossible.length > 0 && !request.dryRun) throw new RollbackEnded('failed', `${impossible.join('; ')}; choose another with --strategy`);
   }
 
-  async function approval(context: RollbackContext): Promise<'approved' | 'rejected' | 'timed-out'> {
+  async function approval(): Promise<'approved' | 'rejected' | 'timed-out'> {
     enterPhase('approval');
     if (status.rejection) return 'rejected';
+    const { approvalTimeoutMs } = run.ctx!;
+    status.approvalDeadline = new Date(Date.now() + approvalTimeoutMs).toISOString();
     setState('awaiting-approval');
-    status.approvalDeadline = new Date(Date.now() + context.approvalTimeoutMs).toISOString();
-    approvalOpen = true;
-    const decided = await condition(
-      () => status.rejection !== undefined || status.approvals.length >= context.requiredApprovals,
-      context.approvalTimeoutMs,
-    );
-    approvalOpen = false;
+    const decided = await condition(() => approvalSettled(status), approvalTimeoutMs);
     if (status.rejection) return 'rejected';
     if (!decided) return 'timed-out';
     setState('running');
     return 'approved';
   }
 
-  async function execute(context: RollbackContext): Promise<void> {
+  async function execute(): Promise<void> {
     enterPhase('execute');
+    const context = run.ctx!;
     const byName = new Map(context.components.map((c) => [c.name, c]));
     const runs = new Map<string, Promise<void>>();
     let firstFailure: unknown;
 
     // Each component starts once everything it depends on is done; independent ones overlap.
-    const run = (component: RollbackComponent): Promise<void> => {
+    const start = (component: RollbackComponent): Promise<void> => {
       let started = runs.get(component.name);
       if (!started) {
         started = (async () => {
-          await Promise.all(component.dependsOn.map((d) => run(byName.get(d)!)));
+          await Promise.all(component.dependsOn.map((d) => start(byName.get(d)!)));
           if (firstFailure !== undefined) throw new RollbackEnded('failed', 'not run: an earlier step failed');
           await restoreStep(context, component);
         })().catch((err: unknown) => {
@@ -252,16 +254,16 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       }
       return started;
     };
-    await Promise.allSettled(context.components.map(run));
+    await Promise.allSettled(context.components.map(start));
     if (firstFailure === undefined) return;
     if (isCancellation(firstFailure)) throw firstFailure as Error;
-    throw await compensate(context, `execute failed: ${describeError(firstFailure)}`);
+    throw await compensate(`execute failed: ${describeFailure(firstFailure)}`);
   }
 
   async function restoreStep(context: RollbackContext, component: RollbackComponent): Promise<void> {
     const step = status.steps[component.name]!;
     // Registered before the step runs: a restore may half-succeed.
-    touched.push(component);
+    run.touched.push(component);
     step.state = 'running';
     step.startedAt = now();
     const agent = proxyActivities<AgentActivities>({
@@ -276,22 +278,23 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         listingSnapshotId: component.targetListingSnapshotId,
         fingerprint: component.targetFingerprint,
         purpose: 'rollback',
-        idempotencyKey: `${workflowId}/rollback/${component.name}`,
-        ...(component.strategy !== undefined ? { strategy: component.strategy } : {}),
-        ...(component.targetTime !== undefined ? { targetTime: component.targetTime } : {}),
+        idempotencyKey: stepKey('rollback', component),
+        ...stepOptions(component),
       });
       step.state = 'done';
     } catch (err) {
       step.state = 'failed';
-      step.error = describeError(err);
+      step.error = describeFailure(err);
       throw err;
     } finally {
       step.endedAt = now();
+      showDetails();
     }
   }
 
-  async function verify(context: RollbackContext): Promise<void> {
+  async function verify(): Promise<void> {
     enterPhase('verify');
+    const context = run.ctx!;
     const agent = proxyActivities<AgentActivities>(transfer(context.envTaskQueue, context.heartbeatTimeoutMs));
     const outcomes = await Promise.all(
       context.components.map(async (c) => {
@@ -309,10 +312,10 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     const mismatches = outcomes.filter((o) => !o.matches);
     if (mismatches.length === 0) return;
     const detail = mismatches
-      .map((m) => `${m.component} differs from the target (${m.differences.map((d) => `${d.op} ${d.path}`).join(', ') || 'fingerprint only'})`)
+      .map((m) => `${m.component} differs from the target (${m.differences.map((d) => `${d.op} ${d.subject}${d.detail ? ` (${d.detail})` : ''}`).join(', ') || 'fingerprint only'})`)
       .join('; ');
     for (const m of mismatches) status.steps[m.component]!.error = `verify: ${detail}`;
-    throw await compensate(context, `verify failed: ${detail}`);
+    throw await compensate(`verify failed: ${detail}`);
   }
 
   async function complete(state: RollbackState, cause?: string): Promise<RollbackStatus> {
@@ -322,31 +325,33 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     if (cause !== undefined) status.cause = cause;
     closePhase();
     status.report = renderRollbackReport(status);
-    status.reportFile = await CancellationScope.nonCancellable(() =>
-      control.saveReport({ workflowId, markdown: status.report! }),
-    );
+    status.reportFile = await CancellationScope.nonCancellable(() => control.saveReport({ workflowId, markdown: status.report! }));
     await releaseEnvironmentLock();
     setState(state);
     log.info('rollback finished', { state, cause: cause ?? '' });
+    await condition(allHandlersFinished);
     return status;
   }
 
   // ---- compensation and endings ----
 
   /** Restores every touched component from the safety cross-section, newest step first. */
-  async function compensate(context: RollbackContext, cause: string): Promise<RollbackEnded> {
+  async function compensate(cause: string): Promise<RollbackEnded> {
     enterPhase('compensate');
+    const context = run.ctx!;
     const failures: string[] = [];
     await CancellationScope.nonCancellable(async () => {
-      for (const component of [...touched].reverse()) {
+      for (const component of [...run.touched].reverse()) {
         const step = status.steps[component.name]!;
-        const snapshot = safety[component.name]!;
+        const snapshot = run.safety[component.name]!;
         step.state = 'compensating';
         const agent = proxyActivities<AgentActivities>({
           ...compensation(context.envTaskQueue, context.heartbeatTimeoutMs),
           activityId: `compensate/${component.name}`,
         });
         try {
+          // The driver decides what putting the component back takes (nothing, if the step
+          // it undoes changed nothing).
           const outcome = await agent.restoreComponent({
             environment: context.environment,
             component: component.name,
@@ -354,23 +359,16 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
             listingSnapshotId: snapshot.listingSnapshotId,
             fingerprint: snapshot.fingerprint,
             purpose: 'compensation',
-            idempotencyKey: `${workflowId}/compensation/${component.name}`,
-            // The safety snapshot of a database is a dump: compensation restores it, unless the
-            // step it undoes changed nothing.
-            ...(component.kind === 'postgres'
-              ? {
-                  strategy: 'restore' as const,
-                  compensates: { idempotencyKey: `${workflowId}/rollback/${component.name}`, strategy: component.strategy ?? 'restore' },
-                }
-              : {}),
+            idempotencyKey: stepKey('compensation', component),
+            compensates: { idempotencyKey: stepKey('rollback', component), ...(component.strategy !== undefined ? { strategy: component.strategy } : {}) },
           });
           step.state = 'compensated';
           step.compensation =
             outcome.note ?? (outcome.alreadyAtTarget ? 'already at its state before the rollback' : 'restored from the safety snapshot');
         } catch (err) {
           step.state = 'compensation-failed';
-          failures.push(`${component.name}: ${describeError(err)}`);
-          log.error('compensation step failed', { component: component.name, error: describeError(err) });
+          failures.push(`${component.name}: ${describeFailure(err)}`);
+          log.error('compensation step failed', { component: component.name, error: describeFailure(err) });
         }
       }
     });
@@ -383,18 +381,18 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
 
   async function finishAfterFailure(err: unknown): Promise<RollbackStatus> {
     if (isCancellation(err)) {
+      const cause = cancelCause();
       await CancellationScope.nonCancellable(async () => {
-        if (touched.length > 0 && ctx) {
-          const ended = await compensate(ctx, `cancelled during ${status.phase}`);
+        if (run.touched.length > 0 && run.ctx) {
+          const ended = await compensate(cause);
           await complete(ended.state, ended.cause);
         } else {
-          await complete('cancelled', `cancelled during ${status.phase}; nothing was changed`);
+          await complete('cancelled', `${cause}; nothing was changed`);
         }
       });
       throw err;
     }
-    const ended =
-      err instanceof RollbackEnded ? err : new RollbackEnded('failed', `${status.phase} failed: ${describeError(err)}`);
+    const ended = err instanceof RollbackEnded ? err : new RollbackEnded('failed', `${status.phase} failed: ${describeFailure(err)}`);
     const final = await complete(ended.state, ended.cause);
     throw ApplicationFailure.create({
       message: `rollback ${final.state}: ${ended.cause}`,
@@ -404,49 +402,76 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     });
   }
 
-  // ---- approval signals ----
+  /** "cancelled during execute", or with the recorded actor: "cancelled by bob during execute: wrong target". */
+  function cancelCause(): string {
+    const c = status.cancellation;
+    if (!c) return `cancelled during ${status.phase}`;
+    return `cancelled by ${c.user} during ${c.phase}${c.reason ? `: ${c.reason}` : ''}`;
+  }
 
-  function onDecision(action: 'approve' | 'reject', raw: DecisionPayload): void {
-    const parsed = decisionPayloadSchema.safeParse(raw);
-    const at = now();
-    if (!parsed.success) {
-      status.refusals.push({ action, user: '?', requestId: '?', at, reason: `invalid ${action} request: ${parsed.error.issues[0]?.message ?? ''}` });
-      return;
-    }
-    const decision = { ...parsed.data, at };
-    // A double-clicked button or a retried request arrives twice with one id: count it once.
-    if (seenRequests.has(decision.requestId)) return;
-    seenRequests.add(decision.requestId);
-    const refuse = (reason: string) => {
-      status.refusals.push({ ...decision, action, reason });
+  // ---- decisions ----
+
+  function validateDecision(action: DecisionAction, payload: DecisionPayload): void {
+    const problem = payloadProblem(decisionPayloadSchema, payload) ?? decisionTimingProblem(action, status);
+    if (problem) throw new Error(problem);
+  }
+
+  function onDecision(action: DecisionAction, payload: DecisionPayload): DecisionOutcome {
+    const decision = { ...payload, at: now() };
+    const reason = decisionPolicyProblem(action, decision, status);
+    if (reason) {
+      recordRefusal(status, { ...decision, action, reason });
       log.warn('decision refused', { action, user: decision.user, reason });
-    };
-
-    if (FINAL_STATES.includes(status.state) || !['decide', 'prepare', 'approval'].includes(status.phase)) {
-      return refuse(`the rollback is past approval (phase ${status.phase}, state ${status.state})`);
+      return { accepted: false, reason, state: status.state, phase: status.phase };
     }
-    if (!ctx) return refuse('the rollback is still being decided; try again in a moment');
-    if (action === 'reject') {
-      if (!ctx.approvers.includes(decision.user) && decision.user !== request.requester) {
-        return refuse(`${decision.user} is neither an approver nor the requester`);
-      }
-      status.rejection = decision;
+    if (action === 'reject') status.rejection = decision;
+    else status.approvals.push(decision);
+    return { accepted: true, state: status.state, phase: status.phase };
+  }
+
+  /** Runs started before the Updates (docs/versioning.md): a signal counts once per request id. */
+  function onLegacySignal(action: DecisionAction, payload: DecisionPayload): void {
+    const at = now();
+    const malformed = payloadProblem(decisionPayloadSchema, payload);
+    if (malformed) {
+      recordRefusal(status, { action, user: '?', requestId: '?', at, reason: `invalid ${action} request: ${malformed}` });
       return;
     }
-    if (!approvalOpen) return refuse('the plan is not ready yet; approve once the rollback awaits approval');
-    if (!ctx.approvers.includes(decision.user)) return refuse(`${decision.user} is not an approver (approvers: ${ctx.approvers.join(', ')})`);
-    if (!ctx.allowSelfApproval && decision.user === request.requester) {
-      return refuse(`${decision.user} requested this rollback and cannot approve it in ${request.environment}`);
-    }
-    if (status.approvals.some((a) => a.user === decision.user)) return refuse(`${decision.user} has already approved`);
-    if (status.plan?.destructive && !request.acceptDataLoss && !decision.acceptDataLoss) {
-      const loss = status.plan.components.flatMap((c) => c.impact?.find((i) => i.strategy === c.strategy)?.losses ?? [])[0] ?? 'see the plan';
-      return refuse(`this plan loses data (${loss}); approve with --accept-data-loss to accept that`);
-    }
-    status.approvals.push(decision);
+    if (run.legacyRequests.has(payload.requestId)) return;
+    run.legacyRequests.add(payload.requestId);
+    const late = decisionTimingProblem(action, status);
+    if (late) recordRefusal(status, { ...payload, at, action, reason: late });
+    else onDecision(action, payload);
+  }
+
+  function validateCancel(payload: CancelPayload): void {
+    const problem =
+      payloadProblem(cancelPayloadSchema, payload) ??
+      (FINAL_STATES.includes(status.state) || status.phase === 'complete'
+        ? `the rollback already ended (${status.state}); there is nothing to cancel`
+        : undefined);
+    if (problem) throw new Error(problem);
+  }
+
+  function onCancel(payload: CancelPayload): DecisionOutcome {
+    status.cancellation ??= { ...payload, at: now(), phase: status.phase };
+    log.warn('cancellation requested', { user: payload.user, reason: payload.reason ?? '' });
+    return { accepted: true, state: status.state, phase: status.phase };
   }
 
   // ---- bookkeeping ----
+
+  function stepOptions(component: RollbackComponent) {
+    return {
+      ...(component.strategy !== undefined ? { strategy: component.strategy } : {}),
+      ...(component.targetTime !== undefined ? { targetTime: component.targetTime } : {}),
+    };
+  }
+
+  /** Names a step so that its retry, and its compensation, recognise its work. */
+  function stepKey(purpose: 'rollback' | 'compensation', component: RollbackComponent): string {
+    return `${workflowId}/${purpose}/${component.name}`;
+  }
 
   function enterPhase(phase: Phase): void {
     closePhase();
@@ -474,28 +499,39 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       { key: phaseAttribute, value: status.phase },
       { key: stateAttribute, value: status.state },
       { key: triggerAttribute, value: request.trigger },
-      {
-        key: targetAttribute,
-        value: targetKeyword(request.target),
-      },
+      { key: targetAttribute, value: targetKeyword(request.target) },
     ];
     upsertSearchAttributes(pairs);
+    showDetails();
   }
+
+  /** The Web UI's "current details": what `rewind rollback status` would say, in short. */
+  function showDetails(): void {
+    setCurrentDetails(renderCurrentDetails(status));
+  }
+}
+
+function initialStatus(request: RollbackRequest): RollbackStatus {
+  return {
+    workflowId: workflowInfo().workflowId,
+    environment: request.environment,
+    target: request.target,
+    trigger: request.trigger,
+    requester: request.requester,
+    dryRun: request.dryRun,
+    phase: 'decide',
+    state: 'running',
+    phases: {},
+    steps: {},
+    approvals: [],
+    refusals: [],
+    ...(request.reason !== undefined ? { reason: request.reason } : {}),
+    ...(request.components !== undefined ? { components: request.components } : {}),
+    ...(request.strategy !== undefined ? { strategy: request.strategy } : {}),
+    ...(request.acceptDataLoss ? { acceptDataLoss: true } : {}),
+  };
 }
 
 function now(): string {
   return new Date().toISOString();
-}
-
-function sum(values: number[]): number {
-  return values.reduce((a, b) => a + b, 0);
-}
-
-/** The innermost message of an activity or application failure, for people to read. */
-function describeError(err: unknown): string {
-  let current: unknown = err;
-  while (current instanceof Error && current.cause instanceof Error && !(current instanceof ApplicationFailure)) {
-    current = current.cause;
-  }
-  return current instanceof Error ? current.message : String(current);
 }

@@ -107,7 +107,7 @@ async function main(): Promise<void> {
       await env.waitFor(id, (s) => s.state === 'awaiting-approval');
       await env.client.decide(id, 'approve', { user: 'bob' });
       await eventually(async () => (await env.client.rollbackView(id)).live.some((l) => l.progress?.stage === 'paused by REWIND_FAULTS') || undefined, 'pause');
-      await env.client.cancel(id);
+      await env.client.cancel(id, { user: 'carol', reason: 'test' });
       await save(env, id, 'rollback-cancelled-during-execute');
     });
   } finally {

@@ -13,14 +13,16 @@ import {
   listDirectory,
   parseListing,
   serializeListing,
+  toChange,
   type HashCache,
   type ListingEntry,
 } from './listing';
 import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from './targeted-restore';
-import type { FilesComponent } from '../../manifest/schema';
+import type { FilesComponent, FilesPlanDetails, FilesRestoreDetails } from './kind';
 import type { RestoreSummary } from '../../snapshots/restic';
 import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE } from '../../snapshots/store';
 import { summarizeChanges } from '../change-list';
+import type { Change, Difference } from '../core';
 import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from '../driver';
 
 /** Attempts to take a snapshot while files keep changing under it. */
@@ -115,8 +117,8 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
       // An empty target was stored as a marker file, not a tree: restoring it means emptying.
       const wholeTree = async (note: string): Promise<RestoreResult> =>
         target.length === 0
-          ? { ...toResult(undefined), filesDeleted: await emptyDirectory(component.path), method: 'whole-tree', note }
-          : { ...toResult(await restic()), method: 'whole-tree', note };
+          ? { ...toResult(undefined, 'whole-tree', await emptyDirectory(component.path)), note }
+          : { ...toResult(await restic(), 'whole-tree'), note };
 
       const plan = planTargetedRestore(diffListings(current, target), current, target);
       if ('fallback' in plan) return wholeTree(plan.fallback);
@@ -130,10 +132,12 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
 
     async assess(component, req, ctx) {
       const [current, target] = [await loadListing(req.safety.listingSnapshotId, ctx), await loadListing(req.target.listingSnapshotId, ctx)];
+      const changes = diffListings(current, target);
       const summary = await summarizeChanges(
         { plansDir: ctx.plansDir, workflowId: req.workflowId, component: req.component, previewPaths: req.previewPaths },
-        diffListings(current, target),
+        changes.map(toChange),
       );
+      const details: FilesPlanDetails = { kind: 'files', modeChanged: changes.filter((c) => c.op === 'mode').length };
       return {
         component: req.component,
         kind: 'files',
@@ -141,6 +145,8 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
         targetSnapshotId: req.target.snapshotId,
         safetySnapshotId: req.safety.snapshotId,
         ...summary,
+        destructive: false,
+        details,
       };
     },
 
@@ -149,18 +155,22 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
       const actual = fingerprintOf(entries);
       if (actual.digest === req.expected.digest) return { matches: true, actual, differences: [] };
       const target = await loadListing(req.listingSnapshotId, ctx);
-      return { matches: false, actual, differences: diffListings(entries, target).slice(0, 10) };
+      return {
+        matches: false,
+        actual,
+        differences: diffListings(entries, target)
+          .slice(0, 10)
+          .map((c) => withoutBytes(toChange(c))),
+      };
     },
   };
 }
 
-const ALREADY_AT_TARGET: RestoreResult = {
-  alreadyAtTarget: true,
-  filesRestored: 0,
-  filesSkipped: 0,
-  filesDeleted: 0,
-  bytesRestored: 0,
-};
+const ALREADY_AT_TARGET: RestoreResult = { alreadyAtTarget: true, bytesWritten: 0 };
+
+function withoutBytes({ bytes: _bytes, ...difference }: Change): Difference {
+  return difference;
+}
 
 async function restoreTargeted(
   root: string,
@@ -180,7 +190,7 @@ async function restoreTargeted(
       await rm(dir, { recursive: true, force: true });
     }
   }
-  return { ...toResult(summary), filesDeleted: plan.remove.length, method: 'targeted' };
+  return toResult(summary, 'targeted', plan.remove.length);
 }
 
 /** Removes everything inside a directory; returns how many top-level entries went. */
@@ -197,14 +207,15 @@ async function isDirectory(p: string): Promise<boolean> {
   );
 }
 
-export function toResult(summary: RestoreSummary | undefined): RestoreResult {
-  return {
-    alreadyAtTarget: false,
+function toResult(summary: RestoreSummary | undefined, method: FilesRestoreDetails['method'], deleted = 0): RestoreResult {
+  const details: FilesRestoreDetails = {
+    kind: 'files',
+    method,
     filesRestored: summary?.filesRestored ?? 0,
     filesSkipped: summary?.filesSkipped ?? 0,
-    filesDeleted: summary?.filesDeleted ?? 0,
-    bytesRestored: summary?.bytesRestored ?? 0,
+    filesDeleted: deleted + (summary?.filesDeleted ?? 0),
   };
+  return { alreadyAtTarget: false, bytesWritten: summary?.bytesRestored ?? 0, details };
 }
 
 export function sizes(p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number }) {

@@ -4,8 +4,8 @@
 import { createHash } from 'node:crypto';
 import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { FingerprintSummary } from '../../domain/cross-section';
-import type { ChangeOp } from '../../domain/rollback';
+import type { Change, FingerprintSummary } from '../core';
+import type { FilesFingerprintDetails } from './kind';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
 
@@ -122,16 +122,17 @@ function compareNames(a: string, b: string): number {
 
 export function fingerprintOf(entries: readonly ListingEntry[]): FingerprintSummary {
   const hash = createHash('sha256').update(`${FINGERPRINT_VERSION}\n`);
-  const summary = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
+  const details: FilesFingerprintDetails = { kind: 'files', files: 0, dirs: 0, symlinks: 0 };
+  let bytes = 0;
   for (const e of entries) {
     hash.update(`${e.type}\0${e.path}\0${e.mode.toString(8)}\0${e.sha256 ?? ''}\0${e.target ?? ''}\n`);
     if (e.type === 'file') {
-      summary.files += 1;
-      summary.bytes += e.size ?? 0;
-    } else if (e.type === 'dir') summary.dirs += 1;
-    else if (e.type === 'symlink') summary.symlinks += 1;
+      details.files += 1;
+      bytes += e.size ?? 0;
+    } else if (e.type === 'dir') details.dirs += 1;
+    else if (e.type === 'symlink') details.symlinks += 1;
   }
-  return { digest: hash.digest('hex'), ...summary };
+  return { digest: hash.digest('hex'), bytes, entries: details.files + details.dirs + details.symlinks, details };
 }
 
 /** One JSON object a line: a header, then the entries. Stored next to each snapshot. */
@@ -149,7 +150,8 @@ export function parseListing(text: string): ListingEntry[] {
 }
 
 export interface ListingChange {
-  op: ChangeOp;
+  /** `mode`: equal content, other permission bits. */
+  op: 'add' | 'change' | 'remove' | 'mode';
   path: string;
   /** Bytes the restore writes for this entry (the target file's size). */
   bytes: number;
@@ -169,4 +171,9 @@ export function diffListings(current: readonly ListingEntry[], target: readonly 
   }
   for (const c of now.values()) changes.push({ op: 'remove', path: c.path, bytes: 0 });
   return changes.sort((a, b) => compareNames(a.path, b.path));
+}
+
+/** A listing change in the terms every kind shares: a mode-only change is a change with a detail. */
+export function toChange(c: ListingChange): Change {
+  return c.op === 'mode' ? { op: 'change', subject: c.path, detail: 'mode only', bytes: c.bytes } : { op: c.op, subject: c.path, bytes: c.bytes };
 }

@@ -6,8 +6,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { encodeTags, type ComponentSnapshot } from '../../domain/cross-section';
 import { ErrorType } from '../../domain/errors';
-import type { Strategy, StrategyImpact } from '../../domain/rollback';
-import { componentLocation, type PostgresComponent } from '../../manifest/schema';
+import type { Change, StrategyImpact } from '../core';
+import { postgresKind, type PostgresComponent, type PostgresRestoreDetails, type PostgresStrategy } from './kind';
 import { componentUrl, DatabaseError, withPostgres } from './connect';
 import { createScratch, databaseName, dropDatabase, DUMP_FILE, pgDumpCommand, pgRestoreConsumer, restoredBy, swapIn } from './dump';
 import {
@@ -25,7 +25,6 @@ import { pgBin } from './tools';
 import { ResticError } from '../../snapshots/restic';
 import { LISTING_FILE } from '../../snapshots/store';
 import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from '../driver';
-import { toResult } from '../files/driver';
 import { summarizeChanges } from '../change-list';
 
 export interface PostgresDriverOptions {
@@ -125,19 +124,23 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
 
     async restore(component, req, ctx): Promise<RestoreResult> {
       const url = urlOf(component);
-      const strategy = req.strategy ?? 'restore';
-      if (strategy === 'undo') return undoMigrations(component, url, req.fingerprint.migration, req.fingerprint.digest, ctx);
+      // The safety snapshot of a database is a dump: compensation restores it (when needed, below).
+      const strategy = req.purpose === 'compensation' ? 'restore' : ((req.strategy ?? 'restore') as PostgresStrategy);
+      if (strategy === 'undo') {
+        const target = parseDatabaseFingerprint(await ctx.listings.load(req.listingSnapshotId));
+        return undoMigrations(component, url, target.migration, req.fingerprint.digest, ctx);
+      }
       if (strategy === 'pitr') return recoverToTime(component, url, req.targetTime, req.idempotencyKey ?? req.snapshotId, ctx);
 
       // The database names the step whose restore put it in place: a retried step stops here.
       const key = req.idempotencyKey ?? req.snapshotId;
-      if ((await restoredBy(url)) === key) return { ...ALREADY, strategy };
+      if ((await restoredBy(url)) === key) return already(strategy);
       // Compensation puts back only what the rollback's step changed: a step that failed before
       // changing anything (a U script that rolled back, a restore that never swapped) leaves
       // the database as it is, with every write made since the safety snapshot.
       if (req.purpose === 'compensation' && req.compensates) {
         const untouched = await untouchedBy(component, url, req.compensates, req.fingerprint.digest);
-        if (untouched) return { ...ALREADY, strategy, note: untouched };
+        if (untouched) return { ...already(strategy), note: untouched };
       }
 
       const bin = pgBin(await withPostgres(url, serverMajor), options.env);
@@ -157,7 +160,7 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       ctx.progress.update({ stage: 'swap' });
       const swap = await swapIn(url, scratch);
       ctx.logger.info({ component: req.component, swapWindowMs: swap.windowMs, droppedOld: swap.droppedOld }, 'database swapped in');
-      return { ...toResult(undefined), strategy, swapWindowMs: swap.windowMs };
+      return changed({ kind: 'postgres', strategy, swapWindowMs: swap.windowMs });
     },
 
     async assess(component, req, ctx) {
@@ -165,12 +168,12 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       const current = parseDatabaseFingerprint(await ctx.listings.load(req.safety.listingSnapshotId));
       const target = parseDatabaseFingerprint(await ctx.listings.load(req.target.listingSnapshotId));
       const { added, removed } = diffSignatures(current.schema, target.schema);
-      const changes = [
+      const changes: Change[] = [
         ...(current.migration !== target.migration
-          ? [{ op: 'change' as const, path: `migration version ${current.migration ?? 'none'} → ${target.migration ?? 'none'}`, bytes: 0 }]
+          ? [{ op: 'change' as const, subject: 'migration version', detail: `${current.migration ?? 'none'} → ${target.migration ?? 'none'}`, bytes: 0 }]
           : []),
-        ...added.map((line) => ({ op: 'add' as const, path: line, bytes: 0 })),
-        ...removed.map((line) => ({ op: 'remove' as const, path: line, bytes: 0 })),
+        ...added.map((line) => ({ op: 'add' as const, subject: line, bytes: 0 })),
+        ...removed.map((line) => ({ op: 'remove' as const, subject: line, bytes: 0 })),
       ];
       const scripts = component.migrations ? await readMigrations(component.migrations) : undefined;
       const impact = await withPostgres(url, async (client) => {
@@ -195,7 +198,7 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       return {
         component: req.component,
         kind: 'postgres',
-        path: componentLocation(component),
+        path: postgresKind.location(component),
         targetSnapshotId: req.target.snapshotId,
         safetySnapshotId: req.safety.snapshotId,
         ...summary,
@@ -203,6 +206,7 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
         strategy,
         impact,
         destructive: chosen.destructive,
+        details: { kind: 'postgres' },
       };
     },
 
@@ -222,18 +226,18 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       if (req.strategy === 'pitr') {
         const recovering = await withPostgres(url, async (client) => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r);
         if (recovering) issues.push('the cluster is still in recovery');
-        return { matches: issues.length === 0, actual, differences: issues.map((line) => ({ op: 'change' as const, path: line, bytes: 0 })) };
+        return { matches: issues.length === 0, actual, differences: issues.map((line) => ({ op: 'change' as const, subject: line })) };
       }
       if (actual.digest === req.expected.digest && issues.length === 0) return { matches: true, actual, differences: [] };
       const target = parseDatabaseFingerprint(await ctx.listings.load(req.listingSnapshotId));
       const { added, removed } = diffSignatures(current.schema, target.schema);
       const differences = [
         ...(current.migration !== target.migration
-          ? [{ op: 'change' as const, path: `migration version ${current.migration ?? 'none'} (target ${target.migration ?? 'none'})`, bytes: 0 }]
+          ? [{ op: 'change' as const, subject: 'migration version', detail: `${current.migration ?? 'none'} (target ${target.migration ?? 'none'})` }]
           : []),
-        ...added.map((line) => ({ op: 'add' as const, path: line, bytes: 0 })),
-        ...removed.map((line) => ({ op: 'remove' as const, path: line, bytes: 0 })),
-        ...issues.map((line) => ({ op: 'change' as const, path: line, bytes: 0 })),
+        ...added.map((line) => ({ op: 'add' as const, subject: line })),
+        ...removed.map((line) => ({ op: 'remove' as const, subject: line })),
+        ...issues.map((line) => ({ op: 'change' as const, subject: line })),
       ];
       return { matches: false, actual, differences: differences.slice(0, 10) };
     },
@@ -262,11 +266,11 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
   async function untouchedBy(
     component: PostgresComponent,
     url: string,
-    step: { idempotencyKey: string; strategy: Strategy },
+    step: { idempotencyKey: string; strategy?: string },
     safetyDigest: string,
   ): Promise<string | undefined> {
-    const unchanged = `the ${step.strategy} step changed nothing; the database keeps every write made since the safety snapshot`;
-    if (step.strategy === 'restore') return (await restoredBy(url)) === step.idempotencyKey ? undefined : unchanged;
+    const unchanged = `the ${step.strategy ?? 'restore'} step changed nothing; the database keeps every write made since the safety snapshot`;
+    if ((step.strategy ?? 'restore') === 'restore') return (await restoredBy(url)) === step.idempotencyKey ? undefined : unchanged;
     if (step.strategy === 'undo') {
       // Every U script that commits records an undo row, so an unchanged schema and version
       // (the fingerprint digest) means none did.
@@ -303,10 +307,13 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
     if (!cluster || !time) {
       throw ApplicationFailure.nonRetryable('point-in-time recovery needs the component\'s pitr section and a target time', ErrorType.InvalidRequest);
     }
-    if (cluster.lastRecovery()?.key === key) return { ...ALREADY, strategy: 'pitr' };
+    if (cluster.lastRecovery()?.key === key) return already('pitr');
     const { baseBackup, asideDir } = await cluster.recoverTo(new Date(time), key, (stage) => ctx.progress.update({ stage }));
     ctx.logger.info({ time, baseBackup: baseBackup.id, asideDir }, 'cluster recovered to a point in time');
-    return { ...toResult(undefined), strategy: 'pitr', note: `recovered to ${time} from base backup ${baseBackup.id}; the previous data directory is kept at ${asideDir}` };
+    return {
+      ...changed({ kind: 'postgres', strategy: 'pitr' }),
+      note: `recovered to ${time} from base backup ${baseBackup.id}; the previous data directory is kept at ${asideDir}`,
+    };
   }
 
   async function undoMigrations(
@@ -322,11 +329,11 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
     const scripts = await readMigrations(component.migrations);
     return withPostgres(url, async (client) => {
       const now = summarizeDatabase(await fingerprint(component, client));
-      if (now.digest === targetDigest) return { ...ALREADY, strategy: 'undo' as const };
+      if (now.digest === targetDigest) return already('undo');
       ctx.progress.update({ stage: 'undo migrations' });
       const migrator = new Migrator(client, { schema: component.schema, table: component.historyTable, migrations: scripts });
       const { undone } = await migrator.undo(targetVersion ?? '0');
-      return { ...toResult(undefined), strategy: 'undo' as const, migrationsUndone: undone };
+      return changed({ kind: 'postgres', strategy: 'undo', migrationsUndone: undone });
     });
   }
 }
@@ -341,4 +348,11 @@ function dumpFailure(err: unknown, component: string): unknown {
   return new DatabaseError(message, /permission denied|must be owner/i.test(err.message) ? 'permission' : 'sql');
 }
 
-const ALREADY: RestoreResult = { alreadyAtTarget: true, filesRestored: 0, filesSkipped: 0, filesDeleted: 0, bytesRestored: 0 };
+function already(strategy: PostgresStrategy): RestoreResult {
+  const details: PostgresRestoreDetails = { kind: 'postgres', strategy };
+  return { alreadyAtTarget: true, bytesWritten: 0, details };
+}
+
+function changed(details: PostgresRestoreDetails): RestoreResult {
+  return { alreadyAtTarget: false, bytesWritten: 0, details };
+}

@@ -3,7 +3,8 @@
 // samples of rows. The signature is one line per object, sorted, so two of them diff cleanly.
 import { createHash, createHmac } from 'node:crypto';
 import type pg from 'pg';
-import type { FingerprintSummary } from '../../domain/cross-section';
+import type { FingerprintSummary } from '../core';
+import type { PostgresFingerprintDetails } from './kind';
 import { compareVersions, quoteIdent } from './flyway';
 
 export const DB_FINGERPRINT_FORMAT = 'rewind-db-v1';
@@ -170,15 +171,13 @@ export function summarizeDatabase(fp: DatabaseFingerprint): FingerprintSummary {
   const digest = createHash('sha256')
     .update(`${DB_FINGERPRINT_FORMAT}\n${fp.migration ?? ''}\n${fp.schema.join('\n')}`)
     .digest('hex');
-  return {
-    digest,
-    files: 0,
-    dirs: 0,
-    symlinks: 0,
-    bytes: fp.bytes,
+  const details: PostgresFingerprintDetails = {
+    kind: 'postgres',
     tables: Object.keys(fp.tables).length,
     ...(fp.migration !== undefined ? { migration: fp.migration } : {}),
   };
+  // The data snapshot holds one file: the dump.
+  return { digest, bytes: fp.bytes, entries: 1, details };
 }
 
 export function parseDatabaseFingerprint(text: string): DatabaseFingerprint {

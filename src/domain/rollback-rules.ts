@@ -1,0 +1,136 @@
+// The rules a rollback request and each decision on it must meet, with their messages, in one
+// place: the client's pre-checks, the control activity's decide phase and the workflow's
+// Update validators and handlers all call these. Pure: no I/O, so workflow code imports it.
+import { kindsWithStrategy, refusalOf, strategiesOf } from '../components/registry';
+import type { Manifest } from '../manifest/schema';
+import type { Decision, DecisionRecord, RollbackRequest, RollbackStatus } from './rollback';
+import { describeTarget, FINAL_STATES, type RollbackTarget } from './rollback';
+
+/** What is wrong with a request that names environments and components, or undefined. */
+export function environmentProblem(manifest: Pick<Manifest, 'environments'>, environment: string, components?: readonly string[]): string | undefined {
+  const env = manifest.environments[environment];
+  if (!env) return `unknown environment "${environment}" (the manifest declares: ${Object.keys(manifest.environments).join(', ')})`;
+  const declared = Object.keys(env.components);
+  const unknown = (components ?? []).filter((c) => !declared.includes(c));
+  if (unknown.length > 0) {
+    return `environment "${environment}" has no component ${unknown.map((u) => `"${u}"`).join(', ')} (it has: ${declared.join(', ')})`;
+  }
+  return undefined;
+}
+
+/** The components a request covers, in manifest order (all when it names none). */
+export function chosenComponents(manifest: Pick<Manifest, 'environments'>, environment: string, requested?: readonly string[]): string[] {
+  const declared = Object.keys(manifest.environments[environment]?.components ?? {});
+  return requested ? declared.filter((c) => requested.includes(c)) : declared;
+}
+
+/**
+ * Everything that can be said about a rollback request from the manifest alone: the
+ * environment, the components and the strategy. Undefined when it may start.
+ */
+export function rollbackRequestProblem(manifest: Pick<Manifest, 'environments'>, request: RollbackRequest): string | undefined {
+  const problem = environmentProblem(manifest, request.environment, request.components);
+  if (problem) return problem;
+  const env = manifest.environments[request.environment]!;
+  const names = chosenComponents(manifest, request.environment, request.components);
+  const { strategy } = request;
+  if (strategy === undefined) return undefined;
+  const offering = names.filter((n) => strategiesOf(env.components[n]!).includes(strategy));
+  if (offering.length === 0) {
+    return `--strategy ${strategy} applies to ${kindsWithStrategy(strategy).join(' and ') || 'no'} components, and this rollback has none`;
+  }
+  for (const name of offering) {
+    const refusal = refusalOf(env.components[name]!, { strategy });
+    if (refusal) return `--strategy ${strategy} cannot be used for ${request.environment}/${name}: ${refusal}`;
+  }
+  return undefined;
+}
+
+export function environmentBusyMessage(holder: string, environment: string): string {
+  return `rollback ${holder} is already running on ${environment}; wait for it or cancel it first`;
+}
+
+export function targetNotFoundMessage(environment: string, target: RollbackTarget, hint: string): string {
+  return `no cross-section of ${environment} matches ${describeTarget(target)}; ${hint}`;
+}
+
+// ---- decisions ----
+
+export type DecisionAction = 'approve' | 'reject';
+
+/** What a decision is judged against: the run's status and what decide learnt. */
+export type DecisionContext = Pick<
+  RollbackStatus,
+  | 'environment'
+  | 'requester'
+  | 'phase'
+  | 'state'
+  | 'approvers'
+  | 'requiredApprovals'
+  | 'requesterMayApprove'
+  | 'approvals'
+  | 'plan'
+  | 'acceptDataLoss'
+  | 'rejection'
+>;
+
+/**
+ * Why a decision cannot even be considered now (the run is past approval, or not yet there),
+ * or undefined. Validators refuse these before anything is written to history.
+ */
+export function decisionTimingProblem(action: DecisionAction, run: DecisionContext): string | undefined {
+  if (FINAL_STATES.includes(run.state) || !['decide', 'prepare', 'approval'].includes(run.phase)) {
+    return `the rollback is past approval (phase ${run.phase}, state ${run.state})`;
+  }
+  if (run.approvers === undefined) return 'the rollback is still being decided; try again in a moment';
+  if (action === 'approve' && run.state !== 'awaiting-approval') {
+    return 'the plan is not ready yet; approve once the rollback awaits approval';
+  }
+  return undefined;
+}
+
+/** Why the policy refuses this decision by this user, or undefined when it counts. */
+export function decisionPolicyProblem(action: DecisionAction, decision: Pick<Decision, 'user' | 'acceptDataLoss'>, run: DecisionContext): string | undefined {
+  const approvers = run.approvers ?? [];
+  const { user } = decision;
+  if (action === 'reject') {
+    if (!approvers.includes(user) && user !== run.requester) return `${user} is neither an approver nor the requester`;
+    return undefined;
+  }
+  if (!approvers.includes(user)) return `${user} is not an approver (approvers: ${approvers.join(', ')})`;
+  if (run.requesterMayApprove === false && user === run.requester) {
+    return `${user} requested this rollback and cannot approve it in ${run.environment}`;
+  }
+  if (run.approvals.some((a) => a.user === user)) return `${user} has already approved`;
+  if (run.plan?.destructive && !run.acceptDataLoss && !decision.acceptDataLoss) {
+    const loss = run.plan.components.flatMap((c) => c.impact?.find((i) => i.strategy === c.strategy)?.losses ?? [])[0] ?? 'see the plan';
+    return `this plan loses data (${loss}); approve with --accept-data-loss to accept that`;
+  }
+  return undefined;
+}
+
+/** The approval phase is over: rejected, or enough distinct approvers. */
+export function approvalSettled(run: Pick<RollbackStatus, 'rejection' | 'approvals' | 'requiredApprovals'>): boolean {
+  return run.rejection !== undefined || run.approvals.length >= (run.requiredApprovals ?? 1);
+}
+
+/** Distinct refusal records kept; beyond them only a count grows, so status stays small. */
+export const MAX_REFUSAL_RECORDS = 50;
+
+/**
+ * Records a refused decision: a repeat of the same refusal (same user, action and reason) is
+ * counted on its record, not appended.
+ */
+export function recordRefusal(run: Pick<RollbackStatus, 'refusals' | 'refusalsOmitted'>, refusal: DecisionRecord): void {
+  const same = run.refusals.find((r) => r.user === refusal.user && r.action === refusal.action && r.reason === refusal.reason);
+  if (same) {
+    same.count = (same.count ?? 1) + 1;
+    same.lastAt = refusal.at;
+    return;
+  }
+  if (run.refusals.length >= MAX_REFUSAL_RECORDS) {
+    run.refusalsOmitted = (run.refusalsOmitted ?? 0) + 1;
+    return;
+  }
+  run.refusals.push(refusal);
+}
