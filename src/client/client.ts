@@ -253,11 +253,11 @@ export class RewindClient {
       // A validator's refusal (malformed, too early, too late) never reached history.
       if (err instanceof WorkflowUpdateFailedError) {
         const { status } = await this.rollbackView(workflowId);
-        return { workflowId, accepted: false, reason: describeFailure(err.cause ?? err), state: status.state, phase: status.phase };
+        return { workflowId, accepted: false, reason: describeFailure(err.cause ?? err), ...whereOf(status) };
       }
       if (err instanceof WorkflowNotFoundError || /already completed|workflow execution.*(completed|not found)/i.test(describeFailure(err))) {
         const { status, execution } = await this.rollbackView(workflowId);
-        return { workflowId, accepted: false, reason: `the rollback already ended (${status.state}, ${execution})`, state: status.state, phase: status.phase };
+        return { workflowId, accepted: false, reason: `the rollback already ended (${status.state}, ${execution})`, ...whereOf(status) };
       }
       throw err;
     }
@@ -332,6 +332,10 @@ export class RewindClient {
     }
     return runs;
   }
+}
+
+function whereOf(status: RollbackStatus): Omit<DecisionOutcome, 'accepted' | 'reason'> {
+  return { state: status.state, phase: status.phase, approvals: status.approvals.length, requiredApprovals: status.requiredApprovals ?? 1 };
 }
 
 async function finalStatus(handle: WorkflowHandle<typeof rollbackWorkflow>): Promise<RollbackStatus | undefined> {

@@ -1,7 +1,7 @@
 // Human-readable output of the CLI. Machines get --json instead.
 import { describeContents, presenterOf } from '../components/registry';
 import type { CrossSection } from '../domain/cross-section';
-import { count, formatBytes } from '../domain/format';
+import { formatBytes } from '../domain/format';
 import { describeOutcome } from '../domain/report';
 import { describeTarget, type RollbackPlan, type RollbackStatus } from '../domain/rollback';
 import { formatDuration } from '../manifest/duration';

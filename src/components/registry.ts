@@ -27,7 +27,7 @@ export const KIND_NAMES: readonly KindName[] = KINDS.map((k) => k.name);
 export const ALL_STRATEGIES = [...new Set(KINDS.flatMap((k) => [...k.strategies]))] as [string, ...string[]];
 
 function kindOf(name: string): ComponentKind<Component> | undefined {
-  return KINDS.find((k) => k.name === name) as ComponentKind<Component> | undefined;
+  return KINDS.find((k) => k.name === name);
 }
 
 function kindOfComponent(component: Component): ComponentKind<Component> {

@@ -33,6 +33,9 @@ export interface DecisionOutcome {
   reason?: string;
   state: RollbackState;
   phase: Phase;
+  /** Distinct approvals counted so far, and how many the run needs. */
+  approvals: number;
+  requiredApprovals: number;
 }
 
 export const approveUpdate = defineUpdate<DecisionOutcome, [DecisionPayload]>('approve');

@@ -104,11 +104,11 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   const { workflowId } = status;
 
   setHandler(rollbackStatusQuery, () => status);
-  setHandler(approveUpdate, (p) => onDecision('approve', p), { validator: (p) => validateDecision('approve', p) });
-  setHandler(rejectUpdate, (p) => onDecision('reject', p), { validator: (p) => validateDecision('reject', p) });
+  setHandler(approveUpdate, (p) => onDecision('approve', p), { validator: (p: DecisionPayload) => validateDecision('approve', p) });
+  setHandler(rejectUpdate, (p) => onDecision('reject', p), { validator: (p: DecisionPayload) => validateDecision('reject', p) });
   setHandler(cancelUpdate, onCancel, { validator: validateCancel });
-  setHandler(legacyApproveSignal, (p) => onLegacySignal('approve', p));
-  setHandler(legacyRejectSignal, (p) => onLegacySignal('reject', p));
+  setHandler(legacyApproveSignal, (p: DecisionPayload) => onLegacySignal('approve', p));
+  setHandler(legacyRejectSignal, (p: DecisionPayload) => onLegacySignal('reject', p));
 
   try {
     await decide();
@@ -422,11 +422,11 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     if (reason) {
       recordRefusal(status, { ...decision, action, reason });
       log.warn('decision refused', { action, user: decision.user, reason });
-      return { accepted: false, reason, state: status.state, phase: status.phase };
+      return { accepted: false, reason, ...where() };
     }
     if (action === 'reject') status.rejection = decision;
     else status.approvals.push(decision);
-    return { accepted: true, state: status.state, phase: status.phase };
+    return { accepted: true, ...where() };
   }
 
   /** Runs started before the Updates (docs/versioning.md): a signal counts once per request id. */
@@ -456,7 +456,11 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   function onCancel(payload: CancelPayload): DecisionOutcome {
     status.cancellation ??= { ...payload, at: now(), phase: status.phase };
     log.warn('cancellation requested', { user: payload.user, reason: payload.reason ?? '' });
-    return { accepted: true, state: status.state, phase: status.phase };
+    return { accepted: true, ...where() };
+  }
+
+  function where(): Omit<DecisionOutcome, 'accepted' | 'reason'> {
+    return { state: status.state, phase: status.phase, approvals: status.approvals.length, requiredApprovals: status.requiredApprovals ?? 1 };
   }
 
   // ---- bookkeeping ----

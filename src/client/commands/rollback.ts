@@ -1,0 +1,247 @@
+// `rewind rollback start|approve|reject|cancel|status|report|list`, the live watch loop behind
+// `status --watch`, and the warning when no agent serves the environment (snapshots use it too).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Command, Option } from 'commander';
+import { CROSS_SECTION_ID_PATTERN } from '../../domain/cross-section';
+import { FINAL_STATES, STRATEGIES, TRIGGERS, type RollbackStatus } from '../../domain/rollback';
+import { RequestError, type RewindClient, type RollbackView } from '../client';
+import { progressBar, renderLive, renderStatus } from '../render';
+import { action, currentUser, globals, list, nonEmpty, port, print, rewindClient, UsageError } from './command-context';
+
+export function registerRollbackCommands(program: Command): void {
+  const rollback = program.command('rollback').description('roll an environment back, approve, watch');
+
+  rollback
+    .command('start')
+    .description('start a rollback to a version or a cross-section; waits for the plan unless --no-wait')
+    .requiredOption('--env <name>', 'environment')
+    .option('--to-version <label>', 'newest cross-section labelled with this version', nonEmpty('--to-version'))
+    .option('--to-snapshot <id>', 'a cross-section id (rewind snapshot list)')
+    .option('--to-time <iso>', 'a moment, e.g. 2026-11-28T13:05:00Z: point-in-time recovery for databases that have it, the newest cross-section before it otherwise')
+    .option('--components <list>', 'only these components (partial rollback)', list)
+    .option('--reason <text>', 'why, for the record')
+    .option('--as <user>', 'requester (default: $REWIND_USER or your login)', nonEmpty('--as'))
+    .addOption(new Option('--trigger <trigger>', 'what started it').choices(TRIGGERS as unknown as string[]).default('manual'))
+    .addOption(new Option('--strategy <strategy>', 'for postgres components: undo migrations, restore the dump, or point-in-time recovery').choices(STRATEGIES as unknown as string[]))
+    .option('--accept-data-loss', 'accept up front a plan that loses data (otherwise an approver must)')
+    .option('--dry-run', 'decide and prepare only: print the plan, change nothing')
+    .option('--no-wait', 'return as soon as the run has started')
+    .option('--request-id <key>', 'idempotency key: the same key for the same environment always names the same run (a retried webhook, a double click)')
+    .action(
+      action(
+        async (
+          opts: {
+            env: string;
+            toVersion?: string;
+            toSnapshot?: string;
+            toTime?: string;
+            components?: string[];
+            reason?: string;
+            as?: string;
+            trigger: string;
+            dryRun?: boolean;
+            wait: boolean;
+            requestId?: string;
+            strategy?: string;
+            acceptDataLoss?: boolean;
+          },
+          cmd: Command,
+        ) => {
+          if ([opts.toVersion, opts.toSnapshot, opts.toTime].filter((t) => t !== undefined).length !== 1) {
+            throw new UsageError('give exactly one of --to-version V, --to-snapshot ID or --to-time ISO');
+          }
+          if (opts.toTime !== undefined) {
+            const at = Date.parse(opts.toTime);
+            if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(opts.toTime) || Number.isNaN(at)) {
+              throw new UsageError(`--to-time: "${opts.toTime}" is not an ISO time with a zone, like 2026-11-28T13:05:00Z`);
+            }
+            if (at > Date.now()) throw new UsageError(`--to-time: ${opts.toTime} is in the future`);
+          }
+          if (opts.toSnapshot !== undefined && !CROSS_SECTION_ID_PATTERN.test(opts.toSnapshot)) {
+            throw new UsageError(`--to-snapshot: "${opts.toSnapshot}" is not a cross-section id (like xs-20261128-130641-a1b2)`);
+          }
+          const client = await rewindClient(cmd);
+          const { workflowId, existing } = await client.startRollback({
+            environment: opts.env,
+            target:
+              opts.toVersion !== undefined
+                ? { kind: 'version', version: opts.toVersion }
+                : opts.toTime !== undefined
+                  ? { kind: 'time', time: new Date(opts.toTime).toISOString() }
+                  : { kind: 'cross-section', id: opts.toSnapshot },
+            requester: currentUser(opts.as),
+            trigger: opts.trigger,
+            dryRun: opts.dryRun ?? false,
+            acceptDataLoss: opts.acceptDataLoss ?? false,
+            ...(opts.strategy ? { strategy: opts.strategy } : {}),
+            ...(opts.components ? { components: opts.components } : {}),
+            ...(opts.reason ? { reason: opts.reason } : {}),
+          }, opts.requestId ? { requestId: opts.requestId } : {});
+          if (existing && !globals(cmd).json) process.stderr.write(`request ${opts.requestId ?? ''} already started ${workflowId}\n`);
+          // After the request's checks: a refused request prints only why.
+          await warnWithoutAgent(client, opts.env);
+          if (!opts.wait && !opts.dryRun) {
+            print(cmd, { workflowId, existing, phase: 'decide', state: 'running' }, () => `started ${workflowId}\nFollow it: rewind rollback status ${workflowId} --watch`);
+            return;
+          }
+          const tty = !globals(cmd).json && process.stderr.isTTY;
+          if (tty) process.stderr.write(`started ${workflowId}; taking the safety snapshot and computing the plan …\n`);
+          const view = await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', { timeoutMs: 3_600_000 });
+          const s = view.status;
+          if (s.state === 'failed') throw new RequestError(`${s.cause ?? 'the rollback failed'} (${workflowId})`);
+          print(cmd, { workflowId, phase: s.phase, state: s.state, cause: s.cause, plan: s.plan, reportFile: s.reportFile }, () =>
+            renderStatus(view),
+          );
+        },
+      ),
+    );
+
+  decisionCommand(rollback, 'approve');
+  decisionCommand(rollback, 'reject');
+
+  rollback
+    .command('cancel <workflowId>')
+    .description('cancel a rollback: before execute it stops cleanly; during execute it stops the running steps and compensates')
+    .option('--as <user>', 'who cancels, for the record (default: $REWIND_USER or your login)', nonEmpty('--as'))
+    .option('--reason <text>', 'why, for the record')
+    .option('--request-id <id>', 'idempotency key: a repeated request with the same id counts once')
+    .action(
+      action(async (workflowId: string, opts: { as?: string; reason?: string; requestId?: string }, cmd: Command) => {
+        const client = await rewindClient(cmd);
+        const outcome = await client.cancel(workflowId, {
+          user: currentUser(opts.as),
+          ...(opts.reason ? { reason: opts.reason } : {}),
+          ...(opts.requestId ? { requestId: opts.requestId } : {}),
+        });
+        print(cmd, { ...outcome, cancelRequested: true }, () =>
+          `cancellation requested for ${workflowId} (it was in ${outcome.phase}); follow it with: rewind rollback status ${workflowId} --watch`,
+        );
+      }),
+    );
+
+  rollback
+    .command('status <workflowId>')
+    .description('phase, state, plan and per-step progress of a rollback')
+    .option('--watch', 'follow it live until it ends or awaits approval')
+    .action(
+      action(async (workflowId: string, opts: { watch?: boolean }, cmd: Command) => {
+        const client = await rewindClient(cmd);
+        if (!opts.watch) {
+          const view = await client.rollbackView(workflowId);
+          print(cmd, statusJson(view), () => renderStatus(view));
+          return;
+        }
+        const view = await watch(client, workflowId, globals(cmd).json ?? false);
+        print(cmd, statusJson(view), () => renderStatus(view));
+      }),
+    );
+
+  rollback
+    .command('report <workflowId>')
+    .description('print the Markdown report of a finished rollback')
+    .action(
+      action(async (workflowId: string, _opts: unknown, cmd: Command) => {
+        const { status } = await (await rewindClient(cmd)).rollbackView(workflowId);
+        if (!status.report) throw new RequestError(`${workflowId} has no report yet (state ${status.state}); it is written when the run ends`);
+        print(cmd, { workflowId, reportFile: status.reportFile, report: status.report }, () => status.report!);
+      }),
+    );
+
+  rollback
+    .command('list')
+    .description('recent rollbacks, newest first')
+    .option('--env <name>', 'only this environment')
+    .option('--limit <n>', 'how many', '20')
+    .action(
+      action(async (opts: { env?: string; limit: string }, cmd: Command) => {
+        const runs = await (await rewindClient(cmd)).listRollbacks(opts.env, port(opts.limit, '--limit'));
+        print(cmd, runs, () =>
+          runs.length === 0
+            ? 'no rollbacks yet'
+            : runs
+                .map(
+                  (r) =>
+                    `${r.workflowId.padEnd(48)} ${String(r.state ?? r.execution).padEnd(18)} ${String(r.phase ?? '').padEnd(10)} ${r.target ?? ''}${r.dryRun ? '  (dry run)' : ''}`,
+                )
+                .join('\n'),
+        );
+      }),
+    );
+}
+
+function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
+  rollback
+    .command(`${name} <workflowId>`)
+    .description(name === 'approve' ? 'approve a rollback that awaits approval' : 'reject a rollback before it executes')
+    .option('--as <user>', 'who decides (default: $REWIND_USER or your login)', nonEmpty('--as'))
+    .option('--comment <text>', 'a note for the record')
+    .option('--request-id <id>', 'idempotency key: a repeated request with the same id counts once')
+    .option('--accept-data-loss', name === 'approve' ? 'accept that the plan loses data (needed when it does)' : 'ignored for reject')
+    .action(
+      action(async (workflowId: string, opts: { as?: string; comment?: string; requestId?: string; acceptDataLoss?: boolean }, cmd: Command) => {
+        const client = await rewindClient(cmd);
+        const user = currentUser(opts.as);
+        const outcome = await client.decide(workflowId, name, {
+          user,
+          ...(opts.acceptDataLoss && name === 'approve' ? { acceptDataLoss: true } : {}),
+          ...(opts.comment ? { comment: opts.comment } : {}),
+          ...(opts.requestId ? { requestId: opts.requestId } : {}),
+        });
+        print(cmd, outcome, () => {
+          if (!outcome.accepted) return `refused: ${outcome.reason ?? 'unknown reason'}`;
+          if (name === 'reject') return `rejected by ${user}; the rollback ends without changing anything`;
+          const { approvals, requiredApprovals } = outcome;
+          return approvals >= requiredApprovals
+            ? `approved by ${user} (${approvals} of ${requiredApprovals}); the rollback goes on to execute`
+            : `approved by ${user} (${approvals} of ${requiredApprovals}); waiting for ${requiredApprovals - approvals} more`;
+        });
+        if (!outcome.accepted) process.exitCode = 1;
+      }),
+    );
+}
+
+/** A run without an agent waits, durably, until one starts; say so rather than seem to hang. */
+export async function warnWithoutAgent(client: RewindClient, environment: string): Promise<void> {
+  if (!client.manifest.environments[environment]) return; // the request check names the problem
+  if (await client.agentIsPolling(environment).catch(() => true)) return;
+  process.stderr.write(
+    `warning: no agent serves ${environment} right now; the run will wait until \`rewind agent --env ${environment}\` starts\n`,
+  );
+}
+
+function statusJson(view: RollbackView) {
+  return { ...view.status, execution: view.execution, live: view.live };
+}
+
+/** Live per-phase progress bars, redrawn in place on a terminal, until the run ends or waits. */
+async function watch(client: RewindClient, workflowId: string, json: boolean): Promise<RollbackView> {
+  const tty = process.stderr.isTTY && !json;
+  let drawn = 0;
+  const draw = (view: RollbackView) => {
+    if (!tty) return;
+    const s: RollbackStatus = view.status;
+    const lines = [`${workflowId}  state ${s.state}  phase ${s.phase}`];
+    for (const phase of ['decide', 'prepare', 'approval', 'execute', 'verify', 'complete'] as const) {
+      const t = s.phases[phase];
+      const done = t?.durationMs !== undefined ? 1 : t ? 0.5 : 0;
+      lines.push(`  ${phase.padEnd(9)} ${progressBar(done, 10)} ${t?.durationMs !== undefined ? `${(t.durationMs / 1000).toFixed(1)}s` : t ? '…' : ''}`);
+    }
+    for (const live of view.live) {
+      lines.push(`  ${live.component.padEnd(12)} ${progressBar(live.progress?.percent ?? 0)} ${renderLive(live)}`);
+    }
+    if (drawn) process.stderr.write(`\x1b[${drawn}A\x1b[0J`);
+    process.stderr.write(`${lines.join('\n')}\n`);
+    drawn = lines.length;
+  };
+  let lastState = '';
+  for (let polls = 0; ; polls++) {
+    const view = await client.rollbackView(workflowId);
+    draw(view);
+    if (!tty && !json && view.status.state + view.status.phase !== lastState) {
+      process.stderr.write(`${new Date().toISOString()} phase ${view.status.phase}, state ${view.status.state}\n`);
+      lastState = view.status.state + view.status.phase;
+    }
+    if (FINAL_STATES.includes(view.status.state) || view.status.state === 'awaiting-approval') return view;
+    await sleep(polls < 20 ? 250 : 1_000);
+  }
+}

@@ -1,0 +1,77 @@
+// `rewind snapshot create|list|show`: take and list cross-sections of an environment.
+import type { Command } from 'commander';
+import { openSnapshotStore } from '../../snapshots/open';
+import { checkAgainstManifest, RequestError } from '../client';
+import { describeContents, renderCrossSection, renderCrossSections } from '../render';
+import { action, currentUser, list, manifestOf, nonEmpty, print, rewindClient } from './command-context';
+import { warnWithoutAgent } from './rollback';
+
+export function registerSnapshotCommands(program: Command): void {
+  const snapshot = program.command('snapshot').description('take and list cross-sections (snapshots of an environment)');
+
+  snapshot
+    .command('create')
+    .description('take a cross-section of an environment')
+    .requiredOption('--env <name>', 'environment')
+    .option('--version <label>', 'release version label, e.g. v1.4.2', nonEmpty('--version'))
+    .option('--reason <text>', 'why, for the record')
+    .option('--components <list>', 'only these components (comma-separated)', list)
+    .option('--wait', 'wait until the cross-section is taken')
+    .option('--as <user>', 'who asks (default: $REWIND_USER or your login)', nonEmpty('--as'))
+    .action(
+      action(async (opts: { env: string; version?: string; reason?: string; components?: string[]; wait?: boolean; as?: string }, cmd: Command) => {
+        const client = await rewindClient(cmd);
+        const handle = await client.startSnapshot({
+          environment: opts.env,
+          requester: currentUser(opts.as),
+          ...(opts.version ? { version: opts.version } : {}),
+          ...(opts.reason ? { reason: opts.reason } : {}),
+          ...(opts.components ? { components: opts.components } : {}),
+        });
+        await warnWithoutAgent(client, opts.env);
+        if (!opts.wait) {
+          print(cmd, { workflowId: handle.workflowId }, () => `started ${handle.workflowId}; add --wait to wait for the cross-section id`);
+          return;
+        }
+        const result = await client.snapshotResult(handle.workflowId);
+        print(cmd, { workflowId: handle.workflowId, ...result }, () =>
+          [
+            `cross-section ${result.crossSectionId} of ${result.environment}${result.version ? ` (version ${result.version})` : ''}`,
+            ...Object.values(result.components).map(
+              (c) => `  ${c.component}: snapshot ${c.snapshotId.slice(0, 8)}, ${describeContents(c.fingerprint)}`,
+            ),
+          ].join('\n'),
+        );
+      }),
+    );
+
+  snapshot
+    .command('list')
+    .description("list an environment's cross-sections, newest first")
+    .requiredOption('--env <name>', 'environment')
+    .option('--all', 'include safety cross-sections taken before rollbacks')
+    .action(
+      action(async (opts: { env: string; all?: boolean }, cmd: Command) => {
+        const { manifest } = manifestOf(cmd);
+        checkAgainstManifest(manifest, opts.env);
+        const sections = (await openSnapshotStore(manifest).crossSections(opts.env)).filter(
+          (s) => opts.all || (s.origin !== 'safety' && s.origin !== 'dry-run'),
+        );
+        print(cmd, sections, () => renderCrossSections(sections));
+      }),
+    );
+
+  snapshot
+    .command('show <id>')
+    .description('show one cross-section: its components, snapshots and fingerprints')
+    .requiredOption('--env <name>', 'environment')
+    .action(
+      action(async (id: string, opts: { env: string }, cmd: Command) => {
+        const { manifest } = manifestOf(cmd);
+        checkAgainstManifest(manifest, opts.env);
+        const section = (await openSnapshotStore(manifest).crossSections(opts.env)).find((s) => s.id === id);
+        if (!section) throw new RequestError(`no cross-section ${id} in ${opts.env} (rewind snapshot list --env ${opts.env})`);
+        print(cmd, section, () => renderCrossSection(section));
+      }),
+    );
+}
