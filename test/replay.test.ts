@@ -1,31 +1,101 @@
 // Golden histories of each workflow, recorded by `npm run record-histories`, are replayed
-// against today's workflow code: a change to a workflow's commands that is not behind
-// `patched()` makes this fail.
+// against today's workflow code, bundled the way a worker loads it (src/workers/bundle-workflows.ts,
+// src/workers/workflow-code.ts): a change to a workflow's commands that is not behind `patched()`
+// makes this fail.
+//
+// Histories are named `<outcome>.v<generation>.json`. A new generation (v4, ...) is found on its
+// own; it must hold a history for every outcome, and older generations keep what they hold.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
-import { Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, Worker } from '@temporalio/worker';
+import { DeterminismViolationError } from '@temporalio/workflow';
+import { bundleWorkflows } from '../src/workers/bundle-workflows';
 import { TEST_PASSWORD } from './support/harness';
+import { tempDir } from './support/temp';
 
 const dir = path.join(__dirname, 'histories');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
 
+const BASE_OUTCOMES = ['rollback-cancelled-during-execute', 'rollback-compensated', 'rollback-completed', 'rollback-rejected', 'snapshot-completed'];
+/** Every outcome the newest generation must have a history for. */
+const OUTCOMES = [...BASE_OUTCOMES, 'rollback-postgres-undo'];
+/**
+ * What each older generation holds and must keep. v1: plans made by the control worker;
+ * v2: by the agents (patch plan-components-on-agent), and PostgreSQL undo; v3: the environment lock.
+ */
+const RECORDED: Record<number, string[]> = { 1: BASE_OUTCOMES, 2: OUTCOMES, 3: OUTCOMES };
+
+const NAME = /^(?<outcome>[a-z0-9-]+)\.v(?<generation>\d+)\.json$/;
+
+function parse(file: string): { outcome: string; generation: number } | undefined {
+  const match = NAME.exec(file);
+  return match?.groups ? { outcome: match.groups.outcome!, generation: Number(match.groups.generation) } : undefined;
+}
+
+function outcomesOf(generation: number): string[] {
+  return files.flatMap((f) => {
+    const parsed = parse(f);
+    return parsed?.generation === generation ? [parsed.outcome] : [];
+  });
+}
+
+function readHistory(file: string): { text: string; history: ReturnType<typeof historyFromJSON> } {
+  const text = readFileSync(path.join(dir, file), 'utf8');
+  return { text, history: historyFromJSON(JSON.parse(text)) };
+}
+
+const workflowIdOf = (file: string): string => file.replace(/\.json$/, '');
+
 describe('replay of recorded histories', () => {
-  it('has a history for each workflow and outcome, in every generation', () => {
-    const outcomes = ['rollback-cancelled-during-execute', 'rollback-compensated', 'rollback-completed', 'rollback-rejected', 'snapshot-completed'];
-    // v1: plans made by the control worker; v2: by the agents (patch plan-components-on-agent).
-    for (const generation of ['v1', 'v2']) for (const outcome of outcomes) expect(files).toContain(`${outcome}.${generation}.json`);
-    expect(files).toContain('rollback-postgres-undo.v2.json');
+  const bundleDir = tempDir('rewind-replay-');
+  const bundle = path.join(bundleDir, 'workflow-bundle.js');
+
+  beforeAll(async () => {
+    await bundleWorkflows(bundle);
+  }, 120_000);
+
+  it('names every history <outcome>.v<generation>.json', () => {
+    expect(files.filter((f) => parse(f) === undefined)).toEqual([]);
   });
 
-  it.each(files)('replays %s without non-determinism', async (file) => {
-    const text = readFileSync(path.join(dir, file), 'utf8');
-    const history = historyFromJSON(JSON.parse(text));
-    await expect(
-      Worker.runReplayHistory({ workflowsPath: require.resolve('../src/workflows') }, history, file.replace(/\.json$/, '')),
-    ).resolves.toBeUndefined();
+  it('has a history for every outcome in the newest generation, and older generations keep theirs', () => {
+    const generations = [...new Set(files.flatMap((f) => parse(f)?.generation ?? []))].sort((a, b) => a - b);
+    const newest = generations.at(-1);
+    expect(newest).toBeDefined();
+    const required = new Map(Object.entries(RECORDED).map(([generation, outcomes]) => [Number(generation), outcomes]));
+    required.set(newest!, OUTCOMES);
+    const missing = Object.fromEntries(
+      [...required]
+        .map(([generation, outcomes]) => [`v${generation}`, outcomes.filter((o) => !outcomesOf(generation).includes(o))] as const)
+        .filter(([, outcomes]) => outcomes.length > 0),
+    );
+    expect(missing).toEqual({});
+  });
+
+  it.each(files)('replays %s from the worker bundle without non-determinism', async (file) => {
+    const { text, history } = readHistory(file);
+    await expect(Worker.runReplayHistory({ workflowBundle: { codePath: bundle } }, history, workflowIdOf(file))).resolves.toBeUndefined();
     // Workflow payloads never carry the repository password.
     expect(text).not.toContain(TEST_PASSWORD);
     expect(text).not.toContain(Buffer.from(TEST_PASSWORD).toString('base64'));
   });
+
+  it('fails replay when a workflow’s first command changes', async () => {
+    const file = 'rollback-completed.v3.json';
+    const { history } = readHistory(file);
+    // The same history replays against the real code, so only the change can make it fail.
+    await expect(Worker.runReplayHistory({ workflowBundle: { codePath: bundle } }, history, workflowIdOf(file))).resolves.toBeUndefined();
+
+    const changed = await bundleWorkflowCode({
+      workflowsPath: require.resolve('./fixtures/nondeterministic/workflows'),
+      logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: console.warn, error: console.error },
+    });
+    const err: unknown = await Worker.runReplayHistory({ workflowBundle: { code: changed.code } }, history, workflowIdOf(file)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(DeterminismViolationError);
+    expect((err as Error).name).toBe('DeterminismViolationError');
+  }, 120_000);
 });
