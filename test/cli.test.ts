@@ -71,7 +71,7 @@ describe('rewind CLI', () => {
     const { workflowId } = json((await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--json'])).stdout) as { workflowId: string };
     const cancelled = await cli(['rollback', 'cancel', workflowId, '--json']);
     expect(cancelled.code).toBe(0);
-    expect(json(cancelled.stdout)).toEqual({ workflowId, cancelRequested: true });
+    expect(json(cancelled.stdout)).toMatchObject({ workflowId, cancelRequested: true, accepted: true, phase: 'approval' });
     const status = json((await cli(['rollback', 'status', workflowId, '--watch', '--json'])).stdout);
     expect(status).toMatchObject({ state: 'cancelled', execution: 'CANCELLED', cause: 'cancelled during approval; nothing was changed' });
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);

@@ -104,7 +104,8 @@ describe('cancellation', () => {
     const { status, execution } = await env.finalStatus(id);
     expect(execution).toBe('CANCELLED');
     expect(status.state).toBe('cancelled');
-    expect(status.cause).toBe('cancelled during approval; nothing was changed');
+    expect(status.cause).toBe('cancelled by carol during approval: test; nothing was changed');
+    expect(status.cancellation).toMatchObject({ user: 'carol', reason: 'test', phase: 'approval' });
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
   });
 
@@ -124,7 +125,8 @@ describe('cancellation', () => {
     const { status, execution } = await env.finalStatus(id);
     expect(execution).toBe('CANCELLED');
     expect(status.state).toBe('compensated');
-    expect(status.cause).toBe('cancelled during execute');
+    expect(status.cause).toBe('cancelled by carol during execute: test');
+    expect(status.report).toContain('- **Outcome:** cancelled, then compensated: the environment is back at its state before the rollback');
     expect(status.steps.config!.state).toBe('compensated');
     expect(status.steps.models!.state).toBe('not-run');
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);

@@ -100,7 +100,7 @@ describe('rewind db', () => {
     });
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
-      'error: --strategy pitr needs point-in-time recovery set up for every database in the rollback; production/db has none (environments.production.components.db.pitr)\n',
+      'error: --strategy pitr cannot be used for production/db (environments.production.components.db): it has no pitr section, so point-in-time recovery is not set up\n',
     );
   });
 

@@ -96,7 +96,7 @@ describe('rollback of files components', () => {
 
     // The report is written and says what happened; the secret never appears in it.
     expect(existsSync(status.reportFile!)).toBe(true);
-    expect(status.report).toContain('| config | 3 | 2 | 1 | 1 |');
+    expect(status.report).toContain('| config | 3 | 3 (1 mode only) | 1 |');
     expect(status.report).toContain('Approved by:** bob');
     expect(status.report).not.toContain('s3cret');
   });

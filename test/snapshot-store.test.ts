@@ -147,7 +147,7 @@ describe('the snapshot step', () => {
     const [section] = groupCrossSections(snapshots);
     expect(section).toMatchObject({ complete: true, version: 'v1, "quoted" & spaced', reason: 'before deploy: 50% traffic, ünïcode' });
     expect(section!.components.config!.fingerprint).toEqual(fingerprintOf(await listDirectory(componentDir)));
-    expect(section!.components.config!.fingerprint).toMatchObject({ files: 4, dirs: 3, symlinks: 2 });
+    expect(section!.components.config!.fingerprint).toMatchObject({ entries: 9, details: { kind: 'files', files: 4, dirs: 3, symlinks: 2 } });
   });
 
   it('refuses a request meant for another environment', async () => {

@@ -241,7 +241,13 @@ export class RewindClient {
         args: [{ user: by.user, requestId, ...(by.reason ? { reason: by.reason } : {}) }],
       }),
     );
-    if (!outcome.accepted) throw new RequestError(`cannot cancel ${workflowId}: ${outcome.reason ?? 'refused'}`);
+    if (!outcome.accepted) {
+      throw new RequestError(
+        FINAL_STATES.includes(outcome.state)
+          ? `${workflowId} already ended (${outcome.state}); there is nothing to cancel`
+          : `cannot cancel ${workflowId}: ${outcome.reason ?? 'refused'}`,
+      );
+    }
     await handle.cancel();
     return outcome;
   }
@@ -256,8 +262,8 @@ export class RewindClient {
         return { workflowId, accepted: false, reason: describeFailure(err.cause ?? err), ...whereOf(status) };
       }
       if (err instanceof WorkflowNotFoundError || /already completed|workflow execution.*(completed|not found)/i.test(describeFailure(err))) {
-        const { status, execution } = await this.rollbackView(workflowId);
-        return { workflowId, accepted: false, reason: `the rollback already ended (${status.state}, ${execution})`, ...whereOf(status) };
+        const { status } = await this.rollbackView(workflowId);
+        return { workflowId, accepted: false, reason: `the rollback already ended (${status.state})`, ...whereOf(status) };
       }
       throw err;
     }

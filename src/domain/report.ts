@@ -24,7 +24,9 @@ export function renderRollbackReport(s: RollbackStatus): string {
   lines.push(
     `- **Target:** ${describeTarget(s.target)}${target ? ` (cross-section ${target.crossSectionId}, taken ${target.time})` : ''}`,
   );
-  lines.push(`- **Outcome:** ${s.dryRun ? 'dry run (plan only)' : OUTCOME[s.state]}`);
+  const cancelledThenCompensated = s.state === 'compensated' && s.cancellation !== undefined;
+  const outcome = cancelledThenCompensated ? 'cancelled, then compensated: the environment is back at its state before the rollback' : OUTCOME[s.state];
+  lines.push(`- **Outcome:** ${s.dryRun ? 'dry run (plan only)' : outcome}`);
   if (s.cause) lines.push(`- **Cause:** ${s.cause}`);
   lines.push(`- **Requested by:** ${s.requester} (trigger: ${s.trigger})${s.reason ? `, reason: ${s.reason}` : ''}`);
   if (s.approvals.length) {

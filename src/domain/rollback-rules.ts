@@ -41,7 +41,9 @@ export function rollbackRequestProblem(manifest: Pick<Manifest, 'environments'>,
   }
   for (const name of offering) {
     const refusal = refusalOf(env.components[name]!, { strategy });
-    if (refusal) return `--strategy ${strategy} cannot be used for ${request.environment}/${name}: ${refusal}`;
+    if (refusal) {
+      return `--strategy ${strategy} cannot be used for ${request.environment}/${name} (environments.${request.environment}.components.${name}): ${refusal}`;
+    }
   }
   return undefined;
 }

@@ -1,12 +1,13 @@
 // An environment agent: the only process that touches that environment's files. It serves
 // the task queue "<taskQueue>-env-<environment>" and runs no workflows.
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createAgentActivities } from '../activities/agent';
-import type { Faults } from '../activities/faults';
+import { Faults } from '../activities/faults';
 import type { LoadedManifest } from '../manifest/load';
 import { envTaskQueue } from '../manifest/schema';
-import type { Logger } from '../platform/logger';
-import type { TemporalSettings } from '../platform/temporal';
+import { createLogger, sdkLogger, type Logger } from '../platform/logger';
+import { temporalSettings, type TemporalSettings } from '../platform/temporal';
+import { openSnapshotStore } from '../snapshots/open';
 import type { SnapshotStore } from '../snapshots/store';
 
 export interface AgentWorkerOptions {
@@ -36,4 +37,19 @@ export async function createAgentWorker(options: AgentWorkerOptions): Promise<{ 
     maxConcurrentActivityTaskExecutions: 4,
   });
   return { worker, close: () => connection.close() };
+}
+
+/** The `rewind agent --env NAME` process: runs until the worker is shut down (SIGINT, SIGTERM). */
+export async function runAgent(loaded: LoadedManifest, environment: string): Promise<void> {
+  const logger = createLogger(`rewind-agent-${environment}`);
+  Runtime.install({ logger: sdkLogger(logger) });
+  const faults = Faults.parse(process.env.REWIND_FAULTS);
+  if (faults.enabled) logger.warn({ faults: faults.describe() }, 'REWIND_FAULTS is set: this agent injects faults (tests only)');
+  const settings = temporalSettings(loaded.manifest.temporal.namespace);
+  const store = openSnapshotStore(loaded.manifest);
+  await store.restic.ensureInitialized();
+  const { worker, close } = await createAgentWorker({ loaded, environment, store, temporal: settings, logger, faults });
+  logger.info({ environment, temporal: settings.address }, 'agent ready');
+  await worker.run();
+  await close();
 }

@@ -1,10 +1,11 @@
 // The control worker: runs every workflow and the control activities on the "rewind" task queue.
 import { Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createControlActivities } from '../activities/control';
 import type { LoadedManifest } from '../manifest/load';
-import type { Logger } from '../platform/logger';
-import { connectClient, ensureSearchAttributes, type TemporalSettings } from '../platform/temporal';
+import { createLogger, sdkLogger, type Logger } from '../platform/logger';
+import { connectClient, ensureSearchAttributes, temporalSettings, type TemporalSettings } from '../platform/temporal';
+import { openSnapshotStore } from '../snapshots/open';
 import type { SnapshotStore } from '../snapshots/store';
 import { workflowCode } from './workflow-code';
 
@@ -38,4 +39,15 @@ export async function createControlWorker(options: ControlWorkerOptions): Promis
       await client.connection.close();
     },
   };
+}
+
+/** The `rewind worker` process: runs until the worker is shut down (SIGINT, SIGTERM). */
+export async function runControlWorker(loaded: LoadedManifest): Promise<void> {
+  const logger = createLogger('rewind-worker');
+  Runtime.install({ logger: sdkLogger(logger) });
+  const settings = temporalSettings(loaded.manifest.temporal.namespace);
+  const { worker, close } = await createControlWorker({ loaded, store: openSnapshotStore(loaded.manifest), temporal: settings, logger });
+  logger.info({ taskQueue: loaded.manifest.temporal.taskQueue, temporal: settings.address }, 'control worker ready');
+  await worker.run();
+  await close();
 }

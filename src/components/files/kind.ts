@@ -70,7 +70,7 @@ export const filesKind = {
     },
     planCounts(plan) {
       const modeChanged = detailsOf<FilesPlanDetails>(plan)?.modeChanged ?? 0;
-      return modeChanged ? ` mode ${modeChanged}` : '';
+      return modeChanged ? ` (${modeChanged} mode only)` : '';
     },
     outcome(outcome) {
       const d = detailsOf<FilesRestoreDetails>(outcome);

@@ -90,7 +90,7 @@ export const postgresKind = {
   }),
   localFolders: (c) => (c.migrations !== undefined ? [{ key: 'migrations', dir: c.migrations }] : []),
   refuse(component, request) {
-    if (request.strategy === 'pitr' && !component.pitr) return 'point-in-time recovery is not set up for it (no pitr section)';
+    if (request.strategy === 'pitr' && !component.pitr) return 'it has no pitr section, so point-in-time recovery is not set up';
     return undefined;
   },
   stepOptions(component, request) {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
+import { componentFolders } from '../components/registry';
 import { loadManifest, type LoadedManifest } from '../manifest/load';
 import { envTaskQueue } from '../manifest/schema';
 import { startDevServer, stopProcess, type DevServer } from '../platform/temporal-dev-server';
@@ -79,7 +80,7 @@ export async function runStack(options: StackOptions): Promise<void> {
   const launch = (spec: ChildSpec) => {
     const log = createWriteStream(path.join(logDir, `${spec.name}.log`), { flags: 'a' });
     // execArgv carries loaders (e.g. tsx when run from sources) to the children.
-    const child = spawn(process.execPath, [...process.execArgv, require.resolve('./cli'), ...spec.args], {
+    const child = spawn(process.execPath, [...process.execArgv, require.resolve('../client/cli'), ...spec.args], {
       env: childEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -187,7 +188,10 @@ async function waitForPollers(address: string, namespace: string, queues: string
 function banner(loaded: LoadedManifest, server: DevServer, logDir: string): string {
   const envs = Object.keys(loaded.manifest.environments);
   const env = envs.includes('production') ? 'production' : envs[0]!;
-  const first = Object.values(loaded.manifest.environments[env]!.components).find((c) => c.kind === 'files');
+  // The demo's config file, or any component folder's app.yaml, makes a change to try.
+  const changeMe = Object.values(loaded.manifest.environments[env]!.components)
+    .flatMap((c) => componentFolders(c).map((f) => path.join(f.dir, 'app.yaml')))
+    .find((file) => existsSync(file));
   const relative = (p: string) => path.relative(process.cwd(), p) || '.';
   const ui = loaded.manifest.temporal.namespace;
   return [
@@ -199,7 +203,7 @@ function banner(loaded: LoadedManifest, server: DevServer, logDir: string): stri
     '',
     'Try, in another shell (the README walks through it):',
     `  npx rewind snapshot create --env ${env} --version v1 --wait`,
-    ...(first?.kind === 'files' ? [`  echo "changed: true" >> ${relative(first.path)}/app.yaml`] : []),
+    ...(changeMe ? [`  echo "changed: true" >> ${relative(changeMe)}`] : []),
     `  npx rewind rollback start --env ${env} --to-version v1 --as alice`,
     '  npx rewind rollback approve <workflow id> --as bob',
     '  npx rewind rollback status <workflow id> --watch',
