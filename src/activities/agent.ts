@@ -22,7 +22,6 @@ import type { Component, Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import { ResticError } from '../snapshots/restic';
 import type { SnapshotStore } from '../snapshots/store';
-import { Faults } from './faults';
 import { toApplicationFailure } from './failures';
 import { reportProgress, type ProgressReporter } from './progress';
 
@@ -33,12 +32,10 @@ export interface AgentDeps {
   manifest: Manifest;
   store: SnapshotStore;
   logger: Logger;
-  faults?: Faults;
   env?: NodeJS.ProcessEnv;
 }
 
 export function createAgentActivities(deps: AgentDeps) {
-  const faults = deps.faults ?? Faults.none();
   const agentDir = path.join(deps.manifest.dataDir, 'agent', deps.environment);
   const driverFor = createDrivers({ env: deps.env ?? process.env });
 
@@ -111,7 +108,6 @@ export function createAgentActivities(deps: AgentDeps) {
   async function snapshotComponent(req: SnapshotComponentRequest): Promise<ComponentSnapshot> {
     const component = componentOf(req.environment, req.component);
     return step(req.component, 'snapshot', async (progress) => {
-      await faults.fire('before-snapshot', req.component, { attempt: progress.attempt, path: pathOf(component) });
       const { found, partial } = await deps.store.completeComponentSnapshot(req.environment, req.component, req.crossSectionId);
       if (found) return found;
       if (partial.length > 0) await deps.store.restic.forget(partial);
@@ -129,18 +125,12 @@ export function createAgentActivities(deps: AgentDeps) {
     const component = componentOf(req.environment, req.component);
     const started = Date.now();
     return step(req.component, 'check', async (progress) => {
-      const [before, after] =
-        req.purpose === 'rollback' ? (['before-restore', 'after-restore'] as const) : (['before-compensate', 'after-compensate'] as const);
-      const onPause = () => progress.update({ stage: 'paused by REWIND_FAULTS' });
-      const fault = { attempt: progress.attempt, path: pathOf(component), signal: progress.signal, onPause };
-      await faults.fire(before, req.component, fault);
       const ctx = await contextFor(req.component, progress);
       const outcome = await driverFor(component).restore(component, req, ctx);
       if (outcome.alreadyAtTarget) {
         deps.logger.info({ component: req.component, purpose: req.purpose }, 'already at target; nothing to restore');
       } else {
         deps.logger.info({ component: req.component, purpose: req.purpose, ...outcome }, 'restored');
-        await faults.fire(after, req.component, fault);
       }
       return { ...outcome, durationMs: Date.now() - started };
     });
@@ -170,11 +160,6 @@ export function createAgentActivities(deps: AgentDeps) {
 }
 
 export type AgentActivities = ReturnType<typeof createAgentActivities>;
-
-/** Where fault hooks may tamper: a component that is a directory. */
-function pathOf(component: Component): string {
-  return 'path' in component ? component.path : '';
-}
 
 async function cleanUpAndConvert(err: unknown, deps: AgentDeps): Promise<unknown> {
   // An incomplete backup still writes a snapshot; a retry must not find it and trust it.

@@ -21,8 +21,6 @@ export const ErrorType = {
   FingerprintMismatch: 'FingerprintMismatch',
   /** An activity reached an agent of another environment. */
   WrongAgent: 'WrongAgent',
-  /** A test-only fault hook fired (REWIND_FAULTS). */
-  InjectedFault: 'InjectedFault',
   /** A component path is missing or unusable, or its database unreachable or refusing us. */
   ComponentUnavailable: 'ComponentUnavailable',
   /** A migration failed, or the migration history does not allow the request. */
@@ -39,7 +37,6 @@ export const NON_RETRYABLE_ERRORS: ErrorType[] = [
   ErrorType.RepositoryAccess,
   ErrorType.ResticRefused,
   ErrorType.WrongAgent,
-  ErrorType.InjectedFault,
   ErrorType.ComponentUnavailable,
   ErrorType.MigrationRefused,
   ErrorType.FingerprintMismatch,

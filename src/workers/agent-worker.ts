@@ -2,7 +2,6 @@
 // the task queue "<taskQueue>-env-<environment>" and runs no workflows.
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createAgentActivities } from '../activities/agent';
-import { Faults } from '../activities/faults';
 import type { LoadedManifest } from '../manifest/load';
 import { envTaskQueue } from '../manifest/schema';
 import { createLogger, sdkLogger, type Logger } from '../platform/logger';
@@ -16,7 +15,6 @@ export interface AgentWorkerOptions {
   store: SnapshotStore;
   temporal: TemporalSettings;
   logger: Logger;
-  faults?: Faults;
 }
 
 export async function createAgentWorker(options: AgentWorkerOptions): Promise<{ worker: Worker; close: () => Promise<void> }> {
@@ -31,7 +29,6 @@ export async function createAgentWorker(options: AgentWorkerOptions): Promise<{ 
       manifest,
       store: options.store,
       logger: options.logger,
-      ...(options.faults ? { faults: options.faults } : {}),
     }),
     // Restores are disk-bound; a few at once keeps components of one wave in parallel.
     maxConcurrentActivityTaskExecutions: 4,
@@ -43,12 +40,10 @@ export async function createAgentWorker(options: AgentWorkerOptions): Promise<{ 
 export async function runAgent(loaded: LoadedManifest, environment: string): Promise<void> {
   const logger = createLogger(`rewind-agent-${environment}`);
   Runtime.install({ logger: sdkLogger(logger) });
-  const faults = Faults.parse(process.env.REWIND_FAULTS);
-  if (faults.enabled) logger.warn({ faults: faults.describe() }, 'REWIND_FAULTS is set: this agent injects faults (tests only)');
   const settings = temporalSettings(loaded.manifest.temporal.namespace);
   const store = openSnapshotStore(loaded.manifest);
   await store.restic.ensureInitialized();
-  const { worker, close } = await createAgentWorker({ loaded, environment, store, temporal: settings, logger, faults });
+  const { worker, close } = await createAgentWorker({ loaded, environment, store, temporal: settings, logger });
   logger.info({ environment, temporal: settings.address }, 'agent ready');
   await worker.run();
   await close();

@@ -13,7 +13,6 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { createAgentActivities } from '../../src/activities/agent';
 import { createControlActivities } from '../../src/activities/control';
-import { Faults } from '../../src/activities/faults';
 import { RewindClient, type RollbackView } from '../../src/client/client';
 import type { CrossSectionResult } from '../../src/domain/snapshot';
 import type { RollbackStatus } from '../../src/domain/rollback';
@@ -23,10 +22,15 @@ import { createLogger } from '../../src/platform/logger';
 import { openSnapshotStore } from '../../src/snapshots/open';
 import type { SnapshotStore } from '../../src/snapshots/store';
 import { workflowCode } from '../../src/workers/workflow-code';
+import { faultInterceptor } from './faults';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 /** Runs the CLI from its TypeScript sources, from any working directory. */
-const CLI = ['--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href, path.join(REPO_ROOT, 'src/client/cli.ts')];
+const TSX = ['--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href];
+const CLI_ENTRY = path.join(REPO_ROOT, 'src/client/cli.ts');
+const CLI = [...TSX, CLI_ENTRY];
+/** Gives the workers of a spawned process the test fault hook when REWIND_FAULTS is set (./faults.ts). */
+const FAULTS_PRELOAD = ['--import', pathToFileURL(path.join(REPO_ROOT, 'test/support/faults-preload.ts')).href];
 export const TEST_PASSWORD = 'test-repository-password';
 
 /** A files component (a temp directory), or a postgres one (`url` given). */
@@ -46,7 +50,7 @@ export interface TestEnvOptions {
   environments?: Record<string, Record<string, TestComponent>>;
   approvers?: string[];
   policy?: ManifestInput['policy'];
-  /** Per environment: faults for its in-process agent. */
+  /** Per environment: faults (REWIND_FAULTS syntax) for its in-process agent, see ./faults.ts. */
   faults?: Record<string, string>;
   /** Environments whose agent the test runs itself (e.g. as a separate process). */
   externalAgents?: string[];
@@ -67,7 +71,11 @@ export interface TestEnv {
   waitFor(workflowId: string, until: (s: RollbackStatus) => boolean, timeoutMs?: number): Promise<RollbackView>;
   /** Waits for the run to close and returns its final status (from result or failure details). */
   finalStatus(workflowId: string, timeoutMs?: number): Promise<RollbackView>;
-  spawnAgent(environment: string, env?: NodeJS.ProcessEnv): ChildProcess;
+  /**
+   * Runs `rewind agent --env NAME` from the sources, with the test fault preload (REWIND_FAULTS in
+   * `env` then takes effect) unless `preload: false`, which runs the agent as shipped.
+   */
+  spawnAgent(environment: string, env?: NodeJS.ProcessEnv, options?: { preload?: boolean }): ChildProcess;
   teardown(): Promise<void>;
 }
 
@@ -136,6 +144,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
   ];
   for (const env of Object.keys(environments)) {
     if (options.externalAgents?.includes(env)) continue;
+    const faults = options.faults?.[env];
     workers.push(
       await Worker.create({
         connection: nativeConnection,
@@ -145,8 +154,8 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
           manifest: loaded.manifest,
           store,
           logger,
-          faults: Faults.parse(options.faults?.[env]),
         }),
+        ...(faults ? { interceptors: { activity: [faultInterceptor(faults, loaded.manifest)] } } : {}),
       }),
     );
   }
@@ -182,8 +191,9 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
         .catch(() => undefined);
       return client.waitForRollback(workflowId, () => false, { timeoutMs, intervalMs: 150 });
     },
-    spawnAgent(environment, extraEnv = {}) {
-      const child = spawn(process.execPath, [...CLI, 'agent', '--env', environment], {
+    spawnAgent(environment, extraEnv = {}, { preload = true } = {}) {
+      const args = preload ? [...TSX, ...FAULTS_PRELOAD, CLI_ENTRY] : CLI;
+      const child = spawn(process.execPath, [...args, 'agent', '--env', environment], {
         cwd: REPO_ROOT,
         env: { ...process.env, REWIND_MANIFEST: manifestFile, TEMPORAL_ADDRESS: address, REWIND_LOG_LEVEL: 'warn', ...extraEnv },
         stdio: ['ignore', 'pipe', 'pipe'],
