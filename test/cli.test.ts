@@ -69,11 +69,16 @@ describe('rewind CLI', () => {
     writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'release: v3\n');
     const before = readTree(path.join(env.dir, 'envs', 'production'));
     const { workflowId } = json((await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--json'])).stdout) as { workflowId: string };
-    const cancelled = await cli(['rollback', 'cancel', workflowId, '--json']);
+    const cancelled = await cli(['rollback', 'cancel', workflowId, '--as', 'carol', '--reason', 'wrong target', '--json']);
     expect(cancelled.code).toBe(0);
     expect(json(cancelled.stdout)).toMatchObject({ workflowId, cancelRequested: true, accepted: true, phase: 'approval' });
     const status = json((await cli(['rollback', 'status', workflowId, '--watch', '--json'])).stdout);
-    expect(status).toMatchObject({ state: 'cancelled', execution: 'CANCELLED', cause: 'cancelled during approval; nothing was changed' });
+    expect(status).toMatchObject({
+      state: 'cancelled',
+      execution: 'CANCELLED',
+      cause: 'cancelled by carol during approval: wrong target; nothing was changed',
+      cancellation: { user: 'carol', reason: 'wrong target', phase: 'approval' },
+    });
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
   });
 
