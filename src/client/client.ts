@@ -31,7 +31,7 @@ import {
   type RollbackRequest,
   type RollbackStatus,
 } from '../domain/rollback';
-import { environmentBusyMessage, environmentProblem, rollbackRequestProblem } from '../domain/rollback-rules';
+import { environmentBusyMessage, environmentProblem, rollbackRequestProblem, whereTheRunIs } from '../domain/rollback-rules';
 import { rollbackWorkflow, snapshotWorkflow } from '../workflows';
 import type { CrossSectionResult, SnapshotRequest } from '../domain/snapshot';
 import { snapshotRequestSchema } from '../domain/snapshot';
@@ -259,11 +259,11 @@ export class RewindClient {
       // A validator's refusal (malformed, too early, too late) never reached history.
       if (err instanceof WorkflowUpdateFailedError) {
         const { status } = await this.rollbackView(workflowId);
-        return { workflowId, accepted: false, reason: describeFailure(err.cause ?? err), ...whereOf(status) };
+        return { workflowId, accepted: false, reason: describeFailure(err.cause ?? err), ...whereTheRunIs(status) };
       }
       if (err instanceof WorkflowNotFoundError || /already completed|workflow execution.*(completed|not found)/i.test(describeFailure(err))) {
         const { status } = await this.rollbackView(workflowId);
-        return { workflowId, accepted: false, reason: `the rollback already ended (${status.state})`, ...whereOf(status) };
+        return { workflowId, accepted: false, reason: `the rollback already ended (${status.state})`, ...whereTheRunIs(status) };
       }
       throw err;
     }
@@ -338,10 +338,6 @@ export class RewindClient {
     }
     return runs;
   }
-}
-
-function whereOf(status: RollbackStatus): Omit<DecisionOutcome, 'accepted' | 'reason'> {
-  return { state: status.state, phase: status.phase, approvals: status.approvals.length, requiredApprovals: status.requiredApprovals ?? 1 };
 }
 
 async function finalStatus(handle: WorkflowHandle<typeof rollbackWorkflow>): Promise<RollbackStatus | undefined> {

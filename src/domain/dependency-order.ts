@@ -66,3 +66,41 @@ export function dependencyWaves(nodes: readonly DependencyNode[]): string[][] {
   }
   return waves;
 }
+
+/** Stops a node whose turn came after another's failure; never surfaces (the first failure does). */
+class NotRun extends Error {}
+
+/**
+ * Runs `step` for every node once everything it depends on has succeeded, independent nodes
+ * concurrently. After the first failure no further step starts. `unfinished` is called for
+ * each node whose step failed or never started. Resolves with the first failure, or
+ * undefined. Deterministic promise plumbing only, so workflow code uses it.
+ */
+export async function runInDependencyOrder<T extends DependencyNode>(
+  nodes: readonly T[],
+  step: (node: T) => Promise<void>,
+  unfinished: (node: T) => void,
+): Promise<unknown> {
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const runs = new Map<string, Promise<void>>();
+  let firstFailure: unknown;
+  const start = (node: T): Promise<void> => {
+    let started = runs.get(node.name);
+    if (!started) {
+      started = (async () => {
+        await Promise.all(node.dependsOn.filter((d) => byName.has(d)).map((d) => start(byName.get(d)!)));
+        // An earlier failure stops what has not started; it is not this node's failure.
+        if (firstFailure !== undefined) throw new NotRun();
+        await step(node);
+      })().catch((err: unknown) => {
+        unfinished(node);
+        firstFailure ??= err;
+        throw err;
+      });
+      runs.set(node.name, started);
+    }
+    return started;
+  };
+  await Promise.allSettled(nodes.map(start));
+  return firstFailure;
+}

@@ -3,6 +3,7 @@
 // Update validators and handlers all call these. Pure: no I/O, so workflow code imports it.
 import { kindsWithStrategy, refusalOf, strategiesOf } from '../components/registry';
 import type { Manifest } from '../manifest/schema';
+import type { DecisionOutcome } from './messages';
 import type { Decision, DecisionRecord, RollbackRequest, RollbackStatus } from './rollback';
 import { describeTarget, FINAL_STATES, type RollbackTarget } from './rollback';
 
@@ -109,6 +110,26 @@ export function decisionPolicyProblem(action: DecisionAction, decision: Pick<Dec
     return `this plan loses data (${loss}); approve with --accept-data-loss to accept that`;
   }
   return undefined;
+}
+
+/** Where a run is, as a decision's answer tells it. */
+export function whereTheRunIs(run: Pick<RollbackStatus, 'state' | 'phase' | 'approvals' | 'requiredApprovals'>): Omit<DecisionOutcome, 'accepted' | 'reason'> {
+  return { state: run.state, phase: run.phase, approvals: run.approvals.length, requiredApprovals: run.requiredApprovals ?? 1 };
+}
+
+/**
+ * Judges a decision that arrived in time and records it: counted (an approval, or the
+ * rejection), or refused with the reason (recordRefusal).
+ */
+export function applyDecision(run: RollbackStatus, action: DecisionAction, decision: Decision): DecisionOutcome {
+  const reason = decisionPolicyProblem(action, decision, run);
+  if (reason) {
+    recordRefusal(run, { ...decision, action, reason });
+    return { accepted: false, reason, ...whereTheRunIs(run) };
+  }
+  if (action === 'reject') run.rejection = decision;
+  else run.approvals.push(decision);
+  return { accepted: true, ...whereTheRunIs(run) };
 }
 
 /** The approval phase is over: rejected, or enough distinct approvers. */

@@ -207,3 +207,25 @@ export interface RollbackStatus {
 export function lockWorkflowId(envTaskQueue: string): string {
   return `lock-${envTaskQueue}`;
 }
+
+/** A run's status before decide. */
+export function initialRollbackStatus(request: RollbackRequest, workflowId: string): RollbackStatus {
+  return {
+    workflowId,
+    environment: request.environment,
+    target: request.target,
+    trigger: request.trigger,
+    requester: request.requester,
+    dryRun: request.dryRun,
+    phase: 'decide',
+    state: 'running',
+    phases: {},
+    steps: {},
+    approvals: [],
+    refusals: [],
+    ...(request.reason !== undefined ? { reason: request.reason } : {}),
+    ...(request.components !== undefined ? { components: request.components } : {}),
+    ...(request.strategy !== undefined ? { strategy: request.strategy } : {}),
+    ...(request.acceptDataLoss ? { acceptDataLoss: true } : {}),
+  };
+}

@@ -1,6 +1,7 @@
 // Custom search attributes that make rollbacks findable in the Temporal Web UI, e.g.
 // `RewindEnvironment = "production" AND RewindState = "awaiting-approval"`.
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributeUpdatePair } from '@temporalio/common';
+import { targetKeyword, type RollbackStatus } from './rollback';
 
 export const environmentAttribute = defineSearchAttributeKey('RewindEnvironment', SearchAttributeType.KEYWORD);
 export const phaseAttribute = defineSearchAttributeKey('RewindPhase', SearchAttributeType.KEYWORD);
@@ -18,3 +19,14 @@ export const REWIND_SEARCH_ATTRIBUTES = [
   targetAttribute,
   dryRunAttribute,
 ] as const;
+
+/** What a running rollback keeps current in its search attributes. */
+export function rollbackSearchAttributes(s: RollbackStatus): SearchAttributeUpdatePair[] {
+  return [
+    { key: environmentAttribute, value: s.environment },
+    { key: phaseAttribute, value: s.phase },
+    { key: stateAttribute, value: s.state },
+    { key: triggerAttribute, value: s.trigger },
+    { key: targetAttribute, value: targetKeyword(s.target) },
+  ];
+}

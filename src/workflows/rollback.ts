@@ -19,11 +19,11 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { WorkflowExecutionAlreadyStartedError, type SearchAttributeUpdatePair } from '@temporalio/common';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { AgentActivities } from '../activities/agent';
 import type { ControlActivities } from '../activities/control';
 import type { ComponentSnapshot } from '../domain/cross-section';
-import { describeFailure } from '../domain/errors';
+import { describeFailure, ErrorType } from '../domain/errors';
 import {
   approveUpdate,
   cancelPayloadSchema,
@@ -42,6 +42,7 @@ import {
 import { renderCurrentDetails, renderRollbackReport } from '../domain/report';
 import {
   FINAL_STATES,
+  initialRollbackStatus,
   type Phase,
   type RollbackComponent,
   type RollbackContext,
@@ -49,24 +50,19 @@ import {
   type RollbackState,
   type RollbackStatus,
   lockWorkflowId,
-  targetKeyword,
 } from '../domain/rollback';
+import { runInDependencyOrder } from '../domain/dependency-order';
 import { assemblePlan, impossibleSteps } from '../domain/rollback-plan';
 import {
+  applyDecision,
   approvalSettled,
-  decisionPolicyProblem,
   decisionTimingProblem,
   environmentBusyMessage,
   recordRefusal,
+  whereTheRunIs,
   type DecisionAction,
 } from '../domain/rollback-rules';
-import {
-  environmentAttribute,
-  phaseAttribute,
-  stateAttribute,
-  targetAttribute,
-  triggerAttribute,
-} from '../domain/search-attributes';
+import { rollbackSearchAttributes } from '../domain/search-attributes';
 import { compensation, quick, transfer } from './activity-options';
 import { takeCrossSection } from './cross-section';
 import { environmentLockWorkflow } from './lock';
@@ -99,7 +95,7 @@ interface RunState {
 }
 
 export async function rollbackWorkflow(request: RollbackRequest): Promise<RollbackStatus> {
-  const run: RunState = { status: initialStatus(request), safety: {}, touched: [], legacyRequests: new Set() };
+  const run: RunState = { status: initialRollbackStatus(request, workflowInfo().workflowId), safety: {}, touched: [], legacyRequests: new Set() };
   const { status } = run;
   const { workflowId } = status;
 
@@ -232,29 +228,14 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   async function execute(): Promise<void> {
     enterPhase('execute');
     const context = run.ctx!;
-    const byName = new Map(context.components.map((c) => [c.name, c]));
-    const runs = new Map<string, Promise<void>>();
-    let firstFailure: unknown;
-
-    // Each component starts once everything it depends on is done; independent ones overlap.
-    const start = (component: RollbackComponent): Promise<void> => {
-      let started = runs.get(component.name);
-      if (!started) {
-        started = (async () => {
-          await Promise.all(component.dependsOn.map((d) => start(byName.get(d)!)));
-          if (firstFailure !== undefined) throw new RollbackEnded('failed', 'not run: an earlier step failed');
-          await restoreStep(context, component);
-        })().catch((err: unknown) => {
-          const step = status.steps[component.name]!;
-          if (step.state === 'pending') step.state = 'not-run';
-          firstFailure ??= err;
-          throw err;
-        });
-        runs.set(component.name, started);
-      }
-      return started;
-    };
-    await Promise.allSettled(context.components.map(start));
+    const firstFailure = await runInDependencyOrder(
+      context.components,
+      (component) => restoreStep(context, component),
+      (component) => {
+        const step = status.steps[component.name]!;
+        if (step.state === 'pending') step.state = 'not-run';
+      },
+    );
     if (firstFailure === undefined) return;
     if (isCancellation(firstFailure)) throw firstFailure as Error;
     throw await compensate(`execute failed: ${describeFailure(firstFailure)}`);
@@ -413,20 +394,13 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
 
   function validateDecision(action: DecisionAction, payload: DecisionPayload): void {
     const problem = payloadProblem(decisionPayloadSchema, payload) ?? decisionTimingProblem(action, status);
-    if (problem) throw new Error(problem);
+    if (problem) throw refused(problem);
   }
 
   function onDecision(action: DecisionAction, payload: DecisionPayload): DecisionOutcome {
-    const decision = { ...payload, at: now() };
-    const reason = decisionPolicyProblem(action, decision, status);
-    if (reason) {
-      recordRefusal(status, { ...decision, action, reason });
-      log.warn('decision refused', { action, user: decision.user, reason });
-      return { accepted: false, reason, ...where() };
-    }
-    if (action === 'reject') status.rejection = decision;
-    else status.approvals.push(decision);
-    return { accepted: true, ...where() };
+    const outcome = applyDecision(status, action, { ...payload, at: now() });
+    if (!outcome.accepted) log.warn('decision refused', { action, user: payload.user, reason: outcome.reason });
+    return outcome;
   }
 
   /** Runs started before the Updates (docs/versioning.md): a signal counts once per request id. */
@@ -450,17 +424,13 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       (FINAL_STATES.includes(status.state) || status.phase === 'complete'
         ? `the rollback already ended (${status.state}); there is nothing to cancel`
         : undefined);
-    if (problem) throw new Error(problem);
+    if (problem) throw refused(problem);
   }
 
   function onCancel(payload: CancelPayload): DecisionOutcome {
     status.cancellation ??= { ...payload, at: now(), phase: status.phase };
     log.warn('cancellation requested', { user: payload.user, reason: payload.reason ?? '' });
-    return { accepted: true, ...where() };
-  }
-
-  function where(): Omit<DecisionOutcome, 'accepted' | 'reason'> {
-    return { state: status.state, phase: status.phase, approvals: status.approvals.length, requiredApprovals: status.requiredApprovals ?? 1 };
+    return { accepted: true, ...whereTheRunIs(status) };
   }
 
   // ---- bookkeeping ----
@@ -498,14 +468,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   }
 
   function upsertAttributes(): void {
-    const pairs: SearchAttributeUpdatePair[] = [
-      { key: environmentAttribute, value: request.environment },
-      { key: phaseAttribute, value: status.phase },
-      { key: stateAttribute, value: status.state },
-      { key: triggerAttribute, value: request.trigger },
-      { key: targetAttribute, value: targetKeyword(request.target) },
-    ];
-    upsertSearchAttributes(pairs);
+    upsertSearchAttributes(rollbackSearchAttributes(status));
     showDetails();
   }
 
@@ -515,25 +478,9 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   }
 }
 
-function initialStatus(request: RollbackRequest): RollbackStatus {
-  return {
-    workflowId: workflowInfo().workflowId,
-    environment: request.environment,
-    target: request.target,
-    trigger: request.trigger,
-    requester: request.requester,
-    dryRun: request.dryRun,
-    phase: 'decide',
-    state: 'running',
-    phases: {},
-    steps: {},
-    approvals: [],
-    refusals: [],
-    ...(request.reason !== undefined ? { reason: request.reason } : {}),
-    ...(request.components !== undefined ? { components: request.components } : {}),
-    ...(request.strategy !== undefined ? { strategy: request.strategy } : {}),
-    ...(request.acceptDataLoss ? { acceptDataLoss: true } : {}),
-  };
+/** A validator's refusal: the request never reaches history, and the client reads the message. */
+function refused(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ message, type: ErrorType.InvalidRequest, nonRetryable: true });
 }
 
 function now(): string {
