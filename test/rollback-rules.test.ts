@@ -8,6 +8,7 @@ import {
   decisionTimingProblem,
   MAX_REFUSAL_RECORDS,
   recordRefusal,
+  requestKeyConflict,
   rollbackRequestProblem,
   type DecisionContext,
 } from '../src/domain/rollback-rules';
@@ -140,6 +141,22 @@ describe('decision rules', () => {
     expect(approvalSettled({ approvals: [approval], requiredApprovals: 2 })).toBe(false);
     expect(approvalSettled({ approvals: [approval, { ...approval, user: 'carol' }], requiredApprovals: 2 })).toBe(true);
     expect(approvalSettled({ approvals: [], requiredApprovals: 2, rejection: approval })).toBe(true);
+  });
+});
+
+describe('a request id used again', () => {
+  const existing = { workflowId: 'rollback-production-req-inc-7', environment: 'production', target: { kind: 'version' as const, version: 'v1' }, dryRun: false };
+
+  it('joins the run when the request is the same', () => {
+    expect(requestKeyConflict('inc-7', existing, request())).toBeUndefined();
+    expect(requestKeyConflict('inc-7', { ...existing, components: ['db', 'config'] }, request({ components: ['config', 'db'] }))).toBeUndefined();
+  });
+
+  it('is refused when it asks for something else, naming both', () => {
+    expect(requestKeyConflict('inc-7', existing, request({ target: { kind: 'version', version: 'v2' } }))).toBe(
+      'request id inc-7 already names rollback-production-req-inc-7, which rolls production back to version v1; this request asks for version v2. Use another request id',
+    );
+    expect(requestKeyConflict('inc-7', existing, request({ dryRun: true }))).toMatch(/asks for version v1, dry run/);
   });
 });
 

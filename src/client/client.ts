@@ -31,7 +31,13 @@ import {
   type RollbackRequest,
   type RollbackStatus,
 } from '../domain/rollback';
-import { environmentBusyMessage, environmentProblem, rollbackRequestProblem, whereTheRunIs } from '../domain/rollback-rules';
+import {
+  environmentBusyMessage,
+  environmentProblem,
+  requestKeyConflict,
+  rollbackRequestProblem,
+  whereTheRunIs,
+} from '../domain/rollback-rules';
 import { rollbackWorkflow, snapshotWorkflow } from '../workflows';
 import type { CrossSectionResult, SnapshotRequest } from '../domain/snapshot';
 import { snapshotRequestSchema } from '../domain/snapshot';
@@ -148,7 +154,11 @@ export class RewindClient {
     const problem = rollbackRequestProblem(this.manifest, request);
     if (problem) throw new RequestError(problem);
     const workflowId = requestId ? keyedRollbackId(request.environment, requestId) : newWorkflowId('rollback', request.environment);
-    if (requestId && (await this.exists(workflowId))) return { workflowId, request, existing: true };
+    if (requestId && (await this.exists(workflowId))) {
+      const conflict = requestKeyConflict(requestId, (await this.rollbackView(workflowId)).status, request);
+      if (conflict) throw new RequestError(conflict);
+      return { workflowId, request, existing: true };
+    }
     await this.precheckRollback(request, workflowId);
     const target = targetKeyword(request.target);
     try {

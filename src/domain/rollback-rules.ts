@@ -49,6 +49,23 @@ export function rollbackRequestProblem(manifest: Pick<Manifest, 'environments'>,
   return undefined;
 }
 
+/**
+ * Why a keyed request cannot join the run its key already names: it asks for something else.
+ * A retried request is the same request; a reused key for another one is a mistake to stop.
+ */
+export function requestKeyConflict(requestId: string, existing: Pick<RollbackStatus, 'workflowId' | 'environment' | 'target' | 'components' | 'dryRun' | 'strategy'>, request: RollbackRequest): string | undefined {
+  const asked = (r: Pick<RollbackRequest, 'target' | 'components' | 'dryRun' | 'strategy'>) =>
+    `${describeTarget(r.target)}${r.components ? ` (${[...r.components].sort().join(', ')})` : ''}${r.strategy ? `, strategy ${r.strategy}` : ''}${r.dryRun ? ', dry run' : ''}`;
+  const before = asked(existing);
+  const now = asked(request);
+  // A run records its components once decided; compare what the request named, when it named any.
+  const sameComponents = request.components === undefined || existing.components === undefined || [...request.components].sort().join() === [...existing.components].sort().join();
+  if (existing.environment === request.environment && describeTarget(existing.target) === describeTarget(request.target) && sameComponents && existing.strategy === request.strategy && existing.dryRun === request.dryRun) {
+    return undefined;
+  }
+  return `request id ${requestId} already names ${existing.workflowId}, which rolls ${existing.environment} back to ${before}; this request asks for ${now}. Use another request id`;
+}
+
 export function environmentBusyMessage(holder: string, environment: string): string {
   return `rollback ${holder} is already running on ${environment}; wait for it or cancel it first`;
 }

@@ -77,15 +77,15 @@ export function registerRollbackCommands(program: Command): void {
             ...(opts.components ? { components: opts.components } : {}),
             ...(opts.reason ? { reason: opts.reason } : {}),
           }, opts.requestId ? { requestId: opts.requestId } : {});
-          if (existing && !globals(cmd).json) process.stderr.write(`request ${opts.requestId ?? ''} already started ${workflowId}\n`);
+          const started = existing ? `request ${opts.requestId ?? ''} already started ${workflowId}` : `started ${workflowId}`;
           // After the request's checks: a refused request prints only why.
           await warnWithoutAgent(client, opts.env);
           if (!opts.wait && !opts.dryRun) {
-            print(cmd, { workflowId, existing, phase: 'decide', state: 'running' }, () => `started ${workflowId}\nFollow it: rewind rollback status ${workflowId} --watch`);
+            print(cmd, existing ? { workflowId, existing } : { workflowId, existing, phase: 'decide', state: 'running' }, () => `${started}\nFollow it: rewind rollback status ${workflowId} --watch`);
             return;
           }
           const tty = !globals(cmd).json && process.stderr.isTTY;
-          if (tty) process.stderr.write(`started ${workflowId}; taking the safety snapshot and computing the plan …\n`);
+          if (tty) process.stderr.write(`${started}; taking the safety snapshot and computing the plan …\n`);
           const view = await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', { timeoutMs: 3_600_000 });
           const s = view.status;
           if (s.state === 'failed') throw new RequestError(`${s.cause ?? 'the rollback failed'} (${workflowId})`);
