@@ -82,6 +82,29 @@ describe('rewind CLI', () => {
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
   });
 
+  it('starts one run for a request id sent twice, and refuses the id for a different request', async () => {
+    const args = ['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--request-id', 'incident-42', '--no-wait', '--json'];
+    const id = 'rollback-production-req-incident-42';
+    const first = await cli(args);
+    expect(first.stderr).toBe('');
+    expect(json(first.stdout)).toEqual({ workflowId: id, existing: false, phase: 'decide', state: 'running' });
+    const { runId } = await env.temporal.workflow.getHandle(id).describe();
+    const again = await cli(args);
+    expect(again.code).toBe(0);
+    expect(json(again.stdout)).toEqual({ workflowId: id, existing: true });
+    expect((await env.temporal.workflow.getHandle(id).describe()).runId).toBe(runId);
+    const other = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v2', '--request-id', 'incident-42', '--no-wait']);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toBe(
+      'error: request id incident-42 already names rollback-production-req-incident-42, which rolls production back to version v1; this request asks for version v2. Use another request id\n',
+    );
+    const bad = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--request-id', 'has spaces']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe('error: requestId: must be 1 to 80 characters of A-Z, a-z, 0-9 and . _ : -\n');
+    await cli(['rollback', 'cancel', id, '--as', 'bob']);
+    expect((await env.finalStatus(id)).status.state).toBe('cancelled');
+  });
+
   it('prints the plan of a dry run, exits 0 and lists the run as a dry run', async () => {
     const dry = await cli(['rollback', 'start', '--env', 'production', '--to-snapshot', crossSectionId, '--dry-run']);
     expect(dry.code).toBe(0);

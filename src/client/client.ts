@@ -53,7 +53,7 @@ import { envTaskQueue, type Manifest } from '../manifest/schema';
 import { runningRollbacks } from '../platform/rollback-runs';
 import type { SnapshotStore } from '../snapshots/store';
 import { temporal } from '@temporalio/proto';
-import type { z } from 'zod';
+import { z } from 'zod';
 
 export class RequestError extends Error {
   constructor(message: string) {
@@ -150,7 +150,7 @@ export class RewindClient {
    */
   async startRollback(input: unknown, options: { requestId?: string } = {}): Promise<{ workflowId: string; request: RollbackRequest; existing: boolean }> {
     const request: RollbackRequest = parseRequest(rollbackRequestSchema, input);
-    const requestId = options.requestId === undefined ? undefined : parseRequest(requestIdSchema, options.requestId);
+    const requestId = options.requestId === undefined ? undefined : parseRequest(z.object({ requestId: requestIdSchema }), options).requestId;
     const problem = rollbackRequestProblem(this.manifest, request);
     if (problem) throw new RequestError(problem);
     const workflowId = requestId ? keyedRollbackId(request.environment, requestId) : newWorkflowId('rollback', request.environment);

@@ -54,16 +54,19 @@ export function rollbackRequestProblem(manifest: Pick<Manifest, 'environments'>,
  * A retried request is the same request; a reused key for another one is a mistake to stop.
  */
 export function requestKeyConflict(requestId: string, existing: Pick<RollbackStatus, 'workflowId' | 'environment' | 'target' | 'components' | 'dryRun' | 'strategy'>, request: RollbackRequest): string | undefined {
+  // A run lists every component it covers once decided; compare what the request named, if anything.
+  const sorted = (c: readonly string[] | undefined) => (c ? [...c].sort().join(', ') : undefined);
+  const sameComponents = request.components === undefined || existing.components === undefined || sorted(request.components) === sorted(existing.components);
+  const same =
+    existing.environment === request.environment &&
+    describeTarget(existing.target) === describeTarget(request.target) &&
+    sameComponents &&
+    existing.strategy === request.strategy &&
+    existing.dryRun === request.dryRun;
+  if (same) return undefined;
   const asked = (r: Pick<RollbackRequest, 'target' | 'components' | 'dryRun' | 'strategy'>) =>
-    `${describeTarget(r.target)}${r.components ? ` (${[...r.components].sort().join(', ')})` : ''}${r.strategy ? `, strategy ${r.strategy}` : ''}${r.dryRun ? ', dry run' : ''}`;
-  const before = asked(existing);
-  const now = asked(request);
-  // A run records its components once decided; compare what the request named, when it named any.
-  const sameComponents = request.components === undefined || existing.components === undefined || [...request.components].sort().join() === [...existing.components].sort().join();
-  if (existing.environment === request.environment && describeTarget(existing.target) === describeTarget(request.target) && sameComponents && existing.strategy === request.strategy && existing.dryRun === request.dryRun) {
-    return undefined;
-  }
-  return `request id ${requestId} already names ${existing.workflowId}, which rolls ${existing.environment} back to ${before}; this request asks for ${now}. Use another request id`;
+    `${describeTarget(r.target)}${!sameComponents && r.components ? ` (${sorted(r.components)})` : ''}${r.strategy ? `, strategy ${r.strategy}` : ''}${r.dryRun ? ', dry run' : ''}`;
+  return `request id ${requestId} already names ${existing.workflowId}, which rolls ${existing.environment} back to ${asked(existing)}; this request asks for ${asked(request)}. Use another request id`;
 }
 
 export function environmentBusyMessage(holder: string, environment: string): string {
