@@ -6,8 +6,10 @@ import {
   approvalSettled,
   decisionPolicyProblem,
   decisionTimingProblem,
+  MAX_RECORDED_REPEATS,
   MAX_REFUSAL_RECORDS,
   recordRefusal,
+  unrecordedRefusal,
   requestKeyConflict,
   rollbackRequestProblem,
   type DecisionContext,
@@ -161,6 +163,19 @@ describe('a request id used again', () => {
 });
 
 describe('the record of refusals', () => {
+  it('stops recording a refusal repeated often enough, so a flood cannot use up the run\'s updates', () => {
+    const run = { ...awaiting(), refusals: [] as RollbackStatus['refusals'] };
+    for (let i = 0; i < MAX_RECORDED_REPEATS; i++) {
+      expect(unrecordedRefusal('approve', { user: 'mallory' }, run)).toBeUndefined();
+      recordRefusal(run, { action: 'approve', user: 'mallory', requestId: `r${i}`, at: 't', reason: 'mallory is not an approver (approvers: alice, bob, carol)' });
+    }
+    expect(unrecordedRefusal('approve', { user: 'mallory' }, run)).toBe(
+      'mallory is not an approver (approvers: alice, bob, carol) (refused before; not recorded again)',
+    );
+    // An approver is still heard.
+    expect(unrecordedRefusal('approve', { user: 'bob' }, run)).toBeUndefined();
+  });
+
   it('counts repeats of the same refusal instead of appending them', () => {
     const run: Pick<RollbackStatus, 'refusals' | 'refusalsOmitted'> = { refusals: [] };
     for (let i = 0; i < 2_000; i++) {

@@ -3,6 +3,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  isGrpcServiceError,
   WorkflowFailedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
@@ -264,7 +265,7 @@ export class RewindClient {
 
   private async sendDecision(workflowId: string, _requestId: string, send: () => Promise<DecisionOutcome>): Promise<DecisionResult> {
     try {
-      return { workflowId, ...(await send()) };
+      return { workflowId, ...(await retryWhileBusy(send)) };
     } catch (err) {
       // A validator's refusal (malformed, too early, too late) never reached history.
       if (err instanceof WorkflowUpdateFailedError) {
@@ -347,6 +348,25 @@ export class RewindClient {
       if (runs.length >= limit) break;
     }
     return runs;
+  }
+}
+
+/** gRPC's status code for "resource exhausted". */
+const GRPC_RESOURCE_EXHAUSTED = 8;
+
+/**
+ * Sends again while the server says the run is busy: it holds at most a few Updates in flight
+ * at once (10 by default), and a burst of clicks or webhooks must get answers, not errors.
+ */
+async function retryWhileBusy<T>(send: () => Promise<T>, { attempts = 20, firstDelayMs = 100 } = {}): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      const busy = err instanceof Error && (isGrpcServiceError(err.cause) ? Number(err.cause.code) === GRPC_RESOURCE_EXHAUSTED : /RESOURCE_EXHAUSTED/.test(err.message));
+      if (!busy || attempt >= attempts) throw err;
+      await sleep(Math.min(2_000, firstDelayMs * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2));
+    }
   }
 }
 

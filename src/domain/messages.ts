@@ -1,6 +1,7 @@
 // Every message a running workflow accepts or answers, in one place, with zod schemas for the
 // payloads. Decisions (approve, reject, cancel) are Updates: a validator refuses a malformed or
-// late request before anything reaches history, the handler answers accepted or refused with
+// late request (and a refusal already recorded often enough) without an Update event in
+// history, the handler answers accepted or refused with
 // the reason, and the client's Update id is the request id, so the server counts a repeated
 // request once. The approve/reject signals remain only for runs started before the Updates.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';

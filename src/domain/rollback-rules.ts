@@ -161,6 +161,23 @@ export function approvalSettled(run: Pick<RollbackStatus, 'rejection' | 'approva
 export const MAX_REFUSAL_RECORDS = 50;
 
 /**
+ * Identical refusals (same user, action and reason) recorded on one record. Beyond that, and
+ * once the list is full, the validator refuses without recording: every recorded refusal is an
+ * accepted Update, and the server admits a bounded number per run (2,000 by default), so a
+ * flood must not use them up and lock the approvers out.
+ */
+export const MAX_RECORDED_REPEATS = 10;
+
+/** A policy refusal the record already holds often enough: refused unrecorded, by the validator. */
+export function unrecordedRefusal(action: DecisionAction, decision: Pick<Decision, 'user' | 'acceptDataLoss'>, run: DecisionContext & Pick<RollbackStatus, 'refusals'>): string | undefined {
+  const reason = decisionPolicyProblem(action, decision, run);
+  if (!reason) return undefined;
+  const record = run.refusals.find((r) => r.user === decision.user && r.action === action && r.reason === reason);
+  const full = record ? (record.count ?? 1) >= MAX_RECORDED_REPEATS : run.refusals.length >= MAX_REFUSAL_RECORDS;
+  return full ? `${reason} (refused before; not recorded again)` : undefined;
+}
+
+/**
  * Records a refused decision: a repeat of the same refusal (same user, action and reason) is
  * counted on its record, not appended.
  */

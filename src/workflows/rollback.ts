@@ -59,6 +59,7 @@ import {
   decisionTimingProblem,
   environmentBusyMessage,
   recordRefusal,
+  unrecordedRefusal,
   whereTheRunIs,
   type DecisionAction,
 } from '../domain/rollback-rules';
@@ -393,7 +394,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   // ---- decisions ----
 
   function validateDecision(action: DecisionAction, payload: DecisionPayload): void {
-    const problem = payloadProblem(decisionPayloadSchema, payload) ?? decisionTimingProblem(action, status);
+    const problem = payloadProblem(decisionPayloadSchema, payload) ?? decisionTimingProblem(action, status) ?? unrecordedRefusal(action, payload, status);
     if (problem) throw refused(problem);
   }
 

@@ -1,6 +1,7 @@
 // Decisions and starts at scale, on stub activities: a retried request counts once however many
 // copies arrive together, a flood of refused requests is counted rather than appended, malformed
 // requests never reach history, and a keyed start gives every caller the one run.
+import { MAX_RECORDED_REPEATS } from '../../src/domain/rollback-rules';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { approveUpdate } from '../../src/domain/messages';
@@ -45,17 +46,24 @@ describe('updates at scale (workflow with stub activities)', () => {
     expect((await e.finalStatus(id)).status.state).toBe('completed');
   });
 
-  it('counts 2,000 refused approvals from one non-approver on one record, keeping the status under 64 KB', async () => {
+  it('answers 2,000 approvals from one non-approver with the reason, records the first ten on one record, and keeps the status under 64 KB', async () => {
     const e = (env = await createWorkflowTestEnv());
     const id = await awaitingApproval(e);
     const outcomes = await inBatches(2_000, UPDATE_CONCURRENCY, (i) => e.client.decide(id, 'approve', { user: 'mallory', requestId: `flood-${i}` }));
     expect(outcomes.filter((o) => o.accepted)).toEqual([]);
-    expect(new Set(outcomes.map((o) => o.reason))).toEqual(new Set(['mallory is not an approver (approvers: alice, bob, carol)']));
+    // The first ones are recorded; the rest are refused by the validator, unrecorded.
+    expect(new Set(outcomes.map((o) => o.reason))).toEqual(
+      new Set([
+        'mallory is not an approver (approvers: alice, bob, carol)',
+        'mallory is not an approver (approvers: alice, bob, carol) (refused before; not recorded again)',
+      ]),
+    );
 
     const { status } = await e.client.rollbackView(id);
     expect(JSON.stringify(status).length).toBeLessThan(64 * 1024);
     expect(status.refusals).toHaveLength(1);
-    expect(status.refusals[0]).toMatchObject({ user: 'mallory', action: 'approve', count: 2_000 });
+    expect(status.refusals[0]).toMatchObject({ user: 'mallory', action: 'approve', count: MAX_RECORDED_REPEATS });
+    expect((await e.historyEvents(id)).filter((t) => t === 'WorkflowExecutionUpdateAccepted')).toHaveLength(MAX_RECORDED_REPEATS);
     expect(status.approvals).toEqual([]);
     expect(status.state).toBe('awaiting-approval');
   });
