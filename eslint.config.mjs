@@ -4,7 +4,16 @@
 import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
 
-const ioModules = ['pg', '@slack/web-api', '@temporalio/client', '@temporalio/worker', '@temporalio/activity', 'pino', 'yaml', 'commander'];
+const ioModules = [
+  'pg',
+  '@slack/web-api',
+  '@temporalio/client',
+  '@temporalio/worker',
+  '@temporalio/activity',
+  'pino',
+  'yaml',
+  'commander',
+];
 
 export default tseslint.config(
   { ignores: ['lib/**', 'node_modules/**', 'coverage/**', '.data/**'] },
@@ -40,9 +49,16 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          paths: ioModules.map((name) => ({ name, message: 'I/O module: not allowed in workflow code or pure modules' })),
+          paths: ioModules.map((name) => ({
+            name,
+            message: 'I/O module: not allowed in workflow code or pure modules',
+          })),
           patterns: [
-            { group: ['**/activities', '**/activities/*'], allowTypeImports: true, message: 'workflows import activities with `import type` only' },
+            {
+              group: ['**/activities', '**/activities/*'],
+              allowTypeImports: true,
+              message: 'workflows import activities with `import type` only',
+            },
             {
               group: [
                 '**/platform/*',
@@ -56,7 +72,10 @@ export default tseslint.config(
                 '**/facade',
                 '**/listing',
                 '**/targeted-restore',
-                ...['connect', 'dump', 'fingerprint', 'flyway', 'impact', 'migrator', 'pitr', 'tools'].flatMap((m) => [`**/postgres/${m}`, `./${m}`]),
+                ...['connect', 'dump', 'fingerprint', 'flyway', 'impact', 'migrator', 'pitr', 'tools'].flatMap((m) => [
+                  `**/postgres/${m}`,
+                  `./${m}`,
+                ]),
               ],
               allowTypeImports: true,
               message: 'I/O module: not allowed in workflow code or pure modules',

@@ -89,20 +89,27 @@ environments:
     let secondAdded = 0;
     // restic's own count of new data before compression, which shows deduplication alone.
     const dataAdded = async (version: string): Promise<number> => {
-      const [list] = (await client.store!.restic.run(['snapshots', '--no-lock', '--tag', `rewind,version=${version},role=data`])) as unknown as [
-        { summary?: { data_added?: number } }[],
-      ];
+      const [list] = (await client.store!.restic.run([
+        'snapshots',
+        '--no-lock',
+        '--tag',
+        `rewind,version=${version},role=data`,
+      ])) as unknown as [{ summary?: { data_added?: number } }[]];
       return list?.[0]?.summary?.data_added ?? 0;
     };
     let rawAdded: [number, number] = [0, 0];
     for (let round = 1; round <= ROUNDS; round++) {
       say(`round ${round}/${ROUNDS}: raw pg_dump -Fc and pg_restore …`);
       const file = path.join(work, 'raw.dump');
-      const [dumpMs] = await timed(() => runProgram(bin.tool('pg_dump'), ['-Fc', '-f', file, target.dbname], { env: target.env }));
+      const [dumpMs] = await timed(() =>
+        runProgram(bin.tool('pg_dump'), ['-Fc', '-f', file, target.dbname], { env: target.env }),
+      );
       await query(ADMIN, 'DROP DATABASE IF EXISTS rewind_bench_raw WITH (FORCE)');
       await query(ADMIN, 'CREATE DATABASE rewind_bench_raw');
       const rawTarget = libpqTarget(withDatabase(ADMIN, 'rewind_bench_raw'));
-      const [restoreMs] = await timed(() => runProgram(bin.tool('pg_restore'), ['-d', rawTarget.dbname, file], { env: rawTarget.env }));
+      const [restoreMs] = await timed(() =>
+        runProgram(bin.tool('pg_restore'), ['-d', rawTarget.dbname, file], { env: rawTarget.env }),
+      );
       await query(ADMIN, 'DROP DATABASE rewind_bench_raw WITH (FORCE)');
       rmSync(file, { force: true });
       raw.push(dumpMs + restoreMs);
@@ -112,26 +119,40 @@ environments:
       const before = round === 1 ? 0 : duBytes(repo);
       const version = `r${round}`;
       const [snapshotMs] = await timed(async () =>
-        client.snapshotResult((await client.startSnapshot({ environment: 'production', version, requester: 'bench' })).workflowId),
+        client.snapshotResult(
+          (await client.startSnapshot({ environment: 'production', version, requester: 'bench' })).workflowId,
+        ),
       );
       if (round === 1) firstAdded = duBytes(repo) - before;
 
       say(`round ${round}/${ROUNDS}: 1% more rows, second snapshot …`);
       const rows = SCALE * 1000;
-      await query(url, `INSERT INTO pgbench_accounts SELECT aid + ${SCALE * 100_000}, bid, abalance, filler FROM pgbench_accounts WHERE aid <= ${rows}`);
+      await query(
+        url,
+        `INSERT INTO pgbench_accounts SELECT aid + ${SCALE * 100_000}, bid, abalance, filler FROM pgbench_accounts WHERE aid <= ${rows}`,
+      );
       const beforeSecond = duBytes(repo);
-      await client.snapshotResult((await client.startSnapshot({ environment: 'production', version: `${version}-plus`, requester: 'bench' })).workflowId);
+      await client.snapshotResult(
+        (await client.startSnapshot({ environment: 'production', version: `${version}-plus`, requester: 'bench' }))
+          .workflowId,
+      );
       if (round === 1) {
         secondAdded = duBytes(repo) - beforeSecond;
         rawAdded = [await dataAdded(version), await dataAdded(`${version}-plus`)];
       }
 
       say(`round ${round}/${ROUNDS}: rewind restore (rollback to ${version}) …`);
-      const status = await rollbackApprovedAtOnce(client, { environment: 'production', target: { kind: 'version', version }, acceptDataLoss: true });
+      const status = await rollbackApprovedAtOnce(client, {
+        environment: 'production',
+        target: { kind: 'version', version },
+        acceptDataLoss: true,
+      });
       const outcome = status.steps.db!.outcome!;
       const swapWindowMs = (outcome.details as { swapWindowMs?: number } | undefined)?.swapWindowMs;
       ours.push({ snapshot: snapshotMs, restore: outcome.durationMs, swap: swapWindowMs ?? 0 });
-      say(`  rewind: snapshot ${seconds(snapshotMs)} + restore ${seconds(outcome.durationMs)} (swap ${swapWindowMs ?? '?'} ms)`);
+      say(
+        `  rewind: snapshot ${seconds(snapshotMs)} + restore ${seconds(outcome.durationMs)} (swap ${swapWindowMs ?? '?'} ms)`,
+      );
     }
 
     const rawMedian = median(raw);

@@ -58,7 +58,10 @@ class PeakMemory {
   }
 
   maxChildNamed(name: string, parents: number[]): number {
-    return Math.max(0, ...[...this.peaks.values()].filter((p) => p.name === name && parents.includes(p.parent)).map((p) => p.kb));
+    return Math.max(
+      0,
+      ...[...this.peaks.values()].filter((p) => p.name === name && parents.includes(p.parent)).map((p) => p.kb),
+    );
   }
 }
 
@@ -110,11 +113,16 @@ environments:
     const agent = stack.launch(['agent', '--env', 'production']);
 
     say('snapshot v1 (the rollback target) …');
-    const v1 = await client.snapshotResult((await client.startSnapshot({ environment: 'production', version: 'v1', requester: 'bench' })).workflowId);
+    const v1 = await client.snapshotResult(
+      (await client.startSnapshot({ environment: 'production', version: 'v1', requester: 'bench' })).workflowId,
+    );
     const v1Snapshot = v1.components.models!.snapshotId;
 
     const rollback = async (): Promise<{ execute: number; verify: number; bytes: number }> => {
-      const status = await rollbackApprovedAtOnce(client, { environment: 'production', target: { kind: 'version', version: 'v1' } });
+      const status = await rollbackApprovedAtOnce(client, {
+        environment: 'production',
+        target: { kind: 'version', version: 'v1' },
+      });
       return {
         execute: status.phases.execute!.durationMs!,
         verify: status.phases.verify!.durationMs!,
@@ -124,14 +132,23 @@ environments:
     const rawRestore = (includes: string[]): number => {
       const target = path.join(work, 'raw-restore');
       rmSync(target, { recursive: true, force: true });
-      const ms = timed(restic, ['restore', v1Snapshot, '--target', target, ...includes.flatMap((f) => ['--include', `/${f}`])], resticEnv);
+      const ms = timed(
+        restic,
+        ['restore', v1Snapshot, '--target', target, ...includes.flatMap((f) => ['--include', `/${f}`])],
+        resticEnv,
+      );
       rmSync(target, { recursive: true, force: true });
       return ms;
     };
 
     const scenarios = [
       { name: 'one file changed', changed: [7], goal: 0.25, baseline: 'full restic restore of the directory' },
-      { name: 'half the files changed', changed: Array.from({ length: FILES / 2 }, (_, i) => i * 2), goal: 1.5, baseline: 'restic restore of those files' },
+      {
+        name: 'half the files changed',
+        changed: Array.from({ length: FILES / 2 }, (_, i) => i * 2),
+        goal: 1.5,
+        baseline: 'restic restore of those files',
+      },
     ];
     const results = [];
     for (const scenario of scenarios) {

@@ -26,7 +26,12 @@ export interface BenchStack {
   stop(): Promise<void>;
 }
 
-export async function startBenchStack(args: { manifest: Manifest; manifestFile: string; env: NodeJS.ProcessEnv; store?: SnapshotStore }): Promise<BenchStack> {
+export async function startBenchStack(args: {
+  manifest: Manifest;
+  manifestFile: string;
+  env: NodeJS.ProcessEnv;
+  store?: SnapshotStore;
+}): Promise<BenchStack> {
   const server = await startDevServer({ headless: true });
   const connection = await Connection.connect({ address: server.address });
   await ensureSearchAttributes(connection, 'default');
@@ -52,7 +57,9 @@ export async function startBenchStack(args: { manifest: Manifest; manifestFile: 
     async stop() {
       stopping = true;
       for (const child of children) child.kill('SIGTERM');
-      await Promise.all(children.map((c) => new Promise((resolve) => (c.exitCode !== null ? resolve(null) : c.once('exit', resolve)))));
+      await Promise.all(
+        children.map((c) => new Promise((resolve) => (c.exitCode !== null ? resolve(null) : c.once('exit', resolve)))),
+      );
       await connection.close();
       await server.stop();
     },
@@ -65,9 +72,13 @@ export async function rollbackApprovedAtOnce(
   request: Pick<RollbackRequest, 'environment' | 'target'> & { acceptDataLoss?: boolean },
 ): Promise<RollbackStatus> {
   const { workflowId } = await client.startRollback({ ...request, requester: 'alice' });
-  await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', { timeoutMs: 3_600_000, intervalMs: 50 });
+  await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', {
+    timeoutMs: 3_600_000,
+    intervalMs: 50,
+  });
   await client.decide(workflowId, 'approve', { user: 'bob' });
   const { status } = await client.waitForRollback(workflowId, () => false, { timeoutMs: 3_600_000, intervalMs: 1_000 });
-  if (status.state !== 'completed') throw new Error(`rollback ${workflowId} ended ${status.state}: ${status.cause ?? ''}`);
+  if (status.state !== 'completed')
+    throw new Error(`rollback ${workflowId} ended ${status.state}: ${status.cause ?? ''}`);
   return status;
 }

@@ -45,7 +45,10 @@ describe('approval gate', () => {
   it('refuses self-approval in production and approvals from non-approvers', async () => {
     const id = await startAndAwait('production', 'alice');
     const self = await env.client.decide(id, 'approve', { user: 'alice' });
-    expect(self).toMatchObject({ accepted: false, reason: 'alice requested this rollback and cannot approve it in production' });
+    expect(self).toMatchObject({
+      accepted: false,
+      reason: 'alice requested this rollback and cannot approve it in production',
+    });
     const stranger = await env.client.decide(id, 'approve', { user: 'mallory' });
     expect(stranger.accepted).toBe(false);
     expect(stranger.reason).toMatch(/mallory is not an approver/);
@@ -62,25 +65,41 @@ describe('approval gate', () => {
     expect((await env.client.decide(id, 'approve', { user: 'alice' })).accepted).toBe(true);
     const { status } = await env.finalStatus(id);
     expect(status.state).toBe('completed');
-    expect(readTree(env.componentPath('regression', 'config'))['app.yaml']?.content).toBe(Buffer.from('release: v1\n').toString('base64'));
+    expect(readTree(env.componentPath('regression', 'config'))['app.yaml']?.content).toBe(
+      Buffer.from('release: v1\n').toString('base64'),
+    );
   });
 
   it('refuses a second rollback of an environment while one is running', async () => {
     const first = await startAndAwait();
     const message = `rollback ${first} is already running on production; wait for it or cancel it first`;
     // The client refuses before starting anything ...
-    await expect(env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } })).rejects.toThrow(message);
+    await expect(
+      env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } }),
+    ).rejects.toThrow(message);
     // ... and a run that slips past it (started directly, or in a race) fails in decide.
     const handle = await env.temporal.workflow.start('rollbackWorkflow', {
       taskQueue: env.loaded.manifest.temporal.taskQueue,
       workflowId: `rollback-production-direct-${Date.now()}`,
-      args: [{ environment: 'production', target: { kind: 'version', version: 'v1' }, requester: 'carol', trigger: 'manual', dryRun: false }],
+      args: [
+        {
+          environment: 'production',
+          target: { kind: 'version', version: 'v1' },
+          requester: 'carol',
+          trigger: 'manual',
+          dryRun: false,
+        },
+      ],
     });
     const { status } = await env.finalStatus(handle.workflowId);
     expect(status.state).toBe('failed');
     expect(status.cause).toBe(`decide failed: ${message}`);
     // A dry run changes nothing, so it may run alongside.
-    const dry = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' }, dryRun: true });
+    const dry = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'v1' },
+      dryRun: true,
+    });
     expect((await env.finalStatus(dry)).status.state).toBe('completed');
     await env.client.decide(first, 'reject', { user: 'bob' });
     expect((await env.finalStatus(first)).status.state).toBe('rejected');
@@ -93,18 +112,30 @@ describe('approval gate', () => {
       env.temporal.workflow.start('rollbackWorkflow', {
         taskQueue: env.loaded.manifest.temporal.taskQueue,
         workflowId: `rollback-production-race-${n}-${Date.now()}`,
-        args: [{ environment: 'production', target: { kind: 'version', version: 'v1' }, requester: 'carol', trigger: 'alert', dryRun: false }],
+        args: [
+          {
+            environment: 'production',
+            target: { kind: 'version', version: 'v1' },
+            requester: 'carol',
+            trigger: 'alert',
+            dryRun: false,
+          },
+        ],
       });
     const handles = await Promise.all([start(1), start(2)]);
     const ids = handles.map((h) => h.workflowId);
     const settled = await Promise.all(
-      ids.map((id) => env.client.waitForRollback(id, (s) => s.state === 'awaiting-approval', { timeoutMs: 60_000, intervalMs: 100 })),
+      ids.map((id) =>
+        env.client.waitForRollback(id, (s) => s.state === 'awaiting-approval', { timeoutMs: 60_000, intervalMs: 100 }),
+      ),
     );
     const states = settled.map((r) => r.status.state).sort();
     expect(states).toEqual(['awaiting-approval', 'failed']);
     const winner = ids[settled.findIndex((r) => r.status.state === 'awaiting-approval')]!;
     const loser = settled.find((r) => r.status.state === 'failed')!;
-    expect(loser.status.cause).toBe(`decide failed: rollback ${winner} is already running on production; wait for it or cancel it first`);
+    expect(loser.status.cause).toBe(
+      `decide failed: rollback ${winner} is already running on production; wait for it or cancel it first`,
+    );
     // The loser changed nothing: it took no safety snapshot.
     expect(loser.status.phases.prepare).toBeUndefined();
 
@@ -129,7 +160,11 @@ describe('approval with two required approvers', () => {
   afterAll(() => env.teardown());
 
   it('counts a duplicated approve once, by request id and by user', async () => {
-    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' }, requester: 'alice' });
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'v1' },
+      requester: 'alice',
+    });
     await env.waitFor(id, (s) => s.state === 'awaiting-approval');
 
     // A double-clicked button: the same request twice.
@@ -152,7 +187,9 @@ describe('approval with two required approvers', () => {
     expect(view.status.state).toBe('completed');
     expect(view.status.approvals.map((a) => a.user)).toEqual(['bob', 'carol']);
     // A retried request, even after the run ended, gets its first answer.
-    expect(await env.client.decide(id, 'approve', { user: 'bob', requestId: 'slack-click-1' })).toMatchObject({ accepted: true });
+    expect(await env.client.decide(id, 'approve', { user: 'bob', requestId: 'slack-click-1' })).toMatchObject({
+      accepted: true,
+    });
   });
 });
 

@@ -21,13 +21,27 @@ const json = (text: string) => JSON.parse(text) as Record<string, unknown>;
 
 describe('rewind CLI', () => {
   it('snapshot create --wait --json prints the cross-section id; list and show find it', async () => {
-    const created = await cli(['snapshot', 'create', '--env', 'production', '--version', 'v1', '--reason', 'before deploy', '--wait', '--json']);
+    const created = await cli([
+      'snapshot',
+      'create',
+      '--env',
+      'production',
+      '--version',
+      'v1',
+      '--reason',
+      'before deploy',
+      '--wait',
+      '--json',
+    ]);
     expect(created.code).toBe(0);
     crossSectionId = json(created.stdout).crossSectionId as string;
     expect(crossSectionId).toMatch(CROSS_SECTION_ID_PATTERN);
 
     const listed = await cli(['snapshot', 'list', '--env', 'production', '--json']);
-    expect((JSON.parse(listed.stdout) as { id: string; version: string }[])[0]).toMatchObject({ id: crossSectionId, version: 'v1' });
+    expect((JSON.parse(listed.stdout) as { id: string; version: string }[])[0]).toMatchObject({
+      id: crossSectionId,
+      version: 'v1',
+    });
     const shown = await cli(['snapshot', 'show', crossSectionId, '--env', 'production']);
     expect(shown.stdout).toContain(`${crossSectionId}  production`);
     expect(shown.stdout).toMatch(/config\s+snapshot [0-9a-f]{8}\s+1 file, 0 dirs, 0 links/);
@@ -35,7 +49,19 @@ describe('rewind CLI', () => {
 
   it('runs a rollback from start to report', async () => {
     writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'release: v2\n');
-    const started = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--as', 'alice', '--reason', 'errors up', '--json']);
+    const started = await cli([
+      'rollback',
+      'start',
+      '--env',
+      'production',
+      '--to-version',
+      'v1',
+      '--as',
+      'alice',
+      '--reason',
+      'errors up',
+      '--json',
+    ]);
     expect(started.code).toBe(0);
     const start = json(started.stdout);
     expect(start).toMatchObject({ state: 'awaiting-approval', phase: 'approval' });
@@ -43,11 +69,19 @@ describe('rewind CLI', () => {
     expect(id).toMatch(/^rollback-production-\d{8}-\d{6}-[0-9a-f]{4}$/);
 
     const status = json((await cli(['rollback', 'status', id, '--json'])).stdout);
-    expect(status).toMatchObject({ phase: 'approval', state: 'awaiting-approval', requester: 'alice', reason: 'errors up' });
+    expect(status).toMatchObject({
+      phase: 'approval',
+      state: 'awaiting-approval',
+      requester: 'alice',
+      reason: 'errors up',
+    });
 
     const self = await cli(['rollback', 'approve', id, '--as', 'alice', '--json']);
     expect(self.code).toBe(1);
-    expect(json(self.stdout)).toMatchObject({ accepted: false, reason: 'alice requested this rollback and cannot approve it in production' });
+    expect(json(self.stdout)).toMatchObject({
+      accepted: false,
+      reason: 'alice requested this rollback and cannot approve it in production',
+    });
 
     const approved = await cli(['rollback', 'approve', id, '--as', 'bob']);
     expect(approved.code).toBe(0);
@@ -55,23 +89,49 @@ describe('rewind CLI', () => {
 
     const watched = await cli(['rollback', 'status', id, '--watch', '--json']);
     expect(json(watched.stdout)).toMatchObject({ phase: 'complete', state: 'completed', execution: 'COMPLETED' });
-    expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(Buffer.from('release: v1\n').toString('base64'));
+    expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(
+      Buffer.from('release: v1\n').toString('base64'),
+    );
 
     const report = await cli(['rollback', 'report', id]);
     expect(report.stdout).toContain(`# Rollback report: ${id}`);
     expect(report.stdout).toContain('- change `app.yaml`');
 
-    const listed = JSON.parse((await cli(['rollback', 'list', '--env', 'production', '--json'])).stdout) as Record<string, unknown>[];
-    expect(listed[0]).toMatchObject({ workflowId: id, environment: 'production', state: 'completed', target: 'version:v1' });
+    const listed = JSON.parse((await cli(['rollback', 'list', '--env', 'production', '--json'])).stdout) as Record<
+      string,
+      unknown
+    >[];
+    expect(listed[0]).toMatchObject({
+      workflowId: id,
+      environment: 'production',
+      state: 'completed',
+      target: 'version:v1',
+    });
   });
 
   it('cancels a rollback that awaits approval; nothing changes', async () => {
     writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'release: v3\n');
     const before = readTree(path.join(env.dir, 'envs', 'production'));
-    const { workflowId } = json((await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--json'])).stdout) as { workflowId: string };
-    const cancelled = await cli(['rollback', 'cancel', workflowId, '--as', 'carol', '--reason', 'wrong target', '--json']);
+    const { workflowId } = json(
+      (await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--json'])).stdout,
+    ) as { workflowId: string };
+    const cancelled = await cli([
+      'rollback',
+      'cancel',
+      workflowId,
+      '--as',
+      'carol',
+      '--reason',
+      'wrong target',
+      '--json',
+    ]);
     expect(cancelled.code).toBe(0);
-    expect(json(cancelled.stdout)).toMatchObject({ workflowId, cancelRequested: true, accepted: true, phase: 'approval' });
+    expect(json(cancelled.stdout)).toMatchObject({
+      workflowId,
+      cancelRequested: true,
+      accepted: true,
+      phase: 'approval',
+    });
     const status = json((await cli(['rollback', 'status', workflowId, '--watch', '--json'])).stdout);
     expect(status).toMatchObject({
       state: 'cancelled',
@@ -83,7 +143,18 @@ describe('rewind CLI', () => {
   });
 
   it('starts one run for a request id sent twice, and refuses the id for a different request', async () => {
-    const args = ['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--request-id', 'incident-42', '--no-wait', '--json'];
+    const args = [
+      'rollback',
+      'start',
+      '--env',
+      'production',
+      '--to-version',
+      'v1',
+      '--request-id',
+      'incident-42',
+      '--no-wait',
+      '--json',
+    ];
     const id = 'rollback-production-req-incident-42';
     const first = await cli(args);
     expect(first.stderr).toBe('');
@@ -93,12 +164,31 @@ describe('rewind CLI', () => {
     expect(again.code).toBe(0);
     expect(json(again.stdout)).toEqual({ workflowId: id, existing: true });
     expect((await env.temporal.workflow.getHandle(id).describe()).runId).toBe(runId);
-    const other = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v2', '--request-id', 'incident-42', '--no-wait']);
+    const other = await cli([
+      'rollback',
+      'start',
+      '--env',
+      'production',
+      '--to-version',
+      'v2',
+      '--request-id',
+      'incident-42',
+      '--no-wait',
+    ]);
     expect(other.code).toBe(1);
     expect(other.stderr).toBe(
       'error: request id incident-42 already names rollback-production-req-incident-42, which rolls production back to version v1; this request asks for version v2. Use another request id\n',
     );
-    const bad = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--request-id', 'has spaces']);
+    const bad = await cli([
+      'rollback',
+      'start',
+      '--env',
+      'production',
+      '--to-version',
+      'v1',
+      '--request-id',
+      'has spaces',
+    ]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toBe('error: requestId: must be 1 to 80 characters of A-Z, a-z, 0-9 and . _ : -\n');
     await cli(['rollback', 'cancel', id, '--as', 'bob']);
@@ -111,23 +201,59 @@ describe('rewind CLI', () => {
     expect(dry.stdout).toContain('[dry run]');
     expect(dry.stdout).toMatch(/Plan \(safety cross-section xs-/);
     expect(dry.stdout).not.toContain('Steps:');
-    const listed = JSON.parse((await cli(['rollback', 'list', '--json'])).stdout) as { dryRun: boolean; state: string }[];
+    const listed = JSON.parse((await cli(['rollback', 'list', '--json'])).stdout) as {
+      dryRun: boolean;
+      state: string;
+    }[];
     expect(listed[0]).toMatchObject({ dryRun: true, state: 'completed' });
   });
 
   it.each([
-    [['rollback', 'start', '--env', 'production'], 'error: give exactly one of --to-version V, --to-snapshot ID or --to-time ISO'],
-    [['rollback', 'start', '--env', 'production', '--to-time', 'yesterday noon'], 'error: --to-time: "yesterday noon" is not an ISO time with a zone, like 2026-11-28T13:05:00Z'],
-    [['rollback', 'start', '--env', 'production', '--to-time', '2999-01-01T00:00:00Z'], 'error: --to-time: 2999-01-01T00:00:00Z is in the future'],
-    [['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--strategy', 'undo'], 'error: --strategy undo applies to postgres components, and this rollback has none'],
-    [['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--to-snapshot', 'xs-20261128-000000-abcd'], 'error: give exactly one of'],
-    [['rollback', 'start', '--env', 'production', '--to-snapshot', 'yesterday'], 'error: --to-snapshot: "yesterday" is not a cross-section id (like xs-20261128-130641-a1b2)'],
-    [['rollback', 'start', '--env', 'staging', '--to-version', 'v1'], 'error: unknown environment "staging" (the manifest declares: production)'],
-    [['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--components', 'config,nope'], 'error: environment "production" has no component "nope" (it has: config, models)'],
-    [['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--trigger', 'pager'], "error: option '--trigger <trigger>' argument 'pager' is invalid"],
+    [
+      ['rollback', 'start', '--env', 'production'],
+      'error: give exactly one of --to-version V, --to-snapshot ID or --to-time ISO',
+    ],
+    [
+      ['rollback', 'start', '--env', 'production', '--to-time', 'yesterday noon'],
+      'error: --to-time: "yesterday noon" is not an ISO time with a zone, like 2026-11-28T13:05:00Z',
+    ],
+    [
+      ['rollback', 'start', '--env', 'production', '--to-time', '2999-01-01T00:00:00Z'],
+      'error: --to-time: 2999-01-01T00:00:00Z is in the future',
+    ],
+    [
+      ['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--strategy', 'undo'],
+      'error: --strategy undo applies to postgres components, and this rollback has none',
+    ],
+    [
+      ['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--to-snapshot', 'xs-20261128-000000-abcd'],
+      'error: give exactly one of',
+    ],
+    [
+      ['rollback', 'start', '--env', 'production', '--to-snapshot', 'yesterday'],
+      'error: --to-snapshot: "yesterday" is not a cross-section id (like xs-20261128-130641-a1b2)',
+    ],
+    [
+      ['rollback', 'start', '--env', 'staging', '--to-version', 'v1'],
+      'error: unknown environment "staging" (the manifest declares: production)',
+    ],
+    [
+      ['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--components', 'config,nope'],
+      'error: environment "production" has no component "nope" (it has: config, models)',
+    ],
+    [
+      ['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--trigger', 'pager'],
+      "error: option '--trigger <trigger>' argument 'pager' is invalid",
+    ],
     [['rollback', 'status', 'rollback-production-nope'], 'error: no rollback with id rollback-production-nope'],
-    [['snapshot', 'create', '--env', 'production', '--components', 'nope'], 'error: environment "production" has no component "nope"'],
-    [['snapshot', 'show', 'xs-20261128-000000-0000', '--env', 'production'], 'error: no cross-section xs-20261128-000000-0000 in production'],
+    [
+      ['snapshot', 'create', '--env', 'production', '--components', 'nope'],
+      'error: environment "production" has no component "nope"',
+    ],
+    [
+      ['snapshot', 'show', 'xs-20261128-000000-0000', '--env', 'production'],
+      'error: no cross-section xs-20261128-000000-0000 in production',
+    ],
     [['rollback', 'frobnicate'], "error: unknown command 'frobnicate'"],
   ])('rejects bad input %j with one clear line and starts nothing', async (args, message) => {
     const before = (await env.client.listRollbacks('production', 100)).length;
@@ -141,7 +267,9 @@ describe('rewind CLI', () => {
     const before = (await env.client.listRollbacks('production', 100)).length;
     const result = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v404']);
     expect(result.code).toBe(1);
-    expect(result.stderr).toBe('error: no cross-section of production matches version v404 (rewind snapshot list --env production)\n');
+    expect(result.stderr).toBe(
+      'error: no cross-section of production matches version v404 (rewind snapshot list --env production)\n',
+    );
     expect((await env.client.listRollbacks('production', 100)).length).toBe(before);
   });
 
@@ -149,14 +277,32 @@ describe('rewind CLI', () => {
     const [done] = await env.client.listRollbacks('production', 1);
     const result = await cli(['rollback', 'cancel', done!.workflowId]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^error: rollback-production-\S+ already ended \((completed|cancelled)\); there is nothing to cancel\n$/);
+    expect(result.stderr).toMatch(
+      /^error: rollback-production-\S+ already ended \((completed|cancelled)\); there is nothing to cancel\n$/,
+    );
   });
 
   it('shows the reason a worker gives, not just that the run failed', async () => {
     // The operator's manifest declares a component the worker's does not know.
     const stale = path.join(env.dir, 'stale.yaml');
-    writeFileSync(stale, readFileSync(env.manifestFile, 'utf8').replace('      models:', `      extra:\n        kind: files\n        path: ${env.dir}\n      models:`));
-    const result = await runCli(['--manifest', stale, 'snapshot', 'create', '--env', 'production', '--components', 'extra', '--wait']);
+    writeFileSync(
+      stale,
+      readFileSync(env.manifestFile, 'utf8').replace(
+        '      models:',
+        `      extra:\n        kind: files\n        path: ${env.dir}\n      models:`,
+      ),
+    );
+    const result = await runCli([
+      '--manifest',
+      stale,
+      'snapshot',
+      'create',
+      '--env',
+      'production',
+      '--components',
+      'extra',
+      '--wait',
+    ]);
     expect(result.code).toBe(1);
     expect(result.stderr).toBe('error: environment "production" has no component "extra" (it has: config, models)\n');
   });
@@ -164,18 +310,25 @@ describe('rewind CLI', () => {
   it('rejects empty values with the flag named', async () => {
     const result = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--as', '']);
     expect(result.code).toBe(1);
-    expect(result.stderr.split('\n')[0]).toBe("error: option '--as <user>' argument '' is invalid. --as must not be empty");
+    expect(result.stderr.split('\n')[0]).toBe(
+      "error: option '--as <user>' argument '' is invalid. --as must not be empty",
+    );
   });
 
   it('says where it looked when Temporal is unreachable', async () => {
-    const result = await runCli(['--manifest', env.manifestFile, 'rollback', 'list'], { env: { TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+    const result = await runCli(['--manifest', env.manifestFile, 'rollback', 'list'], {
+      env: { TEMPORAL_ADDRESS: '127.0.0.1:1' },
+    });
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^error: cannot reach Temporal at 127\.0\.0\.1:1 .*start it with `npm start`, or set TEMPORAL_ADDRESS/);
+    expect(result.stderr).toMatch(
+      /^error: cannot reach Temporal at 127\.0\.0\.1:1 .*start it with `npm start`, or set TEMPORAL_ADDRESS/,
+    );
   });
 
   it('documents every command with --help', async () => {
     const help = await runCli(['rollback', 'start', '--help']);
     expect(help.code).toBe(0);
-    for (const flag of ['--to-version', '--to-snapshot', '--components', '--dry-run', '--as']) expect(help.stdout).toContain(flag);
+    for (const flag of ['--to-version', '--to-snapshot', '--components', '--dry-run', '--as'])
+      expect(help.stdout).toContain(flag);
   });
 });

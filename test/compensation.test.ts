@@ -39,12 +39,18 @@ describe('a step that fails for good', () => {
     expect(status.state).toBe('compensated');
     expect(status.cause).toBe('execute failed: injected fault at before-restore of models');
     expect(status.steps.config).toMatchObject({ state: 'compensated' });
-    expect(status.steps.models).toMatchObject({ state: 'compensated', error: 'injected fault at before-restore of models' });
+    expect(status.steps.models).toMatchObject({
+      state: 'compensated',
+      error: 'injected fault at before-restore of models',
+    });
     expect(status.phases.compensate?.durationMs).toBeGreaterThanOrEqual(0);
     expect(status.phases.verify).toBeUndefined();
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
 
-    const failure = await env.temporal.workflow.getHandle(id).result().catch((e: unknown) => e);
+    const failure = await env.temporal.workflow
+      .getHandle(id)
+      .result()
+      .catch((e: unknown) => e);
     expect(failure).toBeInstanceOf(WorkflowFailedError);
     expect((failure as WorkflowFailedError).cause).toMatchObject({ type: 'RollbackCompensated' });
   });
@@ -62,9 +68,13 @@ describe('a step that fails twice, then succeeds', () => {
     const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
     const { status } = await approveAndFinish(env, id);
     expect(status.state).toBe('completed');
-    expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(Buffer.from('release: v1\n').toString('base64'));
+    expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(
+      Buffer.from('release: v1\n').toString('base64'),
+    );
     const history = await env.temporal.workflow.getHandle(id).fetchHistory();
-    const attempts = history.events!.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt);
+    const attempts = history
+      .events!.filter((e) => e.activityTaskStartedEventAttributes)
+      .map((e) => e.activityTaskStartedEventAttributes!.attempt);
     expect(Math.max(...attempts.map(Number))).toBe(3);
   });
 });
@@ -117,16 +127,22 @@ describe('cancellation', () => {
     // config has been restored and its step is paused by the fault hook: cancel now.
     await eventually(async () => {
       const view = await env.client.rollbackView(id);
-      return view.live.some((l) => l.component === 'config' && l.progress?.stage === 'paused by REWIND_FAULTS') || undefined;
+      return (
+        view.live.some((l) => l.component === 'config' && l.progress?.stage === 'paused by REWIND_FAULTS') || undefined
+      );
     }, 'the config step to pause after its restore');
-    expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(Buffer.from('release: v1\n').toString('base64'));
+    expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(
+      Buffer.from('release: v1\n').toString('base64'),
+    );
     await env.client.cancel(id, { user: 'carol', reason: 'test' });
 
     const { status, execution } = await env.finalStatus(id);
     expect(execution).toBe('CANCELLED');
     expect(status.state).toBe('compensated');
     expect(status.cause).toBe('cancelled by carol during execute: test');
-    expect(status.report).toContain('- **Outcome:** cancelled, then compensated: the environment is back at its state before the rollback');
+    expect(status.report).toContain(
+      '- **Outcome:** cancelled, then compensated: the environment is back at its state before the rollback',
+    );
     expect(status.steps.config!.state).toBe('compensated');
     expect(status.steps.models!.state).toBe('not-run');
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);

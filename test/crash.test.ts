@@ -29,12 +29,16 @@ describe('agent killed during execute', () => {
     await env.client.decide(id, 'approve', { user: 'bob' });
     await eventually(async () => {
       const view = await env.client.rollbackView(id);
-      return view.live.some((l) => l.component === 'models' && l.progress?.stage === 'paused by REWIND_FAULTS') || undefined;
+      return (
+        view.live.some((l) => l.component === 'models' && l.progress?.stage === 'paused by REWIND_FAULTS') || undefined
+      );
     }, 'the models step to be restored and paused');
     expect(readTree(models)).toEqual(readTree(path.join(v1Copy, 'models')));
 
     first.kill('SIGKILL');
-    const exited = await new Promise<NodeJS.Signals | null>((resolve) => first.once('exit', (_code, signal) => resolve(signal)));
+    const exited = await new Promise<NodeJS.Signals | null>((resolve) =>
+      first.once('exit', (_code, signal) => resolve(signal)),
+    );
     expect(exited).toBe('SIGKILL');
     env.spawnAgent('production');
 
@@ -72,12 +76,27 @@ describe('no agent running', () => {
 
   it('warns, waits, and completes once the agent starts', async () => {
     writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v1\n');
-    const started = await runCli(['--manifest', env.manifestFile, 'snapshot', 'create', '--env', 'production', '--version', 'v1', '--json']);
+    const started = await runCli([
+      '--manifest',
+      env.manifestFile,
+      'snapshot',
+      'create',
+      '--env',
+      'production',
+      '--version',
+      'v1',
+      '--json',
+    ]);
     expect(started.code).toBe(0);
-    expect(started.stderr).toContain('warning: no agent serves production right now; the run will wait until `rewind agent --env production` starts');
+    expect(started.stderr).toContain(
+      'warning: no agent serves production right now; the run will wait until `rewind agent --env production` starts',
+    );
     const { workflowId } = JSON.parse(started.stdout) as { workflowId: string };
     const describe = () => env.temporal.workflow.getHandle(workflowId).describe();
-    await eventually(async () => ((await describe()).raw.pendingActivities ?? []).length > 0 || undefined, 'the snapshot step to be scheduled');
+    await eventually(
+      async () => ((await describe()).raw.pendingActivities ?? []).length > 0 || undefined,
+      'the snapshot step to be scheduled',
+    );
     expect((await describe()).status.name).toBe('RUNNING');
 
     env.spawnAgent('production');

@@ -18,13 +18,23 @@ interface Service {
   volumes?: string[];
 }
 
-const compose = parse(readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, Service> };
+const compose = parse(readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+  services: Record<string, Service>;
+};
 const services = compose.services;
 
 describe('docker-compose.yml', () => {
   it('declares Temporal on PostgreSQL, its schema and namespace setup, the Web UI, the worker and an agent', () => {
     expect(Object.keys(services).sort()).toEqual(
-      ['postgresql', 'rewind-agent-production', 'rewind-worker', 'temporal', 'temporal-schema', 'temporal-setup', 'temporal-ui'].sort(),
+      [
+        'postgresql',
+        'rewind-agent-production',
+        'rewind-worker',
+        'temporal',
+        'temporal-schema',
+        'temporal-setup',
+        'temporal-ui',
+      ].sort(),
     );
   });
 
@@ -34,7 +44,9 @@ describe('docker-compose.yml', () => {
     expect(services.temporal!.image).toMatch(/^temporalio\/server:\d+\.\d+\.\d+$/);
     expect(services['temporal-schema']!.image).toMatch(/^temporalio\/admin-tools:/);
     expect(services['temporal-schema']!.command).toEqual(['schema']);
-    expect(services.temporal!.depends_on).toEqual({ 'temporal-schema': { condition: 'service_completed_successfully' } });
+    expect(services.temporal!.depends_on).toEqual({
+      'temporal-schema': { condition: 'service_completed_successfully' },
+    });
     expect(services.temporal!.environment).toMatchObject({ DB: 'postgres12', POSTGRES_SEEDS: 'postgresql' });
     expect(services['temporal-ui']!.image).toMatch(/^temporalio\/ui:/);
   });
@@ -48,7 +60,10 @@ describe('docker-compose.yml', () => {
   it('runs the control worker and the production agent from the rewind image', () => {
     for (const name of ['rewind-worker', 'rewind-agent-production']) {
       expect(services[name]).toMatchObject({ build: '.', image: 'rewind:local' });
-      expect(services[name]!.environment).toMatchObject({ TEMPORAL_ADDRESS: 'temporal:7233', REWIND_MANIFEST: '/etc/rewind/rewind.yaml' });
+      expect(services[name]!.environment).toMatchObject({
+        TEMPORAL_ADDRESS: 'temporal:7233',
+        REWIND_MANIFEST: '/etc/rewind/rewind.yaml',
+      });
       expect(services[name]!.depends_on).toEqual({ 'temporal-setup': { condition: 'service_completed_successfully' } });
     }
     expect(services['rewind-worker']!.command).toEqual(['worker']);

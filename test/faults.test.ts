@@ -17,7 +17,9 @@ function collectStderr(child: ChildProcess): () => string {
 }
 
 /** Takes v1, then changes both components: returns v1's tree and the tree before the rollback. */
-async function prepareV1AndChange(env: TestEnv): Promise<{ v1: Record<string, TreeEntry>; before: Record<string, TreeEntry> }> {
+async function prepareV1AndChange(
+  env: TestEnv,
+): Promise<{ v1: Record<string, TreeEntry>; before: Record<string, TreeEntry> }> {
   const config = env.componentPath('production', 'config');
   const models = env.componentPath('production', 'models');
   const root = path.join(env.dir, 'envs', 'production');
@@ -76,8 +78,13 @@ describe('an agent started with the test fault preload and REWIND_FAULTS set', (
     expect(execution).toBe('FAILED');
     expect(status.state).toBe('compensated');
     expect(status.cause).toBe('execute failed: injected fault at before-restore of config');
-    expect(status.steps.config).toMatchObject({ state: 'compensated', error: 'injected fault at before-restore of config' });
+    expect(status.steps.config).toMatchObject({
+      state: 'compensated',
+      error: 'injected fault at before-restore of config',
+    });
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
-    expect(stderr()).toContain(`WARNING: REWIND_FAULTS is set and the test fault preload is loaded: workers in this process inject faults (before-restore:config=fail)`);
+    expect(stderr()).toContain(
+      `WARNING: REWIND_FAULTS is set and the test fault preload is loaded: workers in this process inject faults (before-restore:config=fail)`,
+    );
   });
 });

@@ -39,25 +39,70 @@ describe('manifest validation', () => {
   it('accepts the documented shape and fills in defaults', () => {
     const { manifest } = parseManifest(valid, path.join(dir, 'rewind.yaml'), { checkPaths: 'all' });
     expect(manifest.repository.path).toBe(path.join(dir, 'snapshots'));
-    expect(manifest.policy).toEqual({ approvalTimeout: '30m', requiredApprovals: 1, heartbeatTimeout: '30s', planPreviewPaths: 20 });
+    expect(manifest.policy).toEqual({
+      approvalTimeout: '30m',
+      requiredApprovals: 1,
+      heartbeatTimeout: '30s',
+      planPreviewPaths: 20,
+    });
     expect(manifest.temporal).toEqual({ namespace: 'default', taskQueue: 'rewind' });
     expect(manifest.environments.production!.components.config!.dependsOn).toEqual([]);
     expect(manifest.dataDir).toBe(path.join(dir, '.data'));
   });
 
   it.each([
-    ['a missing key', valid.replace(`path: ${modelsDir}, `, ''), 'environments.production.components.models.path: required'],
+    [
+      'a missing key',
+      valid.replace(`path: ${modelsDir}, `, ''),
+      'environments.production.components.models.path: required',
+    ],
     ['a missing section', valid.replace('approvers: [alice, bob]\n', ''), 'approvers: required'],
-    ['a wrong type', valid.replace('approvers: [alice, bob]', 'approvers: alice'), 'approvers: expected array, got string "alice"'],
-    ['a wrong duration', valid.replace('30m', 'half an hour'), 'policy.approvalTimeout: must be a duration such as 90s, 30m or 2h'],
-    ['an unknown key', valid.replace('format: config }', 'format: config, paht: /x }'), 'environments.production.components.config.paht: unknown key'],
+    [
+      'a wrong type',
+      valid.replace('approvers: [alice, bob]', 'approvers: alice'),
+      'approvers: expected array, got string "alice"',
+    ],
+    [
+      'a wrong duration',
+      valid.replace('30m', 'half an hour'),
+      'policy.approvalTimeout: must be a duration such as 90s, 30m or 2h',
+    ],
+    [
+      'an unknown key',
+      valid.replace('format: config }', 'format: config, paht: /x }'),
+      'environments.production.components.config.paht: unknown key',
+    ],
     ['an unknown top-level key', `${valid}\nextra: 1\n`, 'extra: unknown key'],
-    ['an unknown kind', valid.replace('kind: files, path: ' + configDir, 'kind: s3, path: ' + configDir), 'environments.production.components.config.kind: unknown kind "s3"; expected one of: files'],
-    ['an unknown format', valid.replace('format: config', 'format: xml'), 'environments.production.components.config.format: Invalid option: expected one of "config"|"pickle"|"any"'],
-    ['a bad environment name', valid.replace('  production:', '  Production:'), 'environments.Production: invalid name "Production": must start with a lowercase letter and hold only a-z, 0-9 and "-" (40 characters at most)'],
-    ['a dependency on an unknown component', valid.replace('dependsOn: [config]', 'dependsOn: [cofnig]'), 'environments.production.components.models.dependsOn.0: unknown component "cofnig" (this environment has: config, models)'],
-    ['a dependency cycle', valid.replace('format: config }', 'format: config, dependsOn: [models] }'), 'environments.production.components: dependency cycle: config -> models -> config'],
-    ['a path that does not exist', valid.replace(configDir, '/nonexistent/config'), 'environments.production.components.config.path: /nonexistent/config does not exist'],
+    [
+      'an unknown kind',
+      valid.replace('kind: files, path: ' + configDir, 'kind: s3, path: ' + configDir),
+      'environments.production.components.config.kind: unknown kind "s3"; expected one of: files',
+    ],
+    [
+      'an unknown format',
+      valid.replace('format: config', 'format: xml'),
+      'environments.production.components.config.format: Invalid option: expected one of "config"|"pickle"|"any"',
+    ],
+    [
+      'a bad environment name',
+      valid.replace('  production:', '  Production:'),
+      'environments.Production: invalid name "Production": must start with a lowercase letter and hold only a-z, 0-9 and "-" (40 characters at most)',
+    ],
+    [
+      'a dependency on an unknown component',
+      valid.replace('dependsOn: [config]', 'dependsOn: [cofnig]'),
+      'environments.production.components.models.dependsOn.0: unknown component "cofnig" (this environment has: config, models)',
+    ],
+    [
+      'a dependency cycle',
+      valid.replace('format: config }', 'format: config, dependsOn: [models] }'),
+      'environments.production.components: dependency cycle: config -> models -> config',
+    ],
+    [
+      'a path that does not exist',
+      valid.replace(configDir, '/nonexistent/config'),
+      'environments.production.components.config.path: /nonexistent/config does not exist',
+    ],
     ['invalid YAML', 'approvers: [alice\n', 'YAML'],
   ])('rejects %s, naming the key', (_what, text, expected) => {
     expect(issuesOf(text)[0]).toContain(expected);
@@ -65,31 +110,70 @@ describe('manifest validation', () => {
 
   const withDb = (db: string) => valid.replace('      models:', `      db: ${db}\n      models:`);
   it.each([
-    ['neither url nor urlEnv', '{ kind: postgres }', 'environments.production.components.db: set exactly one of url or urlEnv'],
-    ['both url and urlEnv', '{ kind: postgres, url: "postgres://a@h/d", urlEnv: DB_URL }', 'environments.production.components.db: set exactly one of url or urlEnv'],
-    ['a URL that is not postgres', '{ kind: postgres, url: "mysql://a@h/d" }', 'environments.production.components.db.url: must be a postgres:// URL'],
-    ['an unknown strategy', '{ kind: postgres, urlEnv: DB_URL, strategy: rewind }', 'environments.production.components.db.strategy: Invalid option: expected one of "undo"|"restore"|"pitr"'],
-    ['pitr without its section', '{ kind: postgres, urlEnv: DB_URL, strategy: pitr }', 'environments.production.components.db: strategy pitr needs a pitr section (dataDir, archiveDir, baseBackupDir)'],
-    ['a migrations folder that does not exist', '{ kind: postgres, urlEnv: DB_URL, migrations: ./no-such-folder }', `environments.production.components.db.migrations: ${path.join(dir, 'no-such-folder')} does not exist`],
-    ['an unknown key', '{ kind: postgres, urlEnv: DB_URL, migration: ./m }', 'environments.production.components.db.migration: unknown key'],
+    [
+      'neither url nor urlEnv',
+      '{ kind: postgres }',
+      'environments.production.components.db: set exactly one of url or urlEnv',
+    ],
+    [
+      'both url and urlEnv',
+      '{ kind: postgres, url: "postgres://a@h/d", urlEnv: DB_URL }',
+      'environments.production.components.db: set exactly one of url or urlEnv',
+    ],
+    [
+      'a URL that is not postgres',
+      '{ kind: postgres, url: "mysql://a@h/d" }',
+      'environments.production.components.db.url: must be a postgres:// URL',
+    ],
+    [
+      'an unknown strategy',
+      '{ kind: postgres, urlEnv: DB_URL, strategy: rewind }',
+      'environments.production.components.db.strategy: Invalid option: expected one of "undo"|"restore"|"pitr"',
+    ],
+    [
+      'pitr without its section',
+      '{ kind: postgres, urlEnv: DB_URL, strategy: pitr }',
+      'environments.production.components.db: strategy pitr needs a pitr section (dataDir, archiveDir, baseBackupDir)',
+    ],
+    [
+      'a migrations folder that does not exist',
+      '{ kind: postgres, urlEnv: DB_URL, migrations: ./no-such-folder }',
+      `environments.production.components.db.migrations: ${path.join(dir, 'no-such-folder')} does not exist`,
+    ],
+    [
+      'an unknown key',
+      '{ kind: postgres, urlEnv: DB_URL, migration: ./m }',
+      'environments.production.components.db.migration: unknown key',
+    ],
   ])('rejects a postgres component with %s, naming the key', (_what, db, expected) => {
     expect(issuesOf(withDb(db))[0]).toBe(expected);
   });
 
   it('reports every problem at once', () => {
     const text = valid.replace(`path: ${modelsDir}, `, '').replace('approvers: [alice, bob]', 'approvers: []');
-    expect(issuesOf(text)).toEqual(['approvers: must name at least one approver', 'environments.production.components.models.path: required']);
+    expect(issuesOf(text)).toEqual([
+      'approvers: must name at least one approver',
+      'environments.production.components.models.path: required',
+    ]);
   });
 
   it('names the password variable when it is unset, and never prints a password', () => {
     const { manifest } = parseManifest(valid, path.join(dir, 'rewind.yaml'));
-    expect(() => repositoryPassword(manifest, {})).toThrow('environment variable REWIND_REPOSITORY_PASSWORD is not set');
+    expect(() => repositoryPassword(manifest, {})).toThrow(
+      'environment variable REWIND_REPOSITORY_PASSWORD is not set',
+    );
     expect(repositoryPassword(manifest, { REWIND_REPOSITORY_PASSWORD: 'pw' })).toBe('pw');
   });
 
   it('exports a JSON Schema from the same zod schema, for editors', () => {
-    const schema = manifestJsonSchema() as { properties: Record<string, unknown>; required: string[]; additionalProperties: boolean };
-    expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(['repository', 'approvers', 'policy', 'environments']));
+    const schema = manifestJsonSchema() as {
+      properties: Record<string, unknown>;
+      required: string[];
+      additionalProperties: boolean;
+    };
+    expect(Object.keys(schema.properties)).toEqual(
+      expect.arrayContaining(['repository', 'approvers', 'policy', 'environments']),
+    );
     expect(schema.required).toEqual(expect.arrayContaining(['repository', 'approvers', 'environments']));
     expect(schema.additionalProperties).toBe(false);
   });
@@ -100,9 +184,13 @@ describe('a bad manifest stops every command before anything starts', () => {
   writeFileSync(bad, valid.replace(configDir, '/nonexistent/config'));
 
   it('the agent exits 1 with one line naming the key', async () => {
-    const result = await runCli(['--manifest', bad, 'agent', '--env', 'production'], { env: { REWIND_REPOSITORY_PASSWORD: 'x' } });
+    const result = await runCli(['--manifest', bad, 'agent', '--env', 'production'], {
+      env: { REWIND_REPOSITORY_PASSWORD: 'x' },
+    });
     expect(result.code).toBe(1);
-    expect(result.stderr.trim()).toBe(`error: ${bad}: environments.production.components.config.path: /nonexistent/config does not exist`);
+    expect(result.stderr.trim()).toBe(
+      `error: ${bad}: environments.production.components.config.path: /nonexistent/config does not exist`,
+    );
   });
 
   it('`rewind start` exits 1 and starts no server', async () => {
@@ -110,7 +198,10 @@ describe('a bad manifest stops every command before anything starts', () => {
     mkdirSync(workdir);
     const manifest = path.join(workdir, 'rewind.yaml');
     writeFileSync(manifest, valid.replace(`path: ${modelsDir}, `, ''));
-    const result = await runCli(['start', '--headless', '--port', '1'], { cwd: workdir, env: { REWIND_MANIFEST: manifest } });
+    const result = await runCli(['start', '--headless', '--port', '1'], {
+      cwd: workdir,
+      env: { REWIND_MANIFEST: manifest },
+    });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('environments.production.components.models.path: required');
     expect(result.stdout).not.toContain('starting the Temporal dev server');
@@ -124,9 +215,14 @@ describe('a bad manifest stops every command before anything starts', () => {
     await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
     const port = (busy.address() as AddressInfo).port;
     try {
-      const result = await runCli(['start', '--headless', '--port', String(port)], { cwd: workdir, env: { REWIND_MANIFEST: '' } });
+      const result = await runCli(['start', '--headless', '--port', String(port)], {
+        cwd: workdir,
+        env: { REWIND_MANIFEST: '' },
+      });
       expect(result.code).toBe(1);
-      expect(result.stderr).toContain(`error: could not start the Temporal dev server (is port ${port} taken? is rewind already running?)`);
+      expect(result.stderr).toContain(
+        `error: could not start the Temporal dev server (is port ${port} taken? is rewind already running?)`,
+      );
       expect(result.stderr).not.toContain('[worker]');
     } finally {
       busy.close();
@@ -136,6 +232,8 @@ describe('a bad manifest stops every command before anything starts', () => {
   it('`rewind manifest validate --json` reports the problem as JSON', async () => {
     const result = await runCli(['--manifest', bad, 'manifest', 'validate', '--check-paths', '--json']);
     expect(result.code).toBe(1);
-    expect(JSON.parse(result.stderr)).toEqual({ error: `${bad}: environments.production.components.config.path: /nonexistent/config does not exist` });
+    expect(JSON.parse(result.stderr)).toEqual({
+      error: `${bad}: environments.production.components.config.path: /nonexistent/config does not exist`,
+    });
   });
 });

@@ -29,11 +29,16 @@ beforeAll(async () => {
 afterAll(() => dropDatabase(url));
 
 const db = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-  runCli(['--manifest', manifest, 'db', ...args, '--env', 'production', '--component', 'db'], { env: { APP_DB_URL: url, ...env } });
+  runCli(['--manifest', manifest, 'db', ...args, '--env', 'production', '--component', 'db'], {
+    env: { APP_DB_URL: url, ...env },
+  });
 
 describe('rewind db', () => {
   it('lists pending migrations, migrates to a target, undoes and validates, with --json', async () => {
-    const before = JSON.parse((await db(['info', '--json'])).stdout) as { current?: string; migrations: { version: string; state: string }[] };
+    const before = JSON.parse((await db(['info', '--json'])).stdout) as {
+      current?: string;
+      migrations: { version: string; state: string }[];
+    };
     expect(before.current).toBeUndefined();
     expect(before.migrations.map((m) => m.state)).toEqual(['pending', 'pending', 'pending', 'pending']);
 
@@ -41,9 +46,17 @@ describe('rewind db', () => {
     expect(migrated.code).toBe(0);
     expect(migrated.stdout).toMatch(/applied 1, 2, 3; now at 3\n$/);
 
-    const info = JSON.parse((await db(['info', '--json'])).stdout) as { current: string; migrations: Record<string, unknown>[] };
+    const info = JSON.parse((await db(['info', '--json'])).stdout) as {
+      current: string;
+      migrations: Record<string, unknown>[];
+    };
     expect(info.current).toBe('3');
-    expect(info.migrations[2]).toMatchObject({ version: '3', script: 'V3__add_order_total.sql', checksum: 95655911, state: 'success' });
+    expect(info.migrations[2]).toMatchObject({
+      version: '3',
+      script: 'V3__add_order_total.sql',
+      checksum: 95655911,
+      state: 'success',
+    });
 
     const undone = JSON.parse((await db(['undo', '--target', '1', '--json'])).stdout) as unknown;
     expect(undone).toEqual({ undone: ['3', '2'], current: '1' });
@@ -62,7 +75,9 @@ describe('rewind db', () => {
       expect(result.stdout).toContain('checksum mismatch for V1__init.sql: applied 432441000');
       // info says so too, next to the script.
       const info = await db(['info']);
-      expect(info.stdout).toMatch(/^1 +success +-?\d+ +V1__init\.sql {2}CHANGED since it ran \(applied checksum 432441000; see rewind db validate\)$/m);
+      expect(info.stdout).toMatch(
+        /^1 +success +-?\d+ +V1__init\.sql {2}CHANGED since it ran \(applied checksum 432441000; see rewind db validate\)$/m,
+      );
       const json = JSON.parse((await db(['info', '--json'])).stdout) as { migrations: Record<string, unknown>[] };
       expect(json.migrations[0]).toMatchObject({ version: '1', state: 'success', appliedChecksum: 432441000 });
     } finally {
@@ -95,9 +110,12 @@ describe('rewind db', () => {
   });
 
   it('refuses --strategy pitr for a database without point-in-time recovery before starting a run', async () => {
-    const result = await runCli(['--manifest', manifest, 'rollback', 'start', '--env', 'production', '--to-version', 'v1', '--strategy', 'pitr'], {
-      env: { APP_DB_URL: url },
-    });
+    const result = await runCli(
+      ['--manifest', manifest, 'rollback', 'start', '--env', 'production', '--to-version', 'v1', '--strategy', 'pitr'],
+      {
+        env: { APP_DB_URL: url },
+      },
+    );
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
       'error: --strategy pitr cannot be used for production/db (environments.production.components.db): it has no pitr section, so point-in-time recovery is not set up\n',

@@ -10,25 +10,52 @@ import { createDatabase, dropDatabase, sql } from './support/postgres';
 import { tempDir } from './support/temp';
 
 const FIXTURES = path.join(__dirname, 'fixtures', 'flyway');
-const expected = JSON.parse(readFileSync(path.join(FIXTURES, 'expected-history.json'), 'utf8')) as Record<string, unknown[]>;
+const expected = JSON.parse(readFileSync(path.join(FIXTURES, 'expected-history.json'), 'utf8')) as Record<
+  string,
+  unknown[]
+>;
 
-async function withMigrator<T>(url: string, dir: string, fn: (m: Migrator, client: pg.Client) => Promise<T>, lockTimeoutMs?: number): Promise<T> {
+async function withMigrator<T>(
+  url: string,
+  dir: string,
+  fn: (m: Migrator, client: pg.Client) => Promise<T>,
+  lockTimeoutMs?: number,
+): Promise<T> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     const migrations = await readMigrations(dir);
-    return await fn(new Migrator(client, { schema: 'public', table: 'flyway_schema_history', migrations, ...(lockTimeoutMs ? { lockTimeoutMs } : {}) }), client);
+    return await fn(
+      new Migrator(client, {
+        schema: 'public',
+        table: 'flyway_schema_history',
+        migrations,
+        ...(lockTimeoutMs ? { lockTimeoutMs } : {}),
+      }),
+      client,
+    );
   } finally {
     await client.end();
   }
 }
 
 const history = (url: string) =>
-  sql(url, 'SELECT installed_rank, version, description, type, script, checksum, success FROM flyway_schema_history ORDER BY installed_rank');
+  sql(
+    url,
+    'SELECT installed_rank, version, description, type, script, checksum, success FROM flyway_schema_history ORDER BY installed_rank',
+  );
 const tables = async (url: string) =>
-  (await sql<{ t: string }>(url, "SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).map((r) => r.t);
+  (await sql<{ t: string }>(url, "SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).map(
+    (r) => r.t,
+  );
 const columns = async (url: string, table: string) =>
-  (await sql<{ c: string }>(url, 'SELECT column_name AS c FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position', [table])).map((r) => r.c);
+  (
+    await sql<{ c: string }>(
+      url,
+      'SELECT column_name AS c FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position',
+      [table],
+    )
+  ).map((r) => r.c);
 
 const root = tempDir('rewind-migrations-');
 
@@ -68,7 +95,9 @@ describe('Flyway conventions', () => {
   it('refuses a file that is not named like a migration', async () => {
     const dir = copyFixtures();
     writeFileSync(path.join(dir, 'V5_missing_separator.sql'), 'SELECT 1;');
-    await expect(readMigrations(dir)).rejects.toThrow('V5_missing_separator.sql: not a migration name (V<version>__<description>.sql, U<version>__…, R__…)');
+    await expect(readMigrations(dir)).rejects.toThrow(
+      'V5_missing_separator.sql: not a migration name (V<version>__<description>.sql, U<version>__…, R__…)',
+    );
   });
 });
 
@@ -84,7 +113,9 @@ describe('the migrator', () => {
     expect(result).toEqual({ applied: ['1', '2', '3', '4', 'R:order summary'], current: '4' });
     expect(await history(url)).toEqual(expected.afterMigrate);
     expect(await tables(url)).toEqual(['customers', 'flyway_schema_history', 'orders']);
-    expect(await sql(url, "SELECT count(*)::int AS n FROM pg_views WHERE viewname = 'order_summary'")).toEqual([{ n: 1 }]);
+    expect(await sql(url, "SELECT count(*)::int AS n FROM pg_views WHERE viewname = 'order_summary'")).toEqual([
+      { n: 1 },
+    ]);
     // Nothing left to do the second time.
     expect(await withMigrator(url, FIXTURES, (m) => m.migrate())).toEqual({ applied: [], current: '4' });
   });
@@ -159,19 +190,29 @@ describe('the migrator', () => {
 
   it('rolls a failing migration back completely: no half-applied schema, no history row', async () => {
     const dir = copyFixtures();
-    writeFileSync(path.join(dir, 'V5__broken.sql'), 'CREATE TABLE invoices (id int);\nINSERT INTO invoices VALUES (1);\nINSERT INTO nowhere VALUES (1);\n');
+    writeFileSync(
+      path.join(dir, 'V5__broken.sql'),
+      'CREATE TABLE invoices (id int);\nINSERT INTO invoices VALUES (1);\nINSERT INTO nowhere VALUES (1);\n',
+    );
     await withMigrator(url, dir, (m) => m.migrate('4'));
     const err = await withMigrator(url, dir, (m) => m.migrate()).catch((e: unknown) => e);
-    expect(String(err)).toContain('V5__broken.sql failed and was rolled back: relation "nowhere" does not exist (line 3)');
+    expect(String(err)).toContain(
+      'V5__broken.sql failed and was rolled back: relation "nowhere" does not exist (line 3)',
+    );
     expect(await tables(url)).not.toContain('invoices');
     expect((await history(url)).map((r) => r.version as string)).toEqual(['1', '2', '3', '4']);
   });
 
   it('records a failed non-transactional migration, and validate then stops the next run', async () => {
     const dir = copyFixtures();
-    writeFileSync(path.join(dir, 'V5__concurrent_index.sql'), 'CREATE INDEX CONCURRENTLY orders_missing_idx ON orders (no_such_column);\n');
+    writeFileSync(
+      path.join(dir, 'V5__concurrent_index.sql'),
+      'CREATE INDEX CONCURRENTLY orders_missing_idx ON orders (no_such_column);\n',
+    );
     await withMigrator(url, dir, (m) => m.migrate('4'));
-    await expect(withMigrator(url, dir, (m) => m.migrate())).rejects.toThrow('V5__concurrent_index.sql failed: column "no_such_column" does not exist');
+    await expect(withMigrator(url, dir, (m) => m.migrate())).rejects.toThrow(
+      'V5__concurrent_index.sql failed: column "no_such_column" does not exist',
+    );
     expect((await history(url)).at(-1)).toMatchObject({ version: '5', success: false });
     expect(await withMigrator(url, dir, (m) => m.validate())).toEqual([
       'version 5 failed (V5__concurrent_index.sql); fix the database and remove its failed row from the history first',
@@ -182,9 +223,14 @@ describe('the migrator', () => {
     const holder = new pg.Client({ connectionString: url });
     await holder.connect();
     try {
-      await holder.query('SELECT pg_advisory_lock($1::bigint)', [flywayLockNumber('public', 'flyway_schema_history').toString()]);
+      await holder.query('SELECT pg_advisory_lock($1::bigint)', [
+        flywayLockNumber('public', 'flyway_schema_history').toString(),
+      ]);
       const err = await withMigrator(url, FIXTURES, (m) => m.migrate(), 1_500).catch((e: unknown) => e);
-      expect(err).toMatchObject({ kind: 'lock', message: 'another migrator (rewind or Flyway) holds the migration lock on this database' });
+      expect(err).toMatchObject({
+        kind: 'lock',
+        message: 'another migrator (rewind or Flyway) holds the migration lock on this database',
+      });
       expect(await sql(url, "SELECT to_regclass('flyway_schema_history') IS NULL AS none")).toEqual([{ none: true }]);
     } finally {
       await holder.end();

@@ -28,7 +28,11 @@ describe('point-in-time recovery', () => {
             kind: 'postgres',
             url,
             strategy: 'restore',
-            pitr: { dataDir: cluster.dataDir, archiveDir: path.join(pitrRoot, 'wal'), baseBackupDir: path.join(pitrRoot, 'base') },
+            pitr: {
+              dataDir: cluster.dataDir,
+              archiveDir: path.join(pitrRoot, 'wal'),
+              baseBackupDir: path.join(pitrRoot, 'base'),
+            },
           },
         },
       },
@@ -41,7 +45,17 @@ describe('point-in-time recovery', () => {
   });
 
   it('turns WAL archiving on with `rewind db pitr-enable`', async () => {
-    const result = await runCli(['--manifest', env.manifestFile, 'db', 'pitr-enable', '--env', 'production', '--component', 'db', '--json']);
+    const result = await runCli([
+      '--manifest',
+      env.manifestFile,
+      'db',
+      'pitr-enable',
+      '--env',
+      'production',
+      '--component',
+      'db',
+      '--json',
+    ]);
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ restarted: true });
     expect(await sql(url, 'SHOW archive_mode')).toEqual([{ archive_mode: 'on' }]);

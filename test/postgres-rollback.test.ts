@@ -18,7 +18,11 @@ cpSync(path.join(__dirname, 'fixtures', 'flyway'), migrations, { recursive: true
 
 const migrate = (url: string, target?: string) =>
   withPostgres(url, async (client) =>
-    new Migrator(client, { schema: 'public', table: 'flyway_schema_history', migrations: await readMigrations(migrations) }).migrate(target),
+    new Migrator(client, {
+      schema: 'public',
+      table: 'flyway_schema_history',
+      migrations: await readMigrations(migrations),
+    }).migrate(target),
   );
 const rows = (url: string, table: string) => sql(url, `SELECT * FROM ${table} ORDER BY id`);
 
@@ -49,7 +53,9 @@ describe('database rollback strategies', () => {
   let url: string;
   beforeAll(async () => {
     url = await createDatabase();
-    env = await createTestEnv({ environments: { production: { db: { kind: 'postgres', url, migrations, strategy: 'restore' } } } });
+    env = await createTestEnv({
+      environments: { production: { db: { kind: 'postgres', url, migrations, strategy: 'restore' } } },
+    });
   });
   afterAll(async () => {
     await env.teardown();
@@ -58,7 +64,10 @@ describe('database rollback strategies', () => {
 
   it('shows dropped columns with row counts before approval, and refuses a destructive plan without --accept-data-loss', async () => {
     await migrate(url, '2');
-    await sql(url, "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com'), ('Grace', 'grace@example.com')");
+    await sql(
+      url,
+      "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com'), ('Grace', 'grace@example.com')",
+    );
     await sql(url, 'INSERT INTO orders (customer_id) SELECT id FROM customers');
     const v2 = await env.snapshot('production', { version: 'release-2' });
     expect(v2.components.db!.fingerprint.details).toMatchObject({ kind: 'postgres', migration: '2' });
@@ -67,7 +76,11 @@ describe('database rollback strategies', () => {
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Katherine', 'kj@example.com')");
     await sql(url, "INSERT INTO orders (customer_id, total) SELECT id, 10 FROM customers WHERE name = 'Katherine'");
 
-    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'release-2' }, strategy: 'undo' });
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'release-2' },
+      strategy: 'undo',
+    });
     const { status } = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     const plan = status.plan!.components[0]!;
     expect(plan).toMatchObject({ component: 'db', kind: 'postgres', strategy: 'undo', destructive: true });
@@ -78,19 +91,38 @@ describe('database rollback strategies', () => {
       ]),
     );
     const undo = plan.impact!.find((i) => i.strategy === 'undo')!;
-    expect(undo).toMatchObject({ available: true, destructive: true, keeps: 'rows written since the target in the tables and columns that stay' });
-    expect(undo.losses).toEqual(['column public.orders.total (3 rows with a value), dropped by U3__add_order_total.sql']);
+    expect(undo).toMatchObject({
+      available: true,
+      destructive: true,
+      keeps: 'rows written since the target in the tables and columns that stay',
+    });
+    expect(undo.losses).toEqual([
+      'column public.orders.total (3 rows with a value), dropped by U3__add_order_total.sql',
+    ]);
     const restore = plan.impact!.find((i) => i.strategy === 'restore')!;
-    expect(restore.losses.join('\n')).toContain('public.customers: ~1 inserted, ~0 updated, ~0 deleted since the target are reverted');
+    expect(restore.losses.join('\n')).toContain(
+      'public.customers: ~1 inserted, ~0 updated, ~0 deleted since the target are reverted',
+    );
     expect(status.plan!.destructive).toBe(true);
 
     // While the rollback holds production, a migration from the CLI would make its plan wrong.
-    const migrating = await runCli(['--manifest', env.loaded.file, 'db', 'migrate', '--env', 'production', '--component', 'db']);
+    const migrating = await runCli([
+      '--manifest',
+      env.loaded.file,
+      'db',
+      'migrate',
+      '--env',
+      'production',
+      '--component',
+      'db',
+    ]);
     expect(migrating.code).toBe(1);
     expect(migrating.stderr).toBe(
       `error: rollback ${id} is in progress on production; changing its database now would make its plan wrong. Wait for it or cancel it, or pass --force\n`,
     );
-    expect((await sql(url, "SELECT max(version::int) AS v FROM flyway_schema_history WHERE type = 'SQL'"))[0]).toEqual({ v: 3 });
+    expect((await sql(url, "SELECT max(version::int) AS v FROM flyway_schema_history WHERE type = 'SQL'"))[0]).toEqual({
+      v: 3,
+    });
 
     const refused = await env.client.decide(id, 'approve', { user: 'bob' });
     expect(refused).toMatchObject({ accepted: false });
@@ -126,7 +158,10 @@ describe('database rollback strategies', () => {
     await sql(url, 'DELETE FROM orders');
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Barbara', 'bl@example.com')");
 
-    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'release-2b' } });
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'release-2b' },
+    });
     const { status } = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     expect(status.plan!.components[0]).toMatchObject({ strategy: 'restore', destructive: true });
     const done = await approveAndFinish(env, id, true);
@@ -134,9 +169,13 @@ describe('database rollback strategies', () => {
     expect(done.status.steps.db!.outcome!.details).toMatchObject({ strategy: 'restore' });
     expect(done.status.steps.db!.outcome!.details).toMatchObject({ swapWindowMs: expect.any(Number) as number });
     expect((done.status.steps.db!.outcome!.details as PostgresRestoreDetails).swapWindowMs).toBeLessThan(10_000);
-    expect(renderStatus(done)).toMatch(/\n {2}db +done +verify passed {2}restored the dump and swapped it in \(unavailable for \d+ ms\)\n/);
+    expect(renderStatus(done)).toMatch(
+      /\n {2}db +done +verify passed {2}restored the dump and swapped it in \(unavailable for \d+ ms\)\n/,
+    );
     const section = await env.store.crossSections('production');
-    expect(renderCrossSection(section.find((x) => x.version === 'release-2b')!)).toMatch(/db +snapshot [0-9a-f]{8} {2}database: 3 tables, migration 2, [\d.]+ [KM]iB on disk/);
+    expect(renderCrossSection(section.find((x) => x.version === 'release-2b')!)).toMatch(
+      /db +snapshot [0-9a-f]{8} {2}database: 3 tables, migration 2, [\d.]+ [KM]iB on disk/,
+    );
     expect(await rows(url, 'customers')).toEqual(customers);
     expect(await rows(url, 'orders')).toEqual(orders);
     const after = await attributes();
@@ -147,12 +186,20 @@ describe('database rollback strategies', () => {
 
   it('fails before approval, naming the missing U script, when undo is impossible', async () => {
     await migrate(url);
-    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'release-2b' }, strategy: 'undo' });
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'release-2b' },
+      strategy: 'undo',
+    });
     const { status } = await env.finalStatus(id);
     expect(status.state).toBe('failed');
-    expect(status.cause).toBe('db: the undo strategy is not possible (no U script for version 4); choose another with --strategy');
+    expect(status.cause).toBe(
+      'db: the undo strategy is not possible (no U script for version 4); choose another with --strategy',
+    );
     expect(status.phases.approval).toBeUndefined();
-    expect((await sql(url, 'SELECT max(version::int) AS v FROM flyway_schema_history WHERE type = $1', ['SQL']))[0]).toEqual({ v: 4 });
+    expect(
+      (await sql(url, 'SELECT max(version::int) AS v FROM flyway_schema_history WHERE type = $1', ['SQL']))[0],
+    ).toEqual({ v: 4 });
   });
 
   it('says undo is not possible when an applied script was edited since, before anyone approves', async () => {
@@ -160,13 +207,20 @@ describe('database rollback strategies', () => {
     const original = readFileSync(v2, 'utf8');
     writeFileSync(v2, `${original}-- edited after it ran\n`);
     try {
-      const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'release-2b' }, strategy: 'undo', dryRun: true });
+      const id = await env.startRollback({
+        environment: 'production',
+        target: { kind: 'version', version: 'release-2b' },
+        strategy: 'undo',
+        dryRun: true,
+      });
       const { status } = await env.finalStatus(id);
       // A dry run shows the plan, whatever it says.
       expect(status.state).toBe('completed');
       const undo = status.plan!.components[0]!.impact!.find((i) => i.strategy === 'undo')!;
       expect(undo.available).toBe(false);
-      expect(undo.unavailable).toMatch(/^the migration history does not validate: checksum mismatch for V2__add_orders\.sql: applied -?\d+, on disk -?\d+$/);
+      expect(undo.unavailable).toMatch(
+        /^the migration history does not validate: checksum mismatch for V2__add_orders\.sql: applied -?\d+, on disk -?\d+$/,
+      );
     } finally {
       writeFileSync(v2, original);
     }
@@ -222,7 +276,9 @@ describe('compensation of a database puts back only what the failed step changed
   let url: string;
   beforeAll(async () => {
     url = await createDatabase();
-    env = await createTestEnv({ environments: { production: { db: { kind: 'postgres', url, migrations: broken, strategy: 'undo' } } } });
+    env = await createTestEnv({
+      environments: { production: { db: { kind: 'postgres', url, migrations: broken, strategy: 'undo' } } },
+    });
   });
   afterAll(async () => {
     await env.teardown();
@@ -234,7 +290,11 @@ describe('compensation of a database puts back only what the failed step changed
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com')");
     await env.snapshot('production', { version: 'r2' });
     await migrate(url, '3');
-    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'r2' }, acceptDataLoss: true });
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'r2' },
+      acceptDataLoss: true,
+    });
     await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     // Production keeps writing while the approver reads the plan.
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Grace', 'grace@example.com')");
@@ -243,8 +303,12 @@ describe('compensation of a database puts back only what the failed step changed
     expect((await env.client.decide(id, 'approve', { user: 'bob' })).accepted).toBe(true);
     const { status } = await env.finalStatus(id);
     expect(status.state).toBe('compensated');
-    expect(status.cause).toMatch(/^execute failed: .*U3__add_order_total\.sql failed and was rolled back: division by zero/);
-    expect(status.steps.db!.compensation).toBe('the undo step changed nothing; the database keeps every write made since the safety snapshot');
+    expect(status.cause).toMatch(
+      /^execute failed: .*U3__add_order_total\.sql failed and was rolled back: division by zero/,
+    );
+    expect(status.steps.db!.compensation).toBe(
+      'the undo step changed nothing; the database keeps every write made since the safety snapshot',
+    );
     expect(status.report).toContain('the undo step changed nothing');
     expect((await rows(url, 'customers')).map((r) => r.name as string)).toEqual(['Ada', 'Grace']);
     expect((await rows(url, 'orders')).map((r) => String(r.total))).toEqual(['42.00']);
@@ -272,7 +336,11 @@ describe('compensation after a swap', () => {
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com')");
     await env.snapshot('production', { version: 'r2' });
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Barbara', 'bl@example.com')");
-    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'r2' }, acceptDataLoss: true });
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'r2' },
+      acceptDataLoss: true,
+    });
     await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     expect((await env.client.decide(id, 'approve', { user: 'bob' })).accepted).toBe(true);
     const { status } = await env.finalStatus(id);
@@ -315,4 +383,3 @@ describe('a database role that cannot restore a dump', () => {
     expect(status.phases.approval).toBeUndefined();
   });
 });
-

@@ -40,20 +40,42 @@ environments:
 `,
     path.join(dir, 'rewind.yaml'),
   );
-  const env = { ...process.env, APP_DB_URL: url, PG_TEST_REPO_PASSWORD: 'pw', REWIND_SAMPLE_KEY: 'sample-key', ...extraEnv };
+  const env = {
+    ...process.env,
+    APP_DB_URL: url,
+    PG_TEST_REPO_PASSWORD: 'pw',
+    REWIND_SAMPLE_KEY: 'sample-key',
+    ...extraEnv,
+  };
   const store = openSnapshotStore(manifest, env);
-  return { store, activities: createAgentActivities({ environment: 'production', manifest, store, logger: createLogger('test', 'silent'), env }) };
+  return {
+    store,
+    activities: createAgentActivities({
+      environment: 'production',
+      manifest,
+      store,
+      logger: createLogger('test', 'silent'),
+      env,
+    }),
+  };
 }
 
 const migrate = (target?: string) =>
   withPostgres(url, async (client) =>
-    new Migrator(client, { schema: 'public', table: 'flyway_schema_history', migrations: await readMigrations(migrations) }).migrate(target),
+    new Migrator(client, {
+      schema: 'public',
+      table: 'flyway_schema_history',
+      migrations: await readMigrations(migrations),
+    }).migrate(target),
   );
 const rows = (table: string) => sql(url, `SELECT * FROM ${table} ORDER BY id`);
 const signature = () => withPostgres(url, schemaSignature);
 
 let sequence = 0;
-async function snapshot(a: ReturnType<typeof agent>, origin: 'manual' | 'safety' = 'manual'): Promise<ComponentSnapshot> {
+async function snapshot(
+  a: ReturnType<typeof agent>,
+  origin: 'manual' | 'safety' = 'manual',
+): Promise<ComponentSnapshot> {
   await a.store.restic.ensureInitialized();
   return new MockActivityEnvironment().run(a.activities.snapshotComponent, {
     environment: 'production',
@@ -76,7 +98,10 @@ const verify = (a: ReturnType<typeof agent>, snap: ComponentSnapshot): Promise<V
 describe('postgres snapshots and restores', () => {
   it('stores a dump with the schema signature and the migration version, and restores every row through a swap', async () => {
     await migrate('2');
-    await sql(url, "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com'), ('Grace', 'grace@example.com')");
+    await sql(
+      url,
+      "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com'), ('Grace', 'grace@example.com')",
+    );
     await sql(url, 'INSERT INTO orders (customer_id) SELECT id FROM customers');
     const a = agent();
     const snap = await snapshot(a);
@@ -89,7 +114,7 @@ describe('postgres snapshots and restores', () => {
 
     // Writes, deletes and a newer schema after the snapshot.
     await sql(url, "UPDATE customers SET name = 'Ada L.' WHERE name = 'Ada'");
-    await sql(url, "DELETE FROM orders WHERE id = (SELECT min(id) FROM orders)");
+    await sql(url, 'DELETE FROM orders WHERE id = (SELECT min(id) FROM orders)');
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Alan', 'alan@example.com')");
     await migrate('3');
 
@@ -104,7 +129,10 @@ describe('postgres snapshots and restores', () => {
       idempotencyKey: 'wf-1/rollback/db',
     };
     const outcome: RestoreOutcome = await new MockActivityEnvironment().run(a.activities.restoreComponent, request);
-    expect(outcome).toMatchObject({ alreadyAtTarget: false, details: { kind: 'postgres', strategy: 'restore', swapWindowMs: expect.any(Number) as number } });
+    expect(outcome).toMatchObject({
+      alreadyAtTarget: false,
+      details: { kind: 'postgres', strategy: 'restore', swapWindowMs: expect.any(Number) as number },
+    });
     expect(await rows('customers')).toEqual(customers);
     expect(await rows('orders')).toEqual(orders);
     expect(await signature()).toEqual(schema);
@@ -114,7 +142,9 @@ describe('postgres snapshots and restores', () => {
     expect(leftovers).toEqual([]);
 
     // The same step again (a retry after a crash) recognises its own work.
-    expect(await new MockActivityEnvironment({ attempt: 2 }).run(a.activities.restoreComponent, request)).toMatchObject({ alreadyAtTarget: true });
+    expect(await new MockActivityEnvironment({ attempt: 2 }).run(a.activities.restoreComponent, request)).toMatchObject(
+      { alreadyAtTarget: true },
+    );
 
     const verified: VerifyOutcome = await verify(a, snap);
     expect(verified.matches).toBe(true);
@@ -167,7 +197,9 @@ describe('postgres snapshots and restores', () => {
     const before = (await a.store.restic.snapshots(['rewind'])).length;
     const err = await snapshot(a).catch((e: unknown) => e);
     expect(err).toMatchObject({ type: 'ComponentUnavailable', nonRetryable: true });
-    const server = Math.floor(Number((await sql<{ v: string }>(url, "SELECT current_setting('server_version_num') AS v"))[0]!.v) / 10_000);
+    const server = Math.floor(
+      Number((await sql<{ v: string }>(url, "SELECT current_setting('server_version_num') AS v"))[0]!.v) / 10_000,
+    );
     expect((err as Error).message).toBe(
       `pg_dump 9 (${fakeBin}) cannot dump a PostgreSQL ${server} server; install the PostgreSQL ${server} client programs or set REWIND_PG_BIN`,
     );
@@ -188,7 +220,9 @@ describe('postgres snapshots and restores', () => {
       const before = (await a.store.restic.snapshots(['rewind'])).length;
       const err = await snapshot(a).catch((e: unknown) => e);
       expect(err).toMatchObject({ type: 'ComponentUnavailable', nonRetryable: true });
-      expect((err as Error).message).toMatch(/^db: pg_dump failed: pg_dump: error: query failed: ERROR: +permission denied for table payroll/);
+      expect((err as Error).message).toMatch(
+        /^db: pg_dump failed: pg_dump: error: query failed: ERROR: +permission denied for table payroll/,
+      );
       expect((await a.store.restic.snapshots(['rewind'])).length).toBe(before);
     } finally {
       await sql(url, `DROP OWNED BY ${role}`);

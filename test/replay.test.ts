@@ -15,9 +15,17 @@ import { TEST_PASSWORD } from './support/harness';
 import { tempDir } from './support/temp';
 
 const dir = path.join(__dirname, 'histories');
-const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
 
-const BASE_OUTCOMES = ['rollback-cancelled-during-execute', 'rollback-compensated', 'rollback-completed', 'rollback-rejected', 'snapshot-completed'];
+const BASE_OUTCOMES = [
+  'rollback-cancelled-during-execute',
+  'rollback-compensated',
+  'rollback-completed',
+  'rollback-rejected',
+  'snapshot-completed',
+];
 /** Every outcome the newest generation must have a history for. */
 const OUTCOMES = [...BASE_OUTCOMES, 'rollback-postgres-undo'];
 /**
@@ -67,7 +75,10 @@ describe('replay of recorded histories', () => {
     required.set(newest!, OUTCOMES);
     const missing = Object.fromEntries(
       [...required]
-        .map(([generation, outcomes]) => [`v${generation}`, outcomes.filter((o) => !outcomesOf(generation).includes(o))] as const)
+        .map(
+          ([generation, outcomes]) =>
+            [`v${generation}`, outcomes.filter((o) => !outcomesOf(generation).includes(o))] as const,
+        )
         .filter(([, outcomes]) => outcomes.length > 0),
     );
     expect(missing).toEqual({});
@@ -75,7 +86,9 @@ describe('replay of recorded histories', () => {
 
   it.each(files)('replays %s from the worker bundle without non-determinism', async (file) => {
     const { text, history } = readHistory(file);
-    await expect(Worker.runReplayHistory({ workflowBundle: { codePath: bundle } }, history, workflowIdOf(file))).resolves.toBeUndefined();
+    await expect(
+      Worker.runReplayHistory({ workflowBundle: { codePath: bundle } }, history, workflowIdOf(file)),
+    ).resolves.toBeUndefined();
     // Workflow payloads never carry the repository password.
     expect(text).not.toContain(TEST_PASSWORD);
     expect(text).not.toContain(Buffer.from(TEST_PASSWORD).toString('base64'));
@@ -85,13 +98,26 @@ describe('replay of recorded histories', () => {
     const file = 'rollback-completed.v3.json';
     const { history } = readHistory(file);
     // The same history replays against the real code, so only the change can make it fail.
-    await expect(Worker.runReplayHistory({ workflowBundle: { codePath: bundle } }, history, workflowIdOf(file))).resolves.toBeUndefined();
+    await expect(
+      Worker.runReplayHistory({ workflowBundle: { codePath: bundle } }, history, workflowIdOf(file)),
+    ).resolves.toBeUndefined();
 
     const changed = await bundleWorkflowCode({
       workflowsPath: require.resolve('./fixtures/nondeterministic/workflows'),
-      logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: console.warn, error: console.error },
+      logger: {
+        log: () => undefined,
+        trace: () => undefined,
+        debug: () => undefined,
+        info: () => undefined,
+        warn: console.warn,
+        error: console.error,
+      },
     });
-    const err: unknown = await Worker.runReplayHistory({ workflowBundle: { code: changed.code } }, history, workflowIdOf(file)).then(
+    const err: unknown = await Worker.runReplayHistory(
+      { workflowBundle: { code: changed.code } },
+      history,
+      workflowIdOf(file),
+    ).then(
       () => undefined,
       (e: unknown) => e,
     );

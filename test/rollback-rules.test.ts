@@ -21,7 +21,14 @@ const environments: Pick<Manifest, 'environments'> = {
     production: {
       components: {
         config: { kind: 'files', path: '/srv/config', format: 'config', dependsOn: [] },
-        db: { kind: 'postgres', url: 'postgres://app@db/app', schema: 'public', historyTable: 'flyway_schema_history', strategy: 'restore', dependsOn: [] },
+        db: {
+          kind: 'postgres',
+          url: 'postgres://app@db/app',
+          schema: 'public',
+          historyTable: 'flyway_schema_history',
+          strategy: 'restore',
+          dependsOn: [],
+        },
       },
     },
     regression: { components: { config: { kind: 'files', path: '/srv/reg', format: 'config', dependsOn: [] } } },
@@ -45,8 +52,16 @@ describe('rollback request rules', () => {
   });
 
   it.each<[string, Partial<RollbackRequest>, string]>([
-    ['an unknown environment', { environment: 'staging' }, 'unknown environment "staging" (the manifest declares: production, regression)'],
-    ['unknown components', { components: ['config', 'cache', 'queue'] }, 'environment "production" has no component "cache", "queue" (it has: config, db)'],
+    [
+      'an unknown environment',
+      { environment: 'staging' },
+      'unknown environment "staging" (the manifest declares: production, regression)',
+    ],
+    [
+      'unknown components',
+      { components: ['config', 'cache', 'queue'] },
+      'environment "production" has no component "cache", "queue" (it has: config, db)',
+    ],
     [
       'a strategy no chosen component offers',
       { components: ['config'], strategy: 'undo' },
@@ -97,11 +112,23 @@ describe('decision rules', () => {
   });
 
   it.each<[string, Parameters<typeof decisionPolicyProblem>, string]>([
-    ['a non-approver', ['approve', { user: 'mallory' }, awaiting()], 'mallory is not an approver (approvers: alice, bob, carol)'],
-    ['the requester in production', ['approve', { user: 'alice' }, awaiting()], 'alice requested this rollback and cannot approve it in production'],
+    [
+      'a non-approver',
+      ['approve', { user: 'mallory' }, awaiting()],
+      'mallory is not an approver (approvers: alice, bob, carol)',
+    ],
+    [
+      'the requester in production',
+      ['approve', { user: 'alice' }, awaiting()],
+      'alice requested this rollback and cannot approve it in production',
+    ],
     [
       'a second approval by the same approver',
-      ['approve', { user: 'bob' }, awaiting({ approvals: [{ user: 'bob', requestId: 'r1', at: '2026-11-29T10:00:00Z' }] })],
+      [
+        'approve',
+        { user: 'bob' },
+        awaiting({ approvals: [{ user: 'bob', requestId: 'r1', at: '2026-11-29T10:00:00Z' }] }),
+      ],
       'bob has already approved',
     ],
     [
@@ -109,22 +136,32 @@ describe('decision rules', () => {
       ['approve', { user: 'bob' }, awaiting({ plan: plan(true) })],
       'this plan loses data (column public.orders.total (3 rows)); approve with --accept-data-loss to accept that',
     ],
-    ['a rejection by a stranger', ['reject', { user: 'mallory' }, awaiting()], 'mallory is neither an approver nor the requester'],
+    [
+      'a rejection by a stranger',
+      ['reject', { user: 'mallory' }, awaiting()],
+      'mallory is neither an approver nor the requester',
+    ],
   ])('refuses %s with the reason', (_what, args, reason) => {
     expect(decisionPolicyProblem(...args)).toBe(reason);
   });
 
   it('lets the requester approve where the environment allows it, and anyone involved reject', () => {
-    expect(decisionPolicyProblem('approve', { user: 'alice' }, awaiting({ requesterMayApprove: true }))).toBeUndefined();
-    expect(decisionPolicyProblem('approve', { user: 'bob', acceptDataLoss: true }, awaiting({ plan: plan(true) }))).toBeUndefined();
-    expect(decisionPolicyProblem('approve', { user: 'bob' }, awaiting({ plan: plan(true), acceptDataLoss: true }))).toBeUndefined();
+    expect(
+      decisionPolicyProblem('approve', { user: 'alice' }, awaiting({ requesterMayApprove: true })),
+    ).toBeUndefined();
+    expect(
+      decisionPolicyProblem('approve', { user: 'bob', acceptDataLoss: true }, awaiting({ plan: plan(true) })),
+    ).toBeUndefined();
+    expect(
+      decisionPolicyProblem('approve', { user: 'bob' }, awaiting({ plan: plan(true), acceptDataLoss: true })),
+    ).toBeUndefined();
     expect(decisionPolicyProblem('reject', { user: 'alice' }, awaiting())).toBeUndefined();
   });
 
   it('refuses decisions that come too early or too late, before they are considered', () => {
-    expect(decisionTimingProblem('approve', awaiting({ phase: 'decide', state: 'running', approvers: undefined }))).toBe(
-      'the rollback is still being decided; try again in a moment',
-    );
+    expect(
+      decisionTimingProblem('approve', awaiting({ phase: 'decide', state: 'running', approvers: undefined })),
+    ).toBe('the rollback is still being decided; try again in a moment');
     expect(decisionTimingProblem('approve', awaiting({ phase: 'prepare', state: 'running' }))).toBe(
       'the plan is not ready yet; approve once the rollback awaits approval',
     );
@@ -147,11 +184,22 @@ describe('decision rules', () => {
 });
 
 describe('a request id used again', () => {
-  const existing = { workflowId: 'rollback-production-req-inc-7', environment: 'production', target: { kind: 'version' as const, version: 'v1' }, dryRun: false };
+  const existing = {
+    workflowId: 'rollback-production-req-inc-7',
+    environment: 'production',
+    target: { kind: 'version' as const, version: 'v1' },
+    dryRun: false,
+  };
 
   it('joins the run when the request is the same', () => {
     expect(requestKeyConflict('inc-7', existing, request())).toBeUndefined();
-    expect(requestKeyConflict('inc-7', { ...existing, components: ['db', 'config'] }, request({ components: ['config', 'db'] }))).toBeUndefined();
+    expect(
+      requestKeyConflict(
+        'inc-7',
+        { ...existing, components: ['db', 'config'] },
+        request({ components: ['config', 'db'] }),
+      ),
+    ).toBeUndefined();
   });
 
   it('is refused when it asks for something else, naming both', () => {
@@ -163,11 +211,17 @@ describe('a request id used again', () => {
 });
 
 describe('the record of refusals', () => {
-  it('stops recording a refusal repeated often enough, so a flood cannot use up the run\'s updates', () => {
+  it("stops recording a refusal repeated often enough, so a flood cannot use up the run's updates", () => {
     const run = { ...awaiting(), refusals: [] as RollbackStatus['refusals'] };
     for (let i = 0; i < MAX_RECORDED_REPEATS; i++) {
       expect(unrecordedRefusal('approve', { user: 'mallory' }, run)).toBeUndefined();
-      recordRefusal(run, { action: 'approve', user: 'mallory', requestId: `r${i}`, at: 't', reason: 'mallory is not an approver (approvers: alice, bob, carol)' });
+      recordRefusal(run, {
+        action: 'approve',
+        user: 'mallory',
+        requestId: `r${i}`,
+        at: 't',
+        reason: 'mallory is not an approver (approvers: alice, bob, carol)',
+      });
     }
     expect(unrecordedRefusal('approve', { user: 'mallory' }, run)).toBe(
       'mallory is not an approver (approvers: alice, bob, carol) (refused before; not recorded again)',
@@ -179,7 +233,13 @@ describe('the record of refusals', () => {
   it('counts repeats of the same refusal instead of appending them', () => {
     const run: Pick<RollbackStatus, 'refusals' | 'refusalsOmitted'> = { refusals: [] };
     for (let i = 0; i < 2_000; i++) {
-      recordRefusal(run, { action: 'approve', user: 'mallory', requestId: `r${i}`, at: `t${i}`, reason: 'mallory is not an approver' });
+      recordRefusal(run, {
+        action: 'approve',
+        user: 'mallory',
+        requestId: `r${i}`,
+        at: `t${i}`,
+        reason: 'mallory is not an approver',
+      });
     }
     expect(run.refusals).toHaveLength(1);
     expect(run.refusals[0]).toMatchObject({ user: 'mallory', count: 2_000, at: 't0', lastAt: 't1999' });
@@ -188,7 +248,13 @@ describe('the record of refusals', () => {
   it('keeps at most a bounded number of distinct refusals and counts the rest', () => {
     const run: Pick<RollbackStatus, 'refusals' | 'refusalsOmitted'> = { refusals: [] };
     for (let i = 0; i < MAX_REFUSAL_RECORDS + 25; i++) {
-      recordRefusal(run, { action: 'approve', user: `user${i}`, requestId: `r${i}`, at: 't', reason: 'not an approver' });
+      recordRefusal(run, {
+        action: 'approve',
+        user: `user${i}`,
+        requestId: `r${i}`,
+        at: 't',
+        reason: 'not an approver',
+      });
     }
     expect(run.refusals).toHaveLength(MAX_REFUSAL_RECORDS);
     expect(run.refusalsOmitted).toBe(25);

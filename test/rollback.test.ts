@@ -1,5 +1,16 @@
 // End to end through real Temporal, real restic and real files: the rollback's main promise.
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { copyTree, createTestEnv, readTree, writePickle, type TestEnv } from './support/harness';
 
@@ -51,7 +62,11 @@ describe('rollback of files components', () => {
     const before = readTree(path.join(env.dir, 'envs', 'production'));
     await env.snapshot('production', { version: 'v2' });
 
-    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' }, requester: 'alice' });
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'v1' },
+      requester: 'alice',
+    });
     const awaiting = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     const plan = awaiting.status.plan!;
     const configPlan = plan.components.find((c) => c.component === 'config')!;
@@ -78,7 +93,9 @@ describe('rollback of files components', () => {
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(readTree(v1Copy));
     expect(status.steps.config).toMatchObject({ state: 'done', verify: 'passed' });
     expect(status.steps.models).toMatchObject({ state: 'done', verify: 'passed' });
-    expect(Date.parse(status.steps.models!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(status.steps.config!.endedAt!));
+    expect(Date.parse(status.steps.models!.startedAt!)).toBeGreaterThanOrEqual(
+      Date.parse(status.steps.config!.endedAt!),
+    );
     for (const phase of ['decide', 'prepare', 'approval', 'execute', 'verify', 'complete'] as const) {
       expect(status.phases[phase]?.durationMs).toBeGreaterThanOrEqual(0);
     }
@@ -91,7 +108,11 @@ describe('rollback of files components', () => {
     const restoredAt = path.join(env.dir, 'safety-restore');
     await env.store.restic.restore({ snapshotId: safety.components.config!.snapshotId, target: restoredAt });
     expect(readTree(restoredAt)).toEqual(
-      Object.fromEntries(Object.entries(before).filter(([p]) => p.startsWith('config/')).map(([p, e]) => [p.slice('config/'.length), e])),
+      Object.fromEntries(
+        Object.entries(before)
+          .filter(([p]) => p.startsWith('config/'))
+          .map(([p, e]) => [p.slice('config/'.length), e]),
+      ),
     );
 
     // The report is written and says what happened; the secret never appears in it.
@@ -125,12 +146,19 @@ describe('rollback of files components', () => {
   it('returns the plan on a dry run and changes nothing', async () => {
     writeFileSync(path.join(config, 'app.yaml'), 'release: dry\n');
     const before = readTree(path.join(env.dir, 'envs', 'production'));
-    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' }, dryRun: true });
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'v1' },
+      dryRun: true,
+    });
     const { status } = await env.finalStatus(id);
 
     expect(status).toMatchObject({ state: 'completed', dryRun: true, phase: 'complete' });
     expect(status.phases.execute).toBeUndefined();
-    expect(status.plan!.components.find((c) => c.component === 'config')!.differences).toContainEqual({ op: 'change', subject: 'app.yaml' });
+    expect(status.plan!.components.find((c) => c.component === 'config')!.differences).toContainEqual({
+      op: 'change',
+      subject: 'app.yaml',
+    });
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
   });
 
@@ -170,7 +198,10 @@ describe('what a restore touches', () => {
 
     const status = await rollbackTo('base');
     expect(status.state).toBe('completed');
-    expect(status.steps.data!.outcome).toMatchObject({ bytesWritten: 256 * 1024, details: { kind: 'files', method: 'targeted' } });
+    expect(status.steps.data!.outcome).toMatchObject({
+      bytesWritten: 256 * 1024,
+      details: { kind: 'files', method: 'targeted' },
+    });
     const after = ctimes();
     for (const f of Object.keys(before)) {
       if (f === 'f3.bin') expect(after[f]).not.toBe(before[f]);

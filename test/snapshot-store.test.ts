@@ -57,7 +57,8 @@ describe('restic snapshots', () => {
 
   it('survives agents racing to create the repository', async () => {
     const repository = path.join(dir, 'raced-repo');
-    const make = () => new ResticRepository({ repository, password: 'pw', initLockFile: path.join(dir, 'locks', 'init.lock') });
+    const make = () =>
+      new ResticRepository({ repository, password: 'pw', initLockFile: path.join(dir, 'locks', 'init.lock') });
     await Promise.all([make(), make(), make()].map((r) => r.ensureInitialized()));
     // Without the lock, two of these inits each write a key and a config, and this read fails
     // with "config or key ... is damaged".
@@ -66,7 +67,9 @@ describe('restic snapshots', () => {
 
   it('says clearly when the password is wrong', async () => {
     const wrong = new ResticRepository({ repository: path.join(dir, 'repo'), password: 'not-it' });
-    await expect(wrong.snapshots()).rejects.toThrow(new ResticError('restic snapshots: wrong repository password', 12, 'wrong-password'));
+    await expect(wrong.snapshots()).rejects.toThrow(
+      new ResticError('restic snapshots: wrong repository password', 12, 'wrong-password'),
+    );
   });
 });
 
@@ -128,7 +131,12 @@ describe('the snapshot step', () => {
       `repository: { path: ${path.join(dir, 'repo')} }\napprovers: [a]\nenvironments:\n  production:\n    components:\n      config: { kind: files, path: ${componentDir} }\n`,
       path.join(dir, 'rewind.yaml'),
     );
-    const activities = createAgentActivities({ environment: 'production', manifest, store, logger: createLogger('test', 'silent') });
+    const activities = createAgentActivities({
+      environment: 'production',
+      manifest,
+      store,
+      logger: createLogger('test', 'silent'),
+    });
     const request = {
       environment: 'production',
       component: 'config',
@@ -145,9 +153,16 @@ describe('the snapshot step', () => {
     const snapshots = await store.restic.snapshots(['rewind', 'xs=xs-20261128-000000-abcd']);
     expect(snapshots.map((s) => s.labels.role).sort()).toEqual(['data', 'listing']);
     const [section] = groupCrossSections(snapshots);
-    expect(section).toMatchObject({ complete: true, version: 'v1, "quoted" & spaced', reason: 'before deploy: 50% traffic, ünïcode' });
+    expect(section).toMatchObject({
+      complete: true,
+      version: 'v1, "quoted" & spaced',
+      reason: 'before deploy: 50% traffic, ünïcode',
+    });
     expect(section!.components.config!.fingerprint).toEqual(fingerprintOf(await listDirectory(componentDir)));
-    expect(section!.components.config!.fingerprint).toMatchObject({ entries: 9, details: { kind: 'files', files: 4, dirs: 3, symlinks: 2 } });
+    expect(section!.components.config!.fingerprint).toMatchObject({
+      entries: 9,
+      details: { kind: 'files', files: 4, dirs: 3, symlinks: 2 },
+    });
   });
 
   it('refuses a request meant for another environment', async () => {
@@ -155,7 +170,12 @@ describe('the snapshot step', () => {
       `repository: { path: ${path.join(dir, 'repo')} }\napprovers: [a]\nenvironments:\n  production:\n    components:\n      config: { kind: files, path: ${dir} }\n`,
       path.join(dir, 'rewind.yaml'),
     );
-    const activities = createAgentActivities({ environment: 'production', manifest, store, logger: createLogger('test', 'silent') });
+    const activities = createAgentActivities({
+      environment: 'production',
+      manifest,
+      store,
+      logger: createLogger('test', 'silent'),
+    });
     await expect(
       new MockActivityEnvironment().run(activities.snapshotComponent, {
         environment: 'regression',

@@ -24,12 +24,26 @@ describe('rewind start (npm start)', () => {
     delete env.TEMPORAL_ADDRESS;
     stack = spawn(
       process.execPath,
-      ['--import', pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href, path.join(REPO_ROOT, 'src/client/cli.ts'), 'start', '--json', '--port', String(port), '--ui-port', String(uiPort)],
+      [
+        '--import',
+        pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href,
+        path.join(REPO_ROOT, 'src/client/cli.ts'),
+        'start',
+        '--json',
+        '--port',
+        String(port),
+        '--ui-port',
+        String(uiPort),
+      ],
       { cwd: workdir, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     stack.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
     stack.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    const line = await eventually(() => stdout.split('\n').find((l) => l.startsWith('{')), 'the stack to be ready', 120_000);
+    const line = await eventually(
+      () => stdout.split('\n').find((l) => l.startsWith('{')),
+      'the stack to be ready',
+      120_000,
+    );
     info = JSON.parse(line) as typeof info;
   });
   afterAll(() => {
@@ -39,7 +53,8 @@ describe('rewind start (npm start)', () => {
   it('writes a demo with config files in several formats and real pickle files', () => {
     expect(info.manifest).toBe(path.join(workdir, 'rewind.yaml'));
     const config = path.join(workdir, '.data/demo/production/config');
-    for (const f of ['app.yaml', 'database.json', 'features.ini', 'logging.toml', '.env']) expect(existsSync(path.join(config, f))).toBe(true);
+    for (const f of ['app.yaml', 'database.json', 'features.ini', 'logging.toml', '.env'])
+      expect(existsSync(path.join(config, f))).toBe(true);
     // Protocol 4 pickles start with PROTO 4 and end with STOP.
     const pickle = readFileSync(path.join(workdir, '.data/demo/production/models/classifier.pkl'));
     expect([pickle[0], pickle[1], pickle[pickle.length - 1]]).toEqual([0x80, 0x04, 0x2e]);
@@ -52,13 +67,24 @@ describe('rewind start (npm start)', () => {
   });
 
   it('runs the README walkthrough, and the run is findable by its search attributes', async () => {
-    const cli = (args: string[]) => runCli(args, { cwd: workdir, env: { TEMPORAL_ADDRESS: info.temporalAddress, REWIND_MANIFEST: '' } });
+    const cli = (args: string[]) =>
+      runCli(args, { cwd: workdir, env: { TEMPORAL_ADDRESS: info.temporalAddress, REWIND_MANIFEST: '' } });
     const app = path.join(workdir, '.data/demo/production/config/app.yaml');
     const original = readFileSync(app);
 
     expect((await cli(['snapshot', 'create', '--env', 'production', '--version', 'v1', '--wait'])).code).toBe(0);
     appendFileSync(app, 'changed: true\n');
-    const started = await cli(['rollback', 'start', '--env', 'production', '--to-version', 'v1', '--as', 'alice', '--json']);
+    const started = await cli([
+      'rollback',
+      'start',
+      '--env',
+      'production',
+      '--to-version',
+      'v1',
+      '--as',
+      'alice',
+      '--json',
+    ]);
     expect(started.code).toBe(0);
     const { workflowId } = JSON.parse(started.stdout) as { workflowId: string };
     expect((await cli(['rollback', 'approve', workflowId, '--as', 'bob'])).code).toBe(0);
@@ -74,7 +100,8 @@ describe('rewind start (npm start)', () => {
       const ids: string[] = [];
       for await (const run of client.workflow.list({
         query: `RewindEnvironment = 'production' AND RewindState = 'completed' AND RewindTarget = 'version:v1' AND RewindTrigger = 'manual' AND RewindPhase = 'complete'`,
-      })) ids.push(run.workflowId);
+      }))
+        ids.push(run.workflowId);
       return ids.includes(workflowId) ? ids : undefined;
     }, 'the run in the visibility store');
     expect(found).toContain(workflowId);

@@ -23,12 +23,16 @@ function fakeBinary(file: string, body: string): string {
   return file;
 }
 const fakeTemporal = (file: string) => fakeBinary(file, 'exit 0');
-const fakeRestic = (file: string, version: string) => fakeBinary(file, `[ "$1" = version ] && echo "restic ${version} compiled with go1.26 on linux/${arch}"; exit 0`);
+const fakeRestic = (file: string, version: string) =>
+  fakeBinary(file, `[ "$1" = version ] && echo "restic ${version} compiled with go1.26 on linux/${arch}"; exit 0`);
 
 function run(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; ms: number }> {
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn('bash', [SCRIPT], { env: { HOME: dir, PATH: '/usr/bin:/bin', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('bash', [SCRIPT], {
+      env: { HOME: dir, PATH: '/usr/bin:/bin', ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     child.on('close', (code) => resolve({ code, stderr, ms: Date.now() - started }));
@@ -49,7 +53,9 @@ describe('scripts/ensure-tools.sh', () => {
   it('names what to install when neither PATH, a download nor Go can provide it', async () => {
     const result = await run({ REWIND_TOOLS_DIR: path.join(dir, 'cache-empty'), REWIND_TOOLS_NO_DOWNLOAD: '1' });
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('tools: error: the temporal CLI is missing. Install it (https://docs.temporal.io/cli');
+    expect(result.stderr).toContain(
+      'tools: error: the temporal CLI is missing. Install it (https://docs.temporal.io/cli',
+    );
   });
 
   it('refuses a restic older than 0.17 on PATH', async () => {
@@ -66,9 +72,14 @@ describe('scripts/ensure-tools.sh', () => {
   });
 
   it('gives up on an unreachable release server at once and moves on', async () => {
-    const result = await run({ REWIND_TOOLS_DIR: path.join(dir, 'cache-closed'), REWIND_TOOLS_MIRROR: `http://127.0.0.1:${await freePort()}` });
+    const result = await run({
+      REWIND_TOOLS_DIR: path.join(dir, 'cache-closed'),
+      REWIND_TOOLS_MIRROR: `http://127.0.0.1:${await freePort()}`,
+    });
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('temporal: no verified release download (unreachable, or checksum mismatch); trying the Go build');
+    expect(result.stderr).toContain(
+      'temporal: no verified release download (unreachable, or checksum mismatch); trying the Go build',
+    );
     expect(result.ms).toBeLessThan(15_000);
   });
 
@@ -93,7 +104,10 @@ describe('scripts/ensure-tools.sh', () => {
       const resticName = `restic_0.19.1_linux_${arch}.bz2`;
       files.set(`/restic/restic/releases/download/v0.19.1/${resticName}`, bz);
       // A tampered checksum list: the restic download must be refused.
-      files.set('/restic/restic/releases/download/v0.19.1/SHA256SUMS', Buffer.from(`${'0'.repeat(64)}  ${resticName}\n`));
+      files.set(
+        '/restic/restic/releases/download/v0.19.1/SHA256SUMS',
+        Buffer.from(`${'0'.repeat(64)}  ${resticName}\n`),
+      );
       server = createServer((req, res) => {
         const body = files.get(req.url ?? '');
         res.writeHead(body ? 200 : 404).end(body ?? 'not found');
@@ -108,7 +122,9 @@ describe('scripts/ensure-tools.sh', () => {
       const result = await run({ REWIND_TOOLS_DIR: cache, REWIND_TOOLS_MIRROR: mirror });
       expect(result.stderr).toContain('temporal: downloaded v1.5.1');
       expect(existsSync(path.join(cache, 'temporal'))).toBe(true);
-      expect(result.stderr).toContain('restic: no verified release download (unreachable, or checksum mismatch); trying the Go build');
+      expect(result.stderr).toContain(
+        'restic: no verified release download (unreachable, or checksum mismatch); trying the Go build',
+      );
       expect(existsSync(path.join(cache, 'restic'))).toBe(false);
       expect(result.code).toBe(1);
     });

@@ -25,7 +25,13 @@ import type { SnapshotStore } from '../snapshots/store';
 import { toApplicationFailure } from './failures';
 import { reportProgress, type ProgressReporter } from './progress';
 
-export type { AssessComponentRequest, RestoreComponentRequest, SnapshotComponentRequest, VerifyComponentRequest, VerifyOutcome };
+export type {
+  AssessComponentRequest,
+  RestoreComponentRequest,
+  SnapshotComponentRequest,
+  VerifyComponentRequest,
+  VerifyOutcome,
+};
 
 export interface AgentDeps {
   environment: string;
@@ -48,7 +54,10 @@ export function createAgentActivities(deps: AgentDeps) {
     }
     const component = deps.manifest.environments[environment]?.components[name];
     if (!component) {
-      throw ApplicationFailure.nonRetryable(`environment "${environment}" has no component "${name}"`, ErrorType.InvalidRequest);
+      throw ApplicationFailure.nonRetryable(
+        `environment "${environment}" has no component "${name}"`,
+        ErrorType.InvalidRequest,
+      );
     }
     return component;
   };
@@ -57,7 +66,8 @@ export function createAgentActivities(deps: AgentDeps) {
   // or read: a restore then needs no extra restic run (each costs its key derivation).
   const listingDir = path.join(agentDir, 'listings');
   const listingFile = (id: string) => {
-    if (!/^[0-9a-f]{8,64}$/.test(id)) throw ApplicationFailure.nonRetryable(`"${id}" is not a restic snapshot id`, ErrorType.InvalidRequest);
+    if (!/^[0-9a-f]{8,64}$/.test(id))
+      throw ApplicationFailure.nonRetryable(`"${id}" is not a restic snapshot id`, ErrorType.InvalidRequest);
     return path.join(listingDir, `${id}.txt`);
   };
   const listings: ListingDocuments = {
@@ -94,7 +104,11 @@ export function createAgentActivities(deps: AgentDeps) {
   };
 
   /** Runs one step with progress heartbeats, and turns what it throws into typed failures. */
-  const step = async <T>(component: string, stage: string, fn: (progress: ProgressReporter) => Promise<T>): Promise<T> => {
+  const step = async <T>(
+    component: string,
+    stage: string,
+    fn: (progress: ProgressReporter) => Promise<T>,
+  ): Promise<T> => {
     const progress = reportProgress(component, stage);
     try {
       return await fn(progress);
@@ -108,13 +122,22 @@ export function createAgentActivities(deps: AgentDeps) {
   async function snapshotComponent(req: SnapshotComponentRequest): Promise<ComponentSnapshot> {
     const component = componentOf(req.environment, req.component);
     return step(req.component, 'snapshot', async (progress) => {
-      const { found, partial } = await deps.store.completeComponentSnapshot(req.environment, req.component, req.crossSectionId);
+      const { found, partial } = await deps.store.completeComponentSnapshot(
+        req.environment,
+        req.component,
+        req.crossSectionId,
+      );
       if (found) return found;
       if (partial.length > 0) await deps.store.restic.forget(partial);
       const ctx = await contextFor(req.component, progress);
       const snapshot = await driverFor(component).snapshot(component, req, ctx);
       deps.logger.info(
-        { component: req.component, crossSectionId: req.crossSectionId, snapshotId: snapshot.snapshotId, kind: component.kind },
+        {
+          component: req.component,
+          crossSectionId: req.crossSectionId,
+          snapshotId: snapshot.snapshotId,
+          kind: component.kind,
+        },
         'snapshot taken',
       );
       return snapshot;
@@ -164,7 +187,9 @@ export type AgentActivities = ReturnType<typeof createAgentActivities>;
 async function cleanUpAndConvert(err: unknown, deps: AgentDeps): Promise<unknown> {
   // An incomplete backup still writes a snapshot; a retry must not find it and trust it.
   if (err instanceof ResticError && err.kind === 'incomplete' && err.snapshotId) {
-    await deps.store.restic.forget([err.snapshotId]).catch((e: unknown) => deps.logger.error({ err: e }, 'could not forget an incomplete snapshot'));
+    await deps.store.restic
+      .forget([err.snapshotId])
+      .catch((e: unknown) => deps.logger.error({ err: e }, 'could not forget an incomplete snapshot'));
   }
   return toApplicationFailure(err);
 }

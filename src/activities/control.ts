@@ -6,7 +6,12 @@ import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
-import { type ComponentPlan, type RollbackComponent, type RollbackContext, type RollbackRequest } from '../domain/rollback';
+import {
+  type ComponentPlan,
+  type RollbackComponent,
+  type RollbackContext,
+  type RollbackRequest,
+} from '../domain/rollback';
 import {
   chosenComponents,
   environmentBusyMessage,
@@ -60,7 +65,9 @@ export function createControlActivities(deps: ControlDeps) {
     });
   }
 
-  async function resolveRollback(request: RollbackRequest & { workflowId: string; takesLock?: boolean }): Promise<RollbackContext> {
+  async function resolveRollback(
+    request: RollbackRequest & { workflowId: string; takesLock?: boolean },
+  ): Promise<RollbackContext> {
     try {
       const problem = rollbackRequestProblem(manifest, request);
       if (problem) throw ApplicationFailure.nonRetryable(problem, ErrorType.InvalidRequest);
@@ -68,15 +75,21 @@ export function createControlActivities(deps: ControlDeps) {
       const names = chosenComponents(manifest, request.environment, request.components);
       // A run that takes the environment lock itself (see workflows/lock.ts) needs no check of
       // the running list, which two runs started together could both pass.
-      if (!request.dryRun && !request.takesLock) await refuseConcurrentRollback(request.environment, request.workflowId);
+      if (!request.dryRun && !request.takesLock)
+        await refuseConcurrentRollback(request.environment, request.workflowId);
 
       const target = await deps.store.findTarget(request.environment, request.target);
       if (!target) {
-        const recent = (await deps.store.crossSections(request.environment)).filter((s) => s.origin !== 'safety' && s.origin !== 'dry-run').slice(0, 5);
+        const recent = (await deps.store.crossSections(request.environment))
+          .filter((s) => s.origin !== 'safety' && s.origin !== 'dry-run')
+          .slice(0, 5);
         const hint = recent.length
           ? `recent: ${recent.map((s) => (s.version ? `${s.id} (${s.version})` : s.id)).join(', ')}`
           : 'there are no snapshots yet (rewind snapshot create)';
-        throw ApplicationFailure.nonRetryable(targetNotFoundMessage(request.environment, request.target, hint), ErrorType.TargetNotFound);
+        throw ApplicationFailure.nonRetryable(
+          targetNotFoundMessage(request.environment, request.target, hint),
+          ErrorType.TargetNotFound,
+        );
       }
       const missing = names.filter((n) => !target.components[n]);
       if (missing.length > 0) {
@@ -88,7 +101,11 @@ export function createControlActivities(deps: ControlDeps) {
       return {
         environment: request.environment,
         envTaskQueue: envTaskQueue(manifest, request.environment),
-        target: { crossSectionId: target.id, time: target.time, ...(target.version !== undefined ? { version: target.version } : {}) },
+        target: {
+          crossSectionId: target.id,
+          time: target.time,
+          ...(target.version !== undefined ? { version: target.version } : {}),
+        },
         components: names.map((name) => {
           const component = env.components[name]!;
           const snap = target.components[name]!;
@@ -96,7 +113,11 @@ export function createControlActivities(deps: ControlDeps) {
           return {
             name,
             kind: component.kind,
-            ...stepOptionsOf(component, { ...(request.strategy !== undefined ? { strategy: request.strategy } : {}), ...(time ? { time } : {}), crossSectionTime: target.time }),
+            ...stepOptionsOf(component, {
+              ...(request.strategy !== undefined ? { strategy: request.strategy } : {}),
+              ...(time ? { time } : {}),
+              crossSectionTime: target.time,
+            }),
             path: componentLocation(component),
             dependsOn: component.dependsOn.filter((d) => names.includes(d)),
             targetSnapshotId: snap.snapshotId,
@@ -123,7 +144,9 @@ export function createControlActivities(deps: ControlDeps) {
 
   async function refuseConcurrentRollback(environment: string, self: string): Promise<void> {
     if (!deps.client) return;
-    const other = (await runningRollbacks(deps.client, manifest.temporal.taskQueue, environment)).find((id) => id !== self);
+    const other = (await runningRollbacks(deps.client, manifest.temporal.taskQueue, environment)).find(
+      (id) => id !== self,
+    );
     if (other) {
       throw ApplicationFailure.nonRetryable(environmentBusyMessage(other, environment), ErrorType.InvalidRequest);
     }
@@ -141,7 +164,12 @@ export function createControlActivities(deps: ControlDeps) {
       ]);
       const changes = diffListings(current, target);
       const summary = await summarizeChanges(
-        { plansDir: path.join(manifest.dataDir, 'plans'), workflowId: req.workflowId, component: req.component.name, previewPaths: req.previewPaths },
+        {
+          plansDir: path.join(manifest.dataDir, 'plans'),
+          workflowId: req.workflowId,
+          component: req.component.name,
+          previewPaths: req.previewPaths,
+        },
         changes.map(toChange),
       );
       const details: FilesPlanDetails = { kind: 'files', modeChanged: changes.filter((c) => c.op === 'mode').length };

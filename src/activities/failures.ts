@@ -26,7 +26,8 @@ export function toApplicationFailure(err: unknown): unknown {
     return ApplicationFailure.nonRetryable(err.message, ErrorType.ComponentUnavailable);
   }
   if (err instanceof MigrationError || err instanceof MigrationScriptError) {
-    if (err instanceof MigrationError && err.kind === 'lock') return ApplicationFailure.retryable(err.message, ErrorType.MigrationRefused);
+    if (err instanceof MigrationError && err.kind === 'lock')
+      return ApplicationFailure.retryable(err.message, ErrorType.MigrationRefused);
     return ApplicationFailure.nonRetryable(err.message, ErrorType.MigrationRefused);
   }
   if (isNodeError(err) && (err.code === 'EACCES' || err.code === 'EROFS' || err.code === 'ENOTDIR')) {

@@ -11,7 +11,11 @@ import {
   type WorkflowExecutionDescription,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { ApplicationFailure, WorkflowExecutionAlreadyStartedError, type TypedSearchAttributes } from '@temporalio/common';
+import {
+  ApplicationFailure,
+  WorkflowExecutionAlreadyStartedError,
+  type TypedSearchAttributes,
+} from '@temporalio/common';
 import type { StepProgress } from '../activities/progress';
 import { describeFailure } from '../domain/errors';
 import {
@@ -149,12 +153,20 @@ export class RewindClient {
    * so the same request sent again, or many times at once, finds the same run (`existing` is
    * true when it was found before starting; callers racing to start it all get its id).
    */
-  async startRollback(input: unknown, options: { requestId?: string } = {}): Promise<{ workflowId: string; request: RollbackRequest; existing: boolean }> {
+  async startRollback(
+    input: unknown,
+    options: { requestId?: string } = {},
+  ): Promise<{ workflowId: string; request: RollbackRequest; existing: boolean }> {
     const request: RollbackRequest = parseRequest(rollbackRequestSchema, input);
-    const requestId = options.requestId === undefined ? undefined : parseRequest(z.object({ requestId: requestIdSchema }), options).requestId;
+    const requestId =
+      options.requestId === undefined
+        ? undefined
+        : parseRequest(z.object({ requestId: requestIdSchema }), options).requestId;
     const problem = rollbackRequestProblem(this.manifest, request);
     if (problem) throw new RequestError(problem);
-    const workflowId = requestId ? keyedRollbackId(request.environment, requestId) : newWorkflowId('rollback', request.environment);
+    const workflowId = requestId
+      ? keyedRollbackId(request.environment, requestId)
+      : newWorkflowId('rollback', request.environment);
     if (requestId && (await this.exists(workflowId))) {
       const conflict = requestKeyConflict(requestId, (await this.rollbackView(workflowId)).status, request);
       if (conflict) throw new RequestError(conflict);
@@ -184,7 +196,8 @@ export class RewindClient {
       });
       return { workflowId, request, existing: false };
     } catch (err) {
-      if (requestId && err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, request, existing: true };
+      if (requestId && err instanceof WorkflowExecutionAlreadyStartedError)
+        return { workflowId, request, existing: true };
       throw err;
     }
   }
@@ -202,7 +215,9 @@ export class RewindClient {
   /** The decide phase's checks, made early so that a doomed request leaves no failed run behind. */
   private async precheckRollback(request: RollbackRequest, workflowId: string): Promise<void> {
     if (!request.dryRun) {
-      const busy = (await runningRollbacks(this.client, this.taskQueue, request.environment)).find((id) => id !== workflowId);
+      const busy = (await runningRollbacks(this.client, this.taskQueue, request.environment)).find(
+        (id) => id !== workflowId,
+      );
       if (busy) throw new RequestError(environmentBusyMessage(busy, request.environment));
     }
     if (!this.store) return;
@@ -263,7 +278,11 @@ export class RewindClient {
     return outcome;
   }
 
-  private async sendDecision(workflowId: string, _requestId: string, send: () => Promise<DecisionOutcome>): Promise<DecisionResult> {
+  private async sendDecision(
+    workflowId: string,
+    _requestId: string,
+    send: () => Promise<DecisionOutcome>,
+  ): Promise<DecisionResult> {
     try {
       return { workflowId, ...(await retryWhileBusy(send)) };
     } catch (err) {
@@ -272,9 +291,17 @@ export class RewindClient {
         const { status } = await this.rollbackView(workflowId);
         return { workflowId, accepted: false, reason: describeFailure(err.cause ?? err), ...whereTheRunIs(status) };
       }
-      if (err instanceof WorkflowNotFoundError || /already completed|workflow execution.*(completed|not found)/i.test(describeFailure(err))) {
+      if (
+        err instanceof WorkflowNotFoundError ||
+        /already completed|workflow execution.*(completed|not found)/i.test(describeFailure(err))
+      ) {
         const { status } = await this.rollbackView(workflowId);
-        return { workflowId, accepted: false, reason: `the rollback already ended (${status.state})`, ...whereTheRunIs(status) };
+        return {
+          workflowId,
+          accepted: false,
+          reason: `the rollback already ended (${status.state})`,
+          ...whereTheRunIs(status),
+        };
       }
       throw err;
     }
@@ -290,7 +317,8 @@ export class RewindClient {
       if (err instanceof WorkflowNotFoundError) throw new RequestError(`no rollback with id ${workflowId}`);
       throw err;
     }
-    if (description.type !== rollbackWorkflow.name) throw new RequestError(`${workflowId} is a ${description.type}, not a rollback`);
+    if (description.type !== rollbackWorkflow.name)
+      throw new RequestError(`${workflowId} is a ${description.type}, not a rollback`);
     const execution = description.status.name;
     let status: RollbackStatus | undefined;
     if (execution === 'RUNNING') {
@@ -311,14 +339,21 @@ export class RewindClient {
   async waitForRollback(
     workflowId: string,
     until: (s: RollbackStatus) => boolean,
-    { timeoutMs = 600_000, intervalMs = 300, onUpdate }: { timeoutMs?: number; intervalMs?: number; onUpdate?: (v: RollbackView) => void } = {},
+    {
+      timeoutMs = 600_000,
+      intervalMs = 300,
+      onUpdate,
+    }: { timeoutMs?: number; intervalMs?: number; onUpdate?: (v: RollbackView) => void } = {},
   ): Promise<RollbackView> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const view = await this.rollbackView(workflowId);
       onUpdate?.(view);
       if (until(view.status) || FINAL_STATES.includes(view.status.state)) return view;
-      if (Date.now() > deadline) throw new RequestError(`timed out waiting for ${workflowId} (phase ${view.status.phase}, state ${view.status.state})`);
+      if (Date.now() > deadline)
+        throw new RequestError(
+          `timed out waiting for ${workflowId} (phase ${view.status.phase}, state ${view.status.state})`,
+        );
       await sleep(intervalMs);
     }
   }
@@ -327,7 +362,10 @@ export class RewindClient {
   async agentIsPolling(environment: string): Promise<boolean> {
     const response = await this.client.workflowService.describeTaskQueue({
       namespace: this.client.options.namespace,
-      taskQueue: { name: envTaskQueue(this.manifest, environment), kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+      taskQueue: {
+        name: envTaskQueue(this.manifest, environment),
+        kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
+      },
       taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
     });
     return (response.pollers ?? []).length > 0;
@@ -363,7 +401,11 @@ async function retryWhileBusy<T>(send: () => Promise<T>, { attempts = 20, firstD
     try {
       return await send();
     } catch (err) {
-      const busy = err instanceof Error && (isGrpcServiceError(err.cause) ? Number(err.cause.code) === GRPC_RESOURCE_EXHAUSTED : /RESOURCE_EXHAUSTED/.test(err.message));
+      const busy =
+        err instanceof Error &&
+        (isGrpcServiceError(err.cause)
+          ? Number(err.cause.code) === GRPC_RESOURCE_EXHAUSTED
+          : /RESOURCE_EXHAUSTED/.test(err.message));
       if (!busy || attempt >= attempts) throw err;
       await sleep(Math.min(2_000, firstDelayMs * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2));
     }

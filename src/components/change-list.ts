@@ -7,7 +7,9 @@ import type { Change, ComponentPlan } from './core';
 export async function summarizeChanges(
   args: { plansDir: string; workflowId: string; component: string; previewPaths: number },
   changes: Change[],
-): Promise<Pick<ComponentPlan, 'added' | 'changed' | 'removed' | 'bytesToWrite' | 'differences' | 'more' | 'changeListFile'>> {
+): Promise<
+  Pick<ComponentPlan, 'added' | 'changed' | 'removed' | 'bytesToWrite' | 'differences' | 'more' | 'changeListFile'>
+> {
   const dir = path.join(args.plansDir, args.workflowId.replace(/[^A-Za-z0-9._-]/g, '_'));
   await mkdir(dir, { recursive: true });
   const changeListFile = path.join(dir, `${args.component}.json`);

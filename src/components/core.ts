@@ -88,4 +88,3 @@ export interface VerifyOutcome {
   /** The first differences from the target, when it does not match. */
   differences: Difference[];
 }
-

@@ -114,4 +114,3 @@ export function snapshotLabels(req: SnapshotComponentRequest, fingerprint: Finge
     ...(req.workflowId !== undefined ? { workflowId: req.workflowId } : {}),
   };
 }
-

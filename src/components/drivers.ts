@@ -22,7 +22,7 @@ export function createDrivers(deps: DriverDeps): (component: Component) => Compo
   return (component) => {
     let driver = drivers.get(component.kind);
     if (!driver) {
-      driver = (FACTORIES[component.kind])(deps);
+      driver = FACTORIES[component.kind](deps);
       drivers.set(component.kind, driver);
     }
     return driver;

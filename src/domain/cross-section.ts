@@ -62,7 +62,11 @@ export function encodeTags(labels: SnapshotLabels): string[] {
   if (labels.workflowId !== undefined) tags.push(`wf=${encodeURIComponent(labels.workflowId)}`);
   if (labels.fingerprint) {
     const f = labels.fingerprint;
-    tags.push(`fp=${f.digest}`, `fpsize=${f.bytes}.${f.entries}`, `fpd=${encodeURIComponent(JSON.stringify(f.details))}`);
+    tags.push(
+      `fp=${f.digest}`,
+      `fpsize=${f.bytes}.${f.entries}`,
+      `fpd=${encodeURIComponent(JSON.stringify(f.details))}`,
+    );
   }
   return tags;
 }
@@ -111,7 +115,8 @@ function decodeFingerprint(digest: string, values: ReadonlyMap<string, string>):
     const [bytes, entries] = (values.get('fpsize') ?? '').split('.').map(Number);
     try {
       const details = JSON.parse(decodeURIComponent(encoded)) as KindDetails;
-      if (Number.isFinite(bytes) && Number.isFinite(entries) && typeof details.kind === 'string') return { digest, bytes: bytes!, entries: entries!, details };
+      if (Number.isFinite(bytes) && Number.isFinite(entries) && typeof details.kind === 'string')
+        return { digest, bytes: bytes!, entries: entries!, details };
     } catch {
       return undefined;
     }

@@ -41,7 +41,9 @@ export function dependencyCycle(nodes: readonly DependencyNode[]): string[] | un
  */
 export function restrictDependencies<T extends DependencyNode>(nodes: readonly T[], chosen: readonly string[]): T[] {
   const keep = new Set(chosen);
-  return nodes.filter((n) => keep.has(n.name)).map((n) => ({ ...n, dependsOn: n.dependsOn.filter((d) => keep.has(d)) }));
+  return nodes
+    .filter((n) => keep.has(n.name))
+    .map((n) => ({ ...n, dependsOn: n.dependsOn.filter((d) => keep.has(d)) }));
 }
 
 /**

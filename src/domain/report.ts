@@ -25,12 +25,16 @@ export function renderRollbackReport(s: RollbackStatus): string {
     `- **Target:** ${describeTarget(s.target)}${target ? ` (cross-section ${target.crossSectionId}, taken ${target.time})` : ''}`,
   );
   const cancelledThenCompensated = s.state === 'compensated' && s.cancellation !== undefined;
-  const outcome = cancelledThenCompensated ? 'cancelled, then compensated: the environment is back at its state before the rollback' : OUTCOME[s.state];
+  const outcome = cancelledThenCompensated
+    ? 'cancelled, then compensated: the environment is back at its state before the rollback'
+    : OUTCOME[s.state];
   lines.push(`- **Outcome:** ${s.dryRun ? 'dry run (plan only)' : outcome}`);
   if (s.cause) lines.push(`- **Cause:** ${s.cause}`);
   lines.push(`- **Requested by:** ${s.requester} (trigger: ${s.trigger})${s.reason ? `, reason: ${s.reason}` : ''}`);
   if (s.approvals.length) {
-    lines.push(`- **Approved by:** ${s.approvals.map((a) => `${a.user} at ${a.at}${a.acceptDataLoss ? ' (accepting data loss)' : ''}`).join(', ')}`);
+    lines.push(
+      `- **Approved by:** ${s.approvals.map((a) => `${a.user} at ${a.at}${a.acceptDataLoss ? ' (accepting data loss)' : ''}`).join(', ')}`,
+    );
   }
   if (s.acceptDataLoss) lines.push('- **Data loss accepted by the requester** when starting the rollback');
   if (s.cancellation) {
@@ -38,7 +42,9 @@ export function renderRollbackReport(s: RollbackStatus): string {
     lines.push(`- **Cancelled by:** ${c.user} at ${c.at}, during ${c.phase}${c.reason ? ` ("${c.reason}")` : ''}`);
   }
   if (s.rejection) {
-    lines.push(`- **Rejected by:** ${s.rejection.user} at ${s.rejection.at}${s.rejection.comment ? ` ("${s.rejection.comment}")` : ''}`);
+    lines.push(
+      `- **Rejected by:** ${s.rejection.user} at ${s.rejection.at}${s.rejection.comment ? ` ("${s.rejection.comment}")` : ''}`,
+    );
   }
   if (s.plan) lines.push(`- **Safety cross-section:** ${s.plan.safetyCrossSectionId}`);
   lines.push('');
@@ -46,14 +52,20 @@ export function renderRollbackReport(s: RollbackStatus): string {
   lines.push('## Phases', '', '| phase | started | duration |', '| --- | --- | --- |');
   for (const phase of [...PHASES, 'compensate'] as Phase[]) {
     const t = s.phases[phase];
-    if (t) lines.push(`| ${phase} | ${t.startedAt} | ${t.durationMs === undefined ? 'running' : formatDuration(t.durationMs)} |`);
+    if (t)
+      lines.push(
+        `| ${phase} | ${t.startedAt} | ${t.durationMs === undefined ? 'running' : formatDuration(t.durationMs)} |`,
+      );
   }
   lines.push('');
 
   if (s.plan) {
     lines.push('## Plan', '');
     lines.push(`Order: ${s.plan.order.map((wave) => wave.join(' + ')).join(' → ')}`, '');
-    lines.push('| component | added | changed | removed | bytes to write | step | verify |', '| --- | --- | --- | --- | --- | --- | --- |');
+    lines.push(
+      '| component | added | changed | removed | bytes to write | step | verify |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+    );
     for (const c of s.plan.components) {
       const step = s.steps[c.component];
       const outcome = step?.outcome?.alreadyAtTarget ? ' (already at target)' : '';
@@ -67,8 +79,14 @@ export function renderRollbackReport(s: RollbackStatus): string {
       if (differences.length === 0 && !c.impact) continue;
       lines.push(`### ${c.component} (${c.path})`, '');
       for (const i of c.impact ?? []) {
-        const state = !i.available ? `not possible: ${i.unavailable ?? '?'}` : i.destructive ? 'loses data' : 'loses no data';
-        lines.push(`- strategy **${i.strategy}**${i.strategy === c.strategy ? ' (chosen)' : ''}: ${state}${i.keeps ? `; keeps ${i.keeps}` : ''}`);
+        const state = !i.available
+          ? `not possible: ${i.unavailable ?? '?'}`
+          : i.destructive
+            ? 'loses data'
+            : 'loses no data';
+        lines.push(
+          `- strategy **${i.strategy}**${i.strategy === c.strategy ? ' (chosen)' : ''}: ${state}${i.keeps ? `; keeps ${i.keeps}` : ''}`,
+        );
         for (const loss of i.losses) lines.push(`  - ${loss}`);
       }
       if (c.impact) lines.push('');
@@ -125,14 +143,22 @@ export function describeOutcome(s: RollbackStatus, component: string): string {
 
 /** A few lines for the Temporal Web UI's "current details" of a run. */
 export function renderCurrentDetails(s: RollbackStatus): string {
-  const lines = [`**${s.state}** in phase **${s.phase}**: ${s.environment} → ${describeTarget(s.target)}${s.dryRun ? ' (dry run)' : ''}`];
+  const lines = [
+    `**${s.state}** in phase **${s.phase}**: ${s.environment} → ${describeTarget(s.target)}${s.dryRun ? ' (dry run)' : ''}`,
+  ];
   lines.push(`requested by ${s.requester} (${s.trigger})${s.reason ? `: ${s.reason}` : ''}`);
   if (s.cause) lines.push(`cause: ${s.cause}`);
   if (s.plan) {
     const t = s.plan.totals;
-    lines.push(`plan: +${t.added} ~${t.changed} -${t.removed}, ${formatBytes(t.bytesToWrite)} to write${s.plan.destructive ? ', LOSES DATA' : ''}`);
+    lines.push(
+      `plan: +${t.added} ~${t.changed} -${t.removed}, ${formatBytes(t.bytesToWrite)} to write${s.plan.destructive ? ', LOSES DATA' : ''}`,
+    );
   }
-  if (s.state === 'awaiting-approval') lines.push(`approvals ${s.approvals.length}/${s.requiredApprovals ?? 1}; approvers: ${(s.approvers ?? []).join(', ')}`);
-  for (const st of Object.values(s.steps)) if (st.state !== 'pending') lines.push(`- ${st.component}: ${st.state}${st.verify ? `, verify ${st.verify}` : ''}`);
+  if (s.state === 'awaiting-approval')
+    lines.push(
+      `approvals ${s.approvals.length}/${s.requiredApprovals ?? 1}; approvers: ${(s.approvers ?? []).join(', ')}`,
+    );
+  for (const st of Object.values(s.steps))
+    if (st.state !== 'pending') lines.push(`- ${st.component}: ${st.state}${st.verify ? `, verify ${st.verify}` : ''}`);
   return lines.join('\n');
 }

@@ -3,7 +3,11 @@
 import { dependencyWaves } from './dependency-order';
 import type { ComponentPlan, RollbackComponent, RollbackPlan } from './rollback';
 
-export function assemblePlan(safetyCrossSectionId: string, components: RollbackComponent[], plans: ComponentPlan[]): RollbackPlan {
+export function assemblePlan(
+  safetyCrossSectionId: string,
+  components: RollbackComponent[],
+  plans: ComponentPlan[],
+): RollbackPlan {
   const total = (pick: (c: ComponentPlan) => number) => plans.reduce((sum, c) => sum + pick(c), 0);
   return {
     safetyCrossSectionId,
@@ -23,6 +27,8 @@ export function assemblePlan(safetyCrossSectionId: string, components: RollbackC
 export function impossibleSteps(plan: RollbackPlan): string[] {
   return plan.components.flatMap((c) => {
     const chosen = c.impact?.find((i) => i.strategy === c.strategy);
-    return chosen && !chosen.available ? [`${c.component}: the ${chosen.strategy} strategy is not possible (${chosen.unavailable ?? '?'})`] : [];
+    return chosen && !chosen.available
+      ? [`${c.component}: the ${chosen.strategy} strategy is not possible (${chosen.unavailable ?? '?'})`]
+      : [];
   });
 }

@@ -8,9 +8,14 @@ import type { Decision, DecisionRecord, RollbackRequest, RollbackStatus } from '
 import { describeTarget, FINAL_STATES, type RollbackTarget } from './rollback';
 
 /** What is wrong with a request that names environments and components, or undefined. */
-export function environmentProblem(manifest: Pick<Manifest, 'environments'>, environment: string, components?: readonly string[]): string | undefined {
+export function environmentProblem(
+  manifest: Pick<Manifest, 'environments'>,
+  environment: string,
+  components?: readonly string[],
+): string | undefined {
   const env = manifest.environments[environment];
-  if (!env) return `unknown environment "${environment}" (the manifest declares: ${Object.keys(manifest.environments).join(', ')})`;
+  if (!env)
+    return `unknown environment "${environment}" (the manifest declares: ${Object.keys(manifest.environments).join(', ')})`;
   const declared = Object.keys(env.components);
   const unknown = (components ?? []).filter((c) => !declared.includes(c));
   if (unknown.length > 0) {
@@ -20,7 +25,11 @@ export function environmentProblem(manifest: Pick<Manifest, 'environments'>, env
 }
 
 /** The components a request covers, in manifest order (all when it names none). */
-export function chosenComponents(manifest: Pick<Manifest, 'environments'>, environment: string, requested?: readonly string[]): string[] {
+export function chosenComponents(
+  manifest: Pick<Manifest, 'environments'>,
+  environment: string,
+  requested?: readonly string[],
+): string[] {
   const declared = Object.keys(manifest.environments[environment]?.components ?? {});
   return requested ? declared.filter((c) => requested.includes(c)) : declared;
 }
@@ -29,7 +38,10 @@ export function chosenComponents(manifest: Pick<Manifest, 'environments'>, envir
  * Everything that can be said about a rollback request from the manifest alone: the
  * environment, the components and the strategy. Undefined when it may start.
  */
-export function rollbackRequestProblem(manifest: Pick<Manifest, 'environments'>, request: RollbackRequest): string | undefined {
+export function rollbackRequestProblem(
+  manifest: Pick<Manifest, 'environments'>,
+  request: RollbackRequest,
+): string | undefined {
   const problem = environmentProblem(manifest, request.environment, request.components);
   if (problem) return problem;
   const env = manifest.environments[request.environment]!;
@@ -53,10 +65,17 @@ export function rollbackRequestProblem(manifest: Pick<Manifest, 'environments'>,
  * Why a keyed request cannot join the run its key already names: it asks for something else.
  * A retried request is the same request; a reused key for another one is a mistake to stop.
  */
-export function requestKeyConflict(requestId: string, existing: Pick<RollbackStatus, 'workflowId' | 'environment' | 'target' | 'components' | 'dryRun' | 'strategy'>, request: RollbackRequest): string | undefined {
+export function requestKeyConflict(
+  requestId: string,
+  existing: Pick<RollbackStatus, 'workflowId' | 'environment' | 'target' | 'components' | 'dryRun' | 'strategy'>,
+  request: RollbackRequest,
+): string | undefined {
   // A run lists every component it covers once decided; compare what the request named, if anything.
   const sorted = (c: readonly string[] | undefined) => (c ? [...c].sort().join(', ') : undefined);
-  const sameComponents = request.components === undefined || existing.components === undefined || sorted(request.components) === sorted(existing.components);
+  const sameComponents =
+    request.components === undefined ||
+    existing.components === undefined ||
+    sorted(request.components) === sorted(existing.components);
   const same =
     existing.environment === request.environment &&
     describeTarget(existing.target) === describeTarget(request.target) &&
@@ -113,7 +132,11 @@ export function decisionTimingProblem(action: DecisionAction, run: DecisionConte
 }
 
 /** Why the policy refuses this decision by this user, or undefined when it counts. */
-export function decisionPolicyProblem(action: DecisionAction, decision: Pick<Decision, 'user' | 'acceptDataLoss'>, run: DecisionContext): string | undefined {
+export function decisionPolicyProblem(
+  action: DecisionAction,
+  decision: Pick<Decision, 'user' | 'acceptDataLoss'>,
+  run: DecisionContext,
+): string | undefined {
   const approvers = run.approvers ?? [];
   const { user } = decision;
   if (action === 'reject') {
@@ -126,15 +149,24 @@ export function decisionPolicyProblem(action: DecisionAction, decision: Pick<Dec
   }
   if (run.approvals.some((a) => a.user === user)) return `${user} has already approved`;
   if (run.plan?.destructive && !run.acceptDataLoss && !decision.acceptDataLoss) {
-    const loss = run.plan.components.flatMap((c) => c.impact?.find((i) => i.strategy === c.strategy)?.losses ?? [])[0] ?? 'see the plan';
+    const loss =
+      run.plan.components.flatMap((c) => c.impact?.find((i) => i.strategy === c.strategy)?.losses ?? [])[0] ??
+      'see the plan';
     return `this plan loses data (${loss}); approve with --accept-data-loss to accept that`;
   }
   return undefined;
 }
 
 /** Where a run is, as a decision's answer tells it. */
-export function whereTheRunIs(run: Pick<RollbackStatus, 'state' | 'phase' | 'approvals' | 'requiredApprovals'>): Omit<DecisionOutcome, 'accepted' | 'reason'> {
-  return { state: run.state, phase: run.phase, approvals: run.approvals.length, requiredApprovals: run.requiredApprovals ?? 1 };
+export function whereTheRunIs(
+  run: Pick<RollbackStatus, 'state' | 'phase' | 'approvals' | 'requiredApprovals'>,
+): Omit<DecisionOutcome, 'accepted' | 'reason'> {
+  return {
+    state: run.state,
+    phase: run.phase,
+    approvals: run.approvals.length,
+    requiredApprovals: run.requiredApprovals ?? 1,
+  };
 }
 
 /**
@@ -169,7 +201,11 @@ export const MAX_REFUSAL_RECORDS = 50;
 export const MAX_RECORDED_REPEATS = 10;
 
 /** A policy refusal the record already holds often enough: refused unrecorded, by the validator. */
-export function unrecordedRefusal(action: DecisionAction, decision: Pick<Decision, 'user' | 'acceptDataLoss'>, run: DecisionContext & Pick<RollbackStatus, 'refusals'>): string | undefined {
+export function unrecordedRefusal(
+  action: DecisionAction,
+  decision: Pick<Decision, 'user' | 'acceptDataLoss'>,
+  run: DecisionContext & Pick<RollbackStatus, 'refusals'>,
+): string | undefined {
   const reason = decisionPolicyProblem(action, decision, run);
   if (!reason) return undefined;
   const record = run.refusals.find((r) => r.user === decision.user && r.action === action && r.reason === reason);
@@ -181,8 +217,13 @@ export function unrecordedRefusal(action: DecisionAction, decision: Pick<Decisio
  * Records a refused decision: a repeat of the same refusal (same user, action and reason) is
  * counted on its record, not appended.
  */
-export function recordRefusal(run: Pick<RollbackStatus, 'refusals' | 'refusalsOmitted'>, refusal: DecisionRecord): void {
-  const same = run.refusals.find((r) => r.user === refusal.user && r.action === refusal.action && r.reason === refusal.reason);
+export function recordRefusal(
+  run: Pick<RollbackStatus, 'refusals' | 'refusalsOmitted'>,
+  refusal: DecisionRecord,
+): void {
+  const same = run.refusals.find(
+    (r) => r.user === refusal.user && r.action === refusal.action && r.reason === refusal.reason,
+  );
   if (same) {
     same.count = (same.count ?? 1) + 1;
     same.lastAt = refusal.at;

@@ -60,7 +60,14 @@ export const STATES = [
   'cancelled',
 ] as const;
 export type RollbackState = (typeof STATES)[number];
-export const FINAL_STATES: readonly RollbackState[] = ['completed', 'compensated', 'rejected', 'timed-out', 'failed', 'cancelled'];
+export const FINAL_STATES: readonly RollbackState[] = [
+  'completed',
+  'compensated',
+  'rejected',
+  'timed-out',
+  'failed',
+  'cancelled',
+];
 
 export function describeTarget(target: RollbackTarget): string {
   if (target.kind === 'version') return `version ${target.version}`;
@@ -115,14 +122,7 @@ export interface RollbackPlan {
 }
 
 export type StepState =
-  | 'pending'
-  | 'running'
-  | 'done'
-  | 'failed'
-  | 'not-run'
-  | 'compensating'
-  | 'compensated'
-  | 'compensation-failed';
+  'pending' | 'running' | 'done' | 'failed' | 'not-run' | 'compensating' | 'compensated' | 'compensation-failed';
 
 export interface StepStatus {
   component: string;

@@ -22,9 +22,7 @@ export class ManifestError extends Error {
     readonly file: string,
     readonly issues: ManifestIssue[],
   ) {
-    super(
-      `invalid manifest ${file}:\n` + issues.map((i) => `  ${i.path ? `${i.path}: ` : ''}${i.message}`).join('\n'),
-    );
+    super(`invalid manifest ${file}:\n` + issues.map((i) => `  ${i.path ? `${i.path}: ` : ''}${i.message}`).join('\n'));
     this.name = 'ManifestError';
   }
 }
@@ -48,7 +46,10 @@ export function loadManifest(file: string, options: LoadOptions = {}): LoadedMan
   const absolute = path.resolve(file);
   if (!existsSync(absolute)) {
     throw new ManifestError(absolute, [
-      { path: '', message: 'file not found (pass --manifest FILE or set REWIND_MANIFEST; `rewind start` writes a demo one)' },
+      {
+        path: '',
+        message: 'file not found (pass --manifest FILE or set REWIND_MANIFEST; `rewind start` writes a demo one)',
+      },
     ]);
   }
   return parseManifest(readFileSync(absolute, 'utf8'), absolute, options);
@@ -59,11 +60,16 @@ export function parseManifest(text: string, file: string, options: LoadOptions =
   if (doc.errors.length > 0) {
     throw new ManifestError(
       file,
-      doc.errors.map((e) => ({ path: '', message: `YAML: ${(e.message.split('\n')[0] ?? e.message).replace(/:$/, '')}` })),
+      doc.errors.map((e) => ({
+        path: '',
+        message: `YAML: ${(e.message.split('\n')[0] ?? e.message).replace(/:$/, '')}`,
+      })),
     );
   }
   if (!isMap(doc.contents)) {
-    throw new ManifestError(file, [{ path: '', message: 'expected a YAML mapping with repository, approvers and environments' }]);
+    throw new ManifestError(file, [
+      { path: '', message: 'expected a YAML mapping with repository, approvers and environments' },
+    ]);
   }
   const parsed = manifestSchema.safeParse(doc.toJS(), { error: describeIssue });
   if (!parsed.success) throw new ManifestError(file, parsed.error.issues.map(toManifestIssue));
@@ -71,7 +77,10 @@ export function parseManifest(text: string, file: string, options: LoadOptions =
   const manifest = resolvePaths(parsed.data, path.dirname(file));
   const checkPaths = options.checkPaths ?? false;
   if (checkPaths !== false) {
-    const missing = missingComponentPaths(manifest, checkPaths === 'all' ? Object.keys(manifest.environments) : checkPaths);
+    const missing = missingComponentPaths(
+      manifest,
+      checkPaths === 'all' ? Object.keys(manifest.environments) : checkPaths,
+    );
     if (missing.length > 0) throw new ManifestError(file, missing);
   }
   return { file, manifest };
@@ -84,7 +93,9 @@ function resolvePaths(manifest: Manifest, base: string): Manifest {
     repository: {
       ...manifest.repository,
       path: isUrl(manifest.repository.path) ? manifest.repository.path : path.resolve(base, manifest.repository.path),
-      ...(manifest.repository.passwordFile ? { passwordFile: path.resolve(base, manifest.repository.passwordFile) } : {}),
+      ...(manifest.repository.passwordFile
+        ? { passwordFile: path.resolve(base, manifest.repository.passwordFile) }
+        : {}),
     },
     dataDir: path.resolve(base, manifest.dataDir),
     environments: Object.fromEntries(
@@ -107,7 +118,10 @@ export function missingComponentPaths(manifest: Manifest, environments: readonly
   for (const envName of environments) {
     const env = manifest.environments[envName];
     if (!env) {
-      issues.push({ path: 'environments', message: `no environment "${envName}" (declared: ${Object.keys(manifest.environments).join(', ')})` });
+      issues.push({
+        path: 'environments',
+        message: `no environment "${envName}" (declared: ${Object.keys(manifest.environments).join(', ')})`,
+      });
       continue;
     }
     for (const [name, component] of Object.entries(env.components)) {
@@ -125,14 +139,20 @@ export function missingComponentPaths(manifest: Manifest, environments: readonly
 export function repositoryPassword(manifest: Manifest, env: NodeJS.ProcessEnv = process.env): string {
   const { passwordFile, passwordEnv } = manifest.repository;
   if (passwordFile) {
-    if (!existsSync(passwordFile)) throw new ManifestError('manifest', [{ path: 'repository.passwordFile', message: `${passwordFile} does not exist` }]);
+    if (!existsSync(passwordFile))
+      throw new ManifestError('manifest', [
+        { path: 'repository.passwordFile', message: `${passwordFile} does not exist` },
+      ]);
     return readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '');
   }
   const variable = passwordEnv ?? DEFAULT_PASSWORD_ENV;
   const value = env[variable];
   if (!value) {
     throw new ManifestError('manifest', [
-      { path: 'repository.passwordEnv', message: `environment variable ${variable} is not set (it holds the repository password)` },
+      {
+        path: 'repository.passwordEnv',
+        message: `environment variable ${variable} is not set (it holds the repository password)`,
+      },
     ]);
   }
   return value;
@@ -142,9 +162,12 @@ function describeIssue(issue: z.core.$ZodRawIssue): string | undefined {
   if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator === 'kind') {
     const kind = (issue.input as { kind?: unknown } | undefined)?.kind;
     const known = KIND_NAMES.join(', ');
-    return kind === undefined ? `required: one of ${known}` : `unknown kind ${JSON.stringify(kind)}; expected one of: ${known}`;
+    return kind === undefined
+      ? `required: one of ${known}`
+      : `unknown kind ${JSON.stringify(kind)}; expected one of: ${known}`;
   }
-  if (issue.code === 'invalid_key') return `invalid name ${JSON.stringify(issue.input)}: ${issue.issues[0]?.message ?? 'not allowed'}`;
+  if (issue.code === 'invalid_key')
+    return `invalid name ${JSON.stringify(issue.input)}: ${issue.issues[0]?.message ?? 'not allowed'}`;
   if (issue.code === 'invalid_type' && issue.input === undefined) return 'required';
   if (issue.code === 'invalid_type') return `expected ${issue.expected}, got ${describeValue(issue.input)}`;
   return undefined;

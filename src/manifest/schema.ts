@@ -28,7 +28,10 @@ export const manifestSchema = z
   .strictObject({
     repository: z
       .strictObject({
-        path: z.string().min(1).describe('The restic repository that holds every snapshot (a directory or a restic URL).'),
+        path: z
+          .string()
+          .min(1)
+          .describe('The restic repository that holds every snapshot (a directory or a restic URL).'),
         passwordEnv: z
           .string()
           .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the name of an environment variable')
@@ -45,7 +48,9 @@ export const manifestSchema = z
     approvers: z.array(z.string().min(1)).min(1, 'must name at least one approver'),
     policy: z
       .strictObject({
-        approvalTimeout: duration.default('30m').describe('How long a rollback waits for approval before it ends as timed-out.'),
+        approvalTimeout: duration
+          .default('30m')
+          .describe('How long a rollback waits for approval before it ends as timed-out.'),
         requiredApprovals: z.int().min(1).default(1).describe('Distinct approvers needed before execute.'),
         heartbeatTimeout: duration
           .default('30s')
@@ -56,7 +61,9 @@ export const manifestSchema = z
     temporal: z
       .strictObject({
         namespace: z.string().min(1).default('default'),
-        taskQueue: name.default('rewind').describe('Control task queue; agents listen on "<taskQueue>-env-<environment>".'),
+        taskQueue: name
+          .default('rewind')
+          .describe('Control task queue; agents listen on "<taskQueue>-env-<environment>".'),
       })
       .prefault({}),
     environments: z
@@ -83,7 +90,9 @@ export const manifestSchema = z
           }
         });
       }
-      const cycle = dependencyCycle(Object.entries(env.components).map(([n, c]) => ({ name: n, dependsOn: c.dependsOn })));
+      const cycle = dependencyCycle(
+        Object.entries(env.components).map(([n, c]) => ({ name: n, dependsOn: c.dependsOn })),
+      );
       if (cycle && cycle.length > 1) {
         ctx.addIssue({
           code: 'custom',

@@ -23,4 +23,3 @@ export async function lockHolder(client: Client, lockWorkflowId: string): Promis
     throw err;
   }
 }
-

@@ -34,7 +34,9 @@ export async function freePort(ip = '127.0.0.1'): Promise<number> {
     server.once('error', reject);
     server.listen(0, ip, () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -76,7 +78,9 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
     } catch (err) {
       if (Date.now() > deadline) {
         child.kill('SIGKILL');
-        throw new Error(`temporal server start-dev did not answer on ${address} within the deadline: ${String(err)}\n${output.slice(-2000)}`);
+        throw new Error(
+          `temporal server start-dev did not answer on ${address} within the deadline: ${String(err)}\n${output.slice(-2000)}`,
+        );
       }
       await sleep(250);
     }

@@ -10,7 +10,10 @@ export interface TemporalSettings {
   namespace: string;
 }
 
-export function temporalSettings(namespace: string | undefined, env: NodeJS.ProcessEnv = process.env): TemporalSettings {
+export function temporalSettings(
+  namespace: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): TemporalSettings {
   return {
     address: env.TEMPORAL_ADDRESS || DEFAULT_TEMPORAL_ADDRESS,
     namespace: env.TEMPORAL_NAMESPACE || namespace || 'default',
@@ -18,12 +21,14 @@ export function temporalSettings(namespace: string | undefined, env: NodeJS.Proc
 }
 
 export async function connectClient(settings: TemporalSettings): Promise<Client> {
-  const connection = await Connection.connect({ address: settings.address, connectTimeout: '5s' }).catch((err: unknown) => {
-    throw new Error(
-      `cannot reach Temporal at ${settings.address} (${err instanceof Error ? err.message : String(err)}); ` +
-        'start it with `npm start`, or set TEMPORAL_ADDRESS',
-    );
-  });
+  const connection = await Connection.connect({ address: settings.address, connectTimeout: '5s' }).catch(
+    (err: unknown) => {
+      throw new Error(
+        `cannot reach Temporal at ${settings.address} (${err instanceof Error ? err.message : String(err)}); ` +
+          'start it with `npm start`, or set TEMPORAL_ADDRESS',
+      );
+    },
+  );
   return new Client({ connection, namespace: settings.namespace });
 }
 

@@ -35,12 +35,17 @@ export function resolveTool(tool: ToolName, env: NodeJS.ProcessEnv = process.env
   }
   throw new ToolMissingError(
     tool,
-    override ? `REWIND_${tool.toUpperCase()}_BIN=${override} is not usable` : `looked on PATH and in ${toolCacheDir(env)}`,
+    override
+      ? `REWIND_${tool.toUpperCase()}_BIN=${override} is not usable`
+      : `looked on PATH and in ${toolCacheDir(env)}`,
   );
 }
 
 function pathCandidates(tool: ToolName, env: NodeJS.ProcessEnv): string[] {
-  return (env.PATH ?? '').split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, tool));
+  return (env.PATH ?? '')
+    .split(path.delimiter)
+    .filter(Boolean)
+    .map((dir) => path.join(dir, tool));
 }
 
 function isExecutable(file: string): boolean {

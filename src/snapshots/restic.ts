@@ -61,7 +61,8 @@ export interface RunOptions {
 }
 
 /** Fatal errors about the request itself, which the same request would meet again. */
-const REFUSALS = /no matching ID found|snapshot is empty|invalid (id|pattern|snapshot)|is not a directory|unknown flag/i;
+const REFUSALS =
+  /no matching ID found|snapshot is empty|invalid (id|pattern|snapshot)|is not a directory|unknown flag/i;
 
 /** restic's documented exit codes. */
 const EXIT = { noRepository: 10, lockFailed: 11, wrongPassword: 12, incompleteBackup: 3 } as const;
@@ -112,7 +113,10 @@ export class ResticRepository {
     this.initialized = true;
   }
 
-  async backup(args: { directory: string; tags: string[]; host: string }, options: RunOptions = {}): Promise<BackupSummary> {
+  async backup(
+    args: { directory: string; tags: string[]; host: string },
+    options: RunOptions = {},
+  ): Promise<BackupSummary> {
     if (!existsSync(args.directory)) throw new ResticError(`${args.directory} does not exist`, null, 'failed');
     const lines = await this.run(['backup', '.', '--host', args.host, ...args.tags.flatMap((t) => ['--tag', t])], {
       ...options,
@@ -123,7 +127,15 @@ export class ResticRepository {
 
   async backupStdin(args: { data: string; filename: string; tags: string[]; host: string }): Promise<BackupSummary> {
     const lines = await this.run(
-      ['backup', '--stdin', '--stdin-filename', args.filename, '--host', args.host, ...args.tags.flatMap((t) => ['--tag', t])],
+      [
+        'backup',
+        '--stdin',
+        '--stdin-filename',
+        args.filename,
+        '--host',
+        args.host,
+        ...args.tags.flatMap((t) => ['--tag', t]),
+      ],
       { stdin: args.data },
     );
     return toBackupSummary(lines);
@@ -139,7 +151,17 @@ export class ResticRepository {
     options: RunOptions & { commandEnv?: NodeJS.ProcessEnv } = {},
   ): Promise<BackupSummary> {
     const lines = await this.run(
-      ['backup', '--stdin-from-command', '--stdin-filename', args.filename, '--host', args.host, ...args.tags.flatMap((t) => ['--tag', t]), '--', ...args.command],
+      [
+        'backup',
+        '--stdin-from-command',
+        '--stdin-filename',
+        args.filename,
+        '--host',
+        args.host,
+        ...args.tags.flatMap((t) => ['--tag', t]),
+        '--',
+        ...args.command,
+      ],
       { ...options, ...(options.commandEnv ? { extraEnv: options.commandEnv } : {}) },
     );
     return toBackupSummary(lines);
@@ -154,8 +176,14 @@ export class ResticRepository {
     options: { signal?: AbortSignal } = {},
   ): Promise<void> {
     options.signal?.throwIfAborted();
-    const dump = spawn(this.binary, ['dump', '--no-lock', args.snapshotId, args.file], { env: this.childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    const consumer = spawn(args.consumer.command, args.consumer.args, { env: { ...process.env, ...args.consumer.env }, stdio: ['pipe', 'ignore', 'pipe'] });
+    const dump = spawn(this.binary, ['dump', '--no-lock', args.snapshotId, args.file], {
+      env: this.childEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const consumer = spawn(args.consumer.command, args.consumer.args, {
+      env: { ...process.env, ...args.consumer.env },
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
     dump.stdout.pipe(consumer.stdin);
     consumer.stdin.on('error', () => undefined); // a consumer that fails closes its stdin early
     const outcome = (child: ChildProcess, name: string) =>
@@ -164,7 +192,9 @@ export class ResticRepository {
         child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString('utf8')).slice(-8192)));
         child.on('error', (err) => reject(new ResticError(`could not run ${name}: ${err.message}`, null, 'failed')));
         child.on('close', (code) =>
-          code === 0 ? resolve() : reject(new ResticError(`${name} exited with ${String(code)}: ${errorMessage(stderr)}`, code, 'failed')),
+          code === 0
+            ? resolve()
+            : reject(new ResticError(`${name} exited with ${String(code)}: ${errorMessage(stderr)}`, code, 'failed')),
         );
       });
     const onAbort = () => {
@@ -363,7 +393,9 @@ function errorMessage(stderr: string): string {
   }
   // With --stdin-from-command, the command's own complaint (e.g. pg_dump's "error: … permission
   // denied") is the cause; restic's closing lines only say that the command failed.
-  const fromCommand = messages.filter((m) => m.startsWith('subprocess ')).map((m) => m.replace(/^subprocess [^:]*: /, ''));
+  const fromCommand = messages
+    .filter((m) => m.startsWith('subprocess '))
+    .map((m) => m.replace(/^subprocess [^:]*: /, ''));
   if (fromCommand.length > 0) return fromCommand.slice(0, 3).join('; ').slice(0, 500);
   return messages.slice(-3).join('; ').slice(0, 500);
 }
@@ -385,7 +417,8 @@ function toProgress(line: string): ResticProgress | undefined {
 
 function toBackupSummary(lines: Record<string, unknown>[]): BackupSummary {
   const s = lines.find((l) => l.message_type === 'summary');
-  if (!s || typeof s.snapshot_id !== 'string') throw new ResticError('restic backup printed no snapshot id', 0, 'failed');
+  if (!s || typeof s.snapshot_id !== 'string')
+    throw new ResticError('restic backup printed no snapshot id', 0, 'failed');
   return {
     snapshotId: s.snapshot_id,
     filesNew: num(s.files_new),

@@ -26,10 +26,14 @@ export class SnapshotStore {
     if (target.kind === 'cross-section') return sections.find((s) => s.id === target.id);
     if (target.kind === 'time') {
       const at = Date.parse(target.time);
-      return sections.find((s) => s.complete && s.origin !== 'safety' && s.origin !== 'dry-run' && Date.parse(s.time) <= at);
+      return sections.find(
+        (s) => s.complete && s.origin !== 'safety' && s.origin !== 'dry-run' && Date.parse(s.time) <= at,
+      );
     }
-    return sections.find((s) => s.version === target.version && s.origin !== 'safety' && s.complete)
-      ?? sections.find((s) => s.version === target.version && s.origin !== 'safety');
+    return (
+      sections.find((s) => s.version === target.version && s.origin !== 'safety' && s.complete) ??
+      sections.find((s) => s.version === target.version && s.origin !== 'safety')
+    );
   }
 
   /** Snapshots already taken for this component of this cross-section (a retried step). */
@@ -63,7 +67,9 @@ export class SnapshotStore {
     // Fingerprints recorded before `entries` existed (old runs' histories) expect nothing.
     const expected = snapshot.fingerprint.entries ?? 0;
     if (nodes < expected) {
-      throw new Error(`snapshot ${snapshot.snapshotId.slice(0, 8)} of ${snapshot.component} lists ${nodes} entries, expected ${expected}`);
+      throw new Error(
+        `snapshot ${snapshot.snapshotId.slice(0, 8)} of ${snapshot.component} lists ${nodes} entries, expected ${expected}`,
+      );
     }
   }
 }

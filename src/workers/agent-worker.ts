@@ -17,7 +17,9 @@ export interface AgentWorkerOptions {
   logger: Logger;
 }
 
-export async function createAgentWorker(options: AgentWorkerOptions): Promise<{ worker: Worker; close: () => Promise<void> }> {
+export async function createAgentWorker(
+  options: AgentWorkerOptions,
+): Promise<{ worker: Worker; close: () => Promise<void> }> {
   const { manifest } = options.loaded;
   const connection = await NativeConnection.connect({ address: options.temporal.address });
   const worker = await Worker.create({

@@ -16,7 +16,9 @@ export interface ControlWorkerOptions {
   logger: Logger;
 }
 
-export async function createControlWorker(options: ControlWorkerOptions): Promise<{ worker: Worker; close: () => Promise<void> }> {
+export async function createControlWorker(
+  options: ControlWorkerOptions,
+): Promise<{ worker: Worker; close: () => Promise<void> }> {
   const { manifest } = options.loaded;
   const admin = await Connection.connect({ address: options.temporal.address });
   const added = await ensureSearchAttributes(admin, options.temporal.namespace);
@@ -46,7 +48,12 @@ export async function runControlWorker(loaded: LoadedManifest): Promise<void> {
   const logger = createLogger('rewind-worker');
   Runtime.install({ logger: sdkLogger(logger) });
   const settings = temporalSettings(loaded.manifest.temporal.namespace);
-  const { worker, close } = await createControlWorker({ loaded, store: openSnapshotStore(loaded.manifest), temporal: settings, logger });
+  const { worker, close } = await createControlWorker({
+    loaded,
+    store: openSnapshotStore(loaded.manifest),
+    temporal: settings,
+    logger,
+  });
   logger.info({ taskQueue: loaded.manifest.temporal.taskQueue, temporal: settings.address }, 'control worker ready');
   await worker.run();
   await close();

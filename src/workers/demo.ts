@@ -9,7 +9,8 @@ import path from 'node:path';
 
 const CONFIG_FILES: Record<string, string> = {
   'app.yaml': 'service: checkout\nreplicas: 3\nrelease: v1\nfeatures:\n  new_pricing: false\n',
-  'database.json': JSON.stringify({ host: 'db.internal', port: 5432, pool: 20, password: 'demo-password-not-real' }, null, 2) + '\n',
+  'database.json':
+    JSON.stringify({ host: 'db.internal', port: 5432, pool: 20, password: 'demo-password-not-real' }, null, 2) + '\n',
   'features.ini': '[flags]\nnew_pricing = false\ndark_mode = true\n',
   'logging.toml': '[logging]\nlevel = "info"\nformat = "json"\n',
   '.env': 'APP_ENV=production\nAPI_TOKEN=demo-token-not-real\n',
@@ -31,24 +32,41 @@ export async function writeDemo(manifestFile: string): Promise<string[]> {
     await mkdir(configDir, { recursive: true });
     await mkdir(modelsDir, { recursive: true });
     for (const [name, text] of Object.entries(CONFIG_FILES)) {
-      await writeFile(path.join(configDir, name), env === 'regression' ? text.replace('production', 'regression') : text);
+      await writeFile(
+        path.join(configDir, name),
+        env === 'regression' ? text.replace('production', 'regression') : text,
+      );
     }
-    await writePickle(path.join(modelsDir, 'classifier.pkl'), { model: 'classifier', version: 1, weights: [0.1, 0.2, 0.3] });
+    await writePickle(path.join(modelsDir, 'classifier.pkl'), {
+      model: 'classifier',
+      version: 1,
+      weights: [0.1, 0.2, 0.3],
+    });
     await writePickle(path.join(modelsDir, 'scaler.pkl'), { model: 'scaler', version: 1, mean: 0.5, scale: 2.0 });
     written.push(configDir, modelsDir);
   }
   const passwordFile = path.join(base, '.data', 'repository-password');
-  if (!existsSync(passwordFile)) await writeFile(passwordFile, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
+  if (!existsSync(passwordFile))
+    await writeFile(passwordFile, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
   await writeFile(manifestFile, DEMO_MANIFEST);
   return written;
 }
 
 async function writePickle(file: string, value: unknown): Promise<void> {
   try {
-    execFileSync('python3', ['-c', 'import json,pickle,sys; pickle.dump(json.loads(sys.argv[2]), open(sys.argv[1], "wb"), protocol=4)', file, JSON.stringify(value)], {
-      stdio: 'ignore',
-      timeout: 10_000,
-    });
+    execFileSync(
+      'python3',
+      [
+        '-c',
+        'import json,pickle,sys; pickle.dump(json.loads(sys.argv[2]), open(sys.argv[1], "wb"), protocol=4)',
+        file,
+        JSON.stringify(value),
+      ],
+      {
+        stdio: 'ignore',
+        timeout: 10_000,
+      },
+    );
   } catch {
     await writeFile(file, FALLBACK_PICKLE);
   }

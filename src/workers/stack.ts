@@ -43,7 +43,9 @@ export async function runStack(options: StackOptions): Promise<void> {
   if (!existsSync(options.manifestFile)) {
     if (!options.writeDemoIfMissing) throw new Error(`manifest ${options.manifestFile} does not exist`);
     await writeDemo(options.manifestFile);
-    say(`wrote a demo manifest to ${options.manifestFile} (production and regression, config and pickle files under .data/demo)`);
+    say(
+      `wrote a demo manifest to ${options.manifestFile} (production and regression, config and pickle files under .data/demo)`,
+    );
   }
   const loaded = loadManifest(options.manifestFile, { checkPaths: 'all' });
   const { manifest } = loaded;
@@ -67,13 +69,19 @@ export async function runStack(options: StackOptions): Promise<void> {
   } catch (err) {
     const ports = options.headless ? `port ${options.port}` : `port ${options.port} or ${options.uiPort}`;
     const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new Error(`could not start the Temporal dev server (is ${ports} taken? is rewind already running?): ${detail}`);
+    throw new Error(
+      `could not start the Temporal dev server (is ${ports} taken? is rewind already running?): ${detail}`,
+    );
   }
 
   const childEnv = { ...process.env, TEMPORAL_ADDRESS: server.address, REWIND_MANIFEST: loaded.file };
   const specs: ChildSpec[] = [
     { name: 'worker', args: ['worker'], restarts: [] },
-    ...Object.keys(manifest.environments).map((env) => ({ name: `agent-${env}`, args: ['agent', '--env', env], restarts: [] })),
+    ...Object.keys(manifest.environments).map((env) => ({
+      name: `agent-${env}`,
+      args: ['agent', '--env', env],
+      restarts: [],
+    })),
   ];
   let stopping = false;
 
@@ -91,11 +99,13 @@ export async function runStack(options: StackOptions): Promise<void> {
     child.stdout?.on('data', (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
         const entry = parseLogLine(line);
-        if (!entry || entry.level >= 40) process.stderr.write(`[${spec.name}] ${entry ? `${entry.levelName}: ${entry.msg}` : line}\n`);
+        if (!entry || entry.level >= 40)
+          process.stderr.write(`[${spec.name}] ${entry ? `${entry.levelName}: ${entry.msg}` : line}\n`);
       }
     });
     child.stderr?.on('data', (chunk: Buffer) => {
-      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) process.stderr.write(`[${spec.name}] ${line}\n`);
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean))
+        process.stderr.write(`[${spec.name}] ${line}\n`);
     });
     child.once('exit', (code, signal) => {
       log.end();
@@ -103,7 +113,9 @@ export async function runStack(options: StackOptions): Promise<void> {
       const now = Date.now();
       spec.restarts = [...spec.restarts.filter((t) => now - t < 60_000), now];
       if (spec.restarts.length > 5) {
-        process.stderr.write(`[${spec.name}] exited (${signal ?? code}) 5 times within a minute; not restarting it. See ${logDir}/${spec.name}.log\n`);
+        process.stderr.write(
+          `[${spec.name}] exited (${signal ?? code}) 5 times within a minute; not restarting it. See ${logDir}/${spec.name}.log\n`,
+        );
         return;
       }
       process.stderr.write(`[${spec.name}] exited (${signal ?? code}); restarting it\n`);
@@ -141,7 +153,13 @@ export async function runStack(options: StackOptions): Promise<void> {
 
   if (options.json) {
     process.stdout.write(
-      JSON.stringify({ temporalAddress: server.address, webUi: server.uiUrl ?? null, manifest: loaded.file, logs: logDir, environments: Object.keys(manifest.environments) }) + '\n',
+      JSON.stringify({
+        temporalAddress: server.address,
+        webUi: server.uiUrl ?? null,
+        manifest: loaded.file,
+        logs: logDir,
+        environments: Object.keys(manifest.environments),
+      }) + '\n',
     );
   } else {
     say(banner(loaded, server, logDir));
@@ -151,11 +169,19 @@ export async function runStack(options: StackOptions): Promise<void> {
 
 function parseLogLine(line: string): { level: number; levelName: string; msg: string } | undefined {
   try {
-    const entry = JSON.parse(line) as { level?: number; msg?: string; workflowId?: string; activityType?: string; err?: { message?: string } };
+    const entry = JSON.parse(line) as {
+      level?: number;
+      msg?: string;
+      workflowId?: string;
+      activityType?: string;
+      err?: { message?: string };
+    };
     if (typeof entry.level !== 'number') return undefined;
     const levelName = entry.level >= 50 ? 'error' : entry.level >= 40 ? 'warning' : 'info';
     const context = [entry.workflowId, entry.activityType].filter(Boolean).join(' ');
-    const msg = [entry.msg ?? line, context && `(${context})`, entry.err?.message && `: ${entry.err.message}`].filter(Boolean).join(' ');
+    const msg = [entry.msg ?? line, context && `(${context})`, entry.err?.message && `: ${entry.err.message}`]
+      .filter(Boolean)
+      .join(' ');
     return { level: entry.level, levelName, msg };
   } catch {
     return undefined;

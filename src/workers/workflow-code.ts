@@ -6,7 +6,9 @@ import type { WorkerOptions } from '@temporalio/worker';
 
 export const WORKFLOW_BUNDLE_ENV = 'REWIND_WORKFLOW_BUNDLE';
 
-export function workflowCode(env: NodeJS.ProcessEnv = process.env): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+export function workflowCode(
+  env: NodeJS.ProcessEnv = process.env,
+): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
   const prebuilt = env[WORKFLOW_BUNDLE_ENV] ?? path.resolve(__dirname, '..', '..', 'workflow-bundle.js');
   if (existsSync(prebuilt)) return { workflowBundle: { codePath: prebuilt } };
   return { workflowsPath: require.resolve('../workflows') };

@@ -96,13 +96,22 @@ interface RunState {
 }
 
 export async function rollbackWorkflow(request: RollbackRequest): Promise<RollbackStatus> {
-  const run: RunState = { status: initialRollbackStatus(request, workflowInfo().workflowId), safety: {}, touched: [], legacyRequests: new Set() };
+  const run: RunState = {
+    status: initialRollbackStatus(request, workflowInfo().workflowId),
+    safety: {},
+    touched: [],
+    legacyRequests: new Set(),
+  };
   const { status } = run;
   const { workflowId } = status;
 
   setHandler(rollbackStatusQuery, () => status);
-  setHandler(approveUpdate, (p) => onDecision('approve', p), { validator: (p: DecisionPayload) => validateDecision('approve', p) });
-  setHandler(rejectUpdate, (p) => onDecision('reject', p), { validator: (p: DecisionPayload) => validateDecision('reject', p) });
+  setHandler(approveUpdate, (p) => onDecision('approve', p), {
+    validator: (p: DecisionPayload) => validateDecision('approve', p),
+  });
+  setHandler(rejectUpdate, (p) => onDecision('reject', p), {
+    validator: (p: DecisionPayload) => validateDecision('reject', p),
+  });
   setHandler(cancelUpdate, onCancel, { validator: validateCancel });
   setHandler(legacyApproveSignal, (p: DecisionPayload) => onLegacySignal('approve', p));
   setHandler(legacyRejectSignal, (p: DecisionPayload) => onLegacySignal('reject', p));
@@ -160,7 +169,10 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         const holder = await control.lockHolder(id);
         // The holder finished between our start and the question: the lock is free again.
         if (holder === undefined && attempt < 3) continue;
-        throw new RollbackEnded('failed', `decide failed: ${environmentBusyMessage(holder ?? `(lock workflow ${id})`, context.environment)}`);
+        throw new RollbackEnded(
+          'failed',
+          `decide failed: ${environmentBusyMessage(holder ?? `(lock workflow ${id})`, context.environment)}`,
+        );
       }
     }
   }
@@ -205,12 +217,18 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
               previewPaths: context.previewPaths,
               ...stepOptions(component),
             })
-          : control.planComponent({ workflowId, component, safety: run.safety[component.name]!, previewPaths: context.previewPaths }),
+          : control.planComponent({
+              workflowId,
+              component,
+              safety: run.safety[component.name]!,
+              previewPaths: context.previewPaths,
+            }),
       ),
     );
     status.plan = assemblePlan(section.crossSectionId, context.components, plans);
     const impossible = impossibleSteps(status.plan);
-    if (impossible.length > 0 && !request.dryRun) throw new RollbackEnded('failed', `${impossible.join('; ')}; choose another with --strategy`);
+    if (impossible.length > 0 && !request.dryRun)
+      throw new RollbackEnded('failed', `${impossible.join('; ')}; choose another with --strategy`);
   }
 
   async function approval(): Promise<'approved' | 'rejected' | 'timed-out'> {
@@ -294,7 +312,10 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     const mismatches = outcomes.filter((o) => !o.matches);
     if (mismatches.length === 0) return;
     const detail = mismatches
-      .map((m) => `${m.component} differs from the target (${m.differences.map((d) => `${d.op} ${d.subject}${d.detail ? ` (${d.detail})` : ''}`).join(', ') || 'fingerprint only'})`)
+      .map(
+        (m) =>
+          `${m.component} differs from the target (${m.differences.map((d) => `${d.op} ${d.subject}${d.detail ? ` (${d.detail})` : ''}`).join(', ') || 'fingerprint only'})`,
+      )
       .join('; ');
     for (const m of mismatches) status.steps[m.component]!.error = `verify: ${detail}`;
     throw await compensate(`verify failed: ${detail}`);
@@ -307,7 +328,9 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     if (cause !== undefined) status.cause = cause;
     closePhase();
     status.report = renderRollbackReport(status);
-    status.reportFile = await CancellationScope.nonCancellable(() => control.saveReport({ workflowId, markdown: status.report! }));
+    status.reportFile = await CancellationScope.nonCancellable(() =>
+      control.saveReport({ workflowId, markdown: status.report! }),
+    );
     await releaseEnvironmentLock();
     setState(state);
     log.info('rollback finished', { state, cause: cause ?? '' });
@@ -342,11 +365,17 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
             fingerprint: snapshot.fingerprint,
             purpose: 'compensation',
             idempotencyKey: stepKey('compensation', component),
-            compensates: { idempotencyKey: stepKey('rollback', component), ...(component.strategy !== undefined ? { strategy: component.strategy } : {}) },
+            compensates: {
+              idempotencyKey: stepKey('rollback', component),
+              ...(component.strategy !== undefined ? { strategy: component.strategy } : {}),
+            },
           });
           step.state = 'compensated';
           step.compensation =
-            outcome.note ?? (outcome.alreadyAtTarget ? 'already at its state before the rollback' : 'restored from the safety snapshot');
+            outcome.note ??
+            (outcome.alreadyAtTarget
+              ? 'already at its state before the rollback'
+              : 'restored from the safety snapshot');
         } catch (err) {
           step.state = 'compensation-failed';
           failures.push(`${component.name}: ${describeFailure(err)}`);
@@ -374,7 +403,10 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       });
       throw err;
     }
-    const ended = err instanceof RollbackEnded ? err : new RollbackEnded('failed', `${status.phase} failed: ${describeFailure(err)}`);
+    const ended =
+      err instanceof RollbackEnded
+        ? err
+        : new RollbackEnded('failed', `${status.phase} failed: ${describeFailure(err)}`);
     const final = await complete(ended.state, ended.cause);
     throw ApplicationFailure.create({
       message: `rollback ${final.state}: ${ended.cause}`,
@@ -394,7 +426,10 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   // ---- decisions ----
 
   function validateDecision(action: DecisionAction, payload: DecisionPayload): void {
-    const problem = payloadProblem(decisionPayloadSchema, payload) ?? decisionTimingProblem(action, status) ?? unrecordedRefusal(action, payload, status);
+    const problem =
+      payloadProblem(decisionPayloadSchema, payload) ??
+      decisionTimingProblem(action, status) ??
+      unrecordedRefusal(action, payload, status);
     if (problem) throw refused(problem);
   }
 
@@ -409,7 +444,13 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     const at = now();
     const malformed = payloadProblem(decisionPayloadSchema, payload);
     if (malformed) {
-      recordRefusal(status, { action, user: '?', requestId: '?', at, reason: `invalid ${action} request: ${malformed}` });
+      recordRefusal(status, {
+        action,
+        user: '?',
+        requestId: '?',
+        at,
+        reason: `invalid ${action} request: ${malformed}`,
+      });
       return;
     }
     if (run.legacyRequests.has(payload.requestId)) return;

@@ -16,14 +16,21 @@ import { parseDuration } from '../../src/manifest/duration';
 import type { Manifest } from '../../src/manifest/schema';
 
 // before/after-restore fire in a rollback's execute step; before/after-compensate in compensation.
-export const FAULT_POINTS = ['before-snapshot', 'before-restore', 'after-restore', 'before-compensate', 'after-compensate'] as const;
+export const FAULT_POINTS = [
+  'before-snapshot',
+  'before-restore',
+  'after-restore',
+  'before-compensate',
+  'after-compensate',
+] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 
 /** The failure type of an injected fault; non-retryable by itself, whatever the retry policy. */
 export const INJECTED_FAULT = 'InjectedFault';
 export const PAUSE_STAGE = 'paused by REWIND_FAULTS';
 
-type FaultAction = { kind: 'fail' } | { kind: 'fail-attempts'; attempts: number } | { kind: 'pause'; ms: number } | { kind: 'tamper' };
+type FaultAction =
+  { kind: 'fail' } | { kind: 'fail-attempts'; attempts: number } | { kind: 'pause'; ms: number } | { kind: 'tamper' };
 
 export interface FaultRule {
   point: FaultPoint;
@@ -71,7 +78,10 @@ export function faultInterceptor(text: string | undefined, manifest: Manifest): 
         case 'fail-attempts': {
           const attempt = ctx.info.attempt;
           if (attempt <= rule.action.attempts) {
-            throw ApplicationFailure.retryable(`injected fault at ${where} (attempt ${attempt})`, 'InjectedRetryableFault');
+            throw ApplicationFailure.retryable(
+              `injected fault at ${where} (attempt ${attempt})`,
+              'InjectedRetryableFault',
+            );
           }
           break;
         }
@@ -104,14 +114,18 @@ export function faultInterceptor(text: string | undefined, manifest: Manifest): 
       const req = input.args[0] as ComponentRequest;
       await fire(points.before, req);
       const result = await next(input);
-      if (points.after && !(result as { alreadyAtTarget?: boolean } | undefined)?.alreadyAtTarget) await fire(points.after, req);
+      if (points.after && !(result as { alreadyAtTarget?: boolean } | undefined)?.alreadyAtTarget)
+        await fire(points.after, req);
       return result;
     },
   };
   return () => ({ inbound });
 }
 
-function pointsOf(activityType: string, req: ComponentRequest | undefined): { before: FaultPoint; after?: FaultPoint } | undefined {
+function pointsOf(
+  activityType: string,
+  req: ComponentRequest | undefined,
+): { before: FaultPoint; after?: FaultPoint } | undefined {
   if (activityType === 'snapshotComponent') return { before: 'before-snapshot' };
   if (activityType === 'restoreComponent') {
     if (req?.purpose === 'rollback') return { before: 'before-restore', after: 'after-restore' };
@@ -130,7 +144,9 @@ function parseRule(text: string): FaultRule {
   const match = /^\s*([a-z-]+):([a-z0-9*-]+)=([a-z-]+)(?::(\S+))?\s*$/.exec(text);
   const point = match?.[1] as FaultPoint | undefined;
   if (!match || !point || !FAULT_POINTS.includes(point)) {
-    throw new Error(`REWIND_FAULTS: cannot read "${text}" (expected point:component=action, points: ${FAULT_POINTS.join(', ')})`);
+    throw new Error(
+      `REWIND_FAULTS: cannot read "${text}" (expected point:component=action, points: ${FAULT_POINTS.join(', ')})`,
+    );
   }
   const [, , component, kind, arg] = match;
   const action: FaultAction | undefined =
@@ -143,6 +159,7 @@ function parseRule(text: string): FaultRule {
           : kind === 'tamper'
             ? { kind: 'tamper' }
             : undefined;
-  if (!action) throw new Error(`REWIND_FAULTS: unknown action "${kind}" (fail, fail-attempts:N, pause:DURATION, tamper)`);
+  if (!action)
+    throw new Error(`REWIND_FAULTS: unknown action "${kind}" (fail, fail-attempts:N, pause:DURATION, tamper)`);
   return { point, component: component!, action };
 }

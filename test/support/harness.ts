@@ -3,7 +3,17 @@
 // Temporal dev server. Tests override what they need (faults, policy) and nothing else.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  lstatSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -66,7 +76,10 @@ export interface TestEnv {
   temporal: Client;
   /** Directory of a component. */
   componentPath(environment: string, component: string): string;
-  snapshot(environment: string, options?: { version?: string; components?: string[]; reason?: string }): Promise<CrossSectionResult>;
+  snapshot(
+    environment: string,
+    options?: { version?: string; components?: string[]; reason?: string },
+  ): Promise<CrossSectionResult>;
   startRollback(request: Record<string, unknown>): Promise<string>;
   waitFor(workflowId: string, until: (s: RollbackStatus) => boolean, timeoutMs?: number): Promise<RollbackView>;
   /** Waits for the run to close and returns its final status (from result or failure details). */
@@ -97,7 +110,9 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       Object.entries(environments).map(([env, components]) => [
         env,
         {
-          ...(options.allowSelfApproval?.[env] !== undefined ? { allowSelfApproval: options.allowSelfApproval[env] } : {}),
+          ...(options.allowSelfApproval?.[env] !== undefined
+            ? { allowSelfApproval: options.allowSelfApproval[env] }
+            : {}),
           components: Object.fromEntries(
             Object.entries(components).map(([name, c]) => {
               if (c.kind === 'postgres') {
@@ -115,7 +130,10 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
               }
               const p = path.join(dir, 'envs', env, name);
               mkdirSync(p, { recursive: true });
-              return [name, { kind: 'files' as const, path: p, format: c.format ?? 'any', dependsOn: c.dependsOn ?? [] }];
+              return [
+                name,
+                { kind: 'files' as const, path: p, format: c.format ?? 'any', dependsOn: c.dependsOn ?? [] },
+              ];
             }),
           ),
         },
@@ -183,7 +201,8 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       const { workflowId } = await client.startRollback({ requester: 'alice', ...request });
       return workflowId;
     },
-    waitFor: (workflowId, until, timeoutMs = 120_000) => client.waitForRollback(workflowId, until, { timeoutMs, intervalMs: 150 }),
+    waitFor: (workflowId, until, timeoutMs = 120_000) =>
+      client.waitForRollback(workflowId, until, { timeoutMs, intervalMs: 150 }),
     async finalStatus(workflowId, timeoutMs = 120_000) {
       await temporal.workflow
         .getHandle(workflowId)
@@ -195,7 +214,13 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       const args = preload ? [...TSX, ...FAULTS_PRELOAD, CLI_ENTRY] : CLI;
       const child = spawn(process.execPath, [...args, 'agent', '--env', environment], {
         cwd: REPO_ROOT,
-        env: { ...process.env, REWIND_MANIFEST: manifestFile, TEMPORAL_ADDRESS: address, REWIND_LOG_LEVEL: 'warn', ...extraEnv },
+        env: {
+          ...process.env,
+          REWIND_MANIFEST: manifestFile,
+          TEMPORAL_ADDRESS: address,
+          REWIND_LOG_LEVEL: 'warn',
+          ...extraEnv,
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       children.push(child);
@@ -214,7 +239,11 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
 }
 
 /** Waits for a condition with a deadline, polling; never a fixed sleep. */
-export async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 60_000): Promise<T> {
+export async function eventually<T>(
+  probe: () => Promise<T | undefined> | T | undefined,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -269,7 +298,10 @@ export interface CliResult {
 }
 
 /** Runs the `rewind` command from the sources, as a user would, and collects its output. */
-export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...CLI, ...args], {
       cwd: options.cwd ?? REPO_ROOT,
@@ -282,7 +314,11 @@ export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.Pro
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`rewind ${args.join(' ')} did not finish within ${options.timeoutMs ?? 60_000} ms\n${stdout}\n${stderr}`));
+      reject(
+        new Error(
+          `rewind ${args.join(' ')} did not finish within ${options.timeoutMs ?? 60_000} ms\n${stdout}\n${stderr}`,
+        ),
+      );
     }, options.timeoutMs ?? 60_000);
     child.on('close', (code) => {
       clearTimeout(timer);

@@ -19,7 +19,8 @@ export interface PrivateCluster {
   remove(): void;
 }
 
-const asPostgres = (args: string[]) => execFileSync('runuser', ['-u', 'postgres', '--', ...args], { stdio: 'pipe', timeout: 120_000 });
+const asPostgres = (args: string[]) =>
+  execFileSync('runuser', ['-u', 'postgres', '--', ...args], { stdio: 'pipe', timeout: 120_000 });
 
 export async function createPrivateCluster(): Promise<PrivateCluster> {
   const bin = pgBin();
@@ -32,7 +33,16 @@ export async function createPrivateCluster(): Promise<PrivateCluster> {
   const pwfile = path.join(root, 'pwfile');
   writeFileSync(pwfile, `${password}\n`);
   chownSync(pwfile, uid, gid);
-  asPostgres([bin.tool('initdb'), '-D', dataDir, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256', `--pwfile=${pwfile}`]);
+  asPostgres([
+    bin.tool('initdb'),
+    '-D',
+    dataDir,
+    '-U',
+    'postgres',
+    '--auth-local=trust',
+    '--auth-host=scram-sha-256',
+    `--pwfile=${pwfile}`,
+  ]);
   const port = await freePort();
   appendFileSync(
     path.join(dataDir, 'postgresql.conf'),
@@ -44,7 +54,8 @@ export async function createPrivateCluster(): Promise<PrivateCluster> {
     dataDir,
     port,
     password,
-    url: (database = 'postgres', pw = password) => `postgres://postgres:${encodeURIComponent(pw)}@127.0.0.1:${port}/${database}`,
+    url: (database = 'postgres', pw = password) =>
+      `postgres://postgres:${encodeURIComponent(pw)}@127.0.0.1:${port}/${database}`,
     stop() {
       try {
         asPostgres([bin.tool('pg_ctl'), 'stop', '-D', dataDir, '-m', 'immediate', '-w']);

@@ -24,11 +24,18 @@ if (!GENERATION || !/^v\d+$/.test(GENERATION)) {
 }
 
 async function save(env: TestEnv, workflowId: string, name: string): Promise<void> {
-  await env.temporal.workflow.getHandle(workflowId).result().catch(() => undefined);
+  await env.temporal.workflow
+    .getHandle(workflowId)
+    .result()
+    .catch(() => undefined);
   // The temporal CLI writes history JSON in the format `historyFromJSON` reads back.
-  const json = execFileSync(resolveTool('temporal'), ['workflow', 'show', '--workflow-id', workflowId, '--address', process.env.TEMPORAL_ADDRESS!, '--output', 'json'], {
-    encoding: 'utf8',
-  });
+  const json = execFileSync(
+    resolveTool('temporal'),
+    ['workflow', 'show', '--workflow-id', workflowId, '--address', process.env.TEMPORAL_ADDRESS!, '--output', 'json'],
+    {
+      encoding: 'utf8',
+    },
+  );
   writeFileSync(path.join(OUT, `${name}.${GENERATION}.json`), json);
   console.log(`recorded ${name} (${(JSON.parse(json) as { events: unknown[] }).events.length} events)`);
 }
@@ -52,14 +59,22 @@ async function postgresScenario(): Promise<void> {
   try {
     const migrator = async (target: string) =>
       withPostgres(url, async (client) =>
-        new Migrator(client, { schema: 'public', table: 'flyway_schema_history', migrations: await readMigrations(migrations) }).migrate(target),
+        new Migrator(client, {
+          schema: 'public',
+          table: 'flyway_schema_history',
+          migrations: await readMigrations(migrations),
+        }).migrate(target),
       );
     await migrator('2');
     await env.snapshot('production', { version: 'v2' });
     await migrator('3');
     await sql(url, "INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com')");
     await sql(url, 'INSERT INTO orders (customer_id, total) SELECT id, 1 FROM customers');
-    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v2' }, strategy: 'undo' });
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'v2' },
+      strategy: 'undo',
+    });
     await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     await env.client.decide(id, 'approve', { user: 'bob' });
     await env.client.decide(id, 'approve', { user: 'bob', acceptDataLoss: true });
@@ -86,7 +101,10 @@ async function main(): Promise<void> {
       await env.client.decide(id, 'approve', { user: 'alice' });
       await env.client.decide(id, 'approve', { user: 'bob' });
       await save(env, id, 'rollback-completed');
-      const rejected = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
+      const rejected = await env.startRollback({
+        environment: 'production',
+        target: { kind: 'version', version: 'v1' },
+      });
       await env.waitFor(rejected, (s) => s.state === 'awaiting-approval');
       await env.client.decide(rejected, 'reject', { user: 'bob' });
       await save(env, rejected, 'rollback-rejected');
@@ -106,7 +124,12 @@ async function main(): Promise<void> {
       const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
       await env.waitFor(id, (s) => s.state === 'awaiting-approval');
       await env.client.decide(id, 'approve', { user: 'bob' });
-      await eventually(async () => (await env.client.rollbackView(id)).live.some((l) => l.progress?.stage === 'paused by REWIND_FAULTS') || undefined, 'pause');
+      await eventually(
+        async () =>
+          (await env.client.rollbackView(id)).live.some((l) => l.progress?.stage === 'paused by REWIND_FAULTS') ||
+          undefined,
+        'pause',
+      );
       await env.client.cancel(id, { user: 'carol', reason: 'test' });
       await save(env, id, 'rollback-cancelled-during-execute');
     });

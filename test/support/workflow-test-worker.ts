@@ -13,7 +13,12 @@ import { Context } from '@temporalio/activity';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import type { AgentActivities, AssessComponentRequest, RestoreComponentRequest, VerifyComponentRequest } from '../../src/activities/agent';
+import type {
+  AgentActivities,
+  AssessComponentRequest,
+  RestoreComponentRequest,
+  VerifyComponentRequest,
+} from '../../src/activities/agent';
 import type { ControlActivities, PlanComponentRequest } from '../../src/activities/control';
 import { RewindClient, type RollbackView } from '../../src/client/client';
 import type { FilesFingerprintDetails, FilesPlanDetails, FilesRestoreDetails } from '../../src/components/files/kind';
@@ -105,7 +110,9 @@ export function stubControlActivities(options: {
   const envTaskQueue = (environment: string) => `${options.taskQueue}-env-${environment}`;
   const componentPath = (name: string) => path.join(options.dir, 'envs', STUB_ENVIRONMENT, name);
 
-  function resolveRollback(request: RollbackRequest & { workflowId: string; takesLock?: boolean }): Promise<RollbackContext> {
+  function resolveRollback(
+    request: RollbackRequest & { workflowId: string; takesLock?: boolean },
+  ): Promise<RollbackContext> {
     const chosen = STUB_COMPONENTS.filter((c) => !request.components || request.components.includes(c.name));
     const names = chosen.map((c) => c.name);
     return Promise.resolve({
@@ -138,7 +145,9 @@ export function stubControlActivities(options: {
     return Promise.resolve({
       environment: request.environment,
       envTaskQueue: envTaskQueue(request.environment),
-      components: STUB_COMPONENTS.map((c) => c.name).filter((n) => !request.components || request.components.includes(n)),
+      components: STUB_COMPONENTS.map((c) => c.name).filter(
+        (n) => !request.components || request.components.includes(n),
+      ),
       heartbeatTimeoutMs: policy.heartbeatTimeoutMs ?? 5_000,
     });
   }
@@ -172,7 +181,13 @@ export function stubControlActivities(options: {
   return { resolveSnapshot, resolveRollback, lockHolder, planComponent, confirmReadable, saveReport };
 }
 
-function stubPlan(p: { component: string; path: string; targetSnapshotId: string; safetySnapshotId: string; workflowId: string }): ComponentPlan {
+function stubPlan(p: {
+  component: string;
+  path: string;
+  targetSnapshotId: string;
+  safetySnapshotId: string;
+  workflowId: string;
+}): ComponentPlan {
   const details: FilesPlanDetails = { kind: 'files', modeChanged: 0 };
   return {
     component: p.component,
@@ -219,7 +234,13 @@ export function stubAgentActivities(): AgentActivities {
   }
 
   function restoreComponent(_req: RestoreComponentRequest): Promise<RestoreOutcome> {
-    const details: FilesRestoreDetails = { kind: 'files', method: 'targeted', filesRestored: 2, filesSkipped: 10, filesDeleted: 0 };
+    const details: FilesRestoreDetails = {
+      kind: 'files',
+      method: 'targeted',
+      filesRestored: 2,
+      filesSkipped: 10,
+      filesDeleted: 0,
+    };
     return Promise.resolve({ alreadyAtTarget: false, bytesWritten: 2_048, durationMs: 1, details });
   }
 
@@ -285,7 +306,10 @@ export function gate(): Gate {
 
 export async function createWorkflowTestEnv(overrides: WorkflowTestOverrides = {}): Promise<WorkflowTestEnv> {
   const address = process.env.TEMPORAL_ADDRESS;
-  if (!address) throw new Error('TEMPORAL_ADDRESS is not set: run the tests through jest (test/support/global-setup.ts starts the dev server)');
+  if (!address)
+    throw new Error(
+      'TEMPORAL_ADDRESS is not set: run the tests through jest (test/support/global-setup.ts starts the dev server)',
+    );
   const taskQueue = `wt-${randomBytes(4).toString('hex')}`;
   const agentTaskQueue = `${taskQueue}-env-${STUB_ENVIRONMENT}`;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-wt-'));
@@ -308,7 +332,12 @@ export async function createWorkflowTestEnv(overrides: WorkflowTestOverrides = {
         components: Object.fromEntries(
           STUB_COMPONENTS.map((c) => [
             c.name,
-            { kind: 'files', path: path.join(dir, 'envs', STUB_ENVIRONMENT, c.name), format: c.format, dependsOn: c.dependsOn },
+            {
+              kind: 'files',
+              path: path.join(dir, 'envs', STUB_ENVIRONMENT, c.name),
+              format: c.format,
+              dependsOn: c.dependsOn,
+            },
           ]),
         ),
       },
@@ -383,14 +412,24 @@ export async function createWorkflowTestEnv(overrides: WorkflowTestOverrides = {
       return workflowId;
     },
     handle: (workflowId) => temporalClient.workflow.getHandle(workflowId),
-    waitFor: (workflowId, until, timeoutMs = 20_000) => client.waitForRollback(workflowId, until, { timeoutMs, intervalMs: 50 }),
+    waitFor: (workflowId, until, timeoutMs = 20_000) =>
+      client.waitForRollback(workflowId, until, { timeoutMs, intervalMs: 50 }),
     async finalStatus(workflowId, timeoutMs = 20_000) {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${workflowId} to close`)), timeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${workflowId} to close`)),
+          timeoutMs,
+        );
       });
       try {
-        await Promise.race([temporalClient.workflow.getHandle(workflowId).result().catch(() => undefined), deadline]);
+        await Promise.race([
+          temporalClient.workflow
+            .getHandle(workflowId)
+            .result()
+            .catch(() => undefined),
+          deadline,
+        ]);
       } finally {
         clearTimeout(timer);
       }
@@ -404,13 +443,17 @@ export async function createWorkflowTestEnv(overrides: WorkflowTestOverrides = {
       // Runs a failed test left behind would keep their lock; end them (their locks go with them).
       const leftover = new Set(started);
       try {
-        for await (const run of temporalClient.workflow.list({ query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'` })) {
+        for await (const run of temporalClient.workflow.list({
+          query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'`,
+        })) {
           leftover.add(run.workflowId);
         }
       } catch {
         // Visibility is best effort here; the started ids are known anyway.
       }
-      await Promise.allSettled([...leftover].map((id) => temporalClient.workflow.getHandle(id).terminate('test teardown')));
+      await Promise.allSettled(
+        [...leftover].map((id) => temporalClient.workflow.getHandle(id).terminate('test teardown')),
+      );
       workers.forEach((w) => w.shutdown());
       await Promise.allSettled(running);
       await nativeConnection.close();

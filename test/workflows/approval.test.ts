@@ -42,7 +42,9 @@ describe('approval rules (workflow with stub activities)', () => {
     const { status } = await e.client.rollbackView(id);
     expect(status.state).toBe('awaiting-approval');
     expect(status.approvals).toEqual([]);
-    expect(status.refusals).toEqual([expect.objectContaining({ user: 'mallory', action: 'approve', reason: outcome.reason })]);
+    expect(status.refusals).toEqual([
+      expect.objectContaining({ user: 'mallory', action: 'approve', reason: outcome.reason }),
+    ]);
     expect(e.restores()).toEqual([]);
   });
 
@@ -50,7 +52,10 @@ describe('approval rules (workflow with stub activities)', () => {
     const e = await setUp();
     const id = await awaitingApproval(e, { requester: 'alice' });
     const outcome = await e.client.decide(id, 'approve', { user: 'alice' });
-    expect(outcome).toMatchObject({ accepted: false, reason: 'alice requested this rollback and cannot approve it in production' });
+    expect(outcome).toMatchObject({
+      accepted: false,
+      reason: 'alice requested this rollback and cannot approve it in production',
+    });
     const { status } = await e.client.rollbackView(id);
     expect(status.requesterMayApprove).toBe(false);
     expect(status.approvals).toEqual([]);
@@ -71,7 +76,11 @@ describe('approval rules (workflow with stub activities)', () => {
   it('refuses a second approval by the same approver', async () => {
     const e = await setUp({ policy: { requiredApprovals: 2 } });
     const id = await awaitingApproval(e);
-    expect(await e.client.decide(id, 'approve', { user: 'bob' })).toMatchObject({ accepted: true, approvals: 1, requiredApprovals: 2 });
+    expect(await e.client.decide(id, 'approve', { user: 'bob' })).toMatchObject({
+      accepted: true,
+      approvals: 1,
+      requiredApprovals: 2,
+    });
     const again = await e.client.decide(id, 'approve', { user: 'bob' });
     expect(again).toMatchObject({ accepted: false, reason: 'bob has already approved', approvals: 1 });
     const { status } = await e.client.rollbackView(id);
@@ -109,7 +118,14 @@ describe('approval rules (workflow with stub activities)', () => {
             ...plan,
             strategy: 'restore',
             destructive: true,
-            impact: [{ strategy: 'restore', available: true, destructive: true, losses: ['column public.orders.total (1,204 rows)'] }],
+            impact: [
+              {
+                strategy: 'restore',
+                available: true,
+                destructive: true,
+                losses: ['column public.orders.total (1,204 rows)'],
+              },
+            ],
           };
         },
       }),
@@ -122,10 +138,13 @@ describe('approval rules (workflow with stub activities)', () => {
       const without = await e.client.decide(id, 'approve', { user: 'bob' });
       expect(without).toMatchObject({
         accepted: false,
-        reason: 'this plan loses data (column public.orders.total (1,204 rows)); approve with --accept-data-loss to accept that',
+        reason:
+          'this plan loses data (column public.orders.total (1,204 rows)); approve with --accept-data-loss to accept that',
       });
       expect(e.restores()).toEqual([]);
-      expect(await e.client.decide(id, 'approve', { user: 'bob', acceptDataLoss: true })).toMatchObject({ accepted: true });
+      expect(await e.client.decide(id, 'approve', { user: 'bob', acceptDataLoss: true })).toMatchObject({
+        accepted: true,
+      });
       const { status } = await e.finalStatus(id);
       expect(status.state).toBe('completed');
       expect(status.approvals).toEqual([expect.objectContaining({ user: 'bob', acceptDataLoss: true })]);
@@ -145,7 +164,9 @@ describe('approval rules (workflow with stub activities)', () => {
   ])('ends as rejected and restores nothing when %s rejects', async (_who, user) => {
     const e = await setUp();
     const id = await awaitingApproval(e, { requester: 'alice' });
-    expect(await e.client.decide(id, 'reject', { user, comment: 'not during the sale' })).toMatchObject({ accepted: true });
+    expect(await e.client.decide(id, 'reject', { user, comment: 'not during the sale' })).toMatchObject({
+      accepted: true,
+    });
     const { status, execution } = await e.finalStatus(id);
     expect(execution).toBe('COMPLETED');
     expect(status.state).toBe('rejected');
@@ -180,7 +201,11 @@ describe('approval rules (workflow with stub activities)', () => {
     await e.waitFor(id, (s) => s.phase === 'prepare' && planning.waiting === 2);
 
     const early = await e.client.decide(id, 'approve', { user: 'bob' });
-    expect(early).toMatchObject({ accepted: false, reason: 'the plan is not ready yet; approve once the rollback awaits approval', phase: 'prepare' });
+    expect(early).toMatchObject({
+      accepted: false,
+      reason: 'the plan is not ready yet; approve once the rollback awaits approval',
+      phase: 'prepare',
+    });
     expect((await e.historyEvents(id)).filter((t) => t.startsWith('WorkflowExecutionUpdate'))).toEqual([]);
     expect((await e.client.rollbackView(id)).status).toMatchObject({ approvals: [], refusals: [] });
 

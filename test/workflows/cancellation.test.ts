@@ -3,7 +3,12 @@
 // from execute on, every step that started is put back from the safety snapshot, newest first.
 import type { Phase } from '../../src/domain/rollback';
 import { eventually } from '../support/harness';
-import { createWorkflowTestEnv, untilCancelled, type WorkflowTestEnv, type WorkflowTestOverrides } from '../support/workflow-test-worker';
+import {
+  createWorkflowTestEnv,
+  untilCancelled,
+  type WorkflowTestEnv,
+  type WorkflowTestOverrides,
+} from '../support/workflow-test-worker';
 
 interface PhaseCase {
   phase: Phase;
@@ -40,13 +45,18 @@ const fromExecute: PhaseCase[] = [
     // config is restored; models (which depends on it) is still being restored.
     overrides: {
       agent: (stubs) => ({
-        restoreComponent: (req) => (req.purpose === 'rollback' && req.component === 'models' ? untilCancelled() : stubs.restoreComponent(req)),
+        restoreComponent: (req) =>
+          req.purpose === 'rollback' && req.component === 'models' ? untilCancelled() : stubs.restoreComponent(req),
       }),
     },
     reach: async (e, id) => {
       await e.waitFor(id, (s) => s.state === 'awaiting-approval');
       await e.client.decide(id, 'approve', { user: 'bob' });
-      await eventually(() => e.restores('rollback').some((r) => r.component === 'models'), 'the models restore to start', 15_000);
+      await eventually(
+        () => e.restores('rollback').some((r) => r.component === 'models'),
+        'the models restore to start',
+        15_000,
+      );
     },
   },
   {
@@ -119,6 +129,8 @@ describe('cancellation in each phase (workflow with stub activities)', () => {
     await e.waitFor(id, (s) => s.state === 'awaiting-approval');
     await e.client.decide(id, 'reject', { user: 'bob' });
     expect((await e.finalStatus(id)).status.state).toBe('rejected');
-    await expect(e.client.cancel(id, { user: 'bob' })).rejects.toThrow(`${id} already ended (rejected); there is nothing to cancel`);
+    await expect(e.client.cancel(id, { user: 'bob' })).rejects.toThrow(
+      `${id} already ended (rejected); there is nothing to cancel`,
+    );
   });
 });

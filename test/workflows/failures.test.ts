@@ -1,7 +1,11 @@
 // A step that fails for good, or a verify that finds the component differs from the target, on
 // stub activities: the run puts back every step it started, newest first, and says why.
 import { ApplicationFailure } from '@temporalio/common';
-import { createWorkflowTestEnv, type WorkflowTestEnv, type WorkflowTestOverrides } from '../support/workflow-test-worker';
+import {
+  createWorkflowTestEnv,
+  type WorkflowTestEnv,
+  type WorkflowTestOverrides,
+} from '../support/workflow-test-worker';
 
 describe('failures after approval (workflow with stub activities)', () => {
   let env: WorkflowTestEnv | undefined;
@@ -42,7 +46,11 @@ describe('failures after approval (workflow with stub activities)', () => {
         async verifyComponent(req) {
           const outcome = await stubs.verifyComponent(req);
           if (req.component !== 'models') return outcome;
-          return { matches: false, actual: { ...req.expected, digest: 'ffff' }, differences: [{ op: 'change', subject: 'model.pkl' }] };
+          return {
+            matches: false,
+            actual: { ...req.expected, digest: 'ffff' },
+            differences: [{ op: 'change', subject: 'model.pkl' }],
+          };
         },
       }),
     });

@@ -25,11 +25,15 @@ describe('environment lock (workflow with stub activities)', () => {
     const winner = ids[views.findIndex((v) => v.status.state === 'awaiting-approval')]!;
     const loser = await e.finalStatus(ids.find((id) => id !== winner)!);
     expect(loser.status.cause).toContain('is already running on production');
-    expect(loser.status.cause).toBe(`decide failed: rollback ${winner} is already running on production; wait for it or cancel it first`);
+    expect(loser.status.cause).toBe(
+      `decide failed: rollback ${winner} is already running on production; wait for it or cancel it first`,
+    );
     expect(loser.execution).toBe('FAILED');
     // The loser changed nothing: it took no safety snapshot and made no plan.
     expect(loser.status.phases.prepare).toBeUndefined();
-    const snapshotsBy = new Set(e.calls('snapshotComponent').map((c) => (c.args[0] as SnapshotComponentRequest).workflowId));
+    const snapshotsBy = new Set(
+      e.calls('snapshotComponent').map((c) => (c.args[0] as SnapshotComponentRequest).workflowId),
+    );
     expect(snapshotsBy).toEqual(new Set([winner]));
 
     await e.client.decide(winner, 'reject', { user: 'bob' });
@@ -57,7 +61,11 @@ describe('environment lock (workflow with stub activities)', () => {
     const e = (env = await createWorkflowTestEnv());
     const first = await e.start();
     await awaitingOrEnded(e, first);
-    await eventually(async () => (await runningRollbacks(e.temporal, e.taskQueue, 'production')).includes(first), `${first} in visibility`, 10_000);
+    await eventually(
+      async () => (await runningRollbacks(e.temporal, e.taskQueue, 'production')).includes(first),
+      `${first} in visibility`,
+      10_000,
+    );
     await expect(e.start({ requester: 'carol' })).rejects.toThrow(
       `rollback ${first} is already running on production; wait for it or cancel it first`,
     );

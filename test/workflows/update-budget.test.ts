@@ -18,7 +18,9 @@ describe('the update budget of a run (workflow with stub activities)', () => {
     const e = (env = await createWorkflowTestEnv());
     const id = await e.start();
     await e.waitFor(id, (s) => s.state === 'awaiting-approval');
-    const flood = await inBatches(2_000, UPDATE_CONCURRENCY, (i) => e.client.decide(id, 'approve', { user: 'mallory', requestId: `flood-${i}` }));
+    const flood = await inBatches(2_000, UPDATE_CONCURRENCY, (i) =>
+      e.client.decide(id, 'approve', { user: 'mallory', requestId: `flood-${i}` }),
+    );
     expect(flood.filter((o) => o.accepted)).toEqual([]);
 
     // The approvers must still be heard, in one round trip, with an answer rather than an error.

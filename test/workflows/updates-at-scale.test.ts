@@ -49,7 +49,9 @@ describe('updates at scale (workflow with stub activities)', () => {
   it('answers 2,000 approvals from one non-approver with the reason, records the first ten on one record, and keeps the status under 64 KB', async () => {
     const e = (env = await createWorkflowTestEnv());
     const id = await awaitingApproval(e);
-    const outcomes = await inBatches(2_000, UPDATE_CONCURRENCY, (i) => e.client.decide(id, 'approve', { user: 'mallory', requestId: `flood-${i}` }));
+    const outcomes = await inBatches(2_000, UPDATE_CONCURRENCY, (i) =>
+      e.client.decide(id, 'approve', { user: 'mallory', requestId: `flood-${i}` }),
+    );
     expect(outcomes.filter((o) => o.accepted)).toEqual([]);
     // The first ones are recorded; the rest are refused by the validator, unrecorded.
     expect(new Set(outcomes.map((o) => o.reason))).toEqual(
@@ -63,7 +65,9 @@ describe('updates at scale (workflow with stub activities)', () => {
     expect(JSON.stringify(status).length).toBeLessThan(64 * 1024);
     expect(status.refusals).toHaveLength(1);
     expect(status.refusals[0]).toMatchObject({ user: 'mallory', action: 'approve', count: MAX_RECORDED_REPEATS });
-    expect((await e.historyEvents(id)).filter((t) => t === 'WorkflowExecutionUpdateAccepted')).toHaveLength(MAX_RECORDED_REPEATS);
+    expect((await e.historyEvents(id)).filter((t) => t === 'WorkflowExecutionUpdateAccepted')).toHaveLength(
+      MAX_RECORDED_REPEATS,
+    );
     expect(status.approvals).toEqual([]);
     expect(status.state).toBe('awaiting-approval');
   });
@@ -76,7 +80,10 @@ describe('updates at scale (workflow with stub activities)', () => {
 
     const answers = await inBatches(2_000, UPDATE_CONCURRENCY, (i) =>
       handle
-        .executeUpdate(approveUpdate, { updateId: `malformed-${i}-${randomUUID()}`, args: [{ user: '', requestId: 'x' }] })
+        .executeUpdate(approveUpdate, {
+          updateId: `malformed-${i}-${randomUUID()}`,
+          args: [{ user: '', requestId: 'x' }],
+        })
         .then(
           () => 'accepted',
           (err: unknown) => (err instanceof WorkflowUpdateFailedError ? 'refused' : `unexpected: ${String(err)}`),
@@ -95,7 +102,9 @@ describe('updates at scale (workflow with stub activities)', () => {
     const e = (env = await createWorkflowTestEnv());
     const requestId = `incident-42-${randomBytes(3).toString('hex')}`;
     const expectedId = keyedRollbackId('production', requestId);
-    const starts = await Promise.all(Array.from({ length: 200 }, () => e.client.startRollback(e.request(), { requestId })));
+    const starts = await Promise.all(
+      Array.from({ length: 200 }, () => e.client.startRollback(e.request(), { requestId })),
+    );
     expect(new Set(starts.map((s) => s.workflowId))).toEqual(new Set([expectedId]));
 
     const executions = async () => {
@@ -103,10 +112,14 @@ describe('updates at scale (workflow with stub activities)', () => {
       for await (const run of e.temporal.workflow.list({ query: `WorkflowId = '${expectedId}'` })) runs.push(run.runId);
       return runs;
     };
-    const firstRuns = await eventually(async () => {
-      const runs = await executions();
-      return runs.length > 0 ? runs : undefined;
-    }, `${expectedId} in visibility`, 10_000);
+    const firstRuns = await eventually(
+      async () => {
+        const runs = await executions();
+        return runs.length > 0 ? runs : undefined;
+      },
+      `${expectedId} in visibility`,
+      10_000,
+    );
     expect(firstRuns).toHaveLength(1);
     const { runId } = await e.handle(expectedId).describe();
 

@@ -52,14 +52,18 @@ export function nonEmpty(flag: string) {
 }
 
 export function list(value: string): string[] {
-  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (items.length === 0) throw new InvalidArgumentError('expected a comma-separated list, e.g. config,models');
   return items;
 }
 
 export function port(value: string, flag: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`${flag}: "${value}" is not a number from 1 to 65535`);
+  if (!Number.isInteger(n) || n < 1 || n > 65535)
+    throw new UsageError(`${flag}: "${value}" is not a number from 1 to 65535`);
   return n;
 }
 
@@ -90,7 +94,12 @@ export function reportError(cmd: Command, err: unknown): void {
   }
   if (globals(cmd).json) process.stderr.write(`${JSON.stringify({ error: message })}\n`);
   else process.stderr.write(`error: ${message}\n`);
-  if (process.env.REWIND_DEBUG && err instanceof Error && !(err instanceof RequestError) && !(err instanceof ManifestError)) {
+  if (
+    process.env.REWIND_DEBUG &&
+    err instanceof Error &&
+    !(err instanceof RequestError) &&
+    !(err instanceof ManifestError)
+  ) {
     process.stderr.write(`${err.stack ?? ''}\n`);
   }
 }

@@ -22,7 +22,11 @@ interface DbOptions {
 }
 
 /** Opens the component's database with its migrations, for the `db` commands. */
-async function withMigrator<T>(cmd: Command, opts: DbOptions, fn: (migrator: Migrator, where: string) => Promise<T>): Promise<T> {
+async function withMigrator<T>(
+  cmd: Command,
+  opts: DbOptions,
+  fn: (migrator: Migrator, where: string) => Promise<T>,
+): Promise<T> {
   const { manifest } = manifestOf(cmd);
   checkAgainstManifest(manifest, opts.env, [opts.component]);
   const component = postgresComponent(manifest, opts.env, opts.component);
@@ -47,7 +51,9 @@ async function refuseDuringRollback(cmd: Command, opts: DbOptions): Promise<void
       await client.connection.close();
     }
   } catch (err) {
-    process.stderr.write(`warning: could not check for a rollback of ${opts.env} in progress: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(
+      `warning: could not check for a rollback of ${opts.env} in progress: ${err instanceof Error ? err.message : String(err)}\n`,
+    );
     return;
   }
   if (holder) {
@@ -83,37 +89,80 @@ function dbCommand(
 }
 
 export function registerDbCommands(program: Command): void {
-  const db = program.command('db').description("a postgres component's Flyway migrations: info, migrate, undo, validate");
+  const db = program
+    .command('db')
+    .description("a postgres component's Flyway migrations: info, migrate, undo, validate");
 
-  dbCommand(db, 'info', 'every migration with its version, script, checksum and state', (c) => c, async (m, _opts, cmd, where) => {
-    const info = await m.info();
-    print(cmd, info, () =>
-      [
-        `${where}: ${info.current ? `at version ${info.current}` : 'no migration applied'}`,
-        'VERSION   STATE     CHECKSUM     SCRIPT',
-        ...info.migrations.map((x) => `${x.version.padEnd(9)} ${x.state.padEnd(9)} ${String(x.checksum ?? '').padEnd(12)} ${x.script}${x.undoScript ? `  (undo: ${x.undoScript})` : ''}${x.appliedChecksum !== undefined ? `  CHANGED since it ran (applied checksum ${String(x.appliedChecksum)}; see rewind db validate)` : ''}`),
-      ].join('\n'),
-    );
-  });
+  dbCommand(
+    db,
+    'info',
+    'every migration with its version, script, checksum and state',
+    (c) => c,
+    async (m, _opts, cmd, where) => {
+      const info = await m.info();
+      print(cmd, info, () =>
+        [
+          `${where}: ${info.current ? `at version ${info.current}` : 'no migration applied'}`,
+          'VERSION   STATE     CHECKSUM     SCRIPT',
+          ...info.migrations.map(
+            (x) =>
+              `${x.version.padEnd(9)} ${x.state.padEnd(9)} ${String(x.checksum ?? '').padEnd(12)} ${x.script}${x.undoScript ? `  (undo: ${x.undoScript})` : ''}${x.appliedChecksum !== undefined ? `  CHANGED since it ran (applied checksum ${String(x.appliedChecksum)}; see rewind db validate)` : ''}`,
+          ),
+        ].join('\n'),
+      );
+    },
+  );
 
-  dbCommand(db, 'migrate', 'apply pending migrations up to --target (default: the latest)', (c) => c.option('--target <version>', 'stop at this version'), async (m, opts, cmd, where) => {
-    const result = await m.migrate(opts.target);
-    print(cmd, result, () => (result.applied.length ? `${where}: applied ${result.applied.join(', ')}; now at ${result.current ?? '-'}` : `${where}: up to date at ${result.current ?? '-'}`));
-  }, { changesDatabase: true });
+  dbCommand(
+    db,
+    'migrate',
+    'apply pending migrations up to --target (default: the latest)',
+    (c) => c.option('--target <version>', 'stop at this version'),
+    async (m, opts, cmd, where) => {
+      const result = await m.migrate(opts.target);
+      print(cmd, result, () =>
+        result.applied.length
+          ? `${where}: applied ${result.applied.join(', ')}; now at ${result.current ?? '-'}`
+          : `${where}: up to date at ${result.current ?? '-'}`,
+      );
+    },
+    { changesDatabase: true },
+  );
 
-  dbCommand(db, 'undo', 'undo applied migrations newer than --target with their U scripts', (c) => c.requiredOption('--target <version>', 'version to return to'), async (m, opts, cmd, where) => {
-    const result = await m.undo(opts.target!);
-    print(cmd, result, () => (result.undone.length ? `${where}: undid ${result.undone.join(', ')}; now at ${result.current ?? '-'}` : `${where}: already at ${opts.target!}`));
-  }, { changesDatabase: true });
+  dbCommand(
+    db,
+    'undo',
+    'undo applied migrations newer than --target with their U scripts',
+    (c) => c.requiredOption('--target <version>', 'version to return to'),
+    async (m, opts, cmd, where) => {
+      const result = await m.undo(opts.target!);
+      print(cmd, result, () =>
+        result.undone.length
+          ? `${where}: undid ${result.undone.join(', ')}; now at ${result.current ?? '-'}`
+          : `${where}: already at ${opts.target!}`,
+      );
+    },
+    { changesDatabase: true },
+  );
 
-  dbCommand(db, 'validate', 'check applied migrations against the scripts (checksums, missing, failed)', (c) => c, async (m, _opts, cmd, where) => {
-    const issues = await m.validate();
-    print(cmd, { valid: issues.length === 0, issues }, () => (issues.length ? [`${where}: invalid`, ...issues.map((i) => `  ${i}`)].join('\n') : `${where}: valid`));
-    if (issues.length) process.exitCode = 1;
-  });
+  dbCommand(
+    db,
+    'validate',
+    'check applied migrations against the scripts (checksums, missing, failed)',
+    (c) => c,
+    async (m, _opts, cmd, where) => {
+      const issues = await m.validate();
+      print(cmd, { valid: issues.length === 0, issues }, () =>
+        issues.length ? [`${where}: invalid`, ...issues.map((i) => `  ${i}`)].join('\n') : `${where}: valid`,
+      );
+      if (issues.length) process.exitCode = 1;
+    },
+  );
 
   db.command('pitr-enable')
-    .description("turn on WAL archiving into the component's archive folder (restarts the cluster if archive_mode was off)")
+    .description(
+      "turn on WAL archiving into the component's archive folder (restarts the cluster if archive_mode was off)",
+    )
     .requiredOption('--env <name>', 'environment')
     .requiredOption('--component <name>', 'postgres component with a pitr section')
     .action(
@@ -122,8 +171,11 @@ export function registerDbCommands(program: Command): void {
         checkAgainstManifest(manifest, opts.env, [opts.component]);
         const component = postgresComponent(manifest, opts.env, opts.component);
         const result = await enablePointInTimeRecovery(component, { environment: opts.env, name: opts.component });
-        print(cmd, result, () =>
-          `WAL archiving into ${result.archiveDir} is on${result.restarted ? ' (the cluster was restarted for archive_mode)' : ''}; the next snapshot takes a base backup`,
+        print(
+          cmd,
+          result,
+          () =>
+            `WAL archiving into ${result.archiveDir} is on${result.restarted ? ' (the cluster was restarted for archive_mode)' : ''}; the next snapshot takes a base backup`,
         );
       }),
     );

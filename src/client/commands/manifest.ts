@@ -13,7 +13,10 @@ export function registerManifestCommands(program: Command): void {
     .action(
       action((opts: { checkPaths?: boolean }, cmd: Command) => {
         const loaded = manifestOf(cmd, opts.checkPaths ? 'all' : false);
-        const envs = Object.entries(loaded.manifest.environments).map(([name, e]) => ({ name, components: Object.keys(e.components) }));
+        const envs = Object.entries(loaded.manifest.environments).map(([name, e]) => ({
+          name,
+          components: Object.keys(e.components),
+        }));
         print(cmd, { valid: true, file: loaded.file, environments: envs }, () =>
           [`${loaded.file}: valid`, ...envs.map((e) => `  ${e.name}: ${e.components.join(', ')}`)].join('\n'),
         );

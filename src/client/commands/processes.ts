@@ -33,15 +33,11 @@ export function registerProcessCommands(program: Command): void {
   program
     .command('worker')
     .description('run the control worker (workflows and control activities) on the manifest task queue')
-    .action(
-      action(async (_opts: unknown, cmd: Command) => runControlWorker(manifestOf(cmd))),
-    );
+    .action(action(async (_opts: unknown, cmd: Command) => runControlWorker(manifestOf(cmd))));
 
   program
     .command('agent')
     .description("run an environment's agent: the only process that touches that environment's files")
     .requiredOption('--env <name>', 'environment to serve')
-    .action(
-      action(async (opts: { env: string }, cmd: Command) => runAgent(manifestOf(cmd, [opts.env]), opts.env)),
-    );
+    .action(action(async (opts: { env: string }, cmd: Command) => runAgent(manifestOf(cmd, [opts.env]), opts.env)));
 }

@@ -17,16 +17,29 @@ export function registerRollbackCommands(program: Command): void {
     .requiredOption('--env <name>', 'environment')
     .option('--to-version <label>', 'newest cross-section labelled with this version', nonEmpty('--to-version'))
     .option('--to-snapshot <id>', 'a cross-section id (rewind snapshot list)')
-    .option('--to-time <iso>', 'a moment, e.g. 2026-11-28T13:05:00Z: point-in-time recovery for databases that have it, the newest cross-section before it otherwise')
+    .option(
+      '--to-time <iso>',
+      'a moment, e.g. 2026-11-28T13:05:00Z: point-in-time recovery for databases that have it, the newest cross-section before it otherwise',
+    )
     .option('--components <list>', 'only these components (partial rollback)', list)
     .option('--reason <text>', 'why, for the record')
     .option('--as <user>', 'requester (default: $REWIND_USER or your login)', nonEmpty('--as'))
-    .addOption(new Option('--trigger <trigger>', 'what started it').choices(TRIGGERS as unknown as string[]).default('manual'))
-    .addOption(new Option('--strategy <strategy>', 'for postgres components: undo migrations, restore the dump, or point-in-time recovery').choices(STRATEGIES as unknown as string[]))
+    .addOption(
+      new Option('--trigger <trigger>', 'what started it').choices(TRIGGERS as unknown as string[]).default('manual'),
+    )
+    .addOption(
+      new Option(
+        '--strategy <strategy>',
+        'for postgres components: undo migrations, restore the dump, or point-in-time recovery',
+      ).choices(STRATEGIES as unknown as string[]),
+    )
     .option('--accept-data-loss', 'accept up front a plan that loses data (otherwise an approver must)')
     .option('--dry-run', 'decide and prepare only: print the plan, change nothing')
     .option('--no-wait', 'return as soon as the run has started')
-    .option('--request-id <key>', 'idempotency key: the same key for the same environment always names the same run (a retried webhook, a double click)')
+    .option(
+      '--request-id <key>',
+      'idempotency key: the same key for the same environment always names the same run (a retried webhook, a double click)',
+    )
     .action(
       action(
         async (
@@ -52,45 +65,65 @@ export function registerRollbackCommands(program: Command): void {
           }
           if (opts.toTime !== undefined) {
             const at = Date.parse(opts.toTime);
-            if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(opts.toTime) || Number.isNaN(at)) {
-              throw new UsageError(`--to-time: "${opts.toTime}" is not an ISO time with a zone, like 2026-11-28T13:05:00Z`);
+            if (
+              !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(opts.toTime) ||
+              Number.isNaN(at)
+            ) {
+              throw new UsageError(
+                `--to-time: "${opts.toTime}" is not an ISO time with a zone, like 2026-11-28T13:05:00Z`,
+              );
             }
             if (at > Date.now()) throw new UsageError(`--to-time: ${opts.toTime} is in the future`);
           }
           if (opts.toSnapshot !== undefined && !CROSS_SECTION_ID_PATTERN.test(opts.toSnapshot)) {
-            throw new UsageError(`--to-snapshot: "${opts.toSnapshot}" is not a cross-section id (like xs-20261128-130641-a1b2)`);
+            throw new UsageError(
+              `--to-snapshot: "${opts.toSnapshot}" is not a cross-section id (like xs-20261128-130641-a1b2)`,
+            );
           }
           const client = await rewindClient(cmd);
-          const { workflowId, existing } = await client.startRollback({
-            environment: opts.env,
-            target:
-              opts.toVersion !== undefined
-                ? { kind: 'version', version: opts.toVersion }
-                : opts.toTime !== undefined
-                  ? { kind: 'time', time: new Date(opts.toTime).toISOString() }
-                  : { kind: 'cross-section', id: opts.toSnapshot },
-            requester: currentUser(opts.as),
-            trigger: opts.trigger,
-            dryRun: opts.dryRun ?? false,
-            acceptDataLoss: opts.acceptDataLoss ?? false,
-            ...(opts.strategy ? { strategy: opts.strategy } : {}),
-            ...(opts.components ? { components: opts.components } : {}),
-            ...(opts.reason ? { reason: opts.reason } : {}),
-          }, opts.requestId ? { requestId: opts.requestId } : {});
-          const started = existing ? `request ${opts.requestId ?? ''} already started ${workflowId}` : `started ${workflowId}`;
+          const { workflowId, existing } = await client.startRollback(
+            {
+              environment: opts.env,
+              target:
+                opts.toVersion !== undefined
+                  ? { kind: 'version', version: opts.toVersion }
+                  : opts.toTime !== undefined
+                    ? { kind: 'time', time: new Date(opts.toTime).toISOString() }
+                    : { kind: 'cross-section', id: opts.toSnapshot },
+              requester: currentUser(opts.as),
+              trigger: opts.trigger,
+              dryRun: opts.dryRun ?? false,
+              acceptDataLoss: opts.acceptDataLoss ?? false,
+              ...(opts.strategy ? { strategy: opts.strategy } : {}),
+              ...(opts.components ? { components: opts.components } : {}),
+              ...(opts.reason ? { reason: opts.reason } : {}),
+            },
+            opts.requestId ? { requestId: opts.requestId } : {},
+          );
+          const started = existing
+            ? `request ${opts.requestId ?? ''} already started ${workflowId}`
+            : `started ${workflowId}`;
           // After the request's checks: a refused request prints only why.
           await warnWithoutAgent(client, opts.env);
           if (!opts.wait && !opts.dryRun) {
-            print(cmd, existing ? { workflowId, existing } : { workflowId, existing, phase: 'decide', state: 'running' }, () => `${started}\nFollow it: rewind rollback status ${workflowId} --watch`);
+            print(
+              cmd,
+              existing ? { workflowId, existing } : { workflowId, existing, phase: 'decide', state: 'running' },
+              () => `${started}\nFollow it: rewind rollback status ${workflowId} --watch`,
+            );
             return;
           }
           const tty = !globals(cmd).json && process.stderr.isTTY;
           if (tty) process.stderr.write(`${started}; taking the safety snapshot and computing the plan …\n`);
-          const view = await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', { timeoutMs: 3_600_000 });
+          const view = await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', {
+            timeoutMs: 3_600_000,
+          });
           const s = view.status;
           if (s.state === 'failed') throw new RequestError(`${s.cause ?? 'the rollback failed'} (${workflowId})`);
-          print(cmd, { workflowId, phase: s.phase, state: s.state, cause: s.cause, plan: s.plan, reportFile: s.reportFile }, () =>
-            renderStatus(view),
+          print(
+            cmd,
+            { workflowId, phase: s.phase, state: s.state, cause: s.cause, plan: s.plan, reportFile: s.reportFile },
+            () => renderStatus(view),
           );
         },
       ),
@@ -101,7 +134,9 @@ export function registerRollbackCommands(program: Command): void {
 
   rollback
     .command('cancel <workflowId>')
-    .description('cancel a rollback: before execute it stops cleanly; during execute it stops the running steps and compensates')
+    .description(
+      'cancel a rollback: before execute it stops cleanly; during execute it stops the running steps and compensates',
+    )
     .option('--as <user>', 'who cancels, for the record (default: $REWIND_USER or your login)', nonEmpty('--as'))
     .option('--reason <text>', 'why, for the record')
     .option('--request-id <id>', 'idempotency key: a repeated request with the same id counts once')
@@ -113,8 +148,11 @@ export function registerRollbackCommands(program: Command): void {
           ...(opts.reason ? { reason: opts.reason } : {}),
           ...(opts.requestId ? { requestId: opts.requestId } : {}),
         });
-        print(cmd, { ...outcome, cancelRequested: true }, () =>
-          `cancellation requested for ${workflowId} (it was in ${outcome.phase}); follow it with: rewind rollback status ${workflowId} --watch`,
+        print(
+          cmd,
+          { ...outcome, cancelRequested: true },
+          () =>
+            `cancellation requested for ${workflowId} (it was in ${outcome.phase}); follow it with: rewind rollback status ${workflowId} --watch`,
         );
       }),
     );
@@ -142,7 +180,10 @@ export function registerRollbackCommands(program: Command): void {
     .action(
       action(async (workflowId: string, _opts: unknown, cmd: Command) => {
         const { status } = await (await rewindClient(cmd)).rollbackView(workflowId);
-        if (!status.report) throw new RequestError(`${workflowId} has no report yet (state ${status.state}); it is written when the run ends`);
+        if (!status.report)
+          throw new RequestError(
+            `${workflowId} has no report yet (state ${status.state}); it is written when the run ends`,
+          );
         print(cmd, { workflowId, reportFile: status.reportFile, report: status.report }, () => status.report!);
       }),
     );
@@ -172,31 +213,42 @@ export function registerRollbackCommands(program: Command): void {
 function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
   rollback
     .command(`${name} <workflowId>`)
-    .description(name === 'approve' ? 'approve a rollback that awaits approval' : 'reject a rollback before it executes')
+    .description(
+      name === 'approve' ? 'approve a rollback that awaits approval' : 'reject a rollback before it executes',
+    )
     .option('--as <user>', 'who decides (default: $REWIND_USER or your login)', nonEmpty('--as'))
     .option('--comment <text>', 'a note for the record')
     .option('--request-id <id>', 'idempotency key: a repeated request with the same id counts once')
-    .option('--accept-data-loss', name === 'approve' ? 'accept that the plan loses data (needed when it does)' : 'ignored for reject')
+    .option(
+      '--accept-data-loss',
+      name === 'approve' ? 'accept that the plan loses data (needed when it does)' : 'ignored for reject',
+    )
     .action(
-      action(async (workflowId: string, opts: { as?: string; comment?: string; requestId?: string; acceptDataLoss?: boolean }, cmd: Command) => {
-        const client = await rewindClient(cmd);
-        const user = currentUser(opts.as);
-        const outcome = await client.decide(workflowId, name, {
-          user,
-          ...(opts.acceptDataLoss && name === 'approve' ? { acceptDataLoss: true } : {}),
-          ...(opts.comment ? { comment: opts.comment } : {}),
-          ...(opts.requestId ? { requestId: opts.requestId } : {}),
-        });
-        print(cmd, outcome, () => {
-          if (!outcome.accepted) return `refused: ${outcome.reason ?? 'unknown reason'}`;
-          if (name === 'reject') return `rejected by ${user}; the rollback ends without changing anything`;
-          const { approvals, requiredApprovals } = outcome;
-          return approvals >= requiredApprovals
-            ? `approved by ${user} (${approvals} of ${requiredApprovals}); the rollback goes on to execute`
-            : `approved by ${user} (${approvals} of ${requiredApprovals}); waiting for ${requiredApprovals - approvals} more`;
-        });
-        if (!outcome.accepted) process.exitCode = 1;
-      }),
+      action(
+        async (
+          workflowId: string,
+          opts: { as?: string; comment?: string; requestId?: string; acceptDataLoss?: boolean },
+          cmd: Command,
+        ) => {
+          const client = await rewindClient(cmd);
+          const user = currentUser(opts.as);
+          const outcome = await client.decide(workflowId, name, {
+            user,
+            ...(opts.acceptDataLoss && name === 'approve' ? { acceptDataLoss: true } : {}),
+            ...(opts.comment ? { comment: opts.comment } : {}),
+            ...(opts.requestId ? { requestId: opts.requestId } : {}),
+          });
+          print(cmd, outcome, () => {
+            if (!outcome.accepted) return `refused: ${outcome.reason ?? 'unknown reason'}`;
+            if (name === 'reject') return `rejected by ${user}; the rollback ends without changing anything`;
+            const { approvals, requiredApprovals } = outcome;
+            return approvals >= requiredApprovals
+              ? `approved by ${user} (${approvals} of ${requiredApprovals}); the rollback goes on to execute`
+              : `approved by ${user} (${approvals} of ${requiredApprovals}); waiting for ${requiredApprovals - approvals} more`;
+          });
+          if (!outcome.accepted) process.exitCode = 1;
+        },
+      ),
     );
 }
 
@@ -224,7 +276,9 @@ async function watch(client: RewindClient, workflowId: string, json: boolean): P
     for (const phase of ['decide', 'prepare', 'approval', 'execute', 'verify', 'complete'] as const) {
       const t = s.phases[phase];
       const done = t?.durationMs !== undefined ? 1 : t ? 0.5 : 0;
-      lines.push(`  ${phase.padEnd(9)} ${progressBar(done, 10)} ${t?.durationMs !== undefined ? `${(t.durationMs / 1000).toFixed(1)}s` : t ? '…' : ''}`);
+      lines.push(
+        `  ${phase.padEnd(9)} ${progressBar(done, 10)} ${t?.durationMs !== undefined ? `${(t.durationMs / 1000).toFixed(1)}s` : t ? '…' : ''}`,
+      );
     }
     for (const live of view.live) {
       lines.push(`  ${live.component.padEnd(12)} ${progressBar(live.progress?.percent ?? 0)} ${renderLive(live)}`);

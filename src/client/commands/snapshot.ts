@@ -7,7 +7,9 @@ import { action, currentUser, list, manifestOf, nonEmpty, print, rewindClient } 
 import { warnWithoutAgent } from './rollback';
 
 export function registerSnapshotCommands(program: Command): void {
-  const snapshot = program.command('snapshot').description('take and list cross-sections (snapshots of an environment)');
+  const snapshot = program
+    .command('snapshot')
+    .description('take and list cross-sections (snapshots of an environment)');
 
   snapshot
     .command('create')
@@ -19,30 +21,39 @@ export function registerSnapshotCommands(program: Command): void {
     .option('--wait', 'wait until the cross-section is taken')
     .option('--as <user>', 'who asks (default: $REWIND_USER or your login)', nonEmpty('--as'))
     .action(
-      action(async (opts: { env: string; version?: string; reason?: string; components?: string[]; wait?: boolean; as?: string }, cmd: Command) => {
-        const client = await rewindClient(cmd);
-        const handle = await client.startSnapshot({
-          environment: opts.env,
-          requester: currentUser(opts.as),
-          ...(opts.version ? { version: opts.version } : {}),
-          ...(opts.reason ? { reason: opts.reason } : {}),
-          ...(opts.components ? { components: opts.components } : {}),
-        });
-        await warnWithoutAgent(client, opts.env);
-        if (!opts.wait) {
-          print(cmd, { workflowId: handle.workflowId }, () => `started ${handle.workflowId}; add --wait to wait for the cross-section id`);
-          return;
-        }
-        const result = await client.snapshotResult(handle.workflowId);
-        print(cmd, { workflowId: handle.workflowId, ...result }, () =>
-          [
-            `cross-section ${result.crossSectionId} of ${result.environment}${result.version ? ` (version ${result.version})` : ''}`,
-            ...Object.values(result.components).map(
-              (c) => `  ${c.component}: snapshot ${c.snapshotId.slice(0, 8)}, ${describeContents(c.fingerprint)}`,
-            ),
-          ].join('\n'),
-        );
-      }),
+      action(
+        async (
+          opts: { env: string; version?: string; reason?: string; components?: string[]; wait?: boolean; as?: string },
+          cmd: Command,
+        ) => {
+          const client = await rewindClient(cmd);
+          const handle = await client.startSnapshot({
+            environment: opts.env,
+            requester: currentUser(opts.as),
+            ...(opts.version ? { version: opts.version } : {}),
+            ...(opts.reason ? { reason: opts.reason } : {}),
+            ...(opts.components ? { components: opts.components } : {}),
+          });
+          await warnWithoutAgent(client, opts.env);
+          if (!opts.wait) {
+            print(
+              cmd,
+              { workflowId: handle.workflowId },
+              () => `started ${handle.workflowId}; add --wait to wait for the cross-section id`,
+            );
+            return;
+          }
+          const result = await client.snapshotResult(handle.workflowId);
+          print(cmd, { workflowId: handle.workflowId, ...result }, () =>
+            [
+              `cross-section ${result.crossSectionId} of ${result.environment}${result.version ? ` (version ${result.version})` : ''}`,
+              ...Object.values(result.components).map(
+                (c) => `  ${c.component}: snapshot ${c.snapshotId.slice(0, 8)}, ${describeContents(c.fingerprint)}`,
+              ),
+            ].join('\n'),
+          );
+        },
+      ),
     );
 
   snapshot
@@ -70,7 +81,8 @@ export function registerSnapshotCommands(program: Command): void {
         const { manifest } = manifestOf(cmd);
         checkAgainstManifest(manifest, opts.env);
         const section = (await openSnapshotStore(manifest).crossSections(opts.env)).find((s) => s.id === id);
-        if (!section) throw new RequestError(`no cross-section ${id} in ${opts.env} (rewind snapshot list --env ${opts.env})`);
+        if (!section)
+          throw new RequestError(`no cross-section ${id} in ${opts.env} (rewind snapshot list --env ${opts.env})`);
         print(cmd, section, () => renderCrossSection(section));
       }),
     );

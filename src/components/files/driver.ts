@@ -47,7 +47,8 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
         }),
     });
 
-  const loadListing = async (id: string, ctx: StepContext): Promise<ListingEntry[]> => parseListing(await ctx.listings.load(id));
+  const loadListing = async (id: string, ctx: StepContext): Promise<ListingEntry[]> =>
+    parseListing(await ctx.listings.load(id));
 
   return {
     async snapshot(component, req, ctx): Promise<ComponentSnapshot> {
@@ -69,7 +70,12 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
         const [data, listed] = await Promise.all([
           before.length === 0
             ? // restic refuses to store an empty directory; the listing alone says it was empty.
-              restic.backupStdin({ data: EMPTY_MARKER_TEXT, filename: EMPTY_MARKER_FILE, host: req.environment, tags: encodeTags(labels) })
+              restic.backupStdin({
+                data: EMPTY_MARKER_TEXT,
+                filename: EMPTY_MARKER_FILE,
+                host: req.environment,
+                tags: encodeTags(labels),
+              })
             : restic.backup(
                 { directory: component.path, host: req.environment, tags: encodeTags(labels) },
                 {
@@ -88,9 +94,17 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
         const after = fingerprintOf(await list());
         if (after.digest === fingerprint.digest) {
           await ctx.listings.save(listed.snapshotId, serializeListing(before));
-          return { component: req.component, snapshotId: data.snapshotId, listingSnapshotId: listed.snapshotId, fingerprint };
+          return {
+            component: req.component,
+            snapshotId: data.snapshotId,
+            listingSnapshotId: listed.snapshotId,
+            fingerprint,
+          };
         }
-        ctx.logger.warn({ component: req.component, attempt }, 'files changed while the snapshot was taken; taking it again');
+        ctx.logger.warn(
+          { component: req.component, attempt },
+          'files changed while the snapshot was taken; taking it again',
+        );
         await restic.forget([data.snapshotId, listed.snapshotId]);
       }
       throw ApplicationFailure.retryable(
@@ -126,15 +140,26 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
       const after = fingerprintOf(await listing(component.path, ctx));
       if (after.digest === req.fingerprint.digest) return outcome;
       // Never expected; the whole-tree restore is the safe answer if it happens.
-      ctx.logger.warn({ component: req.component }, 'targeted restore did not reach the target; restoring the whole tree');
+      ctx.logger.warn(
+        { component: req.component },
+        'targeted restore did not reach the target; restoring the whole tree',
+      );
       return wholeTree('the targeted restore did not reach the target fingerprint');
     },
 
     async assess(component, req, ctx) {
-      const [current, target] = [await loadListing(req.safety.listingSnapshotId, ctx), await loadListing(req.target.listingSnapshotId, ctx)];
+      const [current, target] = [
+        await loadListing(req.safety.listingSnapshotId, ctx),
+        await loadListing(req.target.listingSnapshotId, ctx),
+      ];
       const changes = diffListings(current, target);
       const summary = await summarizeChanges(
-        { plansDir: ctx.plansDir, workflowId: req.workflowId, component: req.component, previewPaths: req.previewPaths },
+        {
+          plansDir: ctx.plansDir,
+          workflowId: req.workflowId,
+          component: req.component,
+          previewPaths: req.previewPaths,
+        },
         changes.map(toChange),
       );
       const details: FilesPlanDetails = { kind: 'files', modeChanged: changes.filter((c) => c.op === 'mode').length };
@@ -207,7 +232,11 @@ async function isDirectory(p: string): Promise<boolean> {
   );
 }
 
-function toResult(summary: RestoreSummary | undefined, method: FilesRestoreDetails['method'], deleted = 0): RestoreResult {
+function toResult(
+  summary: RestoreSummary | undefined,
+  method: FilesRestoreDetails['method'],
+  deleted = 0,
+): RestoreResult {
   const details: FilesRestoreDetails = {
     kind: 'files',
     method,

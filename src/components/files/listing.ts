@@ -84,7 +84,8 @@ export async function listDirectory(root: string, options: ListOptions = {}): Pr
     while (next < toHash.length) {
       const item = toHash[next++]!;
       const cached = options.cache?.get(item.absolute);
-      item.entry.sha256 = cached?.key === item.key ? cached.sha256 : await hashFile(item.absolute, buffer, options.signal);
+      item.entry.sha256 =
+        cached?.key === item.key ? cached.sha256 : await hashFile(item.absolute, buffer, options.signal);
       options.cache?.set(item.absolute, { key: item.key, sha256: item.entry.sha256 });
       progress.filesHashed += 1;
       progress.bytesHashed += item.entry.size ?? 0;
@@ -137,7 +138,12 @@ export function fingerprintOf(entries: readonly ListingEntry[]): FingerprintSumm
 
 /** One JSON object a line: a header, then the entries. Stored next to each snapshot. */
 export function serializeListing(entries: readonly ListingEntry[]): string {
-  return [JSON.stringify({ format: FINGERPRINT_VERSION, entries: entries.length }), ...entries.map((e) => JSON.stringify(e))].join('\n') + '\n';
+  return (
+    [
+      JSON.stringify({ format: FINGERPRINT_VERSION, entries: entries.length }),
+      ...entries.map((e) => JSON.stringify(e)),
+    ].join('\n') + '\n'
+  );
 }
 
 export function parseListing(text: string): ListingEntry[] {
@@ -145,7 +151,8 @@ export function parseListing(text: string): ListingEntry[] {
   const header = JSON.parse(lines[0] ?? '{}') as { format?: string; entries?: number };
   if (header.format !== FINGERPRINT_VERSION) throw new Error(`not a rewind listing (format ${String(header.format)})`);
   const entries = lines.slice(1).map((l) => JSON.parse(l) as ListingEntry);
-  if (entries.length !== header.entries) throw new Error(`truncated listing: ${entries.length} of ${header.entries} entries`);
+  if (entries.length !== header.entries)
+    throw new Error(`truncated listing: ${entries.length} of ${header.entries} entries`);
   return entries;
 }
 
@@ -166,7 +173,8 @@ export function diffListings(current: readonly ListingEntry[], target: readonly 
     now.delete(t.path);
     const bytes = t.type === 'file' ? (t.size ?? 0) : 0;
     if (!c) changes.push({ op: 'add', path: t.path, bytes });
-    else if (c.type !== t.type || c.sha256 !== t.sha256 || c.target !== t.target) changes.push({ op: 'change', path: t.path, bytes });
+    else if (c.type !== t.type || c.sha256 !== t.sha256 || c.target !== t.target)
+      changes.push({ op: 'change', path: t.path, bytes });
     else if (c.mode !== t.mode) changes.push({ op: 'mode', path: t.path, bytes: 0 });
   }
   for (const c of now.values()) changes.push({ op: 'remove', path: c.path, bytes: 0 });
@@ -175,5 +183,7 @@ export function diffListings(current: readonly ListingEntry[], target: readonly 
 
 /** A listing change in the terms every kind shares: a mode-only change is a change with a detail. */
 export function toChange(c: ListingChange): Change {
-  return c.op === 'mode' ? { op: 'change', subject: c.path, detail: 'mode only', bytes: c.bytes } : { op: c.op, subject: c.path, bytes: c.bytes };
+  return c.op === 'mode'
+    ? { op: 'change', subject: c.path, detail: 'mode only', bytes: c.bytes }
+    : { op: c.op, subject: c.path, bytes: c.bytes };
 }

@@ -31,7 +31,8 @@ export function planTargetedRestore(
   const then = new Map(target.map((e) => [e.path, e]));
   const plan: TargetedRestorePlan = { remove: [], chmod: [], include: [] };
   for (const change of changes) {
-    if (!isPlainRelative(change.path)) return { fallback: `path ${JSON.stringify(change.path)} is not a plain relative path` };
+    if (!isPlainRelative(change.path))
+      return { fallback: `path ${JSON.stringify(change.path)} is not a plain relative path` };
     // Removals and modes are applied directly; only restic's include list is read as patterns.
     if ((change.op === 'add' || change.op === 'change') && PATTERN_SYNTAX.test(change.path)) {
       return { fallback: `path ${JSON.stringify(change.path)} holds restic pattern syntax` };
@@ -59,7 +60,11 @@ export function planTargetedRestore(
 }
 
 function isPlainRelative(p: string): boolean {
-  return p.length > 0 && !p.startsWith('/') && p.split('/').every((segment) => segment !== '' && segment !== '.' && segment !== '..');
+  return (
+    p.length > 0 &&
+    !p.startsWith('/') &&
+    p.split('/').every((segment) => segment !== '' && segment !== '.' && segment !== '..')
+  );
 }
 
 /** restic include patterns: one anchored path a line. */

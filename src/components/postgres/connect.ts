@@ -22,7 +22,9 @@ export function redactUrl(url: string): string {
     return parsed.toString();
   } catch {
     // Not a URL: a keyword/value string ("host=… password=…") or something mangled.
-    return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@').replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi, '$1***');
+    return url
+      .replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@')
+      .replace(/(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi, '$1***');
   }
 }
 
@@ -42,7 +44,10 @@ export async function connectPostgres(url: string, options: { applicationName?: 
     // encrypts without checking the certificate; `verify-full` checks it.
     config = toClientConfig(parse(url, { useLibpqCompat: true }));
   } catch (err) {
-    throw new DatabaseError(`cannot use the connection URL ${redactUrl(url)}: ${err instanceof Error ? err.message : String(err)}`, 'config');
+    throw new DatabaseError(
+      `cannot use the connection URL ${redactUrl(url)}: ${err instanceof Error ? err.message : String(err)}`,
+      'config',
+    );
   }
   const client = new pg.Client({
     ...config,
@@ -75,7 +80,11 @@ export async function withPostgres<T>(url: string, fn: (client: pg.Client) => Pr
 }
 
 function isServerError(err: unknown): boolean {
-  return err instanceof Error && typeof (err as { code?: unknown }).code === 'string' && typeof (err as { severity?: unknown }).severity === 'string';
+  return (
+    err instanceof Error &&
+    typeof (err as { code?: unknown }).code === 'string' &&
+    typeof (err as { severity?: unknown }).severity === 'string'
+  );
 }
 
 export function toDatabaseError(err: unknown, url: string): DatabaseError {
@@ -95,7 +104,10 @@ export function toDatabaseError(err: unknown, url: string): DatabaseError {
     case '3D000':
       return new DatabaseError(`PostgreSQL at ${where}: ${message}`, 'no-database');
     case '42501': // insufficient_privilege: the role lacks a grant, which retrying will not give it
-      return new DatabaseError(`PostgreSQL at ${where}: ${message} (the connection's role lacks a privilege)`, 'permission');
+      return new DatabaseError(
+        `PostgreSQL at ${where}: ${message} (the connection's role lacks a privilege)`,
+        'permission',
+      );
     default:
       if (/timeout|terminated unexpectedly/i.test(message)) {
         return new DatabaseError(`cannot reach PostgreSQL at ${where}: ${message}`, 'unreachable');
@@ -109,7 +121,11 @@ export function toDatabaseError(err: unknown, url: string): DatabaseError {
  * Throws a message that names the variable but never its value, which may hold a password
  * (a keyword/value string such as "host=… password=…" is refused for that reason too).
  */
-export function componentUrl(component: { url?: string | undefined; urlEnv?: string | undefined }, env: NodeJS.ProcessEnv, what: string): string {
+export function componentUrl(
+  component: { url?: string | undefined; urlEnv?: string | undefined },
+  env: NodeJS.ProcessEnv,
+  what: string,
+): string {
   if (component.url !== undefined) return component.url;
   const value = env[component.urlEnv ?? ''];
   if (!value) throw new Error(`environment variable ${component.urlEnv ?? '?'} (the URL of ${what}) is not set`);
@@ -120,7 +136,9 @@ export function componentUrl(component: { url?: string | undefined; urlEnv?: str
     valid = false;
   }
   if (!valid) {
-    throw new Error(`environment variable ${component.urlEnv ?? '?'} (the URL of ${what}) does not hold a postgres://user:password@host:port/database URL; its value is not shown, as it may hold a password`);
+    throw new Error(
+      `environment variable ${component.urlEnv ?? '?'} (the URL of ${what}) does not hold a postgres://user:password@host:port/database URL; its value is not shown, as it may hold a password`,
+    );
   }
   return value;
 }

@@ -9,7 +9,16 @@ import { ErrorType } from '../../domain/errors';
 import type { Change, StrategyImpact } from '../core';
 import { postgresKind, type PostgresComponent, type PostgresRestoreDetails, type PostgresStrategy } from './kind';
 import { componentUrl, DatabaseError, withPostgres } from './connect';
-import { createScratch, databaseName, dropDatabase, DUMP_FILE, pgDumpCommand, pgRestoreConsumer, restoredBy, swapIn } from './dump';
+import {
+  createScratch,
+  databaseName,
+  dropDatabase,
+  DUMP_FILE,
+  pgDumpCommand,
+  pgRestoreConsumer,
+  restoredBy,
+  swapIn,
+} from './dump';
 import {
   databaseFingerprint,
   diffSignatures,
@@ -34,7 +43,6 @@ export interface PostgresDriverOptions {
 const STABLE_SNAPSHOT_ATTEMPTS = 3;
 
 export function createPostgresDriver(options: PostgresDriverOptions): ComponentDriver<PostgresComponent> {
-
   const urlOf = (component: PostgresComponent): string => {
     try {
       return componentUrl(component, options.env, 'the database, for this agent');
@@ -48,7 +56,9 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
     return databaseFingerprint(client, {
       schema: component.schema,
       historyTable: component.historyTable,
-      ...(component.sample && key ? { sample: { tables: component.sample.tables, rows: component.sample.rows, key } } : {}),
+      ...(component.sample && key
+        ? { sample: { tables: component.sample.tables, rows: component.sample.rows, key } }
+        : {}),
     });
   };
 
@@ -99,19 +109,32 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
               onProgress: (p) => ctx.progress.update({ stage: 'pg_dump', bytesDone: p.bytesDone }),
             },
           ),
-          ctx.store.restic.backupStdin({ data: document, filename: LISTING_FILE, host: req.environment, tags: encodeTags({ ...labels, role: 'listing' }) }),
+          ctx.store.restic.backupStdin({
+            data: document,
+            filename: LISTING_FILE,
+            host: req.environment,
+            tags: encodeTags({ ...labels, role: 'listing' }),
+          }),
         ]);
         if (dumped.status === 'rejected' || listing.status === 'rejected') {
           // Half a snapshot must not stay behind for a retry or a listing to find.
           const stored = [dumped, listing].flatMap((r) => (r.status === 'fulfilled' ? [r.value.snapshotId] : []));
           if (stored.length > 0) await ctx.store.restic.forget(stored).catch(() => undefined);
-          throw dumpFailure(dumped.status === 'rejected' ? dumped.reason : (listing as PromiseRejectedResult).reason, req.component);
+          throw dumpFailure(
+            dumped.status === 'rejected' ? dumped.reason : (listing as PromiseRejectedResult).reason,
+            req.component,
+          );
         }
         const [data, listed] = [dumped.value, listing.value];
         const after = summarizeDatabase(await withPostgres(url, (client) => fingerprint(component, client)));
         if (after.digest === summary.digest) {
           await ctx.listings.save(listed.snapshotId, document);
-          return { component: req.component, snapshotId: data.snapshotId, listingSnapshotId: listed.snapshotId, fingerprint: summary };
+          return {
+            component: req.component,
+            snapshotId: data.snapshotId,
+            listingSnapshotId: listed.snapshotId,
+            fingerprint: summary,
+          };
         }
         ctx.logger.warn({ component: req.component, attempt }, 'the schema changed during pg_dump; dumping again');
         await ctx.store.restic.forget([data.snapshotId, listed.snapshotId]);
@@ -130,7 +153,8 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
         const target = parseDatabaseFingerprint(await ctx.listings.load(req.listingSnapshotId));
         return undoMigrations(component, url, target.migration, req.fingerprint.digest, ctx);
       }
-      if (strategy === 'pitr') return recoverToTime(component, url, req.targetTime, req.idempotencyKey ?? req.snapshotId, ctx);
+      if (strategy === 'pitr')
+        return recoverToTime(component, url, req.targetTime, req.idempotencyKey ?? req.snapshotId, ctx);
 
       // The database names the step whose restore put it in place: a retried step stops here.
       const key = req.idempotencyKey ?? req.snapshotId;
@@ -159,7 +183,10 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       }
       ctx.progress.update({ stage: 'swap' });
       const swap = await swapIn(url, scratch);
-      ctx.logger.info({ component: req.component, swapWindowMs: swap.windowMs, droppedOld: swap.droppedOld }, 'database swapped in');
+      ctx.logger.info(
+        { component: req.component, swapWindowMs: swap.windowMs, droppedOld: swap.droppedOld },
+        'database swapped in',
+      );
       return changed({ kind: 'postgres', strategy, swapWindowMs: swap.windowMs });
     },
 
@@ -170,20 +197,35 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       const { added, removed } = diffSignatures(current.schema, target.schema);
       const changes: Change[] = [
         ...(current.migration !== target.migration
-          ? [{ op: 'change' as const, subject: 'migration version', detail: `${current.migration ?? 'none'} → ${target.migration ?? 'none'}`, bytes: 0 }]
+          ? [
+              {
+                op: 'change' as const,
+                subject: 'migration version',
+                detail: `${current.migration ?? 'none'} → ${target.migration ?? 'none'}`,
+                bytes: 0,
+              },
+            ]
           : []),
         ...added.map((line) => ({ op: 'add' as const, subject: line, bytes: 0 })),
         ...removed.map((line) => ({ op: 'remove' as const, subject: line, bytes: 0 })),
       ];
       const scripts = component.migrations ? await readMigrations(component.migrations) : undefined;
       const impact = await withPostgres(url, async (client) => {
-        const migrator = scripts ? new Migrator(client, { schema: component.schema, table: component.historyTable, migrations: scripts }) : undefined;
+        const migrator = scripts
+          ? new Migrator(client, { schema: component.schema, table: component.historyTable, migrations: scripts })
+          : undefined;
         const applied = migrator ? (await migrator.info()).migrations : [];
         const problems = migrator ? await migrator.validate() : [];
         const cannotRestore = await restoreRefusal(client);
         return [
           cannotRestore
-            ? { strategy: 'restore' as const, available: false, unavailable: cannotRestore, destructive: false, losses: [] }
+            ? {
+                strategy: 'restore' as const,
+                available: false,
+                unavailable: cannotRestore,
+                destructive: false,
+                losses: [],
+              }
             : restoreImpact(current, target),
           await undoImpact(client, scripts, applied, target.migration, problems),
           await pitrImpact(component, url, req.targetTime ?? target.takenAt),
@@ -192,7 +234,12 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       const strategy = req.strategy ?? component.strategy;
       const chosen = impact.find((i) => i.strategy === strategy)!;
       const summary = await summarizeChanges(
-        { plansDir: ctx.plansDir, workflowId: req.workflowId, component: req.component, previewPaths: req.previewPaths },
+        {
+          plansDir: ctx.plansDir,
+          workflowId: req.workflowId,
+          component: req.component,
+          previewPaths: req.previewPaths,
+        },
         changes,
       );
       return {
@@ -217,23 +264,41 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       const issues: string[] = [];
       if (component.migrations) {
         const migrator = await withPostgres(url, async (client) =>
-          new Migrator(client, { schema: component.schema, table: component.historyTable, migrations: await readMigrations(component.migrations!) }).validate(),
+          new Migrator(client, {
+            schema: component.schema,
+            table: component.historyTable,
+            migrations: await readMigrations(component.migrations!),
+          }).validate(),
         );
         issues.push(...migrator.map((i) => `migration history: ${i}`));
       }
       // After point-in-time recovery there is no snapshot of that moment to equal: the cluster
       // must be promoted, reachable and its migration history consistent.
       if (req.strategy === 'pitr') {
-        const recovering = await withPostgres(url, async (client) => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r);
+        const recovering = await withPostgres(
+          url,
+          async (client) => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r,
+        );
         if (recovering) issues.push('the cluster is still in recovery');
-        return { matches: issues.length === 0, actual, differences: issues.map((line) => ({ op: 'change' as const, subject: line })) };
+        return {
+          matches: issues.length === 0,
+          actual,
+          differences: issues.map((line) => ({ op: 'change' as const, subject: line })),
+        };
       }
-      if (actual.digest === req.expected.digest && issues.length === 0) return { matches: true, actual, differences: [] };
+      if (actual.digest === req.expected.digest && issues.length === 0)
+        return { matches: true, actual, differences: [] };
       const target = parseDatabaseFingerprint(await ctx.listings.load(req.listingSnapshotId));
       const { added, removed } = diffSignatures(current.schema, target.schema);
       const differences = [
         ...(current.migration !== target.migration
-          ? [{ op: 'change' as const, subject: 'migration version', detail: `${current.migration ?? 'none'} (target ${target.migration ?? 'none'})` }]
+          ? [
+              {
+                op: 'change' as const,
+                subject: 'migration version',
+                detail: `${current.migration ?? 'none'} (target ${target.migration ?? 'none'})`,
+              },
+            ]
           : []),
         ...added.map((line) => ({ op: 'add' as const, subject: line })),
         ...removed.map((line) => ({ op: 'remove' as const, subject: line })),
@@ -248,7 +313,13 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
    * database aside and the copy into place), or undefined when it can.
    */
   async function restoreRefusal(client: pg.Client): Promise<string | undefined> {
-    const { rows } = await client.query<{ role: string; database: string; superuser: boolean; createdb: boolean; owner: boolean }>(
+    const { rows } = await client.query<{
+      role: string;
+      database: string;
+      superuser: boolean;
+      createdb: boolean;
+      owner: boolean;
+    }>(
       `SELECT current_user AS role, current_database() AS database, r.rolsuper AS superuser, r.rolcreatedb AS createdb,
               pg_has_role(current_user, d.datdba, 'MEMBER') AS owner
          FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()`,
@@ -270,7 +341,8 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
     safetyDigest: string,
   ): Promise<string | undefined> {
     const unchanged = `the ${step.strategy ?? 'restore'} step changed nothing; the database keeps every write made since the safety snapshot`;
-    if ((step.strategy ?? 'restore') === 'restore') return (await restoredBy(url)) === step.idempotencyKey ? undefined : unchanged;
+    if ((step.strategy ?? 'restore') === 'restore')
+      return (await restoredBy(url)) === step.idempotencyKey ? undefined : unchanged;
     if (step.strategy === 'undo') {
       // Every U script that commits records an undo row, so an unchanged schema and version
       // (the fingerprint digest) means none did.
@@ -281,12 +353,37 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
     return cluster && !cluster.touchedBy(step.idempotencyKey) ? unchanged : undefined;
   }
 
-  async function pitrImpact(component: PostgresComponent, url: string, time: string | undefined): Promise<StrategyImpact> {
+  async function pitrImpact(
+    component: PostgresComponent,
+    url: string,
+    time: string | undefined,
+  ): Promise<StrategyImpact> {
     const cluster = await clusterOf(component, url);
-    if (!cluster) return { strategy: 'pitr', available: false, unavailable: 'the component has no pitr section in the manifest', destructive: false, losses: [] };
-    if (!time) return { strategy: 'pitr', available: false, unavailable: 'no moment to recover to', destructive: false, losses: [] };
+    if (!cluster)
+      return {
+        strategy: 'pitr',
+        available: false,
+        unavailable: 'the component has no pitr section in the manifest',
+        destructive: false,
+        losses: [],
+      };
+    if (!time)
+      return {
+        strategy: 'pitr',
+        available: false,
+        unavailable: 'no moment to recover to',
+        destructive: false,
+        losses: [],
+      };
     const backup = cluster.baseBackupBefore(new Date(time));
-    if (!backup) return { strategy: 'pitr', available: false, unavailable: `no base backup finished before ${time}`, destructive: false, losses: [] };
+    if (!backup)
+      return {
+        strategy: 'pitr',
+        available: false,
+        unavailable: `no base backup finished before ${time}`,
+        destructive: false,
+        losses: [],
+      };
     return {
       strategy: 'pitr',
       available: true,
@@ -305,10 +402,15 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
   ): Promise<RestoreResult> {
     const cluster = await clusterOf(component, url);
     if (!cluster || !time) {
-      throw ApplicationFailure.nonRetryable('point-in-time recovery needs the component\'s pitr section and a target time', ErrorType.InvalidRequest);
+      throw ApplicationFailure.nonRetryable(
+        "point-in-time recovery needs the component's pitr section and a target time",
+        ErrorType.InvalidRequest,
+      );
     }
     if (cluster.lastRecovery()?.key === key) return already('pitr');
-    const { baseBackup, asideDir } = await cluster.recoverTo(new Date(time), key, (stage) => ctx.progress.update({ stage }));
+    const { baseBackup, asideDir } = await cluster.recoverTo(new Date(time), key, (stage) =>
+      ctx.progress.update({ stage }),
+    );
     ctx.logger.info({ time, baseBackup: baseBackup.id, asideDir }, 'cluster recovered to a point in time');
     return {
       ...changed({ kind: 'postgres', strategy: 'pitr' }),
@@ -324,14 +426,21 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
     ctx: StepContext,
   ): Promise<RestoreResult> {
     if (!component.migrations) {
-      throw ApplicationFailure.nonRetryable('the undo strategy needs the component\'s migrations folder in the manifest', ErrorType.InvalidRequest);
+      throw ApplicationFailure.nonRetryable(
+        "the undo strategy needs the component's migrations folder in the manifest",
+        ErrorType.InvalidRequest,
+      );
     }
     const scripts = await readMigrations(component.migrations);
     return withPostgres(url, async (client) => {
       const now = summarizeDatabase(await fingerprint(component, client));
       if (now.digest === targetDigest) return already('undo');
       ctx.progress.update({ stage: 'undo migrations' });
-      const migrator = new Migrator(client, { schema: component.schema, table: component.historyTable, migrations: scripts });
+      const migrator = new Migrator(client, {
+        schema: component.schema,
+        table: component.historyTable,
+        migrations: scripts,
+      });
       const { undone } = await migrator.undo(targetVersion ?? '0');
       return changed({ kind: 'postgres', strategy: 'undo', migrationsUndone: undone });
     });

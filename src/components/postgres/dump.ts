@@ -47,7 +47,11 @@ export function pgDumpCommand(url: string, bin: PgBin): { command: string[]; env
 }
 
 /** pg_restore reading a dump from stdin into `scratch`. */
-export function pgRestoreConsumer(url: string, scratch: string, bin: PgBin): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
+export function pgRestoreConsumer(
+  url: string,
+  scratch: string,
+  bin: PgBin,
+): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
   const { dbname, env } = libpqTarget(url, scratch);
   return { command: bin.tool('pg_restore'), args: ['--exit-on-error', `--dbname=${dbname}`], env };
 }
@@ -70,7 +74,15 @@ export async function createScratch(url: string, scratch: string, restoredBy: st
   const live = databaseName(url);
   await withPostgres(maintenanceUrl(url), async (admin) => {
     await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(scratch)} WITH (FORCE)`);
-    const { rows } = await admin.query<{ oid: number; owner: string; encoding: string; collate: string; ctype: string; connlimit: number; comment: string | null }>(
+    const { rows } = await admin.query<{
+      oid: number;
+      owner: string;
+      encoding: string;
+      collate: string;
+      ctype: string;
+      connlimit: number;
+      comment: string | null;
+    }>(
       `SELECT oid, pg_get_userbyid(datdba) AS owner, pg_encoding_to_char(encoding) AS encoding, datcollate AS collate, datctype AS ctype,
               datconnlimit AS connlimit, shobj_description(oid, 'pg_database') AS comment
          FROM pg_database WHERE datname = $1`,
@@ -84,7 +96,8 @@ export async function createScratch(url: string, scratch: string, restoredBy: st
     const target = quoteIdent(scratch);
     if (like) {
       for (const statement of await databaseAttributes(admin, like.oid, target)) await admin.query(statement);
-      if (like.comment !== null && !like.comment.startsWith('rewind-restore ')) await admin.query(`COMMENT ON DATABASE ${target} IS ${literal(like.comment)}`);
+      if (like.comment !== null && !like.comment.startsWith('rewind-restore '))
+        await admin.query(`COMMENT ON DATABASE ${target} IS ${literal(like.comment)}`);
     }
     await admin.query(`ALTER DATABASE ${target} SET ${RESTORED_BY_SETTING} = ${literal(restoredBy)}`);
   });
@@ -93,7 +106,12 @@ export async function createScratch(url: string, scratch: string, restoredBy: st
 /** The statements that give another database the privileges and settings of database `oid`. */
 async function databaseAttributes(admin: pg.Client, oid: number, target: string): Promise<string[]> {
   const statements: string[] = [];
-  const { rows: acl } = await admin.query<{ explicit: boolean; grantee: string | null; privilege: string; grantable: boolean }>(
+  const { rows: acl } = await admin.query<{
+    explicit: boolean;
+    grantee: string | null;
+    privilege: string;
+    grantable: boolean;
+  }>(
     `SELECT d.datacl IS NOT NULL AS explicit, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee,
             a.privilege_type AS privilege, a.is_grantable AS grantable
        FROM pg_database d LEFT JOIN LATERAL aclexplode(d.datacl) a ON true WHERE d.oid = $1`,
@@ -105,7 +123,9 @@ async function databaseAttributes(admin: pg.Client, oid: number, target: string)
     statements.push(`REVOKE ALL ON DATABASE ${target} FROM PUBLIC`);
     for (const a of acl) {
       if (!a.privilege) continue;
-      statements.push(`GRANT ${a.privilege} ON DATABASE ${target} TO ${a.grantee === null ? 'PUBLIC' : quoteIdent(a.grantee)}${a.grantable ? ' WITH GRANT OPTION' : ''}`);
+      statements.push(
+        `GRANT ${a.privilege} ON DATABASE ${target} TO ${a.grantee === null ? 'PUBLIC' : quoteIdent(a.grantee)}${a.grantable ? ' WITH GRANT OPTION' : ''}`,
+      );
     }
   }
   const { rows: settings } = await admin.query<{ role: string | null; setting: string }>(
@@ -118,7 +138,9 @@ async function databaseAttributes(admin: pg.Client, oid: number, target: string)
     const [name, value] = [setting.slice(0, at), setting.slice(at + 1)];
     if (name === RESTORED_BY_SETTING) continue;
     const set = `SET ${name.split('.').map(quoteIdent).join('.')} = ${settingValue(name, value)}`;
-    statements.push(role === null ? `ALTER DATABASE ${target} ${set}` : `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${target} ${set}`);
+    statements.push(
+      role === null ? `ALTER DATABASE ${target} ${set}` : `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${target} ${set}`,
+    );
   }
   return statements;
 }
@@ -138,7 +160,12 @@ function settingValue(name: string, value: string): string {
   return elements.map(literal).join(', ');
 }
 
-const LIST_SETTINGS = new Set(['search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries']);
+const LIST_SETTINGS = new Set([
+  'search_path',
+  'temp_tablespaces',
+  'session_preload_libraries',
+  'local_preload_libraries',
+]);
 
 /** Which step's restore put the database in place, if any (see RESTORED_BY_SETTING). */
 export async function restoredBy(url: string): Promise<string | undefined> {
@@ -199,7 +226,9 @@ export async function swapIn(url: string, scratch: string): Promise<SwapResult> 
 }
 
 export async function dropDatabase(url: string, name: string): Promise<void> {
-  await withPostgres(maintenanceUrl(url), (admin) => admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
+  await withPostgres(maintenanceUrl(url), (admin) =>
+    admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
+  );
 }
 
 /** The server's maintenance database, from which databases are created, renamed and dropped. */

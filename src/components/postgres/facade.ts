@@ -20,7 +20,8 @@ export class DatabaseRequestError extends Error {
 export function postgresComponent(manifest: Manifest, environment: string, name: string): PostgresComponent {
   const component = manifest.environments[environment]?.components[name];
   if (!component) throw new DatabaseRequestError(`environment "${environment}" has no component "${name}"`);
-  if (component.kind !== 'postgres') throw new DatabaseRequestError(`${environment}/${name} is a ${component.kind} component, not postgres`);
+  if (component.kind !== 'postgres')
+    throw new DatabaseRequestError(`${environment}/${name} is a ${component.kind} component, not postgres`);
   return component;
 }
 
@@ -47,7 +48,10 @@ export async function withMigrator<T>(
   const url = urlOf(component, `${at.environment}/${at.name}`, env);
   const migrations = await readMigrations(component.migrations);
   return withPostgres(url, (client) =>
-    fn(new Migrator(client, { schema: component.schema, table: component.historyTable, migrations }), describeTarget(url)),
+    fn(
+      new Migrator(client, { schema: component.schema, table: component.historyTable, migrations }),
+      describeTarget(url),
+    ),
   );
 }
 
@@ -58,11 +62,15 @@ export async function enablePointInTimeRecovery(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ archiveDir: string; restarted: boolean }> {
   if (!component.pitr) {
-    throw new DatabaseRequestError(`${at.environment}/${at.name} has no pitr section (environments.${at.environment}.components.${at.name}.pitr)`);
+    throw new DatabaseRequestError(
+      `${at.environment}/${at.name} has no pitr section (environments.${at.environment}.components.${at.name}.pitr)`,
+    );
   }
   const url = urlOf(component, `${at.environment}/${at.name}`, env);
   const major = await withPostgres(url, async (c) =>
-    Math.floor(Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v) / 10_000),
+    Math.floor(
+      Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v) / 10_000,
+    ),
   );
   const result = await new ManagedCluster(component.pitr, url, pgBin(major, env)).enableArchiving();
   return { archiveDir: component.pitr.archiveDir, ...result };

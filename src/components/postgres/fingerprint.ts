@@ -108,7 +108,10 @@ export async function tableStats(client: pg.Client): Promise<Record<string, Tabl
        FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid`,
   );
   return Object.fromEntries(
-    rows.map((r) => [r.name, { rows: Number(r.rows), inserted: Number(r.ins), updated: Number(r.upd), deleted: Number(r.del) }]),
+    rows.map((r) => [
+      r.name,
+      { rows: Number(r.rows), inserted: Number(r.ins), updated: Number(r.upd), deleted: Number(r.del) },
+    ]),
   );
 }
 
@@ -116,12 +119,19 @@ export async function tableStats(client: pg.Client): Promise<Record<string, Tabl
  * Keyed hashes of each sampled table's first `rows` rows by primary key. The key comes from
  * the environment, so a stored sample reveals nothing of the rows without it.
  */
-export async function sampleTables(client: pg.Client, tables: string[], rows: number, key: string): Promise<Record<string, string>> {
+export async function sampleTables(
+  client: pg.Client,
+  tables: string[],
+  rows: number,
+  key: string,
+): Promise<Record<string, string>> {
   const samples: Record<string, string> = {};
   for (const table of tables) {
     const [schema, name] = table.includes('.') ? table.split('.', 2) : ['public', table];
     const qualified = `${quoteIdent(schema!)}.${quoteIdent(name!)}`;
-    const { rows: exists } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified]);
+    const { rows: exists } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [
+      qualified,
+    ]);
     if (!exists[0]?.ok) {
       // A sampled table that is not there is a finding in itself, not an error.
       samples[table] = 'absent';
@@ -162,7 +172,9 @@ export async function databaseFingerprint(
     ...(migration !== undefined ? { migration } : {}),
     bytes: Number(size.rows[0]?.bytes ?? 0),
     tables,
-    ...(options.sample ? { samples: await sampleTables(client, options.sample.tables, options.sample.rows, options.sample.key) } : {}),
+    ...(options.sample
+      ? { samples: await sampleTables(client, options.sample.tables, options.sample.rows, options.sample.key) }
+      : {}),
   };
 }
 
@@ -182,7 +194,8 @@ export function summarizeDatabase(fp: DatabaseFingerprint): FingerprintSummary {
 
 export function parseDatabaseFingerprint(text: string): DatabaseFingerprint {
   const parsed = JSON.parse(text) as DatabaseFingerprint;
-  if (parsed.format !== DB_FINGERPRINT_FORMAT) throw new Error(`not a rewind database fingerprint (format ${String(parsed.format)})`);
+  if (parsed.format !== DB_FINGERPRINT_FORMAT)
+    throw new Error(`not a rewind database fingerprint (format ${String(parsed.format)})`);
   return parsed;
 }
 

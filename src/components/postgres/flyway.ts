@@ -40,7 +40,11 @@ export function parseScriptName(name: string): { kind: ScriptKind; version?: str
   const match = SCRIPT_NAME.exec(name);
   if (!match) return undefined;
   if (match[4] !== undefined) return { kind: 'repeatable', description: describe(match[4]) };
-  return { kind: match[1] === 'V' ? 'versioned' : 'undo', version: normaliseVersion(match[2]!), description: describe(match[3]!) };
+  return {
+    kind: match[1] === 'V' ? 'versioned' : 'undo',
+    version: normaliseVersion(match[2]!),
+    description: describe(match[3]!),
+  };
 }
 
 function describe(raw: string): string {
@@ -80,14 +84,19 @@ export async function readMigrations(dir: string): Promise<MigrationScript[]> {
     names = (await readdir(dir, { recursive: true })).map(String);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new MigrationScriptError(code === 'ENOENT' ? `migrations directory ${dir} does not exist` : `cannot read ${dir}: ${String(err)}`);
+    throw new MigrationScriptError(
+      code === 'ENOENT' ? `migrations directory ${dir} does not exist` : `cannot read ${dir}: ${String(err)}`,
+    );
   }
   const scripts: MigrationScript[] = [];
   for (const relative of names.sort()) {
     const name = path.basename(relative);
     if (!name.endsWith('.sql')) continue;
     const parsed = parseScriptName(name);
-    if (!parsed) throw new MigrationScriptError(`${relative}: not a migration name (V<version>__<description>.sql, U<version>__…, R__…)`);
+    if (!parsed)
+      throw new MigrationScriptError(
+        `${relative}: not a migration name (V<version>__<description>.sql, U<version>__…, R__…)`,
+      );
     const file = path.join(dir, relative);
     const text = await readFile(file, 'utf8');
     // The byte-order mark is not SQL: Flyway strips it before checksumming and running alike.
@@ -98,18 +107,22 @@ export async function readMigrations(dir: string): Promise<MigrationScript[]> {
     const seen = new Map<string, string>();
     for (const s of scripts.filter((x) => x.kind === kind)) {
       const other = seen.get(s.version!);
-      if (other) throw new MigrationScriptError(`two ${kind} scripts for version ${s.version}: ${other} and ${s.script}`);
+      if (other)
+        throw new MigrationScriptError(`two ${kind} scripts for version ${s.version}: ${other} and ${s.script}`);
       seen.set(s.version!, s.script);
     }
   }
   const repeatable = new Map<string, string>();
   for (const s of scripts.filter((x) => x.kind === 'repeatable')) {
     const other = repeatable.get(s.description);
-    if (other) throw new MigrationScriptError(`two repeatable scripts named "${s.description}": ${other} and ${s.script}`);
+    if (other)
+      throw new MigrationScriptError(`two repeatable scripts named "${s.description}": ${other} and ${s.script}`);
     repeatable.set(s.description, s.script);
   }
   return scripts.sort((a, b) =>
-    a.version !== undefined && b.version !== undefined ? compareVersions(a.version, b.version) : a.script.localeCompare(b.script),
+    a.version !== undefined && b.version !== undefined
+      ? compareVersions(a.version, b.version)
+      : a.script.localeCompare(b.script),
   );
 }
 

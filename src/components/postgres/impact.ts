@@ -15,7 +15,10 @@ export interface DroppedObject {
 
 const IDENT = `(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)`;
 const QUALIFIED = `${IDENT}(?:\\s*\\.\\s*${IDENT})?`;
-const DROP_TABLE = new RegExp(`\\bDROP\\s+TABLE\\s+(?:IF\\s+EXISTS\\s+)?(${QUALIFIED}(?:\\s*,\\s*${QUALIFIED})*)`, 'gi');
+const DROP_TABLE = new RegExp(
+  `\\bDROP\\s+TABLE\\s+(?:IF\\s+EXISTS\\s+)?(${QUALIFIED}(?:\\s*,\\s*${QUALIFIED})*)`,
+  'gi',
+);
 const ALTER_TABLE = new RegExp(`\\bALTER\\s+TABLE\\s+(?:IF\\s+EXISTS\\s+)?(?:ONLY\\s+)?(${QUALIFIED})([^;]*)`, 'gi');
 const DROP_COLUMN = new RegExp(`\\bDROP\\s+(?:COLUMN\\s+)?(?:IF\\s+EXISTS\\s+)?(${IDENT})`, 'gi');
 
@@ -30,14 +33,18 @@ export function droppedObjects(sql: string): DroppedObject[] {
     const table = qualify(m[1]!);
     for (const d of m[2]!.matchAll(DROP_COLUMN)) {
       const column = unquote(d[1]!);
-      if (!/^(constraint|default|not|identity|expression)$/i.test(column)) found.push({ kind: 'column', table, column });
+      if (!/^(constraint|default|not|identity|expression)$/i.test(column))
+        found.push({ kind: 'column', table, column });
     }
   }
   return found;
 }
 
 function splitNames(list: string): string[] {
-  return list.split(',').map((n) => n.trim()).filter(Boolean);
+  return list
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
 }
 
 function qualify(name: string): string {
@@ -66,9 +73,15 @@ export function restoreImpact(current: DatabaseFingerprint, target: DatabaseFing
       unknown = true;
       continue;
     }
-    if (ins + upd + del > 0) losses.push(`${table}: ~${fmt(ins)} inserted, ~${fmt(upd)} updated, ~${fmt(del)} deleted since the target are reverted`);
+    if (ins + upd + del > 0)
+      losses.push(
+        `${table}: ~${fmt(ins)} inserted, ~${fmt(upd)} updated, ~${fmt(del)} deleted since the target are reverted`,
+      );
   }
-  if (unknown) losses.push('some tables were rewritten or their statistics reset since the target: their writes since then cannot be counted, and are reverted too');
+  if (unknown)
+    losses.push(
+      'some tables were rewritten or their statistics reset since the target: their writes since then cannot be counted, and are reverted too',
+    );
   return { strategy: 'restore', available: true, destructive: losses.length > 0, losses };
 }
 
@@ -84,12 +97,27 @@ export async function undoImpact(
   /** What `validate` finds wrong with the history (undo refuses to run then). */
   problems: string[] = [],
 ): Promise<StrategyImpact> {
-  if (!scripts) return { strategy: 'undo', available: false, unavailable: 'the component names no migrations folder', destructive: false, losses: [] };
+  if (!scripts)
+    return {
+      strategy: 'undo',
+      available: false,
+      unavailable: 'the component names no migrations folder',
+      destructive: false,
+      losses: [],
+    };
   if (problems.length > 0) {
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more; see rewind db validate)` : '';
-    return { strategy: 'undo', available: false, unavailable: `the migration history does not validate: ${problems[0]}${more}`, destructive: false, losses: [] };
+    return {
+      strategy: 'undo',
+      available: false,
+      unavailable: `the migration history does not validate: ${problems[0]}${more}`,
+      destructive: false,
+      losses: [],
+    };
   }
-  const toUndo = applied.filter((m) => m.state === 'success' && (targetVersion === undefined || compareVersions(m.version, targetVersion) > 0));
+  const toUndo = applied.filter(
+    (m) => m.state === 'success' && (targetVersion === undefined || compareVersions(m.version, targetVersion) > 0),
+  );
   const missing = toUndo.filter((m) => !m.undoScript).map((m) => m.version);
   if (missing.length > 0) {
     return {
@@ -109,7 +137,9 @@ export async function undoImpact(
       if (rows === undefined) continue; // not there now: nothing to lose
       rowsLost += rows;
       const what = dropped.kind === 'table' ? `table ${dropped.table}` : `column ${dropped.table}.${dropped.column}`;
-      losses.push(`${what} (${fmt(rows)} ${dropped.kind === 'table' ? 'rows' : 'rows with a value'}), dropped by ${undo.script}`);
+      losses.push(
+        `${what} (${fmt(rows)} ${dropped.kind === 'table' ? 'rows' : 'rows with a value'}), dropped by ${undo.script}`,
+      );
     }
   }
   return {
@@ -138,7 +168,10 @@ async function countRows(client: pg.Client, object: DroppedObject): Promise<numb
     const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualified}${where}`);
     return Number(rows[0]?.n ?? 0);
   } catch {
-    const { rows } = await client.query<{ n: string }>('SELECT GREATEST(reltuples, 0)::bigint AS n FROM pg_class WHERE oid = to_regclass($1)', [qualified]);
+    const { rows } = await client.query<{ n: string }>(
+      'SELECT GREATEST(reltuples, 0)::bigint AS n FROM pg_class WHERE oid = to_regclass($1)',
+      [qualified],
+    );
     return Number(rows[0]?.n ?? 0);
   } finally {
     await client.query('RESET statement_timeout');

@@ -17,7 +17,11 @@ export const postgresComponentSchema = z
       .optional()
       .describe('Connection URL. Prefer urlEnv when the URL holds a password.'),
     urlEnv: envVarField.optional().describe('Environment variable holding the connection URL.'),
-    migrations: z.string().min(1).optional().describe('Flyway migrations folder (V/U/R scripts). Relative to the manifest.'),
+    migrations: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Flyway migrations folder (V/U/R scripts). Relative to the manifest.'),
     schema: z.string().min(1).default('public').describe("Schema of Flyway's history table."),
     historyTable: z.string().min(1).default('flyway_schema_history'),
     strategy: z
@@ -28,7 +32,9 @@ export const postgresComponentSchema = z
       .strictObject({
         tables: z.array(z.string().min(1)).min(1),
         rows: z.int().min(1).max(10_000).default(100),
-        keyEnv: envVarField.default('REWIND_SAMPLE_KEY').describe('Environment variable holding the HMAC key for row samples.'),
+        keyEnv: envVarField
+          .default('REWIND_SAMPLE_KEY')
+          .describe('Environment variable holding the HMAC key for row samples.'),
       })
       .optional()
       .describe('Tables sampled (by keyed hash, never copied) for drift scans and verification.'),
@@ -37,7 +43,11 @@ export const postgresComponentSchema = z
         dataDir: z.string().min(1).describe("The cluster's data directory (the agent stops, replaces and starts it)."),
         archiveDir: z.string().min(1).describe('Where WAL is archived; rewind owns it.'),
         baseBackupDir: z.string().min(1).describe('Where base backups go, one taken with each snapshot.'),
-        osUser: z.string().min(1).optional().describe('OS user the cluster runs as (default postgres when the agent is root).'),
+        osUser: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('OS user the cluster runs as (default postgres when the agent is root).'),
       })
       .optional()
       .describe('Point-in-time recovery of a cluster this agent manages (its data directory and pg_ctl).'),
@@ -45,7 +55,10 @@ export const postgresComponentSchema = z
     description: z.string().optional(),
   })
   .refine((c) => (c.url === undefined) !== (c.urlEnv === undefined), 'set exactly one of url or urlEnv')
-  .refine((c) => c.strategy !== 'pitr' || c.pitr !== undefined, 'strategy pitr needs a pitr section (dataDir, archiveDir, baseBackupDir)')
+  .refine(
+    (c) => c.strategy !== 'pitr' || c.pitr !== undefined,
+    'strategy pitr needs a pitr section (dataDir, archiveDir, baseBackupDir)',
+  )
   .describe('A PostgreSQL database.');
 
 export type PostgresComponent = z.output<typeof postgresComponentSchema>;
@@ -85,12 +98,20 @@ export const postgresKind = {
     ...c,
     ...(c.migrations !== undefined ? { migrations: resolve(c.migrations) } : {}),
     ...(c.pitr
-      ? { pitr: { ...c.pitr, dataDir: resolve(c.pitr.dataDir), archiveDir: resolve(c.pitr.archiveDir), baseBackupDir: resolve(c.pitr.baseBackupDir) } }
+      ? {
+          pitr: {
+            ...c.pitr,
+            dataDir: resolve(c.pitr.dataDir),
+            archiveDir: resolve(c.pitr.archiveDir),
+            baseBackupDir: resolve(c.pitr.baseBackupDir),
+          },
+        }
       : {}),
   }),
   localFolders: (c) => (c.migrations !== undefined ? [{ key: 'migrations', dir: c.migrations }] : []),
   refuse(component, request) {
-    if (request.strategy === 'pitr' && !component.pitr) return 'it has no pitr section, so point-in-time recovery is not set up';
+    if (request.strategy === 'pitr' && !component.pitr)
+      return 'it has no pitr section, so point-in-time recovery is not set up';
     return undefined;
   },
   stepOptions(component, request) {

@@ -127,11 +127,16 @@ export class Migrator {
       await this.ensureHistoryTable();
       await this.refuseInvalid();
       const { migrations } = await this.info();
-      if (target !== undefined && !this.options.migrations.some((m) => m.kind === 'versioned' && compareVersions(m.version!, target) === 0)) {
+      if (
+        target !== undefined &&
+        !this.options.migrations.some((m) => m.kind === 'versioned' && compareVersions(m.version!, target) === 0)
+      ) {
         throw new MigrationError(`no migration script has version ${target}`, 'target');
       }
       const pending = migrations.filter(
-        (m) => (m.state === 'pending' || m.state === 'undone') && (target === undefined || compareVersions(m.version, target) <= 0),
+        (m) =>
+          (m.state === 'pending' || m.state === 'undone') &&
+          (target === undefined || compareVersions(m.version, target) <= 0),
       );
       const applied: string[] = [];
       for (const m of pending) {
@@ -215,7 +220,10 @@ export class Migrator {
         // Flyway records a failed non-transactional migration so that validate stops the next run.
         await this.record(script, row, Date.now() - started, false).catch(() => undefined);
       }
-      throw new MigrationError(`${script.script} failed${transactional ? ' and was rolled back' : ''}: ${sqlErrorMessage(err, script.sql)}`, 'failed');
+      throw new MigrationError(
+        `${script.script} failed${transactional ? ' and was rolled back' : ''}: ${sqlErrorMessage(err, script.sql)}`,
+        'failed',
+      );
     }
   }
 
@@ -233,7 +241,9 @@ export class Migrator {
   }
 
   private async historyExists(): Promise<boolean> {
-    const { rows } = await this.client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [this.table]);
+    const { rows } = await this.client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [
+      this.table,
+    ]);
     return rows[0]?.exists === true;
   }
 
@@ -248,10 +258,16 @@ export class Migrator {
     const lock = flywayLockNumber(this.options.schema, this.options.table).toString();
     const deadline = Date.now() + (this.options.lockTimeoutMs ?? 60_000);
     for (;;) {
-      const { rows } = await this.client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [lock]);
+      const { rows } = await this.client.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock($1::bigint) AS locked',
+        [lock],
+      );
       if (rows[0]?.locked) break;
       if (Date.now() > deadline) {
-        throw new MigrationError('another migrator (rewind or Flyway) holds the migration lock on this database', 'lock');
+        throw new MigrationError(
+          'another migrator (rewind or Flyway) holds the migration lock on this database',
+          'lock',
+        );
       }
       await sleep(500);
     }
@@ -264,10 +280,15 @@ export class Migrator {
 }
 
 /** The state of every versioned migration, from the scripts and the history (pure). */
-export function describeMigrations(scripts: MigrationScript[], history: HistoryRow[]): { current?: string; migrations: MigrationInfo[] } {
+export function describeMigrations(
+  scripts: MigrationScript[],
+  history: HistoryRow[],
+): { current?: string; migrations: MigrationInfo[] } {
   const versions = new Set<string>();
   for (const s of scripts) if (s.kind === 'versioned') versions.add(s.version!);
-  for (const h of history) if (h.version !== null && (h.type === 'SQL' || h.type === 'UNDO_SQL' || h.type === 'BASELINE')) versions.add(h.version);
+  for (const h of history)
+    if (h.version !== null && (h.type === 'SQL' || h.type === 'UNDO_SQL' || h.type === 'BASELINE'))
+      versions.add(h.version);
 
   const infos: MigrationInfo[] = [];
   for (const version of [...versions].sort(compareVersions)) {
@@ -287,9 +308,17 @@ export function describeMigrations(scripts: MigrationScript[], history: HistoryR
       script: script?.script ?? lastApply?.script ?? '',
       checksum: script?.checksum ?? lastApply?.checksum ?? null,
       state,
-      ...(last ? { installedOn: last.installedOn.toISOString(), installedBy: last.installedBy, executionTime: last.executionTime } : {}),
+      ...(last
+        ? {
+            installedOn: last.installedOn.toISOString(),
+            installedBy: last.installedBy,
+            executionTime: last.executionTime,
+          }
+        : {}),
       ...(undo ? { undoScript: undo.script } : {}),
-      ...(script && lastApply && state === 'success' && lastApply.checksum !== script.checksum ? { appliedChecksum: lastApply.checksum } : {}),
+      ...(script && lastApply && state === 'success' && lastApply.checksum !== script.checksum
+        ? { appliedChecksum: lastApply.checksum }
+        : {}),
     });
   }
   const applied = infos.filter((m) => m.state === 'success' || m.state === 'missing');
@@ -301,10 +330,16 @@ export function validationIssues(scripts: MigrationScript[], history: HistoryRow
   const issues: string[] = [];
   const { current, migrations } = describeMigrations(scripts, history);
   for (const m of migrations) {
-    if (m.state === 'failed') issues.push(`version ${m.version} failed (${m.script}); fix the database and remove its failed row from the history first`);
-    if (m.state === 'missing') issues.push(`version ${m.version} was applied but ${m.script} is not among the migration scripts`);
+    if (m.state === 'failed')
+      issues.push(
+        `version ${m.version} failed (${m.script}); fix the database and remove its failed row from the history first`,
+      );
+    if (m.state === 'missing')
+      issues.push(`version ${m.version} was applied but ${m.script} is not among the migration scripts`);
     if (m.state === 'pending' && current !== undefined && compareVersions(m.version, current) < 0) {
-      issues.push(`version ${m.version} (${m.script}) is older than the current version ${current} and was never applied`);
+      issues.push(
+        `version ${m.version} (${m.script}) is older than the current version ${current} and was never applied`,
+      );
     }
   }
   // Every applied script, and every recorded undo, must still be the script that ran.

@@ -5,7 +5,16 @@
 // PostgreSQL's programs refuse to run as root, so when the agent is root they run as the
 // cluster's OS user (`runuser`).
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runProgram } from '../../platform/process';
@@ -89,7 +98,18 @@ export class ManagedCluster {
       return rows[0]?.archive_mode;
     });
     if (mode === 'on') return { restarted: false };
-    await this.run('pg_ctl', ['restart', '-D', this.config.dataDir, '-m', 'fast', '-w', '-t', '60', '-l', this.serverLog()]);
+    await this.run('pg_ctl', [
+      'restart',
+      '-D',
+      this.config.dataDir,
+      '-m',
+      'fast',
+      '-w',
+      '-t',
+      '60',
+      '-l',
+      this.serverLog(),
+    ]);
     return { restarted: true };
   }
 
@@ -108,7 +128,11 @@ export class ManagedCluster {
     rmSync(dir, { recursive: true, force: true }); // what an interrupted attempt left
     const startedAt = new Date().toISOString();
     const { host, port, user } = connectionParts(this.url);
-    await this.run('pg_basebackup', ['-D', dir, '-Fp', '-X', 'stream', '-c', 'fast', '-h', host, '-p', port, '-U', user, '--no-password'], passwordEnv(this.url));
+    await this.run(
+      'pg_basebackup',
+      ['-D', dir, '-Fp', '-X', 'stream', '-c', 'fast', '-h', host, '-p', port, '-U', user, '--no-password'],
+      passwordEnv(this.url),
+    );
     const backup: BaseBackup = { id, dir, startedAt, finishedAt: new Date().toISOString() };
     writeFileSync(path.join(dir, META), JSON.stringify(backup));
     return backup;
@@ -137,7 +161,11 @@ export class ManagedCluster {
       const segment = rows[0]!.segment;
       const deadline = Date.now() + timeoutMs;
       while (!existsSync(path.join(this.config.archiveDir, segment))) {
-        if (Date.now() > deadline) throw new DatabaseError(`WAL segment ${segment} was not archived within ${timeoutMs / 1000}s; check archive_command`, 'sql');
+        if (Date.now() > deadline)
+          throw new DatabaseError(
+            `WAL segment ${segment} was not archived within ${timeoutMs / 1000}s; check archive_command`,
+            'sql',
+          );
         await sleep(100);
       }
     });
@@ -156,7 +184,9 @@ export class ManagedCluster {
   /** What the last recovery of this cluster did, if it was rewind's. */
   lastRecovery(): { key: string; time: string; baseBackup: string } | undefined {
     const file = path.join(this.config.dataDir, MARKER);
-    return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { key: string; time: string; baseBackup: string }) : undefined;
+    return existsSync(file)
+      ? (JSON.parse(readFileSync(file, 'utf8')) as { key: string; time: string; baseBackup: string })
+      : undefined;
   }
 
   /**
@@ -164,15 +194,24 @@ export class ManagedCluster {
    * backup, replay archived WAL up to the target and promote. The old data directory stays
    * beside the new one (`<dataDir>.before-<key>`) until an operator removes it.
    */
-  async recoverTo(time: Date, key: string, onStage: (stage: string) => void = () => undefined): Promise<{ baseBackup: BaseBackup; asideDir: string }> {
+  async recoverTo(
+    time: Date,
+    key: string,
+    onStage: (stage: string) => void = () => undefined,
+  ): Promise<{ baseBackup: BaseBackup; asideDir: string }> {
     const backup = this.baseBackupBefore(time);
-    if (!backup) throw new DatabaseError(`no base backup finished before ${time.toISOString()}; point-in-time recovery cannot reach it`, 'version');
+    if (!backup)
+      throw new DatabaseError(
+        `no base backup finished before ${time.toISOString()}; point-in-time recovery cannot reach it`,
+        'version',
+      );
     onStage('archive current WAL');
     await this.archiveCurrentWal();
     onStage('stop cluster');
     await this.run('pg_ctl', ['stop', '-D', this.config.dataDir, '-m', 'fast', '-w', '-t', '60']);
     const asideDir = this.asideDirFor(key);
-    if (existsSync(asideDir)) throw new DatabaseError(`${asideDir} already exists; remove it or keep it, then retry`, 'sql');
+    if (existsSync(asideDir))
+      throw new DatabaseError(`${asideDir} already exists; remove it or keep it, then retry`, 'sql');
     renameSync(this.config.dataDir, asideDir);
     onStage('lay down base backup');
     await runProgram('cp', ['-a', backup.dir, this.config.dataDir]);
@@ -183,20 +222,28 @@ export class ManagedCluster {
       `recovery_target_time = '${time.toISOString().replace('T', ' ').replace('Z', '+00')}'`,
       "recovery_target_action = 'promote'",
     ];
-    writeFileSync(conf, `${readFileSync(conf, 'utf8')}\n# rewind point-in-time recovery (${key})\n${settings.join('\n')}\n`);
+    writeFileSync(
+      conf,
+      `${readFileSync(conf, 'utf8')}\n# rewind point-in-time recovery (${key})\n${settings.join('\n')}\n`,
+    );
     writeFileSync(path.join(this.config.dataDir, 'recovery.signal'), '');
     for (const file of ['postmaster.pid', META]) {
-      if (existsSync(path.join(this.config.dataDir, file))) renameSync(path.join(this.config.dataDir, file), path.join(asideDir, `${file}.from-backup`));
+      if (existsSync(path.join(this.config.dataDir, file)))
+        renameSync(path.join(this.config.dataDir, file), path.join(asideDir, `${file}.from-backup`));
     }
     onStage('replay WAL');
     await this.run('pg_ctl', ['start', '-D', this.config.dataDir, '-w', '-t', '300', '-l', this.serverLog()]);
     await this.waitForPromotion();
     await withPostgres(this.url, async (client) => {
       // Recovery settings do nothing once promoted; remove them so a restart starts cleanly.
-      for (const setting of ['restore_command', 'recovery_target_time', 'recovery_target_action']) await client.query(`ALTER SYSTEM RESET ${setting}`);
+      for (const setting of ['restore_command', 'recovery_target_time', 'recovery_target_action'])
+        await client.query(`ALTER SYSTEM RESET ${setting}`);
       await client.query('SELECT pg_reload_conf()');
     });
-    writeFileSync(path.join(this.config.dataDir, MARKER), JSON.stringify({ key, time: time.toISOString(), baseBackup: backup.id }));
+    writeFileSync(
+      path.join(this.config.dataDir, MARKER),
+      JSON.stringify({ key, time: time.toISOString(), baseBackup: backup.id }),
+    );
     return { baseBackup: backup, asideDir };
   }
 
@@ -208,7 +255,11 @@ export class ManagedCluster {
         return rows[0]?.r;
       }).catch(() => true);
       if (inRecovery === false) return;
-      if (Date.now() > deadline) throw new DatabaseError('the cluster did not finish recovery in time; see rewind-server.log in its data directory', 'sql');
+      if (Date.now() > deadline)
+        throw new DatabaseError(
+          'the cluster did not finish recovery in time; see rewind-server.log in its data directory',
+          'sql',
+        );
       await sleep(200);
     }
   }

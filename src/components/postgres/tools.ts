@@ -49,10 +49,14 @@ export function pgBin(serverMajor?: number, env: NodeJS.ProcessEnv = process.env
     const dump = path.join(dir, 'pg_dump');
     if (!existsSync(dump)) continue;
     const major = majorOf(dump);
-    if (major !== undefined && (!best || major > best.major)) best = { dir, major, tool: (name) => path.join(dir, name) };
+    if (major !== undefined && (!best || major > best.major))
+      best = { dir, major, tool: (name) => path.join(dir, name) };
   }
   if (!best) {
-    throw new DatabaseError('no PostgreSQL client programs found (pg_dump); install the postgresql-client package or set REWIND_PG_BIN', 'version');
+    throw new DatabaseError(
+      'no PostgreSQL client programs found (pg_dump); install the postgresql-client package or set REWIND_PG_BIN',
+      'version',
+    );
   }
   if (serverMajor !== undefined && best.major < serverMajor) {
     throw new DatabaseError(
