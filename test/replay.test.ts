@@ -8,9 +8,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
-import { bundleWorkflowCode, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
-import { bundleWorkflows } from '../src/workers/bundle-workflows';
+import { bundleWorkflows, workflowBundleCode } from '../src/workers/bundle-workflows';
 import { TEST_PASSWORD } from './support/harness';
 import { tempDir } from './support/temp';
 
@@ -102,19 +102,9 @@ describe('replay of recorded histories', () => {
       Worker.runReplayHistory({ workflowBundle: { codePath: bundle } }, history, workflowIdOf(file)),
     ).resolves.toBeUndefined();
 
-    const changed = await bundleWorkflowCode({
-      workflowsPath: require.resolve('./fixtures/nondeterministic/workflows'),
-      logger: {
-        log: () => undefined,
-        trace: () => undefined,
-        debug: () => undefined,
-        info: () => undefined,
-        warn: console.warn,
-        error: console.error,
-      },
-    });
+    const changed = await workflowBundleCode(require.resolve('./fixtures/nondeterministic/workflows'));
     const err: unknown = await Worker.runReplayHistory(
-      { workflowBundle: { code: changed.code } },
+      { workflowBundle: { code: changed } },
       history,
       workflowIdOf(file),
     ).then(

@@ -4,9 +4,10 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 
-export async function bundleWorkflows(outFile: string): Promise<void> {
+/** The workflow bundle's code: rewind's workflows, or another workflows module (tests). */
+export async function workflowBundleCode(workflowsPath = require.resolve('../workflows')): Promise<string> {
   const { code } = await bundleWorkflowCode({
-    workflowsPath: require.resolve('../workflows'),
+    workflowsPath,
     logger: {
       log: () => undefined,
       trace: () => undefined,
@@ -16,7 +17,11 @@ export async function bundleWorkflows(outFile: string): Promise<void> {
       error: console.error,
     },
   });
-  await writeFile(outFile, code);
+  return code;
+}
+
+export async function bundleWorkflows(outFile: string): Promise<void> {
+  await writeFile(outFile, await workflowBundleCode());
 }
 
 if (require.main === module) {
