@@ -3,6 +3,7 @@ import { describeContents, presenterOf } from '../components/registry';
 import type { CrossSection } from '../domain/cross-section';
 import { formatBytes } from '../domain/format';
 import { describeOutcome } from '../domain/report';
+import { refusalTimes } from '../domain/rollback-rules';
 import { describeTarget, type RollbackPlan, type RollbackStatus } from '../domain/rollback';
 import { formatDuration } from '../manifest/duration';
 import type { LiveStep, RollbackView } from './client';
@@ -70,7 +71,9 @@ export function renderStatus(view: RollbackView): string {
   if (s.rejection)
     lines.push(`  rejected by ${s.rejection.user}${s.rejection.comment ? `: ${s.rejection.comment}` : ''}`);
   for (const r of s.refusals.slice(-3))
-    lines.push(`  refused ${r.action} by ${r.user}${r.count && r.count > 1 ? ` (${r.count} times)` : ''}: ${r.reason}`);
+    lines.push(
+      `  refused ${r.action} by ${r.user}${refusalTimes(r.count) ? ` (${refusalTimes(r.count)})` : ''}: ${r.reason}`,
+    );
   const phases = Object.entries(s.phases)
     .map(([p, t]) => `${p} ${t.durationMs === undefined ? '…' : formatDuration(t.durationMs)}`)
     .join(', ');

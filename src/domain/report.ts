@@ -3,6 +3,7 @@
 import { formatDuration } from '../manifest/duration';
 import { presenterOf } from '../components/registry';
 import { formatBytes } from './format';
+import { refusalTimes } from './rollback-rules';
 import { describeTarget, PHASES, type Phase, type RollbackStatus } from './rollback';
 
 const OUTCOME: Record<RollbackStatus['state'], string> = {
@@ -123,7 +124,7 @@ export function renderRollbackReport(s: RollbackStatus): string {
   if (s.refusals.length) {
     lines.push('## Refused requests', '');
     for (const r of s.refusals) {
-      const times = r.count && r.count > 1 ? ` (${r.count} times, last at ${r.lastAt ?? '?'})` : '';
+      const times = refusalTimes(r.count) ? ` (${refusalTimes(r.count)}, last recorded at ${r.lastAt ?? '?'})` : '';
       lines.push(`- ${r.action} by ${r.user} at ${r.at}${times}: ${r.reason}`);
     }
     if (s.refusalsOmitted) lines.push(`- … and ${s.refusalsOmitted} more, not recorded`);

@@ -200,6 +200,12 @@ export const MAX_REFUSAL_RECORDS = 50;
  */
 export const MAX_RECORDED_REPEATS = 10;
 
+/** How a refusal record's count reads: "3 times", or "10 or more times" once it stopped counting. */
+export function refusalTimes(count: number | undefined): string | undefined {
+  if (!count || count < 2) return undefined;
+  return count >= MAX_RECORDED_REPEATS ? `${MAX_RECORDED_REPEATS} or more times` : `${count} times`;
+}
+
 /** A policy refusal the record already holds often enough: refused unrecorded, by the validator. */
 export function unrecordedRefusal(
   action: DecisionAction,
