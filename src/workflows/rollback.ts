@@ -433,10 +433,16 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     if (problem) throw refused(problem);
   }
 
-  function onDecision(action: DecisionAction, payload: DecisionPayload): DecisionOutcome {
+  async function onDecision(action: DecisionAction, payload: DecisionPayload): Promise<DecisionOutcome> {
     const outcome = applyDecision(status, action, { ...payload, at: now() });
-    if (!outcome.accepted) log.warn('decision refused', { action, user: payload.user, reason: outcome.reason });
-    return outcome;
+    if (!outcome.accepted) {
+      log.warn('decision refused', { action, user: payload.user, reason: outcome.reason });
+      return outcome;
+    }
+    // A decision that settles approval answers with where it led (execute, or the end), which
+    // the run reaches within the same workflow task.
+    if (status.phase === 'approval' && approvalSettled(status)) await condition(() => status.phase !== 'approval');
+    return { ...outcome, ...whereTheRunIs(status) };
   }
 
   /** Runs started before the Updates (docs/versioning.md): a signal counts once per request id. */
@@ -457,7 +463,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     run.legacyRequests.add(payload.requestId);
     const late = decisionTimingProblem(action, status);
     if (late) recordRefusal(status, { ...payload, at, action, reason: late });
-    else onDecision(action, payload);
+    else applyDecision(status, action, { ...payload, at: now() });
   }
 
   function validateCancel(payload: CancelPayload): void {

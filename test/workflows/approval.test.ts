@@ -97,7 +97,12 @@ describe('approval rules (workflow with stub activities)', () => {
     expect((await e.client.rollbackView(id)).status.state).toBe('awaiting-approval');
     expect(e.restores()).toEqual([]);
 
-    expect(await e.client.decide(id, 'approve', { user: 'carol' })).toMatchObject({ accepted: true, approvals: 2 });
+    expect(await e.client.decide(id, 'approve', { user: 'carol' })).toMatchObject({
+      accepted: true,
+      approvals: 2,
+      state: 'running',
+      phase: 'execute',
+    });
     const { status } = await e.finalStatus(id);
     expect(status.state).toBe('completed');
     expect(status.approvals.map((a) => a.user)).toEqual(['bob', 'carol']);
@@ -166,6 +171,8 @@ describe('approval rules (workflow with stub activities)', () => {
     const id = await awaitingApproval(e, { requester: 'alice' });
     expect(await e.client.decide(id, 'reject', { user, comment: 'not during the sale' })).toMatchObject({
       accepted: true,
+      state: 'rejected',
+      phase: 'complete',
     });
     const { status, execution } = await e.finalStatus(id);
     expect(execution).toBe('COMPLETED');

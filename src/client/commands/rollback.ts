@@ -240,11 +240,12 @@ function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
           });
           print(cmd, outcome, () => {
             if (!outcome.accepted) return `refused: ${outcome.reason ?? 'unknown reason'}`;
-            if (name === 'reject') return `rejected by ${user}; the rollback ends without changing anything`;
+            const now = `state: ${outcome.state}, phase: ${outcome.phase}`;
+            if (name === 'reject') return `rejected by ${user}; nothing was changed (${now})`;
             const { approvals, requiredApprovals } = outcome;
             return approvals >= requiredApprovals
-              ? `approved by ${user} (${approvals} of ${requiredApprovals}); the rollback goes on to execute`
-              : `approved by ${user} (${approvals} of ${requiredApprovals}); waiting for ${requiredApprovals - approvals} more`;
+              ? `approved by ${user} (${approvals} of ${requiredApprovals}); ${now}`
+              : `approved by ${user} (${approvals} of ${requiredApprovals}); waiting for ${requiredApprovals - approvals} more (${now})`;
           });
           if (!outcome.accepted) process.exitCode = 1;
         },
