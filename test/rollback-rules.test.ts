@@ -4,6 +4,7 @@ import type { ComponentPlan } from '../src/components/core';
 import type { RollbackRequest, RollbackStatus } from '../src/domain/rollback';
 import {
   approvalSettled,
+  cancelProblem,
   decisionPolicyProblem,
   decisionTimingProblem,
   MAX_RECORDED_REPEATS,
@@ -172,6 +173,16 @@ describe('decision rules', () => {
     );
     expect(decisionTimingProblem('reject', awaiting({ phase: 'complete', state: 'completed' }))).toBe(
       'the rollback is past approval (phase complete, state completed)',
+    );
+  });
+
+  it('cancels a run until it ends, but never its compensation', () => {
+    expect(cancelProblem({ phase: 'execute', state: 'running' })).toBeUndefined();
+    expect(cancelProblem({ phase: 'compensate', state: 'running' })).toBe(
+      'compensation is putting back what the rollback changed and cannot be cancelled; wait for it to end',
+    );
+    expect(cancelProblem({ phase: 'complete', state: 'completed' })).toBe(
+      'the rollback already ended (completed); there is nothing to cancel',
     );
   });
 

@@ -157,6 +157,17 @@ export function decisionPolicyProblem(
   return undefined;
 }
 
+/** Why a run cannot be cancelled now, or undefined. */
+export function cancelProblem(run: Pick<RollbackStatus, 'state' | 'phase'>): string | undefined {
+  if (FINAL_STATES.includes(run.state) || run.phase === 'complete') {
+    return `the rollback already ended (${run.state}); there is nothing to cancel`;
+  }
+  if (run.phase === 'compensate') {
+    return 'compensation is putting back what the rollback changed and cannot be cancelled; wait for it to end';
+  }
+  return undefined;
+}
+
 /** Where a run is, as a decision's answer tells it. */
 export function whereTheRunIs(
   run: Pick<RollbackStatus, 'state' | 'phase' | 'approvals' | 'requiredApprovals'>,

@@ -41,7 +41,6 @@ import {
 } from '../domain/messages';
 import { renderCurrentDetails, renderRollbackReport } from '../domain/report';
 import {
-  FINAL_STATES,
   initialRollbackStatus,
   type Phase,
   type RollbackComponent,
@@ -56,6 +55,7 @@ import { assemblePlan, impossibleSteps } from '../domain/rollback-plan';
 import {
   applyDecision,
   approvalSettled,
+  cancelProblem,
   decisionTimingProblem,
   environmentBusyMessage,
   recordRefusal,
@@ -334,7 +334,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     await releaseEnvironmentLock();
     setState(state);
     log.info('rollback finished', { state, cause: cause ?? '' });
-    await condition(allHandlersFinished);
+    await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
     return status;
   }
 
@@ -467,11 +467,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   }
 
   function validateCancel(payload: CancelPayload): void {
-    const problem =
-      payloadProblem(cancelPayloadSchema, payload) ??
-      (FINAL_STATES.includes(status.state) || status.phase === 'complete'
-        ? `the rollback already ended (${status.state}); there is nothing to cancel`
-        : undefined);
+    const problem = payloadProblem(cancelPayloadSchema, payload) ?? cancelProblem(status);
     if (problem) throw refused(problem);
   }
 
