@@ -181,7 +181,13 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     const held = run.lock;
     if (!held) return;
     run.lock = undefined;
-    await CancellationScope.nonCancellable(() => held.signal(releaseLockSignal));
+    try {
+      await CancellationScope.nonCancellable(() => held.signal(releaseLockSignal));
+    } catch (err) {
+      // The lock ended without us (terminated by hand, say): the environment is free already,
+      // and a rollback that did its work must not end failed for it.
+      log.warn('the environment lock was already gone', { lock: held.workflowId, error: describeFailure(err) });
+    }
   }
 
   async function prepare(): Promise<void> {

@@ -74,4 +74,17 @@ describe('environment lock (workflow with stub activities)', () => {
     expect((await e.finalStatus(dry)).status.state).toBe('completed');
     expect(e.restores()).toEqual([]);
   });
+
+  it('completes a rollback whose lock workflow was terminated meanwhile: releasing a lock that is gone is no failure', async () => {
+    const e = (env = await createWorkflowTestEnv());
+    const id = await e.start();
+    await awaitingOrEnded(e, id);
+    await e.temporal.workflow.getHandle(lockWorkflowId(e.agentTaskQueue)).terminate('an operator cleared it by hand');
+    expect(await e.client.decide(id, 'approve', { user: 'bob' })).toMatchObject({ accepted: true });
+    const { status, execution } = await e.finalStatus(id);
+    expect(execution).toBe('COMPLETED');
+    expect(status.state).toBe('completed');
+    expect(status.cause).toBeUndefined();
+    expect(e.restores('rollback').map((r) => r.component)).toEqual(['config', 'models']);
+  });
 });
