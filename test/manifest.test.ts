@@ -1,5 +1,5 @@
 // Bad manifests fail with an error that names the key, and nothing starts.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -13,6 +13,8 @@ const configDir = path.join(dir, 'config');
 const modelsDir = path.join(dir, 'models');
 mkdirSync(configDir);
 mkdirSync(modelsDir);
+const linkedDir = path.join(dir, 'config-link');
+symlinkSync(configDir, linkedDir);
 
 const valid = `
 repository: { path: ./snapshots, passwordEnv: REWIND_REPOSITORY_PASSWORD }
@@ -102,6 +104,11 @@ describe('manifest validation', () => {
       'a path that does not exist',
       valid.replace(configDir, '/nonexistent/config'),
       'environments.production.components.config.path: /nonexistent/config does not exist',
+    ],
+    [
+      'a files path that is a symbolic link',
+      valid.replace(configDir, linkedDir),
+      `environments.production.components.config.path: ${linkedDir} is a symbolic link (to ${configDir}); rewind writes the directory at this path and would replace the link with a directory: name the directory itself`,
     ],
     ['invalid YAML', 'approvers: [alice\n', 'YAML'],
   ])('rejects %s, naming the key', (_what, text, expected) => {

@@ -28,6 +28,12 @@ export interface StepOptions {
   targetTime?: string;
 }
 
+export interface LocalFolder {
+  key: string;
+  dir: string;
+  written: boolean;
+}
+
 export interface KindPresenter {
   /** What a snapshot holds, one line: "3 files, 1 dir, 0 links, 2 KiB". */
   contents(fingerprint: FingerprintSummary): string;
@@ -47,8 +53,11 @@ export interface ComponentKind<C extends ComponentBase = ComponentBase> {
   location(component: C): string;
   /** The entry with its relative paths resolved against the manifest's folder. */
   resolvePaths(component: C, resolve: (p: string) => string): C;
-  /** Folders on the agent's host that must exist, by manifest key. */
-  localFolders(component: C): { key: string; dir: string }[];
+  /**
+   * Folders on the agent's host that must exist, by manifest key; `written` ones are restored
+   * into, so they must be directories themselves, not symbolic links to one.
+   */
+  localFolders(component: C): LocalFolder[];
   /** Why this component cannot honour the request (e.g. a strategy it is not set up for). */
   refuse(component: C, request: { strategy?: string; time?: string }): string | undefined;
   /** How a step returns this component to the target. */

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import type { FingerprintSummary } from './core';
 import { filesKind } from './files/kind';
-import type { ComponentKind, KindPresenter, StepOptions, StepRequest } from './kind';
+import type { ComponentKind, KindPresenter, LocalFolder, StepOptions, StepRequest } from './kind';
 import { postgresKind } from './postgres/kind';
 
 const KINDS = [filesKind, postgresKind] as const;
@@ -43,7 +43,7 @@ export function resolveComponentPaths(component: Component, resolve: (p: string)
   return kindOfComponent(component).resolvePaths(component, resolve);
 }
 
-export function componentFolders(component: Component): { key: string; dir: string }[] {
+export function componentFolders(component: Component): LocalFolder[] {
   return kindOfComponent(component).localFolders(component);
 }
 

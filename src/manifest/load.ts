@@ -1,7 +1,7 @@
 // Reads `rewind.yaml`: YAML → zod → absolute paths → (optionally) paths that must exist.
 // Every problem is reported with the key's path, e.g.
 // `environments.production.components.models.path: required`, and nothing starts.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { isMap, parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -125,14 +125,24 @@ export function missingComponentPaths(manifest: Manifest, environments: readonly
       continue;
     }
     for (const [name, component] of Object.entries(env.components)) {
-      for (const { key, dir } of componentFolders(component)) {
+      for (const { key, dir, written } of componentFolders(component)) {
         const at = `environments.${envName}.components.${name}.${key}`;
         if (!existsSync(dir)) issues.push({ path: at, message: `${dir} does not exist` });
         else if (!statSync(dir).isDirectory()) issues.push({ path: at, message: `${dir} is not a directory` });
+        else if (written && lstatSync(dir).isSymbolicLink())
+          issues.push({ path: at, message: symbolicLinkRefusal(dir) });
       }
     }
   }
   return issues;
+}
+
+/**
+ * Why a directory rewind restores into must not be a symbolic link: restic would replace the
+ * link with a new directory and leave the linked data as it was.
+ */
+export function symbolicLinkRefusal(dir: string, target = readlinkSync(dir)): string {
+  return `${dir} is a symbolic link (to ${target}); rewind writes the directory at this path and would replace the link with a directory: name the directory itself`;
 }
 
 /** The repository password, from the variable or file the manifest names. Never logged. */

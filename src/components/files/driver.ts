@@ -1,12 +1,13 @@
 // The `files` driver: config files, pickle files, any directory. A snapshot is a restic
 // snapshot of the directory plus its listing; a restore changes only the paths whose content
 // differs from the target's listing.
-import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { encodeTags, type ComponentSnapshot } from '../../domain/cross-section';
 import { ErrorType } from '../../domain/errors';
+import { symbolicLinkRefusal } from '../../manifest/load';
 import {
   diffListings,
   fingerprintOf,
@@ -52,6 +53,7 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
 
   return {
     async snapshot(component, req, ctx): Promise<ComponentSnapshot> {
+      await refuseSymbolicLink(component.path, req);
       const present = await isDirectory(component.path);
       // A safety snapshot must capture whatever is there, even nothing: a deleted component
       // directory is exactly what a rollback may have to repair. It is recorded as empty.
@@ -114,6 +116,7 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
     },
 
     async restore(component, req, ctx): Promise<RestoreResult> {
+      await refuseSymbolicLink(component.path, req);
       await mkdir(component.path, { recursive: true });
       const current = await listing(component.path, ctx);
       if (fingerprintOf(current).digest === req.fingerprint.digest) return ALREADY_AT_TARGET;
@@ -176,6 +179,18 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
     },
 
     async verify(component, req, ctx) {
+      // A link in place of the directory is not what was snapshotted, whatever it points to.
+      const link = await linkTarget(component.path);
+      if (link !== undefined) {
+        const actual = fingerprintOf([]);
+        return {
+          matches: false,
+          actual,
+          differences: [
+            { op: 'change', subject: component.path, detail: `a symbolic link to ${link}, not a directory` },
+          ],
+        };
+      }
       const entries = await listing(component.path, ctx);
       const actual = fingerprintOf(entries);
       if (actual.digest === req.expected.digest) return { matches: true, actual, differences: [] };
@@ -223,6 +238,22 @@ async function emptyDirectory(dir: string): Promise<number> {
   const names = await readdir(dir);
   for (const name of names) await rm(path.join(dir, name), { recursive: true, force: true });
   return names.length;
+}
+
+async function linkTarget(p: string): Promise<string | undefined> {
+  const st = await lstat(p).catch(() => undefined);
+  return st?.isSymbolicLink() ? readlink(p) : undefined;
+}
+
+/** rewind works on the directory at the path itself: through a link, restic would replace the link. */
+async function refuseSymbolicLink(p: string, req: { environment: string; component: string }): Promise<void> {
+  const target = await linkTarget(p);
+  if (target !== undefined) {
+    throw ApplicationFailure.nonRetryable(
+      `${req.environment}/${req.component}: ${symbolicLinkRefusal(p, target)}`,
+      ErrorType.ComponentUnavailable,
+    );
+  }
 }
 
 async function isDirectory(p: string): Promise<boolean> {

@@ -54,7 +54,7 @@ export const filesKind = {
   strategies: [],
   location: (component) => component.path,
   resolvePaths: (component, resolve) => ({ ...component, path: resolve(component.path) }),
-  localFolders: (component) => [{ key: 'path', dir: component.path }],
+  localFolders: (component) => [{ key: 'path', dir: component.path, written: true }],
   refuse: () => undefined,
   stepOptions: () => ({}),
   legacyDetails(tags) {

@@ -108,7 +108,7 @@ export const postgresKind = {
         }
       : {}),
   }),
-  localFolders: (c) => (c.migrations !== undefined ? [{ key: 'migrations', dir: c.migrations }] : []),
+  localFolders: (c) => (c.migrations !== undefined ? [{ key: 'migrations', dir: c.migrations, written: false }] : []),
   refuse(component, request) {
     if (request.strategy === 'pitr' && !component.pitr)
       return 'it has no pitr section, so point-in-time recovery is not set up';
