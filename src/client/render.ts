@@ -1,6 +1,10 @@
-// Human-readable output of the CLI. Machines get --json instead.
-import { describeContents, presenterOf } from '../components/registry';
+// Human-readable output of the CLI. Machines get --json instead. Every text that comes from a
+// person or from outside (names, reasons, labels, paths, errors) goes through `shown`
+// (terminalSafe): its control characters are printed as escapes, never sent to the terminal.
+import type { FingerprintSummary } from '../components/core';
+import { describeContents as contentsOf, presenterOf } from '../components/registry';
 import type { CrossSection } from '../domain/cross-section';
+import { terminalSafe as shown } from '../domain/display-text';
 import { formatBytes } from '../domain/format';
 import { describeOutcome } from '../domain/report';
 import { refusalTimes } from '../domain/rollback-rules';
@@ -10,28 +14,30 @@ import type { LiveStep, RollbackView } from './client';
 
 export function renderPlan(plan: RollbackPlan): string {
   const lines = [
-    `Plan (safety cross-section ${plan.safetyCrossSectionId}; order: ${plan.order.map((w) => w.join(' + ')).join(' → ')}):`,
+    `Plan (safety cross-section ${shown(plan.safetyCrossSectionId)}; order: ${plan.order.map((w) => w.map(shown).join(' + ')).join(' → ')}):`,
   ];
-  const width = Math.max(9, ...plan.components.map((c) => c.component.length));
+  const width = Math.max(9, ...plan.components.map((c) => shown(c.component).length));
   for (const c of plan.components) {
-    const counts = `+${c.added} ~${c.changed} -${c.removed}${presenterOf(c.kind).planCounts(c)}`;
+    const counts = `+${c.added} ~${c.changed} -${c.removed}${shown(presenterOf(c.kind).planCounts(c))}`;
     lines.push(
-      `  ${c.component.padEnd(width)}  ${counts.padEnd(18)} ${formatBytes(c.bytesToWrite).padStart(10)} to write   ${c.path}`,
+      `  ${shown(c.component).padEnd(width)}  ${counts.padEnd(18)} ${formatBytes(c.bytesToWrite).padStart(10)} to write   ${shown(c.path)}`,
     );
     for (const d of c.differences ?? [])
-      lines.push(`  ${''.padEnd(width)}    ${d.op.padEnd(6)} ${d.subject}${d.detail ? ` (${d.detail})` : ''}`);
-    if (c.more > 0) lines.push(`  ${''.padEnd(width)}    … ${c.more} more in ${c.changeListFile}`);
+      lines.push(
+        `  ${''.padEnd(width)}    ${shown(d.op).padEnd(6)} ${shown(d.subject)}${d.detail ? ` (${shown(d.detail)})` : ''}`,
+      );
+    if (c.more > 0) lines.push(`  ${''.padEnd(width)}    … ${c.more} more in ${shown(c.changeListFile)}`);
     for (const i of c.impact ?? []) {
       const mark = i.strategy === c.strategy ? '*' : ' ';
       const head = !i.available
-        ? `not possible: ${i.unavailable ?? '?'}`
+        ? `not possible: ${shown(i.unavailable ?? '?')}`
         : i.destructive
           ? 'LOSES DATA'
           : 'loses no data';
       lines.push(
-        `  ${''.padEnd(width)}  ${mark} strategy ${i.strategy.padEnd(8)} ${head}${i.keeps ? `; keeps ${i.keeps}` : ''}`,
+        `  ${''.padEnd(width)}  ${mark} strategy ${shown(i.strategy).padEnd(8)} ${head}${i.keeps ? `; keeps ${shown(i.keeps)}` : ''}`,
       );
-      for (const loss of i.losses.slice(0, 5)) lines.push(`  ${''.padEnd(width)}        - ${loss}`);
+      for (const loss of i.losses.slice(0, 5)) lines.push(`  ${''.padEnd(width)}        - ${shown(loss)}`);
     }
   }
   const t = plan.totals;
@@ -48,31 +54,34 @@ export function renderPlan(plan: RollbackPlan): string {
 export function renderStatus(view: RollbackView): string {
   const s: RollbackStatus = view.status;
   const lines: string[] = [];
-  const target = s.targetCrossSection ? ` (cross-section ${s.targetCrossSection.crossSectionId})` : '';
-  lines.push(`${s.workflowId}`);
-  lines.push(`  ${s.environment} → ${describeTarget(s.target)}${target}${s.dryRun ? '  [dry run]' : ''}`);
+  const target = s.targetCrossSection ? ` (cross-section ${shown(s.targetCrossSection.crossSectionId)})` : '';
+  lines.push(`${shown(s.workflowId)}`);
+  lines.push(`  ${shown(s.environment)} → ${shown(describeTarget(s.target))}${target}${s.dryRun ? '  [dry run]' : ''}`);
   lines.push(
-    `  state: ${s.state}   phase: ${s.phase}   requested by ${s.requester} (${s.trigger})${s.reason ? `: ${s.reason}` : ''}`,
+    `  state: ${s.state}   phase: ${s.phase}   requested by ${shown(s.requester)} (${shown(s.trigger)})${s.reason ? `: ${shown(s.reason)}` : ''}`,
   );
-  if (s.cause) lines.push(`  cause: ${s.cause}`);
+  if (s.cause) lines.push(`  cause: ${shown(s.cause)}`);
   if (s.approvers && !s.dryRun) {
-    const got = s.approvals.map((a) => a.user).join(', ') || 'none';
+    const got = s.approvals.map((a) => shown(a.user)).join(', ') || 'none';
     const may = s.requesterMayApprove === false ? s.approvers.filter((a) => a !== s.requester) : s.approvers;
-    const excluded = may.length < s.approvers.length ? ` (not ${s.requester}, who requested it)` : '';
+    const excluded = may.length < s.approvers.length ? ` (not ${shown(s.requester)}, who requested it)` : '';
     lines.push(
-      `  approvals: ${s.approvals.length}/${s.requiredApprovals ?? 1} (${got}); may approve: ${may.join(', ')}${excluded}`,
+      `  approvals: ${s.approvals.length}/${s.requiredApprovals ?? 1} (${got}); may approve: ${may.map(shown).join(', ')}${excluded}`,
     );
   }
-  if (s.state === 'awaiting-approval' && s.approvalDeadline) lines.push(`  approval deadline: ${s.approvalDeadline}`);
+  if (s.state === 'awaiting-approval' && s.approvalDeadline)
+    lines.push(`  approval deadline: ${shown(s.approvalDeadline)}`);
   if (s.cancellation)
     lines.push(
-      `  cancelled by ${s.cancellation.user} during ${s.cancellation.phase}${s.cancellation.reason ? `: ${s.cancellation.reason}` : ''}`,
+      `  cancelled by ${shown(s.cancellation.user)} during ${s.cancellation.phase}${s.cancellation.reason ? `: ${shown(s.cancellation.reason)}` : ''}`,
     );
   if (s.rejection)
-    lines.push(`  rejected by ${s.rejection.user}${s.rejection.comment ? `: ${s.rejection.comment}` : ''}`);
+    lines.push(
+      `  rejected by ${shown(s.rejection.user)}${s.rejection.comment ? `: ${shown(s.rejection.comment)}` : ''}`,
+    );
   for (const r of s.refusals.slice(-3))
     lines.push(
-      `  refused ${r.action} by ${r.user}${refusalTimes(r.count) ? ` (${refusalTimes(r.count)})` : ''}: ${r.reason}`,
+      `  refused ${r.action} by ${shown(r.user)}${refusalTimes(r.count) ? ` (${refusalTimes(r.count)})` : ''}: ${shown(r.reason)}`,
     );
   const phases = Object.entries(s.phases)
     .map(([p, t]) => `${p} ${t.durationMs === undefined ? '…' : formatDuration(t.durationMs)}`)
@@ -84,13 +93,13 @@ export function renderStatus(view: RollbackView): string {
     lines.push('Steps:');
     for (const st of steps) {
       const live = view.live.find((l) => l.component === st.component);
-      const extra = st.outcome ? describeOutcome(s, st.component) : live ? renderLive(live) : '';
+      const extra = st.outcome ? shown(describeOutcome(s, st.component)) : live ? renderLive(live) : '';
       lines.push(
-        `  ${st.component.padEnd(12)} ${st.state.padEnd(12)} ${st.verify ? `verify ${st.verify}  ` : ''}${extra}${st.error ? `  error: ${st.error}` : ''}`,
+        `  ${shown(st.component).padEnd(12)} ${st.state.padEnd(12)} ${st.verify ? `verify ${st.verify}  ` : ''}${extra}${st.error ? `  error: ${shown(st.error)}` : ''}`,
       );
     }
   }
-  if (s.reportFile) lines.push(`Report: ${s.reportFile}`);
+  if (s.reportFile) lines.push(`Report: ${shown(s.reportFile)}`);
   const next = nextStep(s);
   if (next) lines.push(next);
   return lines.join('\n');
@@ -99,11 +108,11 @@ export function renderStatus(view: RollbackView): string {
 export function renderLive(live: LiveStep): string {
   const p = live.progress;
   const attempt =
-    live.attempt > 1 ? ` (attempt ${live.attempt}${live.lastFailure ? `, last: ${live.lastFailure}` : ''})` : '';
-  if (!p) return `${live.state === 'scheduled' ? 'waiting for an agent' : live.state}${attempt}`;
+    live.attempt > 1 ? ` (attempt ${live.attempt}${live.lastFailure ? `, last: ${shown(live.lastFailure)}` : ''})` : '';
+  if (!p) return `${live.state === 'scheduled' ? 'waiting for an agent' : shown(live.state)}${attempt}`;
   const pct = p.percent !== undefined ? ` ${(p.percent * 100).toFixed(0)}%` : '';
   const bytes = p.bytesTotal ? ` ${formatBytes(p.bytesDone ?? 0)}/${formatBytes(p.bytesTotal)}` : '';
-  return `${p.stage}${pct}${bytes}${attempt}`;
+  return `${shown(p.stage)}${pct}${bytes}${attempt}`;
 }
 
 export function progressBar(fraction: number, width = 24): string {
@@ -113,7 +122,8 @@ export function progressBar(fraction: number, width = 24): string {
 
 function nextStep(s: RollbackStatus): string | undefined {
   if (s.state === 'awaiting-approval') {
-    return `Next: rewind rollback approve ${s.workflowId} --as <approver>   (or: rewind rollback reject ${s.workflowId} --as <user>)`;
+    const id = shown(s.workflowId);
+    return `Next: rewind rollback approve ${id} --as <approver>   (or: rewind rollback reject ${id} --as <user>)`;
   }
   return undefined;
 }
@@ -122,9 +132,9 @@ export function renderCrossSections(sections: CrossSection[]): string {
   if (sections.length === 0) return 'no cross-sections yet (rewind snapshot create --env ENV)';
   const lines = ['ID                        TIME                  ORIGIN    VERSION         COMPONENTS'];
   for (const s of sections) {
-    const comps = s.members.map((m) => (s.components[m] ? m : `${m}(missing)`)).join(',');
+    const comps = s.members.map((m) => (s.components[m] ? shown(m) : `${shown(m)}(missing)`)).join(',');
     lines.push(
-      `${s.id.padEnd(25)} ${s.time.slice(0, 19).replace('T', ' ').padEnd(21)} ${s.origin.padEnd(9)} ${(s.version ?? '-').padEnd(15)} ${comps}${s.reason ? `  "${s.reason}"` : ''}`,
+      `${shown(s.id).padEnd(25)} ${shown(s.time.slice(0, 19).replace('T', ' ')).padEnd(21)} ${shown(s.origin).padEnd(9)} ${shown(s.version ?? '-').padEnd(15)} ${comps}${s.reason ? `  "${shown(s.reason)}"` : ''}`,
     );
   }
   return lines.join('\n');
@@ -132,16 +142,26 @@ export function renderCrossSections(sections: CrossSection[]): string {
 
 export function renderCrossSection(s: CrossSection): string {
   const lines = [
-    `${s.id}  ${s.environment}  ${s.time}`,
-    `  origin: ${s.origin}${s.version ? `   version: ${s.version}` : ''}${s.reason ? `   reason: ${s.reason}` : ''}`,
-    `  complete: ${s.complete ? 'yes' : `no (missing: ${s.members.filter((m) => !s.components[m]).join(', ')})`}`,
+    `${shown(s.id)}  ${shown(s.environment)}  ${shown(s.time)}`,
+    `  origin: ${shown(s.origin)}${s.version ? `   version: ${shown(s.version)}` : ''}${s.reason ? `   reason: ${shown(s.reason)}` : ''}`,
+    `  complete: ${
+      s.complete
+        ? 'yes'
+        : `no (missing: ${s.members
+            .filter((m) => !s.components[m])
+            .map(shown)
+            .join(', ')})`
+    }`,
   ];
   for (const c of Object.values(s.components)) {
     lines.push(
-      `  ${c.component.padEnd(12)} snapshot ${c.snapshotId.slice(0, 8)}  ${describeContents(c.fingerprint)}  fingerprint ${c.fingerprint.digest.slice(0, 16)}`,
+      `  ${shown(c.component).padEnd(12)} snapshot ${shown(c.snapshotId.slice(0, 8))}  ${describeContents(c.fingerprint)}  fingerprint ${shown(c.fingerprint.digest.slice(0, 16))}`,
     );
   }
   return lines.join('\n');
 }
 
-export { describeContents };
+/** What a snapshot holds, in its kind's words (a migration's name comes from the database). */
+export function describeContents(fingerprint: FingerprintSummary): string {
+  return shown(contentsOf(fingerprint));
+}

@@ -1,7 +1,10 @@
 // The Markdown rollback report: what was planned, done and verified, and how long each phase
-// took. Pure, so the workflow renders it from its own state.
+// took. Pure, so the workflow renders it from its own state. Every text that comes from a person
+// or from outside (names, reasons, labels, paths, errors) goes through `md` (markdownSafe) or
+// `code` (markdownCode): it shows as typed and never becomes HTML, structure or a terminal command.
 import { formatDuration } from '../manifest/duration';
 import { presenterOf } from '../components/registry';
+import { markdownCode as code, markdownSafe as md } from './display-text';
 import { formatBytes } from './format';
 import { refusalTimes } from './rollback-rules';
 import { describeTarget, PHASES, type Phase, type RollbackStatus } from './rollback';
@@ -20,34 +23,37 @@ const OUTCOME: Record<RollbackStatus['state'], string> = {
 export function renderRollbackReport(s: RollbackStatus): string {
   const lines: string[] = [];
   const target = s.targetCrossSection;
-  lines.push(`# Rollback report: ${s.workflowId}`, '');
-  lines.push(`- **Environment:** ${s.environment}`);
+  lines.push(`# Rollback report: ${md(s.workflowId)}`, '');
+  lines.push(`- **Environment:** ${md(s.environment)}`);
   lines.push(
-    `- **Target:** ${describeTarget(s.target)}${target ? ` (cross-section ${target.crossSectionId}, taken ${target.time})` : ''}`,
+    `- **Target:** ${md(describeTarget(s.target))}${target ? ` (cross-section ${md(target.crossSectionId)}, taken ${md(target.time)})` : ''}`,
   );
   const cancelledThenCompensated = s.state === 'compensated' && s.cancellation !== undefined;
   const outcome = cancelledThenCompensated
     ? 'cancelled, then compensated: the environment is back at its state before the rollback'
     : OUTCOME[s.state];
   lines.push(`- **Outcome:** ${s.dryRun ? 'dry run (plan only)' : outcome}`);
-  if (s.cause) lines.push(`- **Cause:** ${s.cause}`);
-  lines.push(`- **Requested by:** ${s.requester} (trigger: ${s.trigger})${s.reason ? `, reason: ${s.reason}` : ''}`);
+  if (s.cause) lines.push(`- **Cause:** ${md(s.cause)}`);
+  lines.push(
+    `- **Requested by:** ${md(s.requester)} (trigger: ${md(s.trigger)})${s.reason ? `, reason: ${md(s.reason)}` : ''}`,
+  );
   if (s.approvals.length) {
     lines.push(
-      `- **Approved by:** ${s.approvals.map((a) => `${a.user} at ${a.at}${a.acceptDataLoss ? ' (accepting data loss)' : ''}`).join(', ')}`,
+      `- **Approved by:** ${s.approvals.map((a) => `${md(a.user)} at ${md(a.at)}${a.acceptDataLoss ? ' (accepting data loss)' : ''}`).join(', ')}`,
     );
   }
   if (s.acceptDataLoss) lines.push('- **Data loss accepted by the requester** when starting the rollback');
   if (s.cancellation) {
     const c = s.cancellation;
-    lines.push(`- **Cancelled by:** ${c.user} at ${c.at}, during ${c.phase}${c.reason ? ` ("${c.reason}")` : ''}`);
-  }
-  if (s.rejection) {
     lines.push(
-      `- **Rejected by:** ${s.rejection.user} at ${s.rejection.at}${s.rejection.comment ? ` ("${s.rejection.comment}")` : ''}`,
+      `- **Cancelled by:** ${md(c.user)} at ${md(c.at)}, during ${c.phase}${c.reason ? ` ("${md(c.reason)}")` : ''}`,
     );
   }
-  if (s.plan) lines.push(`- **Safety cross-section:** ${s.plan.safetyCrossSectionId}`);
+  if (s.rejection) {
+    const r = s.rejection;
+    lines.push(`- **Rejected by:** ${md(r.user)} at ${md(r.at)}${r.comment ? ` ("${md(r.comment)}")` : ''}`);
+  }
+  if (s.plan) lines.push(`- **Safety cross-section:** ${md(s.plan.safetyCrossSectionId)}`);
   lines.push('');
 
   lines.push('## Phases', '', '| phase | started | duration |', '| --- | --- | --- |');
@@ -55,14 +61,14 @@ export function renderRollbackReport(s: RollbackStatus): string {
     const t = s.phases[phase];
     if (t)
       lines.push(
-        `| ${phase} | ${t.startedAt} | ${t.durationMs === undefined ? 'running' : formatDuration(t.durationMs)} |`,
+        `| ${phase} | ${md(t.startedAt)} | ${t.durationMs === undefined ? 'running' : formatDuration(t.durationMs)} |`,
       );
   }
   lines.push('');
 
   if (s.plan) {
     lines.push('## Plan', '');
-    lines.push(`Order: ${s.plan.order.map((wave) => wave.join(' + ')).join(' → ')}`, '');
+    lines.push(`Order: ${s.plan.order.map((wave) => wave.map(md).join(' + ')).join(' → ')}`, '');
     lines.push(
       '| component | added | changed | removed | bytes to write | step | verify |',
       '| --- | --- | --- | --- | --- | --- | --- |',
@@ -71,61 +77,62 @@ export function renderRollbackReport(s: RollbackStatus): string {
       const step = s.steps[c.component];
       const outcome = step?.outcome?.alreadyAtTarget ? ' (already at target)' : '';
       lines.push(
-        `| ${c.component} | ${c.added} | ${c.changed}${presenterOf(c.kind).planCounts(c)} | ${c.removed} | ${formatBytes(c.bytesToWrite)} | ${step?.state ?? '-'}${outcome} | ${step?.verify ?? '-'} |`,
+        `| ${md(c.component)} | ${c.added} | ${c.changed}${md(presenterOf(c.kind).planCounts(c))} | ${c.removed} | ${formatBytes(c.bytesToWrite)} | ${step?.state ?? '-'}${outcome} | ${step?.verify ?? '-'} |`,
       );
     }
     lines.push('');
     for (const c of s.plan.components) {
       const differences = c.differences ?? [];
       if (differences.length === 0 && !c.impact) continue;
-      lines.push(`### ${c.component} (${c.path})`, '');
+      lines.push(`### ${md(c.component)} (${md(c.path)})`, '');
       for (const i of c.impact ?? []) {
         const state = !i.available
-          ? `not possible: ${i.unavailable ?? '?'}`
+          ? `not possible: ${md(i.unavailable ?? '?')}`
           : i.destructive
             ? 'loses data'
             : 'loses no data';
         lines.push(
-          `- strategy **${i.strategy}**${i.strategy === c.strategy ? ' (chosen)' : ''}: ${state}${i.keeps ? `; keeps ${i.keeps}` : ''}`,
+          `- strategy **${md(i.strategy)}**${i.strategy === c.strategy ? ' (chosen)' : ''}: ${state}${i.keeps ? `; keeps ${md(i.keeps)}` : ''}`,
         );
-        for (const loss of i.losses) lines.push(`  - ${loss}`);
+        for (const loss of i.losses) lines.push(`  - ${md(loss)}`);
       }
       if (c.impact) lines.push('');
-      for (const d of differences) lines.push(`- ${d.op} \`${d.subject}\`${d.detail ? ` (${d.detail})` : ''}`);
+      for (const d of differences)
+        lines.push(`- ${md(d.op)} ${code(d.subject)}${d.detail ? ` (${md(d.detail)})` : ''}`);
       if (c.more > 0) lines.push(`- … and ${c.more} more`);
-      lines.push(`- Full list: \`${c.changeListFile}\``, '');
+      lines.push(`- Full list: ${code(c.changeListFile)}`, '');
     }
   }
 
   const done = Object.values(s.steps).filter((st) => st.outcome && !st.outcome.alreadyAtTarget);
   if (done.length) {
     lines.push('## Steps', '');
-    for (const st of done) lines.push(`- **${st.component}**: ${describeOutcome(s, st.component)}`);
+    for (const st of done) lines.push(`- **${md(st.component)}**: ${md(describeOutcome(s, st.component))}`);
     lines.push('');
   }
   const compensated = Object.values(s.steps).filter((st) => st.compensation);
   if (compensated.length) {
     lines.push('## Compensation', '');
-    for (const st of compensated) lines.push(`- **${st.component}**: ${st.compensation}`);
+    for (const st of compensated) lines.push(`- **${md(st.component)}**: ${md(st.compensation!)}`);
     lines.push('');
   }
   const notes = Object.values(s.steps).filter((st) => st.outcome?.note);
   if (notes.length) {
     lines.push('## Notes', '');
-    for (const st of notes) lines.push(`- **${st.component}**: ${st.outcome!.note}`);
+    for (const st of notes) lines.push(`- **${md(st.component)}**: ${md(st.outcome!.note!)}`);
     lines.push('');
   }
   const errors = Object.values(s.steps).filter((st) => st.error);
   if (errors.length) {
     lines.push('## Errors', '');
-    for (const st of errors) lines.push(`- **${st.component}** (${st.state}): ${st.error}`);
+    for (const st of errors) lines.push(`- **${md(st.component)}** (${st.state}): ${md(st.error!)}`);
     lines.push('');
   }
   if (s.refusals.length) {
     lines.push('## Refused requests', '');
     for (const r of s.refusals) {
-      const times = refusalTimes(r.count) ? ` (${refusalTimes(r.count)}, last recorded at ${r.lastAt ?? '?'})` : '';
-      lines.push(`- ${r.action} by ${r.user} at ${r.at}${times}: ${r.reason}`);
+      const times = refusalTimes(r.count) ? ` (${refusalTimes(r.count)}, last recorded at ${md(r.lastAt ?? '?')})` : '';
+      lines.push(`- ${r.action} by ${md(r.user)} at ${md(r.at)}${times}: ${md(r.reason)}`);
     }
     if (s.refusalsOmitted) lines.push(`- … and ${s.refusalsOmitted} more, not recorded`);
     lines.push('');
@@ -133,7 +140,7 @@ export function renderRollbackReport(s: RollbackStatus): string {
   return lines.join('\n');
 }
 
-/** What a step did, in its component kind's words. */
+/** What a step did, in its component kind's words (raw text: the caller makes it safe to show). */
 export function describeOutcome(s: RollbackStatus, component: string): string {
   const outcome = s.steps[component]?.outcome;
   if (!outcome) return '';
@@ -142,13 +149,13 @@ export function describeOutcome(s: RollbackStatus, component: string): string {
   return presenterOf(kind).outcome(outcome);
 }
 
-/** A few lines for the Temporal Web UI's "current details" of a run. */
+/** A few lines for the Temporal Web UI's "current details" of a run: Markdown too. */
 export function renderCurrentDetails(s: RollbackStatus): string {
   const lines = [
-    `**${s.state}** in phase **${s.phase}**: ${s.environment} → ${describeTarget(s.target)}${s.dryRun ? ' (dry run)' : ''}`,
+    `**${s.state}** in phase **${s.phase}**: ${md(s.environment)} → ${md(describeTarget(s.target))}${s.dryRun ? ' (dry run)' : ''}`,
   ];
-  lines.push(`requested by ${s.requester} (${s.trigger})${s.reason ? `: ${s.reason}` : ''}`);
-  if (s.cause) lines.push(`cause: ${s.cause}`);
+  lines.push(`requested by ${md(s.requester)} (${md(s.trigger)})${s.reason ? `: ${md(s.reason)}` : ''}`);
+  if (s.cause) lines.push(`cause: ${md(s.cause)}`);
   if (s.plan) {
     const t = s.plan.totals;
     lines.push(
@@ -157,9 +164,10 @@ export function renderCurrentDetails(s: RollbackStatus): string {
   }
   if (s.state === 'awaiting-approval')
     lines.push(
-      `approvals ${s.approvals.length}/${s.requiredApprovals ?? 1}; approvers: ${(s.approvers ?? []).join(', ')}`,
+      `approvals ${s.approvals.length}/${s.requiredApprovals ?? 1}; approvers: ${(s.approvers ?? []).map(md).join(', ')}`,
     );
   for (const st of Object.values(s.steps))
-    if (st.state !== 'pending') lines.push(`- ${st.component}: ${st.state}${st.verify ? `, verify ${st.verify}` : ''}`);
+    if (st.state !== 'pending')
+      lines.push(`- ${md(st.component)}: ${st.state}${st.verify ? `, verify ${st.verify}` : ''}`);
   return lines.join('\n');
 }
