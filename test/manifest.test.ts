@@ -1,6 +1,8 @@
 // Bad manifests fail with an error that names the key, and nothing starts.
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { ManifestError, parseManifest, repositoryPassword } from '../src/manifest/load';
@@ -228,11 +230,36 @@ describe('a bad manifest stops every command before anything starts', () => {
       });
       expect(result.code).toBe(1);
       expect(result.stderr).toContain(
-        `error: could not start the Temporal dev server (is port ${port} taken? is rewind already running?)`,
+        `error: could not start the Temporal dev server: port ${port} on 127.0.0.1 is in use by node (pid ${process.pid}); is rewind already running? Stop it, or choose another --port`,
       );
       expect(result.stderr).not.toContain('[worker]');
     } finally {
       busy.close();
+    }
+  });
+
+  it('`rewind start` on a port where another Temporal server answers fails, and attaches nothing to it', async () => {
+    const workdir = path.join(dir, 'start-other-server');
+    mkdirSync(workdir);
+    // The suite's own dev server plays someone else's.
+    const port = Number(process.env.TEMPORAL_ADDRESS!.split(':').pop());
+    const result = await runCli(['start', '--headless', '--port', String(port)], {
+      cwd: workdir,
+      env: { REWIND_MANIFEST: '' },
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use by temporal \\(pid \\d+\\)`));
+    expect(result.stdout).not.toContain('rewind is running');
+    const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS! });
+    try {
+      const pollers = await connection.workflowService.describeTaskQueue({
+        namespace: 'default',
+        taskQueue: { name: 'rewind' },
+        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      });
+      expect(pollers.pollers ?? []).toEqual([]);
+    } finally {
+      await connection.close();
     }
   });
 

@@ -1,6 +1,6 @@
 // Runs `temporal server start-dev`: the Temporal server with SQLite persistence and the Web UI,
 // used by `rewind start` and by the test suite.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -41,10 +41,42 @@ export async function freePort(ip = '127.0.0.1'): Promise<number> {
   });
 }
 
+/** A port someone else holds; the message names the port and, where `ss` can tell, the process. */
+export class PortInUseError extends Error {
+  override name = 'PortInUseError';
+}
+
+/**
+ * Refuses a port that is already bound. Without this, a dev server that cannot bind dies while
+ * the readiness check below happily talks to whatever else answers there (another rewind's
+ * server), and the workers would attach to it.
+ */
+async function refuseBusyPort(ip: string, port: number, flag: string): Promise<void> {
+  const free = await new Promise<boolean>((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, ip, () => probe.close(() => resolve(true)));
+  });
+  if (free) return;
+  const holder = portHolder(port);
+  throw new PortInUseError(
+    `port ${port} on ${ip} is in use${holder ? ` by ${holder}` : ''}; is rewind already running? Stop it, or choose another ${flag}`,
+  );
+}
+
+/** "temporal (pid 1234)" from `ss`, or undefined where it cannot tell. */
+function portHolder(port: number): string | undefined {
+  const result = spawnSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8', timeout: 5_000 });
+  const match = /users:\(\("([^"]+)",pid=(\d+)/.exec(result.stdout ?? '');
+  return match ? `${match[1]} (pid ${match[2]})` : undefined;
+}
+
 export async function startDevServer(options: DevServerOptions = {}): Promise<DevServer> {
   const ip = options.ip ?? '127.0.0.1';
   const port = options.port ?? (await freePort(ip));
   const uiPort = options.headless ? undefined : (options.uiPort ?? (await freePort(ip)));
+  await refuseBusyPort(ip, port, '--port');
+  if (uiPort !== undefined) await refuseBusyPort(ip, uiPort, '--ui-port');
   const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--log-level', 'warn'];
   if (uiPort !== undefined) args.push('--ui-port', String(uiPort), '--ui-ip', ip);
   else args.push('--headless');

@@ -10,7 +10,7 @@ import { temporal } from '@temporalio/proto';
 import { componentFolders } from '../components/registry';
 import { loadManifest, type LoadedManifest } from '../manifest/load';
 import { envTaskQueue } from '../manifest/schema';
-import { startDevServer, stopProcess, type DevServer } from '../platform/temporal-dev-server';
+import { PortInUseError, startDevServer, stopProcess, type DevServer } from '../platform/temporal-dev-server';
 import { resolveTool } from '../platform/tools';
 import { openSnapshotStore } from '../snapshots/open';
 import { writeDemo } from './demo';
@@ -67,6 +67,7 @@ export async function runStack(options: StackOptions): Promise<void> {
       logFile: path.join(logDir, 'temporal.log'),
     });
   } catch (err) {
+    if (err instanceof PortInUseError) throw new Error(`could not start the Temporal dev server: ${err.message}`);
     const ports = options.headless ? `port ${options.port}` : `port ${options.port} or ${options.uiPort}`;
     const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
     throw new Error(
