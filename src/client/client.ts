@@ -17,6 +17,7 @@ import {
   type TypedSearchAttributes,
 } from '@temporalio/common';
 import type { StepProgress } from '../activities/progress';
+import { markdownSafe } from '../domain/display-text';
 import { describeFailure } from '../domain/errors';
 import {
   approveUpdate,
@@ -183,8 +184,9 @@ export class RewindClient {
         workflowIdConflictPolicy: 'USE_EXISTING',
         workflowIdReusePolicy: requestId ? 'REJECT_DUPLICATE' : 'ALLOW_DUPLICATE',
         memo: { dryRun: request.dryRun, requester: request.requester },
-        staticSummary: `Roll ${request.environment} back to ${describeTarget(request.target)}${request.dryRun ? ' (dry run)' : ''}`,
-        staticDetails: `requested by ${request.requester} (${request.trigger})${request.reason ? `: ${request.reason}` : ''}`,
+        // The Web UI renders these as Markdown: what people typed is escaped.
+        staticSummary: `Roll ${request.environment} back to ${markdownSafe(describeTarget(request.target))}${request.dryRun ? ' (dry run)' : ''}`,
+        staticDetails: `requested by ${markdownSafe(request.requester)} (${request.trigger})${request.reason ? `: ${markdownSafe(request.reason)}` : ''}`,
         typedSearchAttributes: [
           { key: environmentAttribute, value: request.environment },
           { key: phaseAttribute, value: 'decide' },

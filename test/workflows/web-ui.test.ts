@@ -29,3 +29,21 @@ describe('a rollback in the Web UI (workflow with stub activities)', () => {
     expect(done).toMatch(/- config: done, verify passed/);
   });
 });
+
+describe('what people typed, in the Web UI', () => {
+  let env: WorkflowTestEnv | undefined;
+  afterEach(async () => {
+    await env?.teardown();
+    env = undefined;
+  });
+
+  it('is escaped in the summary, which the Web UI renders as Markdown', async () => {
+    const e = (env = await createWorkflowTestEnv());
+    const id = await e.start({ reason: '<img src=x onerror=alert(1)>\n## Approved by: mallory' });
+    const details = (await (await e.handle(id).describe()).staticDetails()) ?? '';
+    expect(details).not.toContain('<img');
+    expect(details).toContain('&lt;img');
+    expect(details).not.toMatch(/\n##/);
+    await e.client.cancel(id, { user: 'bob' });
+  });
+});

@@ -1,5 +1,6 @@
 // `rewind rollback start|approve|reject|cancel|status|report|list`, the live watch loop behind
 // `status --watch`, and the warning when no agent serves the environment (snapshots use it too).
+import { terminalSafe } from '../../domain/display-text';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, Option } from 'commander';
 import { CROSS_SECTION_ID_PATTERN } from '../../domain/cross-section';
@@ -202,7 +203,7 @@ export function registerRollbackCommands(program: Command): void {
             : runs
                 .map(
                   (r) =>
-                    `${r.workflowId.padEnd(48)} ${String(r.state ?? r.execution).padEnd(18)} ${String(r.phase ?? '').padEnd(10)} ${r.target ?? ''}${r.dryRun ? '  (dry run)' : ''}`,
+                    `${r.workflowId.padEnd(48)} ${String(r.state ?? r.execution).padEnd(18)} ${String(r.phase ?? '').padEnd(10)} ${terminalSafe(r.target ?? '')}${r.dryRun ? '  (dry run)' : ''}`,
                 )
                 .join('\n'),
         );
@@ -239,13 +240,13 @@ function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
             ...(opts.requestId ? { requestId: opts.requestId } : {}),
           });
           print(cmd, outcome, () => {
-            if (!outcome.accepted) return `refused: ${outcome.reason ?? 'unknown reason'}`;
+            if (!outcome.accepted) return `refused: ${terminalSafe(outcome.reason ?? 'unknown reason')}`;
             const now = `state: ${outcome.state}, phase: ${outcome.phase}`;
-            if (name === 'reject') return `rejected by ${user}; nothing was changed (${now})`;
+            if (name === 'reject') return `rejected by ${terminalSafe(user)}; nothing was changed (${now})`;
             const { approvals, requiredApprovals } = outcome;
             return approvals >= requiredApprovals
-              ? `approved by ${user} (${approvals} of ${requiredApprovals}); ${now}`
-              : `approved by ${user} (${approvals} of ${requiredApprovals}); waiting for ${requiredApprovals - approvals} more (${now})`;
+              ? `approved by ${terminalSafe(user)} (${approvals} of ${requiredApprovals}); ${now}`
+              : `approved by ${terminalSafe(user)} (${approvals} of ${requiredApprovals}); waiting for ${requiredApprovals - approvals} more (${now})`;
           });
           if (!outcome.accepted) process.exitCode = 1;
         },
@@ -282,7 +283,9 @@ async function watch(client: RewindClient, workflowId: string, json: boolean): P
       );
     }
     for (const live of view.live) {
-      lines.push(`  ${live.component.padEnd(12)} ${progressBar(live.progress?.percent ?? 0)} ${renderLive(live)}`);
+      lines.push(
+        `  ${terminalSafe(live.component).padEnd(12)} ${progressBar(live.progress?.percent ?? 0)} ${renderLive(live)}`,
+      );
     }
     if (drawn) process.stderr.write(`\x1b[${drawn}A\x1b[0J`);
     process.stderr.write(`${lines.join('\n')}\n`);

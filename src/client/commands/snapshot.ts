@@ -1,4 +1,5 @@
 // `rewind snapshot create|list|show`: take and list cross-sections of an environment.
+import { terminalSafe } from '../../domain/display-text';
 import type { Command } from 'commander';
 import { openSnapshotStore } from '../../snapshots/open';
 import { checkAgainstManifest, RequestError } from '../client';
@@ -46,9 +47,10 @@ export function registerSnapshotCommands(program: Command): void {
           const result = await client.snapshotResult(handle.workflowId);
           print(cmd, { workflowId: handle.workflowId, ...result }, () =>
             [
-              `cross-section ${result.crossSectionId} of ${result.environment}${result.version ? ` (version ${result.version})` : ''}`,
+              `cross-section ${result.crossSectionId} of ${result.environment}${result.version ? ` (version ${terminalSafe(result.version)})` : ''}`,
               ...Object.values(result.components).map(
-                (c) => `  ${c.component}: snapshot ${c.snapshotId.slice(0, 8)}, ${describeContents(c.fingerprint)}`,
+                (c) =>
+                  `  ${terminalSafe(c.component)}: snapshot ${c.snapshotId.slice(0, 8)}, ${describeContents(c.fingerprint)}`,
               ),
             ].join('\n'),
           );
