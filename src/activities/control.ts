@@ -16,6 +16,7 @@ import {
   chosenComponents,
   environmentBusyMessage,
   environmentProblem,
+  manifestMismatch,
   rollbackRequestProblem,
   targetNotFoundMessage,
 } from '../domain/rollback-rules';
@@ -23,6 +24,7 @@ import type { SnapshotContext, SnapshotRequest } from '../domain/snapshot';
 import { diffListings, toChange } from '../components/files/listing';
 import type { FilesPlanDetails } from '../components/files/kind';
 import { componentLocation, stepOptionsOf } from '../components/registry';
+import { manifestDigest } from '../manifest/digest';
 import { parseDuration } from '../manifest/duration';
 import { allowsSelfApproval, envTaskQueue, type Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
@@ -56,7 +58,15 @@ export function createControlActivities(deps: ControlDeps) {
     return chosenComponents(manifest, environment, requested);
   };
 
+  const digest = manifestDigest(manifest);
+  /** A request made with another manifest would act on a partial or stale view of it. */
+  const refuseOtherManifest = (request: { manifestDigest?: string | undefined }) => {
+    const mismatch = manifestMismatch(digest, request.manifestDigest);
+    if (mismatch) throw ApplicationFailure.nonRetryable(mismatch, ErrorType.InvalidRequest);
+  };
+
   function resolveSnapshot(request: SnapshotRequest): Promise<SnapshotContext> {
+    refuseOtherManifest(request);
     return Promise.resolve({
       environment: request.environment,
       envTaskQueue: envTaskQueue(manifest, request.environment),
@@ -69,6 +79,7 @@ export function createControlActivities(deps: ControlDeps) {
     request: RollbackRequest & { workflowId: string; takesLock?: boolean },
   ): Promise<RollbackContext> {
     try {
+      refuseOtherManifest(request);
       const problem = rollbackRequestProblem(manifest, request);
       if (problem) throw ApplicationFailure.nonRetryable(problem, ErrorType.InvalidRequest);
       const env = manifest.environments[request.environment]!;

@@ -55,6 +55,7 @@ import {
   targetAttribute,
   triggerAttribute,
 } from '../domain/search-attributes';
+import { manifestDigest } from '../manifest/digest';
 import { envTaskQueue, type Manifest } from '../manifest/schema';
 import { runningRollbacks } from '../platform/rollback-runs';
 import type { SnapshotStore } from '../snapshots/store';
@@ -120,18 +121,23 @@ export class RewindClient {
    * With `store` (the repository is reachable and its password known), a rollback whose target
    * does not exist, or whose environment is busy, is refused before any run starts.
    */
+  /** Sent with every request: the workers refuse one made with another manifest. */
+  readonly manifestDigest: string;
+
   constructor(
     readonly client: Client,
     readonly manifest: Manifest,
     readonly store?: SnapshotStore,
-  ) {}
+  ) {
+    this.manifestDigest = manifestDigest(manifest);
+  }
 
   private get taskQueue(): string {
     return this.manifest.temporal.taskQueue;
   }
 
   async startSnapshot(input: unknown): Promise<WorkflowHandle> {
-    const request: SnapshotRequest = parseRequest(snapshotRequestSchema, input);
+    const request: SnapshotRequest = { ...parseRequest(snapshotRequestSchema, input), manifestDigest: this.manifestDigest };
     checkAgainstManifest(this.manifest, request.environment, request.components);
     return this.client.workflow.start(snapshotWorkflow, {
       taskQueue: this.taskQueue,
@@ -158,7 +164,7 @@ export class RewindClient {
     input: unknown,
     options: { requestId?: string } = {},
   ): Promise<{ workflowId: string; request: RollbackRequest; existing: boolean }> {
-    const request: RollbackRequest = parseRequest(rollbackRequestSchema, input);
+    const request: RollbackRequest = { ...parseRequest(rollbackRequestSchema, input), manifestDigest: this.manifestDigest };
     const requestId =
       options.requestId === undefined
         ? undefined

@@ -88,6 +88,15 @@ export function requestKeyConflict(
   return `request id ${requestId} already names ${existing.workflowId}, which rolls ${existing.environment} back to ${asked(existing)}; this request asks for ${asked(request)}. Use another request id`;
 }
 
+/** Why a request made with another manifest than the workers run is refused, or undefined. */
+export function manifestMismatch(workers: string, request: string | undefined): string | undefined {
+  if (request === undefined || request === workers) return undefined;
+  return (
+    `the manifest changed since the workers started (they run ${workers.slice(0, 12)}, this request was made with ` +
+    `${request.slice(0, 12)}); restart the control worker and the agents (with \`npm start\`: Ctrl-C, then start it again) and retry`
+  );
+}
+
 export function environmentBusyMessage(holder: string, environment: string): string {
   return `rollback ${holder} is already running on ${environment}; wait for it or cancel it first`;
 }

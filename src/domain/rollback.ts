@@ -33,6 +33,11 @@ export const rollbackRequestSchema = z.strictObject({
   strategy: z.enum(STRATEGIES).optional(),
   /** The requester accepts, up front, a plan that loses data. */
   acceptDataLoss: z.boolean().default(false),
+  /** The digest of the manifest the request was made with (manifest/digest.ts). */
+  manifestDigest: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
 });
 
 /** An idempotency key: the same key for the same environment always names the same run. */

@@ -9,6 +9,11 @@ export const snapshotRequestSchema = z.strictObject({
   reason: z.string().max(500).optional(),
   requester: z.string().min(1).max(100).optional(),
   origin: z.enum(['manual', 'schedule']).default('manual'),
+  /** The digest of the manifest the request was made with (manifest/digest.ts). */
+  manifestDigest: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
 });
 export type SnapshotRequest = z.output<typeof snapshotRequestSchema>;
 
