@@ -137,7 +137,10 @@ export class RewindClient {
   }
 
   async startSnapshot(input: unknown): Promise<WorkflowHandle> {
-    const request: SnapshotRequest = { ...parseRequest(snapshotRequestSchema, input), manifestDigest: this.manifestDigest };
+    const request: SnapshotRequest = {
+      ...parseRequest(snapshotRequestSchema, input),
+      manifestDigest: this.manifestDigest,
+    };
     checkAgainstManifest(this.manifest, request.environment, request.components);
     return this.client.workflow.start(snapshotWorkflow, {
       taskQueue: this.taskQueue,
@@ -164,7 +167,10 @@ export class RewindClient {
     input: unknown,
     options: { requestId?: string } = {},
   ): Promise<{ workflowId: string; request: RollbackRequest; existing: boolean }> {
-    const request: RollbackRequest = { ...parseRequest(rollbackRequestSchema, input), manifestDigest: this.manifestDigest };
+    const request: RollbackRequest = {
+      ...parseRequest(rollbackRequestSchema, input),
+      manifestDigest: this.manifestDigest,
+    };
     const requestId =
       options.requestId === undefined
         ? undefined
