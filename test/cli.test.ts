@@ -1,6 +1,6 @@
 // The `rewind` command as an operator runs it: JSON output for tooling, one clear error line
 // and a non-zero exit for bad input, and nothing started by a bad request.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CROSS_SECTION_ID_PATTERN } from '../src/domain/cross-section';
 import { createTestEnv, readTree, runCli, type TestEnv } from './support/harness';
@@ -20,6 +20,13 @@ afterAll(() => env.teardown());
 const json = (text: string) => JSON.parse(text) as Record<string, unknown>;
 
 describe('rewind CLI', () => {
+  it('prints its version', async () => {
+    const { version } = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    expect(await runCli(['--version'])).toMatchObject({ code: 0, stdout: `${version}\n` });
+  });
+
   it('snapshot create --wait --json prints the cross-section id; list and show find it', async () => {
     const created = await cli([
       'snapshot',
@@ -82,12 +89,16 @@ describe('rewind CLI', () => {
       accepted: false,
       reason: 'alice requested this rollback and cannot approve it in production',
     });
+    const stranger = await cli(['rollback', 'approve', id, '--as', 'mallory']);
+    expect(stranger).toMatchObject({ code: 1, stdout: '' });
+    expect(stranger.stderr).toBe('refused: mallory is not an approver (approvers: alice, bob, carol)\n');
 
     const approved = await cli(['rollback', 'approve', id, '--as', 'bob']);
     expect(approved.code).toBe(0);
     expect(approved.stdout).toContain('approved by bob');
 
     const watched = await cli(['rollback', 'status', id, '--watch', '--json']);
+    expect(watched.code).toBe(0);
     expect(json(watched.stdout)).toMatchObject({ phase: 'complete', state: 'completed', execution: 'COMPLETED' });
     expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(
       Buffer.from('release: v1\n').toString('base64'),
@@ -132,7 +143,10 @@ describe('rewind CLI', () => {
       accepted: true,
       phase: 'approval',
     });
-    const status = json((await cli(['rollback', 'status', workflowId, '--watch', '--json'])).stdout);
+    const watched = await cli(['rollback', 'status', workflowId, '--watch', '--json']);
+    // A run that ended other than completed makes `status` exit non-zero: 6 for cancelled.
+    expect(watched.code).toBe(6);
+    const status = json(watched.stdout);
     expect(status).toMatchObject({
       state: 'cancelled',
       execution: 'CANCELLED',
@@ -285,11 +299,13 @@ describe('rewind CLI', () => {
   it('shows the reason a worker gives, not just that the run failed', async () => {
     // The operator's manifest declares a component the worker's does not know.
     const stale = path.join(env.dir, 'stale.yaml');
+    const extra = path.join(env.dir, 'envs', 'production', 'extra');
+    mkdirSync(extra, { recursive: true });
     writeFileSync(
       stale,
       readFileSync(env.manifestFile, 'utf8').replace(
         '      models:',
-        `      extra:\n        kind: files\n        path: ${env.dir}\n      models:`,
+        `      extra:\n        kind: files\n        path: ${extra}\n      models:`,
       ),
     );
     const result = await runCli([
@@ -304,7 +320,9 @@ describe('rewind CLI', () => {
       '--wait',
     ]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toBe('error: environment "production" has no component "extra" (it has: config, models)\n');
+    expect(result.stderr).toMatch(
+      /^error: the manifest changed since the workers started \(they run [0-9a-f]{12}, this request was made with [0-9a-f]{12}\); restart the control worker and the agents/,
+    );
   });
 
   it('rejects empty values with the flag named', async () => {

@@ -127,7 +127,7 @@ describe('database rollback strategies', () => {
     const refused = await env.client.decide(id, 'approve', { user: 'bob' });
     expect(refused).toMatchObject({ accepted: false });
     expect(refused.reason).toBe(
-      'this plan loses data (column public.orders.total (3 rows with a value), dropped by U3__add_order_total.sql); approve with --accept-data-loss to accept that',
+      'this plan loses data (db: column public.orders.total (3 rows with a value), dropped by U3__add_order_total.sql); approve with --accept-data-loss to accept that',
     );
 
     const done = await approveAndFinish(env, id, true);

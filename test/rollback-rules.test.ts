@@ -135,7 +135,7 @@ describe('decision rules', () => {
     [
       'a destructive plan without acceptance',
       ['approve', { user: 'bob' }, awaiting({ plan: plan(true) })],
-      'this plan loses data (column public.orders.total (3 rows)); approve with --accept-data-loss to accept that',
+      'this plan loses data (db: column public.orders.total (3 rows)); approve with --accept-data-loss to accept that',
     ],
     [
       'a rejection by a stranger',
@@ -144,6 +144,14 @@ describe('decision rules', () => {
     ],
   ])('refuses %s with the reason', (_what, args, reason) => {
     expect(decisionPolicyProblem(...args)).toBe(reason);
+  });
+
+  it('names every loss of a destructive plan when it refuses an approval without acceptance', () => {
+    const twoLosses = plan(true)!;
+    twoLosses.components[0]!.impact![0]!.losses.push('table public.audit (12 rows)');
+    expect(decisionPolicyProblem('approve', { user: 'bob' }, awaiting({ plan: twoLosses }))).toBe(
+      'this plan loses data (db: column public.orders.total (3 rows); db: table public.audit (12 rows)); approve with --accept-data-loss to accept that',
+    );
   });
 
   it('lets the requester approve where the environment allows it, and anyone involved reject', () => {

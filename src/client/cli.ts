@@ -1,12 +1,27 @@
 #!/usr/bin/env node
 // The `rewind` command. Every command takes --json; bad input gets one clear error line on
 // stderr and a non-zero exit, and changes nothing. Each command group lives in ./commands.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
 import { registerDbCommands } from './commands/db';
 import { registerManifestCommands } from './commands/manifest';
 import { registerProcessCommands } from './commands/processes';
 import { registerRollbackCommands } from './commands/rollback';
 import { registerSnapshotCommands } from './commands/snapshot';
+
+/** This package's version, from its package.json (two folders up from sources, three from lib/). */
+function packageVersion(): string {
+  for (const up of ['../..', '../../..']) {
+    try {
+      return (JSON.parse(readFileSync(path.join(__dirname, up, 'package.json'), 'utf8')) as { version: string })
+        .version;
+    } catch {
+      // not this level
+    }
+  }
+  return 'unknown';
+}
 
 const program = new Command('rewind')
   .description('Durable, approved, compensating rollbacks of production and regression environments, on Temporal.')
@@ -17,7 +32,8 @@ const program = new Command('rewind')
   .addHelpText(
     'after',
     '\nEnvironment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE, REWIND_MANIFEST (default ./rewind.yaml),\n' +
-      'REWIND_USER (default for --as), REWIND_LOG_LEVEL (workers and agents; default info).',
+      'REWIND_USER (default for --as), REWIND_LOG_LEVEL (workers and agents; default info).\n' +
+      '`rewind --version` prints the version.',
   );
 
 // Registration order is the order `rewind --help` lists the commands in.
@@ -27,4 +43,6 @@ registerSnapshotCommands(program);
 registerDbCommands(program);
 registerRollbackCommands(program);
 
-void program.parseAsync(process.argv);
+// `rewind --version` only as the first argument: `snapshot create --version V` is a release label.
+if (process.argv[2] === '--version') process.stdout.write(`${packageVersion()}\n`);
+else void program.parseAsync(process.argv);

@@ -7,7 +7,7 @@ import { presenterOf } from '../components/registry';
 import { markdownCode as code, markdownSafe as md } from './display-text';
 import { formatBytes } from './format';
 import { refusalTimes } from './rollback-rules';
-import { describeTarget, PHASES, type Phase, type RollbackStatus } from './rollback';
+import { describeTarget, type Phase, type PhaseTiming, type RollbackStatus } from './rollback';
 
 const OUTCOME: Record<RollbackStatus['state'], string> = {
   running: 'still running',
@@ -57,12 +57,12 @@ export function renderRollbackReport(s: RollbackStatus): string {
   lines.push('');
 
   lines.push('## Phases', '', '| phase | started | duration |', '| --- | --- | --- |');
-  for (const phase of [...PHASES, 'compensate'] as Phase[]) {
-    const t = s.phases[phase];
-    if (t)
-      lines.push(
-        `| ${phase} | ${md(t.startedAt)} | ${t.durationMs === undefined ? 'running' : formatDuration(t.durationMs)} |`,
-      );
+  // In the order they ran (the order phases were entered), so compensation comes before complete.
+  const ran = Object.entries(s.phases) as [Phase, PhaseTiming][];
+  for (const [phase, t] of ran) {
+    lines.push(
+      `| ${phase} | ${md(t.startedAt)} | ${t.durationMs === undefined ? 'running' : formatDuration(t.durationMs)} |`,
+    );
   }
   lines.push('');
 

@@ -158,10 +158,11 @@ export function decisionPolicyProblem(
   }
   if (run.approvals.some((a) => a.user === user)) return `${user} has already approved`;
   if (run.plan?.destructive && !run.acceptDataLoss && !decision.acceptDataLoss) {
-    const loss =
-      run.plan.components.flatMap((c) => c.impact?.find((i) => i.strategy === c.strategy)?.losses ?? [])[0] ??
-      'see the plan';
-    return `this plan loses data (${loss}); approve with --accept-data-loss to accept that`;
+    // Every loss, so that whoever accepts knows all of it.
+    const losses = run.plan.components.flatMap(
+      (c) => c.impact?.find((i) => i.strategy === c.strategy)?.losses.map((l) => `${c.component}: ${l}`) ?? [],
+    );
+    return `this plan loses data (${losses.join('; ') || 'see the plan'}); approve with --accept-data-loss to accept that`;
   }
   return undefined;
 }

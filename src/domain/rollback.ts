@@ -74,6 +74,21 @@ export const FINAL_STATES: readonly RollbackState[] = [
   'cancelled',
 ];
 
+/**
+ * `rewind rollback status` exits with these, so scripts can tell how a run ended without
+ * parsing: 0 while it runs or waits, and when it completed; 1 stays for errors of the command.
+ */
+export const STATUS_EXIT_CODES: Record<RollbackState, number> = {
+  running: 0,
+  'awaiting-approval': 0,
+  completed: 0,
+  compensated: 2,
+  failed: 3,
+  rejected: 4,
+  'timed-out': 5,
+  cancelled: 6,
+};
+
 export function describeTarget(target: RollbackTarget): string {
   if (target.kind === 'version') return `version ${target.version}`;
   if (target.kind === 'time') return `time ${target.time}`;

@@ -144,7 +144,7 @@ describe('approval rules (workflow with stub activities)', () => {
       expect(without).toMatchObject({
         accepted: false,
         reason:
-          'this plan loses data (column public.orders.total (1,204 rows)); approve with --accept-data-loss to accept that',
+          'this plan loses data (models: column public.orders.total (1,204 rows)); approve with --accept-data-loss to accept that',
       });
       expect(e.restores()).toEqual([]);
       expect(await e.client.decide(id, 'approve', { user: 'bob', acceptDataLoss: true })).toMatchObject({

@@ -40,6 +40,16 @@ describe('failures after approval (workflow with stub activities)', () => {
     expect(e.restores('rollback').map((r) => r.component)).toEqual(['config', 'models']);
     expect(e.restores('compensation').map((r) => r.component)).toEqual(['models', 'config']);
     expect(e.calls('verifyComponent')).toEqual([]);
+    // The report lists the phases in the order they ran.
+    const phaseRows = view.status.report!.split('\n').filter((l) => /^\| [a-z]+ \| \d{4}-/.test(l));
+    expect(phaseRows.map((l) => l.split('|')[1]!.trim())).toEqual([
+      'decide',
+      'prepare',
+      'approval',
+      'execute',
+      'compensate',
+      'complete',
+    ]);
   });
 
   it('compensates when verify finds a component differs from the target, saying how', async () => {

@@ -4,7 +4,7 @@ import { terminalSafe } from '../../domain/display-text';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, Option } from 'commander';
 import { CROSS_SECTION_ID_PATTERN } from '../../domain/cross-section';
-import { FINAL_STATES, STRATEGIES, TRIGGERS, type RollbackStatus } from '../../domain/rollback';
+import { FINAL_STATES, STATUS_EXIT_CODES, STRATEGIES, TRIGGERS, type RollbackStatus } from '../../domain/rollback';
 import { RequestError, type RewindClient, type RollbackView } from '../client';
 import { progressBar, renderLive, renderStatus } from '../render';
 import { action, currentUser, globals, list, nonEmpty, port, print, rewindClient, UsageError } from './command-context';
@@ -160,18 +160,19 @@ export function registerRollbackCommands(program: Command): void {
 
   rollback
     .command('status <workflowId>')
-    .description('phase, state, plan and per-step progress of a rollback')
+    .description(
+      'phase, state, plan and per-step progress of a rollback; exits 0 while it runs or waits and when it completed, ' +
+        '2 compensated, 3 failed, 4 rejected, 5 timed out, 6 cancelled',
+    )
     .option('--watch', 'follow it live until it ends or awaits approval')
     .action(
       action(async (workflowId: string, opts: { watch?: boolean }, cmd: Command) => {
         const client = await rewindClient(cmd);
-        if (!opts.watch) {
-          const view = await client.rollbackView(workflowId);
-          print(cmd, statusJson(view), () => renderStatus(view));
-          return;
-        }
-        const view = await watch(client, workflowId, globals(cmd).json ?? false);
+        const view = opts.watch
+          ? await watch(client, workflowId, globals(cmd).json ?? false)
+          : await client.rollbackView(workflowId);
         print(cmd, statusJson(view), () => renderStatus(view));
+        process.exitCode = STATUS_EXIT_CODES[view.status.state];
       }),
     );
 
@@ -239,8 +240,14 @@ function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
             ...(opts.comment ? { comment: opts.comment } : {}),
             ...(opts.requestId ? { requestId: opts.requestId } : {}),
           });
+          if (!outcome.accepted) {
+            // A refusal is an error for the caller: stderr and exit 1 (--json still gets the outcome).
+            if (globals(cmd).json) print(cmd, outcome, () => '');
+            else process.stderr.write(`refused: ${terminalSafe(outcome.reason ?? 'unknown reason')}\n`);
+            process.exitCode = 1;
+            return;
+          }
           print(cmd, outcome, () => {
-            if (!outcome.accepted) return `refused: ${terminalSafe(outcome.reason ?? 'unknown reason')}`;
             const now = `state: ${outcome.state}, phase: ${outcome.phase}`;
             if (name === 'reject') return `rejected by ${terminalSafe(user)}; nothing was changed (${now})`;
             const { approvals, requiredApprovals } = outcome;
@@ -248,7 +255,6 @@ function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
               ? `approved by ${terminalSafe(user)} (${approvals} of ${requiredApprovals}); ${now}`
               : `approved by ${terminalSafe(user)} (${approvals} of ${requiredApprovals}); waiting for ${requiredApprovals - approvals} more (${now})`;
           });
-          if (!outcome.accepted) process.exitCode = 1;
         },
       ),
     );
