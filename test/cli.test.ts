@@ -49,7 +49,8 @@ describe('rewind CLI', () => {
       id: crossSectionId,
       version: 'v1',
     });
-    const shown = await cli(['snapshot', 'show', crossSectionId, '--env', 'production']);
+    const shown = await cli(['snapshot', 'show', crossSectionId]);
+    expect(shown.code).toBe(0);
     expect(shown.stdout).toContain(`${crossSectionId}  production`);
     expect(shown.stdout).toMatch(/config\s+snapshot [0-9a-f]{8}\s+1 file, 0 dirs, 0 links/);
   });
@@ -268,6 +269,11 @@ describe('rewind CLI', () => {
       ['snapshot', 'show', 'xs-20261128-000000-0000', '--env', 'production'],
       'error: no cross-section xs-20261128-000000-0000 in production',
     ],
+    [
+      ['snapshot', 'show', 'xs-20261128-000000-0000'],
+      'error: no cross-section xs-20261128-000000-0000 (rewind snapshot list',
+    ],
+    [['snapshot', 'show', 'latest'], 'error: "latest" is not a cross-section id (like xs-20261128-130641-a1b2)'],
     [['rollback', 'frobnicate'], "error: unknown command 'frobnicate'"],
   ])('rejects bad input %j with one clear line and starts nothing', async (args, message) => {
     const before = (await env.client.listRollbacks('production', 100)).length;

@@ -20,6 +20,12 @@ export class SnapshotStore {
     return groupCrossSections(await this.restic.snapshots(['rewind', `env=${environment}`]));
   }
 
+  /** One cross-section by its id, in whichever environment it was taken. */
+  async crossSectionById(id: string): Promise<CrossSection | undefined> {
+    await this.restic.ensureInitialized();
+    return groupCrossSections(await this.restic.snapshots(['rewind', `xs=${id}`]))[0];
+  }
+
   /** The cross-section a rollback target names: newest complete one with the version, or the id. */
   async findTarget(environment: string, target: RollbackTarget): Promise<CrossSection | undefined> {
     const sections = await this.crossSections(environment);

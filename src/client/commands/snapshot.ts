@@ -1,6 +1,7 @@
 // `rewind snapshot create|list|show`: take and list cross-sections of an environment.
 import { terminalSafe } from '../../domain/display-text';
 import type { Command } from 'commander';
+import { CROSS_SECTION_ID_PATTERN } from '../../domain/cross-section';
 import { openSnapshotStore } from '../../snapshots/open';
 import { checkAgainstManifest, RequestError } from '../client';
 import { describeContents, renderCrossSection, renderCrossSections } from '../render';
@@ -77,14 +78,20 @@ export function registerSnapshotCommands(program: Command): void {
   snapshot
     .command('show <id>')
     .description('show one cross-section: its components, snapshots and fingerprints')
-    .requiredOption('--env <name>', 'environment')
+    .option('--env <name>', 'only look in this environment (cross-section ids are unique, so it is not needed)')
     .action(
-      action(async (id: string, opts: { env: string }, cmd: Command) => {
+      action(async (id: string, opts: { env?: string }, cmd: Command) => {
         const { manifest } = manifestOf(cmd);
-        checkAgainstManifest(manifest, opts.env);
-        const section = (await openSnapshotStore(manifest).crossSections(opts.env)).find((s) => s.id === id);
-        if (!section)
-          throw new RequestError(`no cross-section ${id} in ${opts.env} (rewind snapshot list --env ${opts.env})`);
+        if (opts.env !== undefined) checkAgainstManifest(manifest, opts.env);
+        if (!CROSS_SECTION_ID_PATTERN.test(id)) {
+          throw new RequestError(`"${terminalSafe(id)}" is not a cross-section id (like xs-20261128-130641-a1b2)`);
+        }
+        const found = await openSnapshotStore(manifest).crossSectionById(id);
+        const section = opts.env === undefined || found?.environment === opts.env ? found : undefined;
+        if (!section) {
+          const where = opts.env ? ` in ${opts.env}` : '';
+          throw new RequestError(`no cross-section ${id}${where} (rewind snapshot list --env ENV)`);
+        }
         print(cmd, section, () => renderCrossSection(section));
       }),
     );
