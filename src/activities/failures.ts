@@ -14,7 +14,19 @@ export function toApplicationFailure(err: unknown): unknown {
     if (err.kind === 'wrong-password' || err.kind === 'no-repository') {
       return ApplicationFailure.nonRetryable(err.message, ErrorType.RepositoryAccess);
     }
-    if (err.kind === 'refused') return ApplicationFailure.nonRetryable(err.message, ErrorType.ResticRefused);
+    // What restic would meet again on every attempt: compensate at once instead of retrying
+    // for minutes. A damaged repository, a crash of restic itself, or a full or read-only
+    // repository disk are the repository's problem; a full or read-only target is the component's.
+    if (
+      err.kind === 'refused' ||
+      err.kind === 'damaged' ||
+      err.kind === 'crashed' ||
+      err.kind === 'repository-unwritable'
+    ) {
+      return ApplicationFailure.nonRetryable(err.message, ErrorType.ResticRefused);
+    }
+    if (err.kind === 'unwritable') return ApplicationFailure.nonRetryable(err.message, ErrorType.ComponentUnavailable);
+    // A live lock, an I/O or network error, an interruption: a later attempt may succeed.
     return ApplicationFailure.retryable(err.message, ErrorType.ResticFailed);
   }
   if (err instanceof ManifestError) return ApplicationFailure.nonRetryable(err.message, ErrorType.InvalidRequest);

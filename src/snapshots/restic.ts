@@ -58,20 +58,66 @@ export interface RunOptions {
   lockFile?: string;
   /** Environment for restic and the commands it runs (e.g. PGPASSWORD for pg_dump). */
   extraEnv?: NodeJS.ProcessEnv;
+  /**
+   * If the repository is locked by a live process even after stale locks were cleared, wait
+   * this long for it (restic's `--retry-lock`) before failing. Not waited on the first try, so
+   * that a stale lock is cleared at once instead of waited on.
+   */
+  lockWait?: string;
 }
 
 /** Fatal errors about the request itself, which the same request would meet again. */
 const REFUSALS =
   /no matching ID found|snapshot is empty|invalid (id|pattern|snapshot)|is not a directory|unknown flag/i;
 
-/** restic's documented exit codes. */
-const EXIT = { noRepository: 10, lockFailed: 11, wrongPassword: 12, incompleteBackup: 3 } as const;
+/**
+ * Repository data that does not read back as written: a corrupted, truncated or missing pack,
+ * index or key (restic 0.19's wording). Retrying reads the same bytes again.
+ */
+const DAMAGED =
+  /ciphertext verification failed|invalid data returned|file is too short|pack [0-9a-f]+ contains \d+ errors|(pack|blob|tree) ID does not match|hash of data does not match|pack (header )?size does not match|config or key \S+ is damaged|checksum mismatch|<(data|index)\/[0-9a-f]+>\): open [^:]+: no such file or directory/i;
+
+/** A file system restic writes to that is full or read-only; it stays so until someone acts. */
+const NO_SPACE = /no space left on device|disk quota exceeded/i;
+const READ_ONLY = /read-only file system/i;
+
+/**
+ * restic's documented exit codes (restic 0.17+): 0 success, 1 fatal error, 2 Go runtime error
+ * (a crash), 3 backup could not read some source data (or forget could not remove some
+ * snapshots), 10 no repository, 11 failed to lock, 12 wrong password, 130 interrupted.
+ */
+const EXIT = {
+  crashed: 2,
+  incomplete: 3,
+  noRepository: 10,
+  lockFailed: 11,
+  wrongPassword: 12,
+  interrupted: 130,
+} as const;
+
+export type ResticErrorKind =
+  | 'no-repository'
+  | 'wrong-password'
+  /** Another restic holds the repository's lock, and it is not stale: a retry may succeed. */
+  | 'locked'
+  | 'incomplete'
+  | 'refused'
+  /** The repository's data does not read back as written (a corrupted or missing pack). */
+  | 'damaged'
+  /** A file system restic writes to (a restore's target) is full or read-only. */
+  | 'unwritable'
+  /** The repository's own file system is full or read-only. */
+  | 'repository-unwritable'
+  /** restic itself crashed (Go runtime error, exit code 2). */
+  | 'crashed'
+  | 'failed'
+  | 'cancelled';
 
 export class ResticError extends Error {
   constructor(
     message: string,
     readonly exitCode: number | null,
-    readonly kind: 'no-repository' | 'wrong-password' | 'locked' | 'incomplete' | 'refused' | 'failed' | 'cancelled',
+    readonly kind: ResticErrorKind,
     /** For an incomplete backup: the partial snapshot restic wrote anyway. */
     readonly snapshotId?: string,
   ) {
@@ -186,16 +232,16 @@ export class ResticRepository {
     });
     dump.stdout.pipe(consumer.stdin);
     consumer.stdin.on('error', () => undefined); // a consumer that fails closes its stdin early
-    const outcome = (child: ChildProcess, name: string) =>
+    const outcome = (child: ChildProcess, name: string, isRestic: boolean) =>
       new Promise<void>((resolve, reject) => {
         let stderr = '';
         child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString('utf8')).slice(-8192)));
         child.on('error', (err) => reject(new ResticError(`could not run ${name}: ${err.message}`, null, 'failed')));
-        child.on('close', (code) =>
-          code === 0
-            ? resolve()
-            : reject(new ResticError(`${name} exited with ${String(code)}: ${errorMessage(stderr)}`, code, 'failed')),
-        );
+        child.on('close', (code) => {
+          if (code === 0) return resolve();
+          if (isRestic) return reject(toResticError(['dump'], code, stderr, '', this.options.repository));
+          reject(new ResticError(`${name} exited with ${String(code)}: ${errorMessage(stderr)}`, code, 'failed'));
+        });
       });
     const onAbort = () => {
       dump.kill('SIGINT');
@@ -203,7 +249,10 @@ export class ResticRepository {
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await Promise.all([outcome(dump, 'restic dump'), outcome(consumer, path.basename(args.consumer.command))]);
+      await Promise.all([
+        outcome(dump, 'restic dump', true),
+        outcome(consumer, path.basename(args.consumer.command), false),
+      ]);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }
@@ -261,7 +310,8 @@ export class ResticRepository {
 
   async forget(snapshotIds: string[]): Promise<void> {
     if (snapshotIds.length === 0) return;
-    await this.run(['forget', '--retry-lock', '2m', ...snapshotIds]);
+    // forget needs the exclusive lock; a backup running beside it is waited for (lockWait).
+    await this.run(['forget', ...snapshotIds], { lockWait: '2m' });
   }
 
   /** Runs restic with --json and returns its JSON stdout lines. */
@@ -293,7 +343,41 @@ export class ResticRepository {
     return env;
   }
 
-  private runRaw(args: string[], options: RunOptions = {}): Promise<Buffer> {
+  /**
+   * Runs restic once more after a lock failure, having cleared stale locks: a restic killed
+   * with its agent (SIGKILL cannot be caught) leaves its lock behind, and restic waits on it or
+   * fails on it for ever. `restic unlock` without `--remove-all` removes only locks that restic
+   * itself calls stale: of processes that no longer run on this host, or older than 30 minutes
+   * (live restic refreshes its locks every 5). A live lock stays, and the second failure says
+   * whose it is.
+   */
+  private async runRaw(args: string[], options: RunOptions = {}): Promise<Buffer> {
+    try {
+      return await this.spawnRestic(args, options);
+    } catch (err) {
+      const command = subcommand(args);
+      if (!(err instanceof ResticError) || err.kind !== 'locked' || command === 'unlock') throw err;
+      await this.unlockStale(options.signal);
+      const again = options.lockWait ? withFlag(args, '--retry-lock', options.lockWait) : args;
+      try {
+        return await this.spawnRestic(again, options);
+      } catch (second) {
+        if (!(second instanceof ResticError) || second.kind !== 'locked') throw second;
+        throw new ResticError(liveLockMessage(`restic ${command}`, second.message), second.exitCode, 'locked');
+      }
+    }
+  }
+
+  /** `restic unlock`: removes stale locks only. Its failure is left to the retry to report. */
+  private async unlockStale(signal?: AbortSignal): Promise<void> {
+    try {
+      await this.spawnRestic(['unlock'], signal ? { signal } : {});
+    } catch (err) {
+      if (err instanceof ResticError && err.kind === 'cancelled') throw err;
+    }
+  }
+
+  private spawnRestic(args: string[], options: RunOptions = {}): Promise<Buffer> {
     const env = this.childEnv(options.extraEnv);
     // `flock --no-fork` becomes restic itself, so the lock lives exactly as long as restic:
     // a restic left running by a killed agent keeps it, and the next attempt waits its turn.
@@ -305,7 +389,7 @@ export class ResticRepository {
       options.signal?.throwIfAborted();
       const child = spawn(command, argv, { cwd: options.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
       const stdout: Buffer[] = [];
-      let stderr = '';
+      const stderr = new BoundedText();
       let pending = '';
       let cancelled = false;
 
@@ -332,9 +416,7 @@ export class ResticRepository {
           } else stdout.push(Buffer.from(line + '\n'));
         }
       });
-      child.stderr.on('data', (chunk: Buffer) => {
-        if (stderr.length < 64 * 1024) stderr += chunk.toString('utf8');
-      });
+      child.stderr.on('data', (chunk: Buffer) => stderr.append(chunk.toString('utf8')));
       child.on('error', (err) => {
         options.signal?.removeEventListener('abort', onAbort);
         reject(new ResticError(`could not run ${command}: ${err.message}`, null, 'failed'));
@@ -344,7 +426,9 @@ export class ResticRepository {
         if (pending) stdout.push(Buffer.from(pending));
         if (code === 0) return resolve(Buffer.concat(stdout));
         if (cancelled) return reject(new ResticError('restic was cancelled', code, 'cancelled'));
-        reject(toResticError(args, code, stderr, Buffer.concat(stdout).toString('utf8')));
+        reject(
+          toResticError(args, code, stderr.text(), Buffer.concat(stdout).toString('utf8'), this.options.repository),
+        );
       });
       child.stdin.on('error', () => undefined); // restic may exit before reading stdin
       child.stdin.end(options.stdin ?? '');
@@ -352,29 +436,144 @@ export class ResticRepository {
   }
 }
 
-function toResticError(args: string[], code: number | null, stderr: string, stdout: string): ResticError {
-  const message = errorMessage(stderr) || `exit code ${String(code)}`;
-  const what = `restic ${args.filter((a) => a !== '--json')[0] ?? ''}`;
+/**
+ * A failed restic run as a ResticError whose kind says whether retrying can help: by restic's
+ * exit code first, then, for the catch-all exit code 1, by restic's words.
+ */
+function toResticError(
+  args: string[],
+  code: number | null,
+  stderr: string,
+  stdout: string,
+  repository: string,
+): ResticError {
+  const messages = stderrMessages(stderr);
+  const message = summarize(messages) || `exit code ${String(code)}`;
+  const what = `restic ${subcommand(args)}`;
   switch (code) {
     case EXIT.noRepository:
       return new ResticError(`${what}: repository does not exist`, code, 'no-repository');
     case EXIT.wrongPassword:
       return new ResticError(`${what}: wrong repository password`, code, 'wrong-password');
     case EXIT.lockFailed:
-      return new ResticError(`${what}: repository is locked: ${message}`, code, 'locked');
-    case EXIT.incompleteBackup:
+      return new ResticError(`${what}: repository is locked: ${lockReport(messages, message)}`, code, 'locked');
+    case EXIT.crashed:
       return new ResticError(
-        `${what}: some files could not be read: ${message}`,
+        `${what}: restic crashed (exit code 2): ${messages.find((m) => /^(panic|fatal error):/.test(m)) ?? message}`,
         code,
-        'incomplete',
-        /"snapshot_id":"([0-9a-f]+)"/.exec(stdout)?.[1],
+        'crashed',
       );
-    default:
-      return new ResticError(`${what}: ${message}`, code, REFUSALS.test(message) ? 'refused' : 'failed');
+    case EXIT.interrupted:
+      return new ResticError(`${what}: restic was interrupted: ${message}`, code, 'failed');
+    case EXIT.incomplete:
+      if (subcommand(args) === 'backup') {
+        return new ResticError(
+          `${what}: some files could not be read: ${message}`,
+          code,
+          'incomplete',
+          /"snapshot_id":"([0-9a-f]+)"/.exec(stdout)?.[1],
+        );
+      }
+      break;
+  }
+  // restic before 0.17 exits with 1 when locked; its words are the same.
+  if (messages.some((m) => /repository is already locked/i.test(m))) {
+    return new ResticError(`${what}: repository is locked: ${lockReport(messages, message)}`, code, 'locked');
+  }
+  // A cause that retrying cannot remove may hide among many follow-on errors (a read-only
+  // target makes every later chown fail too), so every message counts, not only the last.
+  // A command's own complaints (--stdin-from-command) are its caller's to judge.
+  const own = messages.filter((m) => !m.startsWith('subprocess '));
+  const damaged = own.find((m) => DAMAGED.test(m));
+  if (damaged) {
+    return new ResticError(
+      `${what}: the repository data is damaged: ${damaged.slice(0, 500)}. Retrying reads the same bytes; run \`restic check --read-data\` and see https://restic.readthedocs.io/en/stable/077_troubleshooting.html`,
+      code,
+      'damaged',
+    );
+  }
+  const noSpace = own.find((m) => NO_SPACE.test(m));
+  const readOnly = noSpace ? undefined : own.find((m) => READ_ONLY.test(m));
+  const full = noSpace ?? readOnly;
+  if (full) {
+    const state = noSpace ? 'full' : 'read-only';
+    const inRepository =
+      /<(data|index|snapshots|keys|locks|config)\b|\bSave\(/.test(full) || full.includes(path.join(repository, '/'));
+    return inRepository
+      ? new ResticError(
+          `${what}: the repository's file system is ${state}: ${full.slice(0, 500)}`,
+          code,
+          'repository-unwritable',
+        )
+      : new ResticError(`${what}: the file system is ${state}: ${full.slice(0, 500)}`, code, 'unwritable');
+  }
+  return new ResticError(`${what}: ${message}`, code, REFUSALS.test(message) ? 'refused' : 'failed');
+}
+
+/** The restic command of an argument list (`backup`, `forget`, ...): its first non-flag word. */
+function subcommand(args: string[]): string {
+  return args.find((a) => !a.startsWith('-')) ?? '';
+}
+
+/** `args` with a flag added right after the command, where restic reads it whatever follows. */
+function withFlag(args: string[], flag: string, value: string): string[] {
+  const at = args.findIndex((a) => !a.startsWith('-'));
+  return [...args.slice(0, at + 1), flag, value, ...args.slice(at + 1)];
+}
+
+/**
+ * Names the holder of a live lock from restic's report: "repository is already locked
+ * exclusively by PID 123 on host by user (UID 0, GID 0) / lock was created at ...".
+ */
+function liveLockMessage(what: string, message: string): string {
+  const holder = /locked (exclusively )?by (PID \d+ on \S+ by [^\n;(]+?)\s*(\(UID[^)]*\))?\s*(?:\n|;|$)/.exec(message);
+  const since = /lock was created at ([^(\n;]+?)\s*\(/.exec(message)?.[1];
+  const who = holder
+    ? `${holder[2]}${holder[3] ? ` ${holder[3]}` : ''}${holder[1] ? ', exclusively' : ''}${since ? `, since ${since}` : ''}`
+    : oneLine(message);
+  return `${what}: the repository is locked by ${who}. The lock is not stale (its process is alive, or it was taken on another host less than 30 minutes ago), so restic unlock left it; retry when that restic has finished`;
+}
+
+/** restic's words about the lock and its holder, on one line. */
+function lockReport(messages: string[], fallback: string): string {
+  const about = messages.filter((m) => /already locked|lock was created at/i.test(m));
+  return oneLine(about.length > 0 ? about.join('\n') : fallback);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, '; ');
+}
+
+/** Keeps the start of a long stderr (where causes come first) and its end (the exit error). */
+class BoundedText {
+  private head = '';
+  private tail = '';
+  private cut = false;
+  private static readonly HEAD = 64 * 1024;
+  private static readonly TAIL = 16 * 1024;
+
+  append(chunk: string): void {
+    if (!this.cut && this.head.length + chunk.length <= BoundedText.HEAD) {
+      this.head += chunk;
+      return;
+    }
+    this.cut = true;
+    this.tail = (this.tail + chunk).slice(-BoundedText.TAIL);
+  }
+
+  text(): string {
+    if (!this.cut) return this.head;
+    const head = this.head.slice(0, this.head.lastIndexOf('\n') + 1);
+    return head + this.tail.slice(this.tail.indexOf('\n') + 1);
   }
 }
 
 function errorMessage(stderr: string): string {
+  return summarize(stderrMessages(stderr));
+}
+
+/** restic's messages in its stderr, JSON or plain, in order. */
+function stderrMessages(stderr: string): string[] {
   const messages: string[] = [];
   for (const line of stderr.split('\n')) {
     const trimmed = line.trim();
@@ -391,6 +590,10 @@ function errorMessage(stderr: string): string {
     }
     messages.push(trimmed);
   }
+  return messages;
+}
+
+function summarize(messages: string[]): string {
   // With --stdin-from-command, the command's own complaint (e.g. pg_dump's "error: … permission
   // denied") is the cause; restic's closing lines only say that the command failed.
   const fromCommand = messages
