@@ -113,6 +113,81 @@ describe('manifest validation', () => {
       `environments.production.components.config.path: ${linkedDir} is a symbolic link (to ${configDir}); rewind writes the directory at this path and would replace the link with a directory: name the directory itself`,
     ],
     ['invalid YAML', 'approvers: [alice\n', 'YAML'],
+    [
+      'two environments sharing a folder',
+      `${valid}  regression:\n    components:\n      config: { kind: files, path: ${configDir} }\n`,
+      `environments.regression.components.config.path: ${configDir} is the same folder as environments.production.components.config.path (line 12, column 30); each environment's lock guards only its own rollbacks, so two rollbacks could write this folder at once`,
+    ],
+    [
+      'a component nested in another',
+      valid.replace(`path: ${modelsDir}`, `path: ${configDir}/nested`),
+      `environments.production.components.models.path: ${configDir}/nested is inside environments.production.components.config.path (${configDir}) (line 9, column 30); restoring one would overwrite the other's files`,
+    ],
+    [
+      'the repository inside a component',
+      valid.replace('./snapshots', `${configDir}/repo`),
+      `repository.path: ${configDir}/repo is inside environments.production.components.config.path (${configDir}) (line 2, column 15); a rollback of that component would overwrite the repository`,
+    ],
+    [
+      'dataDir inside a component',
+      valid.replace('approvers:', `dataDir: ${modelsDir}/state\napprovers:`),
+      `dataDir: ${modelsDir}/state is inside environments.production.components.models.path (${modelsDir}) (line 3, column 1); a rollback of that component would overwrite rewind's plans, reports and agent state`,
+    ],
+    [
+      'the file system root as a folder',
+      valid.replace(configDir, '/'),
+      'environments.production.components.config.path: /: must not be the file system root (line 8, column 30)',
+    ],
+    [
+      'a path escaping with ..',
+      valid.replace(configDir, '../config'),
+      'environments.production.components.config.path: ../config: must not contain ".."; name the folder itself (rewind compares folders by name, and ".." after a symbolic link leads somewhere else) (line 8, column 30)',
+    ],
+    [
+      'more required approvals than distinct approvers',
+      valid.replace('approvalTimeout: 30m', 'approvalTimeout: 30m, requiredApprovals: 3'),
+      'policy.requiredApprovals: 3 approvals needed, but only 2 distinct approvers (alice, bob) (line 4, column 33); no rollback could ever be approved',
+    ],
+    [
+      'a blank approver',
+      valid.replace('[alice, bob]', '[alice, "", bob]'),
+      'approvers.1: must not be blank (line 3, column 20)',
+    ],
+    [
+      'a duplicate approver',
+      valid.replace('[alice, bob]', '[alice, bob, alice]'),
+      'approvers.2: "alice" is listed twice (line 3, column 25)',
+    ],
+    [
+      'a zero duration',
+      valid.replace('approvalTimeout: 30m', 'approvalTimeout: 0m'),
+      'policy.approvalTimeout: must be from 1s to 7d, not 0m (line 4, column 11)',
+    ],
+    [
+      'an absurd duration',
+      valid.replace('approvalTimeout: 30m', 'approvalTimeout: 30m, heartbeatTimeout: 30d'),
+      'policy.heartbeatTimeout: must be from 1s to 1h, not 30d (line 4, column 33)',
+    ],
+    [
+      'a dependency listed twice',
+      valid.replace('dependsOn: [config]', 'dependsOn: [config, config]'),
+      'environments.production.components.models.dependsOn.1: "config" is listed twice',
+    ],
+    [
+      'a component named like an object prototype key',
+      valid.replace('      models:', '      constructor:').replace('dependsOn: [config]', 'dependsOn: []'),
+      'environments.production.components.constructor: invalid name "constructor": is a name every JavaScript object already has; choose another (line 9, column 7)',
+    ],
+    [
+      'a component named __proto__, which would otherwise vanish',
+      valid.replace('      models:', '      __proto__:').replace('dependsOn: [config]', 'dependsOn: []'),
+      'environments.production.components.__proto__: invalid name "__proto__": is a name every JavaScript object already has; choose another (line 9, column 7)',
+    ],
+    [
+      'a misspelt key, suggesting the right one',
+      valid.replace('policy:', 'polcy:'),
+      'polcy: unknown key (line 4, column 1); did you mean "policy"?',
+    ],
   ])('rejects %s, naming the key', (_what, text, expected) => {
     expect(issuesOf(text)[0]).toContain(expected);
   });
@@ -122,37 +197,37 @@ describe('manifest validation', () => {
     [
       'neither url nor urlEnv',
       '{ kind: postgres }',
-      'environments.production.components.db: set exactly one of url or urlEnv',
+      'environments.production.components.db: set exactly one of url or urlEnv (line 9, column 7)',
     ],
     [
       'both url and urlEnv',
       '{ kind: postgres, url: "postgres://a@h/d", urlEnv: DB_URL }',
-      'environments.production.components.db: set exactly one of url or urlEnv',
+      'environments.production.components.db: set exactly one of url or urlEnv (line 9, column 7)',
     ],
     [
       'a URL that is not postgres',
       '{ kind: postgres, url: "mysql://a@h/d" }',
-      'environments.production.components.db.url: must be a postgres:// URL',
+      'environments.production.components.db.url: must be a postgres:// URL (line 9, column 29)',
     ],
     [
       'an unknown strategy',
       '{ kind: postgres, urlEnv: DB_URL, strategy: rewind }',
-      'environments.production.components.db.strategy: Invalid option: expected one of "undo"|"restore"|"pitr"',
+      'environments.production.components.db.strategy: Invalid option: expected one of "undo"|"restore"|"pitr" (line 9, column 45)',
     ],
     [
       'pitr without its section',
       '{ kind: postgres, urlEnv: DB_URL, strategy: pitr }',
-      'environments.production.components.db: strategy pitr needs a pitr section (dataDir, archiveDir, baseBackupDir)',
+      'environments.production.components.db: strategy pitr needs a pitr section (dataDir, archiveDir, baseBackupDir) (line 9, column 7)',
     ],
     [
       'a migrations folder that does not exist',
       '{ kind: postgres, urlEnv: DB_URL, migrations: ./no-such-folder }',
-      `environments.production.components.db.migrations: ${path.join(dir, 'no-such-folder')} does not exist`,
+      `environments.production.components.db.migrations: ${path.join(dir, 'no-such-folder')} does not exist (line 9, column 45)`,
     ],
     [
       'an unknown key',
       '{ kind: postgres, urlEnv: DB_URL, migration: ./m }',
-      'environments.production.components.db.migration: unknown key',
+      'environments.production.components.db.migration: unknown key (line 9, column 45); did you mean "migrations"?',
     ],
   ])('rejects a postgres component with %s, naming the key', (_what, db, expected) => {
     expect(issuesOf(withDb(db))[0]).toBe(expected);
@@ -161,8 +236,8 @@ describe('manifest validation', () => {
   it('reports every problem at once', () => {
     const text = valid.replace(`path: ${modelsDir}, `, '').replace('approvers: [alice, bob]', 'approvers: []');
     expect(issuesOf(text)).toEqual([
-      'approvers: must name at least one approver',
-      'environments.production.components.models.path: required',
+      'approvers: must name at least one approver (line 3, column 1)',
+      'environments.production.components.models.path: required (line 9, column 7)',
     ]);
   });
 
@@ -198,7 +273,7 @@ describe('a bad manifest stops every command before anything starts', () => {
     });
     expect(result.code).toBe(1);
     expect(result.stderr.trim()).toBe(
-      `error: ${bad}: environments.production.components.config.path: /nonexistent/config does not exist`,
+      `error: ${bad}: environments.production.components.config.path: /nonexistent/config does not exist (line 8, column 30)`,
     );
   });
 
@@ -263,11 +338,35 @@ describe('a bad manifest stops every command before anything starts', () => {
     }
   });
 
+  it('`rewind manifest validate` lists every problem at once, each with its line and column', async () => {
+    const several = path.join(dir, 'several.yaml');
+    writeFileSync(
+      several,
+      valid
+        .replace('[alice, bob]', '[alice, alice]')
+        .replace('approvalTimeout: 30m', 'approvalTimeout: 0s')
+        .replace(`path: ${modelsDir}`, `path: ${configDir}`)
+        .replace('format: config }', 'format: config, paht: /x }'),
+    );
+    const result = await runCli(['--manifest', several, 'manifest', 'validate']);
+    expect(result.code).toBe(1);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines[0]).toBe(`error: invalid manifest ${several}:`);
+    expect(lines.slice(1)).toEqual([
+      '  approvers.1: "alice" is listed twice (line 3, column 20)',
+      '  policy.approvalTimeout: must be from 1s to 7d, not 0s (line 4, column 11)',
+      expect.stringMatching(
+        /^  environments\.production\.components\.config\.paht: unknown key \(line 8, column \d+\); did you mean "path"\?$/,
+      ),
+      `  environments.production.components.models.path: ${configDir} is the same folder as environments.production.components.config.path (line 9, column 30); restoring one would overwrite the other's files`,
+    ]);
+  });
+
   it('`rewind manifest validate --json` reports the problem as JSON', async () => {
     const result = await runCli(['--manifest', bad, 'manifest', 'validate', '--check-paths', '--json']);
     expect(result.code).toBe(1);
     expect(JSON.parse(result.stderr)).toEqual({
-      error: `${bad}: environments.production.components.config.path: /nonexistent/config does not exist`,
+      error: `${bad}: environments.production.components.config.path: /nonexistent/config does not exist (line 8, column 30)`,
     });
   });
 });

@@ -1,15 +1,108 @@
 // Schema fields that the manifest and the component kinds' fragments share. Pure.
 import { z } from 'zod';
+import { DURATION_PATTERN, parseDuration } from './duration';
 
 // Environment and component names become task queue names and restic tags, so keep them plain.
 export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,39}$/;
+
+// Names every JavaScript object already answers to (`constructor`, `__proto__`, `toString`…): as
+// keys they shadow, or (`__proto__`) silently vanish from, the objects the manifest is read into.
+const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
+export const PROTOTYPE_KEY_REFUSAL = 'is a name every JavaScript object already has; choose another';
+
+export function isPrototypeKey(name: string): boolean {
+  return PROTOTYPE_KEYS.has(name);
+}
+
 export const nameField = z
   .string()
-  .regex(NAME_PATTERN, 'must start with a lowercase letter and hold only a-z, 0-9 and "-" (40 characters at most)');
+  .regex(NAME_PATTERN, 'must start with a lowercase letter and hold only a-z, 0-9 and "-" (40 characters at most)')
+  .refine((name) => !isPrototypeKey(name), PROTOTYPE_KEY_REFUSAL);
 
 export const envVarField = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the name of an environment variable');
 
+/** Entries listed more than once, as `[index, value]` of every repeat after the first. */
+export function repeatedEntries<T>(list: readonly T[]): [number, T][] {
+  const seen = new Set<T>();
+  const repeats: [number, T][] = [];
+  list.forEach((item, i) => {
+    if (seen.has(item)) repeats.push([i, item]);
+    seen.add(item);
+  });
+  return repeats;
+}
+
 export const dependsOnField = z
   .array(nameField)
+  .superRefine((deps, ctx) => {
+    for (const [i, dep] of repeatedEntries(deps))
+      ctx.addIssue({ code: 'custom', path: [i], message: `"${dep}" is listed twice`, input: dep });
+  })
   .default([])
   .describe('Components of the same environment that must be rolled back before this one.');
+
+/**
+ * Why a local path the manifest names is refused, if it is: the file system root, or a path with
+ * `..`. rewind tells folders apart by their names (to keep components, the repository and its
+ * state apart), and `..` after a symbolic link leads somewhere other than its name says.
+ */
+export function localPathProblem(p: string): string | undefined {
+  const segments = p.split('/');
+  if (segments.includes('..'))
+    return 'must not contain ".."; name the folder itself (rewind compares folders by name, and ".." after a symbolic link leads somewhere else)';
+  if (p.startsWith('/') && segments.every((s) => s === '' || s === '.')) return 'must not be the file system root';
+  return undefined;
+}
+
+/** A folder or file on the machine, absolute or relative to the manifest. */
+export const localPathField = z
+  .string()
+  .min(1)
+  .superRefine((p, ctx) => {
+    const problem = localPathProblem(p);
+    if (problem) ctx.addIssue({ code: 'custom', message: `${p}: ${problem}`, input: p });
+  });
+
+/** A duration such as "30s" between `min` and `max`, both included. */
+export function durationField(min: string, max: string) {
+  const [low, high] = [parseDuration(min), parseDuration(max)];
+  return z
+    .string()
+    .regex(DURATION_PATTERN, 'must be a duration such as 90s, 30m or 2h')
+    .superRefine((text, ctx) => {
+      if (!DURATION_PATTERN.test(text)) return;
+      const ms = parseDuration(text);
+      if (!(ms >= low && ms <= high))
+        ctx.addIssue({ code: 'custom', message: `must be from ${min} to ${max}, not ${text}`, input: text });
+    });
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/** The candidate closest to `word` (at most two edits away, case aside), for "did you mean". */
+export function closestMatch(word: string, candidates: Iterable<string>): string | undefined {
+  let best: { candidate: string; d: number } | undefined;
+  for (const candidate of candidates) {
+    if (candidate === word) continue;
+    const d = distance(word.toLowerCase(), candidate.toLowerCase());
+    if (d <= 2 && d < word.length && (!best || d < best.d)) best = { candidate, d };
+  }
+  return best?.candidate;
+}
+
+export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {
+  const match = closestMatch(word, candidates);
+  return match === undefined ? undefined : `did you mean "${match}"?`;
+}

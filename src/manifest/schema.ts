@@ -1,28 +1,81 @@
 // The manifest `rewind.yaml`: one zod schema that validates it, types it and, through
 // `z.toJSONSchema`, gives editors completion. Pure: no I/O, so workflows may import the types.
 import { z } from 'zod';
-import { DURATION_PATTERN } from './duration';
 import { componentSchema } from '../components/registry';
 import { dependencyCycle } from '../domain/dependency-order';
-import { nameField } from './fields';
+import { didYouMean, durationField, localPathField, localPathProblem, nameField, repeatedEntries } from './fields';
 
 export { NAME_PATTERN } from './fields';
 export type { Component, ComponentOf, KindName } from '../components/registry';
 
 const name = nameField;
 
-const duration = z.string().regex(DURATION_PATTERN, 'must be a duration such as 90s, 30m or 2h');
+/** A restic repository given as a URL (`sftp:…`, `s3:…`, `rest:…`) rather than a local folder. */
+export function isRepositoryUrl(p: string): boolean {
+  return /^[a-z0-9]+:/i.test(p) && !p.startsWith('/');
+}
 
-export const environmentSchema = z.strictObject({
-  description: z.string().optional(),
-  allowSelfApproval: z
-    .boolean()
-    .optional()
-    .describe('May the requester approve their own rollback? Default: false for "production", true elsewhere.'),
-  components: z
-    .record(name, componentSchema)
-    .refine((components) => Object.keys(components).length > 0, 'must declare at least one component'),
-});
+// Who may approve: names compared as typed with --as, so blanks and stray spaces never match.
+const approver = z
+  .string()
+  .refine((a) => a.trim() !== '', 'must not be blank')
+  .superRefine((a, ctx) => {
+    if (a.trim() !== '' && a.trim() !== a)
+      ctx.addIssue({ code: 'custom', message: `must not start or end with white space: ${JSON.stringify(a)}` });
+  });
+
+export const environmentSchema = z
+  .strictObject({
+    description: z.string().optional(),
+    allowSelfApproval: z
+      .boolean()
+      .optional()
+      .describe('May the requester approve their own rollback? Default: false for "production", true elsewhere.'),
+    components: z
+      .record(name, componentSchema)
+      .refine((components) => Object.keys(components).length > 0, 'must declare at least one component'),
+  })
+  // Per environment, and also when some component has another problem, so that problems are
+  // reported together: the value may then hold raw components, so read it with care.
+  .superRefine(
+    (env, ctx) => {
+      const components = Object.entries(env.components as Record<string, unknown>).map(([name, c]) => ({
+        name,
+        dependsOn: dependenciesOf(c),
+      }));
+      const names = components.map((c) => c.name);
+      for (const { name: componentName, dependsOn } of components) {
+        dependsOn.forEach((dep, i) => {
+          const at = ['components', componentName, 'dependsOn', i];
+          if (!names.includes(dep)) {
+            const hint = didYouMean(dep, names);
+            ctx.addIssue({
+              code: 'custom',
+              path: at,
+              message: `unknown component "${dep}" (this environment has: ${names.join(', ')})`,
+              ...(hint ? { params: { hint } } : {}),
+            });
+          } else if (dep === componentName) {
+            ctx.addIssue({ code: 'custom', path: at, message: 'a component cannot depend on itself' });
+          }
+        });
+      }
+      const cycle = dependencyCycle(components.map((c) => ({ name: c.name, dependsOn: [...new Set(c.dependsOn)] })));
+      if (cycle && cycle.length > 1) {
+        ctx.addIssue({ code: 'custom', path: ['components'], message: `dependency cycle: ${cycle.join(' -> ')}` });
+      }
+    },
+    { when: (payload) => isRecord((payload.value as { components?: unknown } | undefined)?.components) },
+  );
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function dependenciesOf(component: unknown): string[] {
+  const dependsOn = isRecord(component) ? component.dependsOn : undefined;
+  return Array.isArray(dependsOn) ? dependsOn.filter((d): d is string => typeof d === 'string') : [];
+}
 
 export const manifestSchema = z
   .strictObject({
@@ -31,28 +84,36 @@ export const manifestSchema = z
         path: z
           .string()
           .min(1)
+          .superRefine((p, ctx) => {
+            const problem = isRepositoryUrl(p) ? undefined : localPathProblem(p);
+            if (problem) ctx.addIssue({ code: 'custom', message: `${p}: ${problem}` });
+          })
           .describe('The restic repository that holds every snapshot (a directory or a restic URL).'),
         passwordEnv: z
           .string()
           .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the name of an environment variable')
           .optional()
           .describe('Environment variable holding the repository password. Default: REWIND_REPOSITORY_PASSWORD.'),
-        passwordFile: z.string().min(1).optional().describe('File holding the repository password.'),
+        passwordFile: localPathField.optional().describe('File holding the repository password.'),
       })
       .refine((r) => !(r.passwordEnv && r.passwordFile), 'set passwordEnv or passwordFile, not both'),
-    dataDir: z
-      .string()
-      .min(1)
+    dataDir: localPathField
       .default('./.data')
       .describe('Where rewind keeps plans, reports and agent state. Relative to the manifest.'),
-    approvers: z.array(z.string().min(1)).min(1, 'must name at least one approver'),
+    approvers: z
+      .array(approver)
+      .min(1, 'must name at least one approver')
+      .superRefine((approvers, ctx) => {
+        for (const [i, a] of repeatedEntries(approvers))
+          ctx.addIssue({ code: 'custom', path: [i], message: `${JSON.stringify(a)} is listed twice` });
+      }),
     policy: z
       .strictObject({
-        approvalTimeout: duration
+        approvalTimeout: durationField('1s', '7d')
           .default('30m')
           .describe('How long a rollback waits for approval before it ends as timed-out.'),
         requiredApprovals: z.int().min(1).default(1).describe('Distinct approvers needed before execute.'),
-        heartbeatTimeout: duration
+        heartbeatTimeout: durationField('1s', '1h')
           .default('30s')
           .describe('How long an agent may stay silent during a step before Temporal retries the step elsewhere.'),
         planPreviewPaths: z.int().min(0).max(200).default(20).describe('Paths per component shown in a plan.'),
@@ -70,38 +131,35 @@ export const manifestSchema = z
       .record(name, environmentSchema)
       .refine((envs) => Object.keys(envs).length > 0, 'must declare at least one environment'),
   })
-  .superRefine((manifest, ctx) => {
-    for (const [envName, env] of Object.entries(manifest.environments)) {
-      const names = Object.keys(env.components);
-      for (const [componentName, component] of Object.entries(env.components)) {
-        component.dependsOn.forEach((dep, i) => {
-          if (!names.includes(dep)) {
-            ctx.addIssue({
-              code: 'custom',
-              path: ['environments', envName, 'components', componentName, 'dependsOn', i],
-              message: `unknown component "${dep}" (this environment has: ${names.join(', ')})`,
-            });
-          } else if (dep === componentName) {
-            ctx.addIssue({
-              code: 'custom',
-              path: ['environments', envName, 'components', componentName, 'dependsOn', i],
-              message: 'a component cannot depend on itself',
-            });
-          }
-        });
-      }
-      const cycle = dependencyCycle(
-        Object.entries(env.components).map(([n, c]) => ({ name: n, dependsOn: c.dependsOn })),
-      );
-      if (cycle && cycle.length > 1) {
+  // Runs whenever approvers and requiredApprovals are readable, whatever else is wrong.
+  .superRefine(
+    (manifest, ctx) => {
+      const distinct = [...new Set(manifest.approvers.map((a) => a.trim()).filter((a) => a !== ''))];
+      const required = manifest.policy.requiredApprovals;
+      // No approvers at all is said on its own.
+      if (distinct.length > 0 && required > distinct.length) {
         ctx.addIssue({
           code: 'custom',
-          path: ['environments', envName, 'components'],
-          message: `dependency cycle: ${cycle.join(' -> ')}`,
+          path: ['policy', 'requiredApprovals'],
+          message: `${required} approvals needed, but only ${distinct.length} distinct approver${distinct.length === 1 ? '' : 's'} (${distinct.join(', ')})`,
+          params: { hint: 'no rollback could ever be approved' },
         });
       }
-    }
-  });
+    },
+    { when: (payload) => approvalsReadable(payload.value) },
+  );
+
+function approvalsReadable(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const { approvers, policy } = value as { approvers?: unknown; policy?: { requiredApprovals?: unknown } };
+  return (
+    Array.isArray(approvers) &&
+    approvers.every((a) => typeof a === 'string') &&
+    typeof policy === 'object' &&
+    policy !== null &&
+    Number.isInteger(policy.requiredApprovals)
+  );
+}
 
 export type Manifest = z.output<typeof manifestSchema>;
 export type ManifestInput = z.input<typeof manifestSchema>;

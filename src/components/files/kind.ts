@@ -1,6 +1,6 @@
 // The `files` kind, pure half: a directory of config files, pickle files or anything else.
 import { z } from 'zod';
-import { dependsOnField } from '../../manifest/fields';
+import { dependsOnField, localPathField } from '../../manifest/fields';
 import type { FingerprintSummary, KindDetails } from '../core';
 import type { ComponentKind } from '../kind';
 import { count, formatBytes } from '../../domain/format';
@@ -8,7 +8,7 @@ import { count, formatBytes } from '../../domain/format';
 export const filesComponentSchema = z
   .strictObject({
     kind: z.literal('files'),
-    path: z.string().min(1).describe('Directory that holds the files. Relative paths are relative to the manifest.'),
+    path: localPathField.describe('Directory that holds the files. Relative paths are relative to the manifest.'),
     format: z
       .enum(['config', 'pickle', 'any'])
       .default('any')

@@ -1,7 +1,7 @@
 // The `postgres` kind, pure half: a database, with Flyway migrations and three ways back.
 import { z } from 'zod';
 import { count, formatBytes } from '../../domain/format';
-import { dependsOnField, envVarField } from '../../manifest/fields';
+import { dependsOnField, envVarField, localPathField } from '../../manifest/fields';
 import type { FingerprintSummary, KindDetails } from '../core';
 import type { ComponentKind } from '../kind';
 
@@ -17,9 +17,7 @@ export const postgresComponentSchema = z
       .optional()
       .describe('Connection URL. Prefer urlEnv when the URL holds a password.'),
     urlEnv: envVarField.optional().describe('Environment variable holding the connection URL.'),
-    migrations: z
-      .string()
-      .min(1)
+    migrations: localPathField
       .optional()
       .describe('Flyway migrations folder (V/U/R scripts). Relative to the manifest.'),
     schema: z.string().min(1).default('public').describe("Schema of Flyway's history table."),
@@ -40,9 +38,9 @@ export const postgresComponentSchema = z
       .describe('Tables sampled (by keyed hash, never copied) for drift scans and verification.'),
     pitr: z
       .strictObject({
-        dataDir: z.string().min(1).describe("The cluster's data directory (the agent stops, replaces and starts it)."),
-        archiveDir: z.string().min(1).describe('Where WAL is archived; rewind owns it.'),
-        baseBackupDir: z.string().min(1).describe('Where base backups go, one taken with each snapshot.'),
+        dataDir: localPathField.describe("The cluster's data directory (the agent stops, replaces and starts it)."),
+        archiveDir: localPathField.describe('Where WAL is archived; rewind owns it.'),
+        baseBackupDir: localPathField.describe('Where base backups go, one taken with each snapshot.'),
         osUser: z
           .string()
           .min(1)
