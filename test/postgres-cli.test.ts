@@ -1,5 +1,5 @@
 // `rewind db …` as an operator runs it against a postgres component.
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../src/platform/temporal-dev-server';
 import { runCli } from './support/harness';
@@ -9,6 +9,8 @@ import { tempDir } from './support/temp';
 const dir = tempDir('rewind-db-cli-');
 const migrations = path.join(dir, 'migrations');
 cpSync(path.join(__dirname, 'fixtures', 'flyway'), migrations, { recursive: true });
+// The files component gets a folder of its own: a component may not hold the repository.
+mkdirSync(path.join(dir, 'config'));
 const manifest = path.join(dir, 'rewind.yaml');
 writeFileSync(
   manifest,
@@ -18,7 +20,7 @@ environments:
   production:
     components:
       db: { kind: postgres, urlEnv: APP_DB_URL, migrations: ./migrations }
-      config: { kind: files, path: ${dir} }
+      config: { kind: files, path: ./config }
 `,
 );
 

@@ -167,7 +167,7 @@ describe('the snapshot step', () => {
 
   it('refuses a request meant for another environment', async () => {
     const { manifest } = parseManifest(
-      `repository: { path: ${path.join(dir, 'repo')} }\napprovers: [a]\nenvironments:\n  production:\n    components:\n      config: { kind: files, path: ${dir} }\n`,
+      `repository: { path: ${path.join(dir, 'repo')} }\napprovers: [a]\nenvironments:\n  production:\n    components:\n      config: { kind: files, path: ${path.join(dir, 'component')} }\n`,
       path.join(dir, 'rewind.yaml'),
     );
     const activities = createAgentActivities({
