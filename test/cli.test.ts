@@ -118,7 +118,14 @@ describe('rewind CLI', () => {
       environment: 'production',
       state: 'completed',
       target: 'version:v1',
+      requester: 'alice',
     });
+    // The human list has headers, the requester and the age of each run.
+    const table = (await cli(['rollback', 'list', '--env', 'production'])).stdout.split('\n');
+    expect(table[0]).toMatch(/^ID\s+STATE\s+PHASE\s+REQUESTER\s+AGE\s+TARGET$/);
+    expect(table[1]).toMatch(
+      new RegExp(`^${id}\\s+completed\\s+complete\\s+alice\\s+\\d+(\\.\\d)?(ms|s|m)\\S* ago\\s+version:v1$`),
+    );
   });
 
   it('cancels a rollback that awaits approval; nothing changes', async () => {

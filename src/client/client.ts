@@ -395,6 +395,7 @@ export class RewindClient {
         workflowId: run.workflowId,
         execution: run.status.name,
         startTime: run.startTime.toISOString(),
+        ...(typeof run.memo?.requester === 'string' ? { requester: run.memo.requester } : {}),
         ...searchAttributesOf(run.typedSearchAttributes),
       });
       if (runs.length >= limit) break;

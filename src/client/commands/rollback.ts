@@ -1,6 +1,7 @@
 // `rewind rollback start|approve|reject|cancel|status|report|list`, the live watch loop behind
 // `status --watch`, and the warning when no agent serves the environment (snapshots use it too).
 import { terminalSafe } from '../../domain/display-text';
+import { formatDuration } from '../../manifest/duration';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, Option } from 'commander';
 import { CROSS_SECTION_ID_PATTERN } from '../../domain/cross-section';
@@ -198,18 +199,31 @@ export function registerRollbackCommands(program: Command): void {
     .action(
       action(async (opts: { env?: string; limit: string }, cmd: Command) => {
         const runs = await (await rewindClient(cmd)).listRollbacks(opts.env, port(opts.limit, '--limit'));
+        const now = Date.now();
+        const rows = runs.map((r) => [
+          r.workflowId,
+          String(r.state ?? r.execution.toLowerCase()),
+          String(r.phase ?? ''),
+          terminalSafe(r.requester ?? '?'),
+          `${formatDuration(Math.max(0, now - Date.parse(r.startTime)))} ago`,
+          `${terminalSafe(r.target ?? '')}${r.dryRun ? ' (dry run)' : ''}`,
+        ]);
         print(cmd, runs, () =>
-          runs.length === 0
-            ? 'no rollbacks yet'
-            : runs
-                .map(
-                  (r) =>
-                    `${r.workflowId.padEnd(48)} ${String(r.state ?? r.execution).padEnd(18)} ${String(r.phase ?? '').padEnd(10)} ${terminalSafe(r.target ?? '')}${r.dryRun ? '  (dry run)' : ''}`,
-                )
-                .join('\n'),
+          runs.length === 0 ? 'no rollbacks yet' : table(['ID', 'STATE', 'PHASE', 'REQUESTER', 'AGE', 'TARGET'], rows),
         );
       }),
     );
+}
+
+/** Columns padded to their widest cell; the last one is left as it is. */
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
 }
 
 function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
