@@ -25,6 +25,16 @@ die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
 
 mkdir -p "$CACHE_DIR"
 
+# One run at a time per cache: two parallel runs (npm test and npm start, say) would otherwise
+# both build the same tool for minutes. The second waits, then finds the first one's binaries.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$CACHE_DIR/.lock"
+  if ! flock -n 9; then
+    say "waiting for another ensure-tools run to finish (lock $CACHE_DIR/.lock)"
+    flock 9
+  fi
+fi
+
 version_at_least() { # version_at_least 0.19.1 0.17
   [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
 }
@@ -119,13 +129,20 @@ ensure_restic() {
     say "restic: $REWIND_RESTIC_BIN (REWIND_RESTIC_BIN)"
     return
   fi
-  local onpath
+  local onpath old=""
   onpath=$(command -v restic 2>/dev/null || true)
   if [ -n "$onpath" ] && restic_ok "$onpath"; then say "restic: $onpath (PATH)"; return; fi
+  if [ -n "$onpath" ]; then
+    old="restic $("$onpath" version 2>/dev/null | awk '/^restic /{print $2}') at $onpath"
+    say "restic: $old is too old (rewind needs >= $RESTIC_MIN); looking for a newer one"
+  fi
   if [ -x "$CACHE_DIR/restic" ] && restic_ok "$CACHE_DIR/restic"; then say "restic: $CACHE_DIR/restic (cached)"; return; fi
   if [ "${REWIND_TOOLS_NO_DOWNLOAD:-0}" != 1 ] && download_restic; then say "restic: downloaded v$RESTIC_VERSION"; return; fi
   say "restic: no verified release download (unreachable, or checksum mismatch); trying the Go build"
   go_build "github.com/restic/restic/cmd/restic@v${RESTIC_VERSION}" && restic_ok "$CACHE_DIR/restic" && return
+  if [ -n "$old" ]; then
+    die "$old is too old: rewind needs restic >= $RESTIC_MIN (for restore --overwrite if-changed --delete; Debian 12's package is 0.14). Install a newer one from https://restic.net, or install Go >= 1.23 so this script can build it, or point REWIND_RESTIC_BIN at it."
+  fi
   die "restic >= $RESTIC_MIN is missing (Debian 12's package is 0.14, too old). Install it from https://restic.net, or install Go >= 1.23 so this script can build it, or point REWIND_RESTIC_BIN at it."
 }
 

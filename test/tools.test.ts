@@ -1,7 +1,7 @@
 // scripts/ensure-tools.sh: cache first, then a checksum-verified release download, then a Go
 // build, and a message naming what to install when nothing works. Release downloads are served
 // by a local HTTP server here; the Go build itself is exercised by every fresh CI machine.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../src/platform/temporal-dev-server';
-import { REPO_ROOT } from './support/harness';
+import { eventually, REPO_ROOT } from './support/harness';
 import { tempDir } from './support/temp';
 
 const SCRIPT = path.join(REPO_ROOT, 'scripts', 'ensure-tools.sh');
@@ -68,7 +68,24 @@ describe('scripts/ensure-tools.sh', () => {
       REWIND_TEMPORAL_BIN: fakeTemporal(path.join(dir, 'fake-temporal')),
     });
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain("restic >= 0.17 is missing (Debian 12's package is 0.14, too old)");
+    expect(result.stderr).toContain(
+      `tools: error: restic 0.14.0 at ${bin}/restic is too old: rewind needs restic >= 0.17 (for restore --overwrite if-changed --delete`,
+    );
+  });
+
+  it('waits for another run holding the cache, instead of building the same tool twice', async () => {
+    const cache = path.join(dir, 'cache-locked');
+    fakeTemporal(path.join(cache, 'temporal'));
+    fakeRestic(path.join(cache, 'restic'), '0.19.1');
+    // Another run holds the lock for a moment.
+    const holder = spawn('flock', [path.join(cache, '.lock'), 'sleep', '2'], { stdio: 'ignore' });
+    const held = () => spawnSync('flock', ['-n', path.join(cache, '.lock'), 'true']).status !== 0;
+    await eventually(() => held() || undefined, 'the other run to take the lock', 5_000);
+    const result = await run({ REWIND_TOOLS_DIR: cache, REWIND_TOOLS_NO_DOWNLOAD: '1' });
+    holder.kill();
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain(`waiting for another ensure-tools run to finish (lock ${cache}/.lock)`);
+    expect(result.ms).toBeGreaterThanOrEqual(1_000);
   });
 
   it('gives up on an unreachable release server at once and moves on', async () => {
