@@ -352,8 +352,20 @@ describe('rewind CLI', () => {
     });
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(
-      /^error: cannot reach Temporal at 127\.0\.0\.1:1 .*start it with `npm start`, or set TEMPORAL_ADDRESS/,
+      /^error: cannot reach Temporal at 127\.0\.0\.1:1 .*start it with `npm start`, or pass --address \(or set TEMPORAL_ADDRESS\)/,
     );
+  });
+
+  it('takes the Temporal address from --address before TEMPORAL_ADDRESS', async () => {
+    const wrong = await runCli(['--manifest', env.manifestFile, '--address', '127.0.0.1:1', 'rollback', 'list']);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/^error: cannot reach Temporal at 127\.0\.0\.1:1 /);
+    const right = await runCli(
+      ['--manifest', env.manifestFile, '--address', process.env.TEMPORAL_ADDRESS!, 'rollback', 'list', '--json'],
+      { env: { TEMPORAL_ADDRESS: '127.0.0.1:1' } },
+    );
+    expect(right.code).toBe(0);
+    expect(Array.isArray(JSON.parse(right.stdout))).toBe(true);
   });
 
   it('documents every command with --help', async () => {

@@ -27,6 +27,8 @@ const program = new Command('rewind')
   .description('Durable, approved, compensating rollbacks of production and regression environments, on Temporal.')
   .option('--manifest <file>', 'manifest file (default: $REWIND_MANIFEST or ./rewind.yaml)')
   .option('--json', 'print machine-readable JSON')
+  .option('--address <host:port>', 'Temporal frontend address (default: $TEMPORAL_ADDRESS or localhost:7233)')
+  .option('--namespace <name>', "Temporal namespace (default: $TEMPORAL_NAMESPACE or the manifest's)")
   .showHelpAfterError('(run with --help for usage)')
   .configureHelp({ showGlobalOptions: true })
   .addHelpText(
@@ -35,6 +37,14 @@ const program = new Command('rewind')
       'REWIND_USER (default for --as), REWIND_LOG_LEVEL (workers and agents; default info).\n' +
       '`rewind --version` prints the version.',
   );
+
+// The flags win over the variables, as with the temporal CLI; worker and agent processes that
+// `rewind start` spawns get the address it chose through the same variables.
+program.hook('preAction', (_root, command) => {
+  const { address, namespace } = command.optsWithGlobals<{ address?: string; namespace?: string }>();
+  if (address !== undefined) process.env.TEMPORAL_ADDRESS = address;
+  if (namespace !== undefined) process.env.TEMPORAL_NAMESPACE = namespace;
+});
 
 // Registration order is the order `rewind --help` lists the commands in.
 registerProcessCommands(program);

@@ -25,7 +25,7 @@ export async function connectClient(settings: TemporalSettings): Promise<Client>
     (err: unknown) => {
       throw new Error(
         `cannot reach Temporal at ${settings.address} (${err instanceof Error ? err.message : String(err)}); ` +
-          'start it with `npm start`, or set TEMPORAL_ADDRESS',
+          'start it with `npm start`, or pass --address (or set TEMPORAL_ADDRESS)',
       );
     },
   );
