@@ -3,7 +3,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CROSS_SECTION_ID_PATTERN } from '../src/domain/cross-section';
-import { createTestEnv, readTree, runCli, type TestEnv } from './support/harness';
+import { createTestEnv, eventually, readTree, runCli, type TestEnv } from './support/harness';
 
 let env: TestEnv;
 let cli: (args: string[]) => ReturnType<typeof runCli>;
@@ -125,6 +125,37 @@ describe('rewind CLI', () => {
     expect(table[0]).toMatch(/^ID\s+STATE\s+PHASE\s+REQUESTER\s+AGE\s+TARGET$/);
     expect(table[1]).toMatch(
       new RegExp(`^${id}\\s+completed\\s+complete\\s+alice\\s+\\d+(\\.\\d)?(ms|s|m)\\S* ago\\s+version:v1$`),
+    );
+  });
+
+  it('status --watch stays open through the approval wait, saying who may approve, until the run ends', async () => {
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'release: v9\n');
+    const started = await cli([
+      'rollback',
+      'start',
+      '--env',
+      'production',
+      '--to-version',
+      'v1',
+      '--as',
+      'alice',
+      '--json',
+    ]);
+    const id = json(started.stdout).workflowId as string;
+    let seen = '';
+    const watching = runCli(['--manifest', env.manifestFile, 'rollback', 'status', id, '--watch'], {
+      onStderr: (text) => (seen = text),
+    });
+    await eventually(
+      () => seen.includes('waiting for approval by') || undefined,
+      'the watch to show the approval wait',
+    );
+    expect((await cli(['rollback', 'approve', id, '--as', 'bob'])).code).toBe(0);
+    const watched = await watching;
+    expect(watched.code).toBe(0);
+    expect(watched.stdout).toContain('state: completed');
+    expect(watched.stderr).toMatch(
+      /phase approval, state awaiting-approval; waiting for approval by bob, carol \(0 of 1, until /,
     );
   });
 

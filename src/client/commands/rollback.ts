@@ -165,7 +165,7 @@ export function registerRollbackCommands(program: Command): void {
       'phase, state, plan and per-step progress of a rollback; exits 0 while it runs or waits and when it completed, ' +
         '2 compensated, 3 failed, 4 rejected, 5 timed out, 6 cancelled',
     )
-    .option('--watch', 'follow it live until it ends or awaits approval')
+    .option('--watch', 'follow it live until it ends, through the approval wait (saying who may approve)')
     .action(
       action(async (workflowId: string, opts: { watch?: boolean }, cmd: Command) => {
         const client = await rewindClient(cmd);
@@ -288,6 +288,14 @@ function statusJson(view: RollbackView) {
 }
 
 /** Live per-phase progress bars, redrawn in place on a terminal, until the run ends or waits. */
+/** "waiting for approval by bob, carol (0 of 1, until …)" while a run awaits approval. */
+function approvalWait(s: RollbackStatus): string | undefined {
+  if (s.state !== 'awaiting-approval') return undefined;
+  const may = (s.approvers ?? []).filter((a) => s.requesterMayApprove !== false || a !== s.requester);
+  const until = s.approvalDeadline ? `, until ${s.approvalDeadline}` : '';
+  return `waiting for approval by ${may.map(terminalSafe).join(', ')} (${s.approvals.length} of ${s.requiredApprovals ?? 1}${until})`;
+}
+
 async function watch(client: RewindClient, workflowId: string, json: boolean): Promise<RollbackView> {
   const tty = process.stderr.isTTY && !json;
   let drawn = 0;
@@ -295,17 +303,17 @@ async function watch(client: RewindClient, workflowId: string, json: boolean): P
     if (!tty) return;
     const s: RollbackStatus = view.status;
     const lines = [`${workflowId}  state ${s.state}  phase ${s.phase}`];
-    for (const phase of ['decide', 'prepare', 'approval', 'execute', 'verify', 'complete'] as const) {
-      const t = s.phases[phase];
-      const done = t?.durationMs !== undefined ? 1 : t ? 0.5 : 0;
+    // A phase is done (with its time), running, or not reached: no bar pretends to know more.
+    for (const [phase, t] of Object.entries(s.phases)) {
       lines.push(
-        `  ${phase.padEnd(9)} ${progressBar(done, 10)} ${t?.durationMs !== undefined ? `${(t.durationMs / 1000).toFixed(1)}s` : t ? '…' : ''}`,
+        `  ${phase.padEnd(10)} ${t.durationMs !== undefined ? `done in ${formatDuration(t.durationMs)}` : 'running'}`,
       );
     }
+    const waiting = approvalWait(s);
+    if (waiting) lines.push(`  ${waiting}`);
     for (const live of view.live) {
-      lines.push(
-        `  ${terminalSafe(live.component).padEnd(12)} ${progressBar(live.progress?.percent ?? 0)} ${renderLive(live)}`,
-      );
+      const bar = live.progress?.percent !== undefined ? `${progressBar(live.progress.percent)} ` : '';
+      lines.push(`  ${terminalSafe(live.component).padEnd(12)} ${bar}${renderLive(live)}`);
     }
     if (drawn) process.stderr.write(`\x1b[${drawn}A\x1b[0J`);
     process.stderr.write(`${lines.join('\n')}\n`);
@@ -315,11 +323,14 @@ async function watch(client: RewindClient, workflowId: string, json: boolean): P
   for (let polls = 0; ; polls++) {
     const view = await client.rollbackView(workflowId);
     draw(view);
-    if (!tty && !json && view.status.state + view.status.phase !== lastState) {
-      process.stderr.write(`${new Date().toISOString()} phase ${view.status.phase}, state ${view.status.state}\n`);
-      lastState = view.status.state + view.status.phase;
+    const now = `phase ${view.status.phase}, state ${view.status.state}`;
+    if (!tty && !json && now !== lastState) {
+      const waiting = approvalWait(view.status);
+      process.stderr.write(`${new Date().toISOString()} ${now}${waiting ? `; ${waiting}` : ''}\n`);
+      lastState = now;
     }
-    if (FINAL_STATES.includes(view.status.state) || view.status.state === 'awaiting-approval') return view;
+    // Through the approval wait too: it ends when the run does.
+    if (FINAL_STATES.includes(view.status.state)) return view;
     await sleep(polls < 20 ? 250 : 1_000);
   }
 }
