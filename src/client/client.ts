@@ -252,7 +252,7 @@ export class RewindClient {
     decision: { user: string; comment?: string; requestId?: string; acceptDataLoss?: boolean },
   ): Promise<DecisionResult> {
     const requestId = decision.requestId ?? randomUUID();
-    return this.sendDecision(workflowId, requestId, () =>
+    return this.sendDecision(workflowId, () =>
       this.client.workflow.getHandle(workflowId).executeUpdate(action === 'approve' ? approveUpdate : rejectUpdate, {
         updateId: requestId,
         args: [
@@ -275,7 +275,7 @@ export class RewindClient {
   async cancel(workflowId: string, by: { user: string; reason?: string; requestId?: string }): Promise<DecisionResult> {
     const requestId = by.requestId ?? randomUUID();
     const handle = this.client.workflow.getHandle(workflowId);
-    const outcome = await this.sendDecision(workflowId, requestId, () =>
+    const outcome = await this.sendDecision(workflowId, () =>
       handle.executeUpdate(cancelUpdate, {
         updateId: requestId,
         args: [{ user: by.user, requestId, ...(by.reason ? { reason: by.reason } : {}) }],
@@ -292,11 +292,7 @@ export class RewindClient {
     return outcome;
   }
 
-  private async sendDecision(
-    workflowId: string,
-    _requestId: string,
-    send: () => Promise<DecisionOutcome>,
-  ): Promise<DecisionResult> {
+  private async sendDecision(workflowId: string, send: () => Promise<DecisionOutcome>): Promise<DecisionResult> {
     try {
       return { workflowId, ...(await retryWhileBusy(send)) };
     } catch (err) {

@@ -5,7 +5,6 @@ import { componentSchema } from '../components/registry';
 import { dependencyCycle } from '../domain/dependency-order';
 import { didYouMean, durationField, localPathField, localPathProblem, nameField, repeatedEntries } from './fields';
 
-export { NAME_PATTERN } from './fields';
 export type { Component, ComponentOf, KindName } from '../components/registry';
 
 const name = nameField;

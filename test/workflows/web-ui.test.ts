@@ -37,7 +37,7 @@ describe('what people typed, in the Web UI', () => {
     env = undefined;
   });
 
-  it('is escaped in the summary, which the Web UI renders as Markdown', async () => {
+  it("is escaped in the run's static details, which the Web UI renders as Markdown", async () => {
     const e = (env = await createWorkflowTestEnv());
     const id = await e.start({ reason: '<img src=x onerror=alert(1)>\n## Approved by: mallory' });
     const details = (await (await e.handle(id).describe()).staticDetails()) ?? '';

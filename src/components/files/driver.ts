@@ -278,6 +278,6 @@ function toResult(
   return { alreadyAtTarget: false, bytesWritten: summary?.bytesRestored ?? 0, details };
 }
 
-export function sizes(p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number }) {
+function sizes(p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number }) {
   return { filesDone: p.filesDone, filesTotal: p.filesTotal, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal };
 }

@@ -77,7 +77,7 @@ export interface PostgresRestoreDetails extends KindDetails {
   migrationsUndone?: string[];
 }
 
-export function isPostgresStrategy(value: string | undefined): value is PostgresStrategy {
+function isPostgresStrategy(value: string | undefined): value is PostgresStrategy {
   return (POSTGRES_STRATEGIES as readonly (string | undefined)[]).includes(value);
 }
 
