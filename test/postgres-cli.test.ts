@@ -78,7 +78,7 @@ describe('rewind db', () => {
       // info says so too, next to the script.
       const info = await db(['info']);
       expect(info.stdout).toMatch(
-        /^1 +success +-?\d+ +V1__init\.sql {2}CHANGED since it ran \(applied checksum 432441000; see rewind db validate\)$/m,
+        /^Versioned +1 +success +-?\d+ +V1__init\.sql {2}CHANGED since it ran \(applied checksum 432441000; see rewind db validate\)$/m,
       );
       const json = JSON.parse((await db(['info', '--json'])).stdout) as { migrations: Record<string, unknown>[] };
       expect(json.migrations[0]).toMatchObject({ version: '1', state: 'success', appliedChecksum: 432441000 });
@@ -133,5 +133,90 @@ describe('rewind db', () => {
 
   it('leaves the database as it was after refusing', async () => {
     expect(await sql(url, 'SELECT count(*)::int AS n FROM flyway_schema_history')).toEqual([{ n: 5 }]);
+  });
+});
+
+describe('rewind db, on repeatable scripts and a failure part-way', () => {
+  // A database and a copy of the scripts of its own: these tests edit scripts and fail undos.
+  const own = path.join(dir, 'own');
+  const ownMigrations = path.join(own, 'migrations');
+  cpSync(path.join(__dirname, 'fixtures', 'flyway'), ownMigrations, { recursive: true });
+  const ownManifest = path.join(own, 'rewind.yaml');
+  writeFileSync(
+    ownManifest,
+    `repository: { path: ./repo }
+approvers: [alice]
+environments:
+  production:
+    components:
+      db: { kind: postgres, urlEnv: APP_DB_URL, migrations: ./migrations }
+`,
+  );
+  let ownUrl: string;
+  beforeEach(async () => {
+    ownUrl = await createDatabase();
+  });
+  afterEach(() => dropDatabase(ownUrl));
+  const ownDb = (args: string[]) =>
+    runCli(['--manifest', ownManifest, 'db', ...args, '--env', 'production', '--component', 'db'], {
+      env: { APP_DB_URL: ownUrl },
+    });
+  interface Info {
+    repeatables: { category: string; script: string; state: string; checksum: number; appliedChecksum?: number }[];
+  }
+  const info = async () => JSON.parse((await ownDb(['info', '--json'])).stdout) as Info;
+
+  it('lists repeatable scripts as Flyway does: pending, success, and outdated once changed after it ran', async () => {
+    expect((await info()).repeatables).toEqual([
+      expect.objectContaining({ category: 'repeatable', script: 'R__order_summary.sql', state: 'pending' }),
+    ]);
+    expect((await ownDb(['migrate'])).stdout).toMatch(/applied 1, 2, 3, 4, R:order summary; now at 4\n$/);
+    const applied = (await info()).repeatables[0]!;
+    expect(applied.state).toBe('success');
+
+    const script = path.join(ownMigrations, 'R__order_summary.sql');
+    const original = readFileSync(script, 'utf8');
+    writeFileSync(script, `${original}-- counts every order\n`);
+    try {
+      const changed = (await info()).repeatables[0]!;
+      expect(changed).toMatchObject({ state: 'outdated', appliedChecksum: applied.checksum });
+      expect(changed.checksum).not.toBe(applied.checksum);
+      const text = (await ownDb(['info'])).stdout;
+      expect(text).toMatch(/^CATEGORY +VERSION +STATE +CHECKSUM +SCRIPT$/m);
+      expect(text).toMatch(
+        /^Repeatable +outdated +-?\d+ +R__order_summary\.sql {2}changed since it last ran \(applied checksum -?\d+\); the next migrate runs it again$/m,
+      );
+      // validate does not stop on it: an outdated repeatable simply runs again.
+      expect((await ownDb(['validate'])).code).toBe(0);
+      expect((await ownDb(['migrate'])).stdout).toMatch(/applied R:order summary; now at 4\n$/);
+      expect((await info()).repeatables[0]!.state).toBe('success');
+    } finally {
+      writeFileSync(script, original);
+    }
+  });
+
+  it('says where the database stands when an undo fails part-way, quoting DETAIL and HINT', async () => {
+    await ownDb(['migrate', '--target', '3']);
+    // Something outside the migrations depends on orders: U3 still runs, U2 cannot drop the table.
+    await sql(ownUrl, 'CREATE VIEW order_ids AS SELECT id FROM orders');
+    const result = await ownDb(['undo', '--target', '1']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'error: U2__add_orders.sql failed and was rolled back: cannot drop table orders because other objects depend on it' +
+        ' DETAIL: view order_ids depends on table orders HINT: Use DROP ... CASCADE to drop the dependent objects too.' +
+        ' The database is now at version 2; undid before the failure: 3; fix the cause and run it again: what is done is not done twice\n',
+    );
+    const rows = await sql<{ version: string; type: string }>(
+      ownUrl,
+      'SELECT version, type FROM flyway_schema_history ORDER BY installed_rank',
+    );
+    expect(rows.map((r) => `${r.type} ${r.version}`)).toEqual(['SQL 1', 'SQL 2', 'SQL 3', 'UNDO_SQL 3']);
+
+    // Once the cause is gone, the same command finishes the job, without undoing 3 twice.
+    await sql(ownUrl, 'DROP VIEW order_ids');
+    expect(JSON.parse((await ownDb(['undo', '--target', '1', '--json'])).stdout)).toEqual({
+      undone: ['2'],
+      current: '1',
+    });
   });
 });

@@ -39,6 +39,7 @@ import {
   type DecisionOutcome,
   type DecisionPayload,
 } from '../domain/messages';
+import { markdownSafe } from '../domain/display-text';
 import { renderCurrentDetails, renderRollbackReport } from '../domain/report';
 import {
   initialRollbackStatus,
@@ -161,7 +162,13 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         // while compensation still runs. `complete` releases it; if the rollback itself ends
         // without releasing it (terminated), the server terminates the lock with it.
         run.lock = await CancellationScope.nonCancellable(() =>
-          startChild(environmentLockWorkflow, { workflowId: id, parentClosePolicy: ParentClosePolicy.TERMINATE }),
+          startChild(environmentLockWorkflow, {
+            workflowId: id,
+            parentClosePolicy: ParentClosePolicy.TERMINATE,
+            // What the Web UI shows on the lock: who holds the environment, and how to free it.
+            staticSummary: `${context.environment} is held by rollback ${markdownSafe(workflowId)}`,
+            staticDetails: `One rollback of ${markdownSafe(context.environment)} at a time. The lock ends when that rollback completes, or with it.`,
+          }),
         );
         return;
       } catch (err) {

@@ -1,6 +1,7 @@
 // What an operator reading the Temporal Web UI sees of a rollback: a summary set when it starts,
 // and current details that follow its phases, on stub activities.
 import { workflowMetadataQuery } from '@temporalio/workflow';
+import { lockWorkflowId } from '../../src/domain/rollback';
 import { createWorkflowTestEnv, type WorkflowTestEnv } from '../support/workflow-test-worker';
 
 describe('a rollback in the Web UI (workflow with stub activities)', () => {
@@ -21,6 +22,9 @@ describe('a rollback in the Web UI (workflow with stub activities)', () => {
     const waiting = (await e.handle(id).query(workflowMetadataQuery)).currentDetails ?? '';
     expect(waiting).toContain('**awaiting-approval** in phase **approval**: production → version v1');
     expect(waiting).toContain('approvals 0/1; approvers: alice, bob, carol');
+    // The environment's lock, a child run, names the rollback that holds it.
+    const lock = await e.temporal.workflow.getHandle(lockWorkflowId(e.agentTaskQueue)).describe();
+    expect(await lock.staticSummary()).toBe(`production is held by rollback ${id}`);
 
     expect(await e.client.decide(id, 'approve', { user: 'bob' })).toMatchObject({ accepted: true });
     await e.finalStatus(id);

@@ -103,10 +103,15 @@ export function registerDbCommands(program: Command): void {
       print(cmd, info, () =>
         [
           `${where}: ${info.current ? `at version ${info.current}` : 'no migration applied'}`,
-          'VERSION   STATE     CHECKSUM     SCRIPT',
+          // Flyway's info columns: category, version, state; repeatables have no version.
+          'CATEGORY    VERSION   STATE     CHECKSUM     SCRIPT',
           ...info.migrations.map(
             (x) =>
-              `${x.version.padEnd(9)} ${x.state.padEnd(9)} ${String(x.checksum ?? '').padEnd(12)} ${x.script}${x.undoScript ? `  (undo: ${x.undoScript})` : ''}${x.appliedChecksum !== undefined ? `  CHANGED since it ran (applied checksum ${String(x.appliedChecksum)}; see rewind db validate)` : ''}`,
+              `${'Versioned'.padEnd(11)} ${x.version.padEnd(9)} ${x.state.padEnd(9)} ${String(x.checksum ?? '').padEnd(12)} ${x.script}${x.undoScript ? `  (undo: ${x.undoScript})` : ''}${x.appliedChecksum !== undefined ? `  CHANGED since it ran (applied checksum ${String(x.appliedChecksum)}; see rewind db validate)` : ''}`,
+          ),
+          ...info.repeatables.map(
+            (x) =>
+              `${'Repeatable'.padEnd(11)} ${''.padEnd(9)} ${x.state.padEnd(9)} ${String(x.checksum ?? '').padEnd(12)} ${x.script}${x.state === 'outdated' ? `  changed since it last ran (applied checksum ${String(x.appliedChecksum)}); the next migrate runs it again` : ''}`,
           ),
         ].join('\n'),
       );

@@ -5,6 +5,8 @@ import type pg from 'pg';
 import { compareVersions, flywayLockNumber, historyTableDdl, quoteIdent, type MigrationScript } from './flyway';
 
 export type MigrationState = 'pending' | 'success' | 'undone' | 'failed' | 'missing';
+/** Flyway's states of a repeatable (R__) script: outdated means it changed since it last ran. */
+export type RepeatableState = 'pending' | 'success' | 'outdated' | 'failed' | 'missing';
 
 export interface HistoryRow {
   installedRank: number;
@@ -20,6 +22,7 @@ export interface HistoryRow {
 }
 
 export interface MigrationInfo {
+  category: 'versioned';
   version: string;
   description: string;
   script: string;
@@ -32,6 +35,20 @@ export interface MigrationInfo {
   /** The U script that undoes this version, if there is one. */
   undoScript?: string;
   /** When the script on disk is not the one that ran: the checksum recorded when it ran. */
+  appliedChecksum?: number | null;
+}
+
+/** A repeatable script, which runs again whenever its checksum changes (Flyway's R__ scripts). */
+export interface RepeatableInfo {
+  category: 'repeatable';
+  description: string;
+  script: string;
+  /** The script's checksum on disk, else the one recorded when it last ran. */
+  checksum: number | null;
+  state: RepeatableState;
+  installedOn?: string;
+  installedBy?: string;
+  /** Outdated: the checksum recorded when it last ran (the next migrate runs it again). */
   appliedChecksum?: number | null;
 }
 
@@ -107,9 +124,13 @@ export class Migrator {
     }));
   }
 
-  /** Every versioned migration, resolved or applied, with its state, in version order. */
-  async info(): Promise<{ current?: string; migrations: MigrationInfo[] }> {
-    return describeMigrations(this.options.migrations, await this.history());
+  /** Every versioned migration in version order, then every repeatable one, with its state. */
+  async info(): Promise<{ current?: string; migrations: MigrationInfo[]; repeatables: RepeatableInfo[] }> {
+    const history = await this.history();
+    return {
+      ...describeMigrations(this.options.migrations, history),
+      repeatables: describeRepeatables(this.options.migrations, history),
+    };
   }
 
   async currentVersion(): Promise<string | undefined> {
@@ -139,16 +160,20 @@ export class Migrator {
           (target === undefined || compareVersions(m.version, target) <= 0),
       );
       const applied: string[] = [];
-      for (const m of pending) {
-        const script = this.options.migrations.find((s) => s.kind === 'versioned' && s.version === m.version)!;
-        await this.execute(script, { type: 'SQL', version: script.version!, description: script.description });
-        applied.push(m.version);
-      }
+      const steps: { script: MigrationScript; version: string | null; name: string }[] = pending.map((m) => ({
+        script: this.options.migrations.find((s) => s.kind === 'versioned' && s.version === m.version)!,
+        version: m.version,
+        name: m.version,
+      }));
       if (target === undefined) {
-        for (const script of await this.changedRepeatables()) {
-          await this.execute(script, { type: 'SQL', version: null, description: script.description });
-          applied.push(`R:${script.description}`);
-        }
+        for (const script of await this.changedRepeatables())
+          steps.push({ script, version: null, name: `R:${script.description}` });
+      }
+      for (const [i, step] of steps.entries()) {
+        const row = { type: 'SQL' as const, version: step.version, description: step.script.description };
+        const later = steps.slice(i + 1).map((x) => x.name);
+        await this.runStep('migrate', step.script, row, applied, later);
+        applied.push(step.name);
       }
       const current = await this.currentVersion();
       return { applied, ...(current !== undefined ? { current } : {}) };
@@ -180,12 +205,51 @@ export class Migrator {
       const undone: string[] = [];
       for (const m of toUndo) {
         const script = this.options.migrations.find((s) => s.kind === 'undo' && s.version === m.version)!;
-        await this.execute(script, { type: 'UNDO_SQL', version: m.version, description: script.description });
+        await this.runStep(
+          'undo',
+          script,
+          { type: 'UNDO_SQL', version: m.version, description: script.description },
+          undone,
+          toUndo.map((u) => u.version).filter((v) => v !== m.version && !undone.includes(v)),
+        );
         undone.push(m.version);
       }
       const current = await this.currentVersion();
       return { undone, ...(current !== undefined ? { current } : {}) };
     });
+  }
+
+  /**
+   * One script of a migrate or undo run. When it fails after others succeeded, the error says
+   * where the database now stands: what ran, what did not, and the version it is at.
+   */
+  private async runStep(
+    action: 'migrate' | 'undo',
+    script: MigrationScript,
+    row: { type: 'SQL' | 'UNDO_SQL'; version: string | null; description: string },
+    done: string[],
+    notRun: string[] = [],
+  ): Promise<void> {
+    try {
+      await this.execute(script, row);
+    } catch (err) {
+      if (!(err instanceof MigrationError)) throw err;
+      const current = await this.currentVersion().catch(() => undefined);
+      const verb = action === 'undo' ? 'undid' : 'applied';
+      const standing = [
+        `the database is now at version ${current ?? '(none)'}`,
+        done.length > 0
+          ? `${verb} before the failure: ${done.join(', ')}`
+          : `nothing was ${verb === 'undid' ? 'undone' : 'applied'} before it`,
+        ...(notRun.length > 0 ? [`not ${action === 'undo' ? 'undone' : 'applied'}: ${notRun.join(', ')}`] : []),
+      ];
+      standing.push(`fix the cause and run it again: what is done is not done twice`);
+      throw new MigrationError(
+        `${err.message.replace(/\.?$/, '.')} ${capitalised(standing.join('; '))}`,
+        'failed',
+        err.issues,
+      );
+    }
   }
 
   private async refuseInvalid(): Promise<void> {
@@ -303,6 +367,7 @@ export function describeMigrations(
     else if (last.type === 'UNDO_SQL') state = 'undone';
     else state = script || last.type === 'BASELINE' ? 'success' : 'missing';
     infos.push({
+      category: 'versioned',
       version,
       description: script?.description ?? lastApply?.description ?? '',
       script: script?.script ?? lastApply?.script ?? '',
@@ -324,6 +389,31 @@ export function describeMigrations(
   const applied = infos.filter((m) => m.state === 'success' || m.state === 'missing');
   const current = applied.at(-1)?.version;
   return { ...(current !== undefined ? { current } : {}), migrations: infos };
+}
+
+/** The state of every repeatable script, from the scripts and the history (pure). */
+export function describeRepeatables(scripts: MigrationScript[], history: HistoryRow[]): RepeatableInfo[] {
+  const descriptions = new Set<string>();
+  for (const s of scripts) if (s.kind === 'repeatable') descriptions.add(s.description);
+  for (const h of history) if (h.version === null && h.type === 'SQL') descriptions.add(h.description);
+  return [...descriptions].sort().map((description) => {
+    const script = scripts.find((s) => s.kind === 'repeatable' && s.description === description);
+    const last = history.filter((h) => h.version === null && h.type === 'SQL' && h.description === description).at(-1);
+    let state: RepeatableState;
+    if (!last) state = 'pending';
+    else if (!last.success) state = 'failed';
+    else if (!script) state = 'missing';
+    else state = last.checksum === script.checksum ? 'success' : 'outdated';
+    return {
+      category: 'repeatable',
+      description,
+      script: script?.script ?? last?.script ?? '',
+      checksum: script?.checksum ?? last?.checksum ?? null,
+      state,
+      ...(last ? { installedOn: last.installedOn.toISOString(), installedBy: last.installedBy } : {}),
+      ...(state === 'outdated' ? { appliedChecksum: last!.checksum } : {}),
+    };
+  });
 }
 
 export function validationIssues(scripts: MigrationScript[], history: HistoryRow[]): string[] {
@@ -357,10 +447,14 @@ export function validationIssues(scripts: MigrationScript[], history: HistoryRow
 
 /** A PostgreSQL error with the line of the script it points at. */
 function sqlErrorMessage(err: unknown, sql: string): string {
-  const e = err as { message?: string; position?: string };
-  const message = e?.message ?? String(err);
+  const e = err as { message?: string; position?: string; detail?: string; hint?: string };
   const position = Number(e?.position);
-  if (!Number.isFinite(position) || position <= 0) return message;
-  const line = sql.slice(0, position).split('\n').length;
-  return `${message} (line ${line})`;
+  const line = Number.isFinite(position) && position > 0 ? ` (line ${sql.slice(0, position).split('\n').length})` : '';
+  // PostgreSQL's DETAIL and HINT often say what to do (which rows block a constraint, say).
+  const extra = [e?.detail ? ` DETAIL: ${e.detail}` : '', e?.hint ? ` HINT: ${e.hint}` : ''].join('');
+  return `${e?.message ?? String(err)}${line}${extra}`;
+}
+
+function capitalised(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
