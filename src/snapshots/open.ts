@@ -11,6 +11,7 @@ export function openSnapshotStore(manifest: Manifest, env: NodeJS.ProcessEnv = p
       repository: manifest.repository.path,
       password: repositoryPassword(manifest, env),
       initLockFile: path.join(manifest.dataDir, 'locks', 'repository-init.lock'),
+      indexFile: path.join(manifest.dataDir, 'cache', 'snapshot-index.json'),
     }),
   );
 }

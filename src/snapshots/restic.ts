@@ -7,6 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { resolveTool } from '../platform/tools';
 import { decodeTags, type TaggedSnapshot } from '../domain/cross-section';
+import { localSnapshotsFolder, SnapshotIndex, type IndexedSnapshot } from './snapshot-index';
 
 export interface ResticOptions {
   repository: string;
@@ -19,6 +20,11 @@ export interface ResticOptions {
    * repository each write a key and a config, and the loser's key then fails to decrypt it.
    */
   initLockFile?: string;
+  /**
+   * Where to keep the index of the repository's snapshots (snapshot-index.ts), so that listing
+   * them costs no restic run. Used only for repositories on a local file system.
+   */
+  indexFile?: string;
 }
 
 export interface ResticProgress {
@@ -129,9 +135,12 @@ export class ResticError extends Error {
 export class ResticRepository {
   private readonly binary: string;
   private initialized = false;
+  private readonly index?: SnapshotIndex;
 
   constructor(private readonly options: ResticOptions) {
     this.binary = options.binary ?? resolveTool('restic');
+    const folder = localSnapshotsFolder(options.repository);
+    if (options.indexFile && folder) this.index = new SnapshotIndex(options.indexFile, folder);
   }
 
   get location(): string {
@@ -141,6 +150,12 @@ export class ResticRepository {
   /** Creates the repository on first use; safe when several processes race to do it. */
   async ensureInitialized(): Promise<void> {
     if (this.initialized) return;
+    // A local repository with a config file exists; its password is checked by the first real run.
+    const folder = localSnapshotsFolder(this.options.repository);
+    if (folder && existsSync(path.join(path.dirname(folder), 'config'))) {
+      this.initialized = true;
+      return;
+    }
     const lockFile = this.options.initLockFile;
     if (lockFile) await mkdir(path.dirname(lockFile), { recursive: true });
     try {
@@ -168,7 +183,7 @@ export class ResticRepository {
       ...options,
       cwd: args.directory,
     });
-    return toBackupSummary(lines);
+    return this.indexed(toBackupSummary(lines), lines, args.tags);
   }
 
   async backupStdin(args: { data: string; filename: string; tags: string[]; host: string }): Promise<BackupSummary> {
@@ -184,7 +199,7 @@ export class ResticRepository {
       ],
       { stdin: args.data },
     );
-    return toBackupSummary(lines);
+    return this.indexed(toBackupSummary(lines), lines, args.tags);
   }
 
   /**
@@ -210,7 +225,7 @@ export class ResticRepository {
       ],
       { ...options, ...(options.commandEnv ? { extraEnv: options.commandEnv } : {}) },
     );
-    return toBackupSummary(lines);
+    return this.indexed(toBackupSummary(lines), lines, args.tags);
   }
 
   /**
@@ -287,14 +302,46 @@ export class ResticRepository {
 
   /** rewind's snapshots whose tags include every given tag. */
   async snapshots(tags: string[] = []): Promise<TaggedSnapshot[]> {
-    const lines = await this.run(['snapshots', '--no-lock', ...(tags.length ? ['--tag', tags.join(',')] : [])]);
-    const list = (lines[0] ?? []) as unknown as { id: string; time: string; tags?: string[] }[];
+    const listed = this.index
+      ? ((await this.index.current()) ?? (await this.refreshIndex())).filter((s) =>
+          tags.every((t) => s.tags.includes(t)),
+        )
+      : await this.listSnapshots(tags);
     const tagged: TaggedSnapshot[] = [];
-    for (const s of Array.isArray(list) ? list : []) {
-      const labels = decodeTags(s.tags ?? []);
+    for (const s of listed) {
+      const labels = decodeTags(s.tags);
       if (labels) tagged.push({ id: s.id, time: s.time, labels });
     }
     return tagged;
+  }
+
+  /** Every snapshot, from restic itself; the index then holds them. */
+  private async refreshIndex(): Promise<IndexedSnapshot[]> {
+    const all = await this.listSnapshots([]);
+    await this.index?.replace(all);
+    return all;
+  }
+
+  private async listSnapshots(tags: string[]): Promise<IndexedSnapshot[]> {
+    const lines = await this.run(['snapshots', '--no-lock', ...(tags.length ? ['--tag', tags.join(',')] : [])]);
+    const list = (lines[0] ?? []) as unknown as { id: string; time: string; tags?: string[] }[];
+    return (Array.isArray(list) ? list : []).map((s) => ({ id: s.id, time: s.time, tags: s.tags ?? [] }));
+  }
+
+  /** Records a backup's snapshot in the index, as `restic snapshots` will show it. */
+  private async indexed(
+    summary: BackupSummary,
+    lines: Record<string, unknown>[],
+    tags: string[],
+  ): Promise<BackupSummary> {
+    // restic stamps the snapshot with the moment the backup started, which its summary reports.
+    const started = lines.find((l) => l.message_type === 'summary')?.backup_start;
+    if (this.index && typeof started === 'string') {
+      // `--tag a,b` is two tags to restic.
+      const split = tags.flatMap((t) => t.split(',')).filter((t) => t !== '');
+      await this.index.add({ id: summary.snapshotId, time: started, tags: split });
+    }
+    return summary;
   }
 
   /** The bytes of one file of a snapshot. */
@@ -312,6 +359,7 @@ export class ResticRepository {
     if (snapshotIds.length === 0) return;
     // forget needs the exclusive lock; a backup running beside it is waited for (lockWait).
     await this.run(['forget', ...snapshotIds], { lockWait: '2m' });
+    await this.index?.remove(snapshotIds);
   }
 
   /** Runs restic with --json and returns its JSON stdout lines. */
