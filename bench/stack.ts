@@ -21,6 +21,8 @@ export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor
 
 export interface BenchStack {
   client: RewindClient;
+  /** The Temporal dev server's address, for rewind processes the bench starts itself. */
+  address: string;
   /** Starts `rewind <args>` as its own process; the bench fails if it exits before `stop`. */
   launch(args: string[]): ChildProcess;
   stop(): Promise<void>;
@@ -40,6 +42,7 @@ export async function startBenchStack(args: {
   let stopping = false;
   return {
     client: new RewindClient(new Client({ connection }), args.manifest, args.store),
+    address: server.address,
     launch(cli: string[]) {
       const logs = process.env.REWIND_BENCH_LOGS;
       const out = logs ? openSync(path.join(logs, `${cli.join('-')}.log`), 'a') : 'ignore';

@@ -11,10 +11,13 @@ import type {
   ListingDocuments,
   RestoreComponentRequest,
   SnapshotComponentRequest,
+  StageComponentRequest,
+  StageOutcome,
   StepContext,
   VerifyComponentRequest,
   VerifyOutcome,
 } from '../components/driver';
+import { discardStaged, stagedRun, sweepStaging } from '../components/files/staging';
 import { createDrivers } from '../components/drivers';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { ErrorType } from '../domain/errors';
@@ -27,6 +30,8 @@ import { reportProgress, type ProgressReporter } from './progress';
 
 export type {
   AssessComponentRequest,
+  StageComponentRequest,
+  StageOutcome,
   RestoreComponentRequest,
   SnapshotComponentRequest,
   VerifyComponentRequest,
@@ -41,17 +46,24 @@ export interface AgentDeps {
   env?: NodeJS.ProcessEnv;
 }
 
+/** Staged data older than this belongs to no run that can still use it (approval waits are shorter). */
+const STAGING_MAX_AGE_MS = 7 * 24 * 3600_000;
+
 export function createAgentActivities(deps: AgentDeps) {
   const agentDir = path.join(deps.manifest.dataDir, 'agent', deps.environment);
   const driverFor = createDrivers({ env: deps.env ?? process.env });
 
-  const componentOf = (environment: string, name: string): Component => {
+  const refuseOtherEnvironment = (environment: string): void => {
     if (environment !== deps.environment) {
       throw ApplicationFailure.nonRetryable(
         `this agent serves environment "${deps.environment}", not "${environment}"`,
         ErrorType.WrongAgent,
       );
     }
+  };
+
+  const componentOf = (environment: string, name: string): Component => {
+    refuseOtherEnvironment(environment);
     const component = deps.manifest.environments[environment]?.components[name];
     if (!component) {
       throw ApplicationFailure.nonRetryable(
@@ -89,6 +101,8 @@ export function createAgentActivities(deps: AgentDeps) {
     },
   };
 
+  const stagingRoot = path.join(agentDir, 'staging');
+
   const contextFor = async (component: string, progress: ProgressReporter): Promise<StepContext> => {
     const lockDir = path.join(agentDir, 'locks');
     await mkdir(lockDir, { recursive: true });
@@ -100,6 +114,7 @@ export function createAgentActivities(deps: AgentDeps) {
       plansDir: path.join(agentDir, 'plans'),
       lockFile: path.join(lockDir, `${component}.lock`),
       listings,
+      stagingRoot,
     };
   };
 
@@ -179,7 +194,34 @@ export function createAgentActivities(deps: AgentDeps) {
     });
   }
 
-  return { snapshotComponent, restoreComponent, verifyComponent, assessComponent };
+  /** Before approval: reads (and keeps, where the kind can) what a rollback would write. */
+  async function stageComponent(req: StageComponentRequest): Promise<StageOutcome> {
+    const component = componentOf(req.environment, req.component);
+    const driver = driverFor(component);
+    if (!driver.stage) return { readable: true, note: 'not checked before approval', bytes: 0 };
+    return step(req.component, 'stage', async (progress) => {
+      await sweepStaging(stagingRoot, STAGING_MAX_AGE_MS);
+      const started = Date.now();
+      const outcome = await driver.stage!(component, req, await contextFor(req.component, progress));
+      deps.logger.info({ component: req.component, ...outcome, ms: Date.now() - started }, 'target read back');
+      return outcome;
+    });
+  }
+
+  /** What a run staged and did not use (it was rejected, timed out, or failed before execute). */
+  async function discardStaging(req: { environment: string; workflowId: string }): Promise<void> {
+    refuseOtherEnvironment(req.environment);
+    await discardStaged(stagedRun(stagingRoot, req.workflowId));
+  }
+
+  return {
+    snapshotComponent,
+    restoreComponent,
+    verifyComponent,
+    assessComponent,
+    stageComponent,
+    discardStaging,
+  };
 }
 
 export type AgentActivities = ReturnType<typeof createAgentActivities>;

@@ -6,7 +6,7 @@ import { describeContents as contentsOf, presenterOf } from '../components/regis
 import type { CrossSection } from '../domain/cross-section';
 import { terminalSafe as shown } from '../domain/display-text';
 import { formatBytes } from '../domain/format';
-import { describeOutcome } from '../domain/report';
+import { describeOutcome, targetCheckText } from '../domain/report';
 import { refusalTimes } from '../domain/rollback-rules';
 import { describeTarget, type RollbackPlan, type RollbackStatus } from '../domain/rollback';
 import { formatDuration } from '../manifest/duration';
@@ -27,6 +27,7 @@ export function renderPlan(plan: RollbackPlan): string {
         `  ${''.padEnd(width)}    ${shown(d.op).padEnd(6)} ${shown(d.subject)}${d.detail ? ` (${shown(d.detail)})` : ''}`,
       );
     if (c.more > 0) lines.push(`  ${''.padEnd(width)}    … ${c.more} more in ${shown(c.changeListFile)}`);
+    if (c.targetCheck) lines.push(`  ${''.padEnd(width)}    target data: ${targetCheckText(c.targetCheck, shown)}`);
     for (const i of c.impact ?? []) {
       const mark = i.strategy === c.strategy ? '*' : ' ';
       const head = !i.available

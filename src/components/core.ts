@@ -68,6 +68,11 @@ export interface ComponentPlan {
   impact?: StrategyImpact[];
   /** The plan loses data: approval then needs `acceptDataLoss`. */
   destructive: boolean;
+  /**
+   * Whether the data the restore writes was read from the repository before approval (absent
+   * for kinds and strategies that read nothing, and in runs started before this existed).
+   */
+  targetCheck?: { readable: boolean; note: string };
   details: KindDetails;
 }
 

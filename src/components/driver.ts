@@ -17,6 +17,11 @@ export interface SnapshotComponentRequest {
   version?: string;
   reason?: string;
   workflowId?: string;
+  /**
+   * A rollback's safety snapshot: when the component is exactly this snapshot (its target), the
+   * rollback will not write it, so no new snapshot is needed; this one is returned.
+   */
+  unlessAt?: ComponentSnapshot;
 }
 
 export interface RestoreComponentRequest {
@@ -37,6 +42,25 @@ export interface RestoreComponentRequest {
    * back takes, e.g. nothing when that step changed nothing.
    */
   compensates?: { idempotencyKey: string; strategy?: string };
+  /** The run whose prepare staged the target's data (stage): what is still valid is moved into place. */
+  stagedFor?: string;
+}
+
+export interface StageComponentRequest {
+  environment: string;
+  component: string;
+  workflowId: string;
+  target: { snapshotId: string; listingSnapshotId: string; fingerprint: FingerprintSummary };
+  strategy?: string;
+}
+
+/** Whether the data a rollback writes could be read from the repository before approval. */
+export interface StageOutcome {
+  readable: boolean;
+  /** What was read ("2 files (4.1 KiB) read back and staged"), or why it could not be. */
+  note: string;
+  /** Bytes read back and checked. */
+  bytes: number;
 }
 
 export interface VerifyComponentRequest {
@@ -76,6 +100,8 @@ export interface StepContext {
   /** Held by every restic run that reads or writes this component (see ResticRepository). */
   lockFile: string;
   listings: ListingDocuments;
+  /** The agent's folder for data staged before approval (one folder per run). */
+  stagingRoot: string;
 }
 
 export type RestoreResult = Omit<RestoreOutcome, 'durationMs'>;
@@ -97,6 +123,11 @@ export interface ComponentDriver<C> {
   verify(component: C, req: VerifyComponentRequest, ctx: StepContext): Promise<VerifyOutcome>;
   /** What rolling back to the target would change, and what each strategy would lose. */
   assess(component: C, req: AssessComponentRequest, ctx: StepContext): Promise<ComponentPlan>;
+  /**
+   * Before approval: reads what a rollback to the target would write, proving it readable, and
+   * may keep it for restore (`RestoreComponentRequest.stagedFor`). A kind without it is not checked.
+   */
+  stage?(component: C, req: StageComponentRequest, ctx: StepContext): Promise<StageOutcome>;
 }
 
 /** The tags of a component's data snapshot, from the request that takes it. */

@@ -97,6 +97,7 @@ export function renderRollbackReport(s: RollbackStatus): string {
         for (const loss of i.losses) lines.push(`  - ${md(loss)}`);
       }
       if (c.impact) lines.push('');
+      if (c.targetCheck) lines.push(`- Target data: ${targetCheckText(c.targetCheck, md)}`);
       for (const d of differences)
         lines.push(`- ${md(d.op)} ${code(d.subject)}${d.detail ? ` (${md(d.detail)})` : ''}`);
       if (c.more > 0) lines.push(`- … and ${c.more} more`);
@@ -170,4 +171,9 @@ export function renderCurrentDetails(s: RollbackStatus): string {
     if (st.state !== 'pending')
       lines.push(`- ${md(st.component)}: ${st.state}${st.verify ? `, verify ${st.verify}` : ''}`);
   return lines.join('\n');
+}
+
+/** Whether the data the restore writes was read back before approval, as the plan shows it. */
+export function targetCheckText(check: { readable: boolean; note: string }, escape: (t: string) => string): string {
+  return check.readable ? escape(check.note) : `NOT POSSIBLE: ${escape(check.note)}`;
 }

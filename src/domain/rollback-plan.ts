@@ -32,3 +32,16 @@ export function impossibleSteps(plan: RollbackPlan): string[] {
       : [];
   });
 }
+
+/**
+ * Everything in the plan that cannot be done, one line each with what to do instead: a chosen
+ * strategy that is not possible, and target data that could not be read back.
+ */
+export function blockedSteps(plan: RollbackPlan): string[] {
+  return plan.components.flatMap((c) => [
+    ...(c.targetCheck && !c.targetCheck.readable
+      ? [`${c.component}: not possible: ${c.targetCheck.note}; choose another target`]
+      : []),
+    ...impossibleSteps({ ...plan, components: [c] }).map((line) => `${line}; choose another with --strategy`),
+  ]);
+}

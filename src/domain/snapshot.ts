@@ -29,6 +29,8 @@ export interface CrossSectionRequest {
   origin: SnapshotOrigin;
   version?: string;
   reason?: string;
+  /** By component: a snapshot to return instead of taking one when the component is exactly it. */
+  unlessAt?: Record<string, ComponentSnapshot>;
 }
 
 export interface CrossSectionResult {

@@ -9,7 +9,8 @@ import { transfer } from './activity-options';
 export async function takeCrossSection(
   ctx: SnapshotContext,
   request: CrossSectionRequest,
-  onComponent: (component: string, state: 'running' | 'done' | 'failed') => void = () => undefined,
+  onComponent: (component: string, state: 'running' | 'done' | 'failed', snapshot?: ComponentSnapshot) => void = () =>
+    undefined,
 ): Promise<CrossSectionResult> {
   const id = crossSectionId(new Date(), uuid4());
   const entries = await Promise.all(
@@ -29,8 +30,9 @@ export async function takeCrossSection(
           workflowId: workflowInfo().workflowId,
           ...(request.version !== undefined ? { version: request.version } : {}),
           ...(request.reason !== undefined ? { reason: request.reason } : {}),
+          ...(request.unlessAt?.[component] ? { unlessAt: request.unlessAt[component] } : {}),
         });
-        onComponent(component, 'done');
+        onComponent(component, 'done', snapshot);
         return [component, snapshot];
       } catch (err) {
         onComponent(component, 'failed');

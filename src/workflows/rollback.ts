@@ -52,7 +52,7 @@ import {
   lockWorkflowId,
 } from '../domain/rollback';
 import { runInDependencyOrder } from '../domain/dependency-order';
-import { assemblePlan, impossibleSteps } from '../domain/rollback-plan';
+import { assemblePlan, blockedSteps, impossibleSteps } from '../domain/rollback-plan';
 import {
   applyDecision,
   approvalSettled,
@@ -70,6 +70,8 @@ import { takeCrossSection } from './cross-section';
 import { environmentLockWorkflow } from './lock';
 
 const control = proxyActivities<ControlActivities>(quick);
+
+const noFailure = (): undefined => undefined;
 
 /** Ends the run early with a final state (rejected, compensated, ...); never retried. */
 class RollbackEnded extends Error {
@@ -94,6 +96,13 @@ interface RunState {
   lock?: ChildWorkflowHandle<typeof environmentLockWorkflow>;
   /** Request ids of legacy approve/reject signals already counted. */
   legacyRequests: Set<string>;
+  /**
+   * Read-backs of new safety snapshots, started as each is taken and awaited before execute:
+   * each resolves to undefined, or to the failure.
+   */
+  confirming: Promise<unknown>[];
+  /** Prepare staged the target's data on the agent (patch prepare-at-once). */
+  staged: boolean;
 }
 
 export async function rollbackWorkflow(request: RollbackRequest): Promise<RollbackStatus> {
@@ -102,6 +111,8 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     safety: {},
     touched: [],
     legacyRequests: new Set(),
+    confirming: [],
+    staged: false,
   };
   const { status } = run;
   const { workflowId } = status;
@@ -120,7 +131,10 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   try {
     await decide();
     await prepare();
-    if (request.dryRun) return await complete('completed');
+    if (request.dryRun) {
+      await safetyConfirmed();
+      return await complete('completed');
+    }
     const decision = await approval();
     if (decision !== 'approved') return await complete(decision);
     await execute();
@@ -184,6 +198,23 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     }
   }
 
+  /** What prepare staged and execute did not use; an agent that is down only leaves it for its sweep. */
+  async function discardStaging(): Promise<void> {
+    if (!run.staged || !run.ctx) return;
+    const agent = proxyActivities<AgentActivities>({
+      taskQueue: run.ctx.envTaskQueue,
+      scheduleToCloseTimeout: '30 seconds',
+      retry: { maximumAttempts: 3 },
+    });
+    try {
+      await CancellationScope.nonCancellable(() =>
+        agent.discardStaging({ environment: request.environment, workflowId }),
+      );
+    } catch (err) {
+      log.warn('staged data was not discarded', { error: describeFailure(err) });
+    }
+  }
+
   async function releaseEnvironmentLock(): Promise<void> {
     const held = run.lock;
     if (!held) return;
@@ -199,6 +230,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
 
   async function prepare(): Promise<void> {
     enterPhase('prepare');
+    if (patched('prepare-at-once')) return prepareAtOnce();
     const context = run.ctx!;
     const section = await takeCrossSection(
       {
@@ -244,6 +276,75 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       throw new RollbackEnded('failed', `${impossible.join('; ')}; choose another with --strategy`);
   }
 
+  /**
+   * Prepare with no wait that can be avoided: the safety snapshots and the read-back of the
+   * target's data run at once; a component already at its target needs no new snapshot; each
+   * new snapshot is read back as soon as it exists, while the plan is made and approved, and
+   * execute waits for that before it writes anything.
+   */
+  async function prepareAtOnce(): Promise<void> {
+    const context = run.ctx!;
+    const targets = Object.fromEntries(context.components.map((c) => [c.name, targetSnapshotOf(c)]));
+    const agentWith = (activityId: string) =>
+      proxyActivities<AgentActivities>({ ...transfer(context.envTaskQueue, context.heartbeatTimeoutMs), activityId });
+    run.staged = true;
+    const [section, checks] = await Promise.all([
+      takeCrossSection(
+        {
+          environment: context.environment,
+          envTaskQueue: context.envTaskQueue,
+          components: context.components.map((c) => c.name),
+          heartbeatTimeoutMs: context.heartbeatTimeoutMs,
+        },
+        { origin: request.dryRun ? 'dry-run' : 'safety', reason: `safety before ${workflowId}`, unlessAt: targets },
+        (component, state, snapshot) => {
+          if (state !== 'done' || !snapshot || snapshot.snapshotId === targets[component]!.snapshotId) return;
+          run.confirming.push(control.confirmReadable([snapshot]).then(noFailure, (err: unknown) => err));
+        },
+      ),
+      Promise.all(
+        context.components.map((c) =>
+          agentWith(`stage/${c.name}`).stageComponent({
+            environment: context.environment,
+            component: c.name,
+            workflowId,
+            target: targets[c.name]!,
+            ...(c.strategy !== undefined ? { strategy: c.strategy } : {}),
+          }),
+        ),
+      ),
+    ]);
+    run.safety = section.components;
+    const agent = proxyActivities<AgentActivities>({ ...quick, taskQueue: context.envTaskQueue });
+    const plans = await Promise.all(
+      context.components.map((component) =>
+        agent.assessComponent({
+          environment: context.environment,
+          component: component.name,
+          workflowId,
+          safety: run.safety[component.name]!,
+          target: targets[component.name]!,
+          previewPaths: context.previewPaths,
+          ...stepOptions(component),
+        }),
+      ),
+    );
+    plans.forEach((plan, i) => (plan.targetCheck = { readable: checks[i]!.readable, note: checks[i]!.note }));
+    status.plan = assemblePlan(section.crossSectionId, context.components, plans);
+    const blocked = blockedSteps(status.plan);
+    if (blocked.length > 0 && !request.dryRun) throw new RollbackEnded('failed', blocked.join('; '));
+  }
+
+  /** No destructive step before every new safety snapshot has been read back. */
+  async function safetyConfirmed(): Promise<void> {
+    const failures = (await Promise.all(run.confirming)).filter((f) => f !== undefined);
+    if (failures.length > 0)
+      throw new RollbackEnded(
+        'failed',
+        `the safety snapshot could not be read back, so nothing was changed: ${failures.map(describeFailure).join('; ')}`,
+      );
+  }
+
   async function approval(): Promise<'approved' | 'rejected' | 'timed-out'> {
     enterPhase('approval');
     if (status.rejection) return 'rejected';
@@ -259,6 +360,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
 
   async function execute(): Promise<void> {
     enterPhase('execute');
+    await safetyConfirmed();
     const context = run.ctx!;
     const firstFailure = await runInDependencyOrder(
       context.components,
@@ -293,6 +395,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         purpose: 'rollback',
         idempotencyKey: stepKey('rollback', component),
         ...stepOptions(component),
+        ...(run.staged ? { stagedFor: workflowId } : {}),
       });
       step.state = 'done';
     } catch (err) {
@@ -344,6 +447,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     status.reportFile = await CancellationScope.nonCancellable(() =>
       control.saveReport({ workflowId, markdown: status.report! }),
     );
+    await discardStaging();
     await releaseEnvironmentLock();
     setState(state);
     log.info('rollback finished', { state, cause: cause ?? '' });
@@ -496,6 +600,16 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     return {
       ...(component.strategy !== undefined ? { strategy: component.strategy } : {}),
       ...(component.targetTime !== undefined ? { targetTime: component.targetTime } : {}),
+    };
+  }
+
+  /** The component's snapshot in the target cross-section. */
+  function targetSnapshotOf(component: RollbackComponent): ComponentSnapshot {
+    return {
+      component: component.name,
+      snapshotId: component.targetSnapshotId,
+      listingSnapshotId: component.targetListingSnapshotId,
+      fingerprint: component.targetFingerprint,
     };
   }
 

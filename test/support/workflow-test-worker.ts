@@ -26,7 +26,7 @@ import type { ComponentPlan, FingerprintSummary, RestoreOutcome, VerifyOutcome }
 import type { ComponentSnapshot } from '../../src/domain/cross-section';
 import type { RollbackContext, RollbackRequest, RollbackStatus } from '../../src/domain/rollback';
 import type { SnapshotContext, SnapshotRequest } from '../../src/domain/snapshot';
-import type { SnapshotComponentRequest } from '../../src/components/driver';
+import type { SnapshotComponentRequest, StageComponentRequest, StageOutcome } from '../../src/components/driver';
 import { manifestSchema, type Manifest } from '../../src/manifest/schema';
 import { lockHolder as findLockHolder } from '../../src/platform/rollback-runs';
 import { workflowCode } from '../../src/workers/workflow-code';
@@ -248,7 +248,15 @@ export function stubAgentActivities(): AgentActivities {
     return Promise.resolve({ matches: true, actual: req.expected, differences: [] });
   }
 
-  return { snapshotComponent, restoreComponent, verifyComponent, assessComponent };
+  function stageComponent(_req: StageComponentRequest): Promise<StageOutcome> {
+    return Promise.resolve({ readable: true, note: '2 files (2 KiB) read back, checked and staged', bytes: 2_048 });
+  }
+
+  function discardStaging(_req: { environment: string; workflowId: string }): Promise<void> {
+    return Promise.resolve();
+  }
+
+  return { snapshotComponent, restoreComponent, verifyComponent, assessComponent, stageComponent, discardStaging };
 }
 
 // ---- activities that hold a phase ----

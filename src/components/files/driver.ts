@@ -19,12 +19,20 @@ import {
   type ListingEntry,
 } from './listing';
 import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from './targeted-restore';
+import { discardStaged, placeStaged, recordStaged, stagedArea, type StagedArea } from './staging';
 import type { FilesComponent, FilesPlanDetails, FilesRestoreDetails } from './kind';
-import type { RestoreSummary } from '../../snapshots/restic';
+import { ResticError, type RestoreSummary } from '../../snapshots/restic';
 import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE } from '../../snapshots/store';
 import { summarizeChanges } from '../change-list';
 import type { Change, Difference } from '../core';
-import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from '../driver';
+import {
+  snapshotLabels,
+  type ComponentDriver,
+  type RestoreResult,
+  type StageOutcome,
+  type StepContext,
+} from '../driver';
+import { count, formatBytes } from '../../domain/format';
 
 /** Attempts to take a snapshot while files keep changing under it. */
 const STABLE_SNAPSHOT_ATTEMPTS = 3;
@@ -64,6 +72,7 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
         );
       }
       const list = () => (present ? listing(component.path, ctx) : Promise.resolve([]));
+      if (req.unlessAt && fingerprintOf(await list()).digest === req.unlessAt.fingerprint.digest) return req.unlessAt;
       for (let attempt = 1; attempt <= STABLE_SNAPSHOT_ATTEMPTS; attempt++) {
         const before = await list();
         const fingerprint = fingerprintOf(before);
@@ -139,7 +148,13 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
 
       const plan = planTargetedRestore(diffListings(current, target), current, target);
       if ('fallback' in plan) return wholeTree(plan.fallback);
-      const outcome = await restoreTargeted(component.path, plan, restic);
+      const staged = req.stagedFor ? stagedArea(ctx.stagingRoot, req.stagedFor, req.component) : undefined;
+      const outcome = await restoreTargeted(
+        component.path,
+        plan,
+        restic,
+        staged && { area: staged, snapshotId: req.snapshotId },
+      );
       const after = fingerprintOf(await listing(component.path, ctx));
       if (after.digest === req.fingerprint.digest) return outcome;
       // Never expected; the whole-tree restore is the safe answer if it happens.
@@ -175,6 +190,49 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
         ...summary,
         destructive: false,
         details,
+      };
+    },
+
+    async stage(component, req, ctx): Promise<StageOutcome> {
+      await refuseSymbolicLink(component.path, req);
+      const current = (await isDirectory(component.path)) ? await listing(component.path, ctx) : [];
+      const target = await loadListing(req.target.listingSnapshotId, ctx);
+      const area = stagedArea(ctx.stagingRoot, req.workflowId, req.component);
+      await discardStaged(area.root);
+      const plan = planTargetedRestore(diffListings(current, target), current, target);
+      // The whole tree is restored for a fallback plan, or an empty target: stage all of it.
+      const include =
+        'fallback' in plan ? target.filter((e) => !e.path.includes('/')).map((e) => e.path) : plan.include;
+      if (include.length === 0) return { readable: true, note: 'nothing to read: no content differs', bytes: 0 };
+      await mkdir(area.root, { recursive: true });
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'rewind-include-'));
+      try {
+        const includeFile = path.join(dir, 'include');
+        await writeFile(includeFile, includePatterns(include));
+        await ctx.store.restic.restore(
+          { snapshotId: req.target.snapshotId, target: area.root, includeFile },
+          {
+            signal: ctx.progress.signal,
+            onProgress: (p) => ctx.progress.update({ stage: 'stage', percent: p.percentDone, ...sizes(p) }),
+          },
+        );
+      } catch (err) {
+        await discardStaged(area.root);
+        if (err instanceof ResticError && (err.kind === 'damaged' || err.kind === 'refused'))
+          return { readable: false, note: `the target snapshot cannot be read: ${err.message}`, bytes: 0 };
+        throw err;
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+      const checked = await recordStaged(area, req.target.snapshotId, include, target);
+      if (checked.problem) {
+        await discardStaged(area.root);
+        return { readable: false, note: checked.problem, bytes: checked.bytes };
+      }
+      return {
+        readable: true,
+        note: `${count(checked.files, 'file')} (${formatBytes(checked.bytes)}) read back, checked and staged`,
+        bytes: checked.bytes,
       };
     },
 
@@ -216,21 +274,34 @@ async function restoreTargeted(
   root: string,
   plan: TargetedRestorePlan,
   restic: (includeFile?: string) => Promise<RestoreSummary>,
+  staged?: { area: StagedArea; snapshotId: string },
 ): Promise<RestoreResult> {
   for (const p of plan.remove) await rm(path.join(root, p), { recursive: true, force: true });
   for (const { path: p, mode } of plan.chmod) await chmod(path.join(root, p), mode);
+  // What prepare staged and nobody touched since goes into place by rename; restic does the rest.
+  const moved = staged ? await placeStaged(staged.area, staged.snapshotId, plan.include, root) : undefined;
+  if (staged) await discardStaged(staged.area.root);
+  const rest = plan.include.filter((p) => !moved?.placed.some((m) => p === m || p.startsWith(`${m}/`)));
   let summary: RestoreSummary | undefined;
-  if (plan.include.length > 0) {
+  if (rest.length > 0) {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'rewind-include-'));
     try {
       const includeFile = path.join(dir, 'include');
-      await writeFile(includeFile, includePatterns(plan.include));
+      await writeFile(includeFile, includePatterns(rest));
       summary = await restic(includeFile);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
-  return toResult(summary, 'targeted', plan.remove.length);
+  const result = toResult(summary, 'targeted', plan.remove.length);
+  if (!moved || moved.placed.length === 0) return result;
+  const details = result.details as FilesRestoreDetails;
+  const withStaged: FilesRestoreDetails = {
+    ...details,
+    filesRestored: details.filesRestored + moved.placed.length,
+    staged: moved.placed.length,
+  };
+  return { ...result, bytesWritten: result.bytesWritten + moved.bytes, details: withStaged };
 }
 
 /** Removes everything inside a directory; returns how many top-level entries went. */

@@ -43,6 +43,8 @@ export interface FilesRestoreDetails extends KindDetails {
   filesRestored: number;
   filesSkipped: number;
   filesDeleted: number;
+  /** Entries moved into place from what prepare staged (counted in filesRestored). */
+  staged?: number;
 }
 
 const detailsOf = <D extends KindDetails>(value: { details?: KindDetails | undefined }): D | undefined =>
@@ -76,7 +78,8 @@ export const filesKind = {
       const d = detailsOf<FilesRestoreDetails>(outcome);
       const note = outcome.note ? `: ${outcome.note}` : '';
       if (!d) return `restored${note}`;
-      return `${count(d.filesRestored, 'file')} restored (${formatBytes(outcome.bytesWritten)}), ${d.filesDeleted} deleted, ${d.method}${note}`;
+      const staged = d.staged ? `, ${d.staged} moved in from staging` : '';
+      return `${count(d.filesRestored, 'file')} restored (${formatBytes(outcome.bytesWritten)}), ${d.filesDeleted} deleted, ${d.method}${staged}${note}`;
     },
   },
 } satisfies ComponentKind<FilesComponent>;
