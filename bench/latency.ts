@@ -38,7 +38,8 @@ function timedRun(command: string, args: string[], env: NodeJS.ProcessEnv): Prom
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.on('close', (code) => {
       const elapsed = Number(process.hrtime.bigint() - started) / 1e6;
-      if (code !== 0) reject(new Error(`${path.basename(command)} ${args.join(' ')} failed: ${Buffer.concat(err)}`));
+      if (code !== 0)
+        reject(new Error(`${path.basename(command)} ${args.join(' ')} failed: ${Buffer.concat(err).toString('utf8')}`));
       else resolve({ ms: elapsed, stdout: Buffer.concat(out).toString('utf8') });
     });
   });
