@@ -4,8 +4,8 @@ import { chmodSync, mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } 
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createAgentActivities } from '../src/activities/agent';
-import { groupCrossSections } from '../src/domain/cross-section';
-import { diffListings, fingerprintOf, listDirectory } from '../src/components/files/listing';
+import { groupCrossSections, type ComponentSnapshot } from '../src/domain/cross-section';
+import { diffListings, fingerprintOf, listDirectory, parseListing } from '../src/components/files/listing';
 import { parseManifest } from '../src/manifest/load';
 import { createLogger } from '../src/platform/logger';
 import { ResticError, ResticRepository } from '../src/snapshots/restic';
@@ -146,12 +146,17 @@ describe('the snapshot step', () => {
       version: 'v1, "quoted" & spaced',
       reason: 'before deploy: 50% traffic, ünïcode',
     };
-    const first = await new MockActivityEnvironment().run(activities.snapshotComponent, request);
+    const first: ComponentSnapshot = await new MockActivityEnvironment().run(activities.snapshotComponent, request);
     const second = await new MockActivityEnvironment({ attempt: 2 }).run(activities.snapshotComponent, request);
     expect(second).toEqual(first);
 
     const snapshots = await store.restic.snapshots(['rewind', 'xs=xs-20261128-000000-abcd']);
-    expect(snapshots.map((s) => s.labels.role).sort()).toEqual(['data', 'listing']);
+    // A listing this small rides in the data snapshot's tags: one restic snapshot, not two.
+    expect(snapshots.map((s) => s.labels.role)).toEqual(['data']);
+    expect(first.listingSnapshotId).toBe(first.snapshotId);
+    expect(parseListing(await store.readListingText(first.listingSnapshotId))).toEqual(
+      await listDirectory(componentDir),
+    );
     const [section] = groupCrossSections(snapshots);
     expect(section).toMatchObject({
       complete: true,
@@ -163,6 +168,34 @@ describe('the snapshot step', () => {
       entries: 9,
       details: { kind: 'files', files: 4, dirs: 3, symlinks: 2 },
     });
+  });
+
+  it('stores a listing too large for a tag as a listing snapshot of its own', async () => {
+    const componentDir = path.join(dir, 'many-files');
+    mkdirSync(componentDir);
+    for (let i = 0; i < 200; i++) writeFileSync(path.join(componentDir, `model-${i}.pkl`), `weights ${i}\n`);
+    const { manifest } = parseManifest(
+      `repository: { path: ${path.join(dir, 'repo')} }\napprovers: [a]\nenvironments:\n  production:\n    components:\n      models: { kind: files, path: ${componentDir} }\n`,
+      path.join(dir, 'rewind.yaml'),
+    );
+    const activities = createAgentActivities({
+      environment: 'production',
+      manifest,
+      store,
+      logger: createLogger('test', 'silent'),
+    });
+    const taken: ComponentSnapshot = await new MockActivityEnvironment().run(activities.snapshotComponent, {
+      environment: 'production',
+      component: 'models',
+      crossSectionId: 'xs-20261128-000000-bbbb',
+      members: ['models'],
+      origin: 'manual' as const,
+    });
+    const snapshots = await store.restic.snapshots(['rewind', 'xs=xs-20261128-000000-bbbb']);
+    expect(snapshots.map((s) => s.labels.role).sort()).toEqual(['data', 'listing']);
+    expect(taken.listingSnapshotId).not.toBe(taken.snapshotId);
+    expect(snapshots.find((s) => s.labels.role === 'data')!.labels.inlineListing).toBeUndefined();
+    expect(parseListing(await store.readListingText(taken.listingSnapshotId))).toHaveLength(200);
   });
 
   it('refuses a request meant for another environment', async () => {

@@ -228,14 +228,14 @@ export class RewindClient {
 
   /** The decide phase's checks, made early so that a doomed request leaves no failed run behind. */
   private async precheckRollback(request: RollbackRequest, workflowId: string): Promise<void> {
-    if (!request.dryRun) {
-      const busy = (await runningRollbacks(this.client, this.taskQueue, request.environment)).find(
-        (id) => id !== workflowId,
-      );
-      if (busy) throw new RequestError(environmentBusyMessage(busy, request.environment));
-    }
-    if (!this.store) return;
-    if (!(await this.store.findTarget(request.environment, request.target))) {
+    // Both questions at once: every round trip is time to safety.
+    const [running, target] = await Promise.all([
+      request.dryRun ? [] : runningRollbacks(this.client, this.taskQueue, request.environment),
+      this.store ? this.store.findTarget(request.environment, request.target) : true,
+    ]);
+    const busy = running.find((id) => id !== workflowId);
+    if (busy) throw new RequestError(environmentBusyMessage(busy, request.environment));
+    if (!target) {
       throw new RequestError(
         `no cross-section of ${request.environment} matches ${describeTarget(request.target)} (rewind snapshot list --env ${request.environment})`,
       );

@@ -21,6 +21,11 @@ export interface SnapshotLabels {
   /** The workflow that took it. */
   workflowId?: string;
   fingerprint?: FingerprintSummary;
+  /**
+   * A small listing stored in the data snapshot's own tags (compressed, base64url; see
+   * snapshots/inline-listing.ts) instead of a listing snapshot of its own: one restic run less.
+   */
+  inlineListing?: string;
 }
 
 export interface ComponentSnapshot {
@@ -68,6 +73,7 @@ export function encodeTags(labels: SnapshotLabels): string[] {
       `fpd=${encodeURIComponent(JSON.stringify(f.details))}`,
     );
   }
+  if (labels.inlineListing !== undefined) tags.push(`listing=${labels.inlineListing}`);
   return tags;
 }
 
@@ -101,6 +107,8 @@ export function decodeTags(tags: readonly string[]): SnapshotLabels | undefined 
   if (version !== undefined) labels.version = version;
   if (reason !== undefined) labels.reason = reason;
   if (workflowId !== undefined) labels.workflowId = workflowId;
+  const inlineListing = values.get('listing');
+  if (inlineListing !== undefined) labels.inlineListing = inlineListing;
   const digest = values.get('fp');
   if (digest) {
     const fingerprint = decodeFingerprint(digest, values);
@@ -150,7 +158,8 @@ export function groupCrossSections(snapshots: readonly TaggedSnapshot[]): CrossS
     if (!first) continue;
     const components: Record<string, ComponentSnapshot> = {};
     for (const [name, snap] of data) {
-      const list = listing.get(name);
+      // A data snapshot that carries its listing is its own listing snapshot.
+      const list = snap.labels.inlineListing !== undefined ? snap : listing.get(name);
       if (list && snap.labels.fingerprint) {
         components[name] = {
           component: name,

@@ -133,14 +133,22 @@ export class ResticError extends Error {
 }
 
 export class ResticRepository {
-  private readonly binary: string;
+  private resolvedBinary?: string;
   private initialized = false;
   private readonly index?: SnapshotIndex;
 
   constructor(private readonly options: ResticOptions) {
-    this.binary = options.binary ?? resolveTool('restic');
     const folder = localSnapshotsFolder(options.repository);
     if (options.indexFile && folder) this.index = new SnapshotIndex(options.indexFile, folder);
+  }
+
+  /**
+   * The restic binary, found (and its version checked, which costs a run) on first use: a
+   * command the snapshot index answers never needs it.
+   */
+  get binary(): string {
+    this.resolvedBinary ??= this.options.binary ?? resolveTool('restic');
+    return this.resolvedBinary;
   }
 
   get location(): string {

@@ -3,6 +3,7 @@
 import { groupCrossSections, type ComponentSnapshot, type CrossSection } from '../domain/cross-section';
 import type { RollbackTarget } from '../domain/rollback';
 import { parseListing, type ListingEntry } from '../components/files/listing';
+import { readInlineListing } from './inline-listing';
 import type { ResticRepository } from './restic';
 
 /** Name of the listing file inside a listing snapshot. */
@@ -58,8 +59,13 @@ export class SnapshotStore {
     return found ? { found, partial: [] } : { partial: snaps.map((s) => s.id) };
   }
 
-  /** The listing document stored beside a data snapshot, as text (its format is the kind's). */
+  /**
+   * The listing document stored beside a data snapshot, as text (its format is the kind's): from
+   * the snapshot's own tags when it carries it (inline-listing.ts), else from its listing snapshot.
+   */
   async readListingText(listingSnapshotId: string): Promise<string> {
+    const tagged = (await this.restic.snapshots(['rewind'])).find((s) => s.id === listingSnapshotId);
+    if (tagged?.labels.inlineListing !== undefined) return readInlineListing(tagged.labels.inlineListing);
     return this.restic.dump(listingSnapshotId, `/${LISTING_FILE}`);
   }
 

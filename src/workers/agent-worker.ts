@@ -44,6 +44,8 @@ export async function runAgent(loaded: LoadedManifest, environment: string): Pro
   Runtime.install({ logger: sdkLogger(logger) });
   const settings = temporalSettings(loaded.manifest.temporal.namespace);
   const store = openSnapshotStore(loaded.manifest);
+  // Fail at start, not at the first step, when restic is missing or too old.
+  void store.restic.binary;
   await store.restic.ensureInitialized();
   const { worker, close } = await createAgentWorker({ loaded, environment, store, temporal: settings, logger });
   logger.info({ environment, temporal: settings.address }, 'agent ready');

@@ -48,9 +48,11 @@ export async function runControlWorker(loaded: LoadedManifest): Promise<void> {
   const logger = createLogger('rewind-worker');
   Runtime.install({ logger: sdkLogger(logger) });
   const settings = temporalSettings(loaded.manifest.temporal.namespace);
+  const store = openSnapshotStore(loaded.manifest);
+  void store.restic.binary; // fail at start, not at the first step, when restic is missing or too old
   const { worker, close } = await createControlWorker({
     loaded,
-    store: openSnapshotStore(loaded.manifest),
+    store,
     temporal: settings,
     logger,
   });

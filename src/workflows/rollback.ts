@@ -20,7 +20,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { AgentActivities } from '../activities/agent';
+import type { AgentActivities, StageOutcome } from '../activities/agent';
 import type { ControlActivities } from '../activities/control';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { describeFailure, ErrorType } from '../domain/errors';
@@ -103,6 +103,8 @@ interface RunState {
   confirming: Promise<unknown>[];
   /** Prepare staged the target's data on the agent (patch prepare-at-once). */
   staged: boolean;
+  /** The read-back of the target's data, started in decide. */
+  staging?: Promise<StageOutcome[] | Error>;
 }
 
 export async function rollbackWorkflow(request: RollbackRequest): Promise<RollbackStatus> {
@@ -150,6 +152,9 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     enterPhase('decide');
     const takesLock = !request.dryRun && patched('environment-lock');
     const context = await control.resolveRollback({ ...request, workflowId, ...(takesLock ? { takesLock } : {}) });
+    // Reading the target's data back changes nothing in the environment: it starts now, while
+    // the lock is taken, and prepare collects it.
+    if (patched('prepare-at-once')) run.staging = stageTargets(context);
     if (takesLock) await takeEnvironmentLock(context);
     run.ctx = context;
     status.targetCrossSection = context.target;
@@ -285,9 +290,6 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   async function prepareAtOnce(): Promise<void> {
     const context = run.ctx!;
     const targets = Object.fromEntries(context.components.map((c) => [c.name, targetSnapshotOf(c)]));
-    const agentWith = (activityId: string) =>
-      proxyActivities<AgentActivities>({ ...transfer(context.envTaskQueue, context.heartbeatTimeoutMs), activityId });
-    run.staged = true;
     const [section, checks] = await Promise.all([
       takeCrossSection(
         {
@@ -302,18 +304,9 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
           run.confirming.push(control.confirmReadable([snapshot]).then(noFailure, (err: unknown) => err));
         },
       ),
-      Promise.all(
-        context.components.map((c) =>
-          agentWith(`stage/${c.name}`).stageComponent({
-            environment: context.environment,
-            component: c.name,
-            workflowId,
-            target: targets[c.name]!,
-            ...(c.strategy !== undefined ? { strategy: c.strategy } : {}),
-          }),
-        ),
-      ),
+      (run.staging ??= stageTargets(context)),
     ]);
+    if (checks instanceof Error) throw checks;
     run.safety = section.components;
     const agent = proxyActivities<AgentActivities>({ ...quick, taskQueue: context.envTaskQueue });
     const plans = await Promise.all(
@@ -333,6 +326,25 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     status.plan = assemblePlan(section.crossSectionId, context.components, plans);
     const blocked = blockedSteps(status.plan);
     if (blocked.length > 0 && !request.dryRun) throw new RollbackEnded('failed', blocked.join('; '));
+  }
+
+  /** Reads back (and stages) each component's target data on the agent; a failure is returned, not thrown. */
+  function stageTargets(context: RollbackContext): Promise<StageOutcome[] | Error> {
+    run.staged = true;
+    return Promise.all(
+      context.components.map((c) =>
+        proxyActivities<AgentActivities>({
+          ...transfer(context.envTaskQueue, context.heartbeatTimeoutMs),
+          activityId: `stage/${c.name}`,
+        }).stageComponent({
+          environment: context.environment,
+          component: c.name,
+          workflowId,
+          target: targetSnapshotOf(c),
+          ...(c.strategy !== undefined ? { strategy: c.strategy } : {}),
+        }),
+      ),
+    ).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
   }
 
   /** No destructive step before every new safety snapshot has been read back. */

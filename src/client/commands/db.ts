@@ -5,12 +5,10 @@ import { lockWorkflowId } from '../../domain/rollback';
 import { envTaskQueue } from '../../manifest/schema';
 import { lockHolder } from '../../platform/rollback-runs';
 import { connectClient, temporalSettings } from '../../platform/temporal';
-import {
-  enablePointInTimeRecovery,
-  postgresComponent,
-  withMigrator as withComponentMigrator,
-  type Migrator,
-} from '../../components/postgres/facade';
+import type { Migrator } from '../../components/postgres/facade';
+
+// The postgres kind's facade loads the pg driver: only `db` commands need it.
+const facade = () => import('../../components/postgres/facade');
 import { checkAgainstManifest, RequestError } from '../client';
 import { action, manifestOf, print } from './command-context';
 
@@ -29,6 +27,7 @@ async function withMigrator<T>(
 ): Promise<T> {
   const { manifest } = manifestOf(cmd);
   checkAgainstManifest(manifest, opts.env, [opts.component]);
+  const { postgresComponent, withMigrator: withComponentMigrator } = await facade();
   const component = postgresComponent(manifest, opts.env, opts.component);
   return withComponentMigrator(component, { environment: opts.env, name: opts.component }, fn);
 }
@@ -174,6 +173,7 @@ export function registerDbCommands(program: Command): void {
       action(async (opts: DbOptions, cmd: Command) => {
         const { manifest } = manifestOf(cmd);
         checkAgainstManifest(manifest, opts.env, [opts.component]);
+        const { postgresComponent, enablePointInTimeRecovery } = await facade();
         const component = postgresComponent(manifest, opts.env, opts.component);
         const result = await enablePointInTimeRecovery(component, { environment: opts.env, name: opts.component });
         print(

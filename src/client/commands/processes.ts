@@ -2,9 +2,13 @@
 // `rewind worker` (the control worker) and `rewind agent` (one environment's agent).
 import type { Command } from 'commander';
 import { manifestPathFrom } from '../../manifest/load';
-import { runAgent } from '../../workers/agent-worker';
-import { runControlWorker } from '../../workers/control-worker';
-import { runStack } from '../../workers/stack';
+// The worker modules load the Temporal worker (hundreds of modules): only the commands that run
+// one load them, so that `rewind rollback start` and the other client commands start quickly.
+const workers = {
+  agent: () => import('../../workers/agent-worker'),
+  control: () => import('../../workers/control-worker'),
+  stack: () => import('../../workers/stack'),
+};
 import { action, globals, manifestOf, port } from './command-context';
 
 export function registerProcessCommands(program: Command): void {
@@ -18,6 +22,7 @@ export function registerProcessCommands(program: Command): void {
     .action(
       action(async (opts: { port: string; uiPort: string; ip: string; headless?: boolean }, cmd: Command) => {
         const explicit = globals(cmd).manifest || process.env.REWIND_MANIFEST || undefined;
+        const { runStack } = await workers.stack();
         await runStack({
           manifestFile: manifestPathFrom(explicit),
           writeDemoIfMissing: explicit === undefined,
@@ -33,11 +38,17 @@ export function registerProcessCommands(program: Command): void {
   program
     .command('worker')
     .description('run the control worker (workflows and control activities) on the manifest task queue')
-    .action(action(async (_opts: unknown, cmd: Command) => runControlWorker(manifestOf(cmd))));
+    .action(
+      action(async (_opts: unknown, cmd: Command) => (await workers.control()).runControlWorker(manifestOf(cmd))),
+    );
 
   program
     .command('agent')
     .description("run an environment's agent: the only process that touches that environment's files")
     .requiredOption('--env <name>', 'environment to serve')
-    .action(action(async (opts: { env: string }, cmd: Command) => runAgent(manifestOf(cmd, [opts.env]), opts.env)));
+    .action(
+      action(async (opts: { env: string }, cmd: Command) =>
+        (await workers.agent()).runAgent(manifestOf(cmd, [opts.env]), opts.env),
+      ),
+    );
 }

@@ -105,9 +105,11 @@ export function registerRollbackCommands(program: Command): void {
           const started = existing
             ? `request ${opts.requestId ?? ''} already started ${workflowId}`
             : `started ${workflowId}`;
-          // After the request's checks: a refused request prints only why.
-          await warnWithoutAgent(client, opts.env);
+          // After the request's checks: a refused request prints only why. Asked while the run
+          // starts, not before: the answer only adds a warning.
+          const agentCheck = warnWithoutAgent(client, opts.env);
           if (!opts.wait && !opts.dryRun) {
+            await agentCheck;
             print(
               cmd,
               existing ? { workflowId, existing } : { workflowId, existing, phase: 'decide', state: 'running' },
@@ -117,9 +119,12 @@ export function registerRollbackCommands(program: Command): void {
           }
           const tty = !globals(cmd).json && process.stderr.isTTY;
           if (tty) process.stderr.write(`${started}; taking the safety snapshot and computing the plan …\n`);
+          // Asked often: the plan is usually ready within a second or two.
           const view = await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', {
             timeoutMs: 3_600_000,
+            intervalMs: 50,
           });
+          await agentCheck;
           const s = view.status;
           if (s.state === 'failed') throw new RequestError(`${s.cause ?? 'the rollback failed'} (${workflowId})`);
           print(

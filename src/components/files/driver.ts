@@ -21,6 +21,7 @@ import {
 import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from './targeted-restore';
 import { discardStaged, placeStaged, recordStaged, stagedArea, type StagedArea } from './staging';
 import type { FilesComponent, FilesPlanDetails, FilesRestoreDetails } from './kind';
+import { inlineListing } from '../../snapshots/inline-listing';
 import { ResticError, type RestoreSummary } from '../../snapshots/restic';
 import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE } from '../../snapshots/store';
 import { summarizeChanges } from '../change-list';
@@ -76,7 +77,12 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
       for (let attempt = 1; attempt <= STABLE_SNAPSHOT_ATTEMPTS; attempt++) {
         const before = await list();
         const fingerprint = fingerprintOf(before);
-        const labels = snapshotLabels(req, fingerprint);
+        const text = serializeListing(before);
+        const inline = inlineListing(text);
+        const labels = {
+          ...snapshotLabels(req, fingerprint),
+          ...(inline !== undefined ? { inlineListing: inline } : {}),
+        };
         const restic = ctx.store.restic;
         const [data, listed] = await Promise.all([
           before.length === 0
@@ -95,28 +101,27 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
                   onProgress: (p) => ctx.progress.update({ stage: 'snapshot', percent: p.percentDone, ...sizes(p) }),
                 },
               ),
-          restic.backupStdin({
-            data: serializeListing(before),
-            filename: LISTING_FILE,
-            host: req.environment,
-            tags: encodeTags({ ...labels, role: 'listing' }),
-          }),
+          // A small listing rides in the data snapshot's tags: no second restic run.
+          inline !== undefined
+            ? Promise.resolve(undefined)
+            : restic.backupStdin({
+                data: text,
+                filename: LISTING_FILE,
+                host: req.environment,
+                tags: encodeTags({ ...labels, role: 'listing' }),
+              }),
         ]);
+        const listingSnapshotId = listed?.snapshotId ?? data.snapshotId;
         const after = fingerprintOf(await list());
         if (after.digest === fingerprint.digest) {
-          await ctx.listings.save(listed.snapshotId, serializeListing(before));
-          return {
-            component: req.component,
-            snapshotId: data.snapshotId,
-            listingSnapshotId: listed.snapshotId,
-            fingerprint,
-          };
+          await ctx.listings.save(listingSnapshotId, text);
+          return { component: req.component, snapshotId: data.snapshotId, listingSnapshotId, fingerprint };
         }
         ctx.logger.warn(
           { component: req.component, attempt },
           'files changed while the snapshot was taken; taking it again',
         );
-        await restic.forget([data.snapshotId, listed.snapshotId]);
+        await restic.forget([...new Set([data.snapshotId, listingSnapshotId])]);
       }
       throw ApplicationFailure.retryable(
         `${req.component}: files kept changing during ${STABLE_SNAPSHOT_ATTEMPTS} snapshot attempts`,
