@@ -84,6 +84,7 @@ describe('database rollback strategies', () => {
     const { status } = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     const plan = status.plan!.components[0]!;
     expect(plan).toMatchObject({ component: 'db', kind: 'postgres', strategy: 'undo', destructive: true });
+    expect(plan.targetCheck).toEqual({ readable: true, note: 'nothing to read: undo runs the U scripts' });
     expect(plan.differences).toEqual(
       expect.arrayContaining([
         { op: 'change', subject: 'migration version', detail: '3 → 2' },
@@ -164,6 +165,11 @@ describe('database rollback strategies', () => {
     });
     const { status } = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     expect(status.plan!.components[0]).toMatchObject({ strategy: 'restore', destructive: true });
+    // The dump was read back whole before approval (defect 4).
+    expect(status.plan!.components[0]!.targetCheck).toEqual({
+      readable: true,
+      note: 'the whole dump read back, every block checked',
+    });
     const done = await approveAndFinish(env, id, true);
     expect(done.status.state).toBe('completed');
     expect(done.status.steps.db!.outcome!.details).toMatchObject({ strategy: 'restore' });

@@ -440,7 +440,8 @@ async function finalStatus(handle: WorkflowHandle<typeof rollbackWorkflow>): Pro
 function liveSteps(description: WorkflowExecutionDescription): LiveStep[] {
   const pending = description.raw.pendingActivities ?? [];
   return pending.map((a) => {
-    const [stage, component] = (a.activityId ?? '').split('/');
+    // Step activities are named `<stage>/<component>`; others (numbered by the SDK) are shown by type.
+    const [stage, component] = (a.activityId ?? '').includes('/') ? (a.activityId ?? '').split('/') : [];
     const details = a.heartbeatDetails?.payloads?.[0];
     let progress: StepProgress | undefined;
     if (details?.data) {
@@ -452,8 +453,8 @@ function liveSteps(description: WorkflowExecutionDescription): LiveStep[] {
     }
     const stateName = temporal.api.enums.v1.PendingActivityState[a.state ?? 0] ?? 'UNSPECIFIED';
     return {
-      component: progress?.component ?? component ?? '?',
-      activity: a.activityType?.name ?? stage ?? '?',
+      component: progress?.component ?? component ?? '',
+      activity: a.activityType?.name ?? stage ?? 'activity',
       attempt: a.attempt ?? 1,
       // "scheduled" means no agent has picked the step up yet.
       state: stateName.replace('PENDING_ACTIVITY_STATE_', '').toLowerCase(),

@@ -301,7 +301,8 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         { origin: request.dryRun ? 'dry-run' : 'safety', reason: `safety before ${workflowId}`, unlessAt: targets },
         (component, state, snapshot) => {
           if (state !== 'done' || !snapshot || snapshot.snapshotId === targets[component]!.snapshotId) return;
-          run.confirming.push(control.confirmReadable([snapshot]).then(noFailure, (err: unknown) => err));
+          const confirm = proxyActivities<ControlActivities>({ ...quick, activityId: `confirm/${component}` });
+          run.confirming.push(confirm.confirmReadable([snapshot]).then(noFailure, (err: unknown) => err));
         },
       ),
       (run.staging ??= stageTargets(context)),

@@ -318,7 +318,7 @@ async function watch(client: RewindClient, workflowId: string, json: boolean): P
     if (waiting) lines.push(`  ${waiting}`);
     for (const live of view.live) {
       const bar = live.progress?.percent !== undefined ? `${progressBar(live.progress.percent)} ` : '';
-      lines.push(`  ${terminalSafe(live.component).padEnd(12)} ${bar}${renderLive(live)}`);
+      lines.push(`  ${terminalSafe(live.component || live.activity).padEnd(12)} ${bar}${renderLive(live)}`);
     }
     if (drawn) process.stderr.write(`\x1b[${drawn}A\x1b[0J`);
     process.stderr.write(`${lines.join('\n')}\n`);

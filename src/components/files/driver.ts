@@ -205,9 +205,9 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
       const area = stagedArea(ctx.stagingRoot, req.workflowId, req.component);
       await discardStaged(area.root);
       const plan = planTargetedRestore(diffListings(current, target), current, target);
-      // The whole tree is restored for a fallback plan, or an empty target: stage all of it.
-      const include =
-        'fallback' in plan ? target.filter((e) => !e.path.includes('/')).map((e) => e.path) : plan.include;
+      // A fallback plan restores the whole tree (names restic would read as patterns): read all of it.
+      const whole = 'fallback' in plan;
+      const include = whole ? target.filter((e) => !e.path.includes('/')).map((e) => e.path) : plan.include;
       if (include.length === 0) return { readable: true, note: 'nothing to read: no content differs', bytes: 0 };
       await mkdir(area.root, { recursive: true });
       const dir = await mkdtemp(path.join(os.tmpdir(), 'rewind-include-'));
@@ -215,7 +215,7 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
         const includeFile = path.join(dir, 'include');
         await writeFile(includeFile, includePatterns(include));
         await ctx.store.restic.restore(
-          { snapshotId: req.target.snapshotId, target: area.root, includeFile },
+          { snapshotId: req.target.snapshotId, target: area.root, ...(whole ? {} : { includeFile }) },
           {
             signal: ctx.progress.signal,
             onProgress: (p) => ctx.progress.update({ stage: 'stage', percent: p.percentDone, ...sizes(p) }),

@@ -33,7 +33,13 @@ import { ManagedCluster } from './pitr';
 import { pgBin } from './tools';
 import { ResticError } from '../../snapshots/restic';
 import { LISTING_FILE } from '../../snapshots/store';
-import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from '../driver';
+import {
+  snapshotLabels,
+  type ComponentDriver,
+  type RestoreResult,
+  type StageOutcome,
+  type StepContext,
+} from '../driver';
 import { summarizeChanges } from '../change-list';
 
 export interface PostgresDriverOptions {
@@ -143,6 +149,26 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
         `${req.component}: the schema kept changing during ${STABLE_SNAPSHOT_ATTEMPTS} dumps`,
         ErrorType.FilesChanging,
       );
+    },
+
+    /** A `restore` reads the whole dump back through restic (every blob's hash checked), to nowhere. */
+    async stage(component, req, ctx): Promise<StageOutcome> {
+      const strategy = (req.strategy ?? component.strategy) as PostgresStrategy;
+      if (strategy === 'undo') return { readable: true, note: 'nothing to read: undo runs the U scripts', bytes: 0 };
+      if (strategy === 'pitr')
+        return { readable: true, note: 'not read before approval: recovery reads the base backup and WAL', bytes: 0 };
+      ctx.progress.update({ stage: 'read back' });
+      try {
+        await ctx.store.restic.dumpInto(
+          { snapshotId: req.target.snapshotId, file: `/${DUMP_FILE}`, consumer: { command: 'cat', args: [] } },
+          { signal: ctx.progress.signal },
+        );
+      } catch (err) {
+        if (err instanceof ResticError && (err.kind === 'damaged' || err.kind === 'refused'))
+          return { readable: false, note: `the target snapshot cannot be read: ${err.message}`, bytes: 0 };
+        throw err;
+      }
+      return { readable: true, note: 'the whole dump read back, every block checked', bytes: 0 };
     },
 
     async restore(component, req, ctx): Promise<RestoreResult> {

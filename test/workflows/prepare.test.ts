@@ -1,0 +1,78 @@
+// Prepare's order, on stub activities: the target's data is read back before anyone is asked to
+// approve, and a target that cannot be read ends the run in prepare as not possible, with nothing
+// changed; a new safety snapshot is read back while the approval waits, and execute writes
+// nothing until that read-back has succeeded.
+import { ApplicationFailure } from '@temporalio/common';
+import { renderPlan } from '../../src/client/render';
+import { createWorkflowTestEnv, gate, type WorkflowTestEnv } from '../support/workflow-test-worker';
+
+describe('prepare (workflow with stub activities)', () => {
+  let env: WorkflowTestEnv | undefined;
+  afterEach(async () => {
+    await env?.teardown();
+    env = undefined;
+  });
+
+  it('ends in prepare, nothing changed, when the target data cannot be read, showing it in the plan', async () => {
+    const e = (env = await createWorkflowTestEnv({
+      agent: (stubs) => ({
+        stageComponent: (req) =>
+          req.component === 'models'
+            ? Promise.resolve({
+                readable: false,
+                note: 'the target snapshot cannot be read: pack 3f2a… contains 1 errors',
+                bytes: 0,
+              })
+            : stubs.stageComponent(req),
+      }),
+    }));
+    const id = await e.start();
+    const { status, execution } = await e.finalStatus(id);
+    expect(execution).toBe('FAILED');
+    expect(status.state).toBe('failed');
+    expect(status.phases.approval).toBeUndefined();
+    expect(status.cause).toBe(
+      'models: not possible: the target snapshot cannot be read: pack 3f2a… contains 1 errors; choose another target',
+    );
+    expect(e.restores()).toEqual([]);
+    const models = status.plan!.components.find((c) => c.component === 'models')!;
+    expect(models.targetCheck).toEqual({
+      readable: false,
+      note: 'the target snapshot cannot be read: pack 3f2a… contains 1 errors',
+    });
+    expect(renderPlan(status.plan!)).toContain(
+      'target data: NOT POSSIBLE: the target snapshot cannot be read: pack 3f2a… contains 1 errors',
+    );
+    expect(renderPlan(status.plan!)).toContain('target data: 2 files (2 KiB) read back, checked and staged');
+    // What was staged for the run is discarded with it.
+    expect(e.calls('discardStaging').map((c) => c.args[0])).toEqual([{ environment: 'production', workflowId: id }]);
+  });
+
+  it('waits in execute for the safety read-back, and writes nothing when it fails', async () => {
+    const readBack = gate();
+    const e = (env = await createWorkflowTestEnv({
+      control: (stubs) => ({
+        async confirmReadable(snapshots) {
+          await readBack.wait();
+          if (snapshots.some((s) => s.component === 'models'))
+            throw ApplicationFailure.nonRetryable('snapshot 1a2b3c4d of models lists 3 entries, expected 4');
+          return stubs.confirmReadable(snapshots);
+        },
+      }),
+    }));
+    const id = await e.start();
+    // Approval is asked while the safety snapshots are still being read back.
+    await e.waitFor(id, (s) => s.state === 'awaiting-approval');
+    expect(readBack.waiting).toBeGreaterThan(0);
+    expect(await e.client.decide(id, 'approve', { user: 'bob' })).toMatchObject({ accepted: true });
+    await e.waitFor(id, (s) => s.phase === 'execute');
+    expect(e.restores()).toEqual([]);
+    readBack.open();
+    const { status } = await e.finalStatus(id);
+    expect(status.state).toBe('failed');
+    expect(status.cause).toBe(
+      'the safety snapshot could not be read back, so nothing was changed: snapshot 1a2b3c4d of models lists 3 entries, expected 4',
+    );
+    expect(e.restores()).toEqual([]);
+  });
+});
