@@ -4,19 +4,7 @@
 // against real restic and real files; a tmpfs is mounted where the machine allows it.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  statSync,
-  closeSync,
-  writeFileSync,
-  writeSync,
-  readSync,
-} from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -29,6 +17,7 @@ import { createLogger } from '../src/platform/logger';
 import { resolveTool } from '../src/platform/tools';
 import { ResticError, ResticRepository } from '../src/snapshots/restic';
 import { SnapshotStore } from '../src/snapshots/store';
+import { damageLargestPack } from './support/agent';
 import { createTestEnv, eventually, readTree, type TestEnv } from './support/harness';
 import { tempDir } from './support/temp';
 
@@ -309,22 +298,8 @@ describe('damaged repository data', () => {
     });
 
     // The model's 256 KiB are in the largest pack; flip bytes in its middle.
-    const packs: { file: string; size: number }[] = [];
-    for (const sub of readdirSync(path.join(repository, 'data'))) {
-      for (const name of readdirSync(path.join(repository, 'data', sub))) {
-        const file = path.join(repository, 'data', sub, name);
-        packs.push({ file, size: statSync(file).size });
-      }
-    }
-    const pack = packs.sort((a, b) => b.size - a.size)[0]!;
+    const pack = damageLargestPack(repository);
     expect(pack.size).toBeGreaterThan(256 << 10);
-    chmodSync(pack.file, 0o600);
-    const fd = openSync(pack.file, 'r+');
-    const middle = Math.floor(pack.size / 2);
-    const bytes = Buffer.alloc(16);
-    readSync(fd, bytes, 0, bytes.length, middle);
-    writeSync(fd, Buffer.from(bytes.map((b) => b ^ 0xff)), 0, bytes.length, middle);
-    closeSync(fd);
 
     writeFileSync(path.join(componentDir, 'model.bin'), randomBytes(256 << 10)); // the bad release
     const started = Date.now();

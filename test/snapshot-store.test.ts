@@ -10,6 +10,7 @@ import { parseManifest } from '../src/manifest/load';
 import { createLogger } from '../src/platform/logger';
 import { ResticError, ResticRepository } from '../src/snapshots/restic';
 import { SnapshotStore } from '../src/snapshots/store';
+import { filesAgent } from './support/agent';
 import { readTree } from './support/harness';
 import { tempDir } from './support/temp';
 
@@ -127,15 +128,11 @@ describe('the snapshot step', () => {
   it('returns the same snapshot when retried, instead of taking a second one', async () => {
     const componentDir = path.join(dir, 'component');
     makeTree(componentDir);
-    const { manifest } = parseManifest(
-      `repository: { path: ${path.join(dir, 'repo')} }\napprovers: [a]\nenvironments:\n  production:\n    components:\n      config: { kind: files, path: ${componentDir} }\n`,
-      path.join(dir, 'rewind.yaml'),
-    );
-    const activities = createAgentActivities({
-      environment: 'production',
-      manifest,
+    const activities = filesAgent({
+      dir,
+      repository: path.join(dir, 'repo'),
       store,
-      logger: createLogger('test', 'silent'),
+      components: { config: componentDir },
     });
     const request = {
       environment: 'production',
@@ -174,15 +171,11 @@ describe('the snapshot step', () => {
     const componentDir = path.join(dir, 'many-files');
     mkdirSync(componentDir);
     for (let i = 0; i < 200; i++) writeFileSync(path.join(componentDir, `model-${i}.pkl`), `weights ${i}\n`);
-    const { manifest } = parseManifest(
-      `repository: { path: ${path.join(dir, 'repo')} }\napprovers: [a]\nenvironments:\n  production:\n    components:\n      models: { kind: files, path: ${componentDir} }\n`,
-      path.join(dir, 'rewind.yaml'),
-    );
-    const activities = createAgentActivities({
-      environment: 'production',
-      manifest,
+    const activities = filesAgent({
+      dir,
+      repository: path.join(dir, 'repo'),
       store,
-      logger: createLogger('test', 'silent'),
+      components: { models: componentDir },
     });
     const taken: ComponentSnapshot = await new MockActivityEnvironment().run(activities.snapshotComponent, {
       environment: 'production',

@@ -4,30 +4,16 @@
 // data cannot be read is reported as not possible, with nothing changed. A component already at
 // its target needs no new safety snapshot.
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createAgentActivities } from '../src/activities/agent';
 import type { FilesRestoreDetails } from '../src/components/files/kind';
 import type { StageOutcome } from '../src/components/driver';
 import type { RestoreOutcome } from '../src/components/core';
 import type { ComponentSnapshot } from '../src/domain/cross-section';
-import { parseManifest } from '../src/manifest/load';
-import { createLogger } from '../src/platform/logger';
 import { ResticRepository } from '../src/snapshots/restic';
 import { SnapshotStore } from '../src/snapshots/store';
+import { damageLargestPack, filesAgent } from './support/agent';
 import { readTree } from './support/harness';
 import { tempDir } from './support/temp';
 
@@ -47,16 +33,12 @@ async function setUp() {
     new ResticRepository({ repository, password: 'pw', indexFile: path.join(dir, 'index.json') }),
   );
   await store.restic.ensureInitialized();
-  const { manifest } = parseManifest(
-    `repository: { path: ${repository} }\ndataDir: ${path.join(dir, 'state')}\napprovers: [a]\n` +
-      `environments:\n  production:\n    components:\n      config: { kind: files, path: ${component} }\n`,
-    path.join(dir, 'rewind.yaml'),
-  );
-  const agent = createAgentActivities({
-    environment: 'production',
-    manifest,
+  const agent = filesAgent({
+    dir,
+    repository,
     store,
-    logger: createLogger('t', 'silent'),
+    components: { config: component },
+    dataDir: path.join(dir, 'state'),
   });
   const snapshot = (crossSectionId: string, unlessAt?: ComponentSnapshot): Promise<ComponentSnapshot> =>
     new MockActivityEnvironment().run(agent.snapshotComponent, {
@@ -129,17 +111,7 @@ describe('reading the target back before approval', () => {
   it('reports a target whose data cannot be read as not possible, staging and changing nothing', async () => {
     const t = await setUp();
     // The model's 256 KiB are in the largest pack: damage it, then change the model.
-    const packs = readdirSync(path.join(t.repository, 'data')).flatMap((sub) =>
-      readdirSync(path.join(t.repository, 'data', sub)).map((name) => path.join(t.repository, 'data', sub, name)),
-    );
-    const pack = packs.sort((a, b) => statSync(b).size - statSync(a).size)[0]!;
-    chmodSync(pack, 0o600);
-    const fd = openSync(pack, 'r+');
-    const middle = Math.floor(statSync(pack).size / 2);
-    const bytes = Buffer.alloc(16);
-    readSync(fd, bytes, 0, bytes.length, middle);
-    writeSync(fd, Buffer.from(bytes.map((b) => b ^ 0xff)), 0, bytes.length, middle);
-    closeSync(fd);
+    damageLargestPack(t.repository);
     writeFileSync(path.join(t.component, 'model.bin'), randomBytes(256 << 10));
     const before = readTree(t.component);
 
