@@ -22,6 +22,7 @@ import { describeFailure } from '../domain/errors';
 import {
   approveUpdate,
   cancelUpdate,
+  planReadyUpdate,
   rejectUpdate,
   rollbackStatusQuery,
   snapshotStatusQuery,
@@ -366,6 +367,25 @@ export class RewindClient {
         );
       await sleep(intervalMs);
     }
+  }
+
+  /**
+   * Waits until the run awaits approval or ended, then returns its view. One Update the run
+   * answers the moment it gets there; runs started before it existed are asked over and over.
+   */
+  async waitForPlan(workflowId: string, { intervalMs = 300 }: { intervalMs?: number } = {}): Promise<RollbackView> {
+    try {
+      await this.client.workflow
+        .getHandle(workflowId)
+        .executeUpdate(planReadyUpdate, { updateId: `plan-ready-${randomUUID()}` });
+    } catch {
+      // No such handler (an older run), or the run ended meanwhile: the view says where it is.
+      return this.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', {
+        timeoutMs: 3_600_000,
+        intervalMs,
+      });
+    }
+    return this.rollbackView(workflowId);
   }
 
   /** Whether an agent polls the environment's task queue right now. */

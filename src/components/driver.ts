@@ -76,8 +76,11 @@ export interface AssessComponentRequest {
   environment: string;
   component: string;
   workflowId: string;
-  /** The component as it is now (the rollback's safety snapshot). */
-  safety: ComponentSnapshot;
+  /**
+   * The component as it is now (the rollback's safety snapshot). Absent for kinds that plan
+   * from the live component (`plansFromLiveState`) while their safety snapshot is being taken.
+   */
+  safety?: ComponentSnapshot;
   target: { snapshotId: string; listingSnapshotId: string; fingerprint: FingerprintSummary };
   strategy?: string;
   targetTime?: string;

@@ -47,6 +47,11 @@ export interface ComponentKind<C extends ComponentBase = ComponentBase> {
   name: C['kind'];
   /** The manifest entry's schema (a zod object with `kind: z.literal(name)`). */
   schema: z.ZodType<C>;
+  /**
+   * The agent can plan a rollback from the component as it is now, without its safety
+   * snapshot: the safety snapshot is then taken while the approval waits, not before it.
+   */
+  plansFromLiveState: boolean;
   /** Ways this kind can bring a component back (`--strategy`); empty when it has one way. */
   strategies: readonly string[];
   /** Where the component lives, for plans and reports, with any secret hidden. */

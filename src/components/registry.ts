@@ -59,6 +59,11 @@ export function stepOptionsOf(component: Component, request: StepRequest): StepO
   return kindOfComponent(component).stepOptions(component, request);
 }
 
+/** Whether the agent plans this kind from the live component, without waiting for its safety snapshot. */
+export function plansFromLiveState(kind: string): boolean {
+  return kindOf(kind)?.plansFromLiveState ?? false;
+}
+
 /** Which kinds offer a strategy, for messages: "postgres". */
 export function kindsWithStrategy(strategy: string): string[] {
   return KINDS.filter((k) => (k.strategies as readonly string[]).includes(strategy)).map((k) => k.name);

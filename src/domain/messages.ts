@@ -45,6 +45,11 @@ export const rejectUpdate = defineUpdate<DecisionOutcome, [DecisionPayload]>('re
 export const cancelUpdate = defineUpdate<DecisionOutcome, [CancelPayload]>('cancel');
 
 export const rollbackStatusQuery = defineQuery<RollbackStatus>('status');
+/**
+ * Answers, with the status, as soon as the run no longer just runs: it awaits approval, or it
+ * ended (a dry run, a refusal). `rollback start` waits on it instead of asking over and over.
+ */
+export const planReadyUpdate = defineUpdate<RollbackStatus>('planReady');
 export const snapshotStatusQuery = defineQuery<SnapshotStatus>('status');
 /** Sent by a rollback to its environment's lock workflow when it no longer needs the lock. */
 export const releaseLockSignal = defineSignal('release');

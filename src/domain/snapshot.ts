@@ -31,6 +31,8 @@ export interface CrossSectionRequest {
   reason?: string;
   /** By component: a snapshot to return instead of taking one when the component is exactly it. */
   unlessAt?: Record<string, ComponentSnapshot>;
+  /** The id to give the cross-section (default: a new one). */
+  crossSectionId?: string;
 }
 
 export interface CrossSectionResult {

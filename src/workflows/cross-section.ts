@@ -12,7 +12,7 @@ export async function takeCrossSection(
   onComponent: (component: string, state: 'running' | 'done' | 'failed', snapshot?: ComponentSnapshot) => void = () =>
     undefined,
 ): Promise<CrossSectionResult> {
-  const id = crossSectionId(new Date(), uuid4());
+  const id = request.crossSectionId ?? crossSectionId(new Date(), uuid4());
   const entries = await Promise.all(
     ctx.components.map(async (component): Promise<[string, ComponentSnapshot]> => {
       const agent = proxyActivities<AgentActivities>({

@@ -17,6 +17,7 @@ import {
   setHandler,
   startChild,
   upsertSearchAttributes,
+  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
@@ -32,6 +33,7 @@ import {
   legacyApproveSignal,
   legacyRejectSignal,
   payloadProblem,
+  planReadyUpdate,
   rejectUpdate,
   releaseLockSignal,
   rollbackStatusQuery,
@@ -67,6 +69,8 @@ import {
 import { rollbackSearchAttributes } from '../domain/search-attributes';
 import { compensation, quick, transfer } from './activity-options';
 import { takeCrossSection } from './cross-section';
+import { crossSectionId } from '../domain/cross-section';
+import { plansFromLiveState } from '../components/registry';
 import { environmentLockWorkflow } from './lock';
 
 const control = proxyActivities<ControlActivities>(quick);
@@ -105,6 +109,9 @@ interface RunState {
   staged: boolean;
   /** The read-back of the target's data, started in decide. */
   staging?: Promise<StageOutcome[] | Error>;
+  /** The safety cross-section being taken (patch prepare-at-once): fills `safety`, or `safetyFailure`. */
+  safetyTaken?: Promise<void>;
+  safetyFailure?: unknown;
 }
 
 export async function rollbackWorkflow(request: RollbackRequest): Promise<RollbackStatus> {
@@ -127,6 +134,11 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     validator: (p: DecisionPayload) => validateDecision('reject', p),
   });
   setHandler(cancelUpdate, onCancel, { validator: validateCancel });
+  // Issues no command: runs started before it existed replay unchanged.
+  setHandler(planReadyUpdate, async () => {
+    await condition(() => status.state !== 'running');
+    return status;
+  });
   setHandler(legacyApproveSignal, (p: DecisionPayload) => onLegacySignal('approve', p));
   setHandler(legacyRejectSignal, (p: DecisionPayload) => onLegacySignal('reject', p));
 
@@ -282,51 +294,88 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   }
 
   /**
-   * Prepare with no wait that can be avoided: the safety snapshots and the read-back of the
-   * target's data run at once; a component already at its target needs no new snapshot; each
-   * new snapshot is read back as soon as it exists, while the plan is made and approved, and
-   * execute waits for that before it writes anything.
+   * Prepare with no wait that can be avoided. The target's data is read back (started in
+   * decide); a component already at its target needs no new safety snapshot; the others' safety
+   * snapshots are taken at the same time and awaited only by what needs them: the plans of
+   * kinds that cannot plan from the live component, and execute, which also waits for each new
+   * snapshot to be read back before it writes anything. The approval is asked as soon as the
+   * plan is made, so a human reads it while the safety snapshots are stored.
    */
   async function prepareAtOnce(): Promise<void> {
     const context = run.ctx!;
     const targets = Object.fromEntries(context.components.map((c) => [c.name, targetSnapshotOf(c)]));
-    const [section, checks] = await Promise.all([
-      takeCrossSection(
-        {
-          environment: context.environment,
-          envTaskQueue: context.envTaskQueue,
-          components: context.components.map((c) => c.name),
-          heartbeatTimeoutMs: context.heartbeatTimeoutMs,
-        },
-        { origin: request.dryRun ? 'dry-run' : 'safety', reason: `safety before ${workflowId}`, unlessAt: targets },
-        (component, state, snapshot) => {
-          if (state !== 'done' || !snapshot || snapshot.snapshotId === targets[component]!.snapshotId) return;
-          const confirm = proxyActivities<ControlActivities>({ ...quick, activityId: `confirm/${component}` });
-          run.confirming.push(confirm.confirmReadable([snapshot]).then(noFailure, (err: unknown) => err));
-        },
-      ),
-      (run.staging ??= stageTargets(context)),
-    ]);
+    const id = crossSectionId(new Date(), uuid4());
+    run.safetyTaken = takeCrossSection(
+      {
+        environment: context.environment,
+        envTaskQueue: context.envTaskQueue,
+        components: context.components.map((c) => c.name),
+        heartbeatTimeoutMs: context.heartbeatTimeoutMs,
+      },
+      {
+        origin: request.dryRun ? 'dry-run' : 'safety',
+        reason: `safety before ${workflowId}`,
+        unlessAt: targets,
+        crossSectionId: id,
+      },
+      (component, state, snapshot) => {
+        if (state !== 'done' || !snapshot) return;
+        run.safety[component] = snapshot;
+        showSafetyInPlan();
+        if (snapshot.snapshotId === targets[component]!.snapshotId) return;
+        const confirm = proxyActivities<ControlActivities>({ ...quick, activityId: `confirm/${component}` });
+        run.confirming.push(confirm.confirmReadable([snapshot]).then(noFailure, (err: unknown) => err));
+      },
+    ).then(
+      (section) => {
+        run.safety = section.components;
+        showSafetyInPlan();
+      },
+      (err: unknown) => {
+        run.safetyFailure = err;
+      },
+    );
+    const checks = await (run.staging ??= stageTargets(context));
     if (checks instanceof Error) throw checks;
-    run.safety = section.components;
     const agent = proxyActivities<AgentActivities>({ ...quick, taskQueue: context.envTaskQueue });
     const plans = await Promise.all(
-      context.components.map((component) =>
-        agent.assessComponent({
+      context.components.map(async (component) => {
+        const live = plansFromLiveState(component.kind);
+        if (!live) await safetyTaken();
+        return agent.assessComponent({
           environment: context.environment,
           component: component.name,
           workflowId,
-          safety: run.safety[component.name]!,
+          ...(live ? {} : { safety: run.safety[component.name]! }),
           target: targets[component.name]!,
           previewPaths: context.previewPaths,
           ...stepOptions(component),
-        }),
-      ),
+        });
+      }),
     );
     plans.forEach((plan, i) => (plan.targetCheck = { readable: checks[i]!.readable, note: checks[i]!.note }));
-    status.plan = assemblePlan(section.crossSectionId, context.components, plans);
+    status.plan = assemblePlan(id, context.components, plans);
+    showSafetyInPlan();
     const blocked = blockedSteps(status.plan);
     if (blocked.length > 0 && !request.dryRun) throw new RollbackEnded('failed', blocked.join('; '));
+  }
+
+  /** The plan names each component's safety snapshot once it is taken. */
+  function showSafetyInPlan(): void {
+    for (const c of status.plan?.components ?? []) {
+      const safety = run.safety[c.component];
+      if (safety) c.safetySnapshotId = safety.snapshotId;
+    }
+  }
+
+  /** Waits for the safety cross-section; a run whose safety snapshot failed ends, nothing changed. */
+  async function safetyTaken(): Promise<void> {
+    await run.safetyTaken;
+    if (run.safetyFailure !== undefined)
+      throw new RollbackEnded(
+        'failed',
+        `prepare failed: the safety snapshot could not be taken, so nothing was changed: ${describeFailure(run.safetyFailure)}`,
+      );
   }
 
   /** Reads back (and stages) each component's target data on the agent; a failure is returned, not thrown. */
@@ -348,8 +397,9 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     ).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
   }
 
-  /** No destructive step before every new safety snapshot has been read back. */
+  /** No destructive step before the safety cross-section exists and every new snapshot of it has been read back. */
   async function safetyConfirmed(): Promise<void> {
+    await safetyTaken();
     const failures = (await Promise.all(run.confirming)).filter((f) => f !== undefined);
     if (failures.length > 0)
       throw new RollbackEnded(
@@ -364,7 +414,12 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     const { approvalTimeoutMs } = run.ctx!;
     status.approvalDeadline = new Date(Date.now() + approvalTimeoutMs).toISOString();
     setState('awaiting-approval');
-    const decided = await condition(() => approvalSettled(status), approvalTimeoutMs);
+    // A safety snapshot that fails while the approval waits ends the run at once.
+    const decided = await condition(
+      () => approvalSettled(status) || run.safetyFailure !== undefined,
+      approvalTimeoutMs,
+    );
+    if (run.safetyFailure !== undefined) await safetyTaken();
     if (status.rejection) return 'rejected';
     if (!decided) return 'timed-out';
     setState('running');

@@ -227,7 +227,7 @@ export function stubAgentActivities(): AgentActivities {
         component: req.component,
         path: `/srv/${req.environment}/${req.component}`,
         targetSnapshotId: req.target.snapshotId,
-        safetySnapshotId: req.safety.snapshotId,
+        safetySnapshotId: req.safety?.snapshotId ?? '',
         workflowId: req.workflowId,
       }),
     );

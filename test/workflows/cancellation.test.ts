@@ -28,9 +28,9 @@ const beforeExecute: PhaseCase[] = [
   },
   {
     phase: 'prepare',
-    // The safety cross-section never finishes.
-    overrides: { agent: { snapshotComponent: () => untilCancelled() } },
-    reach: (e) => called(e, 'snapshotComponent', 2),
+    // The safety cross-section and the read-back of the target never finish.
+    overrides: { agent: { snapshotComponent: () => untilCancelled(), stageComponent: () => untilCancelled() } },
+    reach: (e) => called(e, 'stageComponent', 2),
   },
   {
     phase: 'approval',

@@ -75,4 +75,29 @@ describe('prepare (workflow with stub activities)', () => {
     );
     expect(e.restores()).toEqual([]);
   });
+
+  it('asks for approval while the safety snapshot is stored, and ends at once, nothing changed, if it fails', async () => {
+    const storing = gate();
+    const e = (env = await createWorkflowTestEnv({
+      agent: (stubs) => ({
+        async snapshotComponent(req) {
+          if (req.component !== 'models') return stubs.snapshotComponent(req);
+          await storing.wait();
+          throw ApplicationFailure.nonRetryable('no space left on the repository disk', 'ResticRefused');
+        },
+      }),
+    }));
+    const id = await e.start();
+    const { status: waiting } = await e.waitFor(id, (s) => s.state === 'awaiting-approval');
+    // The files plan was made from the live component; models' safety snapshot is not there yet.
+    expect(waiting.plan!.components.find((c) => c.component === 'models')!.safetySnapshotId).toBe('');
+    expect(waiting.plan!.components.find((c) => c.component === 'config')!.safetySnapshotId).not.toBe('');
+    storing.open();
+    const { status } = await e.finalStatus(id);
+    expect(status.state).toBe('failed');
+    expect(status.cause).toBe(
+      'prepare failed: the safety snapshot could not be taken, so nothing was changed: no space left on the repository disk',
+    );
+    expect(e.restores()).toEqual([]);
+  });
 });

@@ -119,11 +119,7 @@ export function registerRollbackCommands(program: Command): void {
           }
           const tty = !globals(cmd).json && process.stderr.isTTY;
           if (tty) process.stderr.write(`${started}; taking the safety snapshot and computing the plan …\n`);
-          // Asked often: the plan is usually ready within a second or two.
-          const view = await client.waitForRollback(workflowId, (s) => s.state === 'awaiting-approval', {
-            timeoutMs: 3_600_000,
-            intervalMs: 50,
-          });
+          const view = await client.waitForPlan(workflowId);
           await agentCheck;
           const s = view.status;
           if (s.state === 'failed') throw new RequestError(`${s.cause ?? 'the rollback failed'} (${workflowId})`);

@@ -171,10 +171,13 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
     },
 
     async assess(component, req, ctx) {
-      const [current, target] = [
-        await loadListing(req.safety.listingSnapshotId, ctx),
-        await loadListing(req.target.listingSnapshotId, ctx),
-      ];
+      // Without its safety snapshot yet, the component as it is now: the same listing that snapshot stores.
+      const current = req.safety
+        ? await loadListing(req.safety.listingSnapshotId, ctx)
+        : (await isDirectory(component.path))
+          ? await listing(component.path, ctx)
+          : [];
+      const target = await loadListing(req.target.listingSnapshotId, ctx);
       const changes = diffListings(current, target);
       const summary = await summarizeChanges(
         {
@@ -191,7 +194,7 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
         kind: 'files',
         path: component.path,
         targetSnapshotId: req.target.snapshotId,
-        safetySnapshotId: req.safety.snapshotId,
+        safetySnapshotId: req.safety?.snapshotId ?? '',
         ...summary,
         destructive: false,
         details,

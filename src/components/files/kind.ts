@@ -53,6 +53,7 @@ const detailsOf = <D extends KindDetails>(value: { details?: KindDetails | undef
 export const filesKind = {
   name: 'files',
   schema: filesComponentSchema,
+  plansFromLiveState: true,
   strategies: [],
   location: (component) => component.path,
   resolvePaths: (component, resolve) => ({ ...component, path: resolve(component.path) }),

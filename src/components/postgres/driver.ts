@@ -218,7 +218,9 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
 
     async assess(component, req, ctx) {
       const url = urlOf(component);
-      const current = parseDatabaseFingerprint(await ctx.listings.load(req.safety.listingSnapshotId));
+      if (!req.safety) throw new Error('a postgres plan needs the safety snapshot (plansFromLiveState is false)');
+      const safety = req.safety;
+      const current = parseDatabaseFingerprint(await ctx.listings.load(safety.listingSnapshotId));
       const target = parseDatabaseFingerprint(await ctx.listings.load(req.target.listingSnapshotId));
       const { added, removed } = diffSignatures(current.schema, target.schema);
       const changes: Change[] = [
@@ -273,7 +275,7 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
         kind: 'postgres',
         path: postgresKind.location(component),
         targetSnapshotId: req.target.snapshotId,
-        safetySnapshotId: req.safety.snapshotId,
+        safetySnapshotId: safety.snapshotId,
         ...summary,
         bytesToWrite: strategy === 'restore' ? target.bytes : 0,
         strategy,

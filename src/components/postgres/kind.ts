@@ -87,6 +87,7 @@ const detailsOf = <D extends KindDetails>(value: { details?: KindDetails | undef
 export const postgresKind = {
   name: 'postgres',
   schema: postgresComponentSchema,
+  plansFromLiveState: false,
   strategies: POSTGRES_STRATEGIES,
   location(component) {
     if (component.url) return component.url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
