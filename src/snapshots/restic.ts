@@ -288,13 +288,25 @@ export class ResticRepository {
    * (`--overwrite always` compares content, not size and mtime) and nothing deleted.
    */
   async restore(
-    args: { snapshotId: string; target: string; includeFile?: string },
+    args: {
+      snapshotId: string;
+      target: string;
+      includeFile?: string;
+      /**
+       * Reads without taking the repository's lock, as `dump` and `ls` do here: taking one costs
+       * restic a 200 ms wait (it checks for a racing exclusive lock). For reads whose failure is
+       * harmless, such as prepare's read-back: a `restic prune` run by hand at that moment
+       * would make it fail, and the plan say "not possible", before anything was changed.
+       */
+      withoutLock?: boolean;
+    },
     options: RunOptions = {},
   ): Promise<RestoreSummary> {
     const selection = args.includeFile
       ? ['--include-file', args.includeFile, '--overwrite', 'always']
       : ['--overwrite', 'if-changed', '--delete'];
-    const lines = await this.run(['restore', args.snapshotId, '--target', args.target, ...selection], options);
+    const lock = args.withoutLock ? ['--no-lock'] : [];
+    const lines = await this.run(['restore', ...lock, args.snapshotId, '--target', args.target, ...selection], options);
     const summary = lines.find((l) => l.message_type === 'summary');
     if (!summary) throw new ResticError('restic restore printed no summary', 0, 'failed');
     return {

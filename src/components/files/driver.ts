@@ -218,7 +218,12 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
         const includeFile = path.join(dir, 'include');
         await writeFile(includeFile, includePatterns(include));
         await ctx.store.restic.restore(
-          { snapshotId: req.target.snapshotId, target: area.root, ...(whole ? {} : { includeFile }) },
+          {
+            snapshotId: req.target.snapshotId,
+            target: area.root,
+            withoutLock: true,
+            ...(whole ? {} : { includeFile }),
+          },
           {
             signal: ctx.progress.signal,
             onProgress: (p) => ctx.progress.update({ stage: 'stage', percent: p.percentDone, ...sizes(p) }),
