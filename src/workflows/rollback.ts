@@ -77,6 +77,12 @@ const control = proxyActivities<ControlActivities>(quick);
 
 const noFailure = (): undefined => undefined;
 
+/**
+ * The approval is asked before the safety snapshots are stored only for plans that write at
+ * most this much; see prepareAtOnce.
+ */
+const EARLY_APPROVAL_MAX_BYTES = 64 * 1024 * 1024;
+
 /** Ends the run early with a final state (rejected, compensated, ...); never retried. */
 class RollbackEnded extends Error {
   constructor(
@@ -355,6 +361,9 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     );
     plans.forEach((plan, i) => (plan.targetCheck = { readable: checks[i]!.readable, note: checks[i]!.note }));
     status.plan = assemblePlan(id, context.components, plans);
+    // A plan that writes a lot most likely has a safety snapshot that takes long to store: it is
+    // stored before the approval is asked, so that an approved run goes straight to writing.
+    if (status.plan.totals.bytesToWrite > EARLY_APPROVAL_MAX_BYTES) await safetyTaken();
     showSafetyInPlan();
     const blocked = blockedSteps(status.plan);
     if (blocked.length > 0 && !request.dryRun) throw new RollbackEnded('failed', blocked.join('; '));

@@ -4,6 +4,7 @@
 // nothing until that read-back has succeeded.
 import { ApplicationFailure } from '@temporalio/common';
 import { renderPlan } from '../../src/client/render';
+import { eventually } from '../support/harness';
 import { createWorkflowTestEnv, gate, type WorkflowTestEnv } from '../support/workflow-test-worker';
 
 describe('prepare (workflow with stub activities)', () => {
@@ -99,5 +100,29 @@ describe('prepare (workflow with stub activities)', () => {
       'prepare failed: the safety snapshot could not be taken, so nothing was changed: no space left on the repository disk',
     );
     expect(e.restores()).toEqual([]);
+  });
+
+  it('stores the safety snapshot before asking for approval when the plan writes more than 64 MiB', async () => {
+    const storing = gate();
+    const e = (env = await createWorkflowTestEnv({
+      agent: (stubs) => ({
+        async snapshotComponent(req) {
+          if (req.component === 'models') await storing.wait();
+          return stubs.snapshotComponent(req);
+        },
+        async assessComponent(req) {
+          const plan = await stubs.assessComponent(req);
+          return req.component === 'models' ? { ...plan, bytesToWrite: 65 * 1024 * 1024 } : plan;
+        },
+      }),
+    }));
+    const id = await e.start();
+    await eventually(() => storing.waiting > 0 || undefined, 'the safety snapshot of models to be under way', 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect((await e.client.rollbackView(id)).status).toMatchObject({ state: 'running', phase: 'prepare' });
+    storing.open();
+    const { status } = await e.waitFor(id, (s) => s.state === 'awaiting-approval');
+    expect(status.plan!.components.every((c) => c.safetySnapshotId !== '')).toBe(true);
+    await e.client.cancel(id, { user: 'bob' });
   });
 });
