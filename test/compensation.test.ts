@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
-import { createTestEnv, eventually, readTree, writePickle, type TestEnv } from './support/harness';
+import { createTestEnv, eventually, readTree, runCli, writePickle, type TestEnv } from './support/harness';
 
 async function prepareV1AndChange(env: TestEnv): Promise<Record<string, unknown>> {
   const config = env.componentPath('production', 'config');
@@ -63,10 +63,25 @@ describe('a step that fails twice, then succeeds', () => {
   });
   afterAll(() => env.teardown());
 
-  it('is retried by policy and the rollback completes', async () => {
+  it('is retried by policy, shows its attempt and last error while it retries, and the rollback completes', async () => {
     await prepareV1AndChange(env);
     const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
-    const { status } = await approveAndFinish(env, id);
+    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    await env.client.decide(id, 'approve', { user: 'bob' });
+    // What an operator sees while the step waits for its next attempt.
+    const retrying = await eventually(
+      async () => {
+        const shown = await runCli(['--manifest', env.manifestFile, 'rollback', 'status', id]);
+        return /\(attempt [23], last: injected fault at before-restore of config \(attempt [12]\)\)/.test(shown.stdout)
+          ? shown.stdout
+          : undefined;
+      },
+      'rollback status to show the step retrying',
+      20_000,
+    );
+    expect(retrying).toMatch(/^ {2}config +running +waiting to retry \(attempt/m);
+    expect(retrying).not.toMatch(/^ {2}\? /m);
+    const { status } = await env.finalStatus(id);
     expect(status.state).toBe('completed');
     expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(
       Buffer.from('release: v1\n').toString('base64'),

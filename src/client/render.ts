@@ -110,7 +110,9 @@ export function renderLive(live: LiveStep): string {
   const p = live.progress;
   const attempt =
     live.attempt > 1 ? ` (attempt ${live.attempt}${live.lastFailure ? `, last: ${shown(live.lastFailure)}` : ''})` : '';
-  if (!p) return `${live.state === 'scheduled' ? 'waiting for an agent' : shown(live.state)}${attempt}`;
+  // Scheduled again after a failure is the retry's back-off, not a missing agent.
+  const waiting = live.attempt > 1 ? 'waiting to retry' : 'waiting for an agent';
+  if (!p) return `${live.state === 'scheduled' ? waiting : shown(live.state)}${attempt}`;
   const pct = p.percent !== undefined ? ` ${(p.percent * 100).toFixed(0)}%` : '';
   const bytes = p.bytesTotal ? ` ${formatBytes(p.bytesDone ?? 0)}/${formatBytes(p.bytesTotal)}` : '';
   return `${shown(p.stage)}${pct}${bytes}${attempt}`;
