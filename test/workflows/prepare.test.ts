@@ -62,9 +62,10 @@ describe('prepare (workflow with stub activities)', () => {
       }),
     }));
     const id = await e.start();
-    // Approval is asked while the safety snapshots are still being read back.
+    // Approval is asked while the safety snapshots are still being stored or read back.
     await e.waitFor(id, (s) => s.state === 'awaiting-approval');
-    expect(readBack.waiting).toBeGreaterThan(0);
+    await eventually(() => readBack.waiting > 0 || undefined, 'the safety read-back to be under way', 10_000);
+    expect((await e.client.rollbackView(id)).status.state).toBe('awaiting-approval');
     expect(await e.client.decide(id, 'approve', { user: 'bob' })).toMatchObject({ accepted: true });
     await e.waitFor(id, (s) => s.phase === 'execute');
     expect(e.restores()).toEqual([]);
