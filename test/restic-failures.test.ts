@@ -9,15 +9,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createAgentActivities } from '../src/activities/agent';
 import { toApplicationFailure } from '../src/activities/failures';
 import type { ComponentSnapshot } from '../src/domain/cross-section';
-import { parseManifest } from '../src/manifest/load';
-import { createLogger } from '../src/platform/logger';
 import { resolveTool } from '../src/platform/tools';
 import { ResticError, ResticRepository } from '../src/snapshots/restic';
 import { SnapshotStore } from '../src/snapshots/store';
-import { damageLargestPack } from './support/agent';
+import { damageLargestPack, filesAgent } from './support/agent';
 import { createTestEnv, eventually, readTree, type TestEnv } from './support/harness';
 import { tempDir } from './support/temp';
 
@@ -278,16 +275,12 @@ describe('damaged repository data', () => {
     writeFileSync(path.join(componentDir, 'model.bin'), randomBytes(256 << 10));
     writeFileSync(path.join(componentDir, 'app.yaml'), 'release: v1\n');
     await store.restic.ensureInitialized();
-    const { manifest } = parseManifest(
-      `repository: { path: ${repository} }\ndataDir: ${path.join(dir, 'agent-data')}\napprovers: [a]\n` +
-        `environments:\n  production:\n    components:\n      models: { kind: files, path: ${componentDir} }\n`,
-      path.join(dir, 'rewind.yaml'),
-    );
-    const activities = createAgentActivities({
-      environment: 'production',
-      manifest,
+    const activities = filesAgent({
+      dir,
+      repository,
       store,
-      logger: createLogger('test', 'silent'),
+      components: { models: componentDir },
+      dataDir: path.join(dir, 'agent-data'),
     });
     const snapshot: ComponentSnapshot = await new MockActivityEnvironment().run(activities.snapshotComponent, {
       environment: 'production',

@@ -111,9 +111,7 @@ interface RunState {
    * each resolves to undefined, or to the failure.
    */
   confirming: Promise<unknown>[];
-  /** Prepare staged the target's data on the agent (patch prepare-at-once). */
-  staged: boolean;
-  /** The read-back of the target's data, started in decide. */
+  /** The read-back (and staging) of the target's data on the agent, started in decide (patch prepare-at-once). */
   staging?: Promise<StageOutcome[] | Error>;
   /** The safety cross-section being taken (patch prepare-at-once): fills `safety`, or `safetyFailure`. */
   safetyTaken?: Promise<void>;
@@ -127,7 +125,6 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     touched: [],
     legacyRequests: new Set(),
     confirming: [],
-    staged: false,
   };
   const { status } = run;
   const { workflowId } = status;
@@ -223,7 +220,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
 
   /** What prepare staged and execute did not use; an agent that is down only leaves it for its sweep. */
   async function discardStaging(): Promise<void> {
-    if (!run.staged || !run.ctx) return;
+    if (!run.staging || !run.ctx) return;
     const agent = proxyActivities<AgentActivities>({
       taskQueue: run.ctx.envTaskQueue,
       scheduleToCloseTimeout: '30 seconds',
@@ -389,7 +386,6 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
 
   /** Reads back (and stages) each component's target data on the agent; a failure is returned, not thrown. */
   function stageTargets(context: RollbackContext): Promise<StageOutcome[] | Error> {
-    run.staged = true;
     return Promise.all(
       context.components.map((c) =>
         proxyActivities<AgentActivities>({
@@ -472,7 +468,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         purpose: 'rollback',
         idempotencyKey: stepKey('rollback', component),
         ...stepOptions(component),
-        ...(run.staged ? { stagedFor: workflowId } : {}),
+        ...(run.staging ? { stagedFor: workflowId } : {}),
       });
       step.state = 'done';
     } catch (err) {

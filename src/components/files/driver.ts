@@ -19,7 +19,7 @@ import {
   type ListingEntry,
 } from './listing';
 import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from './targeted-restore';
-import { discardStaged, placeStaged, recordStaged, stagedArea, type StagedArea } from './staging';
+import { discardStaged, placeStaged, recordStaged, stagedArea, within, type StagedArea } from './staging';
 import type { FilesComponent, FilesPlanDetails, FilesRestoreDetails } from './kind';
 import { inlineListing } from '../../snapshots/inline-listing';
 import { ResticError, type RestoreSummary } from '../../snapshots/restic';
@@ -213,29 +213,26 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
       const include = whole ? target.filter((e) => !e.path.includes('/')).map((e) => e.path) : plan.include;
       if (include.length === 0) return { readable: true, note: 'nothing to read: no content differs', bytes: 0 };
       await mkdir(area.root, { recursive: true });
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'rewind-include-'));
       try {
-        const includeFile = path.join(dir, 'include');
-        await writeFile(includeFile, includePatterns(include));
-        await ctx.store.restic.restore(
-          {
-            snapshotId: req.target.snapshotId,
-            target: area.root,
-            withoutLock: true,
-            ...(whole ? {} : { includeFile }),
-          },
-          {
-            signal: ctx.progress.signal,
-            onProgress: (p) => ctx.progress.update({ stage: 'stage', percent: p.percentDone, ...sizes(p) }),
-          },
+        await withIncludeFile(include, (includeFile) =>
+          ctx.store.restic.restore(
+            {
+              snapshotId: req.target.snapshotId,
+              target: area.root,
+              withoutLock: true,
+              ...(whole ? {} : { includeFile }),
+            },
+            {
+              signal: ctx.progress.signal,
+              onProgress: (p) => ctx.progress.update({ stage: 'stage', percent: p.percentDone, ...sizes(p) }),
+            },
+          ),
         );
       } catch (err) {
         await discardStaged(area.root);
         if (err instanceof ResticError && (err.kind === 'damaged' || err.kind === 'refused'))
           return { readable: false, note: `the target snapshot cannot be read: ${err.message}`, bytes: 0 };
         throw err;
-      } finally {
-        await rm(dir, { recursive: true, force: true });
       }
       const checked = await recordStaged(area, req.target.snapshotId, include, target);
       if (checked.problem) {
@@ -294,18 +291,8 @@ async function restoreTargeted(
   // What prepare staged and nobody touched since goes into place by rename; restic does the rest.
   const moved = staged ? await placeStaged(staged.area, staged.snapshotId, plan.include, root) : undefined;
   if (staged) await discardStaged(staged.area.root);
-  const rest = plan.include.filter((p) => !moved?.placed.some((m) => p === m || p.startsWith(`${m}/`)));
-  let summary: RestoreSummary | undefined;
-  if (rest.length > 0) {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'rewind-include-'));
-    try {
-      const includeFile = path.join(dir, 'include');
-      await writeFile(includeFile, includePatterns(rest));
-      summary = await restic(includeFile);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
+  const rest = plan.include.filter((p) => !moved?.placed.some((m) => within(p, m)));
+  const summary = rest.length > 0 ? await withIncludeFile(rest, restic) : undefined;
   const result = toResult(summary, 'targeted', plan.remove.length);
   if (!moved || moved.placed.length === 0) return result;
   const details = result.details as FilesRestoreDetails;
@@ -315,6 +302,18 @@ async function restoreTargeted(
     staged: moved.placed.length,
   };
   return { ...result, bytesWritten: result.bytesWritten + moved.bytes, details: withStaged };
+}
+
+/** Runs `fn` with a restic include file (one anchored pattern a line) for `paths`, removed afterwards. */
+async function withIncludeFile<T>(paths: readonly string[], fn: (includeFile: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'rewind-include-'));
+  try {
+    const includeFile = path.join(dir, 'include');
+    await writeFile(includeFile, includePatterns(paths));
+    return await fn(includeFile);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Removes everything inside a directory; returns how many top-level entries went. */

@@ -144,7 +144,8 @@ async function readRecord(file: string): Promise<StagingRecord | undefined> {
   }
 }
 
-function within(p: string, ancestor: string): boolean {
+/** `p` is `ancestor` or inside it (relative, '/'-separated paths). */
+export function within(p: string, ancestor: string): boolean {
   return p === ancestor || p.startsWith(`${ancestor}/`);
 }
 
