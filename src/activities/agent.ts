@@ -2,6 +2,7 @@
 // (task queue "<taskQueue>-env-<environment>"), the only process allowed to write there.
 // Each one checks the state before acting, so a retry after a crash never applies twice.
 // What to do depends on the component's kind: see src/components.
+import { createHmac } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -19,7 +20,9 @@ import type {
 } from '../components/driver';
 import { discardStaged, stagedRun, sweepStaging } from '../components/files/staging';
 import { createDrivers } from '../components/drivers';
+import type { DriftAnswer, DriftQuestion } from '../components/drift';
 import type { ComponentSnapshot } from '../domain/cross-section';
+import { repositoryPassword } from '../manifest/load';
 import { ErrorType } from '../domain/errors';
 import type { Component, Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
@@ -37,6 +40,13 @@ export type {
   VerifyComponentRequest,
   VerifyOutcome,
 };
+
+export interface DescribeComponentRequest {
+  environment: string;
+  component: string;
+  scanId: string;
+  question: DriftQuestion;
+}
 
 export interface AgentDeps {
   environment: string;
@@ -208,6 +218,31 @@ export function createAgentActivities(deps: AgentDeps) {
     });
   }
 
+  // Both agents of a scan derive the same key from the repository password, so equal secret
+  // values hash equal without either side revealing them.
+  let driftKey: string | undefined;
+  const hashKey = () =>
+    (driftKey ??= createHmac('sha256', repositoryPassword(deps.manifest, deps.env ?? process.env))
+      .update('rewind-drift-v1')
+      .digest('hex'));
+
+  /** A drift scan's question about one component, answered from the component as it is now. */
+  async function describeComponent(req: DescribeComponentRequest): Promise<DriftAnswer> {
+    const component = componentOf(req.environment, req.component);
+    return step(req.component, 'describe', async (progress) => {
+      const started = Date.now();
+      const answer = await driverFor(component).describe(component, req.question, {
+        scanId: req.scanId,
+        hashKey: hashKey(),
+        secretKeys: deps.manifest.drift.secretKeys,
+        stateDir: path.join(agentDir, 'drift', req.component),
+        signal: progress.signal,
+      });
+      deps.logger.debug({ component: req.component, scanId: req.scanId, ms: Date.now() - started }, 'described');
+      return answer;
+    });
+  }
+
   /** What a run staged and did not use (it was rejected, timed out, or failed before execute). */
   async function discardStaging(req: { environment: string; workflowId: string }): Promise<void> {
     refuseOtherEnvironment(req.environment);
@@ -221,6 +256,7 @@ export function createAgentActivities(deps: AgentDeps) {
     assessComponent,
     stageComponent,
     discardStaging,
+    describeComponent,
   };
 }
 

@@ -5,6 +5,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { registerDbCommands } from './commands/db';
+import { registerDriftCommands } from './commands/drift';
+import { registerScheduleCommands } from './commands/schedules';
+import { registerSyncCommands } from './commands/sync';
 import { registerManifestCommands } from './commands/manifest';
 import { registerProcessCommands } from './commands/processes';
 import { registerRollbackCommands } from './commands/rollback';
@@ -52,6 +55,9 @@ registerManifestCommands(program);
 registerSnapshotCommands(program);
 registerDbCommands(program);
 registerRollbackCommands(program);
+registerDriftCommands(program);
+registerScheduleCommands(program);
+registerSyncCommands(program);
 
 // `rewind --version` only as the first argument: `snapshot create --version V` is a release label.
 if (process.argv[2] === '--version') process.stdout.write(`${packageVersion()}\n`);

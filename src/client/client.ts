@@ -26,6 +26,8 @@ import {
   rejectUpdate,
   rollbackStatusQuery,
   snapshotStatusQuery,
+  driftScanStatusQuery,
+  syncStatusQuery,
   type DecisionOutcome,
 } from '../domain/messages';
 import {
@@ -45,7 +47,16 @@ import {
   rollbackRequestProblem,
   whereTheRunIs,
 } from '../domain/rollback-rules';
-import { rollbackWorkflow, snapshotWorkflow } from '../workflows';
+import { driftScanWorkflow, rollbackWorkflow, snapshotWorkflow, syncWorkflow } from '../workflows';
+import { syncRequestSchema, syncWorkflowId, type SyncRequest, type SyncStatus } from '../domain/sync';
+import {
+  driftScanRequestSchema,
+  driftScanWorkflowId,
+  type DriftScanRequest,
+  type DriftScanStatus,
+  type DriftScanSummary,
+} from '../domain/drift-scan';
+import { resolvePair, scanComponents, syncRequestProblem } from '../drift/pairs';
 import type { CrossSectionResult, SnapshotRequest } from '../domain/snapshot';
 import { snapshotRequestSchema } from '../domain/snapshot';
 import {
@@ -149,6 +160,90 @@ export class RewindClient {
       args: [request],
       typedSearchAttributes: [{ key: environmentAttribute, value: request.environment }],
     });
+  }
+
+  /**
+   * Starts a drift scan of a pair of environments, or attaches to the one already running for
+   * that pair (`attached`). Checks the pair and components against the manifest first.
+   */
+  async startDriftScan(input: unknown): Promise<{ workflowId: string; attached: boolean; from: string; to: string }> {
+    const request: DriftScanRequest = {
+      ...parseRequest(driftScanRequestSchema, input),
+      manifestDigest: this.manifestDigest,
+    };
+    let pair: { from: string; to: string };
+    try {
+      pair = resolvePair(this.manifest, request);
+      scanComponents(this.manifest, pair, request.components);
+    } catch (err) {
+      throw new RequestError((err as Error).message);
+    }
+    const workflowId = driftScanWorkflowId(pair.from, pair.to);
+    const running = await this.client.workflow
+      .getHandle(workflowId)
+      .describe()
+      .then((d) => d.status.name === 'RUNNING')
+      .catch(() => false);
+    await this.client.workflow.start(driftScanWorkflow, {
+      taskQueue: this.taskQueue,
+      workflowId,
+      args: [{ ...request, ...pair }],
+      // A scan of the pair already running is the answer to this request too.
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+    return { workflowId, attached: running, ...pair };
+  }
+
+  /** Starts a sync of chosen components of `to` (regression) from `from` (production). */
+  async startSync(input: unknown): Promise<{ workflowId: string; from: string; to: string }> {
+    const request: SyncRequest = { ...parseRequest(syncRequestSchema, input), manifestDigest: this.manifestDigest };
+    const problem = syncRequestProblem(this.manifest, request);
+    if (problem) throw new RequestError(problem);
+    const pair = resolvePair(this.manifest, request);
+    const workflowId = syncWorkflowId(pair.to, new Date(), randomBytes(2).toString('hex'));
+    await this.client.workflow.start(syncWorkflow, {
+      taskQueue: this.taskQueue,
+      workflowId,
+      args: [{ ...request, ...pair }],
+      typedSearchAttributes: [{ key: environmentAttribute, value: pair.to }],
+    });
+    return { workflowId, ...pair };
+  }
+
+  /** Waits until the sync ends or awaits approval. */
+  async waitForSync(workflowId: string, { intervalMs = 300 }: { intervalMs?: number } = {}): Promise<SyncStatus> {
+    const handle = this.client.workflow.getHandle(workflowId);
+    for (;;) {
+      const description = await handle.describe();
+      if (description.status.name !== 'RUNNING') return this.syncResult(workflowId);
+      const status = await handle.query(syncStatusQuery);
+      if (status.state === 'awaiting-approval') return status;
+      await sleep(intervalMs);
+    }
+  }
+
+  async syncStatus(workflowId: string): Promise<SyncStatus> {
+    return this.client.workflow.getHandle(workflowId).query(syncStatusQuery);
+  }
+
+  /** The sync's final status, whether it completed, ended early or failed (its failure carries it). */
+  async syncResult(workflowId: string): Promise<SyncStatus> {
+    try {
+      return await this.client.workflow.getHandle<typeof syncWorkflow>(workflowId).result();
+    } catch (err) {
+      const details =
+        err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure ? err.cause.details : undefined;
+      if (details?.[0]) return details[0] as SyncStatus;
+      throw err;
+    }
+  }
+
+  async driftScanResult(workflowId: string): Promise<DriftScanSummary> {
+    return this.client.workflow.getHandle<typeof driftScanWorkflow>(workflowId).result();
+  }
+
+  async driftScanStatus(workflowId: string): Promise<DriftScanStatus> {
+    return this.client.workflow.getHandle(workflowId).query(driftScanStatusQuery);
   }
 
   async snapshotResult(workflowId: string): Promise<CrossSectionResult> {

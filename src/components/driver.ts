@@ -5,6 +5,8 @@
 import type { ProgressReporter } from '../activities/progress';
 import type { ComponentSnapshot, SnapshotLabels, SnapshotOrigin } from '../domain/cross-section';
 import type { ComponentPlan, FingerprintSummary, RestoreOutcome, VerifyOutcome } from './core';
+import type { DescribeContext, DriftAnswer, DriftQuestion } from './drift';
+import type { SyncKeep } from '../domain/sync';
 import type { Logger } from '../platform/logger';
 import type { SnapshotStore } from '../snapshots/store';
 
@@ -44,6 +46,11 @@ export interface RestoreComponentRequest {
   compensates?: { idempotencyKey: string; strategy?: string };
   /** The run whose prepare staged the target's data (stage): what is still valid is moved into place. */
   stagedFor?: string;
+  /**
+   * A sync: what the component keeps of its own (what the drift rules allow to differ) while it
+   * takes the snapshot's state. The result then differs from the snapshot's fingerprint by them.
+   */
+  keep?: SyncKeep;
 }
 
 export interface StageComponentRequest {
@@ -110,11 +117,6 @@ export interface StepContext {
 export type RestoreResult = Omit<RestoreOutcome, 'durationMs'>;
 export type { VerifyOutcome };
 
-/**
- * Room to grow: drift scans add `compare(component, other, ctx)` (two environments' states of
- * one component, as findings) and the app kind adds `health(component, ctx)`; both are optional
- * members, so kinds without them keep compiling.
- */
 export interface ComponentDriver<C> {
   /** Takes the component's data snapshot and its listing (what plans and verify read). */
   snapshot(component: C, req: SnapshotComponentRequest, ctx: StepContext): Promise<ComponentSnapshot>;
@@ -131,6 +133,11 @@ export interface ComponentDriver<C> {
    * may keep it for restore (`RestoreComponentRequest.stagedFor`). A kind without it is not checked.
    */
   stage?(component: C, req: StageComponentRequest, ctx: StepContext): Promise<StageOutcome>;
+  /**
+   * Drift scans: answers one of the kind's questions about the component as it is now (see
+   * drift.ts). Answers are bounded and hold no secret in clear: they travel in workflow history.
+   */
+  describe(component: C, question: DriftQuestion, ctx: DescribeContext): Promise<DriftAnswer>;
 }
 
 /** The tags of a component's data snapshot, from the request that takes it. */

@@ -8,6 +8,8 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { Phase, RollbackState, RollbackStatus } from './rollback';
 import type { SnapshotStatus } from './snapshot';
+import type { DriftScanStatus } from './drift-scan';
+import type { SyncStatus } from './sync';
 
 const user = z.string().min(1).max(100);
 const requestId = z.string().min(1).max(100);
@@ -51,6 +53,8 @@ export const rollbackStatusQuery = defineQuery<RollbackStatus>('status');
  */
 export const planReadyUpdate = defineUpdate<RollbackStatus>('planReady');
 export const snapshotStatusQuery = defineQuery<SnapshotStatus>('status');
+export const driftScanStatusQuery = defineQuery<DriftScanStatus>('status');
+export const syncStatusQuery = defineQuery<SyncStatus>('status');
 /** Sent by a rollback to its environment's lock workflow when it no longer needs the lock. */
 export const releaseLockSignal = defineSignal('release');
 

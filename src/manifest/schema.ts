@@ -2,6 +2,7 @@
 // `z.toJSONSchema`, gives editors completion. Pure: no I/O, so workflows may import the types.
 import { z } from 'zod';
 import { componentSchema } from '../components/registry';
+import { driftSectionSchema } from '../drift/rules';
 import { dependencyCycle } from '../domain/dependency-order';
 import { didYouMean, durationField, localPathField, localPathProblem, nameField, repeatedEntries } from './fields';
 
@@ -129,6 +130,7 @@ export const manifestSchema = z
     environments: z
       .record(name, environmentSchema)
       .refine((envs) => Object.keys(envs).length > 0, 'must declare at least one environment'),
+    drift: driftSectionSchema.describe('Drift scans: environment pairs, rules, thresholds and alerts.'),
   })
   // Runs whenever approvers and requiredApprovals are readable, whatever else is wrong.
   .superRefine(
@@ -146,7 +148,38 @@ export const manifestSchema = z
       }
     },
     { when: (payload) => approvalsReadable(payload.value) },
-  );
+  )
+  .superRefine((manifest, ctx) => {
+    const envNames = Object.keys(manifest.environments);
+    manifest.drift.pairs?.forEach((pair, i) => {
+      for (const side of ['from', 'to'] as const) {
+        if (!envNames.includes(pair[side])) {
+          const hint = didYouMean(pair[side], envNames);
+          ctx.addIssue({
+            code: 'custom',
+            path: ['drift', 'pairs', i, side],
+            message: `unknown environment "${pair[side]}" (the manifest has: ${envNames.join(', ')})`,
+            ...(hint ? { params: { hint } } : {}),
+          });
+        }
+      }
+      if (pair.from === pair.to)
+        ctx.addIssue({ code: 'custom', path: ['drift', 'pairs', i], message: 'compares an environment with itself' });
+    });
+    const componentNames = new Set(Object.values(manifest.environments).flatMap((e) => Object.keys(e.components)));
+    manifest.drift.rules.forEach((rule, i) => {
+      // A plain name (no glob characters) that names no component is a typo that would make
+      // the rule silently match nothing.
+      if (/[*?]/.test(rule.component) || componentNames.has(rule.component)) return;
+      const hint = didYouMean(rule.component, componentNames);
+      ctx.addIssue({
+        code: 'custom',
+        path: ['drift', 'rules', i, 'component'],
+        message: `no environment has a component "${rule.component}"`,
+        ...(hint ? { params: { hint } } : {}),
+      });
+    });
+  });
 
 function approvalsReadable(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;

@@ -2,6 +2,10 @@
 import { Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createControlActivities } from '../activities/control';
+import { createDriftActivities } from '../activities/drift';
+import { createSyncActivities } from '../activities/sync';
+import { driftNotifier } from '../drift/slack';
+import { openProjectStore, type ProjectStore } from '../store/project-store';
 import type { LoadedManifest } from '../manifest/load';
 import { createLogger, sdkLogger, type Logger } from '../platform/logger';
 import { connectClient, ensureSearchAttributes, temporalSettings, type TemporalSettings } from '../platform/temporal';
@@ -14,6 +18,29 @@ export interface ControlWorkerOptions {
   store: SnapshotStore;
   temporal: TemporalSettings;
   logger: Logger;
+  /** The project store (drift scans and findings); opened on first use when absent. */
+  projectStore?: () => Promise<ProjectStore>;
+}
+
+/**
+ * Opens the project store once, on first use: PostgreSQL when DATABASE_URL is set, else the
+ * embedded store under dataDir, which this process then owns and serves to the CLI.
+ */
+export function lazyProjectStore(dataDir: string, env: NodeJS.ProcessEnv = process.env) {
+  let opening: Promise<ProjectStore> | undefined;
+  const open = () =>
+    (opening ??= openProjectStore({ databaseUrl: env.DATABASE_URL, dataDir, serve: true }).catch((err: unknown) => {
+      opening = undefined; // the next activity tries again
+      throw err;
+    }));
+  return Object.assign(open, {
+    close: async () => {
+      const closing = opening;
+      opening = undefined;
+      const store = await closing?.catch(() => undefined);
+      await store?.close();
+    },
+  });
 }
 
 export async function createControlWorker(
@@ -25,6 +52,8 @@ export async function createControlWorker(
   if (added.length) options.logger.info({ added }, 'registered search attributes');
   await admin.close();
 
+  const projectStore: (() => Promise<ProjectStore>) & { close?: () => Promise<void> } =
+    options.projectStore ?? lazyProjectStore(manifest.dataDir);
   const client = await connectClient(options.temporal);
   const connection = await NativeConnection.connect({ address: options.temporal.address });
   const worker = await Worker.create({
@@ -32,13 +61,18 @@ export async function createControlWorker(
     namespace: options.temporal.namespace,
     taskQueue: manifest.temporal.taskQueue,
     ...workflowCode(),
-    activities: createControlActivities({ manifest, store: options.store, logger: options.logger, client }),
+    activities: {
+      ...createControlActivities({ manifest, store: options.store, logger: options.logger, client }),
+      ...createDriftActivities({ manifest, logger: options.logger, projectStore, ...driftNotifier(manifest) }),
+      ...createSyncActivities({ manifest, projectStore }),
+    },
   });
   return {
     worker,
     close: async () => {
       await connection.close();
       await client.connection.close();
+      await projectStore.close?.();
     },
   };
 }
@@ -50,13 +84,21 @@ export async function runControlWorker(loaded: LoadedManifest): Promise<void> {
   const settings = temporalSettings(loaded.manifest.temporal.namespace);
   const store = openSnapshotStore(loaded.manifest);
   void store.restic.binary; // fail at start, not at the first step, when restic is missing or too old
+  const projectStore = lazyProjectStore(loaded.manifest.dataDir);
   const { worker, close } = await createControlWorker({
     loaded,
     store,
     temporal: settings,
     logger,
+    projectStore,
   });
+  // Opened now, not at the first scan: the CLI reads the embedded store through this process.
+  projectStore().then(
+    (s) => logger.info({ store: s.where }, 'project store open'),
+    (err: unknown) => logger.error({ err }, 'could not open the project store; drift scans will fail until it opens'),
+  );
   logger.info({ taskQueue: loaded.manifest.temporal.taskQueue, temporal: settings.address }, 'control worker ready');
   await worker.run();
   await close();
+  await projectStore.close();
 }

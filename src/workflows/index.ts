@@ -2,3 +2,5 @@
 export { rollbackWorkflow } from './rollback';
 export { snapshotWorkflow } from './snapshot';
 export { environmentLockWorkflow } from './lock';
+export { driftScanWorkflow } from './drift-scan';
+export { syncWorkflow } from './sync';

@@ -23,6 +23,11 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { createAgentActivities } from '../../src/activities/agent';
 import { createControlActivities } from '../../src/activities/control';
+import { createDriftActivities } from '../../src/activities/drift';
+import { createSyncActivities } from '../../src/activities/sync';
+import { driftNotifier } from '../../src/drift/slack';
+import { openProjectStore, type ProjectStore } from '../../src/store/project-store';
+import { createDatabase, dropDatabase } from './postgres';
 import { RewindClient, type RollbackView } from '../../src/client/client';
 import type { CrossSectionResult } from '../../src/domain/snapshot';
 import type { RollbackStatus } from '../../src/domain/rollback';
@@ -65,6 +70,10 @@ export interface TestEnvOptions {
   /** Environments whose agent the test runs itself (e.g. as a separate process). */
   externalAgents?: string[];
   allowSelfApproval?: Record<string, boolean>;
+  /** The manifest's drift section. */
+  drift?: ManifestInput['drift'];
+  /** Environment for the control worker's drift activities (e.g. the Slack token). */
+  controlEnv?: NodeJS.ProcessEnv;
 }
 
 export interface TestEnv {
@@ -89,6 +98,10 @@ export interface TestEnv {
    * `env` then takes effect) unless `preload: false`, which runs the agent as shipped.
    */
   spawnAgent(environment: string, env?: NodeJS.ProcessEnv, options?: { preload?: boolean }): ChildProcess;
+  /** The project store (a database of its own on the test server, made on first use). */
+  projectStore(): Promise<ProjectStore>;
+  /** Its URL, for CLI runs (DATABASE_URL). */
+  projectStoreUrl(): Promise<string>;
   teardown(): Promise<void>;
 }
 
@@ -106,6 +119,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     approvers: options.approvers ?? ['alice', 'bob', 'carol'],
     policy: { approvalTimeout: '10m', heartbeatTimeout: '5s', ...options.policy },
     temporal: { taskQueue },
+    ...(options.drift ? { drift: options.drift } : {}),
     environments: Object.fromEntries(
       Object.entries(environments).map(([env, components]) => [
         env,
@@ -148,6 +162,14 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
   await store.restic.ensureInitialized();
   const logger = createLogger('test', process.env.REWIND_TEST_LOG_LEVEL ?? 'warn');
 
+  let storeUrl: Promise<string> | undefined;
+  let openStore: Promise<ProjectStore> | undefined;
+  const projectStoreUrl = () => (storeUrl ??= createDatabase('rewind_store'));
+  const projectStore = () =>
+    (openStore ??= projectStoreUrl().then((url) =>
+      openProjectStore({ databaseUrl: url, dataDir: loaded.manifest.dataDir }),
+    ));
+
   const address = process.env.TEMPORAL_ADDRESS!;
   const connection = await Connection.connect({ address });
   const temporal = new Client({ connection, namespace: 'default' });
@@ -157,7 +179,16 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       connection: nativeConnection,
       taskQueue,
       ...workflowCode(),
-      activities: createControlActivities({ manifest: loaded.manifest, store, logger, client: temporal }),
+      activities: {
+        ...createControlActivities({ manifest: loaded.manifest, store, logger, client: temporal }),
+        ...createDriftActivities({
+          manifest: loaded.manifest,
+          logger,
+          projectStore: () => projectStore(),
+          ...driftNotifier(loaded.manifest, { ...process.env, ...options.controlEnv }),
+        }),
+        ...createSyncActivities({ manifest: loaded.manifest, projectStore: () => projectStore() }),
+      },
     }),
   ];
   for (const env of Object.keys(environments)) {
@@ -226,10 +257,14 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       children.push(child);
       return child;
     },
+    projectStore,
+    projectStoreUrl,
     async teardown() {
       for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       workers.forEach((w) => w.shutdown());
       await Promise.allSettled(running);
+      if (openStore) await (await openStore).close();
+      if (storeUrl) await dropDatabase(await storeUrl);
       await nativeConnection.close();
       await connection.close();
       rmSync(dir, { recursive: true, force: true });

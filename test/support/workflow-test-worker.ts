@@ -16,6 +16,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import type {
   AgentActivities,
   AssessComponentRequest,
+  DescribeComponentRequest,
   RestoreComponentRequest,
   VerifyComponentRequest,
 } from '../../src/activities/agent';
@@ -24,6 +25,7 @@ import { RewindClient, type RollbackView } from '../../src/client/client';
 import type { FilesFingerprintDetails, FilesPlanDetails, FilesRestoreDetails } from '../../src/components/files/kind';
 import type { ComponentPlan, FingerprintSummary, RestoreOutcome, VerifyOutcome } from '../../src/components/core';
 import type { ComponentSnapshot } from '../../src/domain/cross-section';
+import type { DriftAnswer } from '../../src/components/drift';
 import type { RollbackContext, RollbackRequest, RollbackStatus } from '../../src/domain/rollback';
 import type { SnapshotContext, SnapshotRequest } from '../../src/domain/snapshot';
 import type { SnapshotComponentRequest, StageComponentRequest, StageOutcome } from '../../src/components/driver';
@@ -256,7 +258,19 @@ export function stubAgentActivities(): AgentActivities {
     return Promise.resolve();
   }
 
-  return { snapshotComponent, restoreComponent, verifyComponent, assessComponent, stageComponent, discardStaging };
+  function describeComponent(_req: DescribeComponentRequest): Promise<DriftAnswer> {
+    return Promise.resolve({ kind: 'files', root: { exists: true, digest: 'same', files: 0 } });
+  }
+
+  return {
+    snapshotComponent,
+    restoreComponent,
+    verifyComponent,
+    assessComponent,
+    stageComponent,
+    discardStaging,
+    describeComponent,
+  };
 }
 
 // ---- activities that hold a phase ----

@@ -21,6 +21,8 @@ import {
 import { includePatterns, planTargetedRestore, type TargetedRestorePlan } from './targeted-restore';
 import { discardStaged, placeStaged, recordStaged, stagedArea, within, type StagedArea } from './staging';
 import type { FilesComponent, FilesPlanDetails, FilesRestoreDetails } from './kind';
+import { createFilesDescriber, type FilesDriftQuestion } from './drift';
+import { keepsAnything, restoreKeeping } from './sync-keep';
 import { inlineListing } from '../../snapshots/inline-listing';
 import { ResticError, type RestoreSummary } from '../../snapshots/restic';
 import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE } from '../../snapshots/store';
@@ -41,6 +43,7 @@ const STABLE_SNAPSHOT_ATTEMPTS = 3;
 export function createFilesDriver(): ComponentDriver<FilesComponent> {
   // Hashes by path, inode, size, mtime and ctime: lives as long as the agent.
   const cache: HashCache = new Map();
+  const describe = createFilesDescriber();
 
   const listing = (dir: string, ctx: StepContext) =>
     listDirectory(dir, {
@@ -61,6 +64,8 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
     parseListing(await ctx.listings.load(id));
 
   return {
+    describe: (component, question, ctx) => describe(component, question as FilesDriftQuestion, ctx),
+
     async snapshot(component, req, ctx): Promise<ComponentSnapshot> {
       await refuseSymbolicLink(component.path, req);
       const present = await isDirectory(component.path);
@@ -130,6 +135,12 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
     },
 
     async restore(component, req, ctx): Promise<RestoreResult> {
+      if (keepsAnything(req.keep)) {
+        const { keep, ...plain } = req;
+        return restoreKeeping(component.path, keep, ctx.stagingRoot, req.idempotencyKey ?? req.snapshotId, () =>
+          this.restore(component, plain, ctx),
+        );
+      }
       await refuseSymbolicLink(component.path, req);
       await mkdir(component.path, { recursive: true });
       const current = await listing(component.path, ctx);

@@ -9,6 +9,7 @@ import { ErrorType } from '../../domain/errors';
 import type { Change, StrategyImpact } from '../core';
 import { postgresKind, type PostgresComponent, type PostgresRestoreDetails, type PostgresStrategy } from './kind';
 import { componentUrl, DatabaseError, withPostgres } from './connect';
+import { describeDatabase, type PostgresDriftQuestion } from './drift';
 import {
   createScratch,
   databaseName,
@@ -79,6 +80,11 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
   };
 
   return {
+    describe: (component, question, ctx) =>
+      withPostgres(urlOf(component), (client) =>
+        describeDatabase(client, component, question as PostgresDriftQuestion, ctx),
+      ),
+
     async snapshot(component, req, ctx): Promise<ComponentSnapshot> {
       const url = urlOf(component);
       for (let attempt = 1; attempt <= STABLE_SNAPSHOT_ATTEMPTS; attempt++) {

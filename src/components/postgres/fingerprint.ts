@@ -32,59 +32,193 @@ export interface DatabaseFingerprint {
 
 const USER_SCHEMAS = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp_%'`;
 
-// Each query yields `line`: a stable, human-readable description of one object.
-const SIGNATURE_QUERIES = [
-  `SELECT 'schema ' || n.nspname AS line FROM pg_namespace n WHERE ${USER_SCHEMAS}`,
-  `SELECT 'extension ' || e.extname || ' ' || e.extversion AS line FROM pg_extension e`,
-  `SELECT 'table ' || n.nspname || '.' || c.relname || ' (' || c.relkind::text || ')' AS line
+// Whether an object belongs to an extension (CREATE EXTENSION made it, DROP EXTENSION removes it).
+const extensionMember = (catalog: string, oid: string) =>
+  `EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${catalog}'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
+
+// Each query yields one row per object: `line`, a stable, human-readable description for the
+// signature; `subject` and `definition`, the same object split for drift scans; `rel`, the table
+// it belongs to, and `member`, whether an extension owns it, so that a scan can leave those out.
+const CATALOG_QUERIES = [
+  `SELECT 'schema ' || n.nspname AS subject, 'schema ' || n.nspname AS line, '' AS definition, NULL::oid AS rel,
+          ${extensionMember('pg_namespace', 'n.oid')} AS member
+     FROM pg_namespace n WHERE ${USER_SCHEMAS}`,
+  `SELECT 'extension ' || e.extname AS subject, 'extension ' || e.extname || ' ' || e.extversion AS line,
+          e.extversion AS definition, NULL::oid AS rel, false AS member
+     FROM pg_extension e`,
+  `SELECT 'table ' || n.nspname || '.' || c.relname AS subject,
+          'table ' || n.nspname || '.' || c.relname || ' (' || c.relkind::text || ')' AS line,
+          CASE WHEN c.relpersistence = 'u' THEN 'unlogged ' ELSE '' END
+          || CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'table' END
+          || COALESCE(' partition ' || pg_get_expr(c.relpartbound, c.oid), '') AS definition,
+          c.oid AS rel, ${extensionMember('pg_class', 'c.oid')} AS member
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'f') AND ${USER_SCHEMAS}`,
   // Column position counts live columns only, so a dropped column leaves no gap in the signature.
-  `SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname
-          || ' #' || row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum)
-          || ' ' || format_type(a.atttypid, a.atttypmod)
+  // A drift definition leaves the position out: one added column would otherwise change all after it.
+  `SELECT subject, subject || ' #' || position || ' ' || definition AS line, definition, rel, member FROM (
+   SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname AS subject,
+          row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum) AS position,
+          format_type(a.atttypid, a.atttypmod)
           || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
           || COALESCE(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
           || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
-          || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END AS line
+          || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END AS definition,
+          c.oid AS rel, ${extensionMember('pg_class', 'c.oid')} AS member
      FROM pg_attribute a
      JOIN pg_class c ON c.oid = a.attrelid
      JOIN pg_namespace n ON n.oid = c.relnamespace
      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-    WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND ${USER_SCHEMAS}`,
-  `SELECT 'constraint ' || n.nspname || '.' || c.relname || '.' || con.conname || ' ' || pg_get_constraintdef(con.oid) AS line
+    WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND ${USER_SCHEMAS}) o`,
+  `SELECT subject, subject || ' ' || definition AS line, definition, rel, member FROM (
+   SELECT 'constraint ' || n.nspname || '.' || c.relname || '.' || con.conname AS subject,
+          pg_get_constraintdef(con.oid) AS definition, c.oid AS rel, ${extensionMember('pg_class', 'c.oid')} AS member
      FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE ${USER_SCHEMAS}`,
-  `SELECT 'index ' || n.nspname || '.' || i.relname || ' ' || pg_get_indexdef(i.oid) AS line
+    WHERE ${USER_SCHEMAS}) o`,
+  `SELECT subject, subject || ' ' || definition AS line, definition, rel, member FROM (
+   SELECT 'index ' || n.nspname || '.' || i.relname AS subject, pg_get_indexdef(i.oid) AS definition,
+          x.indrelid AS rel, ${extensionMember('pg_class', 'x.indrelid')} AS member
      FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
-    WHERE ${USER_SCHEMAS}`,
-  `SELECT 'view ' || n.nspname || '.' || c.relname || ' (' || c.relkind::text || ') ' || md5(pg_get_viewdef(c.oid, true)) AS line
+    WHERE ${USER_SCHEMAS}) o`,
+  `SELECT subject, subject || ' (' || relkind || ') ' || md5(body) AS line,
+          CASE WHEN relkind = 'm' THEN 'materialized ' ELSE '' END || body AS definition, rel, member FROM (
+   SELECT 'view ' || n.nspname || '.' || c.relname AS subject, c.relkind::text AS relkind,
+          pg_get_viewdef(c.oid, true) AS body, c.oid AS rel, ${extensionMember('pg_class', 'c.oid')} AS member
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('v', 'm') AND ${USER_SCHEMAS}`,
-  `SELECT 'sequence ' || n.nspname || '.' || c.relname || ' ' || format_type(s.seqtypid, NULL)
-          || ' increment ' || s.seqincrement || ' min ' || s.seqmin || ' max ' || s.seqmax AS line
+    WHERE c.relkind IN ('v', 'm') AND ${USER_SCHEMAS}) o`,
+  `SELECT subject, subject || ' ' || definition AS line, definition, rel, member FROM (
+   SELECT 'sequence ' || n.nspname || '.' || c.relname AS subject,
+          format_type(s.seqtypid, NULL) || ' increment ' || s.seqincrement || ' min ' || s.seqmin || ' max ' || s.seqmax
+          AS definition, NULL::oid AS rel, ${extensionMember('pg_class', 'c.oid')} AS member
      FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE ${USER_SCHEMAS}`,
-  `SELECT 'function ' || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') '
-          || md5(pg_get_functiondef(p.oid)) AS line
+    WHERE ${USER_SCHEMAS}) o`,
+  `SELECT subject, subject || ' ' || md5(definition) AS line, definition, NULL::oid AS rel, false AS member FROM (
+   SELECT 'function ' || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+          AS subject, pg_get_functiondef(p.oid) AS definition
      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
     WHERE p.prokind IN ('f', 'p', 'w') AND ${USER_SCHEMAS}
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')`,
-  `SELECT 'trigger ' || n.nspname || '.' || c.relname || '.' || t.tgname || ' ' || md5(pg_get_triggerdef(t.oid)) AS line
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')) o`,
+  `SELECT subject, subject || ' ' || md5(definition) AS line, definition, rel, member FROM (
+   SELECT 'trigger ' || n.nspname || '.' || c.relname || '.' || t.tgname AS subject,
+          pg_get_triggerdef(t.oid) AS definition, c.oid AS rel, ${extensionMember('pg_class', 'c.oid')} AS member
      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE NOT t.tgisinternal AND ${USER_SCHEMAS}`,
-  `SELECT 'enum ' || n.nspname || '.' || t.typname || ' ' || string_agg(quote_literal(e.enumlabel), ',' ORDER BY e.enumsortorder) AS line
+    WHERE NOT t.tgisinternal AND ${USER_SCHEMAS}) o`,
+  `SELECT subject, subject || ' ' || definition AS line, definition, rel, member FROM (
+   SELECT 'enum ' || n.nspname || '.' || t.typname AS subject,
+          string_agg(quote_literal(e.enumlabel), ',' ORDER BY e.enumsortorder) AS definition,
+          NULL::oid AS rel, ${extensionMember('pg_type', 't.oid')} AS member
      FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid JOIN pg_namespace n ON n.oid = t.typnamespace
-    WHERE ${USER_SCHEMAS} GROUP BY n.nspname, t.typname`,
+    WHERE ${USER_SCHEMAS} GROUP BY n.nspname, t.typname, t.oid) o`,
 ];
 
 export async function schemaSignature(client: pg.Client): Promise<string[]> {
   const lines: string[] = [];
-  for (const query of SIGNATURE_QUERIES) {
+  for (const query of CATALOG_QUERIES) {
     const { rows } = await client.query<{ line: string }>(query);
     lines.push(...rows.map((r) => r.line));
   }
   return lines.sort();
+}
+
+/** A schema object as a drift scan compares it: `column public.orders.total` → `numeric(10,2) not null`. */
+export interface CatalogObject {
+  subject: string;
+  /** The full definition, unbounded; callers that ship it elsewhere shorten it. */
+  definition: string;
+}
+
+// The history table (a qualified, quoted name) is left out when there is one; to_regclass is null otherwise.
+const NOT_EXCLUDED = `NOT o.member AND (to_regclass($1) IS NULL OR o.rel IS DISTINCT FROM to_regclass($1)::oid)`;
+
+/**
+ * The objects of the signature, for drift scans: without those an extension owns (the extension's
+ * version stands for them) and without `exclude`, a table rewind itself reads (Flyway's history).
+ */
+export async function catalogObjects(
+  client: pg.Client,
+  exclude?: { schema: string; table: string },
+): Promise<CatalogObject[]> {
+  const excluded = exclude ? `${quoteIdent(exclude.schema)}.${quoteIdent(exclude.table)}` : null;
+  const objects: CatalogObject[] = [];
+  for (const query of CATALOG_QUERIES) {
+    const { rows } = await client.query<CatalogObject>(
+      `SELECT o.subject, o.definition FROM (${query}) o WHERE ${NOT_EXCLUDED}`,
+      [excluded],
+    );
+    objects.push(...rows);
+  }
+  return objects.sort((a, b) => (a.subject < b.subject ? -1 : a.subject > b.subject ? 1 : 0));
+}
+
+export interface UserTable {
+  schema: string;
+  table: string;
+  /**
+   * Rows as the planner estimates them (pg_class.reltuples, summed over a partitioned table's
+   * leaves); for a table never analyzed, a guess from its size (100 bytes a row).
+   */
+  estimate: number;
+  /** Primary key columns in key order; empty without a primary key. */
+  primaryKey: string[];
+}
+
+const ROW_ESTIMATE = (rel: string) =>
+  `CASE WHEN ${rel}.reltuples >= 0 THEN ${rel}.reltuples ELSE pg_relation_size(${rel}.oid) / 100 END`;
+
+/** Plain and partitioned tables (not foreign ones: counting those reads another server), as catalogObjects filters them. */
+export async function userTables(client: pg.Client, exclude?: { schema: string; table: string }): Promise<UserTable[]> {
+  const excluded = exclude ? `${quoteIdent(exclude.schema)}.${quoteIdent(exclude.table)}` : null;
+  const { rows } = await client.query<{ schema: string; table: string; estimate: number; key: string[] | null }>(
+    `SELECT o.schema, o.table, o.estimate, o.key FROM (
+       SELECT n.nspname AS schema, c.relname AS table, c.oid AS rel, ${extensionMember('pg_class', 'c.oid')} AS member,
+              round(CASE WHEN c.relkind = 'p'
+                THEN (SELECT COALESCE(sum(${ROW_ESTIMATE('l')}), 0)
+                        FROM pg_partition_tree(c.oid) pt JOIN pg_class l ON l.oid = pt.relid WHERE pt.isleaf)
+                ELSE ${ROW_ESTIMATE('c')} END)::float8 AS estimate,
+              (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey, a.attnum))
+                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                WHERE i.indrelid = c.oid AND i.indisprimary) AS key
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND ${USER_SCHEMAS}) o
+      WHERE ${NOT_EXCLUDED}
+      ORDER BY o.schema, o.table`,
+    [excluded],
+  );
+  return rows.map((r) => ({ schema: r.schema, table: r.table, estimate: r.estimate, primaryKey: r.key ?? [] }));
+}
+
+export interface HistoryRow {
+  version: string | null;
+  description: string;
+  type: string;
+  checksum: number | null;
+  success: boolean;
+}
+
+/**
+ * Flyway's history in installed order, at most the newest `limit` rows; `total` counts them all.
+ * No history table means no rows.
+ */
+export async function migrationHistory(
+  client: pg.Client,
+  schema: string,
+  table: string,
+  limit: number,
+): Promise<{ rows: HistoryRow[]; total: number }> {
+  const qualified = `${quoteIdent(schema)}.${quoteIdent(table)}`;
+  const { rows: exists } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified]);
+  if (!exists[0]?.ok) return { rows: [], total: 0 };
+  const { rows } = await client.query<HistoryRow & { total: string }>(
+    `SELECT version, description, type, checksum, success, total FROM (
+       SELECT installed_rank, version, description, type, checksum, success, count(*) OVER () AS total
+         FROM ${qualified} ORDER BY installed_rank DESC LIMIT $1) h
+      ORDER BY installed_rank`,
+    [limit],
+  );
+  return {
+    rows: rows.map(({ total: _total, ...row }) => row),
+    total: Number(rows[0]?.total ?? 0),
+  };
 }
 
 /** The current Flyway version: the highest version applied and not undone. */

@@ -1,0 +1,350 @@
+// Control activities of drift scans: plan a scan from the manifest, compare two agents' answers
+// with the component's kind and classify what differs by the manifest's rules, and close the
+// scan (new, persisting and resolved findings against the pair's previous scan). Full finding
+// lists live in the project store; only counts and next questions go back to the workflow.
+import { createHash } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/common';
+import { driftOf, firstDriftQuestion } from '../components/comparers';
+import { SEVERITIES, type DriftAnswer, type DriftDifference, type DriftQuestion } from '../components/drift';
+import type {
+  DriftComponentPair,
+  DriftScanPlan,
+  DriftScanRequest,
+  DriftScanSummary,
+  SeverityCounts,
+} from '../domain/drift-scan';
+import { ErrorType } from '../domain/errors';
+import { resolvePair, scanComponents } from '../drift/pairs';
+import { classifyDrift, driftPairs } from '../drift/rules';
+import { parseDuration } from '../manifest/duration';
+import { envTaskQueue, type Manifest } from '../manifest/schema';
+import type { Logger } from '../platform/logger';
+import type { ProjectStore, StoreQueries } from '../store/project-store';
+import { toApplicationFailure } from './failures';
+
+export interface DriftDeps {
+  manifest: Manifest;
+  logger: Logger;
+  /** The project store, opened on first use and kept. */
+  projectStore: () => Promise<ProjectStore>;
+  /** Sends a pair's alert; absent: alerts are recorded, not sent. */
+  notify?: (message: DriftNotice) => Promise<void>;
+}
+
+/** What an alert says; the notifier renders it for its channel. */
+export interface DriftNotice {
+  kind: 'alert' | 'resolved';
+  from: string;
+  to: string;
+  scanId: string;
+  counts: SeverityCounts;
+  top: { component: string; subject: string; change: string; detail: string; severity: string; state: string }[];
+  more: number;
+}
+
+export interface CompareDriftRequest {
+  scanId: string;
+  from: string;
+  to: string;
+  component: string;
+  question: DriftQuestion;
+  fromAnswer: DriftAnswer;
+  toAnswer: DriftAnswer;
+}
+
+export interface CompareDriftResult {
+  next: DriftQuestion[];
+  differences: number;
+}
+
+/** A finding's identity across scans of one pair. */
+export function findingKey(f: { component: string; aspect: string; subject: string }): string {
+  return createHash('sha256').update(`${f.component}\0${f.aspect}\0${f.subject}`).digest('hex').slice(0, 32);
+}
+
+export function createDriftActivities(deps: DriftDeps) {
+  const { manifest } = deps;
+
+  const insertFindings = async (
+    db: StoreQueries,
+    scanId: string,
+    pair: { from: string; to: string },
+    component: string,
+    differences: DriftDifference[],
+  ) => {
+    for (const d of differences) {
+      const c = classifyDrift({ ...d, component }, pair, manifest.drift);
+      // A retried activity inserts the same findings again: the key makes that a no-op.
+      await db.query(
+        `INSERT INTO drift_findings (scan_id, key, component, aspect, subject, change, detail, severity, kind_severity, allowed, auto_fixable, rule)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (scan_id, key) DO NOTHING`,
+        [
+          scanId,
+          findingKey({ component, aspect: d.aspect, subject: d.subject }),
+          component,
+          d.aspect,
+          d.subject,
+          d.change,
+          d.detail,
+          c.severity,
+          d.severity ?? null,
+          c.allowed,
+          c.autoFixable,
+          c.rule ?? null,
+        ],
+      );
+    }
+  };
+
+  async function beginDriftScan(req: {
+    scanId: string;
+    workflowId: string;
+    request: DriftScanRequest;
+  }): Promise<DriftScanPlan> {
+    let pair: { from: string; to: string };
+    let components: string[];
+    try {
+      pair = resolvePair(manifest, req.request);
+      components = scanComponents(manifest, pair, req.request.components);
+    } catch (err) {
+      throw ApplicationFailure.nonRetryable((err as Error).message, ErrorType.InvalidRequest);
+    }
+    const store = await deps.projectStore();
+    const pairs: DriftComponentPair[] = [];
+    const oneSided: { component: string; difference: DriftDifference }[] = [];
+    for (const name of components) {
+      const a = manifest.environments[pair.from]!.components[name];
+      const b = manifest.environments[pair.to]!.components[name];
+      if (!a || !b) {
+        oneSided.push({
+          component: name,
+          difference: {
+            subject: name,
+            change: b ? 'added' : 'removed',
+            detail: `component only in ${b ? pair.to : pair.from}`,
+            aspect: 'component',
+          },
+        });
+      } else if (a.kind !== b.kind) {
+        oneSided.push({
+          component: name,
+          difference: { subject: name, change: 'changed', detail: `kind ${a.kind} → ${b.kind}`, aspect: 'component' },
+        });
+      } else {
+        pairs.push({
+          component: name,
+          fromQueue: envTaskQueue(manifest, pair.from),
+          toQueue: envTaskQueue(manifest, pair.to),
+          question: firstDriftQuestion(a),
+        });
+      }
+    }
+    await store.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO drift_scans (id, from_env, to_env, workflow_id, trigger, requested_by, components, manifest_digest)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+        [
+          req.scanId,
+          pair.from,
+          pair.to,
+          req.workflowId,
+          req.request.trigger,
+          req.request.requestedBy ?? null,
+          JSON.stringify(components),
+          req.request.manifestDigest ?? null,
+        ],
+      );
+      for (const o of oneSided) await insertFindings(tx, req.scanId, pair, o.component, [o.difference]);
+    });
+    deps.logger.info({ scanId: req.scanId, ...pair, components: components.length }, 'drift scan started');
+    return {
+      scanId: req.scanId,
+      ...pair,
+      pairs,
+      heartbeatTimeoutMs: parseDuration(manifest.policy.heartbeatTimeout),
+    };
+  }
+
+  async function compareDrift(req: CompareDriftRequest): Promise<CompareDriftResult> {
+    try {
+      const component = manifest.environments[req.from]?.components[req.component];
+      if (!component)
+        throw ApplicationFailure.nonRetryable(
+          `${req.from} has no component "${req.component}"`,
+          ErrorType.InvalidRequest,
+        );
+      const { differences, next } = driftOf(component).compare(req.question, req.fromAnswer, req.toAnswer, component);
+      const store = await deps.projectStore();
+      await store.transaction((tx) => insertFindings(tx, req.scanId, req, req.component, differences));
+      return { next, differences: differences.length };
+    } catch (err) {
+      throw toApplicationFailure(err);
+    }
+  }
+
+  async function finishDriftScan(req: { scanId: string; error?: string }): Promise<DriftScanSummary> {
+    const store = await deps.projectStore();
+    const summary = await store.transaction((tx) => closeScan(tx, req.scanId, req.error));
+    if (summary.status === 'completed') summary.alert = await alertIfNeeded(store, summary);
+    deps.logger.info({ ...summary }, 'drift scan finished');
+    return summary;
+  }
+
+  async function alertIfNeeded(store: ProjectStore, summary: DriftScanSummary): Promise<DriftScanSummary['alert']> {
+    const pairConfig = driftPairs(manifest.drift, Object.keys(manifest.environments)).find(
+      (p) => p.from === summary.from && p.to === summary.to,
+    );
+    const thresholds = pairConfig?.thresholds ?? { critical: 1, warning: 1, info: 0 };
+    const decision = await decideAlert(store, summary, thresholds);
+    if (decision.sent === 'none') return decision;
+    const rows = await store.query<{
+      component: string;
+      subject: string;
+      change: string;
+      detail: string;
+      severity: string;
+      state: string;
+    }>(
+      `SELECT component, subject, change, detail, severity, state FROM drift_findings
+        WHERE scan_id = $1 AND NOT allowed AND state <> 'resolved'
+        ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, state = 'persisting', component, subject`,
+      [summary.scanId],
+    );
+    const top = rows.slice(0, manifest.drift.topFindings);
+    const notice: DriftNotice = {
+      kind: decision.sent,
+      from: summary.from,
+      to: summary.to,
+      scanId: summary.scanId,
+      counts: summary.counts,
+      top,
+      more: rows.length - top.length,
+    };
+    if (!deps.notify)
+      return { sent: 'none', reason: `${decision.reason}, but no alert channel is configured (drift.slack)` };
+    const notify = deps.notify;
+    // Recorded and sent together: a failed send leaves no record, so the retry sends it.
+    await store.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO drift_alerts (from_env, to_env, scan_id, kind, findings) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING`,
+        [summary.from, summary.to, summary.scanId, decision.sent, JSON.stringify(decision.findings)],
+      );
+      await notify(notice);
+    });
+    return { sent: decision.sent, reason: decision.reason };
+  }
+
+  return { beginDriftScan, compareDrift, finishDriftScan };
+}
+
+export type DriftActivities = ReturnType<typeof createDriftActivities>;
+
+const emptyCounts = (): SeverityCounts => ({ critical: 0, warning: 0, info: 0 });
+
+async function closeScan(tx: StoreQueries, scanId: string, error: string | undefined): Promise<DriftScanSummary> {
+  const [scan] = await tx.query<{ from_env: string; to_env: string; components: string[]; status: string }>(
+    'SELECT from_env, to_env, components, status FROM drift_scans WHERE id = $1',
+    [scanId],
+  );
+  if (!scan) throw ApplicationFailure.nonRetryable(`no drift scan ${scanId}`, ErrorType.InvalidRequest);
+  const base = { scanId, from: scan.from_env, to: scan.to_env };
+  if (error !== undefined) {
+    await tx.query(`UPDATE drift_scans SET status = 'failed', error = $2, finished_at = now() WHERE id = $1`, [
+      scanId,
+      error,
+    ]);
+    return {
+      ...base,
+      status: 'failed',
+      counts: emptyCounts(),
+      allowed: 0,
+      new: 0,
+      resolved: 0,
+      alert: { sent: 'none', reason: 'the scan failed' },
+      error,
+    };
+  }
+  if (scan.status === 'running') {
+    // States against the pair's previous completed scan, over the components both looked at.
+    const [previous] = await tx.query<{ id: string }>(
+      `SELECT id FROM drift_scans WHERE from_env = $1 AND to_env = $2 AND status = 'completed' AND id <> $3
+        ORDER BY finished_at DESC LIMIT 1`,
+      [scan.from_env, scan.to_env, scanId],
+    );
+    if (previous) {
+      await tx.query(
+        `UPDATE drift_findings f SET state = 'persisting' WHERE f.scan_id = $1 AND EXISTS (
+           SELECT 1 FROM drift_findings p WHERE p.scan_id = $2 AND p.key = f.key AND p.state <> 'resolved')`,
+        [scanId, previous.id],
+      );
+      await tx.query(
+        `INSERT INTO drift_findings (scan_id, key, component, aspect, subject, change, detail, severity, kind_severity, allowed, auto_fixable, rule, state)
+         SELECT $1, p.key, p.component, p.aspect, p.subject, p.change, p.detail, p.severity, p.kind_severity, p.allowed, p.auto_fixable, p.rule, 'resolved'
+           FROM drift_findings p
+          WHERE p.scan_id = $2 AND p.state <> 'resolved' AND p.component = ANY($3::text[])
+            AND NOT EXISTS (SELECT 1 FROM drift_findings f WHERE f.scan_id = $1 AND f.key = p.key)`,
+        [scanId, previous.id, scan.components],
+      );
+    }
+  }
+  const rows = await tx.query<{ severity: string; allowed: boolean; state: string; n: number }>(
+    `SELECT severity, allowed, state, count(*)::int AS n FROM drift_findings WHERE scan_id = $1 GROUP BY 1, 2, 3`,
+    [scanId],
+  );
+  const counts = emptyCounts();
+  let allowed = 0;
+  let fresh = 0;
+  let resolved = 0;
+  for (const r of rows) {
+    if (r.state === 'resolved') resolved += r.n;
+    else if (r.allowed) allowed += r.n;
+    else {
+      counts[r.severity as keyof SeverityCounts] += r.n;
+      if (r.state === 'new') fresh += r.n;
+    }
+  }
+  const summary = { counts, allowed, new: fresh, resolved };
+  await tx.query(
+    `UPDATE drift_scans SET status = 'completed', finished_at = COALESCE(finished_at, now()), summary = $2 WHERE id = $1`,
+    [scanId, JSON.stringify(summary)],
+  );
+  return { ...base, status: 'completed', ...summary, alert: { sent: 'none', reason: 'not decided' } };
+}
+
+/**
+ * Alert when the pair is over its thresholds and something is new or more severe than what the
+ * last alert named; say "resolved" once when a pair that was alerted is back under them.
+ */
+async function decideAlert(
+  store: ProjectStore,
+  summary: DriftScanSummary,
+  thresholds: Record<(typeof SEVERITIES)[number], number>,
+): Promise<{ sent: 'alert' | 'resolved' | 'none'; reason: string; findings: Record<string, string> }> {
+  const current = await store.query<{ key: string; severity: string }>(
+    `SELECT key, severity FROM drift_findings WHERE scan_id = $1 AND NOT allowed AND state <> 'resolved'`,
+    [summary.scanId],
+  );
+  const findings = Object.fromEntries(current.map((r) => [r.key, r.severity]));
+  const [last] = await store.query<{ kind: string; findings: Record<string, string> | string }>(
+    `SELECT kind, findings FROM drift_alerts WHERE from_env = $1 AND to_env = $2 ORDER BY sent_at DESC LIMIT 1`,
+    [summary.from, summary.to],
+  );
+  const lastFindings: Record<string, string> =
+    typeof last?.findings === 'string' ? (JSON.parse(last.findings) as Record<string, string>) : (last?.findings ?? {});
+  const over = SEVERITIES.some((s) => thresholds[s] > 0 && summary.counts[s] >= thresholds[s]);
+  const rank = { critical: 3, warning: 2, info: 1 } as Record<string, number>;
+  if (over) {
+    if (last?.kind !== 'alert') return { sent: 'alert', reason: 'over the pair thresholds', findings };
+    const worse = Object.entries(findings).filter(([k, s]) => (rank[s] ?? 0) > (rank[lastFindings[k] ?? ''] ?? 0));
+    if (worse.length > 0)
+      return { sent: 'alert', reason: `${worse.length} finding(s) new or more severe since the last alert`, findings };
+    return {
+      sent: 'none',
+      reason: 'over the thresholds, but nothing new or more severe since the last alert',
+      findings,
+    };
+  }
+  if (last?.kind === 'alert') return { sent: 'resolved', reason: 'back under the pair thresholds', findings };
+  return { sent: 'none', reason: 'under the pair thresholds', findings };
+}

@@ -1,0 +1,178 @@
+// `rewind drift scan|list|report|rules test`: compare two environments and read what scans found.
+import type { Command } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { DRIFT_TRIGGERS, type DriftScanSummary } from '../../domain/drift-scan';
+import { terminalSafe } from '../../domain/display-text';
+import { openProjectStore, type ProjectStore } from '../../store/project-store';
+import { RequestError } from '../client';
+import { action, currentUser, list, manifestOf, print, rewindClient } from './command-context';
+
+async function withStore<T>(cmd: Command, fn: (store: ProjectStore) => Promise<T>): Promise<T> {
+  const { manifest } = manifestOf(cmd);
+  const store = await openProjectStore({ databaseUrl: process.env.DATABASE_URL, dataDir: manifest.dataDir });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new InvalidArgumentError('must be a number from 1 to 1000');
+  return n;
+}
+
+function summaryLine(s: DriftScanSummary): string {
+  const { critical, warning, info } = s.counts;
+  const head = `drift scan ${s.scanId} (${s.from} → ${s.to}): ${s.status}`;
+  if (s.status === 'failed') return `${head}: ${terminalSafe(s.error ?? 'unknown error')}`;
+  const alert = s.alert.sent === 'none' ? `no alert (${s.alert.reason})` : `${s.alert.sent} sent (${s.alert.reason})`;
+  return [
+    head,
+    `  ${critical} critical, ${warning} warning, ${info} info; ${s.allowed} allowed; ${s.new} new, ${s.resolved} resolved`,
+    `  ${alert}`,
+    `  details: rewind drift report ${s.scanId}`,
+  ].join('\n');
+}
+
+export function registerDriftCommands(program: Command): void {
+  const drift = program
+    .command('drift')
+    .description('compare environments (production against regression) and read what scans found');
+
+  drift
+    .command('scan')
+    .description("compare two environments now (default: the manifest's first drift pair, production → regression)")
+    .option('--from <env>', 'environment compared from (the reference)')
+    .option('--to <env>', 'environment compared to')
+    .option('--components <list>', 'only these components (comma-separated)', list)
+    .addOption(
+      new Option('--trigger <kind>', 'why the scan runs, for the record').choices(DRIFT_TRIGGERS).default('manual'),
+    )
+    .option('--wait', 'wait for the scan to finish and print its summary (exit code 3 when it found critical drift)')
+    .option('--as <user>', 'who asks (default: $REWIND_USER or your login)')
+    .action(
+      action(
+        async (
+          opts: { from?: string; to?: string; components?: string[]; trigger: string; wait?: boolean; as?: string },
+          cmd: Command,
+        ) => {
+          const client = await rewindClient(cmd);
+          const started = await client.startDriftScan({
+            ...(opts.from ? { from: opts.from } : {}),
+            ...(opts.to ? { to: opts.to } : {}),
+            ...(opts.components ? { components: opts.components } : {}),
+            trigger: opts.trigger,
+            requestedBy: currentUser(opts.as),
+          });
+          const how = started.attached ? 'attached to the running scan' : 'started';
+          if (!opts.wait) {
+            print(
+              cmd,
+              started,
+              () => `${how} ${started.workflowId} (${started.from} → ${started.to}); add --wait to wait for it`,
+            );
+            return;
+          }
+          if (!cmd.optsWithGlobals<{ json?: boolean }>().json)
+            process.stderr.write(`${how} ${started.workflowId} (${started.from} → ${started.to}) …\n`);
+          const summary = await client.driftScanResult(started.workflowId);
+          print(cmd, { ...started, ...summary }, () => summaryLine(summary));
+          if (summary.status === 'failed') process.exitCode = 1;
+          else if (summary.counts.critical > 0) process.exitCode = 3;
+        },
+      ),
+    );
+
+  drift
+    .command('list')
+    .description('list drift scans, newest first')
+    .option('--from <env>', 'only scans from this environment')
+    .option('--to <env>', 'only scans to this environment')
+    .option('--limit <n>', 'how many (default 20)', positiveInt, 20)
+    .action(
+      action(async (opts: { from?: string; to?: string; limit: number }, cmd: Command) => {
+        const { listScans, renderScanList } = await import('../../drift/report');
+        const scans = await withStore(cmd, (store) =>
+          listScans(store, {
+            limit: opts.limit,
+            ...(opts.from ? { from: opts.from } : {}),
+            ...(opts.to ? { to: opts.to } : {}),
+          }),
+        );
+        print(cmd, scans, () => renderScanList(scans));
+      }),
+    );
+
+  drift
+    .command('report <scan>')
+    .description("one scan's findings (a scan id, a unique prefix of one, or `latest`)")
+    .addOption(new Option('--format <format>', 'markdown or json').choices(['markdown', 'json']).default('markdown'))
+    .action(
+      action(async (id: string, opts: { format: string }, cmd: Command) => {
+        const { findScan, renderScanMarkdown, scanFindings } = await import('../../drift/report');
+        const { scan, findings } = await withStore(cmd, async (store) => {
+          const scan = await findScan(store, id);
+          if (!scan) throw new RequestError(`no drift scan "${terminalSafe(id)}" (rewind drift list)`);
+          return { scan, findings: await scanFindings(store, scan.id) };
+        });
+        const asJson = opts.format === 'json' || cmd.optsWithGlobals<{ json?: boolean }>().json;
+        process.stdout.write(
+          asJson ? `${JSON.stringify({ scan, findings }, null, 2)}\n` : `${renderScanMarkdown(scan, findings)}\n`,
+        );
+      }),
+    );
+
+  const rules = drift.command('rules').description("try the manifest's drift rules");
+  rules
+    .command('test <scan>')
+    .description(
+      "classify a stored scan's findings with the manifest's current rules, to tune them without waiting an hour",
+    )
+    .action(
+      action(async (id: string, _opts: unknown, cmd: Command) => {
+        const { manifest } = manifestOf(cmd);
+        const { findScan, scanFindings, testRules } = await import('../../drift/report');
+        const { scan, findings } = await withStore(cmd, async (store) => {
+          const scan = await findScan(store, id);
+          if (!scan) throw new RequestError(`no drift scan "${terminalSafe(id)}" (rewind drift list)`);
+          return { scan, findings: await scanFindings(store, scan.id) };
+        });
+        const result = testRules(manifest, scan, findings);
+        print(
+          cmd,
+          {
+            scan: scan.id,
+            counts: result.counts,
+            allowed: result.allowed,
+            wouldAlert: result.wouldAlert,
+            findings: result.rows.map((r) => ({
+              component: r.finding.component,
+              subject: r.finding.subject,
+              aspect: r.finding.aspect,
+              stored: { severity: r.finding.severity, allowed: r.finding.allowed, rule: r.finding.rule },
+              now: r.now,
+              changed: r.changed,
+            })),
+          },
+          () => {
+            const lines = result.rows.map((r) => {
+              const now = r.now.allowed ? 'allowed' : r.now.severity;
+              const before = r.finding.allowed ? 'allowed' : r.finding.severity;
+              const by = r.now.rule ? ` by rule ${r.now.rule}` : ' (default)';
+              return `${r.changed ? '*' : ' '} ${now.padEnd(8)} ${terminalSafe(r.finding.component)} ${terminalSafe(r.finding.subject)}${by}${r.changed ? ` (was ${before})` : ''}`;
+            });
+            const { critical, warning, info } = result.counts;
+            lines.push(
+              '',
+              `with these rules: ${critical} critical, ${warning} warning, ${info} info, ${result.allowed} allowed; ` +
+                `${result.wouldAlert ? 'would alert' : 'would not alert'} (thresholds critical ${result.thresholds.critical}, warning ${result.thresholds.warning}, info ${result.thresholds.info}; 0 = never)`,
+              '* = classified differently than when the scan ran',
+            );
+            return lines.join('\n');
+          },
+        );
+      }),
+    );
+}

@@ -1,0 +1,112 @@
+// `rewind sync`: bring chosen components of regression in line with production, and decide on it.
+import type { Command } from 'commander';
+import type { SyncStatus } from '../../domain/sync';
+import { terminalSafe } from '../../domain/display-text';
+import { action, currentUser, list, nonEmpty, print, rewindClient } from './command-context';
+
+const EXIT: Partial<Record<SyncStatus['state'], number>> = {
+  compensated: 2,
+  failed: 3,
+  rejected: 4,
+  'timed-out': 5,
+};
+
+function renderSync(workflowId: string, s: SyncStatus): string {
+  const lines = [
+    `${workflowId}: ${s.from} → ${s.to}, ${s.state} (phase ${s.phase}), requested by ${terminalSafe(s.requestedBy)}`,
+  ];
+  for (const p of s.plan ?? []) {
+    const keep = p.keep.paths.length + Object.values(p.keep.keys).flat().length;
+    const state = s.components[p.component]?.state ?? '';
+    lines.push(
+      `  ${terminalSafe(p.component)}: ${p.findings} finding(s)${p.autoFixable ? ', auto-fixable' : ''}${keep ? `, keeps ${keep} allowed difference(s)` : ''} — ${state}`,
+    );
+  }
+  if (s.state === 'awaiting-approval') lines.push(`  awaiting approval: rewind sync approve ${workflowId} --as USER`);
+  if (s.scanBefore) lines.push(`  scan before: rewind drift report ${s.scanBefore}`);
+  if (s.scanAfter) lines.push(`  scan after: rewind drift report ${s.scanAfter.scanId}`);
+  if (s.cause) lines.push(`  ${terminalSafe(s.cause)}`);
+  return lines.join('\n');
+}
+
+export function registerSyncCommands(program: Command): void {
+  const sync = program
+    .command('sync')
+    .description(
+      'bring components of one environment (regression) in line with another (production), keeping what the drift rules allow to differ',
+    )
+    .option('--from <env>', "the reference (default: the manifest's first drift pair, production)")
+    .option('--to <env>', 'the environment brought in line (default: regression)')
+    .option('--components <list>', 'components to sync (comma-separated; required)', list)
+    .option('--reason <text>', 'why, for the record')
+    .option('--as <user>', 'who asks (default: $REWIND_USER or your login)', nonEmpty('--as'))
+    .option('--wait', 'wait until it ends (or awaits approval) and print where it stands')
+    .action(
+      action(
+        async (
+          opts: { from?: string; to?: string; components?: string[]; reason?: string; as?: string; wait?: boolean },
+          cmd: Command,
+        ) => {
+          if (!opts.components) {
+            cmd.error('error: --components is required (e.g. --components config,models)');
+          }
+          const client = await rewindClient(cmd);
+          const started = await client.startSync({
+            ...(opts.from ? { from: opts.from } : {}),
+            ...(opts.to ? { to: opts.to } : {}),
+            components: opts.components,
+            requestedBy: currentUser(opts.as),
+            ...(opts.reason ? { reason: opts.reason } : {}),
+          });
+          if (!opts.wait) {
+            print(
+              cmd,
+              started,
+              () =>
+                `started ${started.workflowId} (${started.from} → ${started.to}); rewind sync status ${started.workflowId}`,
+            );
+            return;
+          }
+          const status = await client.waitForSync(started.workflowId);
+          print(cmd, { workflowId: started.workflowId, ...status }, () => renderSync(started.workflowId, status));
+          process.exitCode = EXIT[status.state] ?? 0;
+        },
+      ),
+    );
+
+  sync
+    .command('status <id>')
+    .description("a sync's phase, state and components")
+    .action(
+      action(async (id: string, _opts: unknown, cmd: Command) => {
+        const client = await rewindClient(cmd);
+        const status = await client.syncStatus(id);
+        print(cmd, { workflowId: id, ...status }, () => renderSync(id, status));
+      }),
+    );
+
+  for (const decision of ['approve', 'reject'] as const) {
+    sync
+      .command(`${decision} <id>`)
+      .description(`${decision} a sync that awaits approval`)
+      .option('--as <user>', 'who decides (default: $REWIND_USER or your login)', nonEmpty('--as'))
+      .option('--comment <text>', 'why')
+      .action(
+        action(async (id: string, opts: { comment?: string }, cmd: Command) => {
+          // `--as` may land on `sync` itself, which takes it too.
+          const as = cmd.optsWithGlobals<{ as?: string }>().as;
+          const client = await rewindClient(cmd);
+          const result = await client.decide(id, decision, {
+            user: currentUser(as),
+            ...(opts.comment ? { comment: opts.comment } : {}),
+          });
+          if (!result.accepted && !cmd.optsWithGlobals<{ json?: boolean }>().json) {
+            process.stderr.write(`refused: ${terminalSafe(result.reason ?? '')}\n`);
+          } else {
+            print(cmd, result, () => `${decision === 'approve' ? 'approved' : 'rejected'} ${id}`);
+          }
+          if (!result.accepted) process.exitCode = 1;
+        }),
+      );
+  }
+}

@@ -1,0 +1,63 @@
+// What a drift scan asks of a component kind. A scan compares one component in two
+// environments that live on different hosts, so a kind compares in rounds: the workflow asks
+// both agents the same question (driver.describe), the control worker compares the two answers
+// (kind.drift.compare), which yields differences and the next questions, e.g. "the children of
+// these directories whose digests differ". Identical components cost one round; payloads stay
+// bounded because each answer is. Pure: workflow code imports these types.
+import type { KindDetails } from './core';
+
+export const SEVERITIES = ['critical', 'warning', 'info'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+/** Relative to the scan's `from` side (production): `added` exists only in `to`, `removed` only in `from`. */
+export type DriftChange = 'added' | 'removed' | 'changed';
+
+/** One difference a kind found, before the manifest's rules classify it. */
+export interface DriftDifference {
+  /** What differs: a path, `path:dotted.key`, a schema object, `table public.orders row (id)=(5)`. */
+  subject: string;
+  change: DriftChange;
+  /** How it differs, for people: `10 → 20` (from → to), `«redacted» changed`, `mode 644 → 755`. */
+  detail: string;
+  /**
+   * The severity the kind itself gives, when it knows better than the rules' default (a
+   * dangerous pickle global is critical). Rules can still allow or reclassify it.
+   */
+  severity?: Severity;
+  /** The kind's category of difference: `content`, `key`, `mode`, `schema`, `rows`, `sample`, `pickle` … */
+  aspect: string;
+}
+
+/** A kind's question to one agent about one component; `kind` names the kind that reads it. */
+export type DriftQuestion = KindDetails;
+/** One agent's answer; bounded in size, so it fits a workflow payload. */
+export type DriftAnswer = KindDetails;
+
+export interface DriftComparison {
+  differences: DriftDifference[];
+  /** Questions for another round, asked of both sides. */
+  next: DriftQuestion[];
+}
+
+/** What a kind's agent needs to describe a component for a scan. */
+export interface DescribeContext {
+  /** The scan asking; an agent may keep what it read for the rest of the scan. */
+  scanId: string;
+  /**
+   * HMAC key for values that must be compared without being revealed (secret config values,
+   * sampled rows). Both agents derive the same key from the repository password.
+   */
+  hashKey: string;
+  /** Manifest-listed keys (globs on dotted keys) whose values are secret, besides the usual names. */
+  secretKeys: readonly string[];
+  /** A folder the kind may keep this component's drift state in, across scans and restarts. */
+  stateDir: string;
+  signal?: AbortSignal;
+}
+
+/** The pure half of a kind's drift comparison. */
+export interface KindDrift<C> {
+  firstQuestion(component: C): DriftQuestion;
+  /** Compares the two sides' answers to one question. */
+  compare(question: DriftQuestion, from: DriftAnswer, to: DriftAnswer, component: C): DriftComparison;
+}

@@ -1,0 +1,75 @@
+// The shapes of a drift scan that the workflow, the control activities and the CLI share. Pure.
+import { z } from 'zod';
+import type { DriftQuestion, Severity } from '../components/drift';
+
+export const DRIFT_TRIGGERS = ['manual', 'schedule', 'deploy', 'api'] as const;
+export type DriftTrigger = (typeof DRIFT_TRIGGERS)[number];
+
+const environmentName = z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'must be an environment name');
+
+export const driftScanRequestSchema = z.strictObject({
+  /** Default: the manifest's first drift pair (production → regression). */
+  from: environmentName.optional(),
+  to: environmentName.optional(),
+  /** Components to compare; default: every component of either environment. */
+  components: z.array(z.string().min(1).max(100)).min(1).max(500).optional(),
+  trigger: z.enum(DRIFT_TRIGGERS).default('manual'),
+  requestedBy: z.string().min(1).max(100).optional(),
+});
+
+export type DriftScanRequest = z.output<typeof driftScanRequestSchema> & { manifestDigest?: string };
+
+/** One component compared on both sides, and the kind's first question. */
+export interface DriftComponentPair {
+  component: string;
+  fromQueue: string;
+  toQueue: string;
+  question: DriftQuestion;
+}
+
+export interface DriftScanPlan {
+  scanId: string;
+  from: string;
+  to: string;
+  pairs: DriftComponentPair[];
+  heartbeatTimeoutMs: number;
+}
+
+export type SeverityCounts = Record<Severity, number>;
+
+export interface DriftScanSummary {
+  scanId: string;
+  from: string;
+  to: string;
+  status: 'completed' | 'failed';
+  /** Findings not allowed and not resolved, by severity. */
+  counts: SeverityCounts;
+  allowed: number;
+  new: number;
+  resolved: number;
+  /** Whether an alert (or a resolved message) was sent for this scan, and why not otherwise. */
+  alert: { sent: 'alert' | 'resolved' | 'none'; reason: string };
+  error?: string;
+}
+
+export interface DriftComponentProgress {
+  state: 'comparing' | 'done' | 'failed';
+  rounds: number;
+  differences: number;
+  /** Files indexed and hashed on each side (files components), for the report and the bench. */
+  index?: Record<'from' | 'to', { files: number; hashed: number; ms: number }>;
+}
+
+export interface DriftScanStatus {
+  scanId: string;
+  from: string;
+  to: string;
+  state: 'starting' | 'comparing' | 'completed' | 'failed';
+  components: Record<string, DriftComponentProgress>;
+  summary?: DriftScanSummary;
+}
+
+/** Workflow id of a pair's scan: a second request while one runs attaches to it. */
+export function driftScanWorkflowId(from: string, to: string): string {
+  return `drift-scan-${from}-${to}`;
+}

@@ -1,0 +1,263 @@
+// rewind's own state (drift scans and findings; later the audit log), apart from the databases
+// it manages. With DATABASE_URL it lives in that PostgreSQL database; without it, in an embedded
+// PGlite database under `<dataDir>/store`, so a first run needs no server.
+//
+// PGlite is one process's database. The process that opens it first (normally the control
+// worker) owns it and serves it to the others (the CLI) over a Unix socket that speaks the
+// PostgreSQL protocol; a process that finds no owner opens it itself, holding a lock file so
+// that two never open it at once.
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+import { STORE_MIGRATIONS } from './migrations';
+
+export interface StoreQueries {
+  query<T extends object = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+}
+
+export interface ProjectStore extends StoreQueries {
+  /** Runs `fn` in one transaction; a throw rolls it back. */
+  transaction<T>(fn: (tx: StoreQueries) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+  /** Where the store is, for messages: `PostgreSQL db@host:5432/rewind` or `PGlite /srv/rewind/.data/store`. */
+  readonly where: string;
+}
+
+export interface OpenStoreOptions {
+  /** A PostgreSQL URL (DATABASE_URL); absent: the embedded store under dataDir. */
+  databaseUrl?: string | undefined;
+  dataDir: string;
+  /** Owning the embedded store, serve it to other processes (the control worker does). */
+  serve?: boolean;
+  /** How long to wait for another process that holds the embedded store without serving it. */
+  lockWaitMs?: number;
+}
+
+export class StoreError extends Error {
+  override name = 'StoreError';
+}
+
+export async function openProjectStore(options: OpenStoreOptions): Promise<ProjectStore> {
+  const store = options.databaseUrl ? await openServerStore(options.databaseUrl) : await openEmbeddedStore(options);
+  try {
+    await migrate(store);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return store;
+}
+
+/** Applies the migrations not yet applied, each in its own transaction, in order. */
+export async function migrate(store: ProjectStore): Promise<number[]> {
+  await store.query(
+    `CREATE TABLE IF NOT EXISTS rewind_store_migrations (
+       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+  );
+  const applied: number[] = [];
+  for (const migration of STORE_MIGRATIONS) {
+    await store.transaction(async (tx) => {
+      // Two processes starting together on one server: the second waits, then skips.
+      await tx.query('SELECT pg_advisory_xact_lock(7412001)');
+      const done = await tx.query('SELECT 1 FROM rewind_store_migrations WHERE version = $1', [migration.version]);
+      if (done.length) return;
+      await tx.query(migration.sql);
+      await tx.query('INSERT INTO rewind_store_migrations (version, name) VALUES ($1, $2)', [
+        migration.version,
+        migration.name,
+      ]);
+      applied.push(migration.version);
+    });
+  }
+  return applied;
+}
+
+function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.username ? `${decodeURIComponent(u.username)}@` : ''}${u.hostname}:${u.port || '5432'}${u.pathname}`;
+  } catch {
+    return 'DATABASE_URL';
+  }
+}
+
+async function openServerStore(url: string): Promise<ProjectStore> {
+  const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'rewind-store' });
+  const where = `PostgreSQL ${describeUrl(url)}`;
+  try {
+    await pool.query('SELECT 1');
+  } catch (err) {
+    await pool.end();
+    throw new StoreError(`cannot reach the project store (${where}): ${(err as Error).message}`);
+  }
+  return poolStore(pool, where);
+}
+
+function poolStore(pool: pg.Pool, where: string, onClose?: () => Promise<void>): ProjectStore {
+  return {
+    where,
+    async query<T extends object>(text: string, params?: unknown[]) {
+      return (await pool.query(text, params)).rows as T[];
+    },
+    async transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn({
+          query: async <T extends object>(text: string, params?: unknown[]) =>
+            (await client.query(text, params)).rows as T[],
+        });
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    async close() {
+      await pool.end();
+      await onClose?.();
+    },
+  };
+}
+
+/** The folder of the Unix socket that serves an embedded store: short, so it fits sun_path. */
+export function embeddedSocketDir(dataDir: string): string {
+  const id = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 12);
+  return path.join(os.tmpdir(), `rewind-store-${id}`);
+}
+
+async function openEmbeddedStore(options: OpenStoreOptions): Promise<ProjectStore> {
+  const dir = path.join(options.dataDir, 'store');
+  const socketDir = embeddedSocketDir(options.dataDir);
+  const where = `PGlite ${dir}`;
+  const served = await connectServed(socketDir, where);
+  if (served) return served;
+
+  await mkdir(dir, { recursive: true });
+  const release = await takeLock(path.join(options.dataDir, 'store.lock'), options.lockWaitMs ?? 10_000, socketDir);
+  if (typeof release !== 'function') return release; // the owner started serving while we waited
+  try {
+    const { PGlite } = await import('@electric-sql/pglite');
+    const db = await PGlite.create(path.join(dir, 'pgdata'));
+    let stopServer: (() => Promise<void>) | undefined;
+    if (options.serve) stopServer = await serve(db, socketDir);
+    return {
+      where,
+      async query<T extends object>(text: string, params?: unknown[]) {
+        // exec runs several statements (migrations); query takes parameters.
+        if (params === undefined && !/\$\d/.test(text)) {
+          const results = await db.exec(text);
+          return (results.at(-1)?.rows ?? []) as T[];
+        }
+        return (await db.query<T>(text, params)).rows;
+      },
+      async transaction(fn) {
+        return db.transaction((tx) =>
+          fn({
+            query: async <T extends object>(text: string, params?: unknown[]) => {
+              if (params === undefined && !/\$\d/.test(text)) {
+                const results = await tx.exec(text);
+                return (results.at(-1)?.rows ?? []) as T[];
+              }
+              return (await tx.query<T>(text, params)).rows;
+            },
+          }),
+        );
+      },
+      async close() {
+        await stopServer?.();
+        await db.close();
+        await release();
+      },
+    };
+  } catch (err) {
+    await release();
+    throw new StoreError(`cannot open the project store (${where}): ${(err as Error).message}`);
+  }
+}
+
+async function serve(db: PGlite, socketDir: string): Promise<() => Promise<void>> {
+  const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
+  mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+  const socket = path.join(socketDir, '.s.PGSQL.5432');
+  await rm(socket, { force: true }); // left by an owner that died; we hold the lock
+  const server = new PGLiteSocketServer({ db, path: socket });
+  await server.start();
+  return async () => {
+    await server.stop();
+    await rm(socketDir, { recursive: true, force: true });
+  };
+}
+
+async function connectServed(socketDir: string, where: string): Promise<ProjectStore | undefined> {
+  const socket = await stat(path.join(socketDir, '.s.PGSQL.5432')).catch(() => undefined);
+  if (!socket?.isSocket()) return undefined;
+  // PGlite has one session: transactions from two connections would interleave, so a served
+  // store is used one statement at a time (one connection), and only the owner writes in
+  // transactions.
+  const pool = new pg.Pool({ host: socketDir, user: 'postgres', database: 'postgres', max: 1 });
+  try {
+    await pool.query('SELECT 1');
+    return poolStore(pool, `${where} (served by its owner)`);
+  } catch {
+    await pool.end();
+    return undefined;
+  }
+}
+
+/**
+ * Takes `<dataDir>/store.lock` (it names the holder's pid). A lock whose process is gone is
+ * taken over. While a live holder keeps it, waits up to `waitMs`, trying its socket meanwhile.
+ */
+async function takeLock(
+  file: string,
+  waitMs: number,
+  socketDir: string,
+): Promise<(() => Promise<void>) | ProjectStore> {
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const handle = await open(file, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      let released = false;
+      return async () => {
+        if (released) return;
+        released = true;
+        await rm(file, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+    if (!Number.isInteger(holder) || holder <= 0 || !isAlive(holder)) {
+      await rm(file, { force: true });
+      continue;
+    }
+    const served = await connectServed(socketDir, `PGlite ${path.dirname(file)}`);
+    if (served) return served;
+    if (Date.now() > deadline) {
+      throw new StoreError(
+        `the project store is held by process ${holder}, which does not serve it (${file}); ` +
+          'wait for it to finish, or set DATABASE_URL to keep the store in PostgreSQL',
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** Math.min(attempt, 4), 500)));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,353 @@
+// Drift scans end to end: real agents describe their own environment's files and database, the
+// real workflow compares them on the suite's Temporal server, findings land in the project store
+// (a database of their own on the test PostgreSQL), alerts reach a local Slack stand-in.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { scanFindings } from '../src/drift/report';
+import { driftScanWorkflowId } from '../src/domain/drift-scan';
+import { applySchedules, driftScheduleId, listSchedules, setSchedulePaused } from '../src/client/schedules';
+import { createTestEnv, runCli, type TestEnv } from './support/harness';
+import { createDatabase, dropDatabase, sql } from './support/postgres';
+import { startSlackApi, type SlackApi } from './support/slack-api';
+
+const SECRET_FROM = 'PLANTED-prod-secret-7f3a';
+const SECRET_TO = 'PLANTED-regr-secret-91c2';
+
+let env: TestEnv;
+let slack: SlackApi;
+let prodDb: string;
+let regrDb: string;
+
+const SCHEMA = `
+  CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
+  CREATE TABLE orders (id int PRIMARY KEY, customer int REFERENCES customers (id), total numeric(10, 2));
+  INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(1, 20) g;
+  INSERT INTO orders SELECT g, 1 + g % 20, g * 1.5 FROM generate_series(1, 40) g;`;
+
+beforeAll(async () => {
+  slack = await startSlackApi();
+  [prodDb, regrDb] = await Promise.all([createDatabase('rewind_drift'), createDatabase('rewind_drift')]);
+  await sql(prodDb, SCHEMA);
+  await sql(regrDb, SCHEMA);
+  env = await createTestEnv({
+    environments: {
+      production: { config: { format: 'config' }, models: { format: 'pickle' }, db: { kind: 'postgres', url: prodDb } },
+      regression: { config: { format: 'config' }, models: { format: 'pickle' }, db: { kind: 'postgres', url: regrDb } },
+    },
+    drift: {
+      pairs: [{ from: 'production', to: 'regression', thresholds: { critical: 1, warning: 1, info: 0 } }],
+      rules: [{ name: 'per-environment hosts', component: 'config', subject: '*.yaml:database.host', allow: true }],
+      slack: { channel: '#drift', apiUrl: slack.url },
+    },
+    controlEnv: { SLACK_BOT_TOKEN: 'xoxb-test-token' },
+  });
+});
+
+afterAll(async () => {
+  await env?.teardown();
+  await slack?.close();
+  await Promise.all([prodDb, regrDb].filter(Boolean).map((u) => dropDatabase(u)));
+});
+
+function writeConfig(environment: string, file: string, text: string): void {
+  writeFileSync(path.join(env.componentPath(environment, 'config'), file), text);
+}
+
+function appYaml(host: string, max: number, password: string): string {
+  return `database:\n  host: ${host}\n  pool:\n    max: ${max}\n    min: 1\n  password: ${password}\nfeatures: [a, b]\n`;
+}
+
+async function scan(options: { components?: string[] } = {}) {
+  const started = await env.client.startDriftScan({ trigger: 'manual', requestedBy: 'test', ...options });
+  return { ...started, summary: await env.client.driftScanResult(started.workflowId) };
+}
+
+async function findingsOf(scanId: string) {
+  return scanFindings(await env.projectStore(), scanId);
+}
+
+const live = (f: { state: string }) => f.state !== 'resolved';
+
+/** Every payload of a history, decoded: what a reader of the history (or the Web UI) can see. */
+function decodedPayloads(history: unknown): string {
+  const out: string[] = [];
+  const walk = (value: unknown): void => {
+    if (Array.isArray(value)) value.forEach(walk);
+    else if (value && typeof value === 'object') {
+      const record = value as Record<string, unknown>;
+      if (record.metadata && record.data instanceof Uint8Array) out.push(Buffer.from(record.data).toString('utf8'));
+      Object.values(record).forEach(walk);
+    }
+  };
+  walk(history);
+  return out.join('\n');
+}
+
+describe('drift scan, production → regression', () => {
+  test('config: exactly the changed dotted keys, the host allowed by rule, secrets redacted everywhere; one alert, none for the same findings, one resolved', async () => {
+    writeConfig('production', 'app.yaml', appYaml('prod-db.internal', 10, SECRET_FROM));
+    writeConfig('regression', 'app.yaml', appYaml('regr-db.internal', 20, SECRET_TO));
+    writeConfig('production', 'same.json', '{"a": {"b": [1, 2]}}');
+    writeConfig('regression', 'same.json', '{"a": {"b": [1, 2]}}');
+
+    const first = await scan({ components: ['config'] });
+    expect(first.summary).toMatchObject({
+      status: 'completed',
+      counts: { critical: 0, warning: 2, info: 0 },
+      allowed: 1,
+    });
+    const findings = await findingsOf(first.summary.scanId);
+    expect(findings.map((f) => [f.subject, f.change, f.detail, f.allowed ? 'allowed' : f.severity])).toEqual([
+      ['app.yaml:database.password', 'changed', '«redacted» changed', 'warning'],
+      ['app.yaml:database.pool.max', 'changed', '10 → 20', 'warning'],
+      ['app.yaml:database.host', 'changed', '"prod-db.internal" → "regr-db.internal"', 'allowed'],
+    ]);
+    expect(first.summary.alert.sent).toBe('alert');
+    expect(slack.calls.filter((c) => c.method === 'chat.postMessage')).toHaveLength(1);
+    const message = slack.calls[0]!;
+    expect(message.token).toBe('xoxb-test-token');
+    expect(message.body.channel).toBe('#drift');
+    expect(message.raw).toContain('database.pool.max');
+
+    // The planted secrets are nowhere: not in the store, the Slack payload or the workflow history.
+    const history = decodedPayloads(await env.temporal.workflow.getHandle(first.workflowId).fetchHistory());
+    const store = JSON.stringify(await (await env.projectStore()).query('SELECT * FROM drift_findings'));
+    for (const text of [history, store, message.raw]) {
+      expect(text).not.toContain(SECRET_FROM);
+      expect(text).not.toContain(SECRET_TO);
+    }
+    expect(history).toContain('database.pool.max'); // the search can find what is there
+
+    // The same findings an hour later: persisting, no second alert.
+    const second = await scan({ components: ['config'] });
+    expect(second.summary).toMatchObject({ new: 0, alert: { sent: 'none' } });
+    expect((await findingsOf(second.summary.scanId)).filter(live).every((f) => f.state === 'persisting')).toBe(true);
+    expect(slack.calls).toHaveLength(1);
+
+    // Regression brought in line (its own host kept): one "resolved" message.
+    writeConfig('regression', 'app.yaml', appYaml('regr-db.internal', 10, SECRET_FROM));
+    const third = await scan({ components: ['config'] });
+    expect(third.summary).toMatchObject({ counts: { critical: 0, warning: 0, info: 0 }, resolved: 2 });
+    expect(third.summary.alert.sent).toBe('resolved');
+    expect(slack.calls).toHaveLength(2);
+    expect(String(slack.calls[1]!.body.text)).toContain('resolved');
+    const resolved = (await findingsOf(third.summary.scanId)).filter((f) => f.state === 'resolved');
+    expect(resolved.map((f) => f.subject).sort()).toEqual(['app.yaml:database.password', 'app.yaml:database.pool.max']);
+  });
+
+  test('pickles: the changed key is named; os.system by REDUCE and by STACK_GLOBAL from memoized strings are critical, and nothing ran', async () => {
+    const prod = env.componentPath('production', 'models');
+    const regr = env.componentPath('regression', 'models');
+    const marker = path.join(env.dir, 'pwned-marker');
+    const python = `
+import os, pickle, sys
+class Model:
+    pass
+def write(path, value, protocol):
+    with open(path, 'wb') as f:
+        pickle.dump(value, f, protocol=protocol)
+prod, regr, marker = sys.argv[1:4]
+for p in (0, 2, 4, 5):
+    base = {'weights': [0.1, 0.2], 'meta': {'layers': [1, 2, 3], 'name': 'm'}, 'cls': Model}
+    write(f'{prod}/model-p{p}.pkl', base, p)
+    changed = dict(base); changed['bias'] = [0.5]; del changed['weights']
+    write(f'{regr}/model-p{p}.pkl', changed, p)
+class Evil:
+    def __reduce__(self):
+        return (os.system, ('touch ' + marker,))
+write(f'{prod}/evil.pkl', {'model': 1}, 4)
+write(f'{regr}/evil.pkl', {'model': 1, 'payload': Evil()}, 4)
+# STACK_GLOBAL whose module and name come from the memo (BINGET), not from the stream next to it.
+import pickletools
+stream = (b'\\x80\\x04\\x95\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
+          b'\\x8c\\x02os\\x94\\x8c\\x06system\\x94\\x8c\\x04note\\x94\\x30\\x30\\x30'
+          b'h\\x00h\\x01\\x93\\x94\\x8c\\x04true\\x85R.')
+open(f'{regr}/memo.pkl', 'wb').write(stream)
+open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
+`;
+    const ran = spawnSync('python3', ['-c', python, prod, regr, marker]);
+    expect(ran.stderr.toString()).toBe('');
+
+    const { summary } = await scan({ components: ['models'] });
+    expect(summary.status).toBe('completed');
+    const findings = (await findingsOf(summary.scanId)).filter(live);
+    for (const p of [0, 2, 4, 5]) {
+      const of = findings
+        .filter((f) => f.subject.startsWith(`model-p${p}.pkl:`))
+        .map((f) => `${f.change} ${f.subject}`);
+      expect(of).toEqual(
+        expect.arrayContaining([`added model-p${p}.pkl:key bias`, `removed model-p${p}.pkl:key weights`]),
+      );
+    }
+    const critical = findings.filter((f) => f.severity === 'critical');
+    expect(critical.map((f) => f.subject).sort()).toEqual([
+      'evil.pkl:global posix.system',
+      'memo.pkl:global os.system',
+    ]);
+    expect(critical.every((f) => /at byte \d+/.test(f.detail))).toBe(true);
+    expect(summary.counts.critical).toBe(2);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  test('pickles: a truncated one and a 100 MB one end with a finding, in bounded time', async () => {
+    const prod = env.componentPath('production', 'models');
+    const regr = env.componentPath('regression', 'models');
+    for (const dir of [prod, regr]) {
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir);
+    }
+    const good = spawnSync('python3', [
+      '-c',
+      "import pickle,sys; sys.stdout.buffer.write(pickle.dumps({'a': list(range(100))}, protocol=4))",
+    ]).stdout;
+    writeFileSync(path.join(prod, 'cut.pkl'), good);
+    writeFileSync(path.join(regr, 'cut.pkl'), good.subarray(0, good.length - 20));
+    // 100 MB: a BINBYTES8 header that promises more than the file holds, then zeros.
+    const big = Buffer.alloc(100 << 20);
+    big.set([0x80, 0x04, 0x8e, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00]);
+    writeFileSync(path.join(regr, 'huge.pkl'), big);
+    const started = Date.now();
+    const { summary } = await scan({ components: ['models'] });
+    expect(Date.now() - started).toBeLessThan(60_000);
+    const findings = (await findingsOf(summary.scanId)).filter(live);
+    expect(findings.find((f) => f.subject === 'cut.pkl:stream')?.detail).toMatch(/could not be read to the end/);
+    expect(findings.find((f) => f.subject === 'huge.pkl:stream')?.detail).toMatch(/read/);
+  });
+
+  test('databases: a differing column, index, function, trigger and sampled rows are exactly the findings', async () => {
+    await sql(
+      regrDb,
+      `ALTER TABLE customers ALTER COLUMN name TYPE varchar(200);
+       CREATE INDEX orders_total ON orders (total);
+       UPDATE orders SET total = 999 WHERE id = 3;
+       DELETE FROM orders WHERE id = 5;`,
+    );
+    await sql(prodDb, `CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;`);
+    await sql(
+      regrDb,
+      `CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.total := 0; RETURN NEW; END $$;
+                       CREATE TRIGGER orders_touch BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION touch();`,
+    );
+    const { summary } = await scan({ components: ['db'] });
+    expect(summary.status).toBe('completed');
+    const findings = (await findingsOf(summary.scanId))
+      .filter(live)
+      .map((f) => `${f.change} ${f.subject}`)
+      .sort();
+    expect(findings).toEqual(
+      [
+        'added index public.orders_total',
+        'added trigger public.orders.orders_touch',
+        'changed column public.customers.name',
+        'changed function public.touch()',
+        'changed row public.orders (id)=(3)',
+        'changed table public.orders',
+        'removed row public.orders (id)=(5)',
+      ].sort(),
+    );
+  });
+
+  test('bad input starts nothing: an unknown component, an unknown environment', async () => {
+    await expect(env.client.startDriftScan({ components: ['modles'] })).rejects.toThrow(
+      /unknown component "modles": neither production nor regression has it .*did you mean "models"/,
+    );
+    await expect(env.client.startDriftScan({ from: 'prod' })).rejects.toThrow(/unknown environment "prod"/);
+    const runs = env.temporal.workflow.list({ query: `WorkflowId = '${driftScanWorkflowId('prod', 'regression')}'` });
+    for await (const _ of runs) throw new Error('a scan started');
+  });
+
+  test('an unreachable database fails the scan with a clear error and records no findings', async () => {
+    const broken = await createDatabase('rewind_drift_gone');
+    await dropDatabase(broken);
+    // The regression agent reads the URL from the manifest: point a fresh env at a dropped database.
+    const gone = await createTestEnv({
+      environments: {
+        production: { db: { kind: 'postgres', url: prodDb } },
+        regression: { db: { kind: 'postgres', url: broken } },
+      },
+    });
+    try {
+      const started = await gone.client.startDriftScan({});
+      const summary = await gone.client.driftScanResult(started.workflowId);
+      expect(summary.status).toBe('failed');
+      expect(summary.error).toMatch(/db: .*does not exist/);
+      const rows = await (await gone.projectStore()).query('SELECT * FROM drift_findings');
+      expect(rows).toEqual([]);
+    } finally {
+      await gone.teardown();
+    }
+  });
+
+  test('schedules: apply creates one per pair, applying again changes nothing, pause and unpause show in the list', async () => {
+    const manifest = env.loaded.manifest;
+    const id = driftScheduleId(manifest, 'production', 'regression');
+    try {
+      expect(await applySchedules(env.temporal, manifest)).toEqual([
+        { scheduleId: id, from: 'production', to: 'regression', every: '1h', change: 'created' },
+      ]);
+      expect((await applySchedules(env.temporal, manifest)).map((c) => c.change)).toEqual(['unchanged']);
+      const cliEnv = { REWIND_MANIFEST: env.manifestFile };
+      const paused = await runCli(
+        ['schedules', 'pause', 'production-regression', '--note', 'maintenance', '--as', 'bob'],
+        { env: cliEnv },
+      );
+      expect(paused.stdout).toBe(`${id}: paused by bob: maintenance\n`);
+      const listed = JSON.parse((await runCli(['--json', 'schedules', 'list'], { env: cliEnv })).stdout) as unknown[];
+      expect(listed).toEqual([
+        expect.objectContaining({
+          scheduleId: id,
+          from: 'production',
+          to: 'regression',
+          everyMs: 3_600_000,
+          paused: true,
+        }),
+      ]);
+      await setSchedulePaused(env.temporal, manifest, id, false, 'back');
+      const [view] = await listSchedules(env.temporal, manifest);
+      expect(view).toMatchObject({ paused: false });
+      expect(Date.parse(view!.nextRun!)).toBeGreaterThan(Date.now());
+      const unknown = await runCli(['schedules', 'pause', 'staging-regression'], { env: cliEnv });
+      expect(unknown.stderr).toBe('error: no drift schedule "staging-regression" (there are: production-regression)\n');
+    } finally {
+      await env.temporal.schedule
+        .getHandle(id)
+        .delete()
+        .catch(() => undefined);
+    }
+  });
+
+  test('the CLI: scan --wait --json, list, report in Markdown and JSON, rules test', async () => {
+    writeConfig('production', 'app.yaml', appYaml('prod-db.internal', 10, SECRET_FROM));
+    writeConfig('regression', 'app.yaml', appYaml('regr-db.internal', 30, SECRET_FROM));
+    const cliEnv = { REWIND_MANIFEST: env.manifestFile, DATABASE_URL: await env.projectStoreUrl() };
+    const run = await runCli(['--json', 'drift', 'scan', '--components', 'config', '--wait'], {
+      env: cliEnv,
+      timeoutMs: 120_000,
+    });
+    expect(run.stderr).toBe('');
+    const result = JSON.parse(run.stdout) as { scanId: string; counts: Record<string, number> };
+    expect(run.code).toBe(0);
+    expect(result.counts.warning).toBe(1);
+
+    const listed = await runCli(['drift', 'list'], { env: cliEnv });
+    expect(listed.stdout).toContain(result.scanId);
+    const report = await runCli(['drift', 'report', result.scanId], { env: cliEnv });
+    expect(report.stdout).toContain('`app.yaml:database.pool.max`: 10 → 30');
+    expect(report.stdout).toContain('## Allowed differences (1)');
+    const asJson = JSON.parse(
+      (await runCli(['drift', 'report', result.scanId, '--format', 'json'], { env: cliEnv })).stdout,
+    ) as {
+      findings: { subject: string }[];
+    };
+    expect(asJson.findings.map((f) => f.subject)).toContain('app.yaml:database.pool.max');
+    const missing = await runCli(['drift', 'report', 'nope'], { env: cliEnv });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe('error: no drift scan "nope" (rewind drift list)\n');
+
+    const tested = await runCli(['drift', 'rules', 'test', result.scanId], { env: cliEnv });
+    expect(tested.code).toBe(0);
+    expect(tested.stdout).toMatch(/allowed +config app\.yaml:database\.host by rule #1 per-environment hosts/);
+    expect(tested.stdout).toContain('would alert');
+  });
+});

@@ -1,0 +1,103 @@
+// Re-syncing regression from production: the allowed differences stay, everything else is
+// brought in line, a fresh scan proves it; approval unless every finding is auto-fixable; a
+// failing step compensates from the safety snapshot.
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createTestEnv, readTree, runCli, type TestEnv } from './support/harness';
+
+let env: TestEnv;
+
+beforeAll(async () => {
+  env = await createTestEnv({
+    environments: {
+      production: { config: { format: 'config' }, models: { format: 'pickle' } },
+      regression: { config: { format: 'config' }, models: { format: 'pickle' } },
+    },
+    drift: {
+      rules: [
+        { name: 'per-environment hosts', component: 'config', subject: '*.yaml:database.host', allow: true },
+        { name: 'local overrides', component: 'config', subject: 'local.env', allow: true },
+        { name: 'models follow production', component: 'models', severity: 'warning', autoFix: true },
+      ],
+    },
+    faults: { regression: 'after-restore:models=fail' },
+  });
+});
+
+afterAll(() => env?.teardown());
+
+const file = (environment: string, component: string, name: string) =>
+  path.join(env.componentPath(environment, component), name);
+
+function appYaml(host: string, max: number): string {
+  return `# the app's settings\ndatabase:\n  host: ${host}   # per environment\n  pool:\n    max: ${max}\nfeatures: [a, b]\n`;
+}
+
+describe('sync regression from production', () => {
+  test('brings config in line but keeps the allowed host and the local file; asks for approval; a fresh scan finds only the allowed differences', async () => {
+    writeFileSync(file('production', 'config', 'app.yaml'), appYaml('prod-db', 10));
+    writeFileSync(file('regression', 'config', 'app.yaml'), appYaml('regr-db', 50));
+    writeFileSync(file('production', 'config', 'feature.json'), '{"beta": false}\n');
+    writeFileSync(file('regression', 'config', 'feature.json'), '{"beta": true}\n');
+    writeFileSync(file('regression', 'config', 'local.env'), 'DEBUG=1\n');
+    writeFileSync(file('regression', 'config', 'stray.txt'), 'left over\n');
+
+    const started = await env.client.startSync({ components: ['config'], requestedBy: 'alice' });
+    const waiting = await env.client.waitForSync(started.workflowId);
+    expect(waiting).toMatchObject({ state: 'awaiting-approval', needsApproval: true });
+    expect(waiting.plan).toEqual([
+      {
+        component: 'config',
+        findings: 3,
+        autoFixable: false,
+        keep: { paths: ['local.env'], keys: { 'app.yaml': ['database.host'] } },
+      },
+    ]);
+    // Nothing changed yet.
+    expect(readFileSync(file('regression', 'config', 'app.yaml'), 'utf8')).toBe(appYaml('regr-db', 50));
+
+    const approved = await runCli(['sync', 'approve', started.workflowId, '--as', 'bob'], {
+      env: { REWIND_MANIFEST: env.manifestFile },
+    });
+    expect(approved.stdout).toBe(`approved ${started.workflowId}\n`);
+    const done = await env.client.syncResult(started.workflowId);
+    expect(done).toMatchObject({ state: 'completed', approvedBy: 'bob' });
+    // Production's values, regression's host (comment and all), regression's local file; the stray file gone.
+    expect(readFileSync(file('regression', 'config', 'app.yaml'), 'utf8')).toBe(appYaml('regr-db', 10));
+    expect(readFileSync(file('regression', 'config', 'feature.json'), 'utf8')).toBe('{"beta": false}\n');
+    expect(readFileSync(file('regression', 'config', 'local.env'), 'utf8')).toBe('DEBUG=1\n');
+    expect(Object.keys(readTree(env.componentPath('regression', 'config'))).sort()).toEqual([
+      'app.yaml',
+      'feature.json',
+      'local.env',
+    ]);
+    expect(done.scanAfter).toMatchObject({ status: 'completed', counts: { critical: 0, warning: 0, info: 0 } });
+    expect(done.scanAfter!.allowed).toBe(2);
+  });
+
+  test('auto-fixable findings sync without approval; a step that fails compensates and leaves regression as it was', async () => {
+    writeFileSync(file('production', 'models', 'a.pkl'), Buffer.from([0x80, 4, 0x4b, 1, 0x2e]));
+    writeFileSync(file('regression', 'models', 'a.pkl'), Buffer.from([0x80, 4, 0x4b, 2, 0x2e]));
+    const before = readTree(env.componentPath('regression', 'models'));
+    // The fault hook fails the models step after it has written production's bytes.
+    const started = await env.client.startSync({ components: ['models'], requestedBy: 'alice' });
+    const result = await env.client.syncResult(started.workflowId);
+    expect(result).toMatchObject({ needsApproval: false, state: 'compensated', phase: 'complete' });
+    expect(result.cause).toMatch(/InjectedFault|injected/i);
+    expect(result.components.models).toMatchObject({ state: 'compensated' });
+    expect(readTree(env.componentPath('regression', 'models'))).toEqual(before);
+  });
+
+  test('bad input starts nothing: no components, a component only one side has, an unknown environment', async () => {
+    const cliEnv = { REWIND_MANIFEST: env.manifestFile };
+    const none = await runCli(['sync'], { env: cliEnv });
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain('--components is required');
+    await expect(env.client.startSync({ components: ['nope'], requestedBy: 'a' })).rejects.toThrow(
+      /unknown component "nope"/,
+    );
+    await expect(env.client.startSync({ to: 'staging', components: ['config'], requestedBy: 'a' })).rejects.toThrow(
+      /unknown environment "staging"/,
+    );
+  });
+});

@@ -1,0 +1,123 @@
+// The files kind's tree index: Merkle digests that tell identical trees apart in one comparison,
+// and refreshes that hash only what changed, also after the agent restarts (a new index loaded
+// from disk, new worker threads).
+import { chmodSync, cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { TreeIndex, MAX_NODE_CHILDREN, BUCKETS } from '../src/components/files/tree-index';
+import { TreeWalkers } from '../src/components/files/tree-walker';
+import { tempDir } from './support/temp';
+
+const root = tempDir('rewind-tree-index-');
+let walkers: TreeWalkers;
+beforeAll(() => (walkers = new TreeWalkers(2)));
+afterAll(() => walkers.close());
+
+/** Files written by the test are "old" from the index's point of view: not racily clean. */
+const copyTree = (from: string, to: string) =>
+  cpSync(from, to, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+const later = () => ({ now: Date.now() + 60_000 });
+
+function makeTree(dir: string): void {
+  mkdirSync(path.join(dir, 'conf/sub'), { recursive: true });
+  mkdirSync(path.join(dir, 'models'), { recursive: true });
+  writeFileSync(path.join(dir, 'conf/app.yaml'), 'a: 1\n');
+  writeFileSync(path.join(dir, 'conf/sub/db.yaml'), 'pool: 10\n');
+  writeFileSync(path.join(dir, 'models/m.pkl'), Buffer.from([0x80, 4, 0x4e, 0x2e]));
+  symlinkSync('conf/app.yaml', path.join(dir, 'current'));
+}
+
+async function fresh(dir: string): Promise<TreeIndex> {
+  const index = TreeIndex.empty(dir);
+  await index.refresh(walkers, later());
+  return index;
+}
+
+describe('tree index', () => {
+  test('equal trees have equal root digests; a change moves only the digests on its path', async () => {
+    const a = path.join(root, 'a');
+    const b = path.join(root, 'b');
+    makeTree(a);
+    copyTree(a, b);
+    const ia = await fresh(a);
+    let ib = await fresh(b);
+    expect(ib.rootDigest).toBe(ia.rootDigest);
+    expect(ia.fileCount).toBe(3);
+
+    writeFileSync(path.join(b, 'conf/sub/db.yaml'), 'pool: 20\n');
+    ib = await fresh(b);
+    expect(ib.rootDigest).not.toBe(ia.rootDigest);
+    expect(ib.node('conf')!.digest).not.toBe(ia.node('conf')!.digest);
+    expect(ib.node('conf/sub')!.digest).not.toBe(ia.node('conf/sub')!.digest);
+    expect(ib.node('models')!.digest).toBe(ia.node('models')!.digest);
+
+    // Mode bits and link targets count too.
+    copyTree(a, path.join(root, 'c'));
+    chmodSync(path.join(root, 'c', 'conf/app.yaml'), 0o600);
+    expect((await fresh(path.join(root, 'c'))).rootDigest).not.toBe(ia.rootDigest);
+  });
+
+  test('an agent restarted between two refreshes re-hashes nothing that did not change', async () => {
+    const dir = path.join(root, 'restart');
+    makeTree(dir);
+    for (let i = 0; i < 50; i++) writeFileSync(path.join(dir, 'conf', `f${i}.txt`), `file ${i}\n`);
+    const file = path.join(root, 'restart-index.json');
+
+    const first = TreeIndex.empty(dir);
+    const stats1 = await first.refresh(walkers, later());
+    expect(stats1).toMatchObject({ files: 53, hashed: 53 });
+    await first.save(file);
+
+    // A new process: the index comes from disk, the threads are new.
+    const restartedWalkers = new TreeWalkers(2);
+    try {
+      const loaded = await TreeIndex.load(file, dir);
+      const stats2 = await loaded.refresh(restartedWalkers, later());
+      expect(stats2).toMatchObject({ files: 53, hashed: 0, bytesHashed: 0 });
+      expect(loaded.rootDigest).toBe(first.rootDigest);
+
+      // One file changed in place (same size, new mtime): exactly that one is hashed.
+      writeFileSync(path.join(dir, 'conf/f7.txt'), 'FILE 7\n');
+      const stats3 = await loaded.refresh(restartedWalkers, later());
+      expect(stats3).toMatchObject({ hashed: 1 });
+      expect(loaded.rootDigest).not.toBe(first.rootDigest);
+    } finally {
+      await restartedWalkers.close();
+    }
+  });
+
+  test('a file changed within the last two seconds is hashed again next time, though its stat did not change', async () => {
+    const dir = path.join(root, 'racy');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'x'), 'one');
+    const index = TreeIndex.empty(dir);
+    expect(await index.refresh(walkers, { now: Date.now() })).toMatchObject({ hashed: 1 });
+    // Nothing touched the file: only the racy mark makes this refresh read it again (a second
+    // write within the same timestamp tick would not have moved its mtime).
+    expect(await index.refresh(walkers, later())).toMatchObject({ hashed: 1 });
+    expect(await index.refresh(walkers, later())).toMatchObject({ hashed: 0 });
+  });
+
+  test('a directory with more children than one answer holds is answered in buckets that add up to it', async () => {
+    const dir = path.join(root, 'wide');
+    mkdirSync(dir, { recursive: true });
+    for (let i = 0; i < MAX_NODE_CHILDREN + 200; i++) writeFileSync(path.join(dir, `n${i}`), String(i));
+    const index = await fresh(dir);
+    const node = index.node('')!;
+    expect(node.children).toBeUndefined();
+    expect(node.buckets).toHaveLength(BUCKETS);
+    let total = 0;
+    for (let b = 0; b < BUCKETS; b++) {
+      const bucket = index.node('', b)!;
+      expect(bucket.digest).toBe(node.buckets![b]);
+      total += bucket.children!.length;
+    }
+    expect(total).toBe(MAX_NODE_CHILDREN + 200);
+  });
+
+  test('a missing root is absent, not an error; unreadable entries are reported', async () => {
+    const missing = TreeIndex.empty(path.join(root, 'nope'));
+    expect(await missing.refresh(walkers)).toMatchObject({ entries: 0 });
+    expect(missing.exists).toBe(false);
+    expect(missing.rootDigest).toBe('absent');
+  });
+});
