@@ -41,6 +41,7 @@ beforeAll(async () => {
       slack: { channel: '#drift', apiUrl: slack.url },
     },
     controlEnv: { SLACK_BOT_TOKEN: 'xoxb-test-token' },
+    versions: { production: { file: './prod-version.txt' }, regression: { file: './regr-version.txt' } },
   });
 });
 
@@ -246,6 +247,25 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
         'removed row public.orders (id)=(5)',
       ].sort(),
     );
+  });
+
+  test('application versions: read from each environment, a difference is a finding; scans of chosen components skip them', async () => {
+    writeFileSync(path.join(env.dir, 'prod-version.txt'), '1.4.2\n');
+    writeFileSync(path.join(env.dir, 'regr-version.txt'), '1.4.1\n');
+    const { summary } = await scan();
+    const version = (await findingsOf(summary.scanId)).filter((f) => f.component === '(app version)');
+    expect(version.map((f) => [f.subject, f.change, f.detail, f.aspect])).toEqual([
+      ['version', 'changed', '1.4.2 → 1.4.1', 'version'],
+    ]);
+    rmSync(path.join(env.dir, 'regr-version.txt'));
+    const unreadable = (await findingsOf((await scan()).summary.scanId)).filter((f) => f.component === '(app version)');
+    expect(unreadable).toEqual([
+      expect.objectContaining({ subject: 'version (regression)', aspect: 'unreadable', severity: 'warning' }),
+    ]);
+    const chosen = (await findingsOf((await scan({ components: ['config'] })).summary.scanId)).filter(
+      (f) => f.component === '(app version)',
+    );
+    expect(chosen).toEqual([]);
   });
 
   test('bad input starts nothing: an unknown component, an unknown environment', async () => {

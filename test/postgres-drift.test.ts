@@ -66,6 +66,8 @@ const BASE_SCHEMA = `
   INSERT INTO orders SELECT g, 1 + g % 20, g * 1.5, 'secret-PLANTED-' || g FROM generate_series(1, 30) g;
 `;
 
+const CATALOG_QUESTION: PostgresDriftQuestion = { kind: 'postgres', part: 'catalog' };
+
 describe('postgres drift scan', () => {
   let fromUrl: string;
   let toUrl: string;
@@ -100,8 +102,10 @@ describe('postgres drift scan', () => {
       'removed row public.orders (id)=(7)',
     ]);
     // customers' column differs, so its rows would only repeat that finding.
+    // The digests say which buckets of objects differ; only those travel in full.
     expect(rounds.map((r) => r.question)).toEqual([
-      { kind: 'postgres', part: 'catalog' },
+      { kind: 'postgres', part: 'digest' },
+      { kind: 'postgres', part: 'catalog', buckets: expect.any(Array) as unknown },
       { kind: 'postgres', part: 'samples', tables: ['public.orders'] },
     ]);
     const bySubject = new Map(differences.map((d) => [d.subject, d]));
@@ -123,7 +127,7 @@ describe('postgres drift scan', () => {
     expect(differences.every((d) => d.severity === undefined)).toBe(true);
   });
 
-  test('finds nothing between identical databases, in one catalog round and one round of samples', async () => {
+  test('finds nothing between identical databases, in one digest round and one round of samples', async () => {
     const { differences, rounds } = await scan(fromUrl, toUrl);
 
     expect(differences).toEqual([]);
@@ -199,11 +203,11 @@ describe('postgres drift scan', () => {
       'removed migration 3 add index: SQL, checksum 400, succeeded',
     ]);
     expect(differences.every((d) => d.aspect === 'migration')).toBe(true);
-    const catalog = rounds[0]!.from as PostgresCatalogAnswer;
+    const catalog = rounds[1]!.from as PostgresCatalogAnswer;
     expect(catalog.migrations.map((m) => m.version)).toEqual(['1', '2', null, '3', '4']);
     expect(Object.keys(catalog.objects).filter((s) => s.includes('flyway'))).toEqual([]);
     expect(Object.keys(catalog.rowCounts)).toEqual(['public.customers', 'public.orders']);
-    expect(rounds[1]!.question).toEqual({
+    expect(rounds[2]!.question).toEqual({
       kind: 'postgres',
       part: 'samples',
       tables: ['public.customers', 'public.orders'],
@@ -220,7 +224,7 @@ describe('postgres drift scan', () => {
 
     const { differences, rounds } = await scan(fromUrl, toUrl, component({ sample: { tables: ['orders'], rows: 10 } }));
 
-    expect((rounds[1]!.to as PostgresSamplesAnswer).tables['public.orders']).toMatchObject({
+    expect((rounds[2]!.to as PostgresSamplesAnswer).tables['public.orders']).toMatchObject({
       order: ['0', '1', '2', '5', '6', '7', '8', '9', '10', '11'],
       more: true,
     });
@@ -230,8 +234,8 @@ describe('postgres drift scan', () => {
       'removed row public.orders (id)=(3) [sample]: row only in from (values not shown)',
       'removed row public.orders (id)=(4) [sample]: row only in from (values not shown)',
     ]);
-    expect(rounds[1]!.question).toEqual({ kind: 'postgres', part: 'samples', tables: ['public.orders'] });
-    expect(rounds[1]!.from).toMatchObject({ tables: { 'public.orders': { more: true } } });
+    expect(rounds[2]!.question).toEqual({ kind: 'postgres', part: 'samples', tables: ['public.orders'] });
+    expect(rounds[2]!.from).toMatchObject({ tables: { 'public.orders': { more: true } } });
   });
 
   test('keys composite primary keys exactly and says nothing of a sampled table that disappeared', async () => {
@@ -269,15 +273,22 @@ describe('postgres drift scan', () => {
        END $$`,
     );
 
-    const { differences, rounds } = await scan(fromUrl, fromUrl);
-
-    const catalog = rounds[0]!.from as PostgresCatalogAnswer;
+    // Asked for every object at once, the answer stays within its budget and says it is cut.
+    const c = component();
+    const question: PostgresDriftQuestion = { kind: 'postgres', part: 'catalog' };
+    const catalog = (await withPostgres(fromUrl, (client) =>
+      describeDatabase(client, c, question, ctx),
+    )) as PostgresCatalogAnswer;
     expect(Buffer.byteLength(JSON.stringify(catalog))).toBeLessThanOrEqual(MAX_CATALOG_BYTES);
     expect(catalog.objects[CATALOG_TRUNCATED]).toMatch(/^\d+ of \d+ objects not listed$/);
     const tables = Object.keys(catalog.objects).filter((s) => s.startsWith('table '));
     expect(Object.keys(catalog.rowCounts)).toEqual(tables.map((s) => s.slice('table '.length)));
-    expect(pairs(differences)).toEqual(['changed catalog']);
-    for (const round of rounds.slice(1)) expect(Buffer.byteLength(JSON.stringify(round.from))).toBeLessThan(512 * 1024);
+    expect(pairs(comparePostgres(question, catalog, catalog, c).differences)).toEqual(['changed catalog']);
+
+    // A scan starts from digests: the same large catalog on both sides costs small answers and finds nothing.
+    const { differences, rounds } = await scan(fromUrl, fromUrl);
+    expect(differences).toEqual([]);
+    for (const round of rounds) expect(Buffer.byteLength(JSON.stringify(round.from))).toBeLessThan(512 * 1024);
   });
 });
 
@@ -298,7 +309,7 @@ describe('postgres drift comparison', () => {
   });
   const names = (n: number) => Array.from({ length: n }, (_, i) => `public.t${String(i).padStart(2, '0')}`);
   const sizes = (c: PostgresComponent, from: PostgresCatalogAnswer, to = from) =>
-    comparePostgres(firstPostgresQuestion(c), from, to, c).next.map(
+    comparePostgres(CATALOG_QUESTION, from, to, c).next.map(
       (q) => (q as PostgresDriftQuestion & { part: 'samples' }).tables.length,
     );
 
@@ -316,13 +327,13 @@ describe('postgres drift comparison', () => {
     const to = catalog(['public.a', 'public.b', 'public.c']);
     to.sampleable['public.b'] = ['id', 'other'];
     to.objects['column public.c.id'] = 'bigint not null';
-    expect(comparePostgres(firstPostgresQuestion(component()), from, to, component()).next).toEqual([
+    expect(comparePostgres(CATALOG_QUESTION, from, to, component()).next).toEqual([
       { kind: 'postgres', part: 'samples', tables: ['public.a'] },
     ]);
   });
 
   test('marks estimated counts and ignores the noise of two estimates', () => {
-    const q = firstPostgresQuestion(component());
+    const q = CATALOG_QUESTION;
     const counts = (a: number, b: number) =>
       comparePostgres(
         q,
@@ -338,7 +349,7 @@ describe('postgres drift comparison', () => {
     const body = (x: string) => `CREATE FUNCTION f() ${'x'.repeat(250)} ${x} ${'y'.repeat(100)}`;
     const from = catalog([], { objects: { 'function public.f()': body('old') } });
     const to = catalog([], { objects: { 'function public.f()': body('new') } });
-    const [difference] = comparePostgres(firstPostgresQuestion(component()), from, to, component()).differences;
+    const [difference] = comparePostgres(CATALOG_QUESTION, from, to, component()).differences;
     expect(difference!.detail.length).toBeLessThanOrEqual(200);
     expect(difference!.detail).toMatch(/^…x+ old y+… → …x+ new y+…$/);
   });

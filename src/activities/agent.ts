@@ -23,6 +23,7 @@ import { createDrivers } from '../components/drivers';
 import type { DriftAnswer, DriftQuestion } from '../components/drift';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { repositoryPassword } from '../manifest/load';
+import { readAppVersion, type AppVersion } from '../drift/app-version';
 import { ErrorType } from '../domain/errors';
 import type { Component, Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
@@ -237,10 +238,17 @@ export function createAgentActivities(deps: AgentDeps) {
         secretKeys: deps.manifest.drift.secretKeys,
         stateDir: path.join(agentDir, 'drift', req.component),
         signal: progress.signal,
+        logger: deps.logger,
       });
       deps.logger.debug({ component: req.component, scanId: req.scanId, ms: Date.now() - started }, 'described');
       return answer;
     });
+  }
+
+  /** The running application's version, from the environment's `version` source. */
+  async function describeAppVersion(req: { environment: string }): Promise<AppVersion> {
+    refuseOtherEnvironment(req.environment);
+    return readAppVersion(deps.manifest.environments[req.environment]!.version);
   }
 
   /** What a run staged and did not use (it was rejected, timed out, or failed before execute). */
@@ -257,6 +265,7 @@ export function createAgentActivities(deps: AgentDeps) {
     stageComponent,
     discardStaging,
     describeComponent,
+    describeAppVersion,
   };
 }
 

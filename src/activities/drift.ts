@@ -6,12 +6,14 @@ import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { driftOf, firstDriftQuestion } from '../components/comparers';
 import { SEVERITIES, type DriftAnswer, type DriftDifference, type DriftQuestion } from '../components/drift';
-import type {
-  DriftComponentPair,
-  DriftScanPlan,
-  DriftScanRequest,
-  DriftScanSummary,
-  SeverityCounts,
+import type { AppVersion } from '../drift/app-version';
+import {
+  APP_VERSION_COMPONENT,
+  type DriftComponentPair,
+  type DriftScanPlan,
+  type DriftScanRequest,
+  type DriftScanSummary,
+  type SeverityCounts,
 } from '../domain/drift-scan';
 import { ErrorType } from '../domain/errors';
 import { resolvePair, scanComponents } from '../drift/pairs';
@@ -72,28 +74,31 @@ export function createDriftActivities(deps: DriftDeps) {
     component: string,
     differences: DriftDifference[],
   ) => {
-    for (const d of differences) {
-      const c = classifyDrift({ ...d, component }, pair, manifest.drift);
-      // A retried activity inserts the same findings again: the key makes that a no-op.
-      await db.query(
-        `INSERT INTO drift_findings (scan_id, key, component, aspect, subject, change, detail, severity, kind_severity, allowed, auto_fixable, rule)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (scan_id, key) DO NOTHING`,
-        [
-          scanId,
-          findingKey({ component, aspect: d.aspect, subject: d.subject }),
-          component,
-          d.aspect,
-          d.subject,
-          d.change,
-          d.detail,
-          c.severity,
-          d.severity ?? null,
-          c.allowed,
-          c.autoFixable,
-          c.rule ?? null,
-        ],
-      );
-    }
+    if (differences.length === 0) return;
+    const rows = differences.map((d) => ({ d, c: classifyDrift({ ...d, component }, pair, manifest.drift) }));
+    const column = <T>(fn: (r: (typeof rows)[number]) => T) => rows.map(fn);
+    // One statement per batch; a retried activity inserts the same findings again: the key makes that a no-op.
+    await db.query(
+      `INSERT INTO drift_findings (scan_id, key, component, aspect, subject, change, detail, severity, kind_severity, allowed, auto_fixable, rule)
+       SELECT $1, k, $2, a, s, ch, d, sev, ks, al, af, r
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[], $11::boolean[], $12::text[])
+           AS t(k, a, s, ch, d, sev, ks, al, af, r)
+       ON CONFLICT (scan_id, key) DO NOTHING`,
+      [
+        scanId,
+        component,
+        column(({ d }) => findingKey({ component, aspect: d.aspect, subject: d.subject })),
+        column(({ d }) => d.aspect),
+        column(({ d }) => d.subject),
+        column(({ d }) => d.change),
+        column(({ d }) => d.detail),
+        column(({ c }) => c.severity),
+        column(({ d }) => d.severity ?? null),
+        column(({ c }) => c.allowed),
+        column(({ c }) => c.autoFixable),
+        column(({ c }) => c.rule ?? null),
+      ],
+    );
   };
 
   async function beginDriftScan(req: {
@@ -110,6 +115,9 @@ export function createDriftActivities(deps: DriftDeps) {
       throw ApplicationFailure.nonRetryable((err as Error).message, ErrorType.InvalidRequest);
     }
     const store = await deps.projectStore();
+    const appVersion =
+      !req.request.components?.length &&
+      (!!manifest.environments[pair.from]!.version || !!manifest.environments[pair.to]!.version);
     const pairs: DriftComponentPair[] = [];
     const oneSided: { component: string; difference: DriftDifference }[] = [];
     for (const name of components) {
@@ -150,7 +158,7 @@ export function createDriftActivities(deps: DriftDeps) {
           req.workflowId,
           req.request.trigger,
           req.request.requestedBy ?? null,
-          JSON.stringify(components),
+          JSON.stringify(appVersion ? [...components, APP_VERSION_COMPONENT] : components),
           req.request.manifestDigest ?? null,
         ],
       );
@@ -161,6 +169,9 @@ export function createDriftActivities(deps: DriftDeps) {
       scanId: req.scanId,
       ...pair,
       pairs,
+      appVersion,
+      fromQueue: envTaskQueue(manifest, pair.from),
+      toQueue: envTaskQueue(manifest, pair.to),
       heartbeatTimeoutMs: parseDuration(manifest.policy.heartbeatTimeout),
     };
   }
@@ -235,7 +246,43 @@ export function createDriftActivities(deps: DriftDeps) {
     return { sent: decision.sent, reason: decision.reason };
   }
 
-  return { beginDriftScan, compareDrift, finishDriftScan };
+  /** The two environments' application versions, as a finding when they differ or cannot be read. */
+  async function compareAppVersions(req: {
+    scanId: string;
+    from: string;
+    to: string;
+    fromVersion: AppVersion;
+    toVersion: AppVersion;
+  }): Promise<number> {
+    const differences: DriftDifference[] = [];
+    const { fromVersion: a, toVersion: b } = req;
+    for (const [side, v] of [
+      [req.from, a],
+      [req.to, b],
+    ] as const) {
+      if (v.error)
+        differences.push({
+          subject: `version (${side})`,
+          change: 'changed',
+          detail: `${side}'s version could not be read from ${v.source}: ${v.error}`,
+          aspect: 'unreadable',
+          severity: 'warning',
+        });
+    }
+    if (!a.error && !b.error && a.version !== b.version) {
+      differences.push({
+        subject: 'version',
+        change: a.version === undefined ? 'added' : b.version === undefined ? 'removed' : 'changed',
+        detail: `${a.version ?? '(not configured)'} → ${b.version ?? '(not configured)'}`,
+        aspect: 'version',
+      });
+    }
+    const store = await deps.projectStore();
+    await store.transaction((tx) => insertFindings(tx, req.scanId, req, APP_VERSION_COMPONENT, differences));
+    return differences.length;
+  }
+
+  return { beginDriftScan, compareDrift, compareAppVersions, finishDriftScan };
 }
 
 export type DriftActivities = ReturnType<typeof createDriftActivities>;

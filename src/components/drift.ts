@@ -53,6 +53,7 @@ export interface DescribeContext {
   /** A folder the kind may keep this component's drift state in, across scans and restarts. */
   stateDir: string;
   signal?: AbortSignal;
+  logger?: { warn(fields: object, message: string): void };
 }
 
 /** The pure half of a kind's drift comparison. */

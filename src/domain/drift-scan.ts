@@ -27,11 +27,18 @@ export interface DriftComponentPair {
   question: DriftQuestion;
 }
 
+/** Findings about the application version carry this in place of a component name. */
+export const APP_VERSION_COMPONENT = '(app version)';
+
 export interface DriftScanPlan {
   scanId: string;
   from: string;
   to: string;
   pairs: DriftComponentPair[];
+  /** Whether either environment names where its application version is read. */
+  appVersion: boolean;
+  fromQueue: string;
+  toQueue: string;
   heartbeatTimeoutMs: number;
 }
 

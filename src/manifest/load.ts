@@ -146,6 +146,7 @@ function resolvePaths(manifest: Manifest, base: string): Manifest {
         envName,
         {
           ...env,
+          ...(env.version?.file ? { version: { ...env.version, file: path.resolve(base, env.version.file) } } : {}),
           components: Object.fromEntries(
             Object.entries(env.components).map(([n, c]) => [n, resolveComponentPaths(c, (p) => path.resolve(base, p))]),
           ),

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { componentSchema } from '../components/registry';
 import { driftSectionSchema } from '../drift/rules';
+import { APP_VERSION_COMPONENT } from '../domain/drift-scan';
 import { dependencyCycle } from '../domain/dependency-order';
 import { didYouMean, durationField, localPathField, localPathProblem, nameField, repeatedEntries } from './fields';
 
@@ -34,6 +35,22 @@ export const environmentSchema = z
     components: z
       .record(name, componentSchema)
       .refine((components) => Object.keys(components).length > 0, 'must declare at least one component'),
+    version: z
+      .strictObject({
+        file: localPathField.optional().describe('A file holding the version (its first line, or JSON with `field`).'),
+        url: z
+          .url({ protocol: /^https?$/ })
+          .optional()
+          .describe('An HTTP endpoint answering the version (text, or JSON with `field`).'),
+        field: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('The dotted JSON field that holds the version, e.g. "build.version".'),
+      })
+      .refine((v) => (v.file === undefined) !== (v.url === undefined), 'set exactly one of file or url')
+      .optional()
+      .describe('Where the running application version is read, for drift scans (until the app kind reports it).'),
   })
   // Per environment, and also when some component has another problem, so that problems are
   // reported together: the value may then hold raw components, so read it with care.
@@ -170,7 +187,8 @@ export const manifestSchema = z
     manifest.drift.rules.forEach((rule, i) => {
       // A plain name (no glob characters) that names no component is a typo that would make
       // the rule silently match nothing.
-      if (/[*?]/.test(rule.component) || componentNames.has(rule.component)) return;
+      if (/[*?]/.test(rule.component) || componentNames.has(rule.component) || rule.component === APP_VERSION_COMPONENT)
+        return;
       const hint = didYouMean(rule.component, componentNames);
       ctx.addIssue({
         code: 'custom',

@@ -8,19 +8,20 @@ import type { DriftActivities } from '../activities/drift';
 import type { DriftQuestion } from '../components/drift';
 import { describeFailure } from '../domain/errors';
 import { driftScanStatusQuery } from '../domain/messages';
-import type {
-  DriftComponentPair,
-  DriftScanPlan,
-  DriftScanRequest,
-  DriftScanStatus,
-  DriftScanSummary,
+import {
+  APP_VERSION_COMPONENT,
+  type DriftComponentPair,
+  type DriftScanPlan,
+  type DriftScanRequest,
+  type DriftScanStatus,
+  type DriftScanSummary,
 } from '../domain/drift-scan';
 import { quick, transfer } from './activity-options';
 
 const control = proxyActivities<DriftActivities>(quick);
 
 /** Questions asked at once per component; both agents answer each. */
-const PARALLEL_QUESTIONS = 4;
+const PARALLEL_QUESTIONS = 8;
 /** Rounds per component at most: a tree that differs everywhere is reported in part, not forever. */
 const MAX_QUESTIONS = 2000;
 
@@ -49,8 +50,8 @@ export async function driftScanWorkflow(request: DriftScanRequest): Promise<Drif
   showDetails(status);
 
   const failures: string[] = [];
-  await Promise.all(
-    plan.pairs.map(async (pair) => {
+  await Promise.all([
+    ...plan.pairs.map(async (pair) => {
       try {
         await comparePair(plan, pair, status);
       } catch (err) {
@@ -58,7 +59,14 @@ export async function driftScanWorkflow(request: DriftScanRequest): Promise<Drif
         failures.push(`${pair.component}: ${describeFailure(err)}`);
       }
     }),
-  );
+    ...(plan.appVersion
+      ? [
+          compareAppVersions(plan).catch(
+            (err: unknown) => void failures.push(`${APP_VERSION_COMPONENT}: ${describeFailure(err)}`),
+          ),
+        ]
+      : []),
+  ]);
   const summary = await control.finishDriftScan({
     scanId,
     ...(failures.length ? { error: failures.join('; ') } : {}),
@@ -119,6 +127,20 @@ async function comparePair(plan: DriftScanPlan, pair: DriftComponentPair, status
     await Promise.all(batch.map(ask));
   }
   progress.state = 'done';
+}
+
+async function compareAppVersions(plan: DriftScanPlan): Promise<void> {
+  const read = (queue: string, environment: string) =>
+    proxyActivities<AgentActivities>(transfer(queue, plan.heartbeatTimeoutMs)).describeAppVersion({ environment });
+  const [fromVersion, toVersion] = await Promise.all([
+    read(envQueue(plan, 'from'), plan.from),
+    read(envQueue(plan, 'to'), plan.to),
+  ]);
+  await control.compareAppVersions({ scanId: plan.scanId, from: plan.from, to: plan.to, fromVersion, toVersion });
+}
+
+function envQueue(plan: DriftScanPlan, side: 'from' | 'to'): string {
+  return side === 'from' ? plan.fromQueue : plan.toQueue;
 }
 
 /** `20261129-154301-3fa2`: sortable, and unique per run. */

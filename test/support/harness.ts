@@ -72,6 +72,8 @@ export interface TestEnvOptions {
   allowSelfApproval?: Record<string, boolean>;
   /** The manifest's drift section. */
   drift?: ManifestInput['drift'];
+  /** Per environment: where its application version is read. */
+  versions?: Record<string, { file?: string; url?: string; field?: string }>;
   /** Environment for the control worker's drift activities (e.g. the Slack token). */
   controlEnv?: NodeJS.ProcessEnv;
 }
@@ -127,6 +129,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
           ...(options.allowSelfApproval?.[env] !== undefined
             ? { allowSelfApproval: options.allowSelfApproval[env] }
             : {}),
+          ...(options.versions?.[env] ? { version: options.versions[env] } : {}),
           components: Object.fromEntries(
             Object.entries(components).map(([name, c]) => {
               if (c.kind === 'postgres') {

@@ -26,6 +26,7 @@ import type { FilesFingerprintDetails, FilesPlanDetails, FilesRestoreDetails } f
 import type { ComponentPlan, FingerprintSummary, RestoreOutcome, VerifyOutcome } from '../../src/components/core';
 import type { ComponentSnapshot } from '../../src/domain/cross-section';
 import type { DriftAnswer } from '../../src/components/drift';
+import type { AppVersion } from '../../src/drift/app-version';
 import type { RollbackContext, RollbackRequest, RollbackStatus } from '../../src/domain/rollback';
 import type { SnapshotContext, SnapshotRequest } from '../../src/domain/snapshot';
 import type { SnapshotComponentRequest, StageComponentRequest, StageOutcome } from '../../src/components/driver';
@@ -262,6 +263,10 @@ export function stubAgentActivities(): AgentActivities {
     return Promise.resolve({ kind: 'files', root: { exists: true, digest: 'same', files: 0 } });
   }
 
+  function describeAppVersion(_req: { environment: string }): Promise<AppVersion> {
+    return Promise.resolve({});
+  }
+
   return {
     snapshotComponent,
     restoreComponent,
@@ -270,6 +275,7 @@ export function stubAgentActivities(): AgentActivities {
     stageComponent,
     discardStaging,
     describeComponent,
+    describeAppVersion,
   };
 }
 

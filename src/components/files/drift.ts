@@ -57,10 +57,10 @@ export interface FilesDriftAnswer extends DriftQuestion {
 }
 
 /** Children answered per round at most (a child is about 120 bytes of payload). */
-const ANSWER_CHILDREN = 4000;
+const ANSWER_CHILDREN = 6000;
 /** Bytes of file descriptions answered per round at most. */
 const ANSWER_DESCRIPTION_BYTES = 900_000;
-const NODES_PER_QUESTION = 16;
+const NODES_PER_QUESTION = 32;
 const FILES_PER_QUESTION = 25;
 /** Config files larger than this are compared by content hash only. */
 const MAX_CONFIG_BYTES = 8 << 20;
@@ -287,28 +287,46 @@ function compareDescriptions(p: string, a: FileDescription, b: FileDescription):
  */
 export function createFilesDescriber() {
   let walkers: TreeWalkers | undefined;
-  const indexes = new Map<string, { index: TreeIndex; scanId: string; savedAt: number }>();
+  interface HeldIndex {
+    index: TreeIndex;
+    scanId: string;
+    /** The saved file's mtime when this index was last written or read. */
+    savedAt: number | undefined;
+    saving?: Promise<void>;
+  }
+  const indexes = new Map<string, HeldIndex>();
 
   const indexFor = async (component: FilesComponent, ctx: DescribeContext, refresh: boolean) => {
     const held = indexes.get(ctx.stateDir);
     // Later rounds of a scan read the index its first round refreshed, so both sides answer
     // about the same moment; a new scan, or an agent restarted mid-scan, refreshes it.
     if (held && held.scanId === ctx.scanId && !refresh) return { index: held.index };
+    await held?.saving;
     const file = path.join(ctx.stateDir, 'tree-index.json');
     // The file is the index; memory only saves reading it again. Deleting the file makes the
     // next scan hash every file anew.
-    const saved = await stat(file).then(
+    const onDisk = await stat(file).then(
       (s) => s.mtimeMs,
       () => undefined,
     );
     const index =
-      held && held.index.root === component.path && held.savedAt === saved
+      held && held.index.root === component.path && held.savedAt === onDisk
         ? held.index
         : await TreeIndex.load(file, component.path);
     walkers ??= new TreeWalkers();
     const stats = await index.refresh(walkers, ctx.signal ? { signal: ctx.signal } : {});
-    await index.save(file);
-    indexes.set(ctx.stateDir, { index, scanId: ctx.scanId, savedAt: (await stat(file)).mtimeMs });
+    const entry: HeldIndex = { index, scanId: ctx.scanId, savedAt: onDisk };
+    // Written while the scan goes on; the next scan waits for it.
+    entry.saving = index
+      .save(file)
+      .then(async (wrote) => {
+        if (wrote) entry.savedAt = (await stat(file)).mtimeMs;
+      })
+      .catch((err: unknown) => {
+        entry.savedAt = undefined; // read it again next time
+        ctx.logger?.warn({ err, file }, 'could not save the tree index');
+      });
+    indexes.set(ctx.stateDir, entry);
     return { index, stats };
   };
 
@@ -329,7 +347,7 @@ async function describeFiles(
 ): Promise<FilesDriftAnswer> {
   const answer: FilesDriftAnswer = { kind: 'files' };
   if (question.root) {
-    const refresh = stats ?? { entries: 0, files: 0, hashed: 0, bytesHashed: 0, errors: [], ms: 0 };
+    const refresh = stats ?? { entries: 0, files: 0, changed: 0, hashed: 0, bytesHashed: 0, errors: [], ms: 0 };
     answer.root = {
       exists: index.exists,
       digest: index.rootDigest,

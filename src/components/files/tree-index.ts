@@ -4,11 +4,12 @@
 // the same), so an agent restart does not re-hash a tree. Two environments' trees are compared
 // by digest from the root down: identical subtrees cost one comparison.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { TreeWalkers } from './tree-walker';
 
-const INDEX_FORMAT = 'rewind-tree-index-v1';
+const INDEX_FORMAT = 'rewind-tree-index-v2';
 /** A directory with more children than this is answered by buckets of children, not in one piece. */
 export const MAX_NODE_CHILDREN = 1000;
 export const BUCKETS = 256;
@@ -19,9 +20,10 @@ export interface TreeEntry {
   type: TreeEntryType;
   mode: number;
   size: number;
-  mtimeNs: string;
-  ctimeNs: string;
-  ino: string;
+  /** Milliseconds with their fraction, as lstat gives them; -1 marks an entry to hash again. */
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
   /** Content sha256 (files); empty until hashed, or when the file could not be read. */
   hash: string;
   target?: string;
@@ -53,6 +55,8 @@ interface DirNode {
 export interface RefreshStats {
   entries: number;
   files: number;
+  /** Entries added, changed or removed since the last refresh. */
+  changed: number;
   /** Files whose content was read and hashed in this refresh. */
   hashed: number;
   bytesHashed: number;
@@ -63,6 +67,8 @@ export interface RefreshStats {
 
 export class TreeIndex {
   private dirs = new Map<string, DirNode>();
+  /** Changed since it was last saved or loaded. */
+  private dirty = false;
 
   private constructor(
     readonly root: string,
@@ -78,15 +84,24 @@ export class TreeIndex {
   /** The index saved at `file`, or an empty one when there is none or it is unreadable. */
   static async load(file: string, root: string): Promise<TreeIndex> {
     try {
-      const saved = JSON.parse(await readFile(file, 'utf8')) as {
-        format: string;
-        root: string;
-        entries: [string, TreeEntryType, number, number, string, string, string, string, string?][];
-      };
-      if (saved.format !== INDEX_FORMAT || saved.root !== root) return TreeIndex.empty(root);
+      const lines = (await readFile(file, 'utf8')).split('\n');
+      const header = JSON.parse(lines[0]!) as { format: string; root: string };
+      if (header.format !== INDEX_FORMAT || header.root !== root) return TreeIndex.empty(root);
       const entries = new Map<string, TreeEntry>();
-      for (const [p, type, mode, size, mtimeNs, ctimeNs, ino, hash, target] of saved.entries) {
-        entries.set(p, { type, mode, size, mtimeNs, ctimeNs, ino, hash, ...(target !== undefined ? { target } : {}) });
+      for (let i = 1; i < lines.length; i++) {
+        if (!lines[i]) continue;
+        const [p, type, mode, size, mtimeMs, ctimeMs, ino, hash, target] = JSON.parse(lines[i]!) as [
+          string,
+          TreeEntryType,
+          number,
+          number,
+          number,
+          number,
+          number,
+          string,
+          string?,
+        ];
+        entries.set(p, { type, mode, size, mtimeMs, ctimeMs, ino, hash, ...(target !== undefined ? { target } : {}) });
       }
       const index = new TreeIndex(root, entries, true);
       index.computeDigests();
@@ -96,15 +111,23 @@ export class TreeIndex {
     }
   }
 
-  async save(file: string): Promise<void> {
-    const entries = [...this.entries].map(([p, e]) => {
-      const row: unknown[] = [p, e.type, e.mode, e.size, e.mtimeNs, e.ctimeNs, e.ino, e.hash];
-      if (e.target !== undefined) row.push(e.target);
-      return row;
-    });
+  /** Writes the index (one JSON line per entry) unless nothing changed since it was last written. */
+  async save(file: string): Promise<boolean> {
+    if (!this.dirty) return false;
     await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(`${file}.tmp`, JSON.stringify({ format: INDEX_FORMAT, root: this.root, entries }));
+    const out = createWriteStream(`${file}.tmp`);
+    const write = (line: string) =>
+      out.write(line) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve()));
+    await write(`${JSON.stringify({ format: INDEX_FORMAT, root: this.root })}\n`);
+    for (const [p, e] of this.entries) {
+      const row: unknown[] = [p, e.type, e.mode, e.size, e.mtimeMs, e.ctimeMs, e.ino, e.hash];
+      if (e.target !== undefined) row.push(e.target);
+      await write(`${JSON.stringify(row)}\n`);
+    }
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
     await rename(`${file}.tmp`, file);
+    this.dirty = false;
+    return true;
   }
 
   /**
@@ -114,58 +137,65 @@ export class TreeIndex {
    */
   async refresh(walkers: TreeWalkers, options: { signal?: AbortSignal; now?: number } = {}): Promise<RefreshStats> {
     const started = Date.now();
-    const rootStat = await import('node:fs/promises').then((fs) => fs.stat(this.root).catch(() => undefined));
+    const rootStat = await stat(this.root).catch(() => undefined);
     if (!rootStat?.isDirectory()) {
+      const changed = this.entries.size + (this.exists ? 1 : 0);
       this.entries = new Map();
       this.exists = false;
+      this.dirty ||= changed > 0;
       this.computeDigests();
-      return { entries: 0, files: 0, hashed: 0, bytesHashed: 0, errors: [], ms: Date.now() - started };
+      return { entries: 0, files: 0, changed, hashed: 0, bytesHashed: 0, errors: [], ms: Date.now() - started };
     }
+    if (!this.exists) this.dirty = true;
     this.exists = true;
     const { rows, errors } = await walkers.walk(this.root, options.signal);
-    const racyAfter = BigInt(options.now ?? Date.now()) * 1_000_000n - 2_000_000_000n;
+    const racyAfter = (options.now ?? Date.now()) - 2_000;
     const next = new Map<string, TreeEntry>();
     const toHash: { path: string; size: number; entry: TreeEntry }[] = [];
     let files = 0;
-    for (const row of rows) {
-      const [p, type, mode, size, mtimeNs, ctimeNs, ino, target] = row;
-      const entry: TreeEntry = { type, mode, size, mtimeNs, ctimeNs, ino, hash: '' };
-      if (type === 'l') entry.target = target ?? '';
-      if (type === 'f') {
-        files++;
-        const old = this.entries.get(p);
-        const same =
-          old?.type === 'f' &&
-          old.hash !== '' &&
-          old.size === size &&
-          old.mtimeNs === mtimeNs &&
-          old.ctimeNs === ctimeNs &&
-          old.ino === ino;
-        if (same) entry.hash = old.hash;
-        else toHash.push({ path: p, size, entry });
+    let changed = 0;
+    for (const [p, type, mode, size, mtimeMs, ctimeMs, ino, target] of rows) {
+      const old = this.entries.get(p);
+      if (type === 'f') files++;
+      const same =
+        old !== undefined &&
+        old.type === type &&
+        old.mode === mode &&
+        old.size === size &&
+        old.mtimeMs === mtimeMs &&
+        old.ctimeMs === ctimeMs &&
+        old.ino === ino &&
+        (type !== 'f' || old.hash !== '') &&
+        (type !== 'l' || old.target === target);
+      if (same) {
+        next.set(p, old);
+        continue;
       }
+      changed++;
+      const entry: TreeEntry = { type, mode, size, mtimeMs, ctimeMs, ino, hash: '' };
+      if (type === 'l') entry.target = target ?? '';
+      // A file whose content is known unchanged (only its mode or times moved) keeps its hash.
+      if (type === 'f') toHash.push({ path: p, size, entry });
       next.set(p, entry);
     }
+    for (const p of this.entries.keys()) if (!next.has(p)) changed++;
     const { hashes, errors: hashErrors } = await walkers.hash(this.root, toHash);
     let bytesHashed = 0;
     toHash.forEach((f, i) => {
       const hash = hashes[i];
-      if (hash) {
-        f.entry.hash = hash;
-        bytesHashed += f.size;
-      } else {
-        // Unreadable: its digest says so, and the next refresh tries again.
-        f.entry.hash = '';
-      }
+      // Unreadable: the digest says so, and the next refresh tries again.
+      f.entry.hash = hash ?? '';
+      if (hash) bytesHashed += f.size;
     });
-    // Racily clean entries keep their hash for this comparison but are re-hashed next time.
-    const racy = toHash.filter((f) => BigInt(f.entry.mtimeNs) > racyAfter || BigInt(f.entry.ctimeNs) > racyAfter);
     this.entries = next;
-    this.computeDigests();
-    for (const f of racy) f.entry.ctimeNs = `racy:${f.entry.ctimeNs}`;
+    if (changed > 0 || this.dirs.size === 0) this.computeDigests();
+    // Racily clean entries keep their hash for this comparison but are hashed again next time.
+    for (const f of toHash) if (f.entry.mtimeMs > racyAfter || f.entry.ctimeMs > racyAfter) f.entry.ctimeMs = -1;
+    this.dirty ||= changed > 0;
     return {
       entries: next.size,
       files,
+      changed,
       hashed: toHash.length,
       bytesHashed,
       errors: [...errors, ...hashErrors],

@@ -1,17 +1,12 @@
 // The stat walk and the hashing of a tree index run on worker threads: synchronous readdir,
 // lstat and read calls on a thread of their own cost far less than a promise per call on the
-// main thread (Node's fs.promises walk is about 10× slower than `find`). The worker's code is a
-// self-contained function, passed as source (`eval`), so it runs the same from TypeScript under
-// the test runner and from the compiled build.
-import type * as NodeCrypto from 'node:crypto';
-import type * as NodeFs from 'node:fs';
-import type { BigIntStats } from 'node:fs';
+// main thread (Node's fs.promises walk is about 10× slower than `find`). The worker's code is
+// passed as source (`eval`), so it runs the same from TypeScript and from the compiled build.
 import os from 'node:os';
-import type * as NodeWorkerThreads from 'node:worker_threads';
 import { Worker } from 'node:worker_threads';
 
-/** `[relative path, type, mode, size, mtimeNs, ctimeNs, ino, link target]`; type f, d, l or o. */
-export type StatRow = [string, 'f' | 'd' | 'l' | 'o', number, number, string, string, string, string?];
+/** `[relative path, type, mode, size, mtimeMs, ctimeMs, ino, link target]`; type f, d, l or o. */
+export type StatRow = [string, 'f' | 'd' | 'l' | 'o', number, number, number, number, number, string?];
 
 interface WalkReply {
   id: number;
@@ -27,94 +22,85 @@ interface HashReply {
   errors: string[];
 }
 
-function workerMain(): void {
-  // The worker runs this function's source alone, so it loads its modules itself.
-  /* eslint-disable @typescript-eslint/no-require-imports */
-  const fs = require('node:fs') as typeof NodeFs;
-  const crypto = require('node:crypto') as typeof NodeCrypto;
-  const { parentPort } = require('node:worker_threads') as typeof NodeWorkerThreads;
-  /* eslint-enable @typescript-eslint/no-require-imports */
-  const buffer = Buffer.allocUnsafe(1 << 20);
-  const typeOf = (s: BigIntStats): 'f' | 'd' | 'l' | 'o' =>
-    s.isFile() ? 'f' : s.isDirectory() ? 'd' : s.isSymbolicLink() ? 'l' : 'o';
+// Plain JavaScript, not a function's compiled source: transpilers (tsx, swc) add helpers to
+// compiled functions that a worker evaluating the text alone would not have.
+const WORKER_SOURCE = `
+const fs = require('node:fs');
+const crypto = require('node:crypto');
+const { parentPort } = require('node:worker_threads');
+const buffer = Buffer.allocUnsafe(1 << 20);
+const typeOf = (s) => (s.isFile() ? 'f' : s.isDirectory() ? 'd' : s.isSymbolicLink() ? 'l' : 'o');
 
-  parentPort!.on(
-    'message',
-    (msg: { id: number; op: string; root: string; dirs?: string[]; files?: string[]; budget?: number }) => {
-      const errors: string[] = [];
-      if (msg.op === 'walk') {
-        const rows: unknown[] = [];
-        const stack = [...msg.dirs!];
-        let budget = msg.budget!;
-        while (stack.length > 0 && budget > 0) {
-          const rel = stack.pop()!;
-          const abs = rel === '' ? msg.root : `${msg.root}/${rel}`;
-          let names: string[];
-          try {
-            names = fs.readdirSync(abs);
-          } catch (err) {
-            errors.push(`${rel || '.'}: ${(err as Error).message}`);
-            continue;
-          }
-          budget -= names.length + 1;
-          for (const name of names) {
-            const childRel = rel === '' ? name : `${rel}/${name}`;
-            let s: BigIntStats;
-            try {
-              s = fs.lstatSync(`${abs}/${name}`, { bigint: true });
-            } catch (err) {
-              // Gone since readdir: the next scan sees the tree as it is then.
-              if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-                errors.push(`${childRel}: ${(err as Error).message}`);
-              continue;
-            }
-            const type = typeOf(s);
-            const row = [
-              childRel,
-              type,
-              Number(s.mode & 0o7777n),
-              Number(s.size),
-              String(s.mtimeNs),
-              String(s.ctimeNs),
-              String(s.ino),
-            ];
-            if (type === 'l') {
-              try {
-                row.push(fs.readlinkSync(`${abs}/${name}`));
-              } catch (err) {
-                errors.push(`${childRel}: ${(err as Error).message}`);
-                row.push('');
-              }
-            }
-            rows.push(row);
-            if (type === 'd') stack.push(childRel);
-          }
-        }
-        parentPort!.postMessage({ id: msg.id, rows, pending: stack, errors });
-      } else {
-        const hashes = msg.files!.map((rel) => {
-          let fd: number | undefined;
-          try {
-            fd = fs.openSync(`${msg.root}/${rel}`, 'r');
-            const hash = crypto.createHash('sha256');
-            for (;;) {
-              const n = fs.readSync(fd, buffer, 0, buffer.length, null);
-              if (n === 0) break;
-              hash.update(buffer.subarray(0, n));
-            }
-            return hash.digest('hex');
-          } catch (err) {
-            errors.push(`${rel}: ${(err as Error).message}`);
-            return null;
-          } finally {
-            if (fd !== undefined) fs.closeSync(fd);
-          }
-        });
-        parentPort!.postMessage({ id: msg.id, hashes, errors });
+function walk(msg) {
+  const errors = [];
+  const rows = [];
+  const stack = [...msg.dirs];
+  let budget = msg.budget;
+  while (stack.length > 0 && budget > 0) {
+    const rel = stack.pop();
+    const abs = rel === '' ? msg.root : msg.root + '/' + rel;
+    let names;
+    try {
+      names = fs.readdirSync(abs);
+    } catch (err) {
+      errors.push((rel || '.') + ': ' + err.message);
+      continue;
+    }
+    budget -= names.length + 1;
+    for (const name of names) {
+      const childRel = rel === '' ? name : rel + '/' + name;
+      let s;
+      try {
+        // Numbers, not bigints: mtimeMs and ctimeMs keep sub-microsecond fractions, and a
+        // number costs far less to make, send and compare than a bigint or its string.
+        s = fs.lstatSync(abs + '/' + name);
+      } catch (err) {
+        // Gone since readdir: the next scan sees the tree as it is then.
+        if (err.code !== 'ENOENT') errors.push(childRel + ': ' + err.message);
+        continue;
       }
-    },
-  );
+      const type = typeOf(s);
+      const row = [childRel, type, s.mode & 0o7777, s.size, s.mtimeMs, s.ctimeMs, s.ino];
+      if (type === 'l') {
+        try {
+          row.push(fs.readlinkSync(abs + '/' + name));
+        } catch (err) {
+          errors.push(childRel + ': ' + err.message);
+          row.push('');
+        }
+      }
+      rows.push(row);
+      if (type === 'd') stack.push(childRel);
+    }
+  }
+  return { id: msg.id, rows, pending: stack, errors };
 }
+
+function hash(msg) {
+  const errors = [];
+  const hashes = msg.files.map((rel) => {
+    let fd;
+    try {
+      fd = fs.openSync(msg.root + '/' + rel, 'r');
+      const h = crypto.createHash('sha256');
+      for (;;) {
+        const n = fs.readSync(fd, buffer, 0, buffer.length, null);
+        if (n === 0) break;
+        h.update(buffer.subarray(0, n));
+      }
+      return h.digest('hex');
+    } catch (err) {
+      errors.push(rel + ': ' + err.message);
+      return null;
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
+    }
+  });
+  return { id: msg.id, hashes, errors };
+}
+
+parentPort.on('message', (msg) => parentPort.postMessage(msg.op === 'walk' ? walk(msg) : hash(msg)));
+`;
 
 /** Entries a worker stats before it hands its unwalked directories back, so work spreads evenly. */
 const WALK_BUDGET = 4000;
@@ -130,7 +116,7 @@ export class TreeWalkers {
 
   constructor(threads = Math.max(1, Math.min(4, os.availableParallelism()))) {
     this.workers = Array.from({ length: threads }, () => {
-      const worker = new Worker(`(${workerMain.toString()})()`, { eval: true });
+      const worker = new Worker(WORKER_SOURCE, { eval: true });
       worker.unref();
       return worker;
     });

@@ -10,7 +10,27 @@ import { compareVersions, quoteIdent } from './flyway';
 import type { PostgresComponent } from './kind';
 
 export type PostgresDriftQuestion =
-  { kind: 'postgres'; part: 'catalog' } | { kind: 'postgres'; part: 'samples'; tables: string[] };
+  | { kind: 'postgres'; part: 'digest' }
+  | { kind: 'postgres'; part: 'catalog'; buckets?: number[] }
+  | { kind: 'postgres'; part: 'samples'; tables: string[] };
+
+/** Objects are digested in this many buckets (by their subject), so that equal catalogs cost one small answer. */
+export const OBJECT_BUCKETS = 64;
+
+/**
+ * The first answer: a digest per bucket of objects, of the Flyway history and of the row counts,
+ * and what sampling needs. Only what differs is then asked for in full.
+ */
+export interface PostgresDigestAnswer {
+  kind: 'postgres';
+  part: 'digest';
+  objects: string[];
+  migrations: string;
+  rowCounts: string;
+  /** Every user table, `schema.table`. */
+  tables: string[];
+  sampleable: Record<string, string[]>;
+}
 
 export type PostgresMigration = HistoryRow;
 
@@ -27,6 +47,8 @@ export interface PostgresCatalogAnswer {
   rowCounts: Record<string, { rows: number; exact: boolean }>;
   /** `schema.table` → primary key columns, for the tables that have one. */
   sampleable: Record<string, string[]>;
+  /** Every user table, when `objects` holds only some buckets. */
+  tables?: string[];
 }
 
 export interface PostgresTableSample {
@@ -52,7 +74,7 @@ export interface PostgresSamplesAnswer {
   tables: Record<string, PostgresTableSample | 'absent'>;
 }
 
-export type PostgresDriftAnswer = PostgresCatalogAnswer | PostgresSamplesAnswer;
+export type PostgresDriftAnswer = PostgresDigestAnswer | PostgresCatalogAnswer | PostgresSamplesAnswer;
 
 /** The last entry of a catalog answer's objects when some were left out; no subject starts with `~`. */
 export const CATALOG_TRUNCATED = '~truncated';
@@ -73,7 +95,7 @@ const DETAIL_CHARS = 200;
 const KEY_CHARS = 40;
 
 export function firstPostgresQuestion(_component: PostgresComponent): PostgresDriftQuestion {
-  return { kind: 'postgres', part: 'catalog' };
+  return { kind: 'postgres', part: 'digest' };
 }
 
 /** Answers one question about the database `client` is connected to; one agent, its own database. */
@@ -93,9 +115,11 @@ export async function describeDatabase(
        SET LOCAL lc_monetary = 'C'`,
     );
     const answer =
-      question.part === 'catalog'
-        ? await describeCatalog(client, component, ctx.signal)
-        : await describeSamples(client, component, question.tables, ctx);
+      question.part === 'digest'
+        ? await describeDigest(client, component, ctx.signal)
+        : question.part === 'catalog'
+          ? await describeCatalog(client, component, ctx.signal, question.buckets)
+          : await describeSamples(client, component, question.tables, ctx);
     await client.query('COMMIT');
     return answer;
   } catch (err) {
@@ -104,36 +128,79 @@ export async function describeDatabase(
   }
 }
 
+function bucketOf(subject: string): number {
+  return createHash('sha256').update(subject).digest()[0]! % OBJECT_BUCKETS;
+}
+
+/** Row counts of all user tables: counted when the planner expects few rows, else its estimate. */
+async function countRows(
+  client: pg.Client,
+  tables: Awaited<ReturnType<typeof userTables>>,
+  signal: AbortSignal | undefined,
+): Promise<PostgresCatalogAnswer['rowCounts']> {
+  const rowCounts: PostgresCatalogAnswer['rowCounts'] = {};
+  const exact = tables.filter((t) => t.estimate < EXACT_COUNT_BELOW);
+  for (const t of tables)
+    if (t.estimate >= EXACT_COUNT_BELOW) rowCounts[`${t.schema}.${t.table}`] = { rows: t.estimate, exact: false };
+  for (const t of exact) {
+    signal?.throwIfAborted();
+    const { rows } = await client.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${quoteIdent(t.schema)}.${quoteIdent(t.table)}`,
+    );
+    rowCounts[`${t.schema}.${t.table}`] = { rows: Number(rows[0]?.n ?? 0), exact: true };
+  }
+  return rowCounts;
+}
+
+async function describeDigest(
+  client: pg.Client,
+  component: PostgresComponent,
+  signal: AbortSignal | undefined,
+): Promise<PostgresDigestAnswer> {
+  const history = { schema: component.schema, table: component.historyTable };
+  const { rows: migrations, total } = await migrationHistory(client, history.schema, history.table, MAX_MIGRATIONS);
+  const tables = await userTables(client, history);
+  const rowCounts = await countRows(client, tables, signal);
+  const buckets = Array.from({ length: OBJECT_BUCKETS }, () => createHash('sha256'));
+  for (const { subject, definition } of await catalogObjects(client, history))
+    buckets[bucketOf(subject)]!.update(`${subject}\0${boundDefinition(definition)}\n`);
+  const digest = (value: unknown) => createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 32);
+  const names = tables.map((t) => `${t.schema}.${t.table}`).sort(byCodeUnit);
+  return {
+    kind: 'postgres',
+    part: 'digest',
+    objects: buckets.map((h) => h.digest('hex').slice(0, 32)),
+    migrations: digest({ migrations, total }),
+    rowCounts: digest(names.map((n) => [n, rowCounts[n]])),
+    tables: names,
+    sampleable: Object.fromEntries(
+      tables.filter((t) => t.primaryKey.length > 0).map((t) => [`${t.schema}.${t.table}`, t.primaryKey]),
+    ),
+  };
+}
+
 async function describeCatalog(
   client: pg.Client,
   component: PostgresComponent,
   signal: AbortSignal | undefined,
+  onlyBuckets?: number[],
 ): Promise<PostgresCatalogAnswer> {
   const history = { schema: component.schema, table: component.historyTable };
   const { rows: migrations, total } = await migrationHistory(client, history.schema, history.table, MAX_MIGRATIONS);
   const tables = await userTables(client, history);
   const tableCosts = new Map<string, number>();
-  const rowCounts: PostgresCatalogAnswer['rowCounts'] = {};
+  const rowCounts = await countRows(client, tables, signal);
   const sampleable: PostgresCatalogAnswer['sampleable'] = {};
   for (const t of tables) {
-    signal?.throwIfAborted();
     const name = `${t.schema}.${t.table}`;
-    const exact = t.estimate < EXACT_COUNT_BELOW;
-    let rows = t.estimate;
-    if (exact) {
-      const { rows: counted } = await client.query<{ n: string }>(
-        `SELECT count(*) AS n FROM ${quoteIdent(t.schema)}.${quoteIdent(t.table)}`,
-      );
-      rows = Number(counted[0]?.n ?? 0);
-    }
-    rowCounts[name] = { rows, exact };
     if (t.primaryKey.length > 0) sampleable[name] = t.primaryKey;
     tableCosts.set(`table ${name}`, jsonBytes(name) * 2 + jsonBytes(rowCounts[name]) + jsonBytes(t.primaryKey) + 2);
   }
+  const wanted = onlyBuckets && new Set(onlyBuckets);
 
   // Objects go in subject order until the budget is spent; a table's counts and key travel with it.
   let budget = MAX_CATALOG_BYTES - jsonBytes(migrations) - 512;
-  const all = await catalogObjects(client, history);
+  const all = (await catalogObjects(client, history)).filter((o) => !wanted || wanted.has(bucketOf(o.subject)));
   const objects: Record<string, string> = {};
   const listedTables = new Set<string>();
   let listed = 0;
@@ -147,8 +214,9 @@ async function describeCatalog(
     listed += 1;
   }
   if (listed < all.length) objects[CATALOG_TRUNCATED] = `${all.length - listed} of ${all.length} objects not listed`;
+  // With only some buckets, every table's counts and key travel: sampling needs them all.
   const keep = <V>(record: Record<string, V>) =>
-    Object.fromEntries(Object.entries(record).filter(([name]) => listedTables.has(name)));
+    wanted ? record : Object.fromEntries(Object.entries(record).filter(([name]) => listedTables.has(name)));
   return {
     kind: 'postgres',
     part: 'catalog',
@@ -157,6 +225,7 @@ async function describeCatalog(
     ...(total > migrations.length ? { migrationsOmitted: total - migrations.length } : {}),
     rowCounts: keep(rowCounts),
     sampleable: keep(sampleable),
+    ...(wanted ? { tables: tables.map((t) => `${t.schema}.${t.table}`) } : {}),
   };
 }
 
@@ -249,6 +318,26 @@ export function comparePostgres(
   component: PostgresComponent,
 ): DriftComparison {
   const q = question as PostgresDriftQuestion;
+  if (q.part === 'digest') {
+    const a = asAnswer(from, 'digest');
+    const b = asAnswer(to, 'digest');
+    const buckets = a.objects.flatMap((d, i) => (d === b.objects[i] ? [] : [i]));
+    if (buckets.length > 0 || a.migrations !== b.migrations || a.rowCounts !== b.rowCounts) {
+      const catalog: PostgresDriftQuestion = { kind: 'postgres', part: 'catalog', buckets };
+      return { differences: [], next: [catalog] };
+    }
+    // Equal catalogs: straight to the row samples.
+    const asCatalog = (d: PostgresDigestAnswer): PostgresCatalogAnswer => ({
+      kind: 'postgres',
+      part: 'catalog',
+      objects: {},
+      migrations: [],
+      rowCounts: {},
+      sampleable: d.sampleable,
+      tables: d.tables,
+    });
+    return { differences: [], next: sampleQuestions(asCatalog(a), asCatalog(b), new Set(), component) };
+  }
   if (q.part === 'catalog') {
     const a = asAnswer(from, 'catalog');
     const b = asAnswer(to, 'catalog');
@@ -417,6 +506,12 @@ function sampleQuestions(
   differing: Set<string>,
   component: PostgresComponent,
 ): PostgresDriftQuestion[] {
+  const fromTables = from.tables && new Set(from.tables);
+  const toTables = to.tables && new Set(to.tables);
+  const present = (side: PostgresCatalogAnswer, table: string) => {
+    const listed = side === from ? fromTables : toTables;
+    return listed ? listed.has(table) : `table ${table}` in side.objects;
+  };
   const shapeDiffers = (table: string) =>
     [...differing].some((s) => s === `table ${table}` || s.startsWith(`column ${table}.`));
   const comparable = (table: string) => {
@@ -426,8 +521,8 @@ function sampleQuestions(
       a !== undefined &&
       b !== undefined &&
       a.join('\0') === b.join('\0') &&
-      `table ${table}` in from.objects &&
-      `table ${table}` in to.objects &&
+      present(from, table) &&
+      present(to, table) &&
       !shapeDiffers(table)
     );
   };
