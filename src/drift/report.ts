@@ -2,6 +2,7 @@
 // scan's report (Markdown or JSON), and how the current rules would classify a stored scan.
 import type { Severity } from '../components/drift';
 import { terminalSafe } from '../domain/display-text';
+import { textTable } from '../domain/format';
 import type { Manifest } from '../manifest/schema';
 import type { StoreQueries } from '../store/project-store';
 import { classifyDrift, crossesThreshold, driftPairs, SEVERITY_RANK } from './rules';
@@ -148,16 +149,7 @@ export function renderScanList(scans: StoredScan[]): string {
     const findings = c ? `${c.critical} critical, ${c.warning} warning, ${c.info} info` : '';
     return [s.id, `${s.from} → ${s.to}`, s.status, s.trigger, s.startedAt.slice(0, 19).replace('T', ' '), findings];
   });
-  const header = ['SCAN', 'PAIR', 'STATUS', 'TRIGGER', 'STARTED (UTC)', 'FINDINGS'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [header, ...rows]
-    .map((r) =>
-      r
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
+  return textTable(['SCAN', 'PAIR', 'STATUS', 'TRIGGER', 'STARTED (UTC)', 'FINDINGS'], rows);
 }
 
 export function renderScanMarkdown(scan: StoredScan, findings: StoredFinding[]): string {

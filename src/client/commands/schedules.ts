@@ -1,19 +1,8 @@
 // `rewind schedules apply|list|pause|unpause`: the Temporal Schedules of hourly drift scans.
 import type { Command } from 'commander';
 import { applySchedules, listSchedules, setSchedulePaused } from '../schedules';
+import { textTable } from '../../domain/format';
 import { action, currentUser, print, rewindClient } from './command-context';
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [header, ...rows]
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
-}
 
 export function registerScheduleCommands(program: Command): void {
   const schedules = program
@@ -30,7 +19,7 @@ export function registerScheduleCommands(program: Command): void {
         print(cmd, changes, () =>
           changes.length === 0
             ? 'no drift pairs in the manifest (drift.pairs), and no production and regression environments: nothing to schedule'
-            : table(
+            : textTable(
                 ['SCHEDULE', 'PAIR', 'EVERY', 'CHANGE'],
                 changes.map((c) => [c.scheduleId, `${c.from} → ${c.to}`, c.every, c.change]),
               ),
@@ -48,7 +37,7 @@ export function registerScheduleCommands(program: Command): void {
         print(cmd, views, () =>
           views.length === 0
             ? 'no drift schedules yet (rewind schedules apply)'
-            : table(
+            : textTable(
                 ['SCHEDULE', 'PAIR', 'EVERY', 'STATE', 'NEXT RUN (UTC)', 'LAST RUN (UTC)'],
                 views.map((v) => [
                   v.scheduleId,
