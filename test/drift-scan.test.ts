@@ -2,7 +2,8 @@
 // real workflow compares them on the suite's Temporal server, findings land in the project store
 // (a database of their own on the test PostgreSQL), alerts reach a local Slack stand-in.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { parse, stringify } from 'yaml';
 import path from 'node:path';
 import { scanFindings } from '../src/drift/report';
 import { driftScanWorkflowId } from '../src/domain/drift-scan';
@@ -69,6 +70,11 @@ async function findingsOf(scanId: string) {
 }
 
 const live = (f: { state: string }) => f.state !== 'resolved';
+
+async function countScans(): Promise<number> {
+  const rows = await (await env.projectStore()).query<{ n: number }>('SELECT count(*)::int AS n FROM drift_scans');
+  return rows[0]!.n;
+}
 
 /** Every payload of a history, decoded: what a reader of the history (or the Web UI) can see. */
 function decodedPayloads(history: unknown): string {
@@ -278,6 +284,27 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
     await expect(env.client.startDriftScan({ from: 'prod' })).rejects.toThrow(/unknown environment "prod"/);
     const runs = env.temporal.workflow.list({ query: `WorkflowId = '${driftScanWorkflowId('prod', 'regression')}'` });
     for await (const _ of runs) throw new Error('a scan started');
+  });
+
+  test('a malformed rules section is refused with its key, before anything starts', async () => {
+    const manifest = parse(readFileSync(env.manifestFile, 'utf8')) as { drift: { rules: unknown[] } };
+    manifest.drift.rules = [
+      { component: 'config', subject: '*.yaml:x' },
+      { component: 'confg', allow: true },
+      { component: 'models', severity: 'urgent' },
+    ];
+    const bad = path.join(env.dir, 'bad-rules.yaml');
+    writeFileSync(bad, stringify(manifest));
+    const before = await countScans();
+    const run = await runCli(['drift', 'scan', '--wait'], { env: { REWIND_MANIFEST: bad } });
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain('drift.rules.0: set exactly one of allow: true or severity');
+    expect(run.stderr).toMatch(
+      /drift\.rules\.1\.component: no environment has a component "confg".*did you mean "config"/,
+    );
+    expect(run.stderr).toMatch(/drift\.rules\.2\.severity: .*critical.*warning.*info/);
+    expect(await countScans()).toBe(before);
   });
 
   test('an unreachable database fails the scan with a clear error and records no findings', async () => {

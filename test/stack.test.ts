@@ -15,13 +15,14 @@ describe('rewind start (npm start)', () => {
   let stack: ChildProcess;
   let stdout = '';
   let stderr = '';
-  let info: { temporalAddress: string; webUi: string; manifest: string };
+  let info: { temporalAddress: string; webUi: string; manifest: string; driftSchedules: string[] };
 
   beforeAll(async () => {
     const [port, uiPort] = [await freePort(), await freePort()];
     const env = { ...process.env };
     delete env.REWIND_MANIFEST;
     delete env.TEMPORAL_ADDRESS;
+    delete env.DATABASE_URL; // the demo keeps its drift findings in the embedded store
     stack = spawn(
       process.execPath,
       [
@@ -106,6 +107,32 @@ describe('rewind start (npm start)', () => {
     }, 'the run in the visibility store');
     expect(found).toContain(workflowId);
     await connection.close();
+  });
+
+  it('scans the demo for drift hourly and on demand; the CLI reads the findings through the worker', async () => {
+    expect(info.driftSchedules).toEqual(['production → regression every 1h']);
+    const cli = (args: string[]) =>
+      runCli(args, {
+        cwd: workdir,
+        env: { TEMPORAL_ADDRESS: info.temporalAddress, REWIND_MANIFEST: '', DATABASE_URL: '' },
+        timeoutMs: 180_000,
+      });
+    const scanned = await cli(['--json', 'drift', 'scan', '--wait']);
+    expect(scanned.stderr).toBe('');
+    expect(scanned.code).toBe(0);
+    // The demo's only difference is the environment's own name, which its rules allow.
+    expect(JSON.parse(scanned.stdout)).toMatchObject({
+      from: 'production',
+      to: 'regression',
+      status: 'completed',
+      counts: { critical: 0, warning: 0, info: 0 },
+      allowed: 1,
+    });
+    const report = await cli(['drift', 'report', 'latest']);
+    expect(report.stdout).toContain('## Allowed differences (1)');
+    expect(report.stdout).toContain('`.env:APP_ENV`: "production" → "regression"');
+    // The embedded store lives in the worker; the CLI reached it through the worker's socket.
+    expect(existsSync(path.join(workdir, '.data/store/pgdata'))).toBe(true);
   });
 
   it('stops everything on Ctrl-C', async () => {

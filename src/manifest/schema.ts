@@ -166,38 +166,51 @@ export const manifestSchema = z
     },
     { when: (payload) => approvalsReadable(payload.value) },
   )
-  .superRefine((manifest, ctx) => {
-    const envNames = Object.keys(manifest.environments);
-    manifest.drift.pairs?.forEach((pair, i) => {
-      for (const side of ['from', 'to'] as const) {
-        if (!envNames.includes(pair[side])) {
-          const hint = didYouMean(pair[side], envNames);
+  // Names in the drift section must be the manifest's own. Runs whenever the environments and
+  // the drift section can be read, whatever else is wrong, so that every problem is listed at once.
+  .superRefine(
+    (value, ctx) => {
+      const raw = value as unknown as { environments: Record<string, { components?: unknown }>; drift?: unknown };
+      const envNames = Object.keys(raw.environments);
+      const drift = isRecord(raw.drift) ? raw.drift : {};
+      const pairs = Array.isArray(drift.pairs) ? (drift.pairs as unknown[]) : [];
+      pairs.forEach((pair, i) => {
+        if (!isRecord(pair)) return;
+        for (const side of ['from', 'to'] as const) {
+          const env = pair[side];
+          if (typeof env !== 'string' || envNames.includes(env)) continue;
+          const hint = didYouMean(env, envNames);
           ctx.addIssue({
             code: 'custom',
             path: ['drift', 'pairs', i, side],
-            message: `unknown environment "${pair[side]}" (the manifest has: ${envNames.join(', ')})`,
+            message: `unknown environment "${env}" (the manifest has: ${envNames.join(', ')})`,
             ...(hint ? { params: { hint } } : {}),
           });
         }
-      }
-      if (pair.from === pair.to)
-        ctx.addIssue({ code: 'custom', path: ['drift', 'pairs', i], message: 'compares an environment with itself' });
-    });
-    const componentNames = new Set(Object.values(manifest.environments).flatMap((e) => Object.keys(e.components)));
-    manifest.drift.rules.forEach((rule, i) => {
-      // A plain name (no glob characters) that names no component is a typo that would make
-      // the rule silently match nothing.
-      if (/[*?]/.test(rule.component) || componentNames.has(rule.component) || rule.component === APP_VERSION_COMPONENT)
-        return;
-      const hint = didYouMean(rule.component, componentNames);
-      ctx.addIssue({
-        code: 'custom',
-        path: ['drift', 'rules', i, 'component'],
-        message: `no environment has a component "${rule.component}"`,
-        ...(hint ? { params: { hint } } : {}),
+        if (typeof pair.from === 'string' && pair.from === pair.to)
+          ctx.addIssue({ code: 'custom', path: ['drift', 'pairs', i], message: 'compares an environment with itself' });
       });
-    });
-  });
+      const componentNames = new Set(
+        Object.values(raw.environments).flatMap((e) => (isRecord(e?.components) ? Object.keys(e.components) : [])),
+      );
+      const rules = Array.isArray(drift.rules) ? (drift.rules as unknown[]) : [];
+      rules.forEach((rule, i) => {
+        const component = isRecord(rule) ? rule.component : undefined;
+        // A plain name (no glob characters) that names no component is a typo that would make
+        // the rule silently match nothing.
+        if (typeof component !== 'string' || /[*?]/.test(component)) return;
+        if (componentNames.has(component) || component === APP_VERSION_COMPONENT) return;
+        const hint = didYouMean(component, componentNames);
+        ctx.addIssue({
+          code: 'custom',
+          path: ['drift', 'rules', i, 'component'],
+          message: `no environment has a component "${component}"`,
+          ...(hint ? { params: { hint } } : {}),
+        });
+      });
+    },
+    { when: (payload) => isRecord((payload.value as { environments?: unknown } | undefined)?.environments) },
+  );
 
 function approvalsReadable(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;

@@ -89,4 +89,10 @@ environments:
     components:
       config: { kind: files, path: ./.data/demo/regression/config, format: config }
       models: { kind: files, path: ./.data/demo/regression/models, format: pickle, dependsOn: [config] }
+drift:                               # production → regression, every hour (README.md#drift-scans)
+  rules:
+    - name: per-environment settings
+      component: config
+      subject: '.env:APP_ENV'
+      allow: true
 `;

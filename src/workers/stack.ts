@@ -5,7 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
+import { applySchedules } from '../client/schedules';
 import { temporal } from '@temporalio/proto';
 import { componentFolders } from '../components/registry';
 import { loadManifest, type LoadedManifest } from '../manifest/load';
@@ -151,6 +152,7 @@ export async function runStack(options: StackOptions): Promise<void> {
     await stopAll();
     throw err;
   }
+  const schedules = await applyDriftSchedules(server.address, loaded);
 
   if (options.json) {
     process.stdout.write(
@@ -160,10 +162,11 @@ export async function runStack(options: StackOptions): Promise<void> {
         manifest: loaded.file,
         logs: logDir,
         environments: Object.keys(manifest.environments),
+        driftSchedules: schedules,
       }) + '\n',
     );
   } else {
-    say(banner(loaded, server, logDir));
+    say(banner(loaded, server, logDir, schedules));
   }
   await stopped;
 }
@@ -212,7 +215,27 @@ async function waitForPollers(address: string, namespace: string, queues: string
   }
 }
 
-function banner(loaded: LoadedManifest, server: DevServer, logDir: string): string {
+/**
+ * The manifest's drift pairs get their hourly Schedules here, as `rewind schedules apply` would
+ * make them; a failure is reported, not fatal: rollbacks do not need them.
+ */
+async function applyDriftSchedules(address: string, loaded: LoadedManifest): Promise<string[]> {
+  const connection = await Connection.connect({ address });
+  try {
+    const client = new Client({ connection, namespace: loaded.manifest.temporal.namespace });
+    const changes = await applySchedules(client, loaded.manifest);
+    return changes.filter((c) => c.change !== 'deleted').map((c) => `${c.from} → ${c.to} every ${c.every}`);
+  } catch (err) {
+    process.stderr.write(
+      `warning: could not apply the drift scan schedules: ${err instanceof Error ? err.message : String(err)}\n`,
+    );
+    return [];
+  } finally {
+    await connection.close();
+  }
+}
+
+function banner(loaded: LoadedManifest, server: DevServer, logDir: string, schedules: string[]): string {
   const envs = Object.keys(loaded.manifest.environments);
   const env = envs.includes('production') ? 'production' : envs[0]!;
   // The demo's config file, or any component folder's app.yaml, makes a change to try.
@@ -227,6 +250,7 @@ function banner(loaded: LoadedManifest, server: DevServer, logDir: string): stri
     `  Temporal:   ${server.address}${server.uiUrl ? `   Web UI: ${server.uiUrl}` : ''}`,
     `  Manifest:   ${relative(loaded.file)}   environments: ${envs.join(', ')}`,
     `  Logs:       ${relative(logDir)}/`,
+    ...(schedules.length ? [`  Drift:      scans ${schedules.join(', ')} (rewind drift scan --wait for one now)`] : []),
     '',
     'Try, in another shell (the README walks through it):',
     `  npx rewind snapshot create --env ${env} --version v1 --wait`,
