@@ -26,13 +26,21 @@ const BASE_OUTCOMES = [
   'rollback-rejected',
   'snapshot-completed',
 ];
-/** Every outcome the newest generation must have a history for. */
-const OUTCOMES = [...BASE_OUTCOMES, 'rollback-postgres-undo'];
+const ROLLBACK_OUTCOMES = [...BASE_OUTCOMES, 'rollback-postgres-undo'];
+/** Every outcome the newest generation must have a history for (v6 added drift scans and syncs). */
+const OUTCOMES = [...ROLLBACK_OUTCOMES, 'drift-scan-completed', 'sync-completed'];
 /**
  * What each older generation holds and must keep. v1: plans made by the control worker;
- * v2: by the agents (patch plan-components-on-agent), and PostgreSQL undo; v3: the environment lock.
+ * v2: by the agents (patch plan-components-on-agent), and PostgreSQL undo; v3: the environment
+ * lock; v4: Updates; v5: prepare at once.
  */
-const RECORDED: Record<number, string[]> = { 1: BASE_OUTCOMES, 2: OUTCOMES, 3: OUTCOMES };
+const RECORDED: Record<number, string[]> = {
+  1: BASE_OUTCOMES,
+  2: ROLLBACK_OUTCOMES,
+  3: ROLLBACK_OUTCOMES,
+  4: ROLLBACK_OUTCOMES,
+  5: ROLLBACK_OUTCOMES,
+};
 
 const NAME = /^(?<outcome>[a-z0-9-]+)\.v(?<generation>\d+)\.json$/;
 
@@ -53,7 +61,18 @@ function readHistory(file: string): { text: string; history: ReturnType<typeof h
   return { text, history: historyFromJSON(JSON.parse(text)) };
 }
 
-const workflowIdOf = (file: string): string => file.replace(/\.json$/, '');
+/**
+ * The run's own workflow id, which newer servers record in its first event: child workflow ids
+ * derive from it (a sync's scans). Older histories replay under their file's name.
+ */
+const workflowIdOf = (file: string): string => {
+  const events = (
+    JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as {
+      events: { workflowExecutionStartedEventAttributes?: { workflowId?: string } }[];
+    }
+  ).events;
+  return events[0]?.workflowExecutionStartedEventAttributes?.workflowId ?? file.replace(/\.json$/, '');
+};
 
 describe('replay of recorded histories', () => {
   const bundleDir = tempDir('rewind-replay-');

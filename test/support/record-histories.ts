@@ -85,6 +85,24 @@ async function postgresScenario(): Promise<void> {
   }
 }
 
+/** A drift scan that finds a changed config key, and a sync that resolves it without approval. */
+async function driftScenario(): Promise<void> {
+  const env = await createTestEnv({
+    environments: { production: { config: { format: 'config' } }, regression: { config: { format: 'config' } } },
+    drift: { rules: [{ component: 'config', severity: 'warning', autoFix: true }] },
+  });
+  try {
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'pool: 10\n');
+    writeFileSync(path.join(env.componentPath('regression', 'config'), 'app.yaml'), 'pool: 20\n');
+    const scan = await env.client.startDriftScan({ trigger: 'manual', requestedBy: 'test' });
+    await save(env, scan.workflowId, 'drift-scan-completed');
+    const sync = await env.client.startSync({ components: ['config'], requestedBy: 'test' });
+    await save(env, sync.workflowId, 'sync-completed');
+  } finally {
+    await env.teardown();
+  }
+}
+
 async function main(): Promise<void> {
   const server = await startDevServer({ headless: true });
   process.env.TEMPORAL_ADDRESS = server.address;
@@ -118,6 +136,7 @@ async function main(): Promise<void> {
       await save(env, id, 'rollback-compensated');
     });
     await postgresScenario();
+    await driftScenario();
     await scenario('after-restore:config=pause:60s', async (env) => {
       await env.snapshot('production', { version: 'v1' });
       writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v2\n');
