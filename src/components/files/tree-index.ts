@@ -4,9 +4,10 @@
 // the same), so an agent restart does not re-hash a tree. Two environments' trees are compared
 // by digest from the root down: identical subtrees cost one comparison.
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import type { TreeWalkers } from './tree-walker';
 
 const INDEX_FORMAT = 'rewind-tree-index-v2';
@@ -83,14 +84,19 @@ export class TreeIndex {
 
   /** The index saved at `file`, or an empty one when there is none or it is unreadable. */
   static async load(file: string, root: string): Promise<TreeIndex> {
+    // Line by line: the file of a large tree is never held whole in memory.
+    const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
     try {
-      const lines = (await readFile(file, 'utf8')).split('\n');
-      const header = JSON.parse(lines[0]!) as { format: string; root: string };
-      if (header.format !== INDEX_FORMAT || header.root !== root) return TreeIndex.empty(root);
+      let header: { format: string; root: string } | undefined;
       const entries = new Map<string, TreeEntry>();
-      for (let i = 1; i < lines.length; i++) {
-        if (!lines[i]) continue;
-        const [p, type, mode, size, mtimeMs, ctimeMs, ino, hash, target] = JSON.parse(lines[i]!) as [
+      for await (const line of lines) {
+        if (!header) {
+          header = JSON.parse(line) as { format: string; root: string };
+          if (header.format !== INDEX_FORMAT || header.root !== root) return TreeIndex.empty(root);
+          continue;
+        }
+        if (!line) continue;
+        const [p, type, mode, size, mtimeMs, ctimeMs, ino, hash, target] = JSON.parse(line) as [
           string,
           TreeEntryType,
           number,
@@ -103,11 +109,14 @@ export class TreeIndex {
         ];
         entries.set(p, { type, mode, size, mtimeMs, ctimeMs, ino, hash, ...(target !== undefined ? { target } : {}) });
       }
+      if (!header) return TreeIndex.empty(root);
       const index = new TreeIndex(root, entries, true);
       index.computeDigests();
       return index;
     } catch {
       return TreeIndex.empty(root);
+    } finally {
+      lines.close();
     }
   }
 
@@ -148,36 +157,36 @@ export class TreeIndex {
     }
     if (!this.exists) this.dirty = true;
     this.exists = true;
-    const { rows, errors } = await walkers.walk(this.root, options.signal);
     const racyAfter = (options.now ?? Date.now()) - 2_000;
     const next = new Map<string, TreeEntry>();
     const toHash: { path: string; size: number; entry: TreeEntry }[] = [];
     let files = 0;
     let changed = 0;
-    for (const [p, type, mode, size, mtimeMs, ctimeMs, ino, target] of rows) {
-      const old = this.entries.get(p);
-      if (type === 'f') files++;
-      const same =
-        old !== undefined &&
-        old.type === type &&
-        old.mode === mode &&
-        old.size === size &&
-        old.mtimeMs === mtimeMs &&
-        old.ctimeMs === ctimeMs &&
-        old.ino === ino &&
-        (type !== 'f' || old.hash !== '') &&
-        (type !== 'l' || old.target === target);
-      if (same) {
-        next.set(p, old);
-        continue;
+    const { errors } = await walkers.walk(this.root, options.signal, (rows) => {
+      for (const [p, type, mode, size, mtimeMs, ctimeMs, ino, target] of rows) {
+        const old = this.entries.get(p);
+        if (type === 'f') files++;
+        const same =
+          old !== undefined &&
+          old.type === type &&
+          old.mode === mode &&
+          old.size === size &&
+          old.mtimeMs === mtimeMs &&
+          old.ctimeMs === ctimeMs &&
+          old.ino === ino &&
+          (type !== 'f' || old.hash !== '') &&
+          (type !== 'l' || old.target === target);
+        if (same) {
+          next.set(p, old);
+          continue;
+        }
+        changed++;
+        const entry: TreeEntry = { type, mode, size, mtimeMs, ctimeMs, ino, hash: '' };
+        if (type === 'l') entry.target = target ?? '';
+        if (type === 'f') toHash.push({ path: p, size, entry });
+        next.set(p, entry);
       }
-      changed++;
-      const entry: TreeEntry = { type, mode, size, mtimeMs, ctimeMs, ino, hash: '' };
-      if (type === 'l') entry.target = target ?? '';
-      // A file whose content is known unchanged (only its mode or times moved) keeps its hash.
-      if (type === 'f') toHash.push({ path: p, size, entry });
-      next.set(p, entry);
-    }
+    });
     for (const p of this.entries.keys()) if (!next.has(p)) changed++;
     const { hashes, errors: hashErrors } = await walkers.hash(this.root, toHash);
     let bytesHashed = 0;

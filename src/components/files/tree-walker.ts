@@ -116,7 +116,12 @@ export class TreeWalkers {
 
   constructor(threads = Math.max(1, Math.min(4, os.availableParallelism()))) {
     this.workers = Array.from({ length: threads }, () => {
-      const worker = new Worker(WORKER_SOURCE, { eval: true });
+      // Small heaps: a worker holds one batch at a time, and a small young generation keeps its
+      // garbage from piling up into the agent's resident memory.
+      const worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 96 },
+      });
       worker.unref();
       return worker;
     });
@@ -153,8 +158,15 @@ export class TreeWalkers {
     });
   }
 
-  /** Every entry under `root` (not `root` itself), in no particular order. */
-  async walk(root: string, signal?: AbortSignal): Promise<{ rows: StatRow[]; errors: string[] }> {
+  /**
+   * Every entry under `root` (not `root` itself), in no particular order, batch by batch to
+   * `onRows` (so a batch is garbage by the time the next arrives), or collected when absent.
+   */
+  async walk(
+    root: string,
+    signal?: AbortSignal,
+    onRows?: (rows: StatRow[]) => void,
+  ): Promise<{ rows: StatRow[]; errors: string[] }> {
     const rows: StatRow[] = [];
     const errors: string[] = [];
     const queue: string[] = [''];
@@ -171,7 +183,8 @@ export class TreeWalkers {
           this.withWorker((w) => this.request<WalkReply>(w, { op: 'walk', root, dirs, budget: WALK_BUDGET }))
             .then((reply) => {
               running--;
-              for (const row of reply.rows) rows.push(row);
+              if (onRows) onRows(reply.rows);
+              else for (const row of reply.rows) rows.push(row);
               errors.push(...reply.errors);
               queue.push(...reply.pending);
               pump();
