@@ -25,8 +25,9 @@ function resticEnv(repository: string): NodeJS.ProcessEnv {
   return { ...process.env, RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD, RESTIC_PROGRESS_FPS: '2' };
 }
 
+/** The repository's lock files; restic's local backend writes each as `<id>-tmp-<n>` first, then renames it. */
 function lockFiles(repository: string): string[] {
-  return readdirSync(path.join(repository, 'locks'));
+  return readdirSync(path.join(repository, 'locks')).filter((f) => !f.includes('-tmp-'));
 }
 
 /** Random (incompressible) files, so that restic takes seconds to store them. */
