@@ -143,10 +143,13 @@ function envQueue(plan: DriftScanPlan, side: 'from' | 'to'): string {
   return side === 'from' ? plan.fromQueue : plan.toQueue;
 }
 
-/** `20261129-154301-3fa2`: sortable, and unique per run. */
+/**
+ * `20261129-154301-3fa2c9`: sortable, and unique per run. The suffix is the run id's random end:
+ * run ids begin with their time, so two scans started in the same second share their start.
+ */
 function scanIdFor(start: Date, runId: string): string {
   const iso = start.toISOString();
-  return `${iso.slice(0, 10).replace(/-/g, '')}-${iso.slice(11, 19).replace(/:/g, '')}-${runId.replace(/-/g, '').slice(0, 4)}`;
+  return `${iso.slice(0, 10).replace(/-/g, '')}-${iso.slice(11, 19).replace(/:/g, '')}-${runId.replace(/-/g, '').slice(-6)}`;
 }
 
 function showDetails(status: DriftScanStatus): void {
