@@ -7,7 +7,8 @@
 //   - each agent's peak RSS (VmHWM) over the scans
 // The trees are generated once under REWIND_BENCH_DIR (default /tmp/rewind-bench-drift) and kept.
 // REWIND_BENCH_FILES and REWIND_BENCH_BYTES scale it down for a quick look; REWIND_BENCH_TABLES
-// the databases; REWIND_BENCH_GENERATE_ONLY=1 only generates them.
+// the databases; REWIND_BENCH_GENERATE_ONLY=1 only generates them; REWIND_BENCH_ONLY=trees or
+// REWIND_BENCH_ONLY=schema runs only that part.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +24,7 @@ const BYTES = Number(process.env.REWIND_BENCH_BYTES ?? 2 * 1024 ** 3);
 const TABLES = Number(process.env.REWIND_BENCH_TABLES ?? 1000);
 const ROUNDS = Number(process.env.REWIND_BENCH_ROUNDS ?? 3);
 const BASE = process.env.REWIND_BENCH_DIR ?? '/tmp/rewind-bench-drift';
+const ONLY = process.env.REWIND_BENCH_ONLY;
 const PG_ADMIN = process.env.REWIND_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
@@ -169,7 +171,7 @@ async function main(): Promise<void> {
     const firsts: number[] = [];
     const rsyncs: number[] = [];
     let found = 0;
-    for (let r = 0; r < ROUNDS; r++) {
+    for (let r = 0; r < (ONLY === 'schema' ? 0 : ROUNDS); r++) {
       for (const e of ['production', 'regression'])
         rmSync(path.join(indexDir, e, 'drift', 'tree'), { recursive: true, force: true });
       rsyncs.push(time(() => spawnSync('rsync', ['-rcn', '--delete', `${a}/`, `${b}/`], { stdio: 'ignore' })));
@@ -178,26 +180,40 @@ async function main(): Promise<void> {
     }
     const rescans: number[] = [];
     const finds: number[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
+    for (let r = 0; r < (ONLY === 'schema' ? 0 : ROUNDS); r++) {
       finds.push(time(() => spawnSync('find', [a, b, '-printf', '%s %T@ %C@ %i\n'], { stdio: 'ignore' })));
       rescans.push(await timeAsync(() => scan(['tree'])));
     }
     const schemas: number[] = [];
     const dumps: number[] = [];
     const bin = pgBin();
-    for (let r = 0; r < ROUNDS; r++) {
+    for (let r = 0; r < (ONLY === 'trees' ? 0 : ROUNDS); r++) {
       dumps.push(
         time(() => spawnSync(bin.tool('pg_dump'), ['--schema-only', '-f', '/dev/null', dbs.from], { stdio: 'ignore' })),
       );
       schemas.push(await timeAsync(() => scan(['db'])));
     }
+    if (process.env.REWIND_BENCH_TRACE === '1' && ONLY !== 'trees') {
+      // Where the last schema scan's time went: its history's events, in ms from the start.
+      const started = await stack.client.startDriftScan({ components: ['db'], trigger: 'manual' });
+      await stack.client.driftScanResult(started.workflowId);
+      const history = await stack.client.client.workflow.getHandle(started.workflowId).fetchHistory();
+      const events = history.events ?? [];
+      const t0 = Number(events[0]?.eventTime?.seconds ?? 0) * 1000 + (events[0]?.eventTime?.nanos ?? 0) / 1e6;
+      for (const e of events) {
+        const t = Number(e.eventTime?.seconds ?? 0) * 1000 + (e.eventTime?.nanos ?? 0) / 1e6;
+        const activity = e.activityTaskScheduledEventAttributes?.activityType?.name ?? '';
+        say(`${(t - t0).toFixed(0).padStart(6)} ms  ${String(e.eventType)} ${activity}`);
+      }
+    }
     const rss = agents.map((c) => peakRss(c.pid));
 
-    const rows = [
+    const measured: [string, number | undefined, string, number | undefined, number][] = [
       ['first scan (every file hashed)', median(firsts), 'rsync -rcn --delete', median(rsyncs), 2],
       ['re-scan, nothing changed', median(rescans), 'find stat walk of both', median(finds), 3],
       [`schema diff, ${TABLES} tables each`, median(schemas), 'pg_dump --schema-only of one', median(dumps), 1],
-    ] as const;
+    ];
+    const rows = measured.filter((row): row is [string, number, string, number, number] => row[1] !== undefined);
     const lines = [
       `bench:drift — ${FILES} files, ${(BYTES / 1024 ** 3).toFixed(2)} GiB per tree, ${changed} files differ; median of ${ROUNDS}`,
       `findings in the tree: ${found} (expected ${changed} changed files)`,

@@ -6,6 +6,7 @@ import {
   CATALOG_TRUNCATED,
   MAX_CATALOG_BYTES,
   comparePostgres,
+  createDatabaseDescriber,
   describeDatabase,
   firstPostgresQuestion,
   type PostgresCatalogAnswer,
@@ -32,7 +33,12 @@ interface Round {
   next: PostgresDriftQuestion[];
 }
 
+let scans = 0;
+
+/** A scan as the agents answer it: each side's describer keeps its digest round's read for the later rounds. */
 async function scan(fromUrl: string, toUrl: string, c: PostgresComponent = component()) {
+  const describe = createDatabaseDescriber();
+  const scanCtx = { ...ctx, scanId: `scan-${++scans}` };
   const rounds: Round[] = [];
   const differences: DriftDifference[] = [];
   const pending: PostgresDriftQuestion[] = [firstPostgresQuestion(c)];
@@ -40,7 +46,7 @@ async function scan(fromUrl: string, toUrl: string, c: PostgresComponent = compo
     if (rounds.length === 20) throw new Error('the scan did not settle in 20 rounds');
     const question = pending.shift()!;
     const [from, to] = await Promise.all(
-      [fromUrl, toUrl].map((url) => withPostgres(url, (client) => describeDatabase(client, c, question, ctx))),
+      [fromUrl, toUrl].map((url) => withPostgres(url, (client) => describe(client, c, question, scanCtx))),
     );
     const result = comparePostgres(question, from!, to!, c);
     differences.push(...result.differences);
@@ -129,17 +135,42 @@ describe('postgres drift scan', () => {
     expect(differences.every((d) => d.severity === undefined)).toBe(true);
   });
 
-  test('finds nothing between identical databases, in one digest round and one round of samples', async () => {
+  test('finds nothing between identical databases, in one digest round that carries the samples digests', async () => {
     const { differences, rounds } = await scan(fromUrl, toUrl);
 
     expect(differences).toEqual([]);
-    expect(rounds.map((r) => r.next)).toEqual([
-      [{ kind: 'postgres', part: 'samples', tables: ['public.customers', 'public.orders'] }],
-      [],
-    ]);
-    const samples = rounds[1]!.from as PostgresSamplesAnswer;
+    expect(rounds.map((r) => r.next)).toEqual([[]]);
+    const digest = rounds[0]!.from as PostgresDigestAnswer;
+    expect(Object.keys(digest.samples)).toEqual(['public.customers', 'public.orders']);
+    expect(digest.samples).toEqual((rounds[0]!.to as PostgresDigestAnswer).samples);
+    // What those digests stand for: the first rows by key, 30 orders.
+    const question: PostgresDriftQuestion = { kind: 'postgres', part: 'samples', tables: ['public.orders'] };
+    const samples = (await withPostgres(fromUrl, (client) =>
+      describeDatabase(client, component(), question, ctx),
+    )) as PostgresSamplesAnswer;
     expect(samples.tables['public.orders']).toMatchObject({ key: ['id'], more: false });
     expect(Object.keys((samples.tables['public.orders'] as { rows: object }).rows)).toHaveLength(30);
+  });
+
+  test("answers a scan's later rounds from its digest round's read, and reads afresh for a new scan", async () => {
+    const describe = createDatabaseDescriber();
+    const c = component();
+    const ask = (question: PostgresDriftQuestion, scanId: string) =>
+      withPostgres(toUrl, (client) => describe(client, c, question, { ...ctx, scanId }));
+    await ask({ kind: 'postgres', part: 'digest' }, 'held-1');
+    await sql(toUrl, `ALTER TABLE customers ADD COLUMN added_later int; UPDATE orders SET total = 99 WHERE id = 1`);
+
+    const catalog = { kind: 'postgres', part: 'catalog' } as const;
+    const samples = { kind: 'postgres', part: 'samples', tables: ['public.orders'] } as const;
+    const held = (await ask(catalog, 'held-1')) as PostgresCatalogAnswer;
+    expect(held.objects).not.toHaveProperty(['column public.customers.added_later']);
+    const heldRows = ((await ask(samples, 'held-1')) as PostgresSamplesAnswer).tables['public.orders'];
+
+    const fresh = (await ask(catalog, 'held-2')) as PostgresCatalogAnswer;
+    expect(fresh.objects['column public.customers.added_later']).toBe('integer');
+    const freshRows = ((await ask(samples, 'held-2')) as PostgresSamplesAnswer).tables['public.orders'];
+    expect(freshRows).not.toEqual(heldRows);
+    expect(fresh.samples!['public.orders']).not.toBe(held.samples!['public.orders']);
   });
 
   test('never carries a row value in an answer, only primary keys and keyed hashes', async () => {
@@ -209,11 +240,9 @@ describe('postgres drift scan', () => {
     expect(catalog.migrations.map((m) => m.version)).toEqual(['1', '2', null, '3', '4']);
     expect(Object.keys(catalog.objects).filter((s) => s.includes('flyway'))).toEqual([]);
     expect((rounds[0]!.from as PostgresDigestAnswer).tables).toEqual(['public.customers', 'public.orders']);
-    expect(rounds[2]!.question).toEqual({
-      kind: 'postgres',
-      part: 'samples',
-      tables: ['public.customers', 'public.orders'],
-    });
+    // The history table is not sampled either, and the samples of both tables agree: no samples round.
+    expect(Object.keys(catalog.samples!)).toEqual(['public.customers', 'public.orders']);
+    expect(rounds).toHaveLength(2);
   });
 
   test('reports row counts, and only the sampled rows both sides read when a table outgrows its sample', async () => {
@@ -251,7 +280,8 @@ describe('postgres drift scan', () => {
 
     expect(pairs(differences)).toEqual(['changed row public.lines (order_id, code)=(1,"b,c")']);
     const question = rounds[1]!.question;
-    expect(question).toEqual({ kind: 'postgres', part: 'samples', tables: ['public.customers', 'public.lines'] });
+    // customers' samples digests agree on both sides: only lines is asked for.
+    expect(question).toEqual({ kind: 'postgres', part: 'samples', tables: ['public.lines'] });
 
     // Dropped between the rounds: the table is absent, and the next catalog round says so.
     await sql(toUrl, 'DROP TABLE lines');

@@ -5,7 +5,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import type pg from 'pg';
 import type { DescribeContext, DriftAnswer, DriftComparison, DriftDifference, DriftQuestion } from '../drift';
-import { catalogObjects, migrationHistory, userTables, type HistoryRow } from './fingerprint';
+import { catalogObjects, migrationHistory, userTables, type CatalogObject, type HistoryRow, type UserTable } from './fingerprint';
 import { compareVersions, quoteIdent } from './flyway';
 import type { PostgresComponent } from './kind';
 
@@ -30,6 +30,8 @@ export interface PostgresDigestAnswer {
   /** Every user table, `schema.table`. */
   tables: string[];
   sampleable: Record<string, string[]>;
+  /** `schema.table` → digest of its sample, for the tables this side samples (see sampleTargets). */
+  samples: Record<string, string>;
 }
 
 export type PostgresMigration = HistoryRow;
@@ -49,6 +51,8 @@ export interface PostgresCatalogAnswer {
   sampleable: Record<string, string[]>;
   /** Every user table, when `objects` holds only some buckets. */
   tables?: string[];
+  /** `schema.table` → digest of its sample, as in the digest answer. */
+  samples?: Record<string, string>;
 }
 
 export interface PostgresTableSample {
@@ -98,15 +102,77 @@ export function firstPostgresQuestion(_component: PostgresComponent): PostgresDr
   return { kind: 'postgres', part: 'digest' };
 }
 
-/** Answers one question about the database `client` is connected to; one agent, its own database. */
-export async function describeDatabase(
+/** Rows the digest round samples at most, over all tables; a table past them is sampled when asked. */
+const MAX_DIGEST_SAMPLE_ROWS = 50_000;
+
+/**
+ * What one side read of its database in one snapshot. The digest round reads it all (catalog,
+ * history, counts and the samples of the tables it would sample); a scan's later rounds answer
+ * from it, so that both rounds describe the same moment and nothing is read twice.
+ */
+interface DatabaseRead {
+  objects: CatalogObject[];
+  migrations: HistoryRow[];
+  totalMigrations: number;
+  tables: UserTable[];
+  rowCounts: PostgresCatalogAnswer['rowCounts'];
+  samples: Map<string, PostgresTableSample | 'absent'>;
+}
+
+type Describe = (
   client: pg.Client,
   component: PostgresComponent,
   question: PostgresDriftQuestion,
   ctx: DescribeContext,
-): Promise<PostgresDriftAnswer> {
-  // One snapshot for the whole answer, and settings pinned so that both servers print names and
-  // values alike whatever their configuration (search_path decides how names are qualified).
+) => Promise<PostgresDriftAnswer>;
+
+/**
+ * Answers one question about the database `client` is connected to, reading what it needs in
+ * one snapshot; nothing is kept between questions.
+ */
+export const describeDatabase: Describe = async (client, component, question, ctx) => {
+  if (question.part === 'samples') {
+    checkSampleQuestion(question.tables, component);
+    const tables = await inSnapshot(client, () => sampleTables(client, question.tables, sampleRows(component), ctx));
+    return { kind: 'postgres', part: 'samples', tables };
+  }
+  return answerFromRead(await inSnapshot(client, () => readDatabase(client, component, ctx)), question);
+};
+
+/**
+ * A describer that keeps each database's read for the rest of its scan: the digest round reads,
+ * the catalog and samples rounds of the same scan answer from that read. A new scan, or an
+ * agent restarted mid-scan (nothing held), reads afresh.
+ */
+export function createDatabaseDescriber(): Describe {
+  const held = new Map<string, { scanId: string; read: DatabaseRead }>();
+  return async (client, component, question, ctx) => {
+    const key = `${ctx.stateDir}\0${client.host}:${client.port}/${client.database}`;
+    let entry = held.get(key);
+    if (question.part === 'samples') {
+      checkSampleQuestion(question.tables, component);
+      const read = entry?.scanId === ctx.scanId ? entry.read : undefined;
+      const missing = question.tables.filter((t) => !read?.samples.has(t));
+      const fresh = missing.length
+        ? await inSnapshot(client, () => sampleTables(client, missing, sampleRows(component), ctx))
+        : {};
+      const tables = Object.fromEntries(question.tables.map((t) => [t, read?.samples.get(t) ?? fresh[t]!]));
+      return { kind: 'postgres', part: 'samples', tables };
+    }
+    if (question.part === 'digest' || entry?.scanId !== ctx.scanId) {
+      held.delete(key);
+      entry = { scanId: ctx.scanId, read: await inSnapshot(client, () => readDatabase(client, component, ctx)) };
+      held.set(key, entry);
+    }
+    return answerFromRead(entry.read, question);
+  };
+}
+
+/**
+ * One snapshot for the whole read, and settings pinned so that both servers print names and
+ * values alike whatever their configuration (search_path decides how names are qualified).
+ */
+async function inSnapshot<T>(client: pg.Client, read: () => Promise<T>): Promise<T> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     await client.query(
@@ -114,18 +180,87 @@ export async function describeDatabase(
        SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex';
        SET LOCAL lc_monetary = 'C'`,
     );
-    const answer =
-      question.part === 'digest'
-        ? await describeDigest(client, component, ctx.signal)
-        : question.part === 'catalog'
-          ? await describeCatalog(client, component, ctx.signal, question.buckets, question.counts ?? true)
-          : await describeSamples(client, component, question.tables, ctx);
+    const result = await read();
     await client.query('COMMIT');
-    return answer;
+    return result;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+async function readDatabase(client: pg.Client, component: PostgresComponent, ctx: DescribeContext): Promise<DatabaseRead> {
+  const history = { schema: component.schema, table: component.historyTable };
+  const { rows: migrations, total } = await migrationHistory(client, history.schema, history.table, MAX_MIGRATIONS);
+  const tables = await userTables(client, history);
+  const rowCounts = await countRows(client, tables, ctx.signal);
+  const objects = await catalogObjects(client, history);
+  // The tables this side would sample, as many as the digest round's budget allows, a
+  // question's worth per statement.
+  const limit = sampleRows(component);
+  const targets = sampleTargets(component, sampleableOf(tables)).slice(0, Math.floor(MAX_DIGEST_SAMPLE_ROWS / limit));
+  const samples = new Map<string, PostgresTableSample | 'absent'>();
+  const perStatement = tablesPerQuestion(component);
+  for (let i = 0; i < targets.length; i += perStatement)
+    for (const [name, sample] of Object.entries(
+      await sampleTables(client, targets.slice(i, i + perStatement), limit, ctx),
+    ))
+      samples.set(name, sample);
+  return { objects, migrations, totalMigrations: total, tables, rowCounts, samples };
+}
+
+function answerFromRead(
+  read: DatabaseRead,
+  question: Exclude<PostgresDriftQuestion, { part: 'samples' }>,
+): PostgresDriftAnswer {
+  const sampleDigests = Object.fromEntries(
+    [...read.samples].map(([name, sample]) => [name, digestOf(sample)] as const),
+  );
+  if (question.part === 'digest') {
+    const buckets = Array.from({ length: OBJECT_BUCKETS }, () => createHash('sha256'));
+    for (const { subject, definition } of read.objects)
+      buckets[bucketOf(subject)]!.update(`${subject}\0${boundDefinition(definition)}\n`);
+    const names = read.tables.map((t) => `${t.schema}.${t.table}`).sort(byCodeUnit);
+    return {
+      kind: 'postgres',
+      part: 'digest',
+      objects: buckets.map((h) => h.digest('hex').slice(0, 32)),
+      migrations: digestOf({ migrations: read.migrations, total: read.totalMigrations }),
+      rowCounts: digestOf(names.map((n) => [n, read.rowCounts[n]])),
+      tables: names,
+      sampleable: sampleableOf(read.tables),
+      samples: sampleDigests,
+    };
+  }
+  return catalogAnswer(read, sampleDigests, question.buckets, question.counts ?? true);
+}
+
+function checkSampleQuestion(tables: string[], component: PostgresComponent): void {
+  if (tables.length > tablesPerQuestion(component))
+    throw new Error(
+      `a samples question names ${tables.length} tables; one answer holds ${tablesPerQuestion(component)}`,
+    );
+}
+
+function digestOf(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 32);
+}
+
+function sampleableOf(tables: UserTable[]): Record<string, string[]> {
+  return Object.fromEntries(
+    tables.filter((t) => t.primaryKey.length > 0).map((t) => [`${t.schema}.${t.table}`, t.primaryKey]),
+  );
+}
+
+/**
+ * The tables a side samples: the manifest's `sample.tables`, or else the first
+ * DEFAULT_SAMPLE_TABLES tables with a primary key, by name. Both the agents and the comparison
+ * choose with this, so a table whose sample digests agree needs no samples round.
+ */
+export function sampleTargets(component: PostgresComponent, sampleable: Record<string, string[]>): string[] {
+  return component.sample
+    ? [...new Set(component.sample.tables.map((t) => (t.includes('.') ? t : `public.${t}`)))].sort(byCodeUnit)
+    : Object.keys(sampleable).sort(byCodeUnit).slice(0, DEFAULT_SAMPLE_TABLES);
 }
 
 function bucketOf(subject: string): number {
@@ -135,7 +270,7 @@ function bucketOf(subject: string): number {
 /** Row counts of all user tables: counted when the planner expects few rows, else its estimate. */
 async function countRows(
   client: pg.Client,
-  tables: Awaited<ReturnType<typeof userTables>>,
+  tables: UserTable[],
   signal: AbortSignal | undefined,
 ): Promise<PostgresCatalogAnswer['rowCounts']> {
   const rowCounts: PostgresCatalogAnswer['rowCounts'] = {};
@@ -154,50 +289,19 @@ async function countRows(
   return rowCounts;
 }
 
-async function describeDigest(
-  client: pg.Client,
-  component: PostgresComponent,
-  signal: AbortSignal | undefined,
-): Promise<PostgresDigestAnswer> {
-  const history = { schema: component.schema, table: component.historyTable };
-  const { rows: migrations, total } = await migrationHistory(client, history.schema, history.table, MAX_MIGRATIONS);
-  const tables = await userTables(client, history);
-  const rowCounts = await countRows(client, tables, signal);
-  const buckets = Array.from({ length: OBJECT_BUCKETS }, () => createHash('sha256'));
-  for (const { subject, definition } of await catalogObjects(client, history))
-    buckets[bucketOf(subject)]!.update(`${subject}\0${boundDefinition(definition)}\n`);
-  const digest = (value: unknown) => createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 32);
-  const names = tables.map((t) => `${t.schema}.${t.table}`).sort(byCodeUnit);
-  return {
-    kind: 'postgres',
-    part: 'digest',
-    objects: buckets.map((h) => h.digest('hex').slice(0, 32)),
-    migrations: digest({ migrations, total }),
-    rowCounts: digest(names.map((n) => [n, rowCounts[n]])),
-    tables: names,
-    sampleable: Object.fromEntries(
-      tables.filter((t) => t.primaryKey.length > 0).map((t) => [`${t.schema}.${t.table}`, t.primaryKey]),
-    ),
-  };
-}
-
-async function describeCatalog(
-  client: pg.Client,
-  component: PostgresComponent,
-  signal: AbortSignal | undefined,
+function catalogAnswer(
+  read: DatabaseRead,
+  sampleDigests: Record<string, string>,
   onlyBuckets?: number[],
   withCounts = true,
-): Promise<PostgresCatalogAnswer> {
-  const history = { schema: component.schema, table: component.historyTable };
-  const { rows: migrations, total } = await migrationHistory(client, history.schema, history.table, MAX_MIGRATIONS);
-  const tables = await userTables(client, history);
+): PostgresCatalogAnswer {
+  const { migrations, tables } = read;
   const tableCosts = new Map<string, number>();
-  // Counts equal on both sides (their digests said so) are not counted again.
-  const rowCounts = withCounts ? await countRows(client, tables, signal) : {};
-  const sampleable: PostgresCatalogAnswer['sampleable'] = {};
+  // Counts equal on both sides (their digests said so) do not travel again.
+  const rowCounts = withCounts ? read.rowCounts : {};
+  const sampleable = sampleableOf(tables);
   for (const t of tables) {
     const name = `${t.schema}.${t.table}`;
-    if (t.primaryKey.length > 0) sampleable[name] = t.primaryKey;
     tableCosts.set(
       `table ${name}`,
       jsonBytes(name) * 2 + jsonBytes(rowCounts[name] ?? null) + jsonBytes(t.primaryKey) + 2,
@@ -206,8 +310,8 @@ async function describeCatalog(
   const wanted = onlyBuckets && new Set(onlyBuckets);
 
   // Objects go in subject order until the budget is spent; a table's counts and key travel with it.
-  let budget = MAX_CATALOG_BYTES - jsonBytes(migrations) - 512;
-  const all = (await catalogObjects(client, history)).filter((o) => !wanted || wanted.has(bucketOf(o.subject)));
+  let budget = MAX_CATALOG_BYTES - jsonBytes(migrations) - jsonBytes(sampleDigests) - 512;
+  const all = read.objects.filter((o) => !wanted || wanted.has(bucketOf(o.subject)));
   const objects: Record<string, string> = {};
   const listedTables = new Set<string>();
   let listed = 0;
@@ -229,92 +333,102 @@ async function describeCatalog(
     part: 'catalog',
     objects,
     migrations,
-    ...(total > migrations.length ? { migrationsOmitted: total - migrations.length } : {}),
+    ...(read.totalMigrations > migrations.length ? { migrationsOmitted: read.totalMigrations - migrations.length } : {}),
     rowCounts: keep(rowCounts),
     sampleable: keep(sampleable),
     ...(wanted ? { tables: tables.map((t) => `${t.schema}.${t.table}`) } : {}),
+    samples: sampleDigests,
   };
 }
 
-async function describeSamples(
+/**
+ * Keyed-hash samples of some tables: one catalog query for their keys and columns, and one
+ * statement for all their rows (a statement per table costs a round trip each). Row values are
+ * digested where they lie, so a wide row never crosses the connection.
+ */
+async function sampleTables(
   client: pg.Client,
-  component: PostgresComponent,
-  tables: string[],
+  names: string[],
+  limit: number,
   ctx: DescribeContext,
-): Promise<PostgresSamplesAnswer> {
-  const limit = sampleRows(component);
-  if (tables.length > tablesPerQuestion(component))
-    throw new Error(
-      `a samples question names ${tables.length} tables; one answer holds ${tablesPerQuestion(component)}`,
-    );
-  const answer: PostgresSamplesAnswer = { kind: 'postgres', part: 'samples', tables: {} };
-  for (const name of tables) {
-    ctx.signal?.throwIfAborted();
-    // Names come as `schema.table`; matching the whole text avoids guessing where a dotted name splits.
-    const { rows: found } = await client.query<{ oid: number; schema: string; table: string }>(
-      `SELECT c.oid, n.nspname AS schema, c.relname AS table
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname || '.' || c.relname = $1 AND c.relkind IN ('r', 'p')
-        ORDER BY n.nspname LIMIT 1`,
-      [name],
-    );
-    const table = found[0];
-    if (!table) {
-      answer.tables[name] = 'absent';
-      continue;
+): Promise<Record<string, PostgresTableSample | 'absent'>> {
+  const samples: Record<string, PostgresTableSample | 'absent'> = {};
+  if (names.length === 0) return samples;
+  ctx.signal?.throwIfAborted();
+  // Names come as `schema.table`; matching the whole text avoids guessing where a dotted name splits.
+  const { rows: found } = await client.query<{
+    name: string;
+    schema: string;
+    table: string;
+    key: { name: string; collatable: boolean }[] | null;
+    columns: string[];
+  }>(
+    `SELECT DISTINCT ON (name) n.nspname || '.' || c.relname AS name, n.nspname AS schema, c.relname AS table,
+            (SELECT json_agg(json_build_object('name', a.attname, 'collatable', a.attcollation <> 0)
+                             ORDER BY array_position(i.indkey, a.attnum))
+               FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+              WHERE i.indrelid = c.oid AND i.indisprimary) AS key,
+            ARRAY(SELECT a.attname::text FROM pg_attribute a
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname || '.' || c.relname = ANY($1::text[]) AND c.relkind IN ('r', 'p')
+      ORDER BY name, n.nspname`,
+    [names],
+  );
+  const byName = new Map(found.map((t) => [t.name, t]));
+  const keyed: { name: string; key: string[] }[] = [];
+  const parts: string[] = [];
+  for (const name of names) {
+    const table = byName.get(name);
+    if (!table) samples[name] = 'absent';
+    else if (!table.key?.length) samples[name] = { key: [], rows: {}, order: [], more: false };
+    else {
+      parts.push(sampleStatement(keyed.length, table.schema, table.table, table.key, table.columns));
+      keyed.push({ name, key: table.key.map((k) => k.name) });
     }
-    answer.tables[name] = await sampleTable(client, table, limit, ctx.hashKey);
   }
-  return answer;
+  if (parts.length === 0) return samples;
+  const { rows } = await client.query<{ i: number; n: string; key: string; digest: string }>(
+    parts.join('\nUNION ALL\n'),
+    [limit + 1],
+  );
+  const read: { n: number; key: string; digest: string }[][] = keyed.map(() => []);
+  for (const r of rows) read[r.i]!.push({ n: Number(r.n), key: r.key, digest: r.digest });
+  keyed.forEach(({ name, key }, i) => {
+    const ordered = read[i]!.sort((x, y) => x.n - y.n);
+    const kept = ordered.slice(0, limit).map((row) => ({
+      id: boundKey(row.key),
+      hash: createHmac('sha256', ctx.hashKey).update(row.digest).digest('hex').slice(0, 32),
+    }));
+    samples[name] = {
+      key,
+      // fromEntries makes own properties even of keys such as `__proto__`.
+      rows: Object.fromEntries(kept.map((r) => [r.id, r.hash])),
+      order: kept.map((r) => r.id),
+      more: ordered.length > limit,
+    };
+  });
+  return samples;
 }
 
-async function sampleTable(
-  client: pg.Client,
-  table: { oid: number; schema: string; table: string },
-  limit: number,
-  hashKey: string,
-): Promise<PostgresTableSample> {
-  const { rows: key } = await client.query<{ name: string; collatable: boolean }>(
-    `SELECT a.attname AS name, a.attcollation <> 0 AS collatable
-       FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-      WHERE i.indrelid = $1 AND i.indisprimary
-      ORDER BY array_position(i.indkey, a.attnum)`,
-    [table.oid],
-  );
-  if (key.length === 0) return { key: [], rows: {}, order: [], more: false };
-  const { rows: columns } = await client.query<{ name: string }>(
-    'SELECT attname AS name FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped',
-    [table.oid],
-  );
+/** One table's first rows by primary key, as (its number, position, key text, row digest). */
+function sampleStatement(
+  i: number,
+  schema: string,
+  table: string,
+  key: { name: string; collatable: boolean }[],
+  columns: string[],
+): string {
   const column = (name: string) => `t.${quoteIdent(name)}`;
   const keyText =
     key.length === 1 ? `${column(key[0]!.name)}::text` : `ROW(${key.map((k) => column(k.name)).join(', ')})::text`;
   // Columns by name, so that the same columns in another order hash alike; byte order of text
   // keys, so that servers with different default collations read the same first rows.
-  const rowText = `ROW(${columns
-    .map((c) => c.name)
-    .sort(byCodeUnit)
-    .map(column)
-    .join(', ')})::text`;
+  const rowText = `ROW(${[...columns].sort(byCodeUnit).map(column).join(', ')})::text`;
   const order = key.map((k) => `${column(k.name)}${k.collatable ? ' COLLATE "C"' : ''}`).join(', ');
-  // The row is digested where it lies, so that a wide row never crosses the connection.
-  const { rows } = await client.query<{ key: string; digest: string }>(
-    `SELECT ${keyText} AS key, encode(sha256(convert_to(${rowText}, 'UTF8')), 'hex') AS digest
-       FROM ${quoteIdent(table.schema)}.${quoteIdent(table.table)} t
-      ORDER BY ${order} LIMIT $1`,
-    [limit + 1],
-  );
-  const read = rows.slice(0, limit).map((row) => ({
-    id: boundKey(row.key),
-    hash: createHmac('sha256', hashKey).update(row.digest).digest('hex').slice(0, 32),
-  }));
-  return {
-    key: key.map((k) => k.name),
-    // fromEntries makes own properties even of keys such as `__proto__`.
-    rows: Object.fromEntries(read.map((r) => [r.id, r.hash])),
-    order: read.map((r) => r.id),
-    more: rows.length > limit,
-  };
+  return `(SELECT ${i} AS i, row_number() OVER (ORDER BY ${order}) AS n, ${keyText} AS key,
+          encode(sha256(convert_to(${rowText}, 'UTF8')), 'hex') AS digest
+     FROM ${quoteIdent(schema)}.${quoteIdent(table)} t ORDER BY ${order} LIMIT $1)`;
 }
 
 /** Compares both sides' answers to one question: differences, and the questions for the next round. */
@@ -347,6 +461,7 @@ export function comparePostgres(
       rowCounts: {},
       sampleable: d.sampleable,
       tables: d.tables,
+      samples: d.samples,
     });
     return { differences: [], next: sampleQuestions(asCatalog(a), asCatalog(b), new Set(), component) };
   }
@@ -508,9 +623,10 @@ function safeCompareVersions(a: string, b: string): number {
 }
 
 /**
- * The samples to ask for: tables with the same primary key on both sides and an identical
- * table and columns (a sample of a table whose shape differs repeats a schema finding), split so
- * that each answer holds at most MAX_SAMPLE_ROWS rows.
+ * The samples to ask for: of the tables sampleTargets chooses, those with the same primary key on
+ * both sides and an identical table and columns (a sample of a table whose shape differs repeats
+ * a schema finding), and whose sample digests do not already agree; split so that each answer
+ * holds at most MAX_SAMPLE_ROWS rows.
  */
 function sampleQuestions(
   from: PostgresCatalogAnswer,
@@ -538,11 +654,11 @@ function sampleQuestions(
       !shapeDiffers(table)
     );
   };
-  const tables = component.sample
-    ? [...new Set(component.sample.tables.map((t) => (t.includes('.') ? t : `public.${t}`)))]
-        .filter(comparable)
-        .sort(byCodeUnit)
-    : Object.keys(from.sampleable).filter(comparable).sort(byCodeUnit).slice(0, DEFAULT_SAMPLE_TABLES);
+  const alike = (table: string) => {
+    const a = Object.hasOwn(from.samples ?? {}, table) ? from.samples![table] : undefined;
+    return a !== undefined && Object.hasOwn(to.samples ?? {}, table) && to.samples![table] === a;
+  };
+  const tables = sampleTargets(component, from.sampleable).filter((t) => comparable(t) && !alike(t));
   const size = tablesPerQuestion(component);
   const questions: PostgresDriftQuestion[] = [];
   for (let i = 0; i < tables.length; i += size)

@@ -9,7 +9,7 @@ import { ErrorType } from '../../domain/errors';
 import type { Change, StrategyImpact } from '../core';
 import { postgresKind, type PostgresComponent, type PostgresRestoreDetails, type PostgresStrategy } from './kind';
 import { componentUrl, DatabaseError, withPostgres } from './connect';
-import { describeDatabase, type PostgresDriftQuestion } from './drift';
+import { createDatabaseDescriber, type PostgresDriftQuestion } from './drift';
 import {
   createScratch,
   databaseName,
@@ -79,11 +79,10 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
     return new ManagedCluster(component.pitr, url, pgBin(await withPostgres(url, serverMajor), options.env));
   };
 
+  const describe = createDatabaseDescriber();
   return {
     describe: (component, question, ctx) =>
-      withPostgres(urlOf(component), (client) =>
-        describeDatabase(client, component, question as PostgresDriftQuestion, ctx),
-      ),
+      withPostgres(urlOf(component), (client) => describe(client, component, question as PostgresDriftQuestion, ctx)),
 
     async snapshot(component, req, ctx): Promise<ComponentSnapshot> {
       const url = urlOf(component);

@@ -128,7 +128,8 @@ export interface CatalogObject {
 }
 
 // The history table (a qualified, quoted name) is left out when there is one; to_regclass is null otherwise.
-const NOT_EXCLUDED = `NOT o.member AND (to_regclass($1) IS NULL OR o.rel IS DISTINCT FROM to_regclass($1)::oid)`;
+// A scalar subquery runs once per statement; to_regclass($1) as such would run once per row.
+const NOT_EXCLUDED = `NOT o.member AND COALESCE(o.rel <> (SELECT to_regclass($1)::oid), true)`;
 
 /**
  * The objects of the signature, for drift scans: without those an extension owns (the extension's
