@@ -159,7 +159,28 @@ async function main(): Promise<void> {
       const started = await stack.client.startDriftScan({ components, trigger: 'manual' });
       const summary = await stack.client.driftScanResult(started.workflowId);
       if (summary.status !== 'completed') throw new Error(`scan failed: ${summary.error}`);
+      if (process.env.REWIND_BENCH_TRACE === '1') await trace(started.workflowId);
       return summary;
+    };
+    // REWIND_BENCH_TRACE=1: where each scan's time went, its activities in ms from the start.
+    const trace = async (workflowId: string) => {
+      const events = (await stack.client.client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+      const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
+        Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+      const t0 = ms(events[0]?.eventTime);
+      const names = new Map<string, string>();
+      const lines: string[] = [];
+      for (const e of events) {
+        const scheduled = e.activityTaskScheduledEventAttributes;
+        if (scheduled) names.set(String(e.eventId), scheduled.activityType?.name ?? '?');
+        const done = e.activityTaskCompletedEventAttributes;
+        const started = e.activityTaskStartedEventAttributes;
+        const id = String(done?.scheduledEventId ?? started?.scheduledEventId ?? e.eventId);
+        const what = scheduled ? 'scheduled' : started ? 'started' : done ? 'completed' : '';
+        if (what) lines.push(`${(ms(e.eventTime) - t0).toFixed(0).padStart(6)} ms ${what} ${names.get(id)}`);
+      }
+      lines.push(`${(ms(events.at(-1)?.eventTime) - t0).toFixed(0).padStart(6)} ms closed`);
+      say(lines.join('\n'));
     };
     say('warming up (agents and worker start, page cache) …');
     time(() => spawnSync('find', [a, b, '-printf', ''], { stdio: 'ignore' }));
@@ -192,19 +213,6 @@ async function main(): Promise<void> {
         time(() => spawnSync(bin.tool('pg_dump'), ['--schema-only', '-f', '/dev/null', dbs.from], { stdio: 'ignore' })),
       );
       schemas.push(await timeAsync(() => scan(['db'])));
-    }
-    if (process.env.REWIND_BENCH_TRACE === '1' && ONLY !== 'trees') {
-      // Where the last schema scan's time went: its history's events, in ms from the start.
-      const started = await stack.client.startDriftScan({ components: ['db'], trigger: 'manual' });
-      await stack.client.driftScanResult(started.workflowId);
-      const history = await stack.client.client.workflow.getHandle(started.workflowId).fetchHistory();
-      const events = history.events ?? [];
-      const t0 = Number(events[0]?.eventTime?.seconds ?? 0) * 1000 + (events[0]?.eventTime?.nanos ?? 0) / 1e6;
-      for (const e of events) {
-        const t = Number(e.eventTime?.seconds ?? 0) * 1000 + (e.eventTime?.nanos ?? 0) / 1e6;
-        const activity = e.activityTaskScheduledEventAttributes?.activityType?.name ?? '';
-        say(`${(t - t0).toFixed(0).padStart(6)} ms  ${String(e.eventType)} ${activity}`);
-      }
     }
     const rss = agents.map((c) => peakRss(c.pid));
 

@@ -329,6 +329,41 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
     }
   });
 
+  test('a scan whose history outgrows drift.historyBytes continues as a new run and finds every difference', async () => {
+    // 40 × 10 folders of 3 files, one file changed in each folder of 10 of the 40: several
+    // waves of questions, each answer some KB, against a history budget of 64 KB.
+    const big = await createTestEnv({
+      environments: { production: { tree: {} }, regression: { tree: {} } },
+      drift: { historyBytes: 64 * 1024 },
+    });
+    try {
+      const changed: string[] = [];
+      for (const environment of ['production', 'regression']) {
+        const root = big.componentPath(environment, 'tree');
+        for (let d = 0; d < 40; d++)
+          for (let e = 0; e < 10; e++) {
+            mkdirSync(path.join(root, `d${d}`, `e${e}`), { recursive: true });
+            for (let f = 0; f < 3; f++) {
+              const differs = environment === 'regression' && d % 4 === 0 && f === 1;
+              if (differs) changed.push(`d${d}/e${e}/f${f}.txt`);
+              writeFileSync(path.join(root, `d${d}`, `e${e}`, `f${f}.txt`), `${d}/${e}/${f}${differs ? '!' : ''}\n`);
+            }
+          }
+      }
+      const started = await big.client.startDriftScan({});
+      const summary = await big.client.driftScanResult(started.workflowId);
+      expect(summary.status).toBe('completed');
+      expect(summary.runs).toBeGreaterThan(1);
+      const findings = await scanFindings(await big.projectStore(), summary.scanId);
+      expect(findings.map((f) => f.subject).sort()).toEqual(changed.sort());
+      // One scan, one row, however many runs it took.
+      const scans = await (await big.projectStore()).query<{ id: string }>('SELECT id FROM drift_scans');
+      expect(scans.map((s) => s.id)).toEqual([summary.scanId]);
+    } finally {
+      await big.teardown();
+    }
+  });
+
   test('schedules: apply creates one per pair, applying again changes nothing, pause and unpause show in the list', async () => {
     const manifest = env.loaded.manifest;
     const id = driftScheduleId(manifest, 'production', 'regression');

@@ -160,8 +160,8 @@ describe('postgres drift scan', () => {
     await ask({ kind: 'postgres', part: 'digest' }, 'held-1');
     await sql(toUrl, `ALTER TABLE customers ADD COLUMN added_later int; UPDATE orders SET total = 99 WHERE id = 1`);
 
-    const catalog = { kind: 'postgres', part: 'catalog' } as const;
-    const samples = { kind: 'postgres', part: 'samples', tables: ['public.orders'] } as const;
+    const catalog: PostgresDriftQuestion = { kind: 'postgres', part: 'catalog' };
+    const samples: PostgresDriftQuestion = { kind: 'postgres', part: 'samples', tables: ['public.orders'] };
     const held = (await ask(catalog, 'held-1')) as PostgresCatalogAnswer;
     expect(held.objects).not.toHaveProperty(['column public.customers.added_later']);
     const heldRows = ((await ask(samples, 'held-1')) as PostgresSamplesAnswer).tables['public.orders'];

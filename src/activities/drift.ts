@@ -173,6 +173,7 @@ export function createDriftActivities(deps: DriftDeps) {
       fromQueue: envTaskQueue(manifest, pair.from),
       toQueue: envTaskQueue(manifest, pair.to),
       heartbeatTimeoutMs: parseDuration(manifest.policy.heartbeatTimeout),
+      historyBytes: manifest.drift.historyBytes,
     };
   }
 

@@ -28,9 +28,27 @@ export interface DriftDifference {
   aspect: string;
 }
 
+/** What an agent did to answer, when it indexed the component (files): shown in the scan's status. */
+export interface DriftAnswerStats {
+  files: number;
+  hashed: number;
+  ms: number;
+}
+
+/** The stats an answer carries in its `stats` field, if any. */
+export function answerStats(answer: DriftAnswer): DriftAnswerStats | undefined {
+  const stats = (answer as { stats?: Partial<DriftAnswerStats> }).stats;
+  if (typeof stats?.files !== 'number' || typeof stats.hashed !== 'number' || typeof stats.ms !== 'number')
+    return undefined;
+  return { files: stats.files, hashed: stats.hashed, ms: stats.ms };
+}
+
 /** A kind's question to one agent about one component; `kind` names the kind that reads it. */
 export type DriftQuestion = KindDetails;
-/** One agent's answer; bounded in size, so it fits a workflow payload. */
+/**
+ * One agent's answer; bounded in size, so it fits a workflow payload. It may carry `stats`
+ * (DriftAnswerStats), which the scan's status shows whatever the kind.
+ */
 export type DriftAnswer = KindDetails;
 
 export interface DriftComparison {

@@ -40,6 +40,19 @@ export interface DriftScanPlan {
   fromQueue: string;
   toQueue: string;
   heartbeatTimeoutMs: number;
+  /** History bytes past which the workflow continues as new (the manifest's drift.historyBytes). */
+  historyBytes: number;
+}
+
+/** Where a scan that continued as a new run picks up: the plan, the progress, the questions left. */
+export interface DriftScanContinuation {
+  plan: DriftScanPlan;
+  status: DriftScanStatus;
+  /** Per component still comparing: questions not asked yet, and how many were asked. */
+  pending: Record<string, { queue: DriftQuestion[]; asked: number }>;
+  failures: string[];
+  /** Runs so far, this one included. */
+  runs: number;
 }
 
 export type SeverityCounts = Record<Severity, number>;
@@ -57,6 +70,8 @@ export interface DriftScanSummary {
   /** Whether an alert (or a resolved message) was sent for this scan, and why not otherwise. */
   alert: { sent: 'alert' | 'resolved' | 'none'; reason: string };
   error?: string;
+  /** Runs of the workflow the scan took, when it continued as new (its history grew large). */
+  runs?: number;
 }
 
 export interface DriftComponentProgress {
@@ -74,6 +89,8 @@ export interface DriftScanStatus {
   state: 'starting' | 'comparing' | 'completed' | 'failed';
   components: Record<string, DriftComponentProgress>;
   summary?: DriftScanSummary;
+  /** Runs of the workflow this scan took: it continues as a new run when its history grows large. */
+  runs?: number;
 }
 
 /** Workflow id of a pair's scan: a second request while one runs attaches to it. */

@@ -79,6 +79,14 @@ export const driftSectionSchema = z
       .optional()
       .describe('Where drift alerts go.'),
     topFindings: z.int().min(1).max(50).default(10).describe('Findings named in an alert.'),
+    historyBytes: z
+      .int()
+      .min(64 * 1024)
+      .max(32 * 1024 * 1024)
+      .default(8 * 1024 * 1024)
+      .describe(
+        "A scan's workflow continues as a new run of the same id once its history holds this many bytes (Temporal refuses a history past 50 MB); the scan goes on where it was.",
+      ),
   })
   .prefault({});
 

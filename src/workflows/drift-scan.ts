@@ -2,15 +2,16 @@
 // kind asks both agents the same question, the control worker compares their answers, stores
 // the findings and returns the next questions, until none are left. Findings live in the project
 // store; the workflow keeps only counts, so its history stays small whatever the scan finds.
-import { log, proxyActivities, setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, log, proxyActivities, setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { AgentActivities } from '../activities/agent';
 import type { DriftActivities } from '../activities/drift';
-import type { DriftQuestion } from '../components/drift';
+import { answerStats, type DriftQuestion } from '../components/drift';
 import { describeFailure } from '../domain/errors';
 import { driftScanStatusQuery } from '../domain/messages';
 import {
   APP_VERSION_COMPONENT,
   type DriftComponentPair,
+  type DriftScanContinuation,
   type DriftScanPlan,
   type DriftScanRequest,
   type DriftScanStatus,
@@ -25,41 +26,63 @@ const PARALLEL_QUESTIONS = 8;
 /** Rounds per component at most: a tree that differs everywhere is reported in part, not forever. */
 const MAX_QUESTIONS = 2000;
 
-export async function driftScanWorkflow(request: DriftScanRequest): Promise<DriftScanSummary> {
+/**
+ * A scan's history holds every answer twice (the agent's result, the comparison's input), so a
+ * large one would outgrow what Temporal keeps: past the manifest's drift.historyBytes the scan
+ * continues as a new run of the same workflow id, with the questions it has not asked yet.
+ */
+export async function driftScanWorkflow(
+  request: DriftScanRequest,
+  continued?: DriftScanContinuation,
+): Promise<DriftScanSummary> {
   const info = workflowInfo();
-  const scanId = scanIdFor(info.startTime, info.runId);
-  const status: DriftScanStatus = {
+  const scanId = continued?.plan.scanId ?? scanIdFor(info.startTime, info.runId);
+  const status: DriftScanStatus = continued?.status ?? {
     scanId,
     from: request.from ?? '',
     to: request.to ?? '',
     state: 'starting',
     components: {},
   };
+  status.runs = continued?.runs ?? 1;
   setHandler(driftScanStatusQuery, () => status);
 
   let plan: DriftScanPlan;
-  try {
-    plan = await control.beginDriftScan({ scanId, workflowId: info.workflowId, request });
-  } catch (err) {
-    status.state = 'failed';
-    throw err;
+  if (continued) plan = continued.plan;
+  else {
+    try {
+      plan = await control.beginDriftScan({ scanId, workflowId: info.workflowId, request });
+    } catch (err) {
+      status.state = 'failed';
+      throw err;
+    }
   }
   status.from = plan.from;
   status.to = plan.to;
   status.state = 'comparing';
   showDetails(status);
 
-  const failures: string[] = [];
+  const failures = [...(continued?.failures ?? [])];
+  const pending: DriftScanContinuation['pending'] = {};
+  let stopping = false;
+  const timeToContinue = () => {
+    const { historySize, continueAsNewSuggested } = workflowInfo();
+    stopping ||= continueAsNewSuggested || historySize > plan.historyBytes;
+    return stopping;
+  };
+  const pairs = continued ? plan.pairs.filter((p) => continued.pending[p.component]) : plan.pairs;
   await Promise.all([
-    ...plan.pairs.map(async (pair) => {
+    ...pairs.map(async (pair) => {
       try {
-        await comparePair(plan, pair, status);
+        const left = await comparePair(plan, pair, status, continued?.pending[pair.component], timeToContinue);
+        if (left) pending[pair.component] = left;
       } catch (err) {
         status.components[pair.component]!.state = 'failed';
         failures.push(`${pair.component}: ${describeFailure(err)}`);
       }
     }),
-    ...(plan.appVersion
+    // The first run reads the application versions; a continued run has them already.
+    ...(plan.appVersion && !continued
       ? [
           compareAppVersions(plan).catch(
             (err: unknown) => void failures.push(`${APP_VERSION_COMPONENT}: ${describeFailure(err)}`),
@@ -67,23 +90,45 @@ export async function driftScanWorkflow(request: DriftScanRequest): Promise<Drif
         ]
       : []),
   ]);
+  if (Object.keys(pending).length > 0) {
+    log.info('drift scan continues as a new run', { scanId, historySize: workflowInfo().historySize });
+    return continueAsNew<typeof driftScanWorkflow>(request, {
+      plan,
+      status,
+      pending,
+      failures,
+      runs: status.runs + 1,
+    });
+  }
   const summary = await control.finishDriftScan({
     scanId,
     ...(failures.length ? { error: failures.join('; ') } : {}),
   });
+  if (status.runs > 1) summary.runs = status.runs;
   status.summary = summary;
   status.state = summary.status;
   showDetails(status);
   return summary;
 }
 
-async function comparePair(plan: DriftScanPlan, pair: DriftComponentPair, status: DriftScanStatus): Promise<void> {
-  const progress: DriftScanStatus['components'][string] = { state: 'comparing', rounds: 0, differences: 0 };
+/** Asks and compares until no question is left, or returns what is left when the run should end. */
+async function comparePair(
+  plan: DriftScanPlan,
+  pair: DriftComponentPair,
+  status: DriftScanStatus,
+  resume: DriftScanContinuation['pending'][string] | undefined,
+  timeToContinue: () => boolean,
+): Promise<DriftScanContinuation['pending'][string] | undefined> {
+  const progress: DriftScanStatus['components'][string] = status.components[pair.component] ?? {
+    state: 'comparing',
+    rounds: 0,
+    differences: 0,
+  };
   status.components[pair.component] = progress;
   const fromAgent = proxyActivities<AgentActivities>(transfer(pair.fromQueue, plan.heartbeatTimeoutMs));
   const toAgent = proxyActivities<AgentActivities>(transfer(pair.toQueue, plan.heartbeatTimeoutMs));
-  const queue: DriftQuestion[] = [pair.question];
-  let asked = 0;
+  const queue: DriftQuestion[] = resume ? [...resume.queue] : [pair.question];
+  let asked = resume?.asked ?? 0;
 
   const ask = async (question: DriftQuestion) => {
     const describe = { component: pair.component, scanId: plan.scanId, question };
@@ -91,16 +136,9 @@ async function comparePair(plan: DriftScanPlan, pair: DriftComponentPair, status
       fromAgent.describeComponent({ environment: plan.from, ...describe }),
       toAgent.describeComponent({ environment: plan.to, ...describe }),
     ]);
-    const refresh = (a: unknown) =>
-      (a as { root?: { refresh?: { files: number; hashed: number; ms: number } } }).root?.refresh;
-    const fromRefresh = refresh(fromAnswer);
-    const toRefresh = refresh(toAnswer);
-    if (fromRefresh && toRefresh) {
-      progress.index = {
-        from: { files: fromRefresh.files, hashed: fromRefresh.hashed, ms: fromRefresh.ms },
-        to: { files: toRefresh.files, hashed: toRefresh.hashed, ms: toRefresh.ms },
-      };
-    }
+    const fromStats = answerStats(fromAnswer);
+    const toStats = answerStats(toAnswer);
+    if (fromStats && toStats) progress.index = { from: fromStats, to: toStats };
     const result = await control.compareDrift({
       scanId: plan.scanId,
       from: plan.from,
@@ -116,6 +154,7 @@ async function comparePair(plan: DriftScanPlan, pair: DriftComponentPair, status
   };
 
   while (queue.length > 0) {
+    if (timeToContinue()) return { queue, asked };
     if (asked >= MAX_QUESTIONS) {
       log.warn('drift scan stopped asking', { component: pair.component, left: queue.length });
       throw new Error(
@@ -127,6 +166,7 @@ async function comparePair(plan: DriftScanPlan, pair: DriftComponentPair, status
     await Promise.all(batch.map(ask));
   }
   progress.state = 'done';
+  return undefined;
 }
 
 async function compareAppVersions(plan: DriftScanPlan): Promise<void> {
@@ -153,7 +193,8 @@ function scanIdFor(start: Date, runId: string): string {
 }
 
 function showDetails(status: DriftScanStatus): void {
-  const lines = [`**drift scan ${status.scanId}**: ${status.from} → ${status.to}, ${status.state}`];
+  const runs = (status.runs ?? 1) > 1 ? ` (run ${status.runs})` : '';
+  const lines = [`**drift scan ${status.scanId}**: ${status.from} → ${status.to}, ${status.state}${runs}`];
   for (const [name, c] of Object.entries(status.components)) {
     lines.push(`- ${name}: ${c.state}, ${c.rounds} rounds, ${c.differences} differences`);
   }

@@ -4,7 +4,14 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { count, formatBytes } from '../../domain/format';
-import type { DescribeContext, DriftComparison, DriftDifference, DriftQuestion, KindDrift } from '../drift';
+import type {
+  DescribeContext,
+  DriftAnswerStats,
+  DriftComparison,
+  DriftDifference,
+  DriftQuestion,
+  KindDrift,
+} from '../drift';
 import { compareConfigs, configFormatOf, summarizeConfig, type ConfigSummary } from './config-diff';
 import type { FilesComponent } from './kind';
 import { boundedPickleSummary, comparePickles, pickleHazards } from './pickle-diff';
@@ -54,12 +61,17 @@ export interface FilesDriftAnswer extends DriftQuestion {
   };
   nodes?: FilesNodeAnswer[];
   files?: Record<string, FileDescription>;
+  /** With the root: what refreshing the index took, for the scan's status. */
+  stats?: DriftAnswerStats;
 }
 
-/** Children answered per round at most (a child is about 120 bytes of payload). */
-const ANSWER_CHILDREN = 6000;
+/**
+ * Children answered per round at most (a child is about 120 bytes of payload): an answer stays
+ * under Temporal's 512 KB payload warning, and a wave of questions adds a few MB of history.
+ */
+const ANSWER_CHILDREN = 4000;
 /** Bytes of file descriptions answered per round at most. */
-const ANSWER_DESCRIPTION_BYTES = 900_000;
+const ANSWER_DESCRIPTION_BYTES = 400_000;
 const NODES_PER_QUESTION = 32;
 const FILES_PER_QUESTION = 25;
 /** Config files larger than this are compared by content hash only. */
@@ -354,6 +366,7 @@ async function describeFiles(
       files: index.fileCount,
       refresh: { ...refresh, errors: refresh.errors.slice(0, MAX_REPORTED_ERRORS) },
     };
+    answer.stats = { files: refresh.files, hashed: refresh.hashed, ms: refresh.ms };
   }
   if (question.nodes) {
     let budget = ANSWER_CHILDREN;

@@ -5,7 +5,14 @@
 import { createHash, createHmac } from 'node:crypto';
 import type pg from 'pg';
 import type { DescribeContext, DriftAnswer, DriftComparison, DriftDifference, DriftQuestion } from '../drift';
-import { catalogObjects, migrationHistory, userTables, type CatalogObject, type HistoryRow, type UserTable } from './fingerprint';
+import {
+  catalogObjects,
+  migrationHistory,
+  userTables,
+  type CatalogObject,
+  type HistoryRow,
+  type UserTable,
+} from './fingerprint';
 import { compareVersions, quoteIdent } from './flyway';
 import type { PostgresComponent } from './kind';
 
@@ -189,7 +196,11 @@ async function inSnapshot<T>(client: pg.Client, read: () => Promise<T>): Promise
   }
 }
 
-async function readDatabase(client: pg.Client, component: PostgresComponent, ctx: DescribeContext): Promise<DatabaseRead> {
+async function readDatabase(
+  client: pg.Client,
+  component: PostgresComponent,
+  ctx: DescribeContext,
+): Promise<DatabaseRead> {
   const history = { schema: component.schema, table: component.historyTable };
   const { rows: migrations, total } = await migrationHistory(client, history.schema, history.table, MAX_MIGRATIONS);
   const tables = await userTables(client, history);
@@ -333,7 +344,9 @@ function catalogAnswer(
     part: 'catalog',
     objects,
     migrations,
-    ...(read.totalMigrations > migrations.length ? { migrationsOmitted: read.totalMigrations - migrations.length } : {}),
+    ...(read.totalMigrations > migrations.length
+      ? { migrationsOmitted: read.totalMigrations - migrations.length }
+      : {}),
     rowCounts: keep(rowCounts),
     sampleable: keep(sampleable),
     ...(wanted ? { tables: tables.map((t) => `${t.schema}.${t.table}`) } : {}),
