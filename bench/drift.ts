@@ -185,6 +185,10 @@ async function main(): Promise<void> {
     say('warming up (agents and worker start, page cache) …');
     time(() => spawnSync('find', [a, b, '-printf', ''], { stdio: 'ignore' }));
     await scan(['db']);
+    const rssAfter: string[] = [];
+    const noteRss = (phase: string) =>
+      rssAfter.push(`${phase}: ${agents.map((c) => `${(peakRss(c.pid) / 2 ** 20).toFixed(0)} MB`).join(' / ')}`);
+    noteRss('agents started, one schema scan');
 
     // First scan: empty indexes. Side by side with rsync, same page cache state (warm: both trees
     // were just read by find, and the machine has room to keep them).
@@ -199,12 +203,14 @@ async function main(): Promise<void> {
       // A new scan id makes the agents read the index from disk, which is gone: every file is hashed.
       firsts.push(await timeAsync(async () => (found = (await scan(['tree'])).counts.warning)));
     }
+    if (ONLY !== 'schema') noteRss('after the first scans');
     const rescans: number[] = [];
     const finds: number[] = [];
     for (let r = 0; r < (ONLY === 'schema' ? 0 : ROUNDS); r++) {
       finds.push(time(() => spawnSync('find', [a, b, '-printf', '%s %T@ %C@ %i\n'], { stdio: 'ignore' })));
       rescans.push(await timeAsync(() => scan(['tree'])));
     }
+    if (ONLY !== 'schema') noteRss('after the re-scans');
     const schemas: number[] = [];
     const dumps: number[] = [];
     const bin = pgBin();
@@ -234,6 +240,7 @@ async function main(): Promise<void> {
       ),
       '',
       `agent peak RSS: production ${(rss[0]! / 2 ** 20).toFixed(0)} MB, regression ${(rss[1]! / 2 ** 20).toFixed(0)} MB (goal < 300 MB)`,
+      `peak RSS so far (production / regression), ${rssAfter.join('; ')}`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

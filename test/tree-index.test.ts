@@ -1,7 +1,7 @@
 // The files kind's tree index: Merkle digests that tell identical trees apart in one comparison,
 // and refreshes that hash only what changed, also after the agent restarts (a new index loaded
 // from disk, new worker threads).
-import { chmodSync, cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { TreeIndex, MAX_NODE_CHILDREN, BUCKETS } from '../src/components/files/tree-index';
 import { TreeWalkers } from '../src/components/files/tree-walker';
@@ -114,7 +114,40 @@ describe('tree index', () => {
     expect(total).toBe(MAX_NODE_CHILDREN + 200);
   });
 
-  test('a missing root is absent, not an error; unreadable entries are reported', async () => {
+  test('a refresh after files are added, changed, removed and turned into folders gives what a fresh index of the tree gives', async () => {
+    const dir = path.join(root, 'churn');
+    makeTree(dir);
+    for (let i = 0; i < 30; i++) writeFileSync(path.join(dir, 'models', `m${i}.bin`), `model ${i}\n`);
+    const index = await fresh(dir);
+    const before = index.rootDigest;
+    expect(await index.refresh(walkers, later())).toMatchObject({ changed: 0, hashed: 0 });
+    expect(index.rootDigest).toBe(before);
+
+    for (let i = 0; i < 10; i++) rmSync(path.join(dir, 'models', `m${i}.bin`));
+    writeFileSync(path.join(dir, 'models', 'm10.bin'), 'model ten, retrained\n');
+    writeFileSync(path.join(dir, 'models', 'new.bin'), 'a new one\n');
+    rmSync(path.join(dir, 'conf/app.yaml'));
+    mkdirSync(path.join(dir, 'conf/app.yaml'));
+    writeFileSync(path.join(dir, 'conf/app.yaml/inner'), 'now a folder\n');
+    const stats = await index.refresh(walkers, later());
+    // Removed 10; changed m10.bin, app.yaml (now a folder) and the two folders whose entries
+    // came and went; added new.bin and inner. Hashed: m10.bin, new.bin, inner.
+    expect(stats).toMatchObject({ changed: 16, hashed: 3 });
+    const expected = await fresh(dir);
+    expect(index.rootDigest).toBe(expected.rootDigest);
+    expect(index.fileCount).toBe(expected.fileCount);
+    expect(index.node('models')).toEqual(expected.node('models'));
+    expect(index.node('conf')).toEqual(expected.node('conf'));
+
+    // Saved and loaded, it is the same index.
+    const file = path.join(root, 'churn-index.json');
+    await index.save(file);
+    const loaded = await TreeIndex.load(file, dir);
+    expect(loaded.rootDigest).toBe(expected.rootDigest);
+    expect(await loaded.refresh(walkers, later())).toMatchObject({ changed: 0, hashed: 0 });
+  });
+
+  test('a missing root is absent, not an error', async () => {
     const missing = TreeIndex.empty(path.join(root, 'nope'));
     expect(await missing.refresh(walkers)).toMatchObject({ entries: 0 });
     expect(missing.exists).toBe(false);

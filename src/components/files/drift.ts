@@ -321,10 +321,11 @@ export function createFilesDescriber() {
       (s) => s.mtimeMs,
       () => undefined,
     );
-    const index =
-      held && held.index.root === component.path && held.savedAt === onDisk
-        ? held.index
-        : await TreeIndex.load(file, component.path);
+    const reuse = held && held.index.root === component.path && held.savedAt === onDisk;
+    // Let go of an index that will not be reused before reading another: two at once would
+    // double the agent's memory for a large tree.
+    if (!reuse) indexes.delete(ctx.stateDir);
+    const index = reuse ? held.index : await TreeIndex.load(file, component.path);
     walkers ??= new TreeWalkers();
     const stats = await index.refresh(walkers, ctx.signal ? { signal: ctx.signal } : {});
     const entry: HeldIndex = { index, scanId: ctx.scanId, savedAt: onDisk };

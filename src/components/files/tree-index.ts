@@ -17,19 +17,6 @@ export const BUCKETS = 256;
 
 export type TreeEntryType = 'f' | 'd' | 'l' | 'o';
 
-export interface TreeEntry {
-  type: TreeEntryType;
-  mode: number;
-  size: number;
-  /** Milliseconds with their fraction, as lstat gives them; -1 marks an entry to hash again. */
-  mtimeMs: number;
-  ctimeMs: number;
-  ino: number;
-  /** Content sha256 (files); empty until hashed, or when the file could not be read. */
-  hash: string;
-  target?: string;
-}
-
 /** One child of a directory as a comparison sees it. */
 export interface TreeChild {
   /** Name within its directory. */
@@ -43,14 +30,6 @@ export interface TreeChild {
   s: number;
   /** Link target. */
   l?: string;
-}
-
-interface DirNode {
-  digest: string;
-  /** Sorted by name. */
-  children: TreeChild[];
-  /** Files beneath, at any depth. */
-  files: number;
 }
 
 export interface RefreshStats {
@@ -67,19 +46,20 @@ export interface RefreshStats {
 }
 
 export class TreeIndex {
-  private dirs = new Map<string, DirNode>();
+  /** Directories and their digests; computed from the entries after each change. */
+  private dirs: DirIndex | undefined;
   /** Changed since it was last saved or loaded. */
   private dirty = false;
 
   private constructor(
     readonly root: string,
-    private entries: Map<string, TreeEntry>,
+    private entries: Entries,
     /** Whether the component's directory exists at all. */
     public exists: boolean,
   ) {}
 
   static empty(root: string): TreeIndex {
-    return new TreeIndex(root, new Map(), false);
+    return new TreeIndex(root, new Entries(), false);
   }
 
   /** The index saved at `file`, or an empty one when there is none or it is unreadable. */
@@ -88,7 +68,7 @@ export class TreeIndex {
     const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
     try {
       let header: { format: string; root: string } | undefined;
-      const entries = new Map<string, TreeEntry>();
+      const entries = new Entries();
       for await (const line of lines) {
         if (!header) {
           header = JSON.parse(line) as { format: string; root: string };
@@ -96,18 +76,10 @@ export class TreeIndex {
           continue;
         }
         if (!line) continue;
-        const [p, type, mode, size, mtimeMs, ctimeMs, ino, hash, target] = JSON.parse(line) as [
-          string,
-          TreeEntryType,
-          number,
-          number,
-          number,
-          number,
-          number,
-          string,
-          string?,
-        ];
-        entries.set(p, { type, mode, size, mtimeMs, ctimeMs, ino, hash, ...(target !== undefined ? { target } : {}) });
+        const [p, type, mode, size, mtimeMs, ctimeMs, ino, hash, target] = JSON.parse(line) as SavedRow;
+        if (!(type in TYPE_CODE)) return TreeIndex.empty(root);
+        const i = entries.add(p, type, mode, size, mtimeMs, ctimeMs, ino, target);
+        if (hash) entries.setHash(i, hash);
       }
       if (!header) return TreeIndex.empty(root);
       const index = new TreeIndex(root, entries, true);
@@ -128,9 +100,20 @@ export class TreeIndex {
     const write = (line: string) =>
       out.write(line) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve()));
     await write(`${JSON.stringify({ format: INDEX_FORMAT, root: this.root })}\n`);
-    for (const [p, e] of this.entries) {
-      const row: unknown[] = [p, e.type, e.mode, e.size, e.mtimeMs, e.ctimeMs, e.ino, e.hash];
-      if (e.target !== undefined) row.push(e.target);
+    const e = this.entries;
+    for (let i = 0; i < e.length; i++) {
+      const row: unknown[] = [
+        e.paths[i],
+        e.type(i),
+        e.mode(i),
+        e.sizes[i],
+        e.mtimes[i],
+        e.ctimes[i],
+        e.inos[i],
+        e.hash(i),
+      ];
+      const target = e.targets.get(i);
+      if (target !== undefined) row.push(target);
       await write(`${JSON.stringify(row)}\n`);
     }
     await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
@@ -148,8 +131,8 @@ export class TreeIndex {
     const started = Date.now();
     const rootStat = await stat(this.root).catch(() => undefined);
     if (!rootStat?.isDirectory()) {
-      const changed = this.entries.size + (this.exists ? 1 : 0);
-      this.entries = new Map();
+      const changed = this.entries.length + (this.exists ? 1 : 0);
+      this.entries = new Entries();
       this.exists = false;
       this.dirty ||= changed > 0;
       this.computeDigests();
@@ -158,51 +141,64 @@ export class TreeIndex {
     if (!this.exists) this.dirty = true;
     this.exists = true;
     const racyAfter = (options.now ?? Date.now()) - 2_000;
-    const next = new Map<string, TreeEntry>();
-    const toHash: { path: string; size: number; entry: TreeEntry }[] = [];
+    // Updated in place: an unchanged tree allocates no second index, and keeps its digests.
+    const e = this.entries;
+    const known = e.length;
+    // Built for this refresh only: the index itself keeps no map of its entries.
+    let lookup: Map<string, number> | undefined = new Map();
+    for (let j = 0; j < known; j++) lookup.set(e.paths[j]!, j);
+    const seen = new Uint8Array(known);
+    const toHash: { path: string; size: number; at: number }[] = [];
     let files = 0;
     let changed = 0;
     const { errors } = await walkers.walk(this.root, options.signal, (rows) => {
       for (const [p, type, mode, size, mtimeMs, ctimeMs, ino, target] of rows) {
-        const old = this.entries.get(p);
+        const j = lookup!.get(p);
         if (type === 'f') files++;
-        const same =
-          old !== undefined &&
-          old.type === type &&
-          old.mode === mode &&
-          old.size === size &&
-          old.mtimeMs === mtimeMs &&
-          old.ctimeMs === ctimeMs &&
-          old.ino === ino &&
-          (type !== 'f' || old.hash !== '') &&
-          (type !== 'l' || old.target === target);
-        if (same) {
-          next.set(p, old);
+        const link = type === 'l' ? (target ?? '') : undefined;
+        if (j === undefined) {
+          changed++;
+          const i = e.add(p, type, mode, size, mtimeMs, ctimeMs, ino, link);
+          if (type === 'f') toHash.push({ path: p, size, at: i });
           continue;
         }
+        seen[j] = 1;
+        const same =
+          (e.kinds[j]! & ~HASH_KNOWN) === (TYPE_CODE[type] | ((mode & 0o7777) << 2)) &&
+          (type !== 'f' || e.hasHash(j)) &&
+          e.sizes[j] === size &&
+          e.mtimes[j] === mtimeMs &&
+          e.ctimes[j] === ctimeMs &&
+          e.inos[j] === ino &&
+          e.targets.get(j) === link;
+        if (same) continue;
         changed++;
-        const entry: TreeEntry = { type, mode, size, mtimeMs, ctimeMs, ino, hash: '' };
-        if (type === 'l') entry.target = target ?? '';
-        if (type === 'f') toHash.push({ path: p, size, entry });
-        next.set(p, entry);
+        e.set(j, type, mode, size, mtimeMs, ctimeMs, ino, link);
+        if (type === 'f') toHash.push({ path: p, size, at: j });
       }
     });
-    for (const p of this.entries.keys()) if (!next.has(p)) changed++;
+    lookup = undefined;
+    let removed = 0;
+    for (let j = 0; j < known; j++) if (!seen[j]) removed++;
+    changed += removed;
+    if (changed > 0) this.dirs = undefined;
     const { hashes, errors: hashErrors } = await walkers.hash(this.root, toHash);
     let bytesHashed = 0;
-    toHash.forEach((f, i) => {
-      const hash = hashes[i];
+    toHash.forEach((f, k) => {
+      const hash = hashes[k];
       // Unreadable: the digest says so, and the next refresh tries again.
-      f.entry.hash = hash ?? '';
-      if (hash) bytesHashed += f.size;
+      if (hash) {
+        e.setHash(f.at, hash);
+        bytesHashed += f.size;
+      }
+      // Racily clean entries keep their hash for this comparison but are hashed again next time.
+      if (e.mtimes[f.at]! > racyAfter || e.ctimes[f.at]! > racyAfter) e.ctimes[f.at] = -1;
     });
-    this.entries = next;
-    if (changed > 0 || this.dirs.size === 0) this.computeDigests();
-    // Racily clean entries keep their hash for this comparison but are hashed again next time.
-    for (const f of toHash) if (f.entry.mtimeMs > racyAfter || f.entry.ctimeMs > racyAfter) f.entry.ctimeMs = -1;
+    if (removed > 0) this.entries = e.kept(seen);
+    if (!this.dirs) this.computeDigests();
     this.dirty ||= changed > 0;
     return {
-      entries: next.size,
+      entries: this.entries.length,
       files,
       changed,
       hashed: toHash.length,
@@ -212,67 +208,247 @@ export class TreeIndex {
     };
   }
 
+  /**
+   * Groups the entries by directory (children sorted by name) and digests each directory from
+   * its children, deepest first, so each child's digest is known before its parent's.
+   */
   private computeDigests(): void {
-    const byDir = new Map<string, TreeChild[]>([['', []]]);
-    for (const [p, e] of this.entries) if (e.type === 'd') byDir.set(p, []);
-    for (const [p, e] of this.entries) {
+    const e = this.entries;
+    const byPath = new Map<string, number>([['', 0]]);
+    for (let i = 0; i < e.length; i++) if (e.type(i) === 'd') byPath.set(e.paths[i]!, byPath.size);
+    const count = byPath.size;
+    // The directory each entry lies in; -1 when its parent could not be read.
+    const parents = new Int32Array(e.length);
+    const start = new Int32Array(count + 1);
+    for (let i = 0; i < e.length; i++) {
+      const p = e.paths[i]!;
       const slash = p.lastIndexOf('/');
-      const parent = slash < 0 ? '' : p.slice(0, slash);
-      const siblings = byDir.get(parent);
-      if (!siblings) continue; // a parent the walk could not read
-      siblings.push({
-        n: p.slice(slash + 1),
-        t: e.type,
-        m: e.mode,
-        d: e.type === 'l' ? sha256(`link:${e.target ?? ''}`) : e.type === 'f' ? e.hash || 'unreadable' : '',
-        s: e.type === 'f' ? e.size : 0,
-        ...(e.type === 'l' ? { l: e.target ?? '' } : {}),
-      });
+      const parent = byPath.get(slash < 0 ? '' : p.slice(0, slash)) ?? -1;
+      parents[i] = parent;
+      if (parent >= 0) start[parent + 1]!++;
     }
-    // Deepest directories first, so each child's digest is known before its parent's.
-    const order = [...byDir.keys()].sort((a, b) => depth(b) - depth(a));
-    const dirs = new Map<string, DirNode>();
-    for (const dir of order) {
-      const children = byDir.get(dir)!.sort((a, b) => (a.n < b.n ? -1 : a.n > b.n ? 1 : 0));
-      let files = 0;
-      for (const child of children) {
-        if (child.t === 'd') {
-          const sub = dirs.get(dir === '' ? child.n : `${dir}/${child.n}`)!;
-          child.d = sub.digest;
-          child.s = sub.files;
-          files += sub.files;
-        } else if (child.t === 'f') files++;
+    for (let k = 0; k < count; k++) start[k + 1]! += start[k]!;
+    const list = new Int32Array(start[count]!);
+    const fill = start.slice(0, count);
+    for (let i = 0; i < e.length; i++) if (parents[i]! >= 0) list[fill[parents[i]!]!++] = i;
+    // Siblings share their parent's prefix, so whole paths sort as their names do.
+    for (let k = 0; k < count; k++)
+      list.subarray(start[k], start[k + 1]).sort((x, y) => (e.paths[x]! < e.paths[y]! ? -1 : 1));
+
+    const dirPaths = [...byPath.keys()];
+    const order = Array.from({ length: count }, (_, k) => k).sort((a, b) => depth(dirPaths[b]!) - depth(dirPaths[a]!));
+    const digests: string[] = new Array<string>(count).fill('');
+    const files: number[] = new Array<number>(count).fill(0);
+    const dirs: DirIndex = { byPath, start, list, digests, files };
+    for (const k of order) {
+      const hash = createHash('sha256');
+      let n = 0;
+      for (let c = start[k]!; c < start[k + 1]!; c++) {
+        const child = this.child(dirs, list[c]!);
+        if (child.t === 'd') n += child.s;
+        else if (child.t === 'f') n++;
+        hash.update(childLine(child));
       }
-      dirs.set(dir, { digest: digestOfChildren(children), children, files });
+      digests[k] = hash.digest('hex');
+      files[k] = n;
     }
     this.dirs = dirs;
   }
 
+  /** One entry as its directory's child; a directory's digest and count must be known already. */
+  private child(dirs: DirIndex, i: number): TreeChild {
+    const e = this.entries;
+    const p = e.paths[i]!;
+    const t = e.type(i);
+    const child: TreeChild = { n: p.slice(p.lastIndexOf('/') + 1), t, m: e.mode(i), d: '', s: 0 };
+    if (t === 'f') {
+      child.d = e.hash(i) || 'unreadable';
+      child.s = e.sizes[i]!;
+    } else if (t === 'd') {
+      const k = dirs.byPath.get(p)!;
+      child.d = dirs.digests[k]!;
+      child.s = dirs.files[k]!;
+    } else if (t === 'l') {
+      child.l = e.targets.get(i) ?? '';
+      child.d = sha256(`link:${child.l}`);
+    }
+    return child;
+  }
+
   get rootDigest(): string {
-    return this.exists ? this.dirs.get('')!.digest : 'absent';
+    return this.exists && this.dirs ? this.dirs.digests[0]! : 'absent';
   }
 
   get fileCount(): number {
-    return this.exists ? this.dirs.get('')!.files : 0;
+    return this.exists && this.dirs ? this.dirs.files[0]! : 0;
   }
 
   /** A directory's children, or one bucket of them; undefined when the directory is not there. */
   node(dir: string, bucket?: number): { digest: string; children?: TreeChild[]; buckets?: string[] } | undefined {
-    const node = this.exists ? this.dirs.get(dir) : undefined;
-    if (!node) return undefined;
+    const dirs = this.exists ? this.dirs : undefined;
+    const k = dirs?.byPath.get(dir);
+    if (!dirs || k === undefined) return undefined;
+    const all = (): TreeChild[] => {
+      const children: TreeChild[] = [];
+      for (let c = dirs.start[k]!; c < dirs.start[k + 1]!; c++) children.push(this.child(dirs, dirs.list[c]!));
+      return children;
+    };
     if (bucket !== undefined) {
-      const children = node.children.filter((c) => bucketOf(c.n) === bucket);
+      const children = all().filter((c) => bucketOf(c.n) === bucket);
       return { digest: digestOfChildren(children), children };
     }
-    if (node.children.length <= MAX_NODE_CHILDREN) return { digest: node.digest, children: node.children };
+    const size = dirs.start[k + 1]! - dirs.start[k]!;
+    if (size <= MAX_NODE_CHILDREN) return { digest: dirs.digests[k]!, children: all() };
     const groups: TreeChild[][] = Array.from({ length: BUCKETS }, () => []);
-    for (const c of node.children) groups[bucketOf(c.n)]!.push(c);
-    return { digest: node.digest, buckets: groups.map(digestOfChildren) };
+    for (const c of all()) groups[bucketOf(c.n)]!.push(c);
+    return { digest: dirs.digests[k]!, buckets: groups.map(digestOfChildren) };
+  }
+}
+
+/** A saved entry: `[path, type, mode, size, mtimeMs, ctimeMs, ino, hash, target?]`. */
+type SavedRow = [string, TreeEntryType, number, number, number, number, number, string, string?];
+
+const TYPE_CODE: Record<TreeEntryType, number> = { f: 0, d: 1, l: 2, o: 3 };
+const TYPES: TreeEntryType[] = ['f', 'd', 'l', 'o'];
+/** In an entry's kind word: its content hash is known. */
+const HASH_KNOWN = 1 << 16;
+const HASH_BYTES = 32;
+
+/**
+ * The entries, column by column: arrays of numbers (which V8 stores unboxed) and one buffer of
+ * hashes, with no object per entry. A tree of 100,000 files costs a few tens of bytes per
+ * entry beyond its path, where an object per entry cost several hundred.
+ */
+class Entries {
+  readonly paths: string[] = [];
+  /** Type code | permission bits << 2 | HASH_KNOWN. */
+  readonly kinds: number[] = [];
+  readonly sizes: number[] = [];
+  /** Milliseconds with their fraction, as lstat gives them; ctime -1 marks an entry to hash again. */
+  readonly mtimes: number[] = [];
+  readonly ctimes: number[] = [];
+  readonly inos: number[] = [];
+  /** Link targets by entry. */
+  readonly targets = new Map<number, string>();
+  /** sha256 of each file, HASH_BYTES per entry. */
+  private hashes = Buffer.alloc(0);
+
+  get length(): number {
+    return this.paths.length;
   }
 
-  entry(relPath: string): TreeEntry | undefined {
-    return this.entries.get(relPath);
+  add(
+    p: string,
+    type: TreeEntryType,
+    mode: number,
+    size: number,
+    mtimeMs: number,
+    ctimeMs: number,
+    ino: number,
+    target: string | undefined,
+  ): number {
+    const i = this.paths.length;
+    this.paths.push(p);
+    this.kinds.push(TYPE_CODE[type] | ((mode & 0o7777) << 2));
+    this.sizes.push(size);
+    this.mtimes.push(mtimeMs);
+    this.ctimes.push(ctimeMs);
+    this.inos.push(ino);
+    if (target !== undefined) this.targets.set(i, target);
+    return i;
   }
+
+  /** Replaces entry i's stat; its hash is unknown until set again. */
+  set(
+    i: number,
+    type: TreeEntryType,
+    mode: number,
+    size: number,
+    mtimeMs: number,
+    ctimeMs: number,
+    ino: number,
+    target: string | undefined,
+  ): void {
+    this.kinds[i] = TYPE_CODE[type] | ((mode & 0o7777) << 2);
+    this.sizes[i] = size;
+    this.mtimes[i] = mtimeMs;
+    this.ctimes[i] = ctimeMs;
+    this.inos[i] = ino;
+    if (target !== undefined) this.targets.set(i, target);
+    else this.targets.delete(i);
+  }
+
+  /** A copy without the entries before `keep.length` whose flag in `keep` is 0. */
+  kept(keep: Uint8Array): Entries {
+    const out = new Entries();
+    for (let j = 0; j < this.length; j++) {
+      if (j < keep.length && !keep[j]) continue;
+      const type = this.type(j);
+      const i = out.add(
+        this.paths[j]!,
+        type,
+        this.mode(j),
+        this.sizes[j]!,
+        this.mtimes[j]!,
+        this.ctimes[j]!,
+        this.inos[j]!,
+        this.targets.get(j),
+      );
+      if (this.hasHash(j)) out.copyHash(i, this, j);
+    }
+    return out;
+  }
+
+  type(i: number): TreeEntryType {
+    return TYPES[this.kinds[i]! & 3]!;
+  }
+
+  mode(i: number): number {
+    return (this.kinds[i]! >> 2) & 0o7777;
+  }
+
+  hasHash(i: number): boolean {
+    return (this.kinds[i]! & HASH_KNOWN) !== 0;
+  }
+
+  /** The hex sha256, or '' when the file was not (or could not be) hashed. */
+  hash(i: number): string {
+    return this.hasHash(i) ? this.hashes.toString('hex', i * HASH_BYTES, (i + 1) * HASH_BYTES) : '';
+  }
+
+  setHash(i: number, hex: string): void {
+    this.reserve(i);
+    if (this.hashes.write(hex, i * HASH_BYTES, HASH_BYTES, 'hex') !== HASH_BYTES) return;
+    this.kinds[i]! |= HASH_KNOWN;
+  }
+
+  copyHash(i: number, from: Entries, j: number): void {
+    this.reserve(i);
+    from.hashes.copy(this.hashes, i * HASH_BYTES, j * HASH_BYTES, (j + 1) * HASH_BYTES);
+    this.kinds[i]! |= HASH_KNOWN;
+  }
+
+  private reserve(i: number): void {
+    if ((i + 1) * HASH_BYTES <= this.hashes.length) return;
+    const grown = Buffer.alloc(Math.max((i + 1) * HASH_BYTES, this.hashes.length * 2, 1024 * HASH_BYTES));
+    this.hashes.copy(grown);
+    this.hashes = grown;
+  }
+}
+
+interface DirIndex {
+  /** Directory path → its number; the root is '' and 0. */
+  byPath: Map<string, number>;
+  /** The children of directory k are list[start[k]] … list[start[k + 1] - 1], entry numbers sorted by name. */
+  start: Int32Array;
+  list: Int32Array;
+  digests: string[];
+  /** Files beneath each directory, at any depth. */
+  files: number[];
+}
+
+function childLine(c: TreeChild): string {
+  return `${c.t} ${c.m.toString(8)} ${c.d} ${c.n}\n`;
 }
 
 function depth(p: string): number {
@@ -289,7 +465,7 @@ function sha256(text: string): string {
 /** A directory's (or bucket's) digest from its sorted children. */
 export function digestOfChildren(children: TreeChild[]): string {
   const hash = createHash('sha256');
-  for (const c of children) hash.update(`${c.t} ${c.m.toString(8)} ${c.d} ${c.n}\n`);
+  for (const c of children) hash.update(childLine(c));
   return hash.digest('hex');
 }
 
