@@ -159,7 +159,11 @@ async function main(): Promise<void> {
       const started = await stack.client.startDriftScan({ components, trigger: 'manual' });
       const summary = await stack.client.driftScanResult(started.workflowId);
       if (summary.status !== 'completed') throw new Error(`scan failed: ${summary.error}`);
-      if (process.env.REWIND_BENCH_TRACE === '1') await trace(started.workflowId);
+      if (process.env.REWIND_BENCH_TRACE === '1') {
+        const status = await stack.client.driftScanStatus(started.workflowId);
+        say(`index refresh: ${JSON.stringify(Object.values(status.components).map((c) => c.index ?? {}))}`);
+        await trace(started.workflowId).catch((err: unknown) => say(`no trace: ${String(err)}`.slice(0, 200)));
+      }
       return summary;
     };
     // REWIND_BENCH_TRACE=1: where each scan's time went, its activities in ms from the start.
