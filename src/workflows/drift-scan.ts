@@ -2,7 +2,16 @@
 // kind asks both agents the same question, the control worker compares their answers, stores
 // the findings and returns the next questions, until none are left. Findings live in the project
 // store; the workflow keeps only counts, so its history stays small whatever the scan finds.
-import { continueAsNew, log, proxyActivities, setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  continueAsNew,
+  log,
+  patched,
+  proxyActivities,
+  proxyLocalActivities,
+  setCurrentDetails,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { AgentActivities } from '../activities/agent';
 import type { DriftActivities } from '../activities/drift';
 import { answerStats, type DriftQuestion } from '../components/drift';
@@ -20,6 +29,15 @@ import {
 import { quick, transfer } from './activity-options';
 
 const control = proxyActivities<DriftActivities>(quick);
+/**
+ * Beginning a scan, comparing answers and finishing are short steps on the control worker, which
+ * runs this workflow too: as local activities they cost no round trip through the server, and
+ * the answers they compare are not written to the history a second time (only their results are).
+ */
+const controlHere = proxyLocalActivities<DriftActivities>({
+  startToCloseTimeout: quick.startToCloseTimeout!,
+  ...(quick.retry ? { retry: quick.retry } : {}),
+});
 
 /** Questions asked at once per component; both agents answer each. */
 const PARALLEL_QUESTIONS = 8;
@@ -46,12 +64,14 @@ export async function driftScanWorkflow(
   };
   status.runs = continued?.runs ?? 1;
   setHandler(driftScanStatusQuery, () => status);
+  // Histories recorded before the local activities used regular ones; they replay as they ran.
+  const steps = patched('drift-local-activities') ? controlHere : control;
 
   let plan: DriftScanPlan;
   if (continued) plan = continued.plan;
   else {
     try {
-      plan = await control.beginDriftScan({ scanId, workflowId: info.workflowId, request });
+      plan = await steps.beginDriftScan({ scanId, workflowId: info.workflowId, request });
     } catch (err) {
       status.state = 'failed';
       throw err;
@@ -74,7 +94,7 @@ export async function driftScanWorkflow(
   await Promise.all([
     ...pairs.map(async (pair) => {
       try {
-        const left = await comparePair(plan, pair, status, continued?.pending[pair.component], timeToContinue);
+        const left = await comparePair(plan, pair, status, steps, continued?.pending[pair.component], timeToContinue);
         if (left) pending[pair.component] = left;
       } catch (err) {
         status.components[pair.component]!.state = 'failed';
@@ -100,7 +120,7 @@ export async function driftScanWorkflow(
       runs: status.runs + 1,
     });
   }
-  const summary = await control.finishDriftScan({
+  const summary = await steps.finishDriftScan({
     scanId,
     ...(failures.length ? { error: failures.join('; ') } : {}),
   });
@@ -116,6 +136,7 @@ async function comparePair(
   plan: DriftScanPlan,
   pair: DriftComponentPair,
   status: DriftScanStatus,
+  steps: typeof control,
   resume: DriftScanContinuation['pending'][string] | undefined,
   timeToContinue: () => boolean,
 ): Promise<DriftScanContinuation['pending'][string] | undefined> {
@@ -139,7 +160,7 @@ async function comparePair(
     const fromStats = answerStats(fromAnswer);
     const toStats = answerStats(toAnswer);
     if (fromStats && toStats) progress.index = { from: fromStats, to: toStats };
-    const result = await control.compareDrift({
+    const result = await steps.compareDrift({
       scanId: plan.scanId,
       from: plan.from,
       to: plan.to,

@@ -285,9 +285,13 @@ async function countRows(
   signal: AbortSignal | undefined,
 ): Promise<PostgresCatalogAnswer['rowCounts']> {
   const rowCounts: PostgresCatalogAnswer['rowCounts'] = {};
-  const exact = tables.filter((t) => t.estimate < EXACT_COUNT_BELOW);
-  for (const t of tables)
-    if (t.estimate >= EXACT_COUNT_BELOW) rowCounts[`${t.schema}.${t.table}`] = { rows: t.estimate, exact: false };
+  // A table whose heap has no pages holds no rows in any snapshot: nothing to count.
+  const exact = tables.filter((t) => !t.empty && t.estimate < EXACT_COUNT_BELOW);
+  for (const t of tables) {
+    const name = `${t.schema}.${t.table}`;
+    if (t.empty) rowCounts[name] = { rows: 0, exact: true };
+    else if (t.estimate >= EXACT_COUNT_BELOW) rowCounts[name] = { rows: t.estimate, exact: false };
+  }
   signal?.throwIfAborted();
   // One statement counts them all (query_to_xml runs each count inside the server): a round trip
   // per table costs more than the counting, and one UNION of many tables costs more to plan.

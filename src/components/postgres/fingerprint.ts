@@ -159,6 +159,8 @@ export interface UserTable {
    * leaves); for a table never analyzed, a guess from its size (100 bytes a row).
    */
   estimate: number;
+  /** The table's heap (its leaves', for a partitioned one) has no pages: it holds no rows. */
+  empty: boolean;
   /** Primary key columns in key order; empty without a primary key. */
   primaryKey: string[];
 }
@@ -169,13 +171,23 @@ const ROW_ESTIMATE = (rel: string) =>
 /** Plain and partitioned tables (not foreign ones: counting those reads another server), as catalogObjects filters them. */
 export async function userTables(client: pg.Client, exclude?: { schema: string; table: string }): Promise<UserTable[]> {
   const excluded = exclude ? `${quoteIdent(exclude.schema)}.${quoteIdent(exclude.table)}` : null;
-  const { rows } = await client.query<{ schema: string; table: string; estimate: number; key: string[] | null }>(
-    `SELECT o.schema, o.table, o.estimate, o.key FROM (
+  const { rows } = await client.query<{
+    schema: string;
+    table: string;
+    estimate: number;
+    empty: boolean;
+    key: string[] | null;
+  }>(
+    `SELECT o.schema, o.table, o.estimate, o.empty, o.key FROM (
        SELECT n.nspname AS schema, c.relname AS table, c.oid AS rel, ${extensionMember('pg_class', 'c.oid')} AS member,
               round(CASE WHEN c.relkind = 'p'
                 THEN (SELECT COALESCE(sum(${ROW_ESTIMATE('l')}), 0)
                         FROM pg_partition_tree(c.oid) pt JOIN pg_class l ON l.oid = pt.relid WHERE pt.isleaf)
                 ELSE ${ROW_ESTIMATE('c')} END)::float8 AS estimate,
+              CASE WHEN c.relkind = 'p'
+                THEN NOT EXISTS (SELECT 1 FROM pg_partition_tree(c.oid) pt
+                                  WHERE pt.isleaf AND pg_relation_size(pt.relid) > 0)
+                ELSE pg_relation_size(c.oid) = 0 END AS empty,
               (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey, a.attnum))
                  FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
                 WHERE i.indrelid = c.oid AND i.indisprimary) AS key
@@ -185,7 +197,13 @@ export async function userTables(client: pg.Client, exclude?: { schema: string; 
       ORDER BY o.schema, o.table`,
     [excluded],
   );
-  return rows.map((r) => ({ schema: r.schema, table: r.table, estimate: r.estimate, primaryKey: r.key ?? [] }));
+  return rows.map((r) => ({
+    schema: r.schema,
+    table: r.table,
+    estimate: r.estimate,
+    empty: r.empty,
+    primaryKey: r.key ?? [],
+  }));
 }
 
 export interface HistoryRow {
