@@ -330,7 +330,7 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
   });
 
   test('a scan whose history outgrows drift.historyBytes continues as a new run and finds every difference', async () => {
-    // 40 × 10 folders of 3 files, one file changed in each folder of 10 of the 40: several
+    // 80 × 10 folders of 3 files, one file changed in each folder of 40 of the 80: several
     // waves of questions, each answer some KB, against a history budget of 64 KB.
     const big = await createTestEnv({
       environments: { production: { tree: {} }, regression: { tree: {} } },
@@ -340,11 +340,11 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
       const changed: string[] = [];
       for (const environment of ['production', 'regression']) {
         const root = big.componentPath(environment, 'tree');
-        for (let d = 0; d < 40; d++)
+        for (let d = 0; d < 80; d++)
           for (let e = 0; e < 10; e++) {
             mkdirSync(path.join(root, `d${d}`, `e${e}`), { recursive: true });
             for (let f = 0; f < 3; f++) {
-              const differs = environment === 'regression' && d % 4 === 0 && f === 1;
+              const differs = environment === 'regression' && d % 2 === 0 && f === 1;
               if (differs) changed.push(`d${d}/e${e}/f${f}.txt`);
               writeFileSync(path.join(root, `d${d}`, `e${e}`, `f${f}.txt`), `${d}/${e}/${f}${differs ? '!' : ''}\n`);
             }

@@ -27,8 +27,12 @@ const BASE_OUTCOMES = [
   'snapshot-completed',
 ];
 const ROLLBACK_OUTCOMES = [...BASE_OUTCOMES, 'rollback-postgres-undo'];
-/** Every outcome the newest generation must have a history for (v6 added drift scans and syncs). */
-const OUTCOMES = [...ROLLBACK_OUTCOMES, 'drift-scan-completed', 'sync-completed'];
+const DRIFT_OUTCOMES = [...ROLLBACK_OUTCOMES, 'drift-scan-completed', 'sync-completed'];
+/**
+ * Every outcome the newest generation must have a history for (v6 added drift scans and syncs;
+ * v7 local activities in scans, and a scan that continued as new: its first run and its last).
+ */
+const OUTCOMES = [...DRIFT_OUTCOMES, 'drift-scan-continuing', 'drift-scan-continued'];
 /**
  * What each older generation holds and must keep. v1: plans made by the control worker;
  * v2: by the agents (patch plan-components-on-agent), and PostgreSQL undo; v3: the environment
@@ -40,6 +44,7 @@ const RECORDED: Record<number, string[]> = {
   3: ROLLBACK_OUTCOMES,
   4: ROLLBACK_OUTCOMES,
   5: ROLLBACK_OUTCOMES,
+  6: DRIFT_OUTCOMES,
 };
 
 const NAME = /^(?<outcome>[a-z0-9-]+)\.v(?<generation>\d+)\.json$/;

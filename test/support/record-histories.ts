@@ -3,7 +3,7 @@
 // new generation name; earlier generations stay, as the histories of runs that older code
 // started, which today's code must still replay:
 //   npm run record-histories -- v3
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { execFileSync } from 'node:child_process';
@@ -23,7 +23,8 @@ if (!GENERATION || !/^v\d+$/.test(GENERATION)) {
   process.exit(2);
 }
 
-async function save(env: TestEnv, workflowId: string, name: string): Promise<void> {
+/** Saves the history of a workflow's latest run, or of `runId`. */
+async function save(env: TestEnv, workflowId: string, name: string, runId?: string): Promise<void> {
   await env.temporal.workflow
     .getHandle(workflowId)
     .result()
@@ -31,7 +32,17 @@ async function save(env: TestEnv, workflowId: string, name: string): Promise<voi
   // The temporal CLI writes history JSON in the format `historyFromJSON` reads back.
   const json = execFileSync(
     resolveTool('temporal'),
-    ['workflow', 'show', '--workflow-id', workflowId, '--address', process.env.TEMPORAL_ADDRESS!, '--output', 'json'],
+    [
+      'workflow',
+      'show',
+      '--workflow-id',
+      workflowId,
+      ...(runId ? ['--run-id', runId] : []),
+      '--address',
+      process.env.TEMPORAL_ADDRESS!,
+      '--output',
+      'json',
+    ],
     {
       encoding: 'utf8',
     },
@@ -103,6 +114,41 @@ async function driftScenario(): Promise<void> {
   }
 }
 
+/** A drift scan whose history outgrows drift.historyBytes: its first run continues as new, its last finishes. */
+async function continuedScanScenario(): Promise<void> {
+  const env = await createTestEnv({
+    environments: { production: { tree: {} }, regression: { tree: {} } },
+    drift: { historyBytes: 64 * 1024 },
+  });
+  try {
+    for (const environment of ['production', 'regression'])
+      for (let d = 0; d < 80; d++)
+        for (let e = 0; e < 10; e++) {
+          const dir = path.join(env.componentPath(environment, 'tree'), `d${d}`, `e${e}`);
+          mkdirSync(dir, { recursive: true });
+          for (let f = 0; f < 3; f++) {
+            const differs = environment === 'regression' && d % 2 === 0 && f === 1;
+            writeFileSync(path.join(dir, `f${f}.txt`), `${d}/${e}/${f}${differs ? '!' : ''}\n`);
+          }
+        }
+    const scan = await env.client.startDriftScan({ trigger: 'manual', requestedBy: 'test' });
+    const summary = await env.client.driftScanResult(scan.workflowId);
+    if (!summary.runs) throw new Error('the scan did not continue as new');
+    const first = await eventually(async () => {
+      const runs = [];
+      for await (const run of env.temporal.workflow.list({ query: `WorkflowId = '${scan.workflowId}'` }))
+        runs.push(run);
+      return runs
+        .filter((r) => r.status.name === 'CONTINUED_AS_NEW')
+        .sort((a, b) => a.startTime.getTime() - b.startTime.getTime())[0];
+    }, 'the first run of the continued scan');
+    await save(env, scan.workflowId, 'drift-scan-continuing', first.runId);
+    await save(env, scan.workflowId, 'drift-scan-continued');
+  } finally {
+    await env.teardown();
+  }
+}
+
 async function main(): Promise<void> {
   const server = await startDevServer({ headless: true });
   process.env.TEMPORAL_ADDRESS = server.address;
@@ -137,6 +183,7 @@ async function main(): Promise<void> {
     });
     await postgresScenario();
     await driftScenario();
+    await continuedScanScenario();
     await scenario('after-restore:config=pause:60s', async (env) => {
       await env.snapshot('production', { version: 'v1' });
       writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v2\n');
