@@ -151,11 +151,19 @@ export class TreeIndex {
     const toHash: { path: string; size: number; at: number }[] = [];
     let files = 0;
     let changed = 0;
-    const { errors } = await walkers.walk(this.root, options.signal, (rows) => {
-      for (const [p, type, mode, size, mtimeMs, ctimeMs, ino, target] of rows) {
+    const { errors } = await walkers.walk(this.root, options.signal, (batch) => {
+      const { paths, types, modes, sizes, mtimes, ctimes, inos, targets } = batch;
+      for (let k = 0; k < paths.length; k++) {
+        const p = paths[k]!;
+        const type = types[k] as TreeEntryType;
+        const mode = modes[k]!;
+        const size = sizes[k]!;
+        const mtimeMs = mtimes[k]!;
+        const ctimeMs = ctimes[k]!;
+        const ino = inos[k]!;
         const j = lookup!.get(p);
         if (type === 'f') files++;
-        const link = type === 'l' ? (target ?? '') : undefined;
+        const link = type === 'l' ? (targets[k] ?? '') : undefined;
         if (j === undefined) {
           changed++;
           const i = e.add(p, type, mode, size, mtimeMs, ctimeMs, ino, link);
@@ -182,13 +190,12 @@ export class TreeIndex {
     for (let j = 0; j < known; j++) if (!seen[j]) removed++;
     changed += removed;
     if (changed > 0) this.dirs = undefined;
-    const { hashes, errors: hashErrors } = await walkers.hash(this.root, toHash);
+    const { digests, ok, errors: hashErrors } = await walkers.hash(this.root, toHash);
     let bytesHashed = 0;
     toHash.forEach((f, k) => {
-      const hash = hashes[k];
       // Unreadable: the digest says so, and the next refresh tries again.
-      if (hash) {
-        e.setHash(f.at, hash);
+      if (ok[k]) {
+        e.setHashBytes(f.at, digests, k * HASH_BYTES);
         bytesHashed += f.size;
       }
       // Racily clean entries keep their hash for this comparison but are hashed again next time.
@@ -419,6 +426,13 @@ class Entries {
   setHash(i: number, hex: string): void {
     this.reserve(i);
     if (this.hashes.write(hex, i * HASH_BYTES, HASH_BYTES, 'hex') !== HASH_BYTES) return;
+    this.kinds[i]! |= HASH_KNOWN;
+  }
+
+  /** Sets entry i's hash from the HASH_BYTES bytes of `source` at `offset`. */
+  setHashBytes(i: number, source: Uint8Array, offset: number): void {
+    this.reserve(i);
+    this.hashes.set(source.subarray(offset, offset + HASH_BYTES), i * HASH_BYTES);
     this.kinds[i]! |= HASH_KNOWN;
   }
 

@@ -5,12 +5,25 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 
-/** `[relative path, type, mode, size, mtimeMs, ctimeMs, ino, link target]`; type f, d, l or o. */
-export type StatRow = [string, 'f' | 'd' | 'l' | 'o', number, number, number, number, number, string?];
+/**
+ * A batch of walked entries, column by column (typed arrays cross threads as one copy each,
+ * where an array per entry would be a small object each): entry k is `paths[k]`, of type
+ * `types[k]` (f, d, l or o), and so on; `targets` holds the link targets by entry.
+ */
+export interface StatBatch {
+  paths: string[];
+  types: string;
+  modes: Int32Array;
+  sizes: Float64Array;
+  mtimes: Float64Array;
+  ctimes: Float64Array;
+  inos: Float64Array;
+  targets: Record<number, string>;
+}
 
 interface WalkReply {
   id: number;
-  rows: StatRow[];
+  batch: StatBatch;
   /** Directories not walked yet (the budget ran out), relative to the root. */
   pending: string[];
   errors: string[];
@@ -18,7 +31,16 @@ interface WalkReply {
 
 interface HashReply {
   id: number;
-  hashes: (string | null)[];
+  /** 32 bytes of sha256 per file, where `ok` is 1. */
+  digests: Uint8Array;
+  ok: Uint8Array;
+  errors: string[];
+}
+
+/** Files' sha256 digests, 32 bytes each, in the order asked; `ok[k]` is 0 where file k could not be read. */
+export interface HashResult {
+  digests: Buffer;
+  ok: Uint8Array;
   errors: string[];
 }
 
@@ -33,7 +55,14 @@ const typeOf = (s) => (s.isFile() ? 'f' : s.isDirectory() ? 'd' : s.isSymbolicLi
 
 function walk(msg) {
   const errors = [];
-  const rows = [];
+  const paths = [];
+  const types = [];
+  const modes = [];
+  const sizes = [];
+  const mtimes = [];
+  const ctimes = [];
+  const inos = [];
+  const targets = {};
   const stack = [...msg.dirs];
   let budget = msg.budget;
   while (stack.length > 0 && budget > 0) {
@@ -60,25 +89,42 @@ function walk(msg) {
         continue;
       }
       const type = typeOf(s);
-      const row = [childRel, type, s.mode & 0o7777, s.size, s.mtimeMs, s.ctimeMs, s.ino];
       if (type === 'l') {
         try {
-          row.push(fs.readlinkSync(abs + '/' + name));
+          targets[paths.length] = fs.readlinkSync(abs + '/' + name);
         } catch (err) {
           errors.push(childRel + ': ' + err.message);
-          row.push('');
+          targets[paths.length] = '';
         }
       }
-      rows.push(row);
+      paths.push(childRel);
+      types.push(type);
+      modes.push(s.mode & 0o7777);
+      sizes.push(s.size);
+      mtimes.push(s.mtimeMs);
+      ctimes.push(s.ctimeMs);
+      inos.push(s.ino);
       if (type === 'd') stack.push(childRel);
     }
   }
-  return { id: msg.id, rows, pending: stack, errors };
+  const batch = {
+    paths,
+    types: types.join(''),
+    modes: Int32Array.from(modes),
+    sizes: Float64Array.from(sizes),
+    mtimes: Float64Array.from(mtimes),
+    ctimes: Float64Array.from(ctimes),
+    inos: Float64Array.from(inos),
+    targets,
+  };
+  return { id: msg.id, batch, pending: stack, errors };
 }
 
 function hash(msg) {
   const errors = [];
-  const hashes = msg.files.map((rel, k) => {
+  const digests = Buffer.alloc(msg.files.length * 32);
+  const ok = new Uint8Array(msg.files.length);
+  msg.files.forEach((rel, k) => {
     let fd;
     try {
       fd = fs.openSync(msg.root + '/' + rel, 'r');
@@ -95,15 +141,15 @@ function hash(msg) {
         total += n;
         if (n < want && total === size) break;
       }
-      return h.digest('hex');
+      h.digest().copy(digests, k * 32);
+      ok[k] = 1;
     } catch (err) {
       errors.push(rel + ': ' + err.message);
-      return null;
     } finally {
       if (fd !== undefined) fs.closeSync(fd);
     }
   });
-  return { id: msg.id, hashes, errors };
+  return { id: msg.id, digests, ok, errors };
 }
 
 parentPort.on('message', (msg) => parentPort.postMessage(msg.op === 'walk' ? walk(msg) : hash(msg)));
@@ -167,14 +213,13 @@ export class TreeWalkers {
 
   /**
    * Every entry under `root` (not `root` itself), in no particular order, batch by batch to
-   * `onRows` (so a batch is garbage by the time the next arrives), or collected when absent.
+   * `onBatch`, so a batch is garbage by the time the next arrives.
    */
   async walk(
     root: string,
-    signal?: AbortSignal,
-    onRows?: (rows: StatRow[]) => void,
-  ): Promise<{ rows: StatRow[]; errors: string[] }> {
-    const rows: StatRow[] = [];
+    signal: AbortSignal | undefined,
+    onBatch: (batch: StatBatch) => void,
+  ): Promise<{ errors: string[] }> {
     const errors: string[] = [];
     const queue: string[] = [''];
     let running = 0;
@@ -190,8 +235,7 @@ export class TreeWalkers {
           this.withWorker((w) => this.request<WalkReply>(w, { op: 'walk', root, dirs, budget: WALK_BUDGET }))
             .then((reply) => {
               running--;
-              if (onRows) onRows(reply.rows);
-              else for (const row of reply.rows) rows.push(row);
+              onBatch(reply.batch);
               errors.push(...reply.errors);
               queue.push(...reply.pending);
               pump();
@@ -201,16 +245,17 @@ export class TreeWalkers {
       };
       pump();
     });
-    return { rows, errors };
+    return { errors };
   }
 
-  /** sha256 of each file (relative to root), in order; null where it could not be read. */
+  /** sha256 of each file (relative to root), in order; `ok[k]` is 0 where file k could not be read. */
   async hash(
     root: string,
     files: { path: string; size: number }[],
     onBatch?: (files: number, bytes: number) => void,
-  ): Promise<{ hashes: (string | null)[]; errors: string[] }> {
-    const hashes: (string | null)[] = new Array<string | null>(files.length).fill(null);
+  ): Promise<HashResult> {
+    const digests = Buffer.alloc(files.length * 32);
+    const ok = new Uint8Array(files.length);
     const errors: string[] = [];
     const batches: { start: number; end: number; bytes: number }[] = [];
     for (let i = 0; i < files.length;) {
@@ -225,19 +270,21 @@ export class TreeWalkers {
     await Promise.all(
       batches.map((b) =>
         this.withWorker(async (w) => {
+          const batch = files.slice(b.start, b.end);
           const reply = await this.request<HashReply>(w, {
             op: 'hash',
             root,
-            files: files.slice(b.start, b.end).map((f) => f.path),
-            sizes: files.slice(b.start, b.end).map((f) => f.size),
+            files: batch.map((f) => f.path),
+            sizes: batch.map((f) => f.size),
           });
-          reply.hashes.forEach((h, k) => (hashes[b.start + k] = h));
+          digests.set(reply.digests, b.start * 32);
+          ok.set(reply.ok, b.start);
           errors.push(...reply.errors);
           onBatch?.(b.end - b.start, b.bytes);
         }),
       ),
     );
-    return { hashes, errors };
+    return { digests, ok, errors };
   }
 
   async close(): Promise<void> {
