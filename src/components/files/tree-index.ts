@@ -344,24 +344,12 @@ class Entries {
     return this.paths.length;
   }
 
-  add(
-    p: string,
-    type: TreeEntryType,
-    mode: number,
-    size: number,
-    mtimeMs: number,
-    ctimeMs: number,
-    ino: number,
-    target: string | undefined,
-  ): number {
+  /** Appends an entry; its number is returned. */
+  add(p: string, ...stat: Parameters<Entries['set']> extends [number, ...infer R] ? R : never): number {
     const i = this.paths.length;
     this.paths.push(p);
-    this.kinds.push(TYPE_CODE[type] | ((mode & 0o7777) << 2));
-    this.sizes.push(size);
-    this.mtimes.push(mtimeMs);
-    this.ctimes.push(ctimeMs);
-    this.inos.push(ino);
-    if (target !== undefined) this.targets.set(i, target);
+    // Assigning at the end appends: the arrays stay packed.
+    this.set(i, ...stat);
     return i;
   }
 
