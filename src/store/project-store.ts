@@ -148,28 +148,21 @@ async function openEmbeddedStore(options: OpenStoreOptions): Promise<ProjectStor
     const db = await PGlite.create(path.join(dir, 'pgdata'));
     let stopServer: (() => Promise<void>) | undefined;
     if (options.serve) stopServer = await serve(db, socketDir);
-    return {
-      where,
-      async query<T extends object>(text: string, params?: unknown[]) {
-        // exec runs several statements (migrations); query takes parameters.
+    // exec runs several statements (migrations); query takes parameters.
+    const queryOn =
+      (on: Pick<typeof db, 'exec' | 'query'>) =>
+      async <T extends object>(text: string, params?: unknown[]): Promise<T[]> => {
         if (params === undefined && !/\$\d/.test(text)) {
-          const results = await db.exec(text);
+          const results = await on.exec(text);
           return (results.at(-1)?.rows ?? []) as T[];
         }
-        return (await db.query<T>(text, params)).rows;
-      },
+        return (await on.query<T>(text, params)).rows;
+      };
+    return {
+      where,
+      query: queryOn(db),
       async transaction(fn) {
-        return db.transaction((tx) =>
-          fn({
-            query: async <T extends object>(text: string, params?: unknown[]) => {
-              if (params === undefined && !/\$\d/.test(text)) {
-                const results = await tx.exec(text);
-                return (results.at(-1)?.rows ?? []) as T[];
-              }
-              return (await tx.query<T>(text, params)).rows;
-            },
-          }),
-        );
+        return db.transaction((tx) => fn({ query: queryOn(tx) }));
       },
       async close() {
         await stopServer?.();

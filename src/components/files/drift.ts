@@ -207,28 +207,18 @@ function compareChildren(
   const join = (name: string) => (dir === '' ? name : `${dir}/${name}`);
   const toByName = new Map(to.map((c) => [c.n, c]));
   const fromNames = new Set(from.map((c) => c.n));
-  for (const b of to) {
-    if (fromNames.has(b.n)) continue;
-    const p = join(b.n);
-    differences.push({
-      subject: b.t === 'd' ? `${p}/` : p,
-      change: 'added',
-      detail: describeChild(b),
-      aspect: 'content',
-    });
-    if (b.t === 'f' && contentKindOf(component, p) === 'pickle') files.push(p);
-  }
+  // A child on one side only; a pickle's content is asked for, to say whether it can run code.
+  const oneSided = (c: TreeChild, change: 'added' | 'removed') => {
+    const p = join(c.n);
+    differences.push({ subject: c.t === 'd' ? `${p}/` : p, change, detail: describeChild(c), aspect: 'content' });
+    if (c.t === 'f' && contentKindOf(component, p) === 'pickle') files.push(p);
+  };
+  for (const b of to) if (!fromNames.has(b.n)) oneSided(b, 'added');
   for (const a of from) {
     const p = join(a.n);
     const b = toByName.get(a.n);
     if (!b) {
-      differences.push({
-        subject: a.t === 'd' ? `${p}/` : p,
-        change: 'removed',
-        detail: describeChild(a),
-        aspect: 'content',
-      });
-      if (a.t === 'f' && contentKindOf(component, p) === 'pickle') files.push(p);
+      oneSided(a, 'removed');
       continue;
     }
     if (a.t !== b.t) {

@@ -63,6 +63,52 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
   const loadListing = async (id: string, ctx: StepContext): Promise<ListingEntry[]> =>
     parseListing(await ctx.listings.load(id));
 
+  /** Restores the whole component to the snapshot (a sync that keeps paths wraps it). */
+  const restoreWhole = async (
+    component: FilesComponent,
+    req: Parameters<ComponentDriver<FilesComponent>['restore']>[1],
+    ctx: StepContext,
+  ): Promise<RestoreResult> => {
+    await refuseSymbolicLink(component.path, req);
+    await mkdir(component.path, { recursive: true });
+    const current = await listing(component.path, ctx);
+    if (fingerprintOf(current).digest === req.fingerprint.digest) return ALREADY_AT_TARGET;
+
+    const restic = (includeFile?: string) =>
+      ctx.store.restic.restore(
+        { snapshotId: req.snapshotId, target: component.path, ...(includeFile ? { includeFile } : {}) },
+        {
+          lockFile: ctx.lockFile,
+          signal: ctx.progress.signal,
+          onProgress: (p) => ctx.progress.update({ stage: 'restore', percent: p.percentDone, ...sizes(p) }),
+        },
+      );
+    const target = await loadListing(req.listingSnapshotId, ctx);
+    // An empty target was stored as a marker file, not a tree: restoring it means emptying.
+    const wholeTree = async (note: string): Promise<RestoreResult> =>
+      target.length === 0
+        ? { ...toResult(undefined, 'whole-tree', await emptyDirectory(component.path)), note }
+        : { ...toResult(await restic(), 'whole-tree'), note };
+
+    const plan = planTargetedRestore(diffListings(current, target), current, target);
+    if ('fallback' in plan) return wholeTree(plan.fallback);
+    const staged = req.stagedFor ? stagedArea(ctx.stagingRoot, req.stagedFor, req.component) : undefined;
+    const outcome = await restoreTargeted(
+      component.path,
+      plan,
+      restic,
+      staged && { area: staged, snapshotId: req.snapshotId },
+    );
+    const after = fingerprintOf(await listing(component.path, ctx));
+    if (after.digest === req.fingerprint.digest) return outcome;
+    // Never expected; the whole-tree restore is the safe answer if it happens.
+    ctx.logger.warn(
+      { component: req.component },
+      'targeted restore did not reach the target; restoring the whole tree',
+    );
+    return wholeTree('the targeted restore did not reach the target fingerprint');
+  };
+
   return {
     describe: (component, question, ctx) => describe(component, question as FilesDriftQuestion, ctx),
 
@@ -134,51 +180,12 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
       );
     },
 
-    async restore(component, req, ctx): Promise<RestoreResult> {
-      if (keepsAnything(req.keep)) {
-        const { keep, ...plain } = req;
-        return restoreKeeping(component.path, keep, ctx.stagingRoot, req.idempotencyKey ?? req.snapshotId, () =>
-          this.restore(component, plain, ctx),
-        );
-      }
-      await refuseSymbolicLink(component.path, req);
-      await mkdir(component.path, { recursive: true });
-      const current = await listing(component.path, ctx);
-      if (fingerprintOf(current).digest === req.fingerprint.digest) return ALREADY_AT_TARGET;
-
-      const restic = (includeFile?: string) =>
-        ctx.store.restic.restore(
-          { snapshotId: req.snapshotId, target: component.path, ...(includeFile ? { includeFile } : {}) },
-          {
-            lockFile: ctx.lockFile,
-            signal: ctx.progress.signal,
-            onProgress: (p) => ctx.progress.update({ stage: 'restore', percent: p.percentDone, ...sizes(p) }),
-          },
-        );
-      const target = await loadListing(req.listingSnapshotId, ctx);
-      // An empty target was stored as a marker file, not a tree: restoring it means emptying.
-      const wholeTree = async (note: string): Promise<RestoreResult> =>
-        target.length === 0
-          ? { ...toResult(undefined, 'whole-tree', await emptyDirectory(component.path)), note }
-          : { ...toResult(await restic(), 'whole-tree'), note };
-
-      const plan = planTargetedRestore(diffListings(current, target), current, target);
-      if ('fallback' in plan) return wholeTree(plan.fallback);
-      const staged = req.stagedFor ? stagedArea(ctx.stagingRoot, req.stagedFor, req.component) : undefined;
-      const outcome = await restoreTargeted(
-        component.path,
-        plan,
-        restic,
-        staged && { area: staged, snapshotId: req.snapshotId },
+    restore(component, req, ctx): Promise<RestoreResult> {
+      if (!keepsAnything(req.keep)) return restoreWhole(component, req, ctx);
+      const { keep, ...plain } = req;
+      return restoreKeeping(component.path, keep, ctx.stagingRoot, req.idempotencyKey ?? req.snapshotId, () =>
+        restoreWhole(component, plain, ctx),
       );
-      const after = fingerprintOf(await listing(component.path, ctx));
-      if (after.digest === req.fingerprint.digest) return outcome;
-      // Never expected; the whole-tree restore is the safe answer if it happens.
-      ctx.logger.warn(
-        { component: req.component },
-        'targeted restore did not reach the target; restoring the whole tree',
-      );
-      return wholeTree('the targeted restore did not reach the target fingerprint');
     },
 
     async assess(component, req, ctx) {
