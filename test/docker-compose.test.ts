@@ -24,11 +24,12 @@ const compose = parse(readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), '
 const services = compose.services;
 
 describe('docker-compose.yml', () => {
-  it('declares Temporal on PostgreSQL, its schema and namespace setup, the Web UI, the worker and an agent', () => {
+  it('declares Temporal on PostgreSQL, its schema and namespace setup, the Web UI, the worker, an agent and the API', () => {
     expect(Object.keys(services).sort()).toEqual(
       [
         'postgresql',
         'rewind-agent-production',
+        'rewind-api',
         'rewind-worker',
         'temporal',
         'temporal-schema',
@@ -57,8 +58,8 @@ describe('docker-compose.yml', () => {
     expect(services['temporal-ui']!.environment!.TEMPORAL_ADDRESS).toBe('temporal:7233');
   });
 
-  it('runs the control worker and the production agent from the rewind image', () => {
-    for (const name of ['rewind-worker', 'rewind-agent-production']) {
+  it('runs the control worker, the production agent and the API from the rewind image', () => {
+    for (const name of ['rewind-worker', 'rewind-agent-production', 'rewind-api']) {
       expect(services[name]).toMatchObject({ build: '.', image: 'rewind:local' });
       expect(services[name]!.environment).toMatchObject({
         TEMPORAL_ADDRESS: 'temporal:7233',
@@ -68,6 +69,8 @@ describe('docker-compose.yml', () => {
     }
     expect(services['rewind-worker']!.command).toEqual(['worker']);
     expect(services['rewind-agent-production']!.command).toEqual(['agent', '--env', 'production']);
+    expect(services['rewind-api']!.command).toEqual(['api', '--listen', '0.0.0.0:8787']);
+    expect(services['rewind-api']!.ports).toContain('8787:8787');
     expect(existsSync(path.join(REPO_ROOT, 'Dockerfile'))).toBe(true);
   });
 

@@ -4,6 +4,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
+import { registerApiCommands } from './commands/api';
+import { registerAuditCommands } from './commands/audit';
 import { registerDbCommands } from './commands/db';
 import { registerDriftCommands } from './commands/drift';
 import { registerScheduleCommands } from './commands/schedules';
@@ -32,12 +34,17 @@ const program = new Command('rewind')
   .option('--json', 'print machine-readable JSON')
   .option('--address <host:port>', 'Temporal frontend address (default: $TEMPORAL_ADDRESS or localhost:7233)')
   .option('--namespace <name>', "Temporal namespace (default: $TEMPORAL_NAMESPACE or the manifest's)")
+  .option(
+    '--api <url>',
+    'rollback commands go through the HTTP API instead of Temporal (token in $REWIND_API_TOKEN; default: $REWIND_API_URL)',
+  )
   .showHelpAfterError('(run with --help for usage)')
   .configureHelp({ showGlobalOptions: true })
   .addHelpText(
     'after',
     '\nEnvironment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE, REWIND_MANIFEST (default ./rewind.yaml),\n' +
-      'REWIND_USER (default for --as), REWIND_LOG_LEVEL (workers and agents; default info).\n' +
+      'REWIND_USER (default for --as), REWIND_LOG_LEVEL (workers and agents; default info),\n' +
+      'REWIND_API_URL and REWIND_API_TOKEN (rollback commands through the HTTP API).\n' +
       '`rewind --version` prints the version.',
   );
 
@@ -58,6 +65,8 @@ registerRollbackCommands(program);
 registerDriftCommands(program);
 registerScheduleCommands(program);
 registerSyncCommands(program);
+registerApiCommands(program);
+registerAuditCommands(program);
 
 // `rewind --version` only as the first argument: `snapshot create --version V` is a release label.
 if (process.argv[2] === '--version') process.stdout.write(`${packageVersion()}\n`);

@@ -141,6 +141,10 @@ function resolvePaths(manifest: Manifest, base: string): Manifest {
         : {}),
     },
     dataDir: path.resolve(base, manifest.dataDir),
+    api: {
+      ...manifest.api,
+      tokensFile: path.resolve(base, manifest.api.tokensFile ?? path.join(manifest.dataDir, 'api-tokens.json')),
+    },
     environments: Object.fromEntries(
       Object.entries(manifest.environments).map(([envName, env]) => [
         envName,

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { componentSchema } from '../components/registry';
 import { driftSectionSchema } from '../drift/rules';
+import { apiSectionSchema } from '../api/access';
 import { APP_VERSION_COMPONENT } from '../domain/drift-scan';
 import { dependencyCycle } from '../domain/dependency-order';
 import { didYouMean, durationField, localPathField, localPathProblem, nameField, repeatedEntries } from './fields';
@@ -148,6 +149,7 @@ export const manifestSchema = z
       .record(name, environmentSchema)
       .refine((envs) => Object.keys(envs).length > 0, 'must declare at least one environment'),
     drift: driftSectionSchema.describe('Drift scans: environment pairs, rules, thresholds and alerts.'),
+    api: apiSectionSchema.describe('The HTTP API: where it listens, its principals and their roles, its tokens.'),
   })
   // Runs whenever approvers and requiredApprovals are readable, whatever else is wrong.
   .superRefine(
@@ -170,7 +172,11 @@ export const manifestSchema = z
   // the drift section can be read, whatever else is wrong, so that every problem is listed at once.
   .superRefine(
     (value, ctx) => {
-      const raw = value as unknown as { environments: Record<string, { components?: unknown }>; drift?: unknown };
+      const raw = value as unknown as {
+        environments: Record<string, { components?: unknown }>;
+        drift?: unknown;
+        api?: unknown;
+      };
       const envNames = Object.keys(raw.environments);
       const drift = isRecord(raw.drift) ? raw.drift : {};
       const pairs = Array.isArray(drift.pairs) ? (drift.pairs as unknown[]) : [];
@@ -193,6 +199,20 @@ export const manifestSchema = z
       const componentNames = new Set(
         Object.values(raw.environments).flatMap((e) => (isRecord(e?.components) ? Object.keys(e.components) : [])),
       );
+      const api = isRecord(raw.api) ? raw.api : {};
+      for (const [who, principal] of Object.entries(isRecord(api.principals) ? api.principals : {})) {
+        const scoped = isRecord(principal) && isRecord(principal.environments) ? principal.environments : {};
+        for (const env of Object.keys(scoped)) {
+          if (envNames.includes(env)) continue;
+          const hint = didYouMean(env, envNames);
+          ctx.addIssue({
+            code: 'custom',
+            path: ['api', 'principals', who, 'environments', env],
+            message: `unknown environment "${env}" (the manifest has: ${envNames.join(', ')})`,
+            ...(hint ? { params: { hint } } : {}),
+          });
+        }
+      }
       const rules = Array.isArray(drift.rules) ? (drift.rules as unknown[]) : [];
       rules.forEach((rule, i) => {
         const component = isRecord(rule) ? rule.component : undefined;

@@ -66,4 +66,47 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'audit log',
+    // Who did what to rewind, through which door, having seen what: src/audit/audit-log.ts
+    // writes and checks it. The trigger is for mistakes and ordinary roles; a superuser can get
+    // past it, which is why every row is also hash-chained with a key the database never sees.
+    sql: `
+      CREATE TABLE audit_log (
+        seq bigint PRIMARY KEY CHECK (seq > 0),
+        -- UTC with milliseconds, kept as the very text that was hashed, so verifying reads back
+        -- what was signed whatever the session's time zone or the driver's date parsing; its
+        -- fixed width makes text order time order
+        at text NOT NULL CHECK (at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$'),
+        actor text NOT NULL,
+        -- cli, api, slack, alertmanager, workflow, schedule: checked by the code, so a new door
+        -- needs no migration
+        door text NOT NULL,
+        action text NOT NULL,
+        outcome text NOT NULL CHECK (outcome IN ('accepted', 'refused', 'recorded')),
+        run_id text,
+        environment text,
+        reason text,
+        evidence jsonb,
+        detail jsonb,
+        -- hex HMAC-SHA256 of the previous row (a fixed value before the first), and of this row
+        prev_hash text NOT NULL,
+        hash text NOT NULL
+      );
+      CREATE INDEX audit_log_run ON audit_log (run_id, seq) WHERE run_id IS NOT NULL;
+      CREATE INDEX audit_log_actor ON audit_log (actor, seq);
+      CREATE INDEX audit_log_at ON audit_log (at);
+
+      CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP
+          USING HINT = 'audit rows are evidence and are never changed or removed; rewind audit verify checks them';
+      END
+      $$;
+      -- Per statement, so a TRUNCATE is refused too, and a DELETE that matches nothing still says so.
+      CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+    `,
+  },
 ];

@@ -88,6 +88,9 @@ function describeUrl(url: string): string {
 async function openServerStore(url: string): Promise<ProjectStore> {
   const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'rewind-store' });
   const where = `PostgreSQL ${describeUrl(url)}`;
+  // An idle connection the server ends (a restart, a failover) is dropped from the pool; the
+  // next query opens another. Without a listener the pool's error would end the process.
+  pool.on('error', () => undefined);
   try {
     await pool.query('SELECT 1');
   } catch (err) {
@@ -196,6 +199,7 @@ async function connectServed(socketDir: string, where: string): Promise<ProjectS
   // store is used one statement at a time (one connection), and only the owner writes in
   // transactions.
   const pool = new pg.Pool({ host: socketDir, user: 'postgres', database: 'postgres', max: 1 });
+  pool.on('error', () => undefined);
   try {
     await pool.query('SELECT 1');
     return poolStore(pool, `${where} (served by its owner)`);
@@ -253,4 +257,25 @@ function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * Opens the project store once, on first use: PostgreSQL when DATABASE_URL is set, else the
+ * embedded store under dataDir, which this process then owns and serves to the CLI.
+ */
+export function lazyProjectStore(dataDir: string, env: NodeJS.ProcessEnv = process.env) {
+  let opening: Promise<ProjectStore> | undefined;
+  const open = () =>
+    (opening ??= openProjectStore({ databaseUrl: env.DATABASE_URL, dataDir, serve: true }).catch((err: unknown) => {
+      opening = undefined; // the next activity tries again
+      throw err;
+    }));
+  return Object.assign(open, {
+    close: async () => {
+      const closing = opening;
+      opening = undefined;
+      const store = await closing?.catch(() => undefined);
+      await store?.close();
+    },
+  });
 }

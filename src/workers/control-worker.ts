@@ -5,7 +5,7 @@ import { createControlActivities } from '../activities/control';
 import { createDriftActivities } from '../activities/drift';
 import { createSyncActivities } from '../activities/sync';
 import { driftNotifier } from '../drift/slack';
-import { openProjectStore, type ProjectStore } from '../store/project-store';
+import { lazyProjectStore, type ProjectStore } from '../store/project-store';
 import type { LoadedManifest } from '../manifest/load';
 import { createLogger, sdkLogger, type Logger } from '../platform/logger';
 import { connectClient, ensureSearchAttributes, temporalSettings, type TemporalSettings } from '../platform/temporal';
@@ -20,27 +20,6 @@ export interface ControlWorkerOptions {
   logger: Logger;
   /** The project store (drift scans and findings); opened on first use when absent. */
   projectStore?: () => Promise<ProjectStore>;
-}
-
-/**
- * Opens the project store once, on first use: PostgreSQL when DATABASE_URL is set, else the
- * embedded store under dataDir, which this process then owns and serves to the CLI.
- */
-export function lazyProjectStore(dataDir: string, env: NodeJS.ProcessEnv = process.env) {
-  let opening: Promise<ProjectStore> | undefined;
-  const open = () =>
-    (opening ??= openProjectStore({ databaseUrl: env.DATABASE_URL, dataDir, serve: true }).catch((err: unknown) => {
-      opening = undefined; // the next activity tries again
-      throw err;
-    }));
-  return Object.assign(open, {
-    close: async () => {
-      const closing = opening;
-      opening = undefined;
-      const store = await closing?.catch(() => undefined);
-      await store?.close();
-    },
-  });
 }
 
 export async function createControlWorker(

@@ -84,6 +84,7 @@ export async function runStack(options: StackOptions): Promise<void> {
       args: ['agent', '--env', env],
       restarts: [],
     })),
+    { name: 'api', args: ['api'], restarts: [] },
   ];
   let stopping = false;
 
@@ -163,6 +164,7 @@ export async function runStack(options: StackOptions): Promise<void> {
         logs: logDir,
         environments: Object.keys(manifest.environments),
         driftSchedules: schedules,
+        api: `http://${manifest.api.listen}`,
       }) + '\n',
     );
   } else {
@@ -251,6 +253,7 @@ function banner(loaded: LoadedManifest, server: DevServer, logDir: string, sched
     `  Manifest:   ${relative(loaded.file)}   environments: ${envs.join(', ')}`,
     `  Logs:       ${relative(logDir)}/`,
     ...(schedules.length ? [`  Drift:      scans ${schedules.join(', ')} (rewind drift scan --wait for one now)`] : []),
+    `  API:        http://${loaded.manifest.api.listen}   (tokens: rewind tokens create --principal NAME)`,
     '',
     'Try, in another shell (the README walks through it):',
     `  npx rewind snapshot create --env ${env} --version v1 --wait`,

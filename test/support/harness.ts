@@ -72,6 +72,8 @@ export interface TestEnvOptions {
   allowSelfApproval?: Record<string, boolean>;
   /** The manifest's drift section. */
   drift?: ManifestInput['drift'];
+  /** The manifest's api section (principals and roles). */
+  api?: ManifestInput['api'];
   /** Per environment: where its application version is read. */
   versions?: Record<string, { file?: string; url?: string; field?: string }>;
   /** Environment for the control worker's drift activities (e.g. the Slack token). */
@@ -122,6 +124,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     policy: { approvalTimeout: '10m', heartbeatTimeout: '5s', ...options.policy },
     temporal: { taskQueue },
     ...(options.drift ? { drift: options.drift } : {}),
+    ...(options.api ? { api: options.api } : {}),
     environments: Object.fromEntries(
       Object.entries(environments).map(([env, components]) => [
         env,

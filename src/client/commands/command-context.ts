@@ -6,11 +6,14 @@ import { ManifestError, loadManifest, manifestPathFrom, type LoadedManifest } fr
 import { connectClient, temporalSettings } from '../../platform/temporal';
 import { openSnapshotStore } from '../../snapshots/open';
 import type { SnapshotStore } from '../../snapshots/store';
+import { openProjectStore, type ProjectStore } from '../../store/project-store';
+import type { RollbackDoor } from '../api-door';
 import { failureMessage, RequestError, RewindClient } from '../client';
 
 interface GlobalOptions {
   manifest?: string;
   json?: boolean;
+  api?: string;
 }
 
 export class UsageError extends Error {}
@@ -34,6 +37,28 @@ export async function rewindClient(cmd: Command): Promise<RewindClient> {
     store = undefined;
   }
   return new RewindClient(await connectClient(temporalSettings(manifest.temporal.namespace)), manifest, store);
+}
+
+/**
+ * The rollback commands' door: Temporal directly, or the HTTP API with `--api URL` (or
+ * REWIND_API_URL) and the token in REWIND_API_TOKEN, for operators who have no Temporal access.
+ */
+export async function rollbackDoor(cmd: Command): Promise<RollbackDoor> {
+  const url = globals(cmd).api ?? process.env.REWIND_API_URL;
+  if (!url) return rewindClient(cmd);
+  const { ApiRollbackDoor } = await import('../api-door');
+  return new ApiRollbackDoor(url, process.env.REWIND_API_TOKEN);
+}
+
+/** Runs `fn` with the project store (DATABASE_URL, or the embedded one under dataDir), closed after. */
+export async function withStore<T>(cmd: Command, fn: (store: ProjectStore) => Promise<T>): Promise<T> {
+  const { manifest } = manifestOf(cmd);
+  const store = await openProjectStore({ databaseUrl: process.env.DATABASE_URL, dataDir: manifest.dataDir });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
 }
 
 export function print(cmd: Command, json: unknown, human: () => string): void {

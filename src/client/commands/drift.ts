@@ -3,19 +3,8 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { DRIFT_TRIGGERS, type DriftScanSummary } from '../../domain/drift-scan';
 import { terminalSafe } from '../../domain/display-text';
-import { openProjectStore, type ProjectStore } from '../../store/project-store';
 import { RequestError } from '../client';
-import { action, currentUser, list, manifestOf, print, rewindClient } from './command-context';
-
-async function withStore<T>(cmd: Command, fn: (store: ProjectStore) => Promise<T>): Promise<T> {
-  const { manifest } = manifestOf(cmd);
-  const store = await openProjectStore({ databaseUrl: process.env.DATABASE_URL, dataDir: manifest.dataDir });
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
+import { action, currentUser, list, manifestOf, print, rewindClient, withStore } from './command-context';
 
 function positiveInt(value: string): number {
   const n = Number(value);

@@ -6,9 +6,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, Option } from 'commander';
 import { CROSS_SECTION_ID_PATTERN } from '../../domain/cross-section';
 import { FINAL_STATES, STATUS_EXIT_CODES, STRATEGIES, TRIGGERS, type RollbackStatus } from '../../domain/rollback';
-import { RequestError, type RewindClient, type RollbackView } from '../client';
+import { RequestError, type RollbackView } from '../client';
 import { progressBar, renderLive, renderStatus } from '../render';
-import { action, currentUser, globals, list, nonEmpty, port, print, rewindClient, UsageError } from './command-context';
+import type { RollbackDoor } from '../api-door';
+import { action, currentUser, globals, list, nonEmpty, port, print, rollbackDoor, UsageError } from './command-context';
 
 export function registerRollbackCommands(program: Command): void {
   const rollback = program.command('rollback').description('roll an environment back, approve, watch');
@@ -82,7 +83,7 @@ export function registerRollbackCommands(program: Command): void {
               `--to-snapshot: "${opts.toSnapshot}" is not a cross-section id (like xs-20261128-130641-a1b2)`,
             );
           }
-          const client = await rewindClient(cmd);
+          const client = await rollbackDoor(cmd);
           const { workflowId, existing } = await client.startRollback(
             {
               environment: opts.env,
@@ -145,7 +146,7 @@ export function registerRollbackCommands(program: Command): void {
     .option('--request-id <id>', 'idempotency key: a repeated request with the same id counts once')
     .action(
       action(async (workflowId: string, opts: { as?: string; reason?: string; requestId?: string }, cmd: Command) => {
-        const client = await rewindClient(cmd);
+        const client = await rollbackDoor(cmd);
         const outcome = await client.cancel(workflowId, {
           user: currentUser(opts.as),
           ...(opts.reason ? { reason: opts.reason } : {}),
@@ -169,7 +170,7 @@ export function registerRollbackCommands(program: Command): void {
     .option('--watch', 'follow it live until it ends, through the approval wait (saying who may approve)')
     .action(
       action(async (workflowId: string, opts: { watch?: boolean }, cmd: Command) => {
-        const client = await rewindClient(cmd);
+        const client = await rollbackDoor(cmd);
         const view = opts.watch
           ? await watch(client, workflowId, globals(cmd).json ?? false)
           : await client.rollbackView(workflowId);
@@ -183,7 +184,7 @@ export function registerRollbackCommands(program: Command): void {
     .description('print the Markdown report of a finished rollback')
     .action(
       action(async (workflowId: string, _opts: unknown, cmd: Command) => {
-        const { status } = await (await rewindClient(cmd)).rollbackView(workflowId);
+        const { status } = await (await rollbackDoor(cmd)).rollbackView(workflowId);
         if (!status.report)
           throw new RequestError(
             `${workflowId} has no report yet (state ${status.state}); it is written when the run ends`,
@@ -199,7 +200,7 @@ export function registerRollbackCommands(program: Command): void {
     .option('--limit <n>', 'how many', '20')
     .action(
       action(async (opts: { env?: string; limit: string }, cmd: Command) => {
-        const runs = await (await rewindClient(cmd)).listRollbacks(opts.env, port(opts.limit, '--limit'));
+        const runs = await (await rollbackDoor(cmd)).listRollbacks(opts.env, port(opts.limit, '--limit'));
         const now = Date.now();
         const rows = runs.map((r) => [
           r.workflowId,
@@ -247,7 +248,7 @@ function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
           opts: { as?: string; comment?: string; requestId?: string; acceptDataLoss?: boolean },
           cmd: Command,
         ) => {
-          const client = await rewindClient(cmd);
+          const client = await rollbackDoor(cmd);
           const user = currentUser(opts.as);
           const outcome = await client.decide(workflowId, name, {
             user,
@@ -276,8 +277,8 @@ function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
 }
 
 /** A run without an agent waits, durably, until one starts; say so rather than seem to hang. */
-export async function warnWithoutAgent(client: RewindClient, environment: string): Promise<void> {
-  if (!client.manifest.environments[environment]) return; // the request check names the problem
+export async function warnWithoutAgent(client: RollbackDoor, environment: string): Promise<void> {
+  // An unknown environment: the request check names the problem.
   if (await client.agentIsPolling(environment).catch(() => true)) return;
   process.stderr.write(
     `warning: no agent serves ${environment} right now; the run will wait until \`rewind agent --env ${environment}\` starts\n`,
@@ -297,7 +298,7 @@ function approvalWait(s: RollbackStatus): string | undefined {
   return `waiting for approval by ${may.map(terminalSafe).join(', ')} (${s.approvals.length} of ${s.requiredApprovals ?? 1}${until})`;
 }
 
-async function watch(client: RewindClient, workflowId: string, json: boolean): Promise<RollbackView> {
+async function watch(client: RollbackDoor, workflowId: string, json: boolean): Promise<RollbackView> {
   const tty = process.stderr.isTTY && !json;
   let drawn = 0;
   const draw = (view: RollbackView) => {

@@ -1,0 +1,466 @@
+// rewind's HTTP API: the door for incident tooling and for operators who are not given
+// Temporal itself. Every caller is a principal with a bearer token; the actor of every start,
+// decision and cancellation is that principal, never something the body says. Bodies are
+// validated by the same zod schemas the OpenAPI document at /openapi.json is made from, and
+// every answer that names a run links to it in the Temporal Web UI.
+import { createHash, randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { appendAudit, type AuditEntry } from '../audit/audit-log';
+import { RequestError, type RewindClient } from '../client/client';
+import { driftScanRequestSchema } from '../domain/drift-scan';
+import { requestIdSchema, rollbackRequestSchema } from '../domain/rollback';
+import { findScan, scanFindings } from '../drift/report';
+import type { Manifest } from '../manifest/schema';
+import type { ProjectStore } from '../store/project-store';
+import { refusal, type Action } from './access';
+import { checkToken, type TokenRecord } from './tokens';
+
+export interface ApiDeps {
+  manifest: Manifest;
+  client: RewindClient;
+  projectStore: () => Promise<ProjectStore>;
+  /** The audit log's key (audit-log.ts auditKey). */
+  auditKey: Buffer;
+  /** The current tokens; called per request, so a revoked token stops working at once. */
+  tokens: () => TokenRecord[];
+  logger: Logger;
+}
+
+/** A refusal with its HTTP status: every error answer is `{ error, reason }`. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    readonly reason: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(reason);
+  }
+}
+
+// ---- request bodies: the API's contract, and the source of the OpenAPI document ----
+
+const ignoredActor = z.unknown().optional().describe("Ignored: the actor is the token's principal.");
+
+export const startRollbackBody = rollbackRequestSchema
+  .omit({ requester: true, manifestDigest: true })
+  .extend({ requester: ignoredActor });
+export const approveBody = z.strictObject({
+  comment: z.string().max(500).optional(),
+  acceptDataLoss: z.boolean().optional().describe('Approve a plan that loses data (the plan says when it does).'),
+  user: ignoredActor,
+});
+export const rejectBody = z.strictObject({ comment: z.string().max(500).optional(), user: ignoredActor });
+export const cancelBody = z.strictObject({ reason: z.string().max(500).optional(), user: ignoredActor });
+export const driftScanBody = driftScanRequestSchema
+  .omit({ requestedBy: true })
+  .extend({ requestedBy: ignoredActor, trigger: driftScanRequestSchema.shape.trigger.default('api') });
+
+const runId = z.string().regex(/^[A-Za-z0-9._:-]{1,200}$/, 'must be a run id such as rollback-production-…');
+const listQuery = z.strictObject({
+  environment: z.string().min(1).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(20),
+});
+
+function parse<S extends z.ZodType>(schema: S, input: unknown, where: string): z.output<S> {
+  // No body at all is an empty one; a body of `null` is not.
+  const parsed = schema.safeParse(input === undefined ? {} : input);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((i) => ({ path: [where, ...i.path].join('.'), message: i.message }));
+  throw new ApiError(400, 'invalid request', `${issues[0]!.path}: ${issues[0]!.message}`, { issues });
+}
+
+function idempotencyKey(request: FastifyRequest): string | undefined {
+  const value = request.headers['idempotency-key'];
+  if (value === undefined) return undefined;
+  const parsed = requestIdSchema.safeParse(Array.isArray(value) ? value[0] : value);
+  if (!parsed.success)
+    throw new ApiError(400, 'invalid request', `Idempotency-Key header: ${parsed.error.issues[0]!.message}`);
+  return parsed.data;
+}
+
+export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
+  const { manifest, client } = deps;
+  const app = Fastify({ bodyLimit: 256 * 1024, logger: false });
+  const webUi = (workflowId: string) =>
+    `${manifest.api.webUiUrl.replace(/\/$/, '')}/namespaces/${encodeURIComponent(manifest.temporal.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+
+  const audit = async (entry: AuditEntry) => {
+    try {
+      await appendAudit(await deps.projectStore(), deps.auditKey, entry);
+    } catch (err) {
+      // An action that happened is not undone because its record could not be written; the
+      // log says so loudly, and /readyz reports the store.
+      deps.logger.error({ err, action: entry.action, runId: entry.runId }, 'could not write the audit log');
+    }
+  };
+
+  /** The caller's principal, or a 401. */
+  const principalOf = (request: FastifyRequest): string => {
+    const header = request.headers.authorization;
+    const bearer = header?.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : undefined;
+    const checked = checkToken(deps.tokens(), header && !bearer ? 'malformed' : bearer);
+    if ('refused' in checked)
+      throw new ApiError(
+        401,
+        'unauthorized',
+        header && !bearer ? 'expected Authorization: Bearer <token>' : checked.refused,
+      );
+    return checked.principal;
+  };
+
+  /**
+   * Authenticates and authorises one request; refusals of anything but a read are audited.
+   * `environment` may need the run (approve names a run, not an environment).
+   */
+  const authorize = async (
+    request: FastifyRequest,
+    action: Action,
+    environment: string | undefined,
+    runId?: string,
+  ): Promise<string> => {
+    let who = 'anonymous';
+    try {
+      who = principalOf(request);
+      const reason = refusal(manifest.api, who, action, environment);
+      if (reason) throw new ApiError(403, 'forbidden', reason);
+      return who;
+    } catch (err) {
+      if (err instanceof ApiError && action !== 'read')
+        await audit({
+          actor: who,
+          door: 'api',
+          action: `auth.refused`,
+          outcome: 'refused',
+          reason: err.reason,
+          ...(runId ? { runId } : {}),
+          ...(environment ? { environment } : {}),
+          detail: { attempted: action, status: err.status },
+        });
+      throw err;
+    }
+  };
+
+  const runOf = async (id: string) => {
+    try {
+      return await client.rollbackView(id);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError || err instanceof RequestError)
+        throw new ApiError(404, 'not found', `no rollback ${id}`);
+      throw err;
+    }
+  };
+
+  app.setErrorHandler((err: unknown, _request, reply) => {
+    if (err instanceof ApiError)
+      return reply.code(err.status).send({ error: err.error, reason: err.reason, ...err.extra });
+    if (err instanceof RequestError) return reply.code(400).send({ error: 'invalid request', reason: err.message });
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status && status >= 400 && status < 500)
+      return reply.code(status).send({ error: 'invalid request', reason: (err as Error).message });
+    deps.logger.error({ err }, 'API request failed');
+    return reply.code(500).send({ error: 'internal error', reason: (err as Error).message });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: 'not found', reason: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+  app.addHook('onResponse', async (request, reply) => {
+    deps.logger.info(
+      {
+        method: request.method,
+        path: request.url.split('?')[0],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
+      'api request',
+    );
+  });
+
+  app.get('/healthz', (_request, reply) => reply.send({ ok: true }));
+
+  app.get('/readyz', async (_request, reply: FastifyReply) => {
+    const check = async (what: () => Promise<unknown>) => {
+      try {
+        await Promise.race([
+          what(),
+          new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 2 s')), 2_000).unref()),
+        ]);
+        return { ok: true };
+      } catch (err) {
+        return { ok: false, reason: (err as Error).message };
+      }
+    };
+    const [temporal, store] = await Promise.all([
+      check(() => client.client.workflowService.getSystemInfo({})),
+      check(async () => (await deps.projectStore()).query('SELECT 1')),
+    ]);
+    return reply.code(temporal.ok && store.ok ? 200 : 503).send({ ok: temporal.ok && store.ok, temporal, store });
+  });
+
+  const document = openApiDocument();
+  app.get('/openapi.json', (_request, reply) => reply.send(document));
+
+  // Each route authenticates before it reads the body: a caller without a token learns nothing
+  // of what a valid request looks like.
+  app.post('/v1/rollbacks', async (request, reply) => {
+    principalOf(request);
+    const body = parse(startRollbackBody, request.body, 'body');
+    const key = idempotencyKey(request);
+    const who = await authorize(request, 'start', body.environment);
+    const { requester: claimed, ...rest } = body;
+    const entry = {
+      actor: who,
+      door: 'api' as const,
+      action: 'rollback.start',
+      environment: body.environment,
+      detail: {
+        target: body.target,
+        dryRun: body.dryRun,
+        ...(typeof claimed === 'string' && claimed !== who ? { claimedRequester: claimed.slice(0, 100) } : {}),
+        ...(key ? { idempotencyKey: key } : {}),
+      },
+    };
+    try {
+      const started = await client.startRollback({ ...rest, requester: who }, key ? { requestId: key } : {});
+      await audit({ ...entry, outcome: 'accepted', runId: started.workflowId });
+      return reply.code(started.existing ? 200 : 202).send({
+        workflowId: started.workflowId,
+        existing: started.existing,
+        environment: body.environment,
+        requester: who,
+        webUi: webUi(started.workflowId),
+        status: `/v1/rollbacks/${started.workflowId}`,
+      });
+    } catch (err) {
+      if (err instanceof RequestError) {
+        await audit({ ...entry, outcome: 'refused', reason: err.message });
+        throw new ApiError(409, 'refused', err.message);
+      }
+      throw err;
+    }
+  });
+
+  app.get('/v1/rollbacks', async (request) => {
+    principalOf(request);
+    const query = parse(listQuery, request.query, 'query');
+    await authorize(request, 'read', query.environment);
+    let runs;
+    try {
+      runs = await client.listRollbacks(query.environment, query.limit);
+    } catch (err) {
+      if (err instanceof RequestError) throw new ApiError(400, 'invalid request', `query.environment: ${err.message}`);
+      throw err;
+    }
+    return { runs: runs.map((r) => ({ ...r, webUi: webUi(r.workflowId) })) };
+  });
+
+  app.get('/v1/rollbacks/:id', async (request) => {
+    principalOf(request);
+    const id = parse(runId, (request.params as { id: string }).id, 'id');
+    const view = await runOf(id);
+    await authorize(request, 'read', view.status.environment);
+    return { ...view, webUi: webUi(id) };
+  });
+
+  const decision = (action: 'approve' | 'reject' | 'cancel', schema: z.ZodType) =>
+    app.post(`/v1/rollbacks/:id/${action}`, async (request) => {
+      principalOf(request);
+      const id = parse(runId, (request.params as { id: string }).id, 'id');
+      const body = parse(schema, request.body, 'body') as {
+        comment?: string;
+        reason?: string;
+        acceptDataLoss?: boolean;
+        user?: unknown;
+      };
+      const key = idempotencyKey(request) ?? randomUUID();
+      const view = await runOf(id);
+      const environment = view.status.environment;
+      const who = await authorize(request, action, environment, id);
+      const entry = {
+        actor: who,
+        door: 'api' as const,
+        action: `rollback.${action}`,
+        runId: id,
+        environment,
+        ...(view.status.plan ? { evidence: { plan: planEvidence(view.status.plan) } } : {}),
+        detail: {
+          requestId: key,
+          ...(typeof body.user === 'string' && body.user !== who ? { claimedUser: body.user.slice(0, 100) } : {}),
+        },
+      };
+      let outcome;
+      try {
+        outcome =
+          action === 'cancel'
+            ? await client.cancel(id, { user: who, requestId: key, ...(body.reason ? { reason: body.reason } : {}) })
+            : await client.decide(id, action, {
+                user: who,
+                requestId: key,
+                ...(body.comment ? { comment: body.comment } : {}),
+                ...(body.acceptDataLoss ? { acceptDataLoss: true } : {}),
+              });
+      } catch (err) {
+        if (err instanceof RequestError) {
+          await audit({ ...entry, outcome: 'refused', reason: err.message });
+          throw new ApiError(409, 'refused', err.message, { webUi: webUi(id) });
+        }
+        throw err;
+      }
+      await audit({
+        ...entry,
+        outcome: outcome.accepted ? 'accepted' : 'refused',
+        ...(outcome.reason ? { reason: outcome.reason } : {}),
+      });
+      if (!outcome.accepted)
+        throw new ApiError(409, 'refused', outcome.reason ?? 'refused', { ...outcome, webUi: webUi(id) });
+      return { ...outcome, webUi: webUi(id) };
+    });
+  decision('approve', approveBody);
+  decision('reject', rejectBody);
+  decision('cancel', cancelBody);
+
+  app.post('/v1/drift-scans', async (request, reply) => {
+    principalOf(request);
+    const body = parse(driftScanBody, request.body, 'body');
+    const who = await authorize(request, 'scan', body.to);
+    const { requestedBy: _claimed, ...rest } = body;
+    try {
+      const started = await client.startDriftScan({ ...rest, requestedBy: who });
+      await audit({
+        actor: who,
+        door: 'api',
+        action: 'drift.scan',
+        outcome: 'accepted',
+        runId: started.workflowId,
+        environment: started.to,
+        detail: { from: started.from, attached: started.attached },
+      });
+      return reply.code(202).send({ ...started, webUi: webUi(started.workflowId) });
+    } catch (err) {
+      if (err instanceof RequestError) throw new ApiError(400, 'invalid request', `body: ${err.message}`);
+      throw err;
+    }
+  });
+
+  app.get('/v1/drift-reports/:id', async (request) => {
+    principalOf(request);
+    const id = parse(
+      z.string().regex(/^([0-9a-f-]{1,40}|latest)$/, 'must be a scan id such as 20261129-154301-3fa2c9, or latest'),
+      (request.params as { id: string }).id,
+      'id',
+    );
+    const store = await deps.projectStore();
+    const scan = await findScan(store, id);
+    if (!scan) throw new ApiError(404, 'not found', `no drift scan ${id}`);
+    await authorize(request, 'read', scan.to);
+    return { scan, findings: await scanFindings(store, scan.id), webUi: webUi(scan.workflowId) };
+  });
+
+  return app;
+}
+
+/** What an approver saw: the plan's digest, so the audit log says which plan was approved. */
+function planEvidence(plan: unknown): string {
+  return createHash('sha256').update(JSON.stringify(plan)).digest('hex');
+}
+
+/** OpenAPI 3.1, from the same zod schemas that validate the requests. */
+export function openApiDocument(): Record<string, unknown> {
+  const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
+  const error = {
+    description: 'refused: `{ error, reason }`',
+    content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+  };
+  const errors = { '400': error, '401': error, '403': error, '404': error, '409': error };
+  const json = (s: z.ZodType) => ({ required: false, content: { 'application/json': { schema: schema(s) } } });
+  const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+  const keyHeader = {
+    name: 'Idempotency-Key',
+    in: 'header',
+    required: false,
+    schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,80}$' },
+    description: 'The same key names the same run (start) or counts once (decisions).',
+  };
+  const ok = (description: string) => ({
+    description,
+    content: { 'application/json': { schema: { type: 'object' } } },
+  });
+  const decisionPath = (what: string, body: z.ZodType) => ({
+    post: {
+      summary: `${what} a rollback; the actor is the token's principal`,
+      parameters: [idParam, keyHeader],
+      requestBody: json(body),
+      responses: { '200': ok('accepted: where the run is now, with its Web UI link'), ...errors },
+    },
+  });
+  return {
+    openapi: '3.1.0',
+    info: { title: 'rewind API', version: '1' },
+    security: [{ bearer: [] }],
+    components: {
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'rwd_<id>_<secret> (rewind tokens create)' },
+      },
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['error', 'reason'],
+          properties: { error: { type: 'string' }, reason: { type: 'string' } },
+        },
+      },
+    },
+    paths: {
+      '/healthz': { get: { security: [], summary: 'the server is up', responses: { '200': ok('up') } } },
+      '/readyz': {
+        get: {
+          security: [],
+          summary: 'Temporal and the project store answer',
+          responses: { '200': ok('ready'), '503': ok('not ready') },
+        },
+      },
+      '/v1/rollbacks': {
+        post: {
+          summary: 'start a rollback (operator); an Idempotency-Key makes repeats find the same run',
+          parameters: [keyHeader],
+          requestBody: { ...json(startRollbackBody), required: true },
+          responses: { '202': ok('started'), '200': ok('the run this key names already exists'), ...errors },
+        },
+        get: {
+          summary: 'recent rollbacks (viewer)',
+          parameters: [
+            { name: 'environment', in: 'query', required: false, schema: { type: 'string' } },
+            { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 200 } },
+          ],
+          responses: { '200': ok('runs'), ...errors },
+        },
+      },
+      '/v1/rollbacks/{id}': {
+        get: {
+          summary: "a rollback's status (viewer)",
+          parameters: [idParam],
+          responses: { '200': ok('status'), ...errors },
+        },
+      },
+      '/v1/rollbacks/{id}/approve': decisionPath('approve (approver)', approveBody),
+      '/v1/rollbacks/{id}/reject': decisionPath('reject (approver)', rejectBody),
+      '/v1/rollbacks/{id}/cancel': decisionPath('cancel (operator)', cancelBody),
+      '/v1/drift-scans': {
+        post: {
+          summary: 'scan two environments for drift now (operator of the `to` environment)',
+          requestBody: json(driftScanBody),
+          responses: { '202': ok('started, or attached to the running scan of the pair'), ...errors },
+        },
+      },
+      '/v1/drift-reports/{id}': {
+        get: {
+          summary: "a drift scan's report (viewer)",
+          parameters: [idParam],
+          responses: { '200': ok('report'), ...errors },
+        },
+      },
+    },
+  };
+}
