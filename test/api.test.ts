@@ -226,6 +226,8 @@ describe('the HTTP API', () => {
       ['rollback.start', 'ops-bot', 'accepted'],
       ['rollback.start', 'ops-bot', 'accepted'],
       ['rollback.approve', 'bob', 'accepted'],
+      // The run records its own end.
+      ['rollback.completed', 'rewind', 'recorded'],
     ]);
     expect(rows[0]!.detail).toMatchObject({ claimedRequester: 'mallory' });
     expect(rows[2]!.detail).toMatchObject({ claimedUser: 'alice' });
@@ -255,12 +257,14 @@ describe('the HTTP API', () => {
       body: { reason: 'test' },
     });
     expect(cancelled.status).toBe(200);
+    expect((await env.finalStatus(id)).status.state).toBe('cancelled');
     const rows = (await auditRows()).filter((r) => r.runId === id).map((r) => [r.action, r.actor, r.outcome]);
     expect(rows).toEqual([
       ['rollback.start', 'alice', 'accepted'],
       ['rollback.approve', 'alice', 'refused'],
       ['auth.refused', 'sam', 'refused'],
       ['rollback.cancel', 'ops-bot', 'accepted'],
+      ['rollback.cancelled', 'rewind', 'recorded'],
     ]);
   });
 

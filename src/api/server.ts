@@ -15,7 +15,9 @@ import { requestIdSchema, rollbackRequestSchema } from '../domain/rollback';
 import { findScan, scanFindings } from '../drift/report';
 import type { Manifest } from '../manifest/schema';
 import type { ProjectStore } from '../store/project-store';
-import { refusal, type Action } from './access';
+import { principalBySlackUser, refusal, type Action } from './access';
+import { slackRequestRefusal, SeenSignatures } from './slack-signature';
+import { APPROVE_ACTION, REJECT_ACTION } from '../notify/rollback-slack';
 import { checkToken, type TokenRecord } from './tokens';
 
 export interface ApiDeps {
@@ -27,6 +29,8 @@ export interface ApiDeps {
   /** The current tokens; called per request, so a revoked token stops working at once. */
   tokens: () => TokenRecord[];
   logger: Logger;
+  /** Where the Slack signing secret is read (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** A refusal with its HTTP status: every error answer is `{ error, reason }`. */
@@ -345,6 +349,8 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     }
   });
 
+  registerSlackInteractions(app, deps, { audit, runOf });
+
   app.get('/v1/drift-reports/:id', async (request) => {
     principalOf(request);
     const id = parse(
@@ -360,6 +366,157 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   return app;
+}
+
+interface SlackAction {
+  action_id?: string;
+  value?: string;
+  action_ts?: string;
+}
+interface SlackInteraction {
+  type?: string;
+  user?: { id?: string; username?: string };
+  actions?: SlackAction[];
+  response_url?: string;
+}
+
+/**
+ * `POST /v1/slack/interactions`: the Approve and Reject buttons. The request must be signed by
+ * Slack; the Slack user must be a principal (api.principals.<name>.slackUserId) with the role;
+ * the run's own rules apply through the same Update as every other door, whose id is the
+ * click's, so a click delivered twice counts once. Slack gets its 200 within 3 seconds; a
+ * refusal is said to the clicker alone (an ephemeral reply through the response_url).
+ */
+function registerSlackInteractions(
+  app: FastifyInstance,
+  deps: ApiDeps,
+  helpers: {
+    audit: (entry: AuditEntry) => Promise<void>;
+    runOf: (id: string) => Promise<{ status: { environment: string; plan?: unknown } }>;
+  },
+): void {
+  const { manifest, client } = deps;
+  const seen = new SeenSignatures();
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) =>
+    done(null, body),
+  );
+
+  /** Replies to the clicker alone; only to Slack's own hosts (or the configured API's, for tests). */
+  const replyPrivately = async (responseUrl: string | undefined, text: string) => {
+    if (!responseUrl) return;
+    const allowed = new Set(['https://hooks.slack.com']);
+    if (manifest.slack?.apiUrl) allowed.add(new URL(manifest.slack.apiUrl).origin);
+    let url: URL;
+    try {
+      url = new URL(responseUrl);
+    } catch {
+      return;
+    }
+    if (!allowed.has(url.origin)) {
+      deps.logger.warn({ origin: url.origin }, 'a Slack response_url outside Slack; not answered');
+      return;
+    }
+    await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ response_type: 'ephemeral', replace_original: false, text }),
+      signal: AbortSignal.timeout(5_000),
+    }).catch((err: unknown) => deps.logger.warn({ err }, 'could not answer in Slack'));
+  };
+
+  app.post('/v1/slack/interactions', async (request, reply) => {
+    const env = deps.env ?? process.env;
+    const secretEnv = manifest.slack?.signingSecretEnv;
+    const secret = secretEnv ? env[secretEnv] : undefined;
+    if (!secret)
+      throw new ApiError(
+        503,
+        'not configured',
+        `Slack interactions need the manifest's slack section and the signing secret in ${secretEnv ?? 'SLACK_SIGNING_SECRET'}`,
+      );
+    const body = typeof request.body === 'string' ? request.body : '';
+    const header = (name: string) => {
+      const value = request.headers[name];
+      return Array.isArray(value) ? value[0] : value;
+    };
+    const forged = slackRequestRefusal({
+      secret,
+      timestamp: header('x-slack-request-timestamp'),
+      signature: header('x-slack-signature'),
+      body,
+      seen,
+    });
+    if (forged) {
+      await helpers.audit({
+        actor: 'unknown',
+        door: 'slack',
+        action: 'auth.refused',
+        outcome: 'refused',
+        reason: forged,
+      });
+      throw new ApiError(401, 'unauthorized', forged);
+    }
+    let interaction: SlackInteraction;
+    try {
+      interaction = JSON.parse(new URLSearchParams(body).get('payload') ?? '') as SlackInteraction;
+    } catch {
+      throw new ApiError(400, 'invalid request', 'body.payload: expected the JSON of a Slack interaction');
+    }
+    const click = interaction.actions?.[0];
+    const action =
+      click?.action_id === APPROVE_ACTION ? 'approve' : click?.action_id === REJECT_ACTION ? 'reject' : undefined;
+    // Not one of ours (another app's button, a shortcut): acknowledged, nothing done.
+    if (interaction.type !== 'block_actions' || !action || !click?.value) return reply.code(200).send();
+    const workflowId = click.value;
+    const slackUser = interaction.user?.id ?? '';
+
+    const work = (async () => {
+      const who = principalBySlackUser(manifest.api, slackUser);
+      const entry = {
+        door: 'slack' as const,
+        action: `rollback.${action}`,
+        runId: workflowId,
+        detail: { slackUser, ...(click.action_ts ? { actionTs: click.action_ts } : {}) },
+      };
+      const refuse = async (actor: string, reason: string, environment?: string) => {
+        await helpers.audit({ ...entry, actor, outcome: 'refused', reason, ...(environment ? { environment } : {}) });
+        await replyPrivately(interaction.response_url, `:no_entry: Not ${action}d: ${reason}`);
+      };
+      if (!who)
+        return refuse(
+          `slack:${slackUser}`,
+          `your Slack user (${slackUser}) is not a rewind principal: an admin sets api.principals.<name>.slackUserId`,
+        );
+      let view;
+      try {
+        view = await helpers.runOf(workflowId);
+      } catch {
+        return refuse(who, `no rollback ${workflowId}`);
+      }
+      const environment = view.status.environment;
+      const denied = refusal(manifest.api, who, action, environment);
+      if (denied) return refuse(who, denied, environment);
+      const outcome = await client.decide(workflowId, action, {
+        user: who,
+        // The click's own id: Slack delivering it twice, or a retry, counts once.
+        requestId: `slack-${slackUser}-${(click.action_ts ?? randomUUID()).replace(/[^0-9A-Za-z._:-]/g, '')}`.slice(
+          0,
+          80,
+        ),
+      });
+      if (!outcome.accepted) return refuse(who, outcome.reason ?? 'refused', environment);
+      await helpers.audit({
+        ...entry,
+        actor: who,
+        outcome: 'accepted',
+        environment,
+        ...(view.status.plan ? { evidence: { plan: planEvidence(view.status.plan) } } : {}),
+      });
+    })().catch((err: unknown) => deps.logger.error({ err, workflowId }, 'a Slack interaction failed'));
+    // Slack wants its answer within 3 s: whatever is left goes on after it.
+    await Promise.race([work, new Promise((resolve) => setTimeout(resolve, 2_500).unref())]);
+    return reply.code(200).send();
+  });
 }
 
 /** What an approver saw: the plan's digest, so the audit log says which plan was approved. */
@@ -452,6 +609,22 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'scan two environments for drift now (operator of the `to` environment)',
           requestBody: json(driftScanBody),
           responses: { '202': ok('started, or attached to the running scan of the pair'), ...errors },
+        },
+      },
+      '/v1/slack/interactions': {
+        post: {
+          security: [],
+          summary:
+            "Slack's interactivity request URL: the Approve and Reject buttons (signed by Slack, not by a token)",
+          requestBody: {
+            required: true,
+            content: {
+              'application/x-www-form-urlencoded': {
+                schema: { type: 'object', properties: { payload: { type: 'string' } }, required: ['payload'] },
+              },
+            },
+          },
+          responses: { '200': ok('acknowledged (a refusal is told to the clicker in Slack)'), '401': error },
         },
       },
       '/v1/drift-reports/{id}': {

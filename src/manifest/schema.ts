@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { componentSchema } from '../components/registry';
 import { driftSectionSchema } from '../drift/rules';
 import { apiSectionSchema } from '../api/access';
+import { slackSectionSchema } from '../notify/rollback-slack';
 import { APP_VERSION_COMPONENT } from '../domain/drift-scan';
 import { dependencyCycle } from '../domain/dependency-order';
 import { didYouMean, durationField, localPathField, localPathProblem, nameField, repeatedEntries } from './fields';
@@ -150,6 +151,7 @@ export const manifestSchema = z
       .refine((envs) => Object.keys(envs).length > 0, 'must declare at least one environment'),
     drift: driftSectionSchema.describe('Drift scans: environment pairs, rules, thresholds and alerts.'),
     api: apiSectionSchema.describe('The HTTP API: where it listens, its principals and their roles, its tokens.'),
+    slack: slackSectionSchema,
   })
   // Runs whenever approvers and requiredApprovals are readable, whatever else is wrong.
   .superRefine(

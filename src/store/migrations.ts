@@ -109,4 +109,17 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
     `,
   },
+  {
+    version: 3,
+    name: 'slack messages of rollbacks',
+    sql: `
+      -- The one message each rollback has in Slack, so that later events update it.
+      CREATE TABLE slack_messages (
+        run_id text PRIMARY KEY,
+        channel text NOT NULL,
+        ts text NOT NULL,
+        posted_at timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];

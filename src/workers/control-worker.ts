@@ -1,6 +1,7 @@
 // The control worker: runs every workflow and the control activities on the "rewind" task queue.
 import { Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createAnnounceActivities } from '../activities/announce';
 import { createControlActivities } from '../activities/control';
 import { createDriftActivities } from '../activities/drift';
 import { createSyncActivities } from '../activities/sync';
@@ -44,6 +45,7 @@ export async function createControlWorker(
       ...createControlActivities({ manifest, store: options.store, logger: options.logger, client }),
       ...createDriftActivities({ manifest, logger: options.logger, projectStore, ...driftNotifier(manifest) }),
       ...createSyncActivities({ manifest, projectStore }),
+      ...createAnnounceActivities({ manifest, projectStore, logger: options.logger }),
     },
   });
   return {

@@ -22,7 +22,9 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { AgentActivities, StageOutcome } from '../activities/agent';
+import type { AnnounceActivities } from '../activities/announce';
 import type { ControlActivities } from '../activities/control';
+import type { RollbackEvent } from '../notify/rollback-slack';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { describeFailure, ErrorType } from '../domain/errors';
 import {
@@ -74,6 +76,11 @@ import { plansFromLiveState } from '../components/registry';
 import { environmentLockWorkflow } from './lock';
 
 const control = proxyActivities<ControlActivities>(quick);
+/** Announcements (Slack, the audit log's record of the run's end): a few tries, never in the way. */
+const people = proxyActivities<AnnounceActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3 },
+});
 
 const noFailure = (): undefined => undefined;
 
@@ -144,9 +151,13 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   });
   setHandler(legacyApproveSignal, (p: DecisionPayload) => onLegacySignal('approve', p));
   setHandler(legacyRejectSignal, (p: DecisionPayload) => onLegacySignal('reject', p));
+  // Runs started before announcements existed replay without them; dry runs tell no one.
+  const announces = !request.dryRun && patched('announce-rollbacks');
+  let announcing: Promise<void> = Promise.resolve();
 
   try {
     await decide();
+    void announce('started');
     await prepare();
     if (request.dryRun) {
       await safetyConfirmed();
@@ -419,6 +430,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     const { approvalTimeoutMs } = run.ctx!;
     status.approvalDeadline = new Date(Date.now() + approvalTimeoutMs).toISOString();
     setState('awaiting-approval');
+    void announce('awaiting-approval');
     // A safety snapshot that fails while the approval waits ends the run at once.
     const decided = await condition(
       () => approvalSettled(status) || run.safetyFailure !== undefined,
@@ -428,6 +440,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     if (status.rejection) return 'rejected';
     if (!decided) return 'timed-out';
     setState('running');
+    void announce('approved');
     return 'approved';
   }
 
@@ -524,6 +537,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     await releaseEnvironmentLock();
     setState(state);
     log.info('rollback finished', { state, cause: cause ?? '' });
+    await announce(state as RollbackEvent);
     await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
     return status;
   }
@@ -696,6 +710,22 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     status.phase = phase;
     status.phases[phase] = { startedAt: now() };
     upsertAttributes();
+    if (phase === 'execute' || phase === 'verify' || phase === 'compensate') void announce('phase');
+  }
+
+  /**
+   * Tells people where the run is, one announcement after another (so a message is never
+   * updated out of order), through cancellation too; a failure is logged, not raised.
+   */
+  function announce(event: RollbackEvent): Promise<void> {
+    if (!announces) return announcing;
+    const { report: _report, ...view } = status;
+    // A copy as of now: the status goes on changing while earlier announcements are sent.
+    const snapshot = JSON.parse(JSON.stringify(view)) as typeof view;
+    announcing = announcing
+      .then(() => CancellationScope.nonCancellable(() => people.announceRollback({ event, status: snapshot })))
+      .catch((err: unknown) => log.warn('could not announce the rollback', { event, error: describeFailure(err) }));
+    return announcing;
   }
 
   function closePhase(): void {

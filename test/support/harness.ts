@@ -22,6 +22,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { createAgentActivities } from '../../src/activities/agent';
+import { createAnnounceActivities } from '../../src/activities/announce';
 import { createControlActivities } from '../../src/activities/control';
 import { createDriftActivities } from '../../src/activities/drift';
 import { createSyncActivities } from '../../src/activities/sync';
@@ -74,6 +75,8 @@ export interface TestEnvOptions {
   drift?: ManifestInput['drift'];
   /** The manifest's api section (principals and roles). */
   api?: ManifestInput['api'];
+  /** The manifest's slack section (rollback messages and approvals). */
+  slack?: ManifestInput['slack'];
   /** Per environment: where its application version is read. */
   versions?: Record<string, { file?: string; url?: string; field?: string }>;
   /** Environment for the control worker's drift activities (e.g. the Slack token). */
@@ -125,6 +128,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     temporal: { taskQueue },
     ...(options.drift ? { drift: options.drift } : {}),
     ...(options.api ? { api: options.api } : {}),
+    ...(options.slack ? { slack: options.slack } : {}),
     environments: Object.fromEntries(
       Object.entries(environments).map(([env, components]) => [
         env,
@@ -194,6 +198,12 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
           ...driftNotifier(loaded.manifest, { ...process.env, ...options.controlEnv }),
         }),
         ...createSyncActivities({ manifest: loaded.manifest, projectStore: () => projectStore() }),
+        ...createAnnounceActivities({
+          manifest: loaded.manifest,
+          projectStore: () => projectStore(),
+          logger,
+          env: { ...process.env, ...options.controlEnv },
+        }),
       },
     }),
   ];

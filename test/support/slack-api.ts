@@ -15,6 +15,8 @@ export interface SlackCall {
 export interface SlackApi {
   /** Base URL for `slackApiUrl`: `http://127.0.0.1:PORT/api/`. */
   url: string;
+  /** A response_url as Slack hands one to an interaction: replies to it are recorded as `response_url`. */
+  responseUrl: string;
   calls: SlackCall[];
   close(): Promise<void>;
 }
@@ -35,6 +37,18 @@ export async function startSlackApi(): Promise<SlackApi> {
   const server: Server = createServer((req, res) => {
     void (async () => {
       const raw = await read(req);
+      // Interaction replies go to the response_url Slack gave: /response/<anything>, answered "ok".
+      if ((req.url ?? '').startsWith('/response/')) {
+        calls.push({
+          method: 'response_url',
+          token: undefined,
+          body: JSON.parse(raw || '{}') as Record<string, unknown>,
+          raw,
+        });
+        res.setHeader('content-type', 'text/plain');
+        res.end('ok');
+        return;
+      }
       const method = (req.url ?? '').replace(/^\/api\//, '').split('?')[0]!;
       const type = req.headers['content-type'] ?? '';
       const body: Record<string, unknown> = type.includes('application/json')
@@ -52,13 +66,14 @@ export async function startSlackApi(): Promise<SlackApi> {
         return;
       }
       if (method === 'chat.postMessage' || method === 'chat.update') {
-        ts++;
+        // An update keeps the message's ts; a new message gets the next one.
+        const messageTs = method === 'chat.update' ? String(body.ts) : `${++ts}.000100`;
         res.end(
           JSON.stringify({
             ok: true,
             channel: body.channel ?? 'C0000000001',
-            ts: `${ts}.000100`,
-            message: { type: 'message', text: body.text, ts: `${ts}.000100` },
+            ts: messageTs,
+            message: { type: 'message', text: body.text, ts: messageTs },
           }),
         );
         return;
@@ -70,6 +85,7 @@ export async function startSlackApi(): Promise<SlackApi> {
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/api/`,
+    responseUrl: `http://127.0.0.1:${port}/response/T000/1234/abcd`,
     calls,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -1,0 +1,92 @@
+// What a rollback tells people as it goes, on the control worker: its message in the
+// environment's Slack channel (posted once, then updated) with a thread line per event, and
+// the audit log's record of what the run itself did (its end: completed, compensated, failed …).
+// A failure here never fails the rollback: the workflow logs it and goes on.
+import { WebClient } from '@slack/web-api';
+import { appendAudit, auditKey } from '../audit/audit-log';
+import type { RollbackStatus } from '../domain/rollback';
+import { repositoryPassword } from '../manifest/load';
+import type { Manifest } from '../manifest/schema';
+import {
+  rollbackBlocks,
+  rollbackText,
+  slackChannel,
+  THREADED_EVENTS,
+  type RollbackEvent,
+} from '../notify/rollback-slack';
+import type { Logger } from '../platform/logger';
+import type { ProjectStore } from '../store/project-store';
+
+export interface AnnounceDeps {
+  manifest: Manifest;
+  projectStore: () => Promise<ProjectStore>;
+  logger: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The run's status as announced: without its report (the message links to it). */
+export type AnnouncedStatus = Omit<RollbackStatus, 'report'>;
+
+const ENDINGS: readonly RollbackEvent[] = ['completed', 'compensated', 'failed', 'rejected', 'timed-out', 'cancelled'];
+
+export function webUiLink(manifest: Manifest, workflowId: string): string {
+  return `${manifest.api.webUiUrl.replace(/\/$/, '')}/namespaces/${encodeURIComponent(manifest.temporal.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+}
+
+export function createAnnounceActivities(deps: AnnounceDeps) {
+  const { manifest } = deps;
+  const env = deps.env ?? process.env;
+  let slack: WebClient | undefined;
+  let key: Buffer | undefined;
+
+  async function announceRollback(req: { event: RollbackEvent; status: AnnouncedStatus }): Promise<void> {
+    const status = req.status as RollbackStatus;
+    const store = await deps.projectStore();
+    if (ENDINGS.includes(req.event)) {
+      key ??= auditKey(repositoryPassword(manifest, env));
+      await appendAudit(store, key, {
+        actor: 'rewind',
+        door: 'workflow',
+        action: `rollback.${req.event}`,
+        outcome: 'recorded',
+        runId: status.workflowId,
+        environment: status.environment,
+        ...(status.cause ? { reason: status.cause.slice(0, 2000) } : {}),
+        detail: { phase: status.phase, requester: status.requester, approvals: status.approvals.map((a) => a.user) },
+      });
+    }
+    const channel = manifest.slack && slackChannel(manifest.slack, status.environment);
+    if (!manifest.slack || !channel) return;
+    const token = env[manifest.slack.tokenEnv];
+    if (!token) {
+      deps.logger.warn({ tokenEnv: manifest.slack.tokenEnv }, 'no Slack bot token: the rollback is not announced');
+      return;
+    }
+    slack ??= new WebClient(token, {
+      ...(manifest.slack.apiUrl ? { slackApiUrl: manifest.slack.apiUrl } : {}),
+      retryConfig: { retries: 2 },
+    });
+    const text = rollbackText(status, req.event);
+    const blocks = rollbackBlocks(status, req.event, { webUi: webUiLink(manifest, status.workflowId) });
+    const [posted] = await store.query<{ channel: string; ts: string }>(
+      'SELECT channel, ts FROM slack_messages WHERE run_id = $1',
+      [status.workflowId],
+    );
+    let message = posted;
+    if (message) await slack.chat.update({ channel: message.channel, ts: message.ts, text, blocks });
+    else {
+      const answer = await slack.chat.postMessage({ channel, text, blocks });
+      message = { channel: answer.channel ?? channel, ts: answer.ts ?? '' };
+      await store.query(
+        'INSERT INTO slack_messages (run_id, channel, ts) VALUES ($1, $2, $3) ON CONFLICT (run_id) DO NOTHING',
+        [status.workflowId, message.channel, message.ts],
+      );
+    }
+    if (THREADED_EVENTS.includes(req.event) && message.ts)
+      await slack.chat.postMessage({ channel: message.channel, thread_ts: message.ts, text });
+  }
+
+  return { announceRollback };
+}
+
+export type AnnounceActivities = ReturnType<typeof createAnnounceActivities>;
