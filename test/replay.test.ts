@@ -30,7 +30,8 @@ const ROLLBACK_OUTCOMES = [...BASE_OUTCOMES, 'rollback-postgres-undo'];
 const DRIFT_OUTCOMES = [...ROLLBACK_OUTCOMES, 'drift-scan-completed', 'sync-completed'];
 /**
  * Every outcome the newest generation must have a history for (v6 added drift scans and syncs;
- * v7 local activities in scans, and a scan that continued as new: its first run and its last).
+ * v7 local activities in scans, and a scan that continued as new: its first run and its last;
+ * v8 announcements of rollbacks).
  */
 const OUTCOMES = [...DRIFT_OUTCOMES, 'drift-scan-continuing', 'drift-scan-continued'];
 /**
@@ -45,6 +46,7 @@ const RECORDED: Record<number, string[]> = {
   4: ROLLBACK_OUTCOMES,
   5: ROLLBACK_OUTCOMES,
   6: DRIFT_OUTCOMES,
+  7: OUTCOMES,
 };
 
 const NAME = /^(?<outcome>[a-z0-9-]+)\.v(?<generation>\d+)\.json$/;

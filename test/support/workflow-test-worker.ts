@@ -20,6 +20,7 @@ import type {
   RestoreComponentRequest,
   VerifyComponentRequest,
 } from '../../src/activities/agent';
+import type { AnnounceActivities } from '../../src/activities/announce';
 import type { ControlActivities, PlanComponentRequest } from '../../src/activities/control';
 import { RewindClient, type RollbackView } from '../../src/client/client';
 import type { FilesFingerprintDetails, FilesPlanDetails, FilesRestoreDetails } from '../../src/components/files/kind';
@@ -108,7 +109,7 @@ export function stubControlActivities(options: {
   policy?: StubPolicy;
   temporal?: Client;
   reports?: Map<string, string>;
-}): ControlActivities {
+}): ControlActivities & AnnounceActivities {
   const policy = options.policy ?? {};
   const envTaskQueue = (environment: string) => `${options.taskQueue}-env-${environment}`;
   const componentPath = (name: string) => path.join(options.dir, 'envs', STUB_ENVIRONMENT, name);
@@ -181,7 +182,12 @@ export function stubControlActivities(options: {
     return Promise.resolve(path.join(options.dir, 'data', 'reports', `${req.workflowId}.md`));
   }
 
-  return { resolveSnapshot, resolveRollback, lockHolder, planComponent, confirmReadable, saveReport };
+  /** Announcements go nowhere here; the Slack test covers them. */
+  function announceRollback(_req: Parameters<AnnounceActivities['announceRollback']>[0]): Promise<void> {
+    return Promise.resolve();
+  }
+
+  return { resolveSnapshot, resolveRollback, lockHolder, planComponent, confirmReadable, saveReport, announceRollback };
 }
 
 function stubPlan(p: {
