@@ -61,7 +61,15 @@ export async function runApi(loaded: LoadedManifest, options: { listen?: string 
     snapshots,
   );
   const projectStore = lazyProjectStore(manifest.dataDir);
-  const app = await createApiServer({ manifest, client, projectStore, auditKey: key, tokens, logger });
+  const app = await createApiServer({
+    manifest,
+    client,
+    projectStore,
+    auditKey: key,
+    tokens,
+    logger,
+    ...(snapshots ? { crossSections: (environment: string) => snapshots.crossSections(environment) } : {}),
+  });
   const { host, port } = listenAddress(options.listen ?? manifest.api.listen);
   await app.listen({ host, port });
   const address = app.server.address();

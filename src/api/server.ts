@@ -3,7 +3,7 @@
 // decision and cancellation is that principal, never something the body says. Bodies are
 // validated by the same zod schemas the OpenAPI document at /openapi.json is made from, and
 // every answer that names a run links to it in the Temporal Web UI.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -13,10 +13,12 @@ import { RequestError, type RewindClient } from '../client/client';
 import { driftScanRequestSchema } from '../domain/drift-scan';
 import { requestIdSchema, rollbackRequestSchema } from '../domain/rollback';
 import { findScan, scanFindings } from '../drift/report';
+import type { CrossSection } from '../domain/cross-section';
 import type { Manifest } from '../manifest/schema';
 import type { ProjectStore } from '../store/project-store';
 import { principalBySlackUser, refusal, type Action } from './access';
 import { slackRequestRefusal, SeenSignatures } from './slack-signature';
+import { alertmanagerPayloadSchema, decideTriggers } from './triggers';
 import { APPROVE_ACTION, REJECT_ACTION } from '../notify/rollback-slack';
 import { checkToken, type TokenRecord } from './tokens';
 
@@ -29,8 +31,10 @@ export interface ApiDeps {
   /** The current tokens; called per request, so a revoked token stops working at once. */
   tokens: () => TokenRecord[];
   logger: Logger;
-  /** Where the Slack signing secret is read (default process.env). */
+  /** Where the Slack signing secret and the webhook credentials are read (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** An environment's cross-sections, newest first (the snapshot store's), for alert triggers. */
+  crossSections?: (environment: string) => Promise<CrossSection[]>;
 }
 
 /** A refusal with its HTTP status: every error answer is `{ error, reason }`. */
@@ -350,6 +354,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   registerSlackInteractions(app, deps, { audit, runOf });
+  registerAlertmanagerWebhook(app, deps, { audit, webUi });
 
   app.get('/v1/drift-reports/:id', async (request) => {
     principalOf(request);
@@ -516,6 +521,158 @@ function registerSlackInteractions(
     // Slack wants its answer within 3 s: whatever is left goes on after it.
     await Promise.race([work, new Promise((resolve) => setTimeout(resolve, 2_500).unref())]);
     return reply.code(200).send();
+  });
+}
+
+/** Constant-time equality of two strings (of any lengths). */
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b) && given.length === expected.length;
+}
+
+/**
+ * `POST /v1/webhooks/alertmanager`: Alertmanager's webhook, authenticated by the bearer token
+ * or basic credentials its `http_config` sends. Each matching rule decides by the manifest's
+ * policy; a start is keyed by the alert group and its firing episode, so duplicate deliveries
+ * (Alertmanager retries, HA pairs, repeat_interval) attach to the same run. Always 200 once
+ * authenticated and well-formed, decisions not to roll back included: a retry would decide the same.
+ */
+function registerAlertmanagerWebhook(
+  app: FastifyInstance,
+  deps: ApiDeps,
+  helpers: { audit: (entry: AuditEntry) => Promise<void>; webUi: (id: string) => string },
+): void {
+  const { manifest, client } = deps;
+  // A burst of deliveries reads the repository once, not once each.
+  const cache = new Map<string, { at: number; sections: Promise<CrossSection[]> }>();
+  const crossSections = (environment: string): Promise<CrossSection[]> => {
+    const hit = cache.get(environment);
+    if (hit && Date.now() - hit.at < 5_000) return hit.sections;
+    const sections = (deps.crossSections?.(environment) ?? Promise.resolve([])).then((all) =>
+      all.filter((x) => x.origin !== 'safety' && x.origin !== 'dry-run'),
+    );
+    cache.set(environment, { at: Date.now(), sections });
+    sections.catch(() => cache.delete(environment));
+    return sections;
+  };
+
+  // Deliveries racing on one alert group in this process share one start: the first says
+  // `started`, the others `attached` (Temporal starts one run either way).
+  const inflight = new Map<string, Promise<{ workflowId: string; existing: boolean }>>();
+  const startOnce = (requestId: string, start: () => Promise<{ workflowId: string; existing: boolean }>) => {
+    const running = inflight.get(requestId);
+    if (running) return running.then((r) => ({ ...r, existing: true }));
+    const started = start().finally(() => inflight.delete(requestId));
+    inflight.set(requestId, started);
+    return started;
+  };
+
+  const credentialsRefusal = (authorization: string | undefined): string | undefined => {
+    const auth = manifest.triggers!.auth;
+    const env = deps.env ?? process.env;
+    if (!authorization) return 'no credentials (Authorization header)';
+    if (auth.bearerTokenEnv && authorization.startsWith('Bearer ')) {
+      const expected = env[auth.bearerTokenEnv];
+      if (!expected) return `the webhook token is not set (${auth.bearerTokenEnv})`;
+      return sameSecret(authorization.slice('Bearer '.length), expected) ? undefined : 'wrong bearer token';
+    }
+    if (auth.basic && authorization.startsWith('Basic ')) {
+      const expected = env[auth.basic.passwordEnv];
+      if (!expected) return `the webhook password is not set (${auth.basic.passwordEnv})`;
+      const decoded = Buffer.from(authorization.slice('Basic '.length), 'base64').toString('utf8');
+      return sameSecret(decoded, `${auth.basic.username}:${expected}`) ? undefined : 'wrong basic credentials';
+    }
+    return `expected ${auth.bearerTokenEnv ? 'Bearer' : 'Basic'} credentials`;
+  };
+
+  app.post('/v1/webhooks/alertmanager', async (request) => {
+    if (!manifest.triggers)
+      throw new ApiError(503, 'not configured', "alert triggers need the manifest's triggers section");
+    const refused = credentialsRefusal(request.headers.authorization);
+    if (refused) {
+      await helpers.audit({
+        actor: 'unknown',
+        door: 'alertmanager',
+        action: 'auth.refused',
+        outcome: 'refused',
+        reason: refused,
+      });
+      throw new ApiError(401, 'unauthorized', refused);
+    }
+    const payload = parse(alertmanagerPayloadSchema, request.body, 'body');
+    const decisions = await decideTriggers(payload, manifest.triggers.rules, {
+      environments: Object.keys(manifest.environments),
+      crossSections,
+      now: new Date(),
+    });
+    const answers = [];
+    for (const decision of decisions) {
+      const entry = {
+        actor: 'alertmanager',
+        door: 'alertmanager' as const,
+        action: 'trigger.decision',
+        detail: {
+          ...(decision.rule ? { rule: decision.rule } : {}),
+          alerts: payload.alerts.length,
+          status: payload.status,
+        },
+      };
+      if (decision.outcome !== 'start') {
+        await helpers.audit({
+          ...entry,
+          outcome: 'refused',
+          reason: decision.reason,
+          ...(decision.environment ? { environment: decision.environment } : {}),
+        });
+        answers.push(decision);
+        continue;
+      }
+      const { plan } = decision;
+      try {
+        const started = await startOnce(plan.requestId, () =>
+          client.startRollback(
+            {
+              environment: plan.environment,
+              target: plan.target,
+              ...(plan.components ? { components: plan.components } : {}),
+              reason: plan.reason,
+              requester: 'alertmanager',
+              trigger: 'alert',
+            },
+            { requestId: plan.requestId },
+          ),
+        );
+        // A duplicate delivery finds the run its group started: nothing new to record.
+        if (!started.existing)
+          await helpers.audit({
+            ...entry,
+            action: 'rollback.start',
+            outcome: 'accepted',
+            runId: started.workflowId,
+            environment: plan.environment,
+            reason: plan.reason,
+          });
+        answers.push({
+          rule: decision.rule,
+          environment: plan.environment,
+          outcome: started.existing ? 'attached' : 'started',
+          workflowId: started.workflowId,
+          target: plan.target,
+          webUi: helpers.webUi(started.workflowId),
+        });
+      } catch (err) {
+        if (!(err instanceof RequestError)) throw err;
+        await helpers.audit({ ...entry, outcome: 'refused', reason: err.message, environment: plan.environment });
+        answers.push({
+          rule: decision.rule,
+          environment: plan.environment,
+          outcome: 'not rolled back',
+          reason: err.message,
+        });
+      }
+    }
+    return { decisions: answers };
   });
 }
 

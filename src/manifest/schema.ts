@@ -5,6 +5,7 @@ import { componentSchema } from '../components/registry';
 import { driftSectionSchema } from '../drift/rules';
 import { apiSectionSchema } from '../api/access';
 import { slackSectionSchema } from '../notify/rollback-slack';
+import { triggersSectionSchema } from '../api/triggers';
 import { APP_VERSION_COMPONENT } from '../domain/drift-scan';
 import { dependencyCycle } from '../domain/dependency-order';
 import { didYouMean, durationField, localPathField, localPathProblem, nameField, repeatedEntries } from './fields';
@@ -152,6 +153,7 @@ export const manifestSchema = z
     drift: driftSectionSchema.describe('Drift scans: environment pairs, rules, thresholds and alerts.'),
     api: apiSectionSchema.describe('The HTTP API: where it listens, its principals and their roles, its tokens.'),
     slack: slackSectionSchema,
+    triggers: triggersSectionSchema,
   })
   // Runs whenever approvers and requiredApprovals are readable, whatever else is wrong.
   .superRefine(

@@ -77,6 +77,8 @@ export interface TestEnvOptions {
   api?: ManifestInput['api'];
   /** The manifest's slack section (rollback messages and approvals). */
   slack?: ManifestInput['slack'];
+  /** The manifest's triggers section (Alertmanager). */
+  triggers?: ManifestInput['triggers'];
   /** Per environment: where its application version is read. */
   versions?: Record<string, { file?: string; url?: string; field?: string }>;
   /** Environment for the control worker's drift activities (e.g. the Slack token). */
@@ -129,6 +131,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     ...(options.drift ? { drift: options.drift } : {}),
     ...(options.api ? { api: options.api } : {}),
     ...(options.slack ? { slack: options.slack } : {}),
+    ...(options.triggers ? { triggers: options.triggers } : {}),
     environments: Object.fromEntries(
       Object.entries(environments).map(([env, components]) => [
         env,

@@ -1,0 +1,341 @@
+// Alert-driven rollbacks: a real Alertmanager (Debian's prometheus-alertmanager) on loopback
+// routes an alert to rewind's webhook; the rollback starts and waits; a signed Slack click
+// approves it; the files come back. The decision policy (credentials, labels, time since the
+// last deploy, one rollback per environment, duplicate deliveries) is checked on its own too.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { auditKey, listAudit } from '../src/audit/audit-log';
+import { tokenReader } from '../src/api/run';
+import { createApiServer } from '../src/api/server';
+import { alertmanagerPayloadSchema, decideTriggers, triggerRuleSchema } from '../src/api/triggers';
+import { slackSignature } from '../src/api/slack-signature';
+import type { CrossSection } from '../src/domain/cross-section';
+import { createLogger } from '../src/platform/logger';
+import { createTestEnv, eventually, TEST_PASSWORD, type TestEnv } from './support/harness';
+import { startSlackApi, type SlackApi } from './support/slack-api';
+
+const ALERTMANAGER = '/usr/bin/prometheus-alertmanager';
+const TOKEN = 'am-webhook-token-5c1e';
+const SECRET = 'slack-signing-secret-77aa';
+let env: TestEnv;
+let slack: SlackApi;
+let app: FastifyInstance;
+let base: string;
+
+beforeAll(async () => {
+  slack = await startSlackApi();
+  env = await createTestEnv({
+    environments: { production: { config: { format: 'config' } }, staging: { config: { format: 'config' } } },
+    api: { principals: { bob: { roles: ['approver'], slackUserId: 'UBOB0001' } } },
+    slack: { channels: { '*': '#ops' }, apiUrl: slack.url },
+    controlEnv: { SLACK_BOT_TOKEN: 'xoxb-test' },
+    triggers: {
+      auth: { bearerTokenEnv: 'AM_TOKEN' },
+      rules: [
+        {
+          name: 'service down',
+          match: { alertname: 'ServiceDown', severity: ['critical', 'page'] },
+          environmentLabel: 'env',
+        },
+        {
+          name: 'checkout errors',
+          match: { alertname: 'CheckoutErrors', severity: 'critical' },
+          environment: 'staging',
+          withinHoursOfDeploy: 2,
+        },
+      ],
+    },
+  });
+  // Two releases in each environment: v1, then v2 deployed (the newest cross-section).
+  for (const environment of ['production', 'staging']) {
+    const file = path.join(env.componentPath(environment, 'config'), 'app.yaml');
+    writeFileSync(file, 'release: v1\n');
+    await env.snapshot(environment, { version: 'v1' });
+    writeFileSync(file, 'release: v2\n');
+    await env.snapshot(environment, { version: 'v2', reason: 'deploy' });
+  }
+  const { manifest } = env.loaded;
+  app = await createApiServer({
+    manifest,
+    client: env.client,
+    projectStore: () => env.projectStore(),
+    auditKey: auditKey(TEST_PASSWORD),
+    tokens: tokenReader({ file: manifest.api.tokensFile! }),
+    logger: createLogger('rewind-api-test', 'silent'),
+    env: { AM_TOKEN: TOKEN, SLACK_SIGNING_SECRET: SECRET },
+    crossSections: (environment) => env.store.crossSections(environment),
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+});
+
+afterAll(async () => {
+  await app?.close();
+  await env?.teardown();
+  await slack?.close();
+});
+
+function payload(alertname: string, labels: Record<string, string>, startsAt = '2026-11-29T10:00:00Z') {
+  return {
+    version: '4',
+    groupKey: `{}:{alertname="${alertname}"}`,
+    status: 'firing',
+    receiver: 'rewind',
+    groupLabels: { alertname },
+    commonLabels: { alertname, ...labels },
+    commonAnnotations: { summary: `${alertname} fired` },
+    externalURL: 'http://alertmanager.example',
+    alerts: [
+      {
+        status: 'firing',
+        labels: { alertname, ...labels },
+        annotations: { summary: `${alertname} fired` },
+        startsAt,
+        endsAt: '0001-01-01T00:00:00Z',
+        generatorURL: 'http://prometheus.example/graph',
+        fingerprint: 'f1',
+      },
+    ],
+  };
+}
+
+async function deliver(body: unknown, authorization = `Bearer ${TOKEN}`) {
+  const response = await fetch(`${base}/v1/webhooks/alertmanager`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization },
+    body: JSON.stringify(body),
+  });
+  return {
+    status: response.status,
+    json: (await response.json()) as { decisions?: Record<string, unknown>[]; reason?: string },
+  };
+}
+
+async function rollbacks(environment: string): Promise<number> {
+  const { count } = await env.temporal.workflow.count(
+    `WorkflowType = 'rollbackWorkflow' AND TaskQueue = '${env.loaded.manifest.temporal.taskQueue}' AND RewindEnvironment = '${environment}'`,
+  );
+  return count;
+}
+
+describe('alert triggers', () => {
+  test('refuses deliveries without the right credentials, and a firing alert no rule matches starts nothing', async () => {
+    expect((await deliver(payload('CheckoutErrors', { severity: 'critical' }), 'Bearer wrong')).status).toBe(401);
+    expect((await deliver(payload('CheckoutErrors', { severity: 'critical' }), '')).status).toBe(401);
+    const warning = await deliver(payload('CheckoutErrors', { severity: 'warning' }));
+    expect(warning.status).toBe(200);
+    expect(warning.json.decisions).toEqual([
+      { outcome: 'not rolled back', reason: expect.stringMatching(/^no trigger rule matches the firing alerts/) },
+    ]);
+    const malformed = await deliver({ version: '3', alerts: [] });
+    expect(malformed.status).toBe(400);
+    expect(await rollbacks('staging')).toBe(0);
+    const rows = await listAudit(await env.projectStore(), { actor: 'alertmanager' });
+    expect(rows.map((r) => [r.action, r.outcome])).toEqual([['trigger.decision', 'refused']]);
+  });
+
+  test('200 concurrent deliveries of one alert group start exactly one rollback, to the release before the last', async () => {
+    const body = payload('CheckoutErrors', { severity: 'critical' });
+    const answers = await Promise.all(Array.from({ length: 200 }, () => deliver(body)));
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+    const outcomes = answers.map((a) => a.json.decisions![0]!.outcome);
+    expect(outcomes.filter((o) => o === 'started')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'attached')).toHaveLength(199);
+    const ids = new Set(answers.map((a) => a.json.decisions![0]!.workflowId));
+    expect(ids.size).toBe(1);
+    const [id] = [...ids] as string[];
+    await eventually(async () => ((await rollbacks('staging')) === 1 ? true : undefined), 'one staging rollback');
+    const view = await env.waitFor(id!, (s) => s.state === 'awaiting-approval');
+    expect(view.status).toMatchObject({
+      requester: 'alertmanager',
+      trigger: 'alert',
+      target: { kind: 'version', version: 'v1' },
+      reason: 'alert CheckoutErrors: CheckoutErrors fired (rule checkout errors)',
+    });
+
+    // Another alert group for staging while that run waits: at most one rollback per environment.
+    const other = await deliver(
+      payload('CheckoutErrors', { severity: 'critical', shard: '2' }, '2026-11-29T11:00:00Z'),
+    );
+    expect(other.json.decisions![0]).toMatchObject({
+      outcome: 'not rolled back',
+      reason: expect.stringMatching(/already running on staging/),
+    });
+    await env.client.cancel(id!, { user: 'bob', reason: 'test done' });
+    await env.finalStatus(id!);
+  });
+
+  test('a real Alertmanager routes an alert to the webhook; the rollback waits, a signed Slack click approves it, the files come back', async () => {
+    if (!existsSync(ALERTMANAGER))
+      throw new Error(`${ALERTMANAGER} is missing: .ci/run installs prometheus-alertmanager`);
+    const dir = path.join(env.dir, 'alertmanager');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(
+      path.join(dir, 'alertmanager.yml'),
+      [
+        'route:',
+        '  receiver: rewind',
+        '  group_by: [alertname]',
+        '  group_wait: 1s',
+        '  group_interval: 5s',
+        '  repeat_interval: 1h',
+        'receivers:',
+        '  - name: rewind',
+        '    webhook_configs:',
+        `      - url: ${base}/v1/webhooks/alertmanager`,
+        '        send_resolved: true',
+        '        http_config:',
+        `          authorization: { type: Bearer, credentials: ${TOKEN} }`,
+        '',
+      ].join('\n'),
+    );
+    const port = 19093 + Math.floor(Math.random() * 500);
+    const alertmanager: ChildProcess = spawn(
+      ALERTMANAGER,
+      [
+        `--config.file=${path.join(dir, 'alertmanager.yml')}`,
+        `--storage.path=${path.join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--cluster.listen-address=',
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      const am = `http://127.0.0.1:${port}`;
+      await eventually(
+        () =>
+          fetch(`${am}/-/ready`).then(
+            (r) => r.ok || undefined,
+            () => undefined,
+          ),
+        'Alertmanager ready',
+      );
+      const posted = await fetch(`${am}/api/v2/alerts`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify([
+          {
+            labels: { alertname: 'ServiceDown', env: 'production', severity: 'critical' },
+            annotations: { summary: 'checkout is down' },
+            startsAt: new Date().toISOString(),
+          },
+        ]),
+      });
+      expect(posted.ok).toBe(true);
+
+      const row = await eventually(
+        async () =>
+          (await listAudit(await env.projectStore(), { actor: 'alertmanager' })).find(
+            (r) => r.action === 'rollback.start' && r.environment === 'production',
+          ),
+        'the rollback Alertmanager started',
+      );
+      const id = row.runId!;
+      const view = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+      expect(view.status).toMatchObject({ requester: 'alertmanager', target: { kind: 'version', version: 'v1' } });
+
+      // Bob approves in Slack.
+      const body = new URLSearchParams({
+        payload: JSON.stringify({
+          type: 'block_actions',
+          user: { id: 'UBOB0001' },
+          actions: [{ action_id: 'rewind_approve', value: id, action_ts: '1800000000.000100' }],
+          response_url: slack.responseUrl,
+        }),
+      }).toString();
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      const click = await fetch(`${base}/v1/slack/interactions`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          'x-slack-request-timestamp': timestamp,
+          'x-slack-signature': slackSignature(SECRET, timestamp, body),
+        },
+        body,
+      });
+      expect(click.status).toBe(200);
+      const final = await env.finalStatus(id);
+      expect(final.status.state).toBe('completed');
+      expect(final.status.approvals.map((a) => a.user)).toEqual(['bob']);
+      expect(readFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'utf8')).toBe(
+        'release: v1\n',
+      );
+      const methods = slack.calls.map((c) => c.method);
+      expect(methods).toContain('chat.postMessage');
+      expect(methods).toContain('chat.update');
+    } finally {
+      alertmanager.kill('SIGTERM');
+    }
+  });
+});
+
+describe('the decision policy', () => {
+  const rule = triggerRuleSchema.parse({
+    name: 'errors',
+    match: { alertname: 'Errors' },
+    environment: 'production',
+    withinHoursOfDeploy: 2,
+  });
+  const release = (version: string, time: string): CrossSection => ({
+    id: `xs-${version}`,
+    environment: 'production',
+    time,
+    origin: 'manual',
+    version,
+    members: [],
+    components: {},
+    complete: true,
+  });
+  const decide = (
+    now: string,
+    sections = [release('v2', '2026-11-29T10:00:00Z'), release('v1', '2026-11-28T10:00:00Z')],
+  ) =>
+    decideTriggers(alertmanagerPayloadSchema.parse(payload('Errors', {})), [rule], {
+      environments: ['production'],
+      crossSections: () => Promise.resolve([...sections]),
+      now: new Date(now),
+    });
+
+  test('acts within N hours of the last deploy, and says why not after', async () => {
+    expect(await decide('2026-11-29T11:30:00Z')).toMatchObject([
+      { outcome: 'start', plan: { environment: 'production', target: { kind: 'version', version: 'v1' } } },
+    ]);
+    expect(await decide('2026-11-29T12:30:00Z')).toEqual([
+      {
+        rule: 'errors',
+        environment: 'production',
+        outcome: 'not rolled back',
+        reason: 'the last deploy of production (v2 at 2026-11-29T10:00:00Z) is 2.5 h ago; the rule acts within 2 h',
+      },
+    ]);
+    expect((await decide('2026-11-29T10:30:00Z', [release('v2', '2026-11-29T10:00:00Z')]))[0]).toMatchObject({
+      outcome: 'not rolled back',
+      reason: 'production has no release before v2 to go back to',
+    });
+  });
+
+  test('a resolved group, or an alert group in a new firing episode', async () => {
+    const resolved = alertmanagerPayloadSchema.parse({ ...payload('Errors', {}), status: 'resolved', alerts: [] });
+    expect(
+      await decideTriggers(resolved, [rule], {
+        environments: ['production'],
+        crossSections: () => Promise.resolve([]),
+        now: new Date(),
+      }),
+    ).toEqual([{ outcome: 'not rolled back', reason: 'the alert group is resolved, with no firing alert' }]);
+    const first = (await decide('2026-11-29T11:00:00Z'))[0] as { plan: { requestId: string } };
+    const again = await decideTriggers(
+      alertmanagerPayloadSchema.parse(payload('Errors', {}, '2026-11-29T11:05:00Z')),
+      [rule],
+      {
+        environments: ['production'],
+        crossSections: () =>
+          Promise.resolve([release('v2', '2026-11-29T10:00:00Z'), release('v1', '2026-11-28T10:00:00Z')]),
+        now: new Date('2026-11-29T11:10:00Z'),
+      },
+    );
+    expect((again[0] as { plan: { requestId: string } }).plan.requestId).not.toBe(first.plan.requestId);
+  });
+});
