@@ -5,15 +5,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
-import { auditKey, listAudit } from '../src/audit/audit-log';
-import { tokenReader } from '../src/api/run';
-import { createApiServer } from '../src/api/server';
 import { alertmanagerPayloadSchema, decideTriggers, triggerRuleSchema } from '../src/api/triggers';
 import { slackSignature } from '../src/api/slack-signature';
 import type { CrossSection } from '../src/domain/cross-section';
-import { createLogger } from '../src/platform/logger';
-import { createTestEnv, eventually, TEST_PASSWORD, type TestEnv } from './support/harness';
+import { listAudit } from '../src/audit/audit-log';
+import { startTestApi, type TestApi } from './support/api-server';
+import { createTestEnv, eventually, type TestEnv } from './support/harness';
 import { startSlackApi, type SlackApi } from './support/slack-api';
 
 const ALERTMANAGER = '/usr/bin/prometheus-alertmanager';
@@ -21,7 +18,7 @@ const TOKEN = 'am-webhook-token-5c1e';
 const SECRET = 'slack-signing-secret-77aa';
 let env: TestEnv;
 let slack: SlackApi;
-let app: FastifyInstance;
+let api: TestApi;
 let base: string;
 
 beforeAll(async () => {
@@ -56,23 +53,12 @@ beforeAll(async () => {
     writeFileSync(file, 'release: v2\n');
     await env.snapshot(environment, { version: 'v2', reason: 'deploy' });
   }
-  const { manifest } = env.loaded;
-  app = await createApiServer({
-    manifest,
-    client: env.client,
-    projectStore: () => env.projectStore(),
-    auditKey: auditKey(TEST_PASSWORD),
-    tokens: tokenReader({ file: manifest.api.tokensFile! }),
-    logger: createLogger('rewind-api-test', 'silent'),
-    env: { AM_TOKEN: TOKEN, SLACK_SIGNING_SECRET: SECRET },
-    crossSections: (environment) => env.store.crossSections(environment),
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  api = await startTestApi(env, { AM_TOKEN: TOKEN, SLACK_SIGNING_SECRET: SECRET });
+  base = api.base;
 });
 
 afterAll(async () => {
-  await app?.close();
+  await api?.close();
   await env?.teardown();
   await slack?.close();
 });

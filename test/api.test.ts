@@ -4,24 +4,15 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import type { FastifyInstance } from 'fastify';
-import { auditKey, listAudit } from '../src/audit/audit-log';
-import { tokenReader } from '../src/api/run';
-import {
-  approveBody,
-  cancelBody,
-  createApiServer,
-  driftScanBody,
-  rejectBody,
-  startRollbackBody,
-} from '../src/api/server';
+import { listAudit } from '../src/audit/audit-log';
+import { approveBody, cancelBody, driftScanBody, rejectBody, startRollbackBody } from '../src/api/server';
 import { createToken, revokeToken } from '../src/api/tokens';
 import { createRewindClient, RewindApiError } from '../src';
-import { createLogger } from '../src/platform/logger';
-import { createTestEnv, eventually, runCli, TEST_PASSWORD, type TestEnv } from './support/harness';
+import { startTestApi, type TestApi } from './support/api-server';
+import { createTestEnv, eventually, runCli, type TestEnv } from './support/harness';
 
 let env: TestEnv;
-let app: FastifyInstance;
+let api: TestApi;
 let base: string;
 const tokens: Record<string, string> = {};
 let tokensFile: string;
@@ -39,28 +30,18 @@ beforeAll(async () => {
       },
     },
   });
-  const { manifest } = env.loaded;
-  tokensFile = manifest.api.tokensFile!;
+  tokensFile = env.loaded.manifest.api.tokensFile!;
   for (const who of ['alice', 'bob', 'ops-bot', 'vic', 'sam'])
     tokens[who] = createToken({ file: tokensFile }, who, { name: 'test' }).token;
-  app = await createApiServer({
-    manifest,
-    client: env.client,
-    projectStore: () => env.projectStore(),
-    auditKey: auditKey(TEST_PASSWORD),
-    tokens: tokenReader({ file: tokensFile }),
-    logger: createLogger('rewind-api-test', 'silent'),
-  });
   // Every rollback below goes back to v1.
   writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'release: v1\n');
   await env.snapshot('production', { version: 'v1' });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address() as { port: number };
-  base = `http://127.0.0.1:${address.port}`;
+  api = await startTestApi(env);
+  base = api.base;
 });
 
 afterAll(async () => {
-  await app?.close();
+  await api?.close();
   await env?.teardown();
 });
 

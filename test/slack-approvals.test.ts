@@ -4,19 +4,16 @@
 // unauthorised and self-approving clicks are each refused, audited, and change nothing.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
-import { auditKey, listAudit } from '../src/audit/audit-log';
-import { tokenReader } from '../src/api/run';
-import { createApiServer } from '../src/api/server';
 import { slackSignature } from '../src/api/slack-signature';
-import { createLogger } from '../src/platform/logger';
-import { createTestEnv, eventually, TEST_PASSWORD, type TestEnv } from './support/harness';
+import { listAudit } from '../src/audit/audit-log';
+import { startTestApi, type TestApi } from './support/api-server';
+import { createTestEnv, eventually, type TestEnv } from './support/harness';
 import { startSlackApi, type SlackApi, type SlackCall } from './support/slack-api';
 
 const SECRET = 'test-signing-secret-8f2d';
 let env: TestEnv;
 let slack: SlackApi;
-let app: FastifyInstance;
+let api: TestApi;
 let base: string;
 
 beforeAll(async () => {
@@ -33,22 +30,12 @@ beforeAll(async () => {
     slack: { channels: { production: '#ops-prod' }, apiUrl: slack.url },
     controlEnv: { SLACK_BOT_TOKEN: 'xoxb-test' },
   });
-  const { manifest } = env.loaded;
-  app = await createApiServer({
-    manifest,
-    client: env.client,
-    projectStore: () => env.projectStore(),
-    auditKey: auditKey(TEST_PASSWORD),
-    tokens: tokenReader({ file: manifest.api.tokensFile! }),
-    logger: createLogger('rewind-api-test', 'silent'),
-    env: { SLACK_SIGNING_SECRET: SECRET },
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  api = await startTestApi(env, { SLACK_SIGNING_SECRET: SECRET });
+  base = api.base;
 });
 
 afterAll(async () => {
-  await app?.close();
+  await api?.close();
   await env?.teardown();
   await slack?.close();
 });

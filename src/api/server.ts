@@ -452,13 +452,7 @@ function registerSlackInteractions(
       seen,
     });
     if (forged) {
-      await helpers.audit({
-        actor: 'unknown',
-        door: 'slack',
-        action: 'auth.refused',
-        outcome: 'refused',
-        reason: forged,
-      });
+      await helpers.audit(unauthenticated('slack', forged));
       throw new ApiError(401, 'unauthorized', forged);
     }
     let interaction: SlackInteraction;
@@ -524,11 +518,16 @@ function registerSlackInteractions(
   });
 }
 
+/** The audit record of a request that did not prove who sent it. */
+function unauthenticated(door: AuditEntry['door'], reason: string): AuditEntry {
+  return { actor: 'unknown', door, action: 'auth.refused', outcome: 'refused', reason };
+}
+
 /** Constant-time equality of two strings (of any lengths). */
 function sameSecret(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b) && given.length === expected.length;
+  // Equal-length digests, so that timingSafeEqual takes them whatever the strings' lengths.
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
 /**
@@ -591,13 +590,7 @@ function registerAlertmanagerWebhook(
       throw new ApiError(503, 'not configured', "alert triggers need the manifest's triggers section");
     const refused = credentialsRefusal(request.headers.authorization);
     if (refused) {
-      await helpers.audit({
-        actor: 'unknown',
-        door: 'alertmanager',
-        action: 'auth.refused',
-        outcome: 'refused',
-        reason: refused,
-      });
+      await helpers.audit(unauthenticated('alertmanager', refused));
       throw new ApiError(401, 'unauthorized', refused);
     }
     const payload = parse(alertmanagerPayloadSchema, request.body, 'body');

@@ -25,18 +25,8 @@ export const ROLLBACK_EVENTS = [
 ] as const;
 export type RollbackEvent = (typeof ROLLBACK_EVENTS)[number];
 
-/** Events that also get a line in the message's thread (the rest only update the message). */
-export const THREADED_EVENTS: readonly RollbackEvent[] = [
-  'started',
-  'awaiting-approval',
-  'approved',
-  'completed',
-  'compensated',
-  'failed',
-  'rejected',
-  'timed-out',
-  'cancelled',
-];
+/** Events that also get a line in the message's thread (a phase only updates the message). */
+export const THREADED_EVENTS: readonly RollbackEvent[] = ROLLBACK_EVENTS.filter((e) => e !== 'phase');
 
 export const slackSectionSchema = z
   .strictObject({
