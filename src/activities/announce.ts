@@ -7,6 +7,7 @@ import { appendAudit, auditKey } from '../audit/audit-log';
 import type { RollbackStatus } from '../domain/rollback';
 import { repositoryPassword } from '../manifest/load';
 import type { Manifest } from '../manifest/schema';
+import { escalate, tellStatusPage } from '../notify/escalation';
 import {
   rollbackBlocks,
   rollbackText,
@@ -55,6 +56,17 @@ export function createAnnounceActivities(deps: AnnounceDeps) {
         detail: { phase: status.phase, requester: status.requester, approvals: status.approvals.map((a) => a.user) },
       });
     }
+    // PagerDuty first: an escalation that fails fails the activity, which is tried again.
+    if (manifest.pagerduty) {
+      const sent = await escalate(manifest.pagerduty, status, req.event, {
+        env,
+        webUi: webUiLink(manifest, status.workflowId),
+      });
+      if (sent === 'no route')
+        deps.logger.warn({ environment: status.environment, event: req.event }, 'no PagerDuty route matches');
+    }
+    if (manifest.statusPage && (req.event === 'started' || ENDINGS.includes(req.event)))
+      await tellStatusPage(manifest.statusPage, status, req.event, env);
     const channel = manifest.slack && slackChannel(manifest.slack, status.environment);
     if (!manifest.slack || !channel) return;
     const token = env[manifest.slack.tokenEnv];

@@ -6,6 +6,7 @@ import { driftSectionSchema } from '../drift/rules';
 import { apiSectionSchema } from '../api/access';
 import { slackSectionSchema } from '../notify/rollback-slack';
 import { triggersSectionSchema } from '../api/triggers';
+import { pagerDutySectionSchema, statusPageSectionSchema } from '../notify/escalation';
 import { APP_VERSION_COMPONENT } from '../domain/drift-scan';
 import { dependencyCycle } from '../domain/dependency-order';
 import { didYouMean, durationField, localPathField, localPathProblem, nameField, repeatedEntries } from './fields';
@@ -154,6 +155,8 @@ export const manifestSchema = z
     api: apiSectionSchema.describe('The HTTP API: where it listens, its principals and their roles, its tokens.'),
     slack: slackSectionSchema,
     triggers: triggersSectionSchema,
+    pagerduty: pagerDutySectionSchema,
+    statusPage: statusPageSectionSchema,
   })
   // Runs whenever approvers and requiredApprovals are readable, whatever else is wrong.
   .superRefine(

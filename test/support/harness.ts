@@ -79,6 +79,8 @@ export interface TestEnvOptions {
   slack?: ManifestInput['slack'];
   /** The manifest's triggers section (Alertmanager). */
   triggers?: ManifestInput['triggers'];
+  /** Other top-level manifest sections, as given (pagerduty, statusPage …). */
+  manifest?: Partial<Pick<ManifestInput, 'pagerduty' | 'statusPage'>>;
   /** Per environment: where its application version is read. */
   versions?: Record<string, { file?: string; url?: string; field?: string }>;
   /** Environment for the control worker's drift activities (e.g. the Slack token). */
@@ -132,6 +134,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     ...(options.api ? { api: options.api } : {}),
     ...(options.slack ? { slack: options.slack } : {}),
     ...(options.triggers ? { triggers: options.triggers } : {}),
+    ...options.manifest,
     environments: Object.fromEntries(
       Object.entries(environments).map(([env, components]) => [
         env,
