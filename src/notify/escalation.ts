@@ -144,7 +144,7 @@ export async function escalate(
       },
       links: [{ href: options.webUi, text: 'Temporal Web UI' }],
     },
-  } as Parameters<typeof pagerDutyEvent>[0]);
+  });
   if (!response.ok)
     throw new Error(`PagerDuty answered ${response.status}: ${JSON.stringify(response.data).slice(0, 300)}`);
   return 'sent';
