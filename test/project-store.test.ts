@@ -10,7 +10,14 @@ import { tempDir } from './support/temp';
 const root = tempDir('rewind-store-');
 const makeTempDir = (name: string) => mkdtemp(path.join(root, `${name}-`));
 
-const TABLES = ['audit_log', 'drift_alerts', 'drift_findings', 'drift_scans', 'rewind_store_migrations'];
+const TABLES = [
+  'audit_log',
+  'drift_alerts',
+  'drift_findings',
+  'drift_scans',
+  'rewind_store_migrations',
+  'slack_messages',
+];
 
 async function tablesOf(store: Awaited<ReturnType<typeof openProjectStore>>): Promise<string[]> {
   const rows = await store.query<{ name: string }>(
