@@ -402,6 +402,12 @@ function registerSlackInteractions(
 ): void {
   const { manifest, client } = deps;
   const seen = new SeenSignatures();
+  // Decisions still being made when the server closes are waited for, not dropped.
+  const inFlight = new Set<Promise<void>>();
+  const decisions = new Limiter(4);
+  app.addHook('onClose', async () => {
+    await Promise.allSettled([...inFlight]);
+  });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) =>
     done(null, body),
   );
@@ -469,53 +475,80 @@ function registerSlackInteractions(
     const workflowId = click.value;
     const slackUser = interaction.user?.id ?? '';
 
-    const work = (async () => {
-      const who = principalBySlackUser(manifest.api, slackUser);
-      const entry = {
-        door: 'slack' as const,
-        action: `rollback.${action}`,
-        runId: workflowId,
-        detail: { slackUser, ...(click.action_ts ? { actionTs: click.action_ts } : {}) },
-      };
-      const refuse = async (actor: string, reason: string, environment?: string) => {
-        await helpers.audit({ ...entry, actor, outcome: 'refused', reason, ...(environment ? { environment } : {}) });
-        await replyPrivately(interaction.response_url, `:no_entry: Not ${action}d: ${reason}`);
-      };
-      if (!who)
-        return refuse(
-          `slack:${slackUser}`,
-          `your Slack user (${slackUser}) is not a rewind principal: an admin sets api.principals.<name>.slackUserId`,
-        );
-      let view;
-      try {
-        view = await helpers.runOf(workflowId);
-      } catch {
-        return refuse(who, `no rollback ${workflowId}`);
-      }
-      const environment = view.status.environment;
-      const denied = refusal(manifest.api, who, action, environment);
-      if (denied) return refuse(who, denied, environment);
-      const outcome = await client.decide(workflowId, action, {
-        user: who,
-        // The click's own id: Slack delivering it twice, or a retry, counts once.
-        requestId: `slack-${slackUser}-${(click.action_ts ?? randomUUID()).replace(/[^0-9A-Za-z._:-]/g, '')}`.slice(
-          0,
-          80,
-        ),
-      });
-      if (!outcome.accepted) return refuse(who, outcome.reason ?? 'refused', environment);
-      await helpers.audit({
-        ...entry,
-        actor: who,
-        outcome: 'accepted',
-        environment,
-        ...(view.status.plan ? { evidence: { plan: planEvidence(view.status.plan) } } : {}),
-      });
-    })().catch((err: unknown) => deps.logger.error({ err, workflowId }, 'a Slack interaction failed'));
-    // Slack wants its answer within 3 s: whatever is left goes on after it.
-    await Promise.race([work, new Promise((resolve) => setTimeout(resolve, 2_500).unref())]);
+    // After the acknowledgement has gone out, a few at a time: a burst of clicks is answered
+    // first and decided after, without the decisions crowding out the acknowledgements.
+    const work: Promise<void> = decisions
+      .run(async () => {
+        const who = principalBySlackUser(manifest.api, slackUser);
+        const entry = {
+          door: 'slack' as const,
+          action: `rollback.${action}`,
+          runId: workflowId,
+          detail: { slackUser, ...(click.action_ts ? { actionTs: click.action_ts } : {}) },
+        };
+        const refuse = async (actor: string, reason: string, environment?: string) => {
+          await helpers.audit({ ...entry, actor, outcome: 'refused', reason, ...(environment ? { environment } : {}) });
+          await replyPrivately(interaction.response_url, `:no_entry: Not ${action}d: ${reason}`);
+        };
+        if (!who)
+          return refuse(
+            `slack:${slackUser}`,
+            `your Slack user (${slackUser}) is not a rewind principal: an admin sets api.principals.<name>.slackUserId`,
+          );
+        let view;
+        try {
+          view = await helpers.runOf(workflowId);
+        } catch {
+          return refuse(who, `no rollback ${workflowId}`);
+        }
+        const environment = view.status.environment;
+        const denied = refusal(manifest.api, who, action, environment);
+        if (denied) return refuse(who, denied, environment);
+        const outcome = await client.decide(workflowId, action, {
+          user: who,
+          // The click's own id: Slack delivering it twice, or a retry, counts once.
+          requestId: `slack-${slackUser}-${(click.action_ts ?? randomUUID()).replace(/[^0-9A-Za-z._:-]/g, '')}`.slice(
+            0,
+            80,
+          ),
+        });
+        if (!outcome.accepted) return refuse(who, outcome.reason ?? 'refused', environment);
+        await helpers.audit({
+          ...entry,
+          actor: who,
+          outcome: 'accepted',
+          environment,
+          ...(view.status.plan ? { evidence: { plan: planEvidence(view.status.plan) } } : {}),
+        });
+      })
+      .catch((err: unknown) => deps.logger.error({ err, workflowId }, 'a Slack interaction failed'));
+    // Slack wants its answer within 3 s, and a burst of clicks on one run waits its turn for
+    // the run's Updates: acknowledge the signed click now, decide after; what the clicker
+    // needs to know comes as a reply (a refusal) or in the run's message (the decision).
+    inFlight.add(work);
+    void work.finally(() => inFlight.delete(work));
     return reply.code(200).send();
   });
+}
+
+/** Runs tasks a few at a time, each after the current event-loop turn. */
+class Limiter {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running++;
+    try {
+      return await task();
+    } finally {
+      this.running--;
+      this.waiting.shift()?.();
+    }
+  }
 }
 
 /** The audit record of a request that did not prove who sent it. */
