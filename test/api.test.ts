@@ -103,6 +103,9 @@ describe('the HTTP API', () => {
 
   test('no token is 401, a wrong or revoked token is 401, a role the action does not take is 403, each saying why', async () => {
     const none = await call('POST', '/v1/rollbacks', { body: {} });
+    // A refused login on a write is audited too (one on a read is not).
+    const unknownRows = (await auditRows()).filter((r) => r.action === 'auth.refused' && r.actor === 'unknown');
+    expect(unknownRows.map((r) => r.reason)).toEqual([expect.stringMatching(/no bearer token/)]);
     expect(none).toEqual({
       status: 401,
       json: { error: 'unauthorized', reason: expect.stringMatching(/no bearer token/) },
@@ -183,6 +186,14 @@ describe('the HTTP API', () => {
       headers: { 'idempotency-key': 'incident-4711' },
     });
     expect(again).toMatchObject({ status: 200, json: { workflowId: id, existing: true } });
+    // A key is the caller's own: alice's request with ops-bot's key is a request of its own (and
+    // production is busy), not a way into ops-bot's run.
+    const borrowed = await call('POST', '/v1/rollbacks', {
+      token: tokens.alice,
+      body: { environment: 'production', target: { kind: 'version', version: 'v1' } },
+      headers: { 'idempotency-key': 'incident-4711' },
+    });
+    expect(borrowed).toMatchObject({ status: 409, json: { reason: expect.stringMatching(/already running/) } });
 
     await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     // bob may approve, but not as alice: the body's user is ignored.

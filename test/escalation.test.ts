@@ -72,7 +72,7 @@ const rollback = (environment: string) =>
   env.startRollback({ environment, target: { kind: 'version', version: 'v1' }, requester: 'alice' });
 
 describe('escalation', () => {
-  test('an approval timeout triggers an incident, and the completed rollback after it resolves its own', async () => {
+  test('an approval timeout triggers an incident; a completed rollback sends a resolve under its own id', async () => {
     const late = await rollback('staging');
     expect((await env.finalStatus(late)).status.state).toBe('timed-out');
     await eventually(() => pagerDuty.events.find((e) => e.dedup_key === late), 'the timeout incident');

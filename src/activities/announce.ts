@@ -2,6 +2,7 @@
 // environment's Slack channel (posted once, then updated) with a thread line per event, and
 // the audit log's record of what the run itself did (its end: completed, compensated, failed …).
 // A failure here never fails the rollback: the workflow logs it and goes on.
+import { Context } from '@temporalio/activity';
 import { WebClient } from '@slack/web-api';
 import { appendAudit, auditKey } from '../audit/audit-log';
 import type { RollbackStatus } from '../domain/rollback';
@@ -43,20 +44,19 @@ export function createAnnounceActivities(deps: AnnounceDeps) {
   async function announceRollback(req: { event: RollbackEvent; status: AnnouncedStatus }): Promise<void> {
     const status = req.status as RollbackStatus;
     const store = await deps.projectStore();
-    if (ENDINGS.includes(req.event)) {
-      key ??= auditKey(repositoryPassword(manifest, env));
-      await appendAudit(store, key, {
-        actor: 'rewind',
-        door: 'workflow',
-        action: `rollback.${req.event}`,
-        outcome: 'recorded',
-        runId: status.workflowId,
-        environment: status.environment,
-        ...(status.cause ? { reason: status.cause.slice(0, 2000) } : {}),
-        detail: { phase: status.phase, requester: status.requester, approvals: status.approvals.map((a) => a.user) },
-      });
-    }
-    // PagerDuty first: an escalation that fails fails the activity, which is tried again.
+    // A retry (PagerDuty failed) must not post the thread line again.
+    const firstAttempt = Context.current().info.attempt === 1;
+    // Slack and the status page inform; a failure there is logged and goes no further.
+    const inform = async (what: string, send: () => Promise<void>) => {
+      if (!firstAttempt) return;
+      await send().catch((err: unknown) =>
+        deps.logger.warn({ err, event: req.event, workflowId: status.workflowId }, `could not tell ${what}`),
+      );
+    };
+    await inform('Slack', () => toSlack(store, status, req.event));
+    if (manifest.statusPage && (req.event === 'started' || ENDINGS.includes(req.event)))
+      await inform('the status page', () => tellStatusPage(manifest.statusPage!, status, req.event, env));
+    // PagerDuty escalates: a failure fails the activity, which is tried again.
     if (manifest.pagerduty) {
       const sent = await escalate(manifest.pagerduty, status, req.event, {
         env,
@@ -65,8 +65,32 @@ export function createAnnounceActivities(deps: AnnounceDeps) {
       if (sent === 'no route')
         deps.logger.warn({ environment: status.environment, event: req.event }, 'no PagerDuty route matches');
     }
-    if (manifest.statusPage && (req.event === 'started' || ENDINGS.includes(req.event)))
-      await tellStatusPage(manifest.statusPage, status, req.event, env);
+    // Last, and once: the audit log's record of how the run ended.
+    if (ENDINGS.includes(req.event)) {
+      const action = `rollback.${req.event}`;
+      const recorded = await store.query('SELECT 1 FROM audit_log WHERE run_id = $1 AND action = $2 AND door = $3', [
+        status.workflowId,
+        action,
+        'workflow',
+      ]);
+      if (recorded.length === 0) {
+        key ??= auditKey(repositoryPassword(manifest, env));
+        await appendAudit(store, key, {
+          actor: 'rewind',
+          door: 'workflow',
+          action,
+          outcome: 'recorded',
+          runId: status.workflowId,
+          environment: status.environment,
+          ...(status.cause ? { reason: status.cause.slice(0, 2000) } : {}),
+          detail: { phase: status.phase, requester: status.requester, approvals: status.approvals.map((a) => a.user) },
+        });
+      }
+    }
+  }
+
+  /** The run's message: posted once, then updated; a line in its thread for the events that get one. */
+  async function toSlack(store: ProjectStore, status: RollbackStatus, event: RollbackEvent): Promise<void> {
     const channel = manifest.slack && slackChannel(manifest.slack, status.environment);
     if (!manifest.slack || !channel) return;
     const token = env[manifest.slack.tokenEnv];
@@ -78,8 +102,8 @@ export function createAnnounceActivities(deps: AnnounceDeps) {
       ...(manifest.slack.apiUrl ? { slackApiUrl: manifest.slack.apiUrl } : {}),
       retryConfig: { retries: 2 },
     });
-    const text = rollbackText(status, req.event);
-    const blocks = rollbackBlocks(status, req.event, { webUi: webUiLink(manifest, status.workflowId) });
+    const text = rollbackText(status, event);
+    const blocks = rollbackBlocks(status, event, { webUi: webUiLink(manifest, status.workflowId) });
     const [posted] = await store.query<{ channel: string; ts: string }>(
       'SELECT channel, ts FROM slack_messages WHERE run_id = $1',
       [status.workflowId],
@@ -94,7 +118,7 @@ export function createAnnounceActivities(deps: AnnounceDeps) {
         [status.workflowId, message.channel, message.ts],
       );
     }
-    if (THREADED_EVENTS.includes(req.event) && message.ts)
+    if (THREADED_EVENTS.includes(event) && message.ts)
       await slack.chat.postMessage({ channel: message.channel, thread_ts: message.ts, text });
   }
 

@@ -120,6 +120,28 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     return checked.principal;
   };
 
+  /** The caller's principal, or a 401, audited unless the caller only wanted to read. */
+  const authenticate = async (request: FastifyRequest, action: Action): Promise<string> => {
+    try {
+      return principalOf(request);
+    } catch (err) {
+      if (err instanceof ApiError && action !== 'read')
+        await audit({
+          actor: 'unknown',
+          door: 'api',
+          action: 'auth.refused',
+          outcome: 'refused',
+          reason: err.reason,
+          detail: { attempted: action, status: err.status, path: request.url.split('?')[0] },
+        });
+      throw err;
+    }
+  };
+
+  /** A caller's Idempotency-Key, scoped to the caller and what it asks: no one can borrow another's. */
+  const scopedKey = (prefix: string, who: string, key: string) =>
+    `${prefix}-${createHash('sha256').update(`${who}\n${key}`).digest('hex').slice(0, 32)}`;
+
   /**
    * Authenticates and authorises one request; refusals of anything but a read are audited.
    * `environment` may need the run (approve names a run, not an environment).
@@ -214,7 +236,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   // Each route authenticates before it reads the body: a caller without a token learns nothing
   // of what a valid request looks like.
   app.post('/v1/rollbacks', async (request, reply) => {
-    principalOf(request);
+    await authenticate(request, 'start');
     const body = parse(startRollbackBody, request.body, 'body');
     const key = idempotencyKey(request);
     const who = await authorize(request, 'start', body.environment);
@@ -232,7 +254,10 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
       },
     };
     try {
-      const started = await client.startRollback({ ...rest, requester: who }, key ? { requestId: key } : {});
+      const started = await client.startRollback(
+        { ...rest, requester: who },
+        key ? { requestId: scopedKey('api', who, key) } : {},
+      );
       await audit({ ...entry, outcome: 'accepted', runId: started.workflowId });
       return reply.code(started.existing ? 200 : 202).send({
         workflowId: started.workflowId,
@@ -275,7 +300,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
 
   const decision = (action: 'approve' | 'reject' | 'cancel', schema: z.ZodType) =>
     app.post(`/v1/rollbacks/:id/${action}`, async (request) => {
-      principalOf(request);
+      await authenticate(request, action);
       const id = parse(runId, (request.params as { id: string }).id, 'id');
       const body = parse(schema, request.body, 'body') as {
         comment?: string;
@@ -283,10 +308,11 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
         acceptDataLoss?: boolean;
         user?: unknown;
       };
-      const key = idempotencyKey(request) ?? randomUUID();
+      const given = idempotencyKey(request);
       const view = await runOf(id);
       const environment = view.status.environment;
       const who = await authorize(request, action, environment, id);
+      const key = given ? scopedKey(action, who, given) : randomUUID();
       const entry = {
         actor: who,
         door: 'api' as const,
@@ -331,7 +357,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   decision('cancel', cancelBody);
 
   app.post('/v1/drift-scans', async (request, reply) => {
-    principalOf(request);
+    await authenticate(request, 'scan');
     const body = parse(driftScanBody, request.body, 'body');
     const who = await authorize(request, 'scan', body.to);
     const { requestedBy: _claimed, ...rest } = body;
@@ -504,14 +530,20 @@ function registerSlackInteractions(
         const environment = view.status.environment;
         const denied = refusal(manifest.api, who, action, environment);
         if (denied) return refuse(who, denied, environment);
-        const outcome = await client.decide(workflowId, action, {
-          user: who,
-          // The click's own id: Slack delivering it twice, or a retry, counts once.
-          requestId: `slack-${slackUser}-${(click.action_ts ?? randomUUID()).replace(/[^0-9A-Za-z._:-]/g, '')}`.slice(
-            0,
-            80,
-          ),
-        });
+        let outcome;
+        try {
+          outcome = await client.decide(workflowId, action, {
+            user: who,
+            // The click's own id: Slack delivering it twice, or a retry, counts once.
+            requestId: `slack-${slackUser}-${(click.action_ts ?? randomUUID()).replace(/[^0-9A-Za-z._:-]/g, '')}`.slice(
+              0,
+              80,
+            ),
+          });
+        } catch (err) {
+          // The clicker hears that it did not count, and why.
+          return refuse(who, `could not ${action}: ${(err as Error).message}`.slice(0, 500), environment);
+        }
         if (!outcome.accepted) return refuse(who, outcome.reason ?? 'refused', environment);
         await helpers.audit({
           ...entry,

@@ -106,57 +106,15 @@ export async function decideTriggers(
     return [{ outcome: 'not rolled back', reason: `the alert group is ${payload.status}, with no firing alert` }];
   const decisions: TriggerDecision[] = [];
   for (const rule of rules) {
-    const alerts = firing.filter((a) => matches(a.labels, rule.match));
-    if (alerts.length === 0) continue;
-    const environment = rule.environment ?? alerts[0]!.labels[rule.environmentLabel!];
-    const refuse = (reason: string) =>
-      decisions.push({ rule: rule.name, ...(environment ? { environment } : {}), outcome: 'not rolled back', reason });
-    if (!environment || !facts.environments.includes(environment)) {
-      refuse(`label ${rule.environmentLabel} names no environment of the manifest (${environment ?? 'absent'})`);
-      continue;
+    const matched = firing.filter((a) => matches(a.labels, rule.match));
+    // One decision per environment the matching alerts name (a group may span several).
+    const byEnvironment = new Map<string | undefined, typeof matched>();
+    for (const alert of matched) {
+      const environment = rule.environment ?? alert.labels[rule.environmentLabel!];
+      byEnvironment.set(environment, [...(byEnvironment.get(environment) ?? []), alert]);
     }
-    const released = (await facts.crossSections(environment)).filter((x) => x.version !== undefined && x.complete);
-    const last = released[0];
-    if (rule.withinHoursOfDeploy !== undefined) {
-      const limit = rule.withinHoursOfDeploy * 3_600_000;
-      if (!last) {
-        refuse(
-          `no deploy of ${environment} is known (no cross-section with a version), and the rule acts only within ${rule.withinHoursOfDeploy} h of one`,
-        );
-        continue;
-      }
-      const age = facts.now.getTime() - Date.parse(last.time);
-      if (age > limit) {
-        refuse(
-          `the last deploy of ${environment} (${last.version} at ${last.time}) is ${(age / 3_600_000).toFixed(1)} h ago; the rule acts within ${rule.withinHoursOfDeploy} h`,
-        );
-        continue;
-      }
-    }
-    let target: RollbackTarget;
-    if (rule.target === 'previous-release') {
-      const previous = released.find((x) => x.version !== last?.version);
-      if (!last || !previous) {
-        refuse(`${environment} has no release before ${last?.version ?? 'the current one'} to go back to`);
-        continue;
-      }
-      target = { kind: 'version', version: previous.version! };
-    } else target = { kind: 'version', version: rule.target.version };
-    const episode = alerts.map((a) => a.startsAt).sort()[0]!;
-    const name = alerts[0]!.labels.alertname ?? rule.name;
-    const summary = alerts[0]!.annotations.summary ?? payload.commonAnnotations.summary ?? '';
-    decisions.push({
-      rule: rule.name,
-      outcome: 'start',
-      plan: {
-        rule: rule.name,
-        environment,
-        target,
-        ...(rule.components ? { components: rule.components } : {}),
-        reason: `alert ${name}${summary ? `: ${summary}` : ''} (rule ${rule.name})`.slice(0, 500),
-        requestId: `am-${createHash('sha256').update(`${payload.groupKey}\n${episode}`).digest('hex').slice(0, 32)}`,
-      },
-    });
+    for (const [environment, alerts] of byEnvironment)
+      decisions.push(await decideOne(payload, rule, environment, alerts, facts));
   }
   if (decisions.length === 0)
     decisions.push({
@@ -171,4 +129,58 @@ export async function decideTriggers(
         .join('; ')})`.slice(0, 500),
     });
   return decisions;
+}
+
+/** One rule's decision for one environment, from the alerts of the group that name it. */
+async function decideOne(
+  payload: AlertmanagerPayload,
+  rule: TriggerRule,
+  environment: string | undefined,
+  alerts: AlertmanagerPayload['alerts'],
+  facts: { environments: string[]; crossSections: (environment: string) => Promise<CrossSection[]>; now: Date },
+): Promise<TriggerDecision> {
+  const refuse = (reason: string): TriggerDecision => ({
+    rule: rule.name,
+    ...(environment ? { environment } : {}),
+    outcome: 'not rolled back',
+    reason,
+  });
+  if (!environment || !facts.environments.includes(environment))
+    return refuse(`label ${rule.environmentLabel} names no environment of the manifest (${environment ?? 'absent'})`);
+  const released = (await facts.crossSections(environment)).filter((x) => x.version !== undefined && x.complete);
+  const last = released[0];
+  if (rule.withinHoursOfDeploy !== undefined) {
+    if (!last)
+      return refuse(
+        `no deploy of ${environment} is known (no cross-section with a version), and the rule acts only within ${rule.withinHoursOfDeploy} h of one`,
+      );
+    const age = facts.now.getTime() - Date.parse(last.time);
+    if (age > rule.withinHoursOfDeploy * 3_600_000)
+      return refuse(
+        `the last deploy of ${environment} (${last.version} at ${last.time}) is ${(age / 3_600_000).toFixed(1)} h ago; the rule acts within ${rule.withinHoursOfDeploy} h`,
+      );
+  }
+  let target: RollbackTarget;
+  if (rule.target === 'previous-release') {
+    const previous = released.find((x) => x.version !== last?.version);
+    if (!last || !previous)
+      return refuse(`${environment} has no release before ${last?.version ?? 'the current one'} to go back to`);
+    target = { kind: 'version', version: previous.version! };
+  } else target = { kind: 'version', version: rule.target.version };
+  const episode = alerts.map((a) => a.startsAt).sort()[0]!;
+  const name = alerts[0]!.labels.alertname ?? rule.name;
+  const summary = alerts[0]!.annotations.summary ?? payload.commonAnnotations.summary ?? '';
+  return {
+    rule: rule.name,
+    outcome: 'start',
+    plan: {
+      rule: rule.name,
+      environment,
+      target,
+      ...(rule.components ? { components: rule.components } : {}),
+      reason: `alert ${name}${summary ? `: ${summary}` : ''} (rule ${rule.name})`.slice(0, 500),
+      // One rollback per alert group, environment and firing episode.
+      requestId: `am-${createHash('sha256').update(`${payload.groupKey}\n${environment}\n${episode}`).digest('hex').slice(0, 32)}`,
+    },
+  };
 }
