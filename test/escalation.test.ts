@@ -72,22 +72,38 @@ const rollback = (environment: string) =>
   env.startRollback({ environment, target: { kind: 'version', version: 'v1' }, requester: 'alice' });
 
 describe('escalation', () => {
-  test('an approval timeout triggers an incident; a completed rollback sends a resolve under its own id', async () => {
+  test('a run awaiting approval opens its incident, the wait running out escalates it, and a completed run resolves its own', async () => {
     const late = await rollback('staging');
     expect((await env.finalStatus(late)).status.state).toBe('timed-out');
-    await eventually(() => pagerDuty.events.find((e) => e.dedup_key === late), 'the timeout incident');
-    const triggered = pagerDuty.events.find((e) => e.dedup_key === late)!;
-    expect(triggered).toMatchObject({
-      routing_key: 'routing-key-staging',
-      event_action: 'trigger',
-      payload: { severity: 'error', source: 'rewind/staging', summary: expect.stringMatching(/timed-out/) },
-    });
+    await eventually(
+      () => pagerDuty.events.filter((e) => e.dedup_key === late).length >= 2 || undefined,
+      'the escalation',
+    );
+    expect(pagerDuty.events.filter((e) => e.dedup_key === late)).toEqual([
+      expect.objectContaining({
+        routing_key: 'routing-key-staging',
+        event_action: 'trigger',
+        payload: expect.objectContaining({ severity: 'warning' }),
+      }),
+      expect.objectContaining({
+        routing_key: 'routing-key-staging',
+        event_action: 'trigger',
+        payload: expect.objectContaining({
+          severity: 'error',
+          source: 'rewind/staging',
+          summary: expect.stringMatching(/timed-out/),
+        }),
+      }),
+    ]);
 
     const onTime = await rollback('staging');
     await env.waitFor(onTime, (s) => s.state === 'awaiting-approval');
     await env.client.decide(onTime, 'approve', { user: 'bob' });
     expect((await env.finalStatus(onTime)).status.state).toBe('completed');
-    expect(pagerDuty.events.filter((e) => e.dedup_key === onTime).map((e) => e.event_action)).toEqual(['resolve']);
+    expect(pagerDuty.events.filter((e) => e.dedup_key === onTime).map((e) => e.event_action)).toEqual([
+      'trigger',
+      'resolve',
+    ]);
 
     expect(statusEvents.filter((e) => e.workflowId === late).map((e) => e.event)).toEqual(['started', 'timed-out']);
     expect(statusEvents.filter((e) => e.workflowId === onTime).map((e) => e.event)).toEqual(['started', 'completed']);
@@ -100,6 +116,7 @@ describe('escalation', () => {
     expect((await env.finalStatus(id)).status.state).toBe('compensated');
     const events = pagerDuty.events.filter((e) => e.dedup_key === id);
     expect(events).toEqual([
+      expect.objectContaining({ event_action: 'trigger', payload: expect.objectContaining({ severity: 'warning' }) }),
       expect.objectContaining({
         routing_key: 'routing-key-production',
         event_action: 'trigger',
@@ -137,7 +154,7 @@ describe('escalation', () => {
       ),
     ).toEqual([
       undefined,
-      undefined,
+      { action: 'trigger', severity: 'warning' },
       undefined,
       { action: 'trigger', severity: 'error' },
       { action: 'trigger', severity: 'error' },

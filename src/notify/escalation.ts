@@ -51,14 +51,19 @@ export const statusPageSectionSchema = z
   .describe('A status page webhook: a JSON POST when a rollback starts and when it ends.');
 export type StatusPageSection = z.output<typeof statusPageSectionSchema>;
 
-/** What PagerDuty hears of an event: trigger with a severity, resolve, or nothing. */
+/**
+ * What PagerDuty hears of an event. A run awaiting approval opens its incident at `warning`
+ * (someone must approve: route it to a low-urgency service if that is enough); the wait running
+ * out escalates it to `error`, as does compensation; a failure is `critical`. The run's incident
+ * is resolved when it ends without needing anyone: completed, rejected or cancelled.
+ */
 export function pagerDutyAction(
   event: RollbackEvent,
 ): { action: 'trigger'; severity: Severity } | { action: 'resolve' } | undefined {
+  if (event === 'awaiting-approval') return { action: 'trigger', severity: 'warning' };
   if (event === 'failed') return { action: 'trigger', severity: 'critical' };
-  if (event === 'compensated') return { action: 'trigger', severity: 'error' };
-  if (event === 'timed-out') return { action: 'trigger', severity: 'error' };
-  if (event === 'completed') return { action: 'resolve' };
+  if (event === 'compensated' || event === 'timed-out') return { action: 'trigger', severity: 'error' };
+  if (event === 'completed' || event === 'rejected' || event === 'cancelled') return { action: 'resolve' };
   return undefined;
 }
 
@@ -114,8 +119,8 @@ export async function escalate(
 ): Promise<'sent' | 'nothing to send' | 'no route'> {
   const what = pagerDutyAction(event);
   if (!what) return 'nothing to send';
-  // A resolve goes where the trigger would have gone (the most urgent severity's route).
-  const severity = what.action === 'trigger' ? what.severity : 'critical';
+  // A resolve goes where the incident was opened: the approval wait's route.
+  const severity = what.action === 'trigger' ? what.severity : 'warning';
   const keyEnv = routeFor(pagerDuty, status.environment, severity, options.now ?? new Date());
   if (!keyEnv) return 'no route';
   const routingKey = options.env[keyEnv];
