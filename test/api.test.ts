@@ -4,8 +4,16 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { listAudit } from '../src/audit/audit-log';
-import { approveBody, cancelBody, driftScanBody, rejectBody, startRollbackBody } from '../src/api/server';
+import { auditKey, listAudit } from '../src/audit/audit-log';
+import { createLogger } from '../src/platform/logger';
+import {
+  approveBody,
+  cancelBody,
+  createApiServer,
+  driftScanBody,
+  rejectBody,
+  startRollbackBody,
+} from '../src/api/server';
 import { createToken, revokeToken } from '../src/api/tokens';
 import { createRewindClient, RewindApiError } from '../src';
 import { startTestApi, type TestApi } from './support/api-server';
@@ -99,6 +107,29 @@ describe('the HTTP API', () => {
       '/v1/drift-scans',
     ])
       expect(doc.paths[p]).toBeDefined();
+  });
+
+  test("readiness says what does not answer, and keeps the reason (hosts, the server's own words) for its log", async () => {
+    const broken = await createApiServer({
+      manifest: env.loaded.manifest,
+      client: env.client,
+      projectStore: () => Promise.reject(new Error('connect ECONNREFUSED 10.1.2.3:5432')),
+      auditKey: auditKey('unused'),
+      tokens: () => [],
+      logger: createLogger('rewind-api-test', 'silent'),
+    });
+    try {
+      const response = await broken.inject({ method: 'GET', url: '/readyz' });
+      expect(response.statusCode).toBe(503);
+      expect(response.json()).toEqual({
+        ok: false,
+        temporal: { ok: true },
+        store: { ok: false, reason: 'the project store does not answer (see the API log)' },
+      });
+      expect(response.body).not.toContain('10.1.2.3');
+    } finally {
+      await broken.close();
+    }
   });
 
   test('no token is 401, a wrong or revoked token is 401, a role the action does not take is 403, each saying why', async () => {

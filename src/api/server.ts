@@ -184,15 +184,16 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     }
   };
 
-  app.setErrorHandler((err: unknown, _request, reply) => {
+  app.setErrorHandler((err: unknown, request, reply) => {
     if (err instanceof ApiError)
       return reply.code(err.status).send({ error: err.error, reason: err.reason, ...err.extra });
     if (err instanceof RequestError) return reply.code(400).send({ error: 'invalid request', reason: err.message });
     const status = (err as { statusCode?: number }).statusCode;
     if (status && status >= 400 && status < 500)
       return reply.code(status).send({ error: 'invalid request', reason: (err as Error).message });
-    deps.logger.error({ err }, 'API request failed');
-    return reply.code(500).send({ error: 'internal error', reason: (err as Error).message });
+    // The detail (hosts, paths, a server's words) goes to the log, not to the caller.
+    deps.logger.error({ err, requestId: request.id }, 'API request failed');
+    return reply.code(500).send({ error: 'internal error', reason: `see the API log, request ${request.id}` });
   });
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: 'not found', reason: `no route ${request.method} ${request.url.split('?')[0]}` }),
@@ -212,20 +213,27 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/healthz', (_request, reply) => reply.send({ ok: true }));
 
   app.get('/readyz', async (_request, reply: FastifyReply) => {
-    const check = async (what: () => Promise<unknown>) => {
+    // Anyone may ask, so the answer says what is down, and the log says why.
+    const check = async (name: string, what: () => Promise<unknown>) => {
+      let timer: NodeJS.Timeout | undefined;
       try {
         await Promise.race([
           what(),
-          new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 2 s')), 2_000).unref()),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2_000);
+          }),
         ]);
         return { ok: true };
       } catch (err) {
-        return { ok: false, reason: (err as Error).message };
+        deps.logger.warn({ err, check: name }, 'not ready');
+        return { ok: false, reason: `${name} does not answer (see the API log)` };
+      } finally {
+        clearTimeout(timer);
       }
     };
     const [temporal, store] = await Promise.all([
-      check(() => client.client.workflowService.getSystemInfo({})),
-      check(async () => (await deps.projectStore()).query('SELECT 1')),
+      check('Temporal', () => client.client.workflowService.getSystemInfo({})),
+      check('the project store', async () => (await deps.projectStore()).query('SELECT 1')),
     ]);
     return reply.code(temporal.ok && store.ok ? 200 : 503).send({ ok: temporal.ok && store.ok, temporal, store });
   });
