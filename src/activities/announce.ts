@@ -4,6 +4,7 @@
 // A failure here never fails the rollback: the workflow logs it and goes on.
 import { Context } from '@temporalio/activity';
 import { WebClient } from '@slack/web-api';
+import { webUiLink } from '../api/access';
 import { appendAudit, auditKey } from '../audit/audit-log';
 import type { RollbackStatus } from '../domain/rollback';
 import { repositoryPassword } from '../manifest/load';
@@ -30,10 +31,6 @@ export interface AnnounceDeps {
 export type AnnouncedStatus = Omit<RollbackStatus, 'report'>;
 
 const ENDINGS: readonly RollbackEvent[] = ['completed', 'compensated', 'failed', 'rejected', 'timed-out', 'cancelled'];
-
-export function webUiLink(manifest: Manifest, workflowId: string): string {
-  return `${manifest.api.webUiUrl.replace(/\/$/, '')}/namespaces/${encodeURIComponent(manifest.temporal.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
-}
 
 export function createAnnounceActivities(deps: AnnounceDeps) {
   const { manifest } = deps;

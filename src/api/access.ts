@@ -96,3 +96,11 @@ export function refusal(
 export function principalBySlackUser(api: ApiSection, slackUserId: string): string | undefined {
   return Object.entries(api.principals).find(([, p]) => p.slackUserId === slackUserId)?.[0];
 }
+
+/** A run's page in the Temporal Web UI, for every answer and message that names the run. */
+export function webUiLink(
+  manifest: { api: { webUiUrl: string }; temporal: { namespace: string } },
+  workflowId: string,
+): string {
+  return `${manifest.api.webUiUrl.replace(/\/$/, '')}/namespaces/${encodeURIComponent(manifest.temporal.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+}

@@ -16,7 +16,7 @@ import { findScan, scanFindings } from '../drift/report';
 import type { CrossSection } from '../domain/cross-section';
 import type { Manifest } from '../manifest/schema';
 import type { ProjectStore } from '../store/project-store';
-import { principalBySlackUser, refusal, type Action } from './access';
+import { principalBySlackUser, refusal, webUiLink, type Action } from './access';
 import { slackRequestRefusal, SeenSignatures } from './slack-signature';
 import { alertmanagerPayloadSchema, decideTriggers } from './triggers';
 import { APPROVE_ACTION, REJECT_ACTION } from '../notify/rollback-slack';
@@ -93,8 +93,7 @@ function idempotencyKey(request: FastifyRequest): string | undefined {
 export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const { manifest, client } = deps;
   const app = Fastify({ bodyLimit: 256 * 1024, logger: false });
-  const webUi = (workflowId: string) =>
-    `${manifest.api.webUiUrl.replace(/\/$/, '')}/namespaces/${encodeURIComponent(manifest.temporal.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+  const webUi = (workflowId: string) => webUiLink(manifest, workflowId);
 
   const audit = async (entry: AuditEntry) => {
     try {

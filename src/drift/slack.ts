@@ -3,8 +3,8 @@
 // quote their details as they are.
 import { WebClient, type KnownBlock } from '@slack/web-api';
 import type { DriftNotice } from '../activities/drift';
-import { terminalSafe } from '../domain/display-text';
 import type { Manifest } from '../manifest/schema';
+import { slackSafe } from '../notify/rollback-slack';
 
 const SEVERITY_MARK: Record<string, string> = {
   critical: ':red_circle:',
@@ -65,9 +65,4 @@ export function driftAlertBlocks(notice: DriftNotice): KnownBlock[] {
     elements: [{ type: 'mrkdwn', text: `\`rewind drift report ${notice.scanId}\`` }],
   });
   return blocks;
-}
-
-/** Slack's mrkdwn escapes only &, < and >; backticks would end a code span early. */
-function slackSafe(text: string): string {
-  return terminalSafe(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/`/g, "'");
 }
