@@ -5,29 +5,47 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { alertmanagerPayloadSchema, decideTriggers, triggerRuleSchema } from '../src/api/triggers';
+import {
+  alertmanagerPayloadSchema,
+  decideTriggers,
+  triggerRuleSchema,
+  triggersSectionSchema,
+} from '../src/api/triggers';
+import { autoApprovalOf } from '../src/domain/rollback-rules';
 import { slackSignature } from '../src/api/slack-signature';
 import type { CrossSection } from '../src/domain/cross-section';
 import { listAudit } from '../src/audit/audit-log';
 import { startTestApi, type TestApi } from './support/api-server';
 import { createTestEnv, eventually, type TestEnv } from './support/harness';
+import { startPagerDutyApi, type PagerDutyApi } from './support/pagerduty-api';
 import { startSlackApi, type SlackApi } from './support/slack-api';
+import { tempDir } from './support/temp';
 
 const ALERTMANAGER = '/usr/bin/prometheus-alertmanager';
 const TOKEN = 'am-webhook-token-5c1e';
 const SECRET = 'slack-signing-secret-77aa';
 let env: TestEnv;
 let slack: SlackApi;
+let pagerDuty: PagerDutyApi;
+const certificates = tempDir('rewind-am-pagerduty-');
 let api: TestApi;
 let base: string;
 
 beforeAll(async () => {
   slack = await startSlackApi();
+  pagerDuty = await startPagerDutyApi(certificates);
   env = await createTestEnv({
     environments: { production: { config: { format: 'config' } }, staging: { config: { format: 'config' } } },
     api: { principals: { bob: { roles: ['approver'], slackUserId: 'UBOB0001' } } },
     slack: { channels: { '*': '#ops' }, apiUrl: slack.url },
-    controlEnv: { SLACK_BOT_TOKEN: 'xoxb-test' },
+    controlEnv: { SLACK_BOT_TOKEN: 'xoxb-test', PD_PRODUCTION: 'routing-key-production' },
+    manifest: {
+      pagerduty: {
+        server: pagerDuty.server,
+        caFile: pagerDuty.caFile,
+        routes: [{ environment: 'production', routingKeyEnv: 'PD_PRODUCTION' }],
+      },
+    },
     triggers: {
       auth: { bearerTokenEnv: 'AM_TOKEN' },
       rules: [
@@ -41,6 +59,12 @@ beforeAll(async () => {
           match: { alertname: 'CheckoutErrors', severity: 'critical' },
           environment: 'staging',
           withinHoursOfDeploy: 2,
+        },
+        {
+          name: 'canary',
+          match: { alertname: 'CanaryFailing' },
+          environment: 'production',
+          autoApprove: true,
         },
       ],
     },
@@ -61,6 +85,7 @@ afterAll(async () => {
   await api?.close();
   await env?.teardown();
   await slack?.close();
+  await pagerDuty?.close();
 });
 
 function payload(alertname: string, labels: Record<string, string>, startsAt = '2026-11-29T10:00:00Z') {
@@ -251,9 +276,49 @@ describe('alert triggers', () => {
       const methods = slack.calls.map((c) => c.method);
       expect(methods).toContain('chat.postMessage');
       expect(methods).toContain('chat.update');
+      // PagerDuty: the wait for a human opened the run's incident; the completed run resolved it.
+      const incident = await eventually(() => {
+        const actions = pagerDuty.events.filter((e) => e.dedup_key === id).map((e) => e.event_action);
+        return actions.includes('resolve') ? actions : undefined;
+      }, "the run's incident resolved");
+      expect(incident).toEqual(['trigger', 'resolve']);
+      expect(pagerDuty.events.find((e) => e.dedup_key === id)).toMatchObject({
+        routing_key: 'routing-key-production',
+        payload: { severity: 'warning' },
+      });
     } finally {
       alertmanager.kill('SIGTERM');
     }
+  });
+
+  test('a rule with autoApprove rolls back without waiting for anyone, recorded as its approver', async () => {
+    const file = path.join(env.componentPath('production', 'config'), 'app.yaml');
+    writeFileSync(file, 'release: v2-canary\n');
+    const answer = await deliver(payload('CanaryFailing', { severity: 'critical' }));
+    expect(answer.status).toBe(200);
+    expect(answer.json.decisions).toEqual([
+      expect.objectContaining({ rule: 'canary', outcome: 'started', approval: 'rule', environment: 'production' }),
+    ]);
+    const id = answer.json.decisions![0]!.workflowId as string;
+    const { status } = await env.finalStatus(id);
+    expect(status.state).toBe('completed');
+    expect(status).toMatchObject({ triggerRule: 'canary', autoApproval: { rule: 'canary', applied: true } });
+    expect(status.approvals.map((a) => a.user)).toEqual(['trigger rule canary']);
+    expect(readFileSync(file, 'utf8')).toBe('release: v1\n');
+    const rows = await eventually(async () => {
+      const all = await listAudit(await env.projectStore(), { runId: id });
+      return all.some((r) => r.action === 'rollback.completed') ? all : undefined;
+    }, "the run's audit rows");
+    expect(rows.map((r) => [r.actor, r.door, r.action, r.outcome])).toEqual(
+      expect.arrayContaining([
+        ['alertmanager', 'alertmanager', 'rollback.start', 'accepted'],
+        ['trigger rule canary', 'alertmanager', 'rollback.approve', 'accepted'],
+        ['rewind', 'workflow', 'rollback.completed', 'recorded'],
+      ]),
+    );
+    expect(rows.find((r) => r.action === 'rollback.approve')?.evidence?.plan).toMatch(/^[0-9a-f]{64}$/);
+    // Nobody had to be paged: no incident was opened for it.
+    expect(pagerDuty.events.filter((e) => e.dedup_key === id && e.event_action === 'trigger')).toEqual([]);
   });
 });
 
@@ -300,6 +365,47 @@ describe('the decision policy', () => {
       outcome: 'not rolled back',
       reason: 'production has no release before v2 to go back to',
     });
+  });
+
+  test('autoApprove is checked again against the manifest the workflow runs with', () => {
+    const triggers = triggersSectionSchema.parse({
+      auth: { bearerTokenEnv: 'AM_TOKEN' },
+      rules: [
+        { name: 'errors', match: { alertname: 'Errors' }, environment: 'production', autoApprove: true },
+        { name: 'slow', match: { alertname: 'Slow' }, environmentLabel: 'env' },
+      ],
+    });
+    const manifest = { triggers };
+    const request = { environment: 'production', trigger: 'alert' as const, dryRun: false };
+    expect(autoApprovalOf(manifest, { ...request, triggerRule: 'errors' })).toEqual({
+      rule: 'errors',
+      acceptDataLoss: false,
+    });
+    expect(autoApprovalOf(manifest, { ...request, triggerRule: 'slow' })).toBeUndefined();
+    expect(autoApprovalOf(manifest, request)).toBeUndefined();
+    expect(autoApprovalOf(manifest, { ...request, triggerRule: 'gone' })).toEqual({
+      problem: 'the manifest has no trigger rule "gone" (triggers.rules: errors, slow)',
+    });
+    expect(autoApprovalOf(manifest, { ...request, trigger: 'manual', triggerRule: 'errors' })).toEqual({
+      problem: "triggerRule names the rule of an alert-triggered run; this run's trigger is manual",
+    });
+    expect(autoApprovalOf(manifest, { ...request, environment: 'staging', triggerRule: 'errors' })).toEqual({
+      problem: 'trigger rule "errors" rolls back production, not staging',
+    });
+    // A manifest that would make the rule ambiguous, or accept data loss with nothing to apply it to.
+    const issues = (rules: unknown[]) =>
+      triggersSectionSchema
+        .safeParse({ auth: { bearerTokenEnv: 'T' }, rules })
+        .error?.issues.map((i) => [i.path.join('.'), i.message]);
+    expect(
+      issues([
+        { name: 'a', match: { x: 'y' }, environment: 'p' },
+        { name: 'a', match: { x: 'z' }, environment: 'p' },
+      ]),
+    ).toEqual([['rules.1.name', 'a second rule is named "a"']]);
+    expect(issues([{ name: 'b', match: { x: 'y' }, environment: 'p', acceptDataLoss: true }])).toEqual([
+      ['rules.0.acceptDataLoss', 'acceptDataLoss applies only to a rule with autoApprove: true'],
+    ]);
   });
 
   test('a resolved group, or an alert group in a new firing episode', async () => {

@@ -185,6 +185,13 @@ describe('the HTTP API', () => {
     });
     expect(unknownKey.status).toBe(400);
     expect(unknownKey.json.reason).toMatch(/sudo/);
+    // Only the Alertmanager webhook names a trigger rule (a rule may approve its own run).
+    const ruled = await call('POST', '/v1/rollbacks', {
+      token: tokens['ops-bot'],
+      body: { environment: 'production', target: { kind: 'version', version: 'v1' }, triggerRule: 'canary' },
+    });
+    expect(ruled.status).toBe(400);
+    expect(ruled.json.reason).toMatch(/triggerRule/);
     const broken = await call('POST', '/v1/rollbacks', { token: tokens['ops-bot'], raw: '{"environment": ' });
     expect(broken.status).toBe(400);
     expect(broken.json.error).toBe('invalid request');

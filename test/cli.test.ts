@@ -2,6 +2,7 @@
 // and a non-zero exit for bad input, and nothing started by a bad request.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { listAudit } from '../src/audit/audit-log';
 import { CROSS_SECTION_ID_PATTERN } from '../src/domain/cross-section';
 import { createTestEnv, eventually, readTree, runCli, type TestEnv } from './support/harness';
 
@@ -11,7 +12,9 @@ let crossSectionId: string;
 
 beforeAll(async () => {
   env = await createTestEnv({ environments: { production: { config: {}, models: { dependsOn: ['config'] } } } });
-  cli = (args) => runCli(['--manifest', env.manifestFile, ...args]);
+  // The project store the workers write to: the CLI's own door records its actions there too.
+  const store = { DATABASE_URL: await env.projectStoreUrl() };
+  cli = (args) => runCli(['--manifest', env.manifestFile, ...args], { env: store });
   writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'release: v1\n');
   writeFileSync(path.join(env.componentPath('production', 'models'), 'm.pkl'), 'pickle-v1');
 });
@@ -104,6 +107,21 @@ describe('rewind CLI', () => {
     expect(readTree(env.componentPath('production', 'config'))['app.yaml']?.content).toBe(
       Buffer.from('release: v1\n').toString('base64'),
     );
+
+    // The CLI's door (Temporal directly) is audited, the actor as claimed and said to be so.
+    const rows = await listAudit(await env.projectStore(), { runId: id });
+    expect(rows.filter((r) => r.door === 'cli').map((r) => [r.actor, r.action, r.outcome])).toEqual([
+      ['alice', 'rollback.start', 'accepted'],
+      ['alice', 'rollback.approve', 'refused'],
+      ['mallory', 'rollback.approve', 'refused'],
+      ['bob', 'rollback.approve', 'accepted'],
+    ]);
+    const bob = rows.find((r) => r.actor === 'bob')!;
+    expect(bob).toMatchObject({
+      environment: 'production',
+      detail: { identity: expect.stringMatching(/not authenticated/) },
+    });
+    expect(bob.evidence?.plan).toMatch(/^[0-9a-f]{64}$/);
 
     const report = await cli(['rollback', 'report', id]);
     expect(report.stdout).toContain(`# Rollback report: ${id}`);
@@ -259,6 +277,31 @@ describe('rewind CLI', () => {
       state: string;
     }[];
     expect(listed[0]).toMatchObject({ dryRun: true, state: 'completed' });
+  });
+
+  it('says so when the audit log cannot be written, and the action stands', async () => {
+    // No DATABASE_URL, and no control worker serves the embedded store here.
+    const dry = await runCli(
+      [
+        '--manifest',
+        env.manifestFile,
+        'rollback',
+        'start',
+        '--env',
+        'production',
+        '--to-snapshot',
+        crossSectionId,
+        '--dry-run',
+        '--json',
+      ],
+      { env: { DATABASE_URL: '' } },
+    );
+    expect(dry.code).toBe(0);
+    const { workflowId } = json(dry.stdout);
+    expect(dry.stderr).toBe(
+      `warning: rollback.start of ${String(workflowId)} happened, but the audit log could not be written: no process serves the project store (PGlite ${path.join(path.dirname(env.manifestFile), 'data', 'store')}): start the control worker (rewind start, or rewind worker), or set DATABASE_URL\n`,
+    );
+    expect((await env.client.rollbackView(String(workflowId))).status.dryRun).toBe(true);
   });
 
   it.each([

@@ -25,7 +25,9 @@ const json = (text: string) => JSON.parse(text) as Record<string, unknown>;
 
 beforeAll(async () => {
   env = await createTestEnv({ environments: { production: { config: {} } } });
-  cli = (args) => runCli(['--manifest', env.manifestFile, ...args]);
+  // The project store the workers use: the CLI audits its own actions there.
+  const store = { DATABASE_URL: await env.projectStoreUrl() };
+  cli = (args) => runCli(['--manifest', env.manifestFile, ...args], { env: store });
   const dir = env.componentPath('production', 'config');
   writeFileSync(path.join(dir, 'app.yaml'), 'release: v1\n');
   await env.snapshot('production', { version: VERSION, reason: SNAPSHOT_REASON });

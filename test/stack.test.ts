@@ -87,13 +87,25 @@ describe('rewind start (npm start)', () => {
       '--json',
     ]);
     expect(started.code).toBe(0);
+    expect(started.stderr).toBe('');
     const { workflowId } = JSON.parse(started.stdout) as { workflowId: string };
-    expect((await cli(['rollback', 'approve', workflowId, '--as', 'bob'])).code).toBe(0);
+    const approved = await cli(['rollback', 'approve', workflowId, '--as', 'bob']);
+    expect(approved).toMatchObject({ code: 0, stderr: '' });
     const watched = await cli(['rollback', 'status', workflowId, '--watch']);
     expect(watched.stdout).toContain('state: completed');
     expect(readFileSync(app)).toEqual(original);
     const report = await cli(['rollback', 'report', workflowId]);
     expect(report.stdout).toContain('- change `app.yaml`');
+    // The CLI's actions are in the audit log, through the store the control worker serves.
+    const audit = JSON.parse((await cli(['audit', 'list', '--run', workflowId, '--json'])).stdout) as {
+      actor: string;
+      door: string;
+      action: string;
+    }[];
+    expect(audit.filter((r) => r.door === 'cli').map((r) => [r.actor, r.action])).toEqual([
+      ['alice', 'rollback.start'],
+      ['bob', 'rollback.approve'],
+    ]);
 
     const connection = await Connection.connect({ address: info.temporalAddress });
     const client = new Client({ connection });

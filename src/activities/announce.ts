@@ -5,7 +5,7 @@
 import { Context } from '@temporalio/activity';
 import { WebClient } from '@slack/web-api';
 import { webUiLink } from '../api/access';
-import { appendAudit, auditKey } from '../audit/audit-log';
+import { appendAudit, auditKey, planEvidence, type AuditEntry } from '../audit/audit-log';
 import type { RollbackStatus } from '../domain/rollback';
 import { repositoryPassword } from '../manifest/load';
 import type { Manifest } from '../manifest/schema';
@@ -62,28 +62,42 @@ export function createAnnounceActivities(deps: AnnounceDeps) {
       if (sent === 'no route')
         deps.logger.warn({ environment: status.environment, event: req.event }, 'no PagerDuty route matches');
     }
-    // Last, and once: the audit log's record of how the run ended.
-    if (ENDINGS.includes(req.event)) {
-      const action = `rollback.${req.event}`;
-      const recorded = await store.query('SELECT 1 FROM audit_log WHERE run_id = $1 AND action = $2 AND door = $3', [
-        status.workflowId,
-        action,
-        'workflow',
-      ]);
-      if (recorded.length === 0) {
-        key ??= auditKey(repositoryPassword(manifest, env));
-        await appendAudit(store, key, {
-          actor: 'rewind',
-          door: 'workflow',
-          action,
-          outcome: 'recorded',
-          runId: status.workflowId,
-          environment: status.environment,
-          ...(status.cause ? { reason: status.cause.slice(0, 2000) } : {}),
-          detail: { phase: status.phase, requester: status.requester, approvals: status.approvals.map((a) => a.user) },
-        });
-      }
-    }
+    // Last, and once: the audit log's record of a rule's own approval, and of how the run ended.
+    const auto = status.autoApproval;
+    if (req.event === 'approved' && auto?.applied)
+      await auditOnce(store, {
+        actor: `trigger rule ${auto.rule}`,
+        door: 'alertmanager',
+        action: 'rollback.approve',
+        outcome: 'accepted',
+        runId: status.workflowId,
+        environment: status.environment,
+        reason: `the manifest's trigger rule ${auto.rule} approves its own rollbacks (autoApprove)`,
+        ...(status.plan ? { evidence: { plan: planEvidence(status.plan) } } : {}),
+      });
+    if (ENDINGS.includes(req.event))
+      await auditOnce(store, {
+        actor: 'rewind',
+        door: 'workflow',
+        action: `rollback.${req.event}`,
+        outcome: 'recorded',
+        runId: status.workflowId,
+        environment: status.environment,
+        ...(status.cause ? { reason: status.cause.slice(0, 2000) } : {}),
+        detail: { phase: status.phase, requester: status.requester, approvals: status.approvals.map((a) => a.user) },
+      });
+  }
+
+  /** Appends the row unless the run has one of its action and door already (a retried activity). */
+  async function auditOnce(store: ProjectStore, entry: AuditEntry): Promise<void> {
+    const recorded = await store.query('SELECT 1 FROM audit_log WHERE run_id = $1 AND action = $2 AND door = $3', [
+      entry.runId,
+      entry.action,
+      entry.door,
+    ]);
+    if (recorded.length > 0) return;
+    key ??= auditKey(repositoryPassword(manifest, env));
+    await appendAudit(store, key, entry);
   }
 
   /** The run's message: posted once, then updated; a line in its thread for the events that get one. */

@@ -13,6 +13,7 @@ import {
   type RollbackRequest,
 } from '../domain/rollback';
 import {
+  autoApprovalOf,
   chosenComponents,
   environmentBusyMessage,
   environmentProblem,
@@ -82,6 +83,9 @@ export function createControlActivities(deps: ControlDeps) {
       refuseOtherManifest(request);
       const problem = rollbackRequestProblem(manifest, request);
       if (problem) throw ApplicationFailure.nonRetryable(problem, ErrorType.InvalidRequest);
+      const autoApproval = autoApprovalOf(manifest, request);
+      if (autoApproval && 'problem' in autoApproval)
+        throw ApplicationFailure.nonRetryable(autoApproval.problem, ErrorType.InvalidRequest);
       const env = manifest.environments[request.environment]!;
       const names = chosenComponents(manifest, request.environment, request.components);
       // A run that takes the environment lock itself (see workflows/lock.ts) needs no check of
@@ -142,6 +146,7 @@ export function createControlActivities(deps: ControlDeps) {
         approvalTimeoutMs: parseDuration(manifest.policy.approvalTimeout),
         heartbeatTimeoutMs: parseDuration(manifest.policy.heartbeatTimeout),
         previewPaths: manifest.policy.planPreviewPaths,
+        ...(autoApproval ? { autoApproval } : {}),
       };
     } catch (err) {
       throw toApplicationFailure(err);

@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { appendAudit, type AuditEntry } from '../audit/audit-log';
+import { appendAudit, planEvidence, type AuditEntry } from '../audit/audit-log';
 import { RequestError, type RewindClient } from '../client/client';
 import { driftScanRequestSchema } from '../domain/drift-scan';
 import { requestIdSchema, rollbackRequestSchema } from '../domain/rollback';
@@ -53,8 +53,9 @@ export class ApiError extends Error {
 
 const ignoredActor = z.unknown().optional().describe("Ignored: the actor is the token's principal.");
 
+// triggerRule is the webhook's to set (a rule may approve its own run): not a caller's.
 export const startRollbackBody = rollbackRequestSchema
-  .omit({ requester: true, manifestDigest: true })
+  .omit({ requester: true, manifestDigest: true, triggerRule: true })
   .extend({ requester: ignoredActor });
 export const approveBody = z.strictObject({
   comment: z.string().max(500).optional(),
@@ -704,6 +705,7 @@ function registerAlertmanagerWebhook(
               reason: plan.reason,
               requester: 'alertmanager',
               trigger: 'alert',
+              triggerRule: plan.rule,
             },
             { requestId: plan.requestId },
           ),
@@ -717,6 +719,7 @@ function registerAlertmanagerWebhook(
             runId: started.workflowId,
             environment: plan.environment,
             reason: plan.reason,
+            detail: { ...entry.detail, approval: plan.approval },
           });
         answers.push({
           rule: decision.rule,
@@ -724,6 +727,7 @@ function registerAlertmanagerWebhook(
           outcome: started.existing ? 'attached' : 'started',
           workflowId: started.workflowId,
           target: plan.target,
+          approval: plan.approval,
           webUi: helpers.webUi(started.workflowId),
         });
       } catch (err) {
@@ -739,11 +743,6 @@ function registerAlertmanagerWebhook(
     }
     return { decisions: answers };
   });
-}
-
-/** What an approver saw: the plan's digest, so the audit log says which plan was approved. */
-function planEvidence(plan: unknown): string {
-  return createHash('sha256').update(JSON.stringify(plan)).digest('hex');
 }
 
 /** OpenAPI 3.1, from the same zod schemas that validate the requests. */

@@ -2,7 +2,8 @@
 // matched against the manifest's `triggers.rules`; a rule that matches firing alerts decides
 // whether to roll back, by policy: only its severities (labels), only within N hours of the
 // last deploy, at most one rollback per environment at a time. A rollback started this way still
-// waits for a human approval. Every decision, also not to roll back, is recorded with its reason.
+// waits for a human approval, unless its rule says `autoApprove` (the workflow checks the rule
+// again in decide). Every decision, also not to roll back, is recorded with its reason.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { CrossSection } from '../domain/cross-section';
@@ -30,9 +31,25 @@ export const triggerRuleSchema = z
       .max(24 * 90)
       .optional()
       .describe('Roll back only this soon after the last deploy (the newest cross-section with a version).'),
+    autoApprove: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Execute without waiting for a human: the rule approves its own rollback (recorded as `trigger rule <name>`). A plan that loses data still waits for a human unless acceptDataLoss is set too.',
+      ),
+    acceptDataLoss: z
+      .boolean()
+      .default(false)
+      .describe(
+        'With autoApprove: approve a plan that loses data (a database restore that drops writes since the snapshot).',
+      ),
   })
   .refine((r) => (r.environment === undefined) !== (r.environmentLabel === undefined), {
     message: 'set environment or environmentLabel (one of them)',
+  })
+  .refine((r) => r.autoApprove || !r.acceptDataLoss, {
+    message: 'acceptDataLoss applies only to a rule with autoApprove: true',
+    path: ['acceptDataLoss'],
   });
 export type TriggerRule = z.output<typeof triggerRuleSchema>;
 
@@ -44,7 +61,18 @@ export const triggersSectionSchema = z
         basic: z.strictObject({ username: z.string().min(1), passwordEnv: envVar }).optional(),
       })
       .refine((a) => a.bearerTokenEnv !== undefined || a.basic !== undefined, 'set bearerTokenEnv or basic'),
-    rules: z.array(triggerRuleSchema).default([]),
+    rules: z
+      .array(triggerRuleSchema)
+      .default([])
+      .superRefine((rules, ctx) => {
+        // The workflow finds a rule by its name again in decide: two of one name would be ambiguous.
+        const seen = new Set<string>();
+        rules.forEach((rule, i) => {
+          if (seen.has(rule.name))
+            ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `a second rule is named "${rule.name}"` });
+          seen.add(rule.name);
+        });
+      }),
   })
   .optional()
   .describe('Alertmanager webhooks that may start rollbacks (POST /v1/webhooks/alertmanager).');
@@ -81,6 +109,8 @@ export interface TriggerPlan {
   reason: string;
   /** The idempotency key: one rollback per alert group and firing episode. */
   requestId: string;
+  /** Who approves: the rule itself (autoApprove), or humans. */
+  approval: 'rule' | 'human';
 }
 
 export type TriggerDecision =
@@ -179,6 +209,7 @@ async function decideOne(
       target,
       ...(rule.components ? { components: rule.components } : {}),
       reason: `alert ${name}${summary ? `: ${summary}` : ''} (rule ${rule.name})`.slice(0, 500),
+      approval: rule.autoApprove ? 'rule' : 'human',
       // One rollback per alert group, environment and firing episode.
       requestId: `am-${createHash('sha256').update(`${payload.groupKey}\n${environment}\n${episode}`).digest('hex').slice(0, 32)}`,
     },

@@ -11,7 +11,7 @@
 // - rows cut from the end, or the whole log emptied: what is left is still a valid chain.
 //   `verifyAudit` returns the last row's seq and hash; kept elsewhere, they show a cut.
 // - anything written by someone who holds the key (the repository password).
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { ProjectStore, StoreQueries } from '../store/project-store';
 
@@ -66,6 +66,11 @@ export interface AuditFilter {
   until?: Date;
   /** The newest this many that match (default 100, at most 10,000). */
   limit?: number;
+}
+
+/** What an approver saw: the plan's digest, so the audit log says which plan was approved. */
+export function planEvidence(plan: unknown): string {
+  return createHash('sha256').update(JSON.stringify(plan)).digest('hex');
 }
 
 /** The prevHash of the first row. */

@@ -70,6 +70,10 @@ export function renderStatus(view: RollbackView): string {
       `  approvals: ${s.approvals.length}/${s.requiredApprovals ?? 1} (${got}); may approve: ${may.map(shown).join(', ')}${excluded}`,
     );
   }
+  if (s.autoApproval && !s.autoApproval.applied)
+    lines.push(
+      `  auto-approval by trigger rule ${shown(s.autoApproval.rule)} not applied: ${shown(s.autoApproval.reason ?? '')}`,
+    );
   if (s.state === 'awaiting-approval' && s.approvalDeadline)
     lines.push(`  approval deadline: ${shown(s.approvalDeadline)}`);
   if (s.cancellation)

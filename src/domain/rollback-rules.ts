@@ -4,7 +4,7 @@
 import { kindsWithStrategy, refusalOf, strategiesOf } from '../components/registry';
 import type { Manifest } from '../manifest/schema';
 import type { DecisionOutcome } from './messages';
-import type { Decision, DecisionRecord, RollbackRequest, RollbackStatus } from './rollback';
+import type { AutoApproval, Decision, DecisionRecord, RollbackRequest, RollbackStatus } from './rollback';
 import { describeTarget, FINAL_STATES, type RollbackTarget } from './rollback';
 
 /** What is wrong with a request that names environments and components, or undefined. */
@@ -59,6 +59,31 @@ export function rollbackRequestProblem(
     }
   }
   return undefined;
+}
+
+/**
+ * What the run's trigger rule allows (`triggers.rules[].autoApprove`), looked up again in the
+ * manifest the workflow runs with: a request names its rule, the manifest decides what it may do.
+ * Undefined when the run waits for humans; a string when the request names a rule it cannot.
+ */
+export function autoApprovalOf(
+  manifest: Pick<Manifest, 'triggers'>,
+  request: Pick<RollbackRequest, 'environment' | 'trigger' | 'triggerRule' | 'dryRun'>,
+): AutoApproval | { problem: string } | undefined {
+  if (request.triggerRule === undefined) return undefined;
+  if (request.trigger !== 'alert')
+    return {
+      problem: `triggerRule names the rule of an alert-triggered run; this run's trigger is ${request.trigger}`,
+    };
+  const rule = manifest.triggers?.rules.find((r) => r.name === request.triggerRule);
+  if (!rule)
+    return {
+      problem: `the manifest has no trigger rule "${request.triggerRule}" (triggers.rules: ${manifest.triggers?.rules.map((r) => r.name).join(', ') || 'none'})`,
+    };
+  if (rule.environment !== undefined && rule.environment !== request.environment)
+    return { problem: `trigger rule "${rule.name}" rolls back ${rule.environment}, not ${request.environment}` };
+  if (!rule.autoApprove || request.dryRun) return undefined;
+  return { rule: rule.name, acceptDataLoss: rule.acceptDataLoss };
 }
 
 /**

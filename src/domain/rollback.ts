@@ -28,6 +28,11 @@ export const rollbackRequestSchema = z.strictObject({
   reason: z.string().max(500).optional(),
   requester: z.string().min(1).max(100),
   trigger: z.enum(TRIGGERS).default('manual'),
+  /**
+   * The manifest's trigger rule (`triggers.rules[].name`) behind an alert-triggered run. Only the
+   * Alertmanager webhook sets it; decide looks the rule up again for its autoApprove.
+   */
+  triggerRule: z.string().min(1).max(100).optional(),
   dryRun: z.boolean().default(false),
   /** Overrides the manifest's default strategy for every component whose kind offers it. */
   strategy: z.enum(STRATEGIES).optional(),
@@ -114,6 +119,14 @@ export interface RollbackContext {
   approvalTimeoutMs: number;
   heartbeatTimeoutMs: number;
   previewPaths: number;
+  /** The trigger rule that approves this run itself (`triggers.rules[].autoApprove`). */
+  autoApproval?: AutoApproval;
+}
+
+export interface AutoApproval {
+  rule: string;
+  /** The rule approves a plan that loses data too. */
+  acceptDataLoss: boolean;
 }
 
 export interface RollbackComponent {
@@ -193,6 +206,8 @@ export interface RollbackStatus {
   environment: string;
   target: RollbackTarget;
   trigger: Trigger;
+  /** The trigger rule behind an alert-triggered run. */
+  triggerRule?: string;
   requester: string;
   reason?: string;
   dryRun: boolean;
@@ -209,6 +224,11 @@ export interface RollbackStatus {
   /** False in production: the requester is not among those who may approve. */
   requesterMayApprove?: boolean;
   approvalDeadline?: string;
+  /**
+   * The run's trigger rule may approve it: `applied` when it did, else why a human must
+   * (the plan loses data and the rule does not accept that).
+   */
+  autoApproval?: { rule: string; applied: boolean; at: string; reason?: string };
   phases: Partial<Record<Phase, PhaseTiming>>;
   plan?: RollbackPlan;
   steps: Record<string, StepStatus>;
@@ -247,5 +267,6 @@ export function initialRollbackStatus(request: RollbackRequest, workflowId: stri
     ...(request.components !== undefined ? { components: request.components } : {}),
     ...(request.strategy !== undefined ? { strategy: request.strategy } : {}),
     ...(request.acceptDataLoss ? { acceptDataLoss: true } : {}),
+    ...(request.triggerRule !== undefined ? { triggerRule: request.triggerRule } : {}),
   };
 }

@@ -35,6 +35,11 @@ export interface OpenStoreOptions {
   serve?: boolean;
   /** How long to wait for another process that holds the embedded store without serving it. */
   lockWaitMs?: number;
+  /**
+   * Use the embedded store only when its owner serves it: never open (and create) it here. For
+   * a short command's one write, which must not take seconds or hold the store from the worker.
+   */
+  servedOnly?: boolean;
 }
 
 export class StoreError extends Error {
@@ -142,6 +147,10 @@ async function openEmbeddedStore(options: OpenStoreOptions): Promise<ProjectStor
   const where = `PGlite ${dir}`;
   const served = await connectServed(socketDir, where);
   if (served) return served;
+  if (options.servedOnly)
+    throw new StoreError(
+      `no process serves the project store (${where}): start the control worker (rewind start, or rewind worker), or set DATABASE_URL`,
+    );
 
   await mkdir(dir, { recursive: true });
   const release = await takeLock(path.join(options.dataDir, 'store.lock'), options.lockWaitMs ?? 10_000, socketDir);

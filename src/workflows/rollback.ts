@@ -427,6 +427,10 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   async function approval(): Promise<'approved' | 'rejected' | 'timed-out'> {
     enterPhase('approval');
     if (status.rejection) return 'rejected';
+    if (autoApproved()) {
+      void announce('approved');
+      return 'approved';
+    }
     const { approvalTimeoutMs } = run.ctx!;
     status.approvalDeadline = new Date(Date.now() + approvalTimeoutMs).toISOString();
     setState('awaiting-approval');
@@ -442,6 +446,36 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     setState('running');
     void announce('approved');
     return 'approved';
+  }
+
+  /**
+   * The run's trigger rule approves it (`triggers.rules[].autoApprove`), unless its plan loses
+   * data that neither the request nor the rule accepts: then it waits for humans like any run,
+   * and the status says why. Runs without a rule that may approve take no step here.
+   */
+  function autoApproved(): boolean {
+    const auto = run.ctx!.autoApproval;
+    if (!auto) return false;
+    const at = now();
+    if (status.plan?.destructive && !status.acceptDataLoss && !auto.acceptDataLoss) {
+      status.autoApproval = {
+        rule: auto.rule,
+        applied: false,
+        at,
+        reason: `the plan loses data and trigger rule ${auto.rule} does not accept that (acceptDataLoss): a human must approve`,
+      };
+      return false;
+    }
+    status.autoApproval = { rule: auto.rule, applied: true, at };
+    status.approvals.push({
+      user: `trigger rule ${auto.rule}`,
+      requestId: `auto-approval-${auto.rule}`.slice(0, 80),
+      at,
+      comment: `approved by the manifest (triggers.rules ${auto.rule}: autoApprove)`,
+      ...(status.plan?.destructive ? { acceptDataLoss: true } : {}),
+    });
+    log.info('auto-approved by trigger rule', { rule: auto.rule });
+    return true;
   }
 
   async function execute(): Promise<void> {

@@ -149,6 +149,37 @@ async function continuedScanScenario(): Promise<void> {
   }
 }
 
+/** An alert-triggered rollback whose trigger rule approves it (triggers.rules[].autoApprove). */
+async function autoApprovedScenario(): Promise<void> {
+  const env = await createTestEnv({
+    triggers: {
+      auth: { bearerTokenEnv: 'AM_TOKEN' },
+      rules: [{ name: 'canary', match: { alertname: 'CanaryFailing' }, environment: 'production', autoApprove: true }],
+    },
+  });
+  try {
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v1\n');
+    writeFileSync(path.join(env.componentPath('production', 'models'), 'm.pkl'), 'pickle-v1');
+    await env.snapshot('production', { version: 'v1' });
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v2\n');
+    const id = await env.startRollback({
+      environment: 'production',
+      target: { kind: 'version', version: 'v1' },
+      requester: 'alertmanager',
+      trigger: 'alert',
+      triggerRule: 'canary',
+    });
+    const { status } = await env.finalStatus(id);
+    if (status.state !== 'completed' || !status.autoApproval?.applied)
+      throw new Error(
+        `the auto-approved run ended ${status.state}, auto-approval ${JSON.stringify(status.autoApproval)}`,
+      );
+    await save(env, id, 'rollback-auto-approved');
+  } finally {
+    await env.teardown();
+  }
+}
+
 async function main(): Promise<void> {
   const server = await startDevServer({ headless: true });
   process.env.TEMPORAL_ADDRESS = server.address;
@@ -182,6 +213,7 @@ async function main(): Promise<void> {
       await save(env, id, 'rollback-compensated');
     });
     await postgresScenario();
+    await autoApprovedScenario();
     await driftScenario();
     await continuedScanScenario();
     await scenario('after-restore:config=pause:60s', async (env) => {

@@ -113,29 +113,30 @@ describe('approval rules (workflow with stub activities)', () => {
     ]);
   });
 
-  describe('a destructive plan', () => {
-    const destructive: WorkflowTestOverrides = {
-      agent: (stubs) => ({
-        async assessComponent(req): Promise<ComponentPlan> {
-          const plan = await stubs.assessComponent(req);
-          if (req.component !== 'models') return plan;
-          return {
-            ...plan,
-            strategy: 'restore',
-            destructive: true,
-            impact: [
-              {
-                strategy: 'restore',
-                available: true,
-                destructive: true,
-                losses: ['column public.orders.total (1,204 rows)'],
-              },
-            ],
-          };
-        },
-      }),
-    };
+  /** The models component's plan restores over a dropped column: it loses data. */
+  const destructive: WorkflowTestOverrides = {
+    agent: (stubs) => ({
+      async assessComponent(req): Promise<ComponentPlan> {
+        const plan = await stubs.assessComponent(req);
+        if (req.component !== 'models') return plan;
+        return {
+          ...plan,
+          strategy: 'restore',
+          destructive: true,
+          impact: [
+            {
+              strategy: 'restore',
+              available: true,
+              destructive: true,
+              losses: ['column public.orders.total (1,204 rows)'],
+            },
+          ],
+        };
+      },
+    }),
+  };
 
+  describe('a destructive plan', () => {
     it('is refused without acceptDataLoss, naming the loss, and accepted with it', async () => {
       const e = await setUp(destructive);
       const id = await awaitingApproval(e);
@@ -160,6 +161,60 @@ describe('approval rules (workflow with stub activities)', () => {
       const id = await awaitingApproval(e, { acceptDataLoss: true });
       expect(await e.client.decide(id, 'approve', { user: 'bob' })).toMatchObject({ accepted: true });
       expect((await e.finalStatus(id)).status.state).toBe('completed');
+    });
+  });
+
+  describe('a trigger rule that approves its own runs (triggers.rules[].autoApprove)', () => {
+    const ruled = (acceptDataLoss: boolean, agent?: WorkflowTestOverrides['agent']): WorkflowTestOverrides => ({
+      control: (stubs) => ({
+        async resolveRollback(req) {
+          return { ...(await stubs.resolveRollback(req)), autoApproval: { rule: 'canary', acceptDataLoss } };
+        },
+      }),
+      ...(agent ? { agent } : {}),
+    });
+
+    it('executes without waiting for anyone, the rule recorded as the approver', async () => {
+      const e = await setUp(ruled(false));
+      const id = await e.start({ requester: 'alertmanager', triggerRule: 'canary' });
+      const { status } = await e.finalStatus(id);
+      expect(status.state).toBe('completed');
+      expect(status.approvals).toEqual([expect.objectContaining({ user: 'trigger rule canary' })]);
+      expect(status.autoApproval).toMatchObject({ rule: 'canary', applied: true });
+      expect(status.approvalDeadline).toBeUndefined();
+      expect(
+        e
+          .restores('rollback')
+          .map((r) => r.component)
+          .sort(),
+      ).toEqual(['config', 'models']);
+    });
+
+    it('still waits for a human when the plan loses data and the rule does not accept that', async () => {
+      const e = await setUp(ruled(false, destructive.agent));
+      const id = await awaitingApproval(e, { requester: 'alertmanager' });
+      const waiting = (await e.client.rollbackView(id)).status;
+      expect(waiting.approvals).toEqual([]);
+      expect(waiting.autoApproval).toMatchObject({
+        rule: 'canary',
+        applied: false,
+        reason: expect.stringMatching(/the plan loses data and trigger rule canary does not accept that/),
+      });
+      expect(e.restores()).toEqual([]);
+      expect(await e.client.decide(id, 'approve', { user: 'bob', acceptDataLoss: true })).toMatchObject({
+        accepted: true,
+      });
+      expect((await e.finalStatus(id)).status.approvals.map((a) => a.user)).toEqual(['bob']);
+    });
+
+    it('approves a plan that loses data when the rule accepts that too', async () => {
+      const e = await setUp(ruled(true, destructive.agent));
+      const id = await e.start({ requester: 'alertmanager' });
+      const { status } = await e.finalStatus(id);
+      expect(status.state).toBe('completed');
+      expect(status.approvals).toEqual([
+        expect.objectContaining({ user: 'trigger rule canary', acceptDataLoss: true }),
+      ]);
     });
   });
 

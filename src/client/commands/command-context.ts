@@ -45,7 +45,10 @@ export async function rewindClient(cmd: Command): Promise<RewindClient> {
  */
 export async function rollbackDoor(cmd: Command): Promise<RollbackDoor> {
   const url = globals(cmd).api ?? process.env.REWIND_API_URL;
-  if (!url) return rewindClient(cmd);
+  if (!url) {
+    const { AuditedCliDoor, projectStoreAuditWriter } = await import('../cli-audit');
+    return new AuditedCliDoor(await rewindClient(cmd), projectStoreAuditWriter(manifestOf(cmd).manifest));
+  }
   const { ApiRollbackDoor } = await import('../api-door');
   return new ApiRollbackDoor(url, process.env.REWIND_API_TOKEN);
 }
