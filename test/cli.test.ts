@@ -2,7 +2,9 @@
 // and a non-zero exit for bad input, and nothing started by a bad request.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
 import { listAudit } from '../src/audit/audit-log';
+import { RewindClient } from '../src/client/client';
 import { CROSS_SECTION_ID_PATTERN } from '../src/domain/cross-section';
 import { createTestEnv, eventually, readTree, runCli, type TestEnv } from './support/harness';
 
@@ -264,6 +266,28 @@ describe('rewind CLI', () => {
     expect(bad.stderr).toBe('error: requestId: must be 1 to 80 characters of A-Z, a-z, 0-9 and . _ : -\n');
     await cli(['rollback', 'cancel', id, '--as', 'bob']);
     expect((await env.finalStatus(id)).status.state).toBe('cancelled');
+  });
+
+  it('tells exactly one of several clients racing on one request id that it started the run', async () => {
+    // Each client on a connection of its own, as separate API processes or CLIs would be.
+    const connections = await Promise.all(
+      Array.from({ length: 6 }, () => Connection.connect({ address: process.env.TEMPORAL_ADDRESS! })),
+    );
+    try {
+      const clients = connections.map((c) => new RewindClient(new Client({ connection: c }), env.loaded.manifest));
+      const request = {
+        environment: 'production',
+        target: { kind: 'version', version: 'v1' },
+        requester: 'alice',
+      };
+      const answers = await Promise.all(clients.map((c) => c.startRollback(request, { requestId: 'race-7' })));
+      expect(new Set(answers.map((a) => a.workflowId))).toEqual(new Set(['rollback-production-req-race-7']));
+      expect(answers.filter((a) => !a.existing)).toHaveLength(1);
+      await env.client.cancel('rollback-production-req-race-7', { user: 'bob' });
+      await env.finalStatus('rollback-production-req-race-7');
+    } finally {
+      await Promise.all(connections.map((c) => c.close()));
+    }
   });
 
   it('prints the plan of a dry run, exits 0 and lists the run as a dry run', async () => {

@@ -289,7 +289,9 @@ export class RewindClient {
         workflowId,
         args: [request],
         // A keyed request joins the run its key names, running or ended, instead of starting one.
-        workflowIdConflictPolicy: 'USE_EXISTING',
+        // FAIL, not USE_EXISTING: of several clients racing past the check above (processes of
+        // the API, CLIs), the server starts one and tells the others, so only one says "started".
+        workflowIdConflictPolicy: 'FAIL',
         workflowIdReusePolicy: requestId ? 'REJECT_DUPLICATE' : 'ALLOW_DUPLICATE',
         memo: { dryRun: request.dryRun, requester: request.requester },
         // The Web UI renders these as Markdown: what people typed is escaped.
