@@ -167,9 +167,10 @@ describe('alert triggers', () => {
     });
 
     // Another alert group for staging while that run waits: at most one rollback per environment.
-    const other = await deliver(
-      payload('CheckoutErrors', { severity: 'critical', shard: '2' }, '2026-11-29T11:00:00Z'),
-    );
+    const other = await deliver({
+      ...payload('CheckoutErrors', { severity: 'critical', shard: '2' }, '2026-11-29T11:00:00Z'),
+      groupKey: '{}:{alertname="CheckoutErrors",shard="2"}',
+    });
     expect(other.json.decisions![0]).toMatchObject({
       outcome: 'not rolled back',
       reason: expect.stringMatching(/already running on staging/),
@@ -319,6 +320,33 @@ describe('alert triggers', () => {
     expect(rows.find((r) => r.action === 'rollback.approve')?.evidence?.plan).toMatch(/^[0-9a-f]{64}$/);
     // Nobody had to be paged: no incident was opened for it.
     expect(pagerDuty.events.filter((e) => e.dedup_key === id && e.event_action === 'trigger')).toEqual([]);
+
+    // The group's first alert resolved and another fires: a new episode, within the cooldown.
+    // A second API process (nothing cached) reads the group's last start from the audit log.
+    const second = await startTestApi(env, { AM_TOKEN: TOKEN, SLACK_SIGNING_SECRET: SECRET });
+    try {
+      const shifted = await fetch(`${second.base}/v1/webhooks/alertmanager`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+        body: JSON.stringify(payload('CanaryFailing', { severity: 'critical' }, '2026-11-29T10:07:00Z')),
+      });
+      expect(shifted.status).toBe(200);
+      expect(((await shifted.json()) as { decisions: unknown[] }).decisions).toEqual([
+        {
+          rule: 'canary',
+          environment: 'production',
+          outcome: 'not rolled back',
+          reason: expect.stringMatching(
+            new RegExp(
+              `^this alert group started ${id} at .*; rule canary starts at most one rollback per alert group within 1h \\(cooldown\\)$`,
+            ),
+          ),
+        },
+      ]);
+    } finally {
+      await second.close();
+    }
+    expect(await rollbacks('production')).toBe(2); // the Slack-approved run and this one
   });
 });
 
@@ -365,6 +393,45 @@ describe('the decision policy', () => {
       outcome: 'not rolled back',
       reason: 'production has no release before v2 to go back to',
     });
+  });
+
+  test('a cooldown keeps an alert group whose episode moved from starting a second rollback', async () => {
+    const runOf = async (sections: CrossSection[], lastStart?: { at: Date; runId: string }, cooldown?: string) => {
+      const ruled = triggerRuleSchema.parse({
+        name: 'errors',
+        match: { alertname: 'Errors' },
+        environment: 'production',
+        ...(cooldown ? { cooldown } : {}),
+      });
+      return decideTriggers(alertmanagerPayloadSchema.parse(payload('Errors', {})), [ruled], {
+        environments: ['production'],
+        crossSections: () => Promise.resolve(sections),
+        lastStart: () => Promise.resolve(lastStart),
+        now: new Date('2026-11-29T11:00:00Z'),
+      });
+    };
+    const sections = [release('v2', '2026-11-29T10:00:00Z'), release('v1', '2026-11-28T10:00:00Z')];
+    const first = (await runOf(sections))[0] as { outcome: string; plan: { requestId: string } };
+    expect(first.outcome).toBe('start');
+    const ownRun = `rollback-production-req-${first.plan.requestId}`;
+    const tenMinutesAgo = new Date('2026-11-29T10:50:00Z');
+    // The same episode: its own run, which a duplicate attaches to.
+    expect((await runOf(sections, { at: tenMinutesAgo, runId: ownRun }))[0]).toMatchObject({ outcome: 'start' });
+    // Another episode of the group, 10 minutes after it started a run.
+    expect((await runOf(sections, { at: tenMinutesAgo, runId: 'rollback-production-req-am-older' }))[0]).toEqual({
+      rule: 'errors',
+      environment: 'production',
+      outcome: 'not rolled back',
+      reason:
+        'this alert group started rollback-production-req-am-older at 2026-11-29T10:50:00.000Z; rule errors starts at most one rollback per alert group within 1h (cooldown)',
+    });
+    // Past the cooldown, or with none.
+    expect(
+      (await runOf(sections, { at: tenMinutesAgo, runId: 'rollback-production-req-am-older' }, '5m'))[0],
+    ).toMatchObject({ outcome: 'start' });
+    expect(
+      (await runOf(sections, { at: tenMinutesAgo, runId: 'rollback-production-req-am-older' }, '0s'))[0],
+    ).toMatchObject({ outcome: 'start' });
   });
 
   test('autoApprove is checked again against the manifest the workflow runs with', () => {

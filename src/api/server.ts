@@ -629,6 +629,37 @@ function registerAlertmanagerWebhook(
     return sections;
   };
 
+  /**
+   * The last rollback an alert group started, from the audit log (for the rules' cooldown); a
+   * burst asks once. Within the few seconds an answer is kept, deliveries of the same firing
+   * episode attach to its run by its key anyway.
+   */
+  const lastStarts = new Map<string, { at: number; answer: Promise<{ at: Date; runId: string } | undefined> }>();
+  const lastStart = (group: string) => {
+    const hit = lastStarts.get(group);
+    if (hit && Date.now() - hit.at < 5_000) return hit.answer;
+    const answer = readLastStart(group);
+    lastStarts.set(group, { at: Date.now(), answer });
+    return answer;
+  };
+  const readLastStart = async (group: string) => {
+    try {
+      const [row] = await (
+        await deps.projectStore()
+      ).query<{ at: Date | string; run_id: string }>(
+        `SELECT at, run_id FROM audit_log
+          WHERE door = 'alertmanager' AND action = 'rollback.start' AND outcome = 'accepted' AND detail->>'group' = $1
+          ORDER BY seq DESC LIMIT 1`,
+        [group],
+      );
+      return row ? { at: new Date(row.at), runId: row.run_id } : undefined;
+    } catch (err) {
+      // Without the store the episode key alone keeps duplicates to one run.
+      deps.logger.warn({ err }, 'the audit log could not be read for the cooldown');
+      return undefined;
+    }
+  };
+
   // Deliveries racing on one alert group in this process share one start: the first says
   // `started`, the others `attached` (Temporal starts one run either way).
   const inflight = new Map<string, Promise<{ workflowId: string; existing: boolean }>>();
@@ -670,6 +701,7 @@ function registerAlertmanagerWebhook(
     const decisions = await decideTriggers(payload, manifest.triggers.rules, {
       environments: Object.keys(manifest.environments),
       crossSections,
+      lastStart,
       now: new Date(),
     });
     const answers = [];
@@ -711,7 +743,11 @@ function registerAlertmanagerWebhook(
           ),
         );
         // A duplicate delivery finds the run its group started: nothing new to record.
-        if (!started.existing)
+        if (!started.existing) {
+          lastStarts.set(plan.group, {
+            at: Date.now(),
+            answer: Promise.resolve({ at: new Date(), runId: started.workflowId }),
+          });
           await helpers.audit({
             ...entry,
             action: 'rollback.start',
@@ -719,8 +755,9 @@ function registerAlertmanagerWebhook(
             runId: started.workflowId,
             environment: plan.environment,
             reason: plan.reason,
-            detail: { ...entry.detail, approval: plan.approval },
+            detail: { ...entry.detail, approval: plan.approval, group: plan.group },
           });
+        }
         answers.push({
           rule: decision.rule,
           environment: plan.environment,

@@ -7,7 +7,9 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { CrossSection } from '../domain/cross-section';
-import type { RollbackTarget } from '../domain/rollback';
+import { keyedRollbackId, type RollbackTarget } from '../domain/rollback';
+import { parseDuration } from '../manifest/duration';
+import { durationField } from '../manifest/fields';
 
 const envVar = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the name of an environment variable');
 
@@ -31,6 +33,11 @@ export const triggerRuleSchema = z
       .max(24 * 90)
       .optional()
       .describe('Roll back only this soon after the last deploy (the newest cross-section with a version).'),
+    cooldown: durationField('0s', '7d')
+      .default('1h')
+      .describe(
+        'After an alert group started a rollback, no other from the same group and environment for this long, even when its alerts change (another alert of the group firing, the first resolved). 0s: none.',
+      ),
     autoApprove: z
       .boolean()
       .default(false)
@@ -111,6 +118,19 @@ export interface TriggerPlan {
   requestId: string;
   /** Who approves: the rule itself (autoApprove), or humans. */
   approval: 'rule' | 'human';
+  /** The alert group and environment, as the audit log records it for the cooldown. */
+  group: string;
+}
+
+/** What the decisions need from outside: the environments, their releases, the group's last start. */
+export interface TriggerFacts {
+  environments: string[];
+  /** An environment's cross-sections, newest first. */
+  crossSections: (environment: string) => Promise<CrossSection[]>;
+  /** The last rollback an alert group (TriggerPlan.group) started, if the audit log knows one. */
+  lastStart?: (group: string) => Promise<{ at: Date; runId: string } | undefined>;
+  /** The delivery's time. */
+  now: Date;
 }
 
 export type TriggerDecision =
@@ -122,14 +142,11 @@ const matches = (labels: Record<string, string>, match: TriggerRule['match']) =>
     Array.isArray(want) ? want.includes(labels[label] ?? '') : labels[label] === want,
   );
 
-/**
- * What each rule decides about one delivery. `crossSections` gives an environment's, newest
- * first; `now` is the delivery's time.
- */
+/** What each rule decides about one delivery. */
 export async function decideTriggers(
   payload: AlertmanagerPayload,
   rules: TriggerRule[],
-  facts: { environments: string[]; crossSections: (environment: string) => Promise<CrossSection[]>; now: Date },
+  facts: TriggerFacts,
 ): Promise<TriggerDecision[]> {
   const firing = payload.alerts.filter((a) => a.status === 'firing');
   if (firing.length === 0)
@@ -167,7 +184,7 @@ async function decideOne(
   rule: TriggerRule,
   environment: string | undefined,
   alerts: AlertmanagerPayload['alerts'],
-  facts: { environments: string[]; crossSections: (environment: string) => Promise<CrossSection[]>; now: Date },
+  facts: TriggerFacts,
 ): Promise<TriggerDecision> {
   const refuse = (reason: string): TriggerDecision => ({
     rule: rule.name,
@@ -197,7 +214,23 @@ async function decideOne(
       return refuse(`${environment} has no release before ${last?.version ?? 'the current one'} to go back to`);
     target = { kind: 'version', version: previous.version! };
   } else target = { kind: 'version', version: rule.target.version };
+  const hash = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 32);
+  const group = hash(`${payload.groupKey}\n${environment}`);
   const episode = alerts.map((a) => a.startsAt).sort()[0]!;
+  // One rollback per alert group, environment and firing episode.
+  const requestId = `am-${hash(`${payload.groupKey}\n${environment}\n${episode}`)}`;
+  // The episode is the earliest firing alert: when it resolves and another of the group still
+  // fires, the episode moves. The cooldown keeps that from starting a second rollback.
+  const cooldownMs = parseDuration(rule.cooldown);
+  const previous = cooldownMs > 0 ? await facts.lastStart?.(group) : undefined;
+  if (
+    previous &&
+    previous.runId !== keyedRollbackId(environment, requestId) &&
+    facts.now.getTime() - previous.at.getTime() < cooldownMs
+  )
+    return refuse(
+      `this alert group started ${previous.runId} at ${previous.at.toISOString()}; rule ${rule.name} starts at most one rollback per alert group within ${rule.cooldown} (cooldown)`,
+    );
   const name = alerts[0]!.labels.alertname ?? rule.name;
   const summary = alerts[0]!.annotations.summary ?? payload.commonAnnotations.summary ?? '';
   return {
@@ -210,8 +243,8 @@ async function decideOne(
       ...(rule.components ? { components: rule.components } : {}),
       reason: `alert ${name}${summary ? `: ${summary}` : ''} (rule ${rule.name})`.slice(0, 500),
       approval: rule.autoApprove ? 'rule' : 'human',
-      // One rollback per alert group, environment and firing episode.
-      requestId: `am-${createHash('sha256').update(`${payload.groupKey}\n${environment}\n${episode}`).digest('hex').slice(0, 32)}`,
+      requestId,
+      group,
     },
   };
 }

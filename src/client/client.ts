@@ -276,12 +276,19 @@ export class RewindClient {
     const workflowId = requestId
       ? keyedRollbackId(request.environment, requestId)
       : newWorkflowId('rollback', request.environment);
-    if (requestId && (await this.exists(workflowId))) {
+    // Both questions at once (a webhook burst waits on this start): a run the key already
+    // names answers the request, whatever the checks would say of a new one.
+    const [found, checked] = await Promise.allSettled([
+      requestId ? this.exists(workflowId) : Promise.resolve(false),
+      this.precheckRollback(request, workflowId),
+    ]);
+    if (found.status === 'rejected') throw found.reason;
+    if (requestId && found.value) {
       const conflict = requestKeyConflict(requestId, (await this.rollbackView(workflowId)).status, request);
       if (conflict) throw new RequestError(conflict);
       return { workflowId, request, existing: true };
     }
-    await this.precheckRollback(request, workflowId);
+    if (checked.status === 'rejected') throw checked.reason;
     const target = targetKeyword(request.target);
     try {
       await this.client.workflow.start(rollbackWorkflow, {

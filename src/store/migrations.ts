@@ -122,4 +122,13 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'alert groups of triggered rollbacks',
+    sql: `
+      -- The last rollback each alert group started, for the trigger rules' cooldown.
+      CREATE INDEX audit_log_alert_group ON audit_log ((detail->>'group'), seq)
+        WHERE door = 'alertmanager' AND action = 'rollback.start';
+    `,
+  },
 ];
