@@ -35,11 +35,12 @@ beforeAll(async () => {
         'ops-bot': { roles: ['operator'] },
         vic: { roles: ['viewer'] },
         sam: { roles: ['viewer'], environments: { staging: ['approver'] } },
+        stan: { environments: { staging: ['operator'] } },
       },
     },
   });
   tokensFile = env.loaded.manifest.api.tokensFile!;
-  for (const who of ['alice', 'bob', 'ops-bot', 'vic', 'sam'])
+  for (const who of ['alice', 'bob', 'ops-bot', 'vic', 'sam', 'stan'])
     tokens[who] = createToken({ file: tokensFile }, who, { name: 'test' }).token;
   // Every rollback below goes back to v1.
   writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'release: v1\n');
@@ -282,6 +283,16 @@ describe('the HTTP API', () => {
     const sam = await call('POST', `/v1/rollbacks/${id}/reject`, { token: tokens.sam, body: {} });
     expect(sam.status).toBe(403);
     expect(sam.json.reason).toMatch(/sam may not reject in production/);
+    // Stan may not even read production: its runs are answered as if they did not exist.
+    const missing = await call('GET', '/v1/rollbacks/rollback-production-20260101-000000-0000', { token: tokens.stan });
+    const hidden = await call('GET', `/v1/rollbacks/${id}`, { token: tokens.stan });
+    expect(missing).toMatchObject({ status: 404, json: { error: 'not found' } });
+    expect(hidden.status).toBe(404);
+    expect(hidden.json).toEqual({ error: 'not found', reason: `no rollback ${id}` });
+    const probe = await call('POST', `/v1/rollbacks/${id}/cancel`, { token: tokens.stan, body: {} });
+    expect(probe.status).toBe(404);
+    expect(probe.json).toEqual(hidden.json);
+    expect((await env.client.rollbackView(id)).status.state).toBe('awaiting-approval');
     const cancelled = await call('POST', `/v1/rollbacks/${id}/cancel`, {
       token: tokens['ops-bot'],
       body: { reason: 'test' },
@@ -293,6 +304,7 @@ describe('the HTTP API', () => {
       ['rollback.start', 'alice', 'accepted'],
       ['rollback.approve', 'alice', 'refused'],
       ['auth.refused', 'sam', 'refused'],
+      ['auth.refused', 'stan', 'refused'],
       ['rollback.cancel', 'ops-bot', 'accepted'],
       ['rollback.cancelled', 'rewind', 'recorded'],
     ]);

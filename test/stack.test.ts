@@ -2,7 +2,7 @@
 // brings up the dev server, the worker and the agents, the README walkthrough works against
 // it, the run is findable in Temporal by its search attributes, and Ctrl-C stops everything.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Connection, Client } from '@temporalio/client';
@@ -10,46 +10,75 @@ import { freePort } from '../src/platform/temporal-dev-server';
 import { eventually, REPO_ROOT, runCli } from './support/harness';
 import { tempDir } from './support/temp';
 
-describe('rewind start (npm start)', () => {
-  const workdir = tempDir('rewind-stack-');
-  let stack: ChildProcess;
+type StackInfo = { temporalAddress: string; webUi: string; manifest: string; driftSchedules: string[] };
+
+/** The pids of processes whose working directory is `dir` (Linux: /proc/<pid>/cwd). */
+function processesIn(dir: string): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readlinkSync(`/proc/${p}/cwd`) === dir;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** `rewind start --json` in `workdir`, once it says it is ready. */
+async function launchStack(workdir: string): Promise<{ stack: ChildProcess; info: StackInfo; output: () => string }> {
+  const [port, uiPort] = [await freePort(), await freePort()];
+  const env = { ...process.env };
+  delete env.REWIND_MANIFEST;
+  delete env.TEMPORAL_ADDRESS;
+  delete env.DATABASE_URL; // the demo keeps its drift findings in the embedded store
+  const stack = spawn(
+    process.execPath,
+    [
+      '--import',
+      pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href,
+      path.join(REPO_ROOT, 'src/client/cli.ts'),
+      'start',
+      '--json',
+      '--port',
+      String(port),
+      '--ui-port',
+      String(uiPort),
+    ],
+    { cwd: workdir, env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stdout = '';
   let stderr = '';
-  let info: { temporalAddress: string; webUi: string; manifest: string; driftSchedules: string[] };
+  stack.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  stack.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const line = await eventually(
+    () => stdout.split('\n').find((l) => l.startsWith('{')),
+    'the stack to be ready',
+    120_000,
+  );
+  return { stack, info: JSON.parse(line) as StackInfo, output: () => stdout + stderr };
+}
+
+describe('rewind start (npm start)', () => {
+  const workdir = realpathSync(tempDir('rewind-stack-'));
+  let stack: ChildProcess;
+  let output: () => string;
+  let info: StackInfo;
 
   beforeAll(async () => {
-    const [port, uiPort] = [await freePort(), await freePort()];
-    const env = { ...process.env };
-    delete env.REWIND_MANIFEST;
-    delete env.TEMPORAL_ADDRESS;
-    delete env.DATABASE_URL; // the demo keeps its drift findings in the embedded store
-    stack = spawn(
-      process.execPath,
-      [
-        '--import',
-        pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href,
-        path.join(REPO_ROOT, 'src/client/cli.ts'),
-        'start',
-        '--json',
-        '--port',
-        String(port),
-        '--ui-port',
-        String(uiPort),
-      ],
-      { cwd: workdir, env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    stack.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-    stack.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    const line = await eventually(
-      () => stdout.split('\n').find((l) => l.startsWith('{')),
-      'the stack to be ready',
-      120_000,
-    );
-    info = JSON.parse(line) as typeof info;
+    ({ stack, info, output } = await launchStack(workdir));
   });
-  afterAll(() => {
-    if (stack.exitCode === null) stack.kill('SIGKILL');
-  });
+  afterAll(async () => {
+    // Ctrl-C, as the last test does; a stack that does not stop within 20 s is killed, and its
+    // children then stop on their own (their IPC channel to it closes).
+    if (stack.exitCode !== null || stack.signalCode !== null) return;
+    const exited = new Promise((resolve) => stack.once('exit', resolve));
+    stack.kill('SIGINT');
+    const timer = setTimeout(() => stack.kill('SIGKILL'), 20_000);
+    await exited;
+    clearTimeout(timer);
+  }, 30_000);
 
   it('writes a demo with config files in several formats and real pickle files', () => {
     expect(info.manifest).toBe(path.join(workdir, 'rewind.yaml'));
@@ -148,11 +177,47 @@ describe('rewind start (npm start)', () => {
   });
 
   it('stops everything on Ctrl-C', async () => {
+    expect(processesIn(workdir).length).toBeGreaterThanOrEqual(5); // worker, 2 agents, api, dev server
     stack.kill('SIGINT');
     const code = await new Promise<number | null>((resolve) => stack.once('exit', (c) => resolve(c)));
     expect(code).toBe(0);
-    expect(stdout + stderr).not.toMatch(/exited \(.*\); restarting/);
+    expect(output()).not.toMatch(/exited \(.*\); restarting/);
     const [host, port] = info.temporalAddress.split(':');
     await expect(fetch(`http://${host}:${port}`)).rejects.toThrow();
+    expect(processesIn(workdir)).toEqual([]);
   });
+
+  const killedDir = realpathSync(tempDir('rewind-stack-killed-'));
+  it('killed outright (SIGKILL), it leaves no worker, agent or API behind, and the next start stops the dev server it left', async () => {
+    const dir = killedDir;
+    const killed = await launchStack(dir);
+    const commandOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+    const server = processesIn(dir).find((pid) => /temporal server start-dev/.test(commandOf(pid)));
+    expect(server).toBeDefined();
+    killed.stack.kill('SIGKILL');
+    try {
+      // Each child sees its IPC channel close and stops as on SIGTERM; the Temporal dev server (a
+      // Go binary with no such channel) is the one process left, killed here.
+      const rest = () =>
+        processesIn(dir)
+          .filter((pid) => pid !== server)
+          .map(commandOf);
+      const deadline = Date.now() + 30_000;
+      while (rest().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      expect(rest()).toEqual([]);
+      await expect(fetch('http://127.0.0.1:8787/healthz')).rejects.toThrow();
+      // The next `rewind start` of this folder stops the dev server left behind, then starts.
+      expect(existsSync(`/proc/${server}`)).toBe(true);
+      const again = await launchStack(dir);
+      expect(again.output()).toContain(
+        `stopped the Temporal dev server an earlier rewind start left running (pid ${server})`,
+      );
+      expect(existsSync(`/proc/${server}`)).toBe(false);
+      again.stack.kill('SIGINT');
+      expect(await new Promise((resolve) => again.stack.once('exit', resolve))).toBe(0);
+      expect(processesIn(dir)).toEqual([]);
+    } finally {
+      for (const pid of processesIn(dir)) process.kill(pid, 'SIGKILL');
+    }
+  }, 180_000);
 });

@@ -174,14 +174,37 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     }
   };
 
-  const runOf = async (id: string) => {
+  /**
+   * The run, when the caller may see it. A run in an environment the caller may not read is
+   * answered as one that does not exist (404, the same words), so that ids cannot be probed;
+   * the refusal of anything but a read is audited with the truth.
+   */
+  const runOf = async (request: FastifyRequest, id: string, action: Action) => {
+    const notFound = new ApiError(404, 'not found', `no rollback ${id}`);
+    let view;
     try {
-      return await client.rollbackView(id);
+      view = await client.rollbackView(id);
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError || err instanceof RequestError)
-        throw new ApiError(404, 'not found', `no rollback ${id}`);
+      if (err instanceof WorkflowNotFoundError || err instanceof RequestError) throw notFound;
       throw err;
     }
+    const who = principalOf(request);
+    const hidden = refusal(manifest.api, who, 'read', view.status.environment);
+    if (hidden) {
+      if (action !== 'read')
+        await audit({
+          actor: who,
+          door: 'api',
+          action: 'auth.refused',
+          outcome: 'refused',
+          reason: hidden,
+          runId: id,
+          environment: view.status.environment,
+          detail: { attempted: action, status: 404 },
+        });
+      throw notFound;
+    }
+    return view;
   };
 
   app.setErrorHandler((err: unknown, request, reply) => {
@@ -301,8 +324,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/v1/rollbacks/:id', async (request) => {
     principalOf(request);
     const id = parse(runId, (request.params as { id: string }).id, 'id');
-    const view = await runOf(id);
-    await authorize(request, 'read', view.status.environment);
+    const view = await runOf(request, id, 'read');
     return { ...view, webUi: webUi(id) };
   });
 
@@ -317,7 +339,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
         user?: unknown;
       };
       const given = idempotencyKey(request);
-      const view = await runOf(id);
+      const view = await runOf(request, id, action);
       const environment = view.status.environment;
       const who = await authorize(request, action, environment, id);
       const key = given ? scopedKey(action, who, given) : randomUUID();
@@ -387,7 +409,8 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     }
   });
 
-  registerSlackInteractions(app, deps, { audit, runOf });
+  // A Slack click names a run its channel already shows: no need to hide it there.
+  registerSlackInteractions(app, deps, { audit, runOf: (id: string) => client.rollbackView(id) });
   registerAlertmanagerWebhook(app, deps, { audit, webUi });
 
   app.get('/v1/drift-reports/:id', async (request) => {
@@ -399,8 +422,9 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     );
     const store = await deps.projectStore();
     const scan = await findScan(store, id);
-    if (!scan) throw new ApiError(404, 'not found', `no drift scan ${id}`);
-    await authorize(request, 'read', scan.to);
+    // A scan of an environment the caller may not read is answered as one that does not exist.
+    if (!scan || refusal(manifest.api, principalOf(request), 'read', scan.to))
+      throw new ApiError(404, 'not found', `no drift scan ${id}`);
     return { scan, findings: await scanFindings(store, scan.id), webUi: webUi(scan.workflowId) };
   });
 

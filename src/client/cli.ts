@@ -68,6 +68,14 @@ registerSyncCommands(program);
 registerApiCommands(program);
 registerAuditCommands(program);
 
+// A process `rewind start` launched (worker, agents, API) holds an IPC channel to it: when the
+// supervisor dies without stopping it (killed with SIGKILL, its terminal gone), the channel
+// closes and the process stops as on SIGTERM, instead of living on with its ports and queues.
+if (process.channel) {
+  process.channel.unref();
+  process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+}
+
 // `rewind --version` only as the first argument: `snapshot create --version V` is a release label.
 if (process.argv[2] === '--version') process.stdout.write(`${packageVersion()}\n`);
 else void program.parseAsync(process.argv);

@@ -2,7 +2,7 @@
 // data folder, Web UI), the control worker and one agent per environment, each its own process,
 // as they would be on separate hosts. Ctrl-C stops them all, workers first.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
@@ -55,6 +55,11 @@ export async function runStack(options: StackOptions): Promise<void> {
   const logDir = path.join(manifest.dataDir, 'logs');
   mkdirSync(logDir, { recursive: true });
 
+  const dbFile = path.join(manifest.dataDir, 'temporal.db');
+  const pidFile = path.join(manifest.dataDir, 'temporal.pid');
+  const leftover = await stopLeftoverDevServer(pidFile, dbFile);
+  if (leftover)
+    process.stderr.write(`stopped the Temporal dev server an earlier rewind start left running (pid ${leftover})\n`);
   say(`starting the Temporal dev server on ${options.ip}:${options.port} …`);
   let server: DevServer;
   try {
@@ -63,7 +68,7 @@ export async function runStack(options: StackOptions): Promise<void> {
       port: options.port,
       uiPort: options.uiPort,
       headless: options.headless,
-      dbFile: path.join(manifest.dataDir, 'temporal.db'),
+      dbFile,
       namespaces: [manifest.temporal.namespace],
       logFile: path.join(logDir, 'temporal.log'),
     });
@@ -76,6 +81,9 @@ export async function runStack(options: StackOptions): Promise<void> {
     );
   }
 
+  // The workers, agents and API stop with this process however it ends (their IPC channel);
+  // the dev server cannot watch one, so the next `rewind start` finds it by this file.
+  if (server.process.pid !== undefined) writeFileSync(pidFile, `${server.process.pid}\n`);
   const childEnv = { ...process.env, TEMPORAL_ADDRESS: server.address, REWIND_MANIFEST: loaded.file };
   const specs: ChildSpec[] = [
     { name: 'worker', args: ['worker'], restarts: [] },
@@ -93,7 +101,8 @@ export async function runStack(options: StackOptions): Promise<void> {
     // execArgv carries loaders (e.g. tsx when run from sources) to the children.
     const child = spawn(process.execPath, [...process.execArgv, require.resolve('../client/cli'), ...spec.args], {
       env: childEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // The IPC channel is only a lifeline: the child stops when it closes (src/client/cli.ts).
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     spec.child = child;
     child.stdout?.pipe(log, { end: false });
@@ -136,6 +145,7 @@ export async function runStack(options: StackOptions): Promise<void> {
     await Promise.all(specs.map((s) => (s.child ? stopProcess(s.child, 15_000) : Promise.resolve())));
     say('stopping the Temporal dev server …');
     await server.stop();
+    rmSync(pidFile, { force: true });
     say('stopped.');
   };
   const stopped = new Promise<void>((resolve) => {
@@ -265,4 +275,38 @@ function banner(loaded: LoadedManifest, server: DevServer, logDir: string, sched
     '',
     'Press Ctrl-C to stop.',
   ].join('\n');
+}
+
+/**
+ * The dev server an earlier `rewind start` of this data folder left running when it was killed
+ * outright (SIGKILL, a closed terminal): stopped, so that two servers never share one SQLite
+ * file. Only a process that is still that server (its command line names this file) is touched.
+ * Returns its pid when it stopped one. Linux only (/proc); elsewhere a busy port is reported as before.
+ */
+async function stopLeftoverDevServer(pidFile: string, dbFile: string): Promise<number | undefined> {
+  let pid: number;
+  let command: string;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+    command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  } catch {
+    return undefined; // no file, or the process is gone
+  }
+  if (!Number.isInteger(pid) || pid <= 1 || !command.includes('start-dev') || !command.includes(dbFile))
+    return undefined;
+  const alive = () => existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) Z/.test(readStat(pid));
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 100 && alive(); i++) await sleep(100);
+  if (alive()) process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 50 && alive(); i++) await sleep(100);
+  rmSync(pidFile, { force: true });
+  return pid;
+}
+
+function readStat(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return '';
+  }
 }
