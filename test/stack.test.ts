@@ -50,8 +50,8 @@ async function launchStack(workdir: string): Promise<{ stack: ChildProcess; info
   );
   let stdout = '';
   let stderr = '';
-  stack.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-  stack.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  stack.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  stack.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const line = await eventually(
     () => stdout.split('\n').find((l) => l.startsWith('{')),
     'the stack to be ready',
