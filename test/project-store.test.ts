@@ -77,6 +77,32 @@ describe('project store', () => {
     }
   });
 
+  test('a user of a served store survives its owner stopping in the middle of a transaction, and works again once it serves', async () => {
+    const dataDir = await makeTempDir('store');
+    let owner = await openProjectStore({ dataDir, serve: true });
+    const other = await openProjectStore({ dataDir, lockWaitMs: 1000 });
+    try {
+      // The owner stops (the control worker restarting) while the other holds a connection in a
+      // transaction: that transaction fails; the process does not end on the connection's error.
+      await expect(
+        other.transaction(async (tx) => {
+          await tx.query('SELECT 1');
+          await owner.close();
+          await tx.query('SELECT 1');
+        }),
+      ).rejects.toThrow();
+      owner = await openProjectStore({ dataDir, serve: true });
+      await owner.query(
+        `INSERT INTO drift_scans (id, from_env, to_env, workflow_id, trigger) VALUES ('s2', 'production', 'regression', 'w', 'manual')`,
+      );
+      const rows = await other.transaction((tx) => tx.query('SELECT id FROM drift_scans'));
+      expect(rows).toEqual([{ id: 's2' }]);
+    } finally {
+      await other.close();
+      await owner.close();
+    }
+  });
+
   test('an embedded store held by a process that is gone is taken over; one held by a live one that does not serve is refused', async () => {
     const dataDir = await makeTempDir('store');
     await writeFile(path.join(dataDir, 'store.lock'), '999999999');

@@ -194,6 +194,12 @@ async function decideOne(
   });
   if (!environment || !facts.environments.includes(environment))
     return refuse(`label ${rule.environmentLabel} names no environment of the manifest (${environment ?? 'absent'})`);
+  const hash = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 32);
+  const group = hash(`${payload.groupKey}\n${environment}`);
+  const cooldownMs = parseDuration(rule.cooldown);
+  // Asked now, read below: the repository and the audit log answer at once.
+  const lastStart = cooldownMs > 0 ? facts.lastStart?.(group) : undefined;
+  lastStart?.catch(() => undefined);
   const released = (await facts.crossSections(environment)).filter((x) => x.version !== undefined && x.complete);
   const last = released[0];
   if (rule.withinHoursOfDeploy !== undefined) {
@@ -214,22 +220,19 @@ async function decideOne(
       return refuse(`${environment} has no release before ${last?.version ?? 'the current one'} to go back to`);
     target = { kind: 'version', version: previous.version! };
   } else target = { kind: 'version', version: rule.target.version };
-  const hash = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 32);
-  const group = hash(`${payload.groupKey}\n${environment}`);
   const episode = alerts.map((a) => a.startsAt).sort()[0]!;
   // One rollback per alert group, environment and firing episode.
   const requestId = `am-${hash(`${payload.groupKey}\n${environment}\n${episode}`)}`;
   // The episode is the earliest firing alert: when it resolves and another of the group still
   // fires, the episode moves. The cooldown keeps that from starting a second rollback.
-  const cooldownMs = parseDuration(rule.cooldown);
-  const previous = cooldownMs > 0 ? await facts.lastStart?.(group) : undefined;
+  const started = await lastStart;
   if (
-    previous &&
-    previous.runId !== keyedRollbackId(environment, requestId) &&
-    facts.now.getTime() - previous.at.getTime() < cooldownMs
+    started &&
+    started.runId !== keyedRollbackId(environment, requestId) &&
+    facts.now.getTime() - started.at.getTime() < cooldownMs
   )
     return refuse(
-      `this alert group started ${previous.runId} at ${previous.at.toISOString()}; rule ${rule.name} starts at most one rollback per alert group within ${rule.cooldown} (cooldown)`,
+      `this alert group started ${started.runId} at ${started.at.toISOString()}; rule ${rule.name} starts at most one rollback per alert group within ${rule.cooldown} (cooldown)`,
     );
   const name = alerts[0]!.labels.alertname ?? rule.name;
   const summary = alerts[0]!.annotations.summary ?? payload.commonAnnotations.summary ?? '';

@@ -113,6 +113,10 @@ function poolStore(pool: pg.Pool, where: string, onClose?: () => Promise<void>):
     },
     async transaction(fn) {
       const client = await pool.connect();
+      // A connection lost while checked out (the owner of a served store stopping, a server
+      // restart) fails the statement in flight; without a listener its error would end the process.
+      const lost = () => undefined;
+      client.on('error', lost);
       try {
         await client.query('BEGIN');
         const result = await fn({
@@ -125,6 +129,7 @@ function poolStore(pool: pg.Pool, where: string, onClose?: () => Promise<void>):
         await client.query('ROLLBACK').catch(() => undefined);
         throw err;
       } finally {
+        client.off('error', lost);
         client.release();
       }
     },
