@@ -10,6 +10,9 @@ import { lazyProjectStore } from '../store/project-store';
 import { createApiServer } from './server';
 import { readTokens, type TokenRecord, type TokenSource } from './tokens';
 
+/** How long a stop may take before the process exits without finishing it. */
+const STOP_GRACE_MS = 10_000;
+
 /** `host:port` → the parts fastify listens on; IPv6 hosts come in brackets. */
 export function listenAddress(listen: string): { host: string; port: number } {
   const at = listen.lastIndexOf(':');
@@ -76,13 +79,24 @@ export async function runApi(loaded: LoadedManifest, options: { listen?: string 
   const bound = typeof address === 'object' && address ? `${address.address}:${address.port}` : `${host}:${port}`;
   logger.info({ listen: bound, principals: Object.keys(manifest.api.principals).length }, 'rewind API listening');
   process.stdout.write(`rewind API listening on ${urlOf(bound)}\n`);
-  // Until SIGINT or SIGTERM: requests in flight finish, then the connections close.
+  // Until SIGINT or SIGTERM: requests in flight finish, then the connections close. A step that
+  // hangs (a store or Temporal that went away first, mid-call) does not keep the process: after
+  // STOP_GRACE_MS it exits anyway, saying which step it was in.
   await new Promise<void>((resolve) => {
     const stop = () => {
+      let step = 'closing the HTTP server';
+      const force = setTimeout(() => {
+        logger.warn({ step }, `did not stop within ${STOP_GRACE_MS} ms; exiting`);
+        process.exit(1);
+      }, STOP_GRACE_MS);
+      force.unref();
       void (async () => {
         await app.close();
+        step = 'closing the project store';
         await projectStore.close();
+        step = 'closing the Temporal connection';
         await client.client.connection.close();
+        clearTimeout(force);
         resolve();
       })();
     };
