@@ -663,6 +663,9 @@ function registerAlertmanagerWebhook(
     const hit = lastStarts.get(group);
     if (hit && Date.now() - hit.at < 5_000) return hit.answer;
     const answer = readLastStart(group);
+    // Kept only seconds: past a thousand groups, the expired ones go, so the map stays small.
+    if (lastStarts.size >= 1_000)
+      for (const [key, kept] of lastStarts) if (Date.now() - kept.at >= 5_000) lastStarts.delete(key);
     lastStarts.set(group, { at: Date.now(), answer });
     return answer;
   };
