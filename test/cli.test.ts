@@ -405,6 +405,12 @@ describe('rewind CLI', () => {
     expect(result.stderr).toMatch(
       /^error: rollback-production-\S+ already ended \((completed|cancelled)\); there is nothing to cancel\n$/,
     );
+    // The refusal is in the audit log, through the CLI's door.
+    const rows = await listAudit(await env.projectStore(), { runId: done!.workflowId });
+    expect(rows.filter((r) => r.door === 'cli' && r.action === 'rollback.cancel').at(-1)).toMatchObject({
+      outcome: 'refused',
+      reason: expect.stringMatching(/already ended/),
+    });
   });
 
   it('shows the reason a worker gives, not just that the run failed', async () => {

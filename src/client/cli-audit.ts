@@ -9,7 +9,7 @@ import { repositoryPassword } from '../manifest/load';
 import type { Manifest } from '../manifest/schema';
 import { openProjectStore } from '../store/project-store';
 import type { RollbackDoor } from './api-door';
-import type { DecisionResult, RewindClient } from './client';
+import { RequestError, type DecisionResult, type RewindClient } from './client';
 
 const IDENTITY = 'claimed: --as, REWIND_USER or the login name; not authenticated';
 
@@ -83,13 +83,14 @@ export class AuditedCliDoor implements RollbackDoor {
       await this.recordDecision('rollback.cancel', by.user, outcome);
       return outcome;
     } catch (err) {
-      // A refused cancel is a RequestError here; the run said why.
+      // The run refused (a RequestError says why); anything else (Temporal unreachable) is no decision.
+      if (!(err instanceof RequestError)) throw err;
       await this.record({
         actor: by.user,
         action: 'rollback.cancel',
         outcome: 'refused',
         runId: workflowId,
-        reason: (err instanceof Error ? err.message : String(err)).slice(0, 2000),
+        reason: err.message.slice(0, 2000),
       });
       throw err;
     }
