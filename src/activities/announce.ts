@@ -19,6 +19,7 @@ import {
 } from '../notify/rollback-slack';
 import type { Logger } from '../platform/logger';
 import type { ProjectStore } from '../store/project-store';
+import { recordAwaitingApproval, recordRollbackEnd, recordRollbackStart } from '../store/rollback-history';
 
 export interface AnnounceDeps {
   manifest: Manifest;
@@ -62,7 +63,11 @@ export function createAnnounceActivities(deps: AnnounceDeps) {
       if (sent === 'no route')
         deps.logger.warn({ environment: status.environment, event: req.event }, 'no PagerDuty route matches');
     }
-    // Last, and once: the audit log's record of a rule's own approval, and of how the run ended.
+    // Last, and once: the run's history (metrics and stats read it), and the audit log's record
+    // of a rule's own approval and of how the run ended.
+    if (req.event === 'started') await recordRollbackStart(store, status, new Date());
+    if (req.event === 'awaiting-approval') await recordAwaitingApproval(store, status, new Date());
+    if (ENDINGS.includes(req.event)) await recordRollbackEnd(store, status, new Date());
     const auto = status.autoApproval;
     if (req.event === 'approved' && auto?.applied)
       await auditOnce(store, {

@@ -1,6 +1,7 @@
 // Who may do what through rewind's doors. The manifest's `api` section names principals (people
 // and tools) and their roles, everywhere or per environment; tokens (./tokens.ts) say which
 // principal is calling. Pure: the CLI, the API server and the tests all read it.
+import { listenField } from '../manifest/fields';
 import { z } from 'zod';
 
 export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
@@ -39,11 +40,7 @@ export type Principal = z.output<typeof principalSchema>;
 
 export const apiSectionSchema = z
   .strictObject({
-    listen: z
-      .string()
-      .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port, such as 127.0.0.1:8787')
-      .default('127.0.0.1:8787')
-      .describe('Where `rewind api` listens.'),
+    listen: listenField.default('127.0.0.1:8787').describe('Where `rewind api` listens.'),
     tokensFile: z
       .string()
       .min(1)

@@ -3,6 +3,7 @@ import { statSync } from 'node:fs';
 import { auditKey } from '../audit/audit-log';
 import { RewindClient } from '../client/client';
 import { repositoryPassword, type LoadedManifest } from '../manifest/load';
+import { listenAddress } from '../manifest/fields';
 import { createLogger } from '../platform/logger';
 import { connectClient, temporalSettings } from '../platform/temporal';
 import { openSnapshotStore } from '../snapshots/open';
@@ -12,16 +13,6 @@ import { readTokens, type TokenRecord, type TokenSource } from './tokens';
 
 /** How long a stop may take before the process exits without finishing it. */
 const STOP_GRACE_MS = 10_000;
-
-/** `host:port` → the parts fastify listens on; IPv6 hosts come in brackets. */
-export function listenAddress(listen: string): { host: string; port: number } {
-  const at = listen.lastIndexOf(':');
-  const host = listen.slice(0, at).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(listen.slice(at + 1));
-  if (!host || !Number.isInteger(port) || port < 0 || port > 65535)
-    throw new Error(`api.listen: "${listen}" is not host:port`);
-  return { host, port };
-}
 
 /** The tokens, read again whenever their file changes: a revoked token stops working at once. */
 export function tokenReader(source: TokenSource): () => TokenRecord[] {
@@ -73,7 +64,7 @@ export async function runApi(loaded: LoadedManifest, options: { listen?: string 
     logger,
     ...(snapshots ? { crossSections: (environment: string) => snapshots.crossSections(environment) } : {}),
   });
-  const { host, port } = listenAddress(options.listen ?? manifest.api.listen);
+  const { host, port } = listenAddress(options.listen ?? manifest.api.listen, 'api.listen');
   await app.listen({ host, port });
   const address = app.server.address();
   const bound = typeof address === 'object' && address ? `${address.address}:${address.port}` : `${host}:${port}`;

@@ -3,6 +3,9 @@
 // decision and cancellation is that principal, never something the body says. Bodies are
 // validated by the same zod schemas the OpenAPI document at /openapi.json is made from, and
 // every answer that names a run links to it in the Temporal Web UI.
+import { Registry } from 'prom-client';
+import { defineMetric, processMetricsRegistry } from '../metrics/registry';
+import { renderMetrics } from '../metrics/server';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -94,6 +97,8 @@ function idempotencyKey(request: FastifyRequest): string | undefined {
 export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   const { manifest, client } = deps;
   const app = Fastify({ bodyLimit: 256 * 1024, logger: false });
+  // This server's own: a second server in one process (tests) counts apart.
+  const httpMetrics = new Registry();
   const webUi = (workflowId: string) => webUiLink(manifest, workflowId);
 
   const audit = async (entry: AuditEntry) => {
@@ -221,7 +226,13 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: 'not found', reason: `no route ${request.method} ${request.url.split('?')[0]}` }),
   );
+  const httpRequests = defineMetric(httpMetrics, 'httpRequests');
+  const httpDuration = defineMetric(httpMetrics, 'httpDuration');
   app.addHook('onResponse', async (request, reply) => {
+    // By route pattern, not path: a run id in the path would make a series per run.
+    const route = request.routeOptions.url ?? 'unmatched';
+    httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
     deps.logger.info(
       {
         method: request.method,
@@ -234,6 +245,15 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', (_request, reply) => reply.send({ ok: true }));
+
+  // Prometheus's scrape, unauthenticated like /healthz: counts and durations, never run details.
+  app.get('/metrics', async (_request, reply) => {
+    const { contentType, body } = await renderMetrics([
+      { registry: processMetricsRegistry() },
+      { registry: httpMetrics },
+    ]);
+    return reply.type(contentType).send(body);
+  });
 
   app.get('/readyz', async (_request, reply: FastifyReply) => {
     // Anyone may ask, so the answer says what is down, and the log says why.
@@ -856,6 +876,13 @@ export function openApiDocument(): Record<string, unknown> {
     },
     paths: {
       '/healthz': { get: { security: [], summary: 'the server is up', responses: { '200': ok('up') } } },
+      '/metrics': {
+        get: {
+          security: [],
+          summary: "Prometheus metrics: the API's requests and the process",
+          responses: { '200': { description: 'Prometheus text format' } },
+        },
+      },
       '/readyz': {
         get: {
           security: [],

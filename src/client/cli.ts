@@ -14,6 +14,7 @@ import { registerManifestCommands } from './commands/manifest';
 import { registerProcessCommands } from './commands/processes';
 import { registerRollbackCommands } from './commands/rollback';
 import { registerSnapshotCommands } from './commands/snapshot';
+import { registerStatsCommands } from './commands/stats';
 
 /** This package's version, from its package.json (two folders up from sources, three from lib/). */
 function packageVersion(): string {
@@ -67,6 +68,7 @@ registerScheduleCommands(program);
 registerSyncCommands(program);
 registerApiCommands(program);
 registerAuditCommands(program);
+registerStatsCommands(program);
 
 // A process `rewind start` launched (worker, agents, API) holds an IPC channel to it: when the
 // supervisor dies without stopping it (killed with SIGKILL, its terminal gone), the channel

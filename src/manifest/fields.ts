@@ -106,3 +106,18 @@ export function didYouMean(word: string, candidates: Iterable<string>): string |
   const match = closestMatch(word, candidates);
   return match === undefined ? undefined : `did you mean "${match}"?`;
 }
+
+/** An address a listener takes from the manifest: `host:port`, an IPv6 host in brackets. */
+export const listenField = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port, such as 127.0.0.1:8787');
+
+/** `host:port` → the parts a server listens on; `where` names the setting in the error. */
+export function listenAddress(listen: string, where: string): { host: string; port: number } {
+  const at = listen.lastIndexOf(':');
+  const host = listen.slice(0, at).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(listen.slice(at + 1));
+  if (!host || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`${where}: "${listen}" is not host:port`);
+  return { host, port };
+}

@@ -9,7 +9,15 @@ import { triggersSectionSchema } from '../api/triggers';
 import { pagerDutySectionSchema, statusPageSectionSchema } from '../notify/escalation';
 import { APP_VERSION_COMPONENT } from '../domain/drift-scan';
 import { dependencyCycle } from '../domain/dependency-order';
-import { didYouMean, durationField, localPathField, localPathProblem, nameField, repeatedEntries } from './fields';
+import {
+  didYouMean,
+  durationField,
+  listenField,
+  localPathField,
+  localPathProblem,
+  nameField,
+  repeatedEntries,
+} from './fields';
 
 export type { Component, ComponentOf, KindName } from '../components/registry';
 
@@ -157,6 +165,18 @@ export const manifestSchema = z
     triggers: triggersSectionSchema,
     pagerduty: pagerDutySectionSchema,
     statusPage: statusPageSectionSchema,
+    metrics: z
+      .strictObject({
+        worker: listenField
+          .optional()
+          .describe('Where the control worker serves /metrics (rollbacks, drift, snapshots). Default: none.'),
+        agents: z
+          .record(name, listenField)
+          .default({})
+          .describe("Where each environment's agent serves /metrics (restic, pg_dump), by environment."),
+      })
+      .prefault({})
+      .describe('Prometheus /metrics of the worker and agents; the API serves /metrics on its own port.'),
   })
   // Runs whenever approvers and requiredApprovals are readable, whatever else is wrong.
   .superRefine(
@@ -219,6 +239,34 @@ export const manifestSchema = z
             ...(hint ? { params: { hint } } : {}),
           });
         }
+      }
+      const metrics = isRecord((value as { metrics?: unknown }).metrics)
+        ? (value as { metrics: Record<string, unknown> }).metrics
+        : {};
+      for (const env of Object.keys(isRecord(metrics.agents) ? metrics.agents : {})) {
+        if (envNames.includes(env)) continue;
+        const hint = didYouMean(env, envNames);
+        ctx.addIssue({
+          code: 'custom',
+          path: ['metrics', 'agents', env],
+          message: `unknown environment "${env}" (the manifest has: ${envNames.join(', ')})`,
+          ...(hint ? { params: { hint } } : {}),
+        });
+      }
+      // Two processes told to listen on one address: the second would fail to start.
+      const addresses: [string[], unknown][] = [
+        [['api', 'listen'], api.listen ?? '127.0.0.1:8787'],
+        [['metrics', 'worker'], metrics.worker],
+        ...Object.entries(isRecord(metrics.agents) ? metrics.agents : {}).map(
+          ([env, at]) => [['metrics', 'agents', env], at] as [string[], unknown],
+        ),
+      ];
+      const seen = new Map<string, string>();
+      for (const [where, at] of addresses) {
+        if (typeof at !== 'string') continue;
+        const first = seen.get(at);
+        if (first) ctx.addIssue({ code: 'custom', path: where, message: `${at} is already where ${first} listens` });
+        else seen.set(at, where.join('.'));
       }
       const rules = Array.isArray(drift.rules) ? (drift.rules as unknown[]) : [];
       rules.forEach((rule, i) => {

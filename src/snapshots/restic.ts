@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { countToolBytes, timedTool } from '../metrics/tool-metrics';
 import { resolveTool } from '../platform/tools';
 import { decodeTags, type TaggedSnapshot } from '../domain/cross-section';
 import { localSnapshotsFolder, SnapshotIndex, type IndexedSnapshot } from './snapshot-index';
@@ -254,6 +255,8 @@ export class ResticRepository {
       stdio: ['pipe', 'ignore', 'pipe'],
     });
     dump.stdout.pipe(consumer.stdin);
+    let streamed = 0;
+    dump.stdout.on('data', (chunk: Buffer) => (streamed += chunk.length));
     consumer.stdin.on('error', () => undefined); // a consumer that fails closes its stdin early
     const outcome = (child: ChildProcess, name: string, isRestic: boolean) =>
       new Promise<void>((resolve, reject) => {
@@ -272,12 +275,15 @@ export class ResticRepository {
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await Promise.all([
-        outcome(dump, 'restic dump', true),
-        outcome(consumer, path.basename(args.consumer.command), false),
-      ]);
+      await timedTool('restic', 'dump', () =>
+        Promise.all([
+          outcome(dump, 'restic dump', true),
+          outcome(consumer, path.basename(args.consumer.command), false),
+        ]),
+      );
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
+      countToolBytes('restic', 'dump', streamed);
     }
   }
 
@@ -384,7 +390,8 @@ export class ResticRepository {
 
   /** Runs restic with --json and returns its JSON stdout lines. */
   async run(args: string[], options: RunOptions = {}): Promise<Record<string, unknown>[]> {
-    const out = await this.runRaw(['--json', ...args], options);
+    const command = subcommand(args);
+    const out = await timedTool('restic', command, () => this.runRaw(['--json', ...args], options));
     const lines: Record<string, unknown>[] = [];
     for (const line of out.toString('utf8').split('\n')) {
       if (!line.startsWith('{') && !line.startsWith('[')) continue;
@@ -394,6 +401,8 @@ export class ResticRepository {
         // restic interleaves the odd plain-text warning; those are not results.
       }
     }
+    const summary = lines.find((l) => l.message_type === 'summary');
+    if (summary) countToolBytes('restic', command, num(summary.total_bytes_processed ?? summary.bytes_restored));
     return lines;
   }
 

@@ -131,4 +131,34 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
         WHERE door = 'alertmanager' AND action = 'rollback.start';
     `,
   },
+  {
+    version: 5,
+    name: 'rollback history',
+    sql: `
+      -- Every rollback that was announced (dry runs are not): recorded when it starts, completed
+      -- when it ends, so metrics and rewind stats count what happened, across restarts.
+      -- ended_seq numbers the endings in the order they were recorded, so a metrics process
+      -- reads only the runs that ended since it last looked.
+      CREATE SEQUENCE rollback_runs_ended_seq;
+      CREATE TABLE rollback_runs (
+        run_id text PRIMARY KEY,
+        environment text NOT NULL,
+        trigger text NOT NULL,
+        trigger_rule text,
+        requester text NOT NULL,
+        target text NOT NULL,
+        state text NOT NULL,
+        started_at timestamptz NOT NULL,
+        ended_at timestamptz,
+        duration_seconds double precision,
+        approval_wait_seconds double precision,
+        phase_seconds jsonb NOT NULL DEFAULT '{}'::jsonb,
+        -- when the run came to the approval gate (metrics: how long the oldest waits)
+        awaiting_approval_since timestamptz,
+        ended_seq bigint UNIQUE,
+        cause text
+      );
+      CREATE INDEX rollback_runs_started_at ON rollback_runs (started_at);
+    `,
+  },
 ];

@@ -1,5 +1,7 @@
 // An environment agent: the only process that touches that environment's files. It serves
 // the task queue "<taskQueue>-env-<environment>" and runs no workflows.
+import { processMetricsRegistry } from '../metrics/registry';
+import { serveMetrics } from '../metrics/server';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createAgentActivities } from '../activities/agent';
 import type { LoadedManifest } from '../manifest/load';
@@ -48,7 +50,12 @@ export async function runAgent(loaded: LoadedManifest, environment: string): Pro
   void store.restic.binary;
   await store.restic.ensureInitialized();
   const { worker, close } = await createAgentWorker({ loaded, environment, store, temporal: settings, logger });
+  const listen = loaded.manifest.metrics.agents[environment];
+  const metrics = listen
+    ? await serveMetrics(listen, [{ registry: processMetricsRegistry() }], logger, `metrics.agents.${environment}`)
+    : undefined;
   logger.info({ environment, temporal: settings.address }, 'agent ready');
   await worker.run();
   await close();
+  metrics?.close();
 }

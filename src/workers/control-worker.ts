@@ -1,5 +1,8 @@
 // The control worker: runs every workflow and the control activities on the "rewind" task queue.
-import { Connection } from '@temporalio/client';
+import { createControlMetrics } from '../metrics/control-metrics';
+import { processMetricsRegistry } from '../metrics/registry';
+import { serveMetrics } from '../metrics/server';
+import { Connection, type Client } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createAnnounceActivities } from '../activities/announce';
 import { createControlActivities } from '../activities/control';
@@ -25,7 +28,7 @@ export interface ControlWorkerOptions {
 
 export async function createControlWorker(
   options: ControlWorkerOptions,
-): Promise<{ worker: Worker; close: () => Promise<void> }> {
+): Promise<{ worker: Worker; client: Client; close: () => Promise<void> }> {
   const { manifest } = options.loaded;
   const admin = await Connection.connect({ address: options.temporal.address });
   const added = await ensureSearchAttributes(admin, options.temporal.namespace);
@@ -50,6 +53,7 @@ export async function createControlWorker(
   });
   return {
     worker,
+    client,
     close: async () => {
       await connection.close();
       await client.connection.close();
@@ -66,7 +70,7 @@ export async function runControlWorker(loaded: LoadedManifest): Promise<void> {
   const store = openSnapshotStore(loaded.manifest);
   void store.restic.binary; // fail at start, not at the first step, when restic is missing or too old
   const projectStore = lazyProjectStore(loaded.manifest.dataDir);
-  const { worker, close } = await createControlWorker({
+  const { worker, client, close } = await createControlWorker({
     loaded,
     store,
     temporal: settings,
@@ -78,8 +82,21 @@ export async function runControlWorker(loaded: LoadedManifest): Promise<void> {
     (s) => logger.info({ store: s.where }, 'project store open'),
     (err: unknown) => logger.error({ err }, 'could not open the project store; drift scans will fail until it opens'),
   );
+  const listen = loaded.manifest.metrics.worker;
+  const metrics = listen
+    ? await serveMetrics(
+        listen,
+        [
+          { registry: processMetricsRegistry() },
+          createControlMetrics({ manifest: loaded.manifest, projectStore, client, snapshots: store, logger }),
+        ],
+        logger,
+        'metrics.worker',
+      )
+    : undefined;
   logger.info({ taskQueue: loaded.manifest.temporal.taskQueue, temporal: settings.address }, 'control worker ready');
   await worker.run();
+  metrics?.close();
   await close();
   await projectStore.close();
 }

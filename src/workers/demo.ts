@@ -89,6 +89,9 @@ environments:
     components:
       config: { kind: files, path: ./.data/demo/regression/config, format: config }
       models: { kind: files, path: ./.data/demo/regression/models, format: pickle, dependsOn: [config] }
+metrics:                             # Prometheus /metrics (README.md#monitoring); the API's is on its port
+  worker: 127.0.0.1:9471             # rollbacks, drift, snapshots
+  agents: { production: 127.0.0.1:9472, regression: 127.0.0.1:9473 }   # restic, pg_dump
 drift:                               # production → regression, every hour (README.md#drift-scans)
   rules:
     - name: per-environment settings

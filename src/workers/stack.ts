@@ -10,7 +10,7 @@ import { applySchedules } from '../client/schedules';
 import { temporal } from '@temporalio/proto';
 import { componentFolders } from '../components/registry';
 import { loadManifest, type LoadedManifest } from '../manifest/load';
-import { envTaskQueue } from '../manifest/schema';
+import { envTaskQueue, type Manifest } from '../manifest/schema';
 import { PortInUseError, startDevServer, stopProcess, type DevServer } from '../platform/temporal-dev-server';
 import { resolveTool } from '../platform/tools';
 import { openSnapshotStore } from '../snapshots/open';
@@ -175,6 +175,7 @@ export async function runStack(options: StackOptions): Promise<void> {
         environments: Object.keys(manifest.environments),
         driftSchedules: schedules,
         api: `http://${manifest.api.listen}`,
+        metrics: metricsUrls(manifest),
       }) + '\n',
     );
   } else {
@@ -264,6 +265,7 @@ function banner(loaded: LoadedManifest, server: DevServer, logDir: string, sched
     `  Logs:       ${relative(logDir)}/`,
     ...(schedules.length ? [`  Drift:      scans ${schedules.join(', ')} (rewind drift scan --wait for one now)`] : []),
     `  API:        http://${loaded.manifest.api.listen}   (tokens: rewind tokens create --principal NAME)`,
+    `  Metrics:    ${Object.values(metricsUrls(loaded.manifest)).join('  ')}`,
     '',
     'Try, in another shell (the README walks through it):',
     `  npx rewind snapshot create --env ${env} --version v1 --wait`,
@@ -309,4 +311,15 @@ function readStat(pid: number): string {
   } catch {
     return '';
   }
+}
+
+/** Where each process of the stack serves /metrics, by process. */
+function metricsUrls(manifest: Manifest): Record<string, string> {
+  return {
+    api: `http://${manifest.api.listen}/metrics`,
+    ...(manifest.metrics.worker ? { worker: `http://${manifest.metrics.worker}/metrics` } : {}),
+    ...Object.fromEntries(
+      Object.entries(manifest.metrics.agents).map(([env, at]) => [`agent ${env}`, `http://${at}/metrics`]),
+    ),
+  };
 }

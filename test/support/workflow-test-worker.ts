@@ -55,7 +55,9 @@ export interface StubPolicy {
 export interface WorkflowTestOverrides {
   policy?: StubPolicy;
   /** Replace any control activity; the rest stay stubs. A function gets the stubs to delegate to. */
-  control?: Partial<ControlActivities> | ((stubs: ControlActivities) => Partial<ControlActivities>);
+  control?:
+    | Partial<ControlActivities & AnnounceActivities>
+    | ((stubs: ControlActivities & AnnounceActivities) => Partial<ControlActivities & AnnounceActivities>);
   /** Replace any agent activity; the rest stay stubs. A function gets the stubs to delegate to. */
   agent?: Partial<AgentActivities> | ((stubs: AgentActivities) => Partial<AgentActivities>);
 }

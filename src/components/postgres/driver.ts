@@ -2,6 +2,7 @@
 // restic, with the database's fingerprint (schema signature, migration version, table
 // statistics) as its listing. A rollback either restores the dump into a scratch database and
 // swaps it in, or undoes migrations with their U scripts, keeping the data written since.
+import { countToolBytes, timedTool } from '../../metrics/tool-metrics';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { encodeTags, type ComponentSnapshot } from '../../domain/cross-section';
@@ -111,15 +112,19 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
         const dump = pgDumpCommand(url, bin);
         ctx.progress.update({ stage: 'pg_dump' });
         const [dumped, listing] = await Promise.allSettled([
-          ctx.store.restic.backupFromCommand(
-            { command: dump.command, filename: DUMP_FILE, host: req.environment, tags: encodeTags(labels) },
-            {
-              lockFile: ctx.lockFile,
-              signal: ctx.progress.signal,
-              commandEnv: dump.env,
-              onProgress: (p) => ctx.progress.update({ stage: 'pg_dump', bytesDone: p.bytesDone }),
-            },
-          ),
+          timedTool('pg_dump', 'dump', async () => {
+            const stored = await ctx.store.restic.backupFromCommand(
+              { command: dump.command, filename: DUMP_FILE, host: req.environment, tags: encodeTags(labels) },
+              {
+                lockFile: ctx.lockFile,
+                signal: ctx.progress.signal,
+                commandEnv: dump.env,
+                onProgress: (p) => ctx.progress.update({ stage: 'pg_dump', bytesDone: p.bytesDone }),
+              },
+            );
+            countToolBytes('pg_dump', 'dump', stored.totalBytes);
+            return stored;
+          }),
           ctx.store.restic.backupStdin({
             data: document,
             filename: LISTING_FILE,
@@ -204,9 +209,11 @@ export function createPostgresDriver(options: PostgresDriverOptions): ComponentD
       try {
         // Reading the repository and loading the scratch database overlap.
         ctx.progress.update({ stage: 'pg_restore' });
-        await ctx.store.restic.dumpInto(
-          { snapshotId: req.snapshotId, file: `/${DUMP_FILE}`, consumer: pgRestoreConsumer(url, scratch, bin) },
-          { signal: ctx.progress.signal },
+        await timedTool('pg_restore', 'restore', () =>
+          ctx.store.restic.dumpInto(
+            { snapshotId: req.snapshotId, file: `/${DUMP_FILE}`, consumer: pgRestoreConsumer(url, scratch, bin) },
+            { signal: ctx.progress.signal },
+          ),
         );
       } catch (err) {
         await dropDatabase(url, scratch).catch(() => undefined);
