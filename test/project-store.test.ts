@@ -16,6 +16,7 @@ const TABLES = [
   'drift_findings',
   'drift_scans',
   'rewind_store_migrations',
+  'rollback_runs',
   'slack_messages',
 ];
 

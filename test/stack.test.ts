@@ -10,7 +10,13 @@ import { freePort } from '../src/platform/temporal-dev-server';
 import { eventually, REPO_ROOT, runCli } from './support/harness';
 import { tempDir } from './support/temp';
 
-type StackInfo = { temporalAddress: string; webUi: string; manifest: string; driftSchedules: string[] };
+type StackInfo = {
+  temporalAddress: string;
+  webUi: string;
+  manifest: string;
+  driftSchedules: string[];
+  metrics: Record<string, string>;
+};
 
 /** The pids of processes whose working directory is `dir` (Linux: /proc/<pid>/cwd). */
 function processesIn(dir: string): number[] {
@@ -148,6 +154,23 @@ describe('rewind start (npm start)', () => {
     }, 'the run in the visibility store');
     expect(found).toContain(workflowId);
     await connection.close();
+
+    // Each process serves /metrics where the stack says: the worker counts the run from the
+    // store, the agent the restic runs it made, the API its requests.
+    expect(info.metrics).toEqual({
+      api: 'http://127.0.0.1:8787/metrics',
+      worker: 'http://127.0.0.1:9471/metrics',
+      'agent production': 'http://127.0.0.1:9472/metrics',
+      'agent regression': 'http://127.0.0.1:9473/metrics',
+    });
+    const scrape = async (url: string) => (await fetch(url)).text();
+    expect(await scrape(info.metrics.worker!)).toMatch(
+      /^rewind_rollbacks_total\{environment="production",trigger="manual",result="completed"\} 1$/m,
+    );
+    expect(await scrape(info.metrics['agent production']!)).toMatch(
+      /^rewind_tool_duration_seconds_count\{tool="restic",operation="restore",outcome="ok"\} [1-9]/m,
+    );
+    expect(await scrape(info.metrics.api!)).toMatch(/^process_cpu_seconds_total /m);
   });
 
   it('scans the demo for drift hourly and on demand; the CLI reads the findings through the worker', async () => {
