@@ -1,16 +1,25 @@
-// One structured logger for every process. Secrets are redacted by key name before anything is
-// written, so a password that ends up in a log object never reaches the log.
+// One structured logger for every process, writing JSON lines with Elastic Common Schema field
+// names (`@timestamp`, `log.level`, `message`, `service.name`, `error.*`), through Elastic's
+// own pino formatter, so Filebeat ships them to Elasticsearch unchanged
+// (deploy/logging/filebeat.yml). Secrets are redacted by key name before anything is written,
+// so a password that ends up in a log object never reaches the log.
+import { ecsFormat } from '@elastic/ecs-pino-format';
 import pino, { type Logger } from 'pino';
 
 export const REDACTED_KEYS = ['password', 'secret', 'token', 'apiKey', 'authorization', 'RESTIC_PASSWORD'];
 
-export function createLogger(name: string, level = process.env.REWIND_LOG_LEVEL ?? 'info'): Logger {
-  return pino({
-    name,
+export function createLogger(
+  name: string,
+  level = process.env.REWIND_LOG_LEVEL ?? 'info',
+  destination?: pino.DestinationStream,
+): Logger {
+  const options: pino.LoggerOptions = {
+    ...ecsFormat({ convertErr: true, serviceName: name }),
     level,
     redact: { paths: REDACTED_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]), censor: '[redacted]' },
     base: { pid: process.pid },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 export type { Logger };

@@ -184,22 +184,26 @@ export async function runStack(options: StackOptions): Promise<void> {
   await stopped;
 }
 
+const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+/** A log line of a child (ECS JSON, src/platform/logger.ts) as the console shows it. */
 function parseLogLine(line: string): { level: number; levelName: string; msg: string } | undefined {
   try {
     const entry = JSON.parse(line) as {
-      level?: number;
-      msg?: string;
+      'log.level'?: string;
+      message?: string;
       workflowId?: string;
       activityType?: string;
-      err?: { message?: string };
+      error?: { message?: string };
     };
-    if (typeof entry.level !== 'number') return undefined;
-    const levelName = entry.level >= 50 ? 'error' : entry.level >= 40 ? 'warning' : 'info';
+    const level = LEVELS[entry['log.level'] ?? ''];
+    if (level === undefined) return undefined;
+    const levelName = level >= 50 ? 'error' : level >= 40 ? 'warning' : 'info';
     const context = [entry.workflowId, entry.activityType].filter(Boolean).join(' ');
-    const msg = [entry.msg ?? line, context && `(${context})`, entry.err?.message && `: ${entry.err.message}`]
+    const msg = [entry.message ?? line, context && `(${context})`, entry.error?.message && `: ${entry.error.message}`]
       .filter(Boolean)
       .join(' ');
-    return { level: entry.level, levelName, msg };
+    return { level, levelName, msg };
   } catch {
     return undefined;
   }
