@@ -1,4 +1,5 @@
 // `rewind api`: the HTTP API as a process of its own (also started by `rewind start`).
+import { installTracing } from '../platform/tracing';
 import { statSync } from 'node:fs';
 import { auditKey } from '../audit/audit-log';
 import { RewindClient } from '../client/client';
@@ -38,6 +39,7 @@ export function tokenReader(source: TokenSource): () => TokenRecord[] {
 export async function runApi(loaded: LoadedManifest, options: { listen?: string } = {}): Promise<void> {
   const { manifest } = loaded;
   const logger = createLogger('rewind-api');
+  const tracing = installTracing('rewind-api');
   // The audit log's key comes from the repository password: without it, no row could be written.
   const key = auditKey(repositoryPassword(manifest));
   const source = { file: manifest.api.tokensFile!, env: manifest.api.tokensEnv };
@@ -87,6 +89,8 @@ export async function runApi(loaded: LoadedManifest, options: { listen?: string 
         await projectStore.close();
         step = 'closing the Temporal connection';
         await client.client.connection.close();
+        step = 'sending the last traces';
+        await tracing?.shutdown();
         clearTimeout(force);
         resolve();
       })();

@@ -74,7 +74,7 @@ export const METRICS = {
   snapshots: {
     name: 'rewind_snapshots',
     kind: 'gauge',
-    help: 'Snapshots in the repository, by environment and tier (hourly, daily, weekly, event, safety).',
+    help: 'Cross-sections in the repository, by environment and tier (event: taken on request; scheduled; safety: taken by a rollback).',
     labels: ['repository', 'environment', 'tier'],
   },
   repositorySize: {

@@ -1,9 +1,10 @@
 // One structured logger for every process, writing JSON lines with Elastic Common Schema field
-// names (`@timestamp`, `log.level`, `message`, `service.name`, `error.*`), through Elastic's
+// names (`@timestamp`, `log.level`, `message`, `service.name`, `error.*`, `trace.id`), through Elastic's
 // own pino formatter, so Filebeat ships them to Elasticsearch unchanged
 // (deploy/logging/filebeat.yml). Secrets are redacted by key name before anything is written,
 // so a password that ends up in a log object never reaches the log.
 import { ecsFormat } from '@elastic/ecs-pino-format';
+import { isSpanContextValid, trace } from '@opentelemetry/api';
 import pino, { type Logger } from 'pino';
 
 export const REDACTED_KEYS = ['password', 'secret', 'token', 'apiKey', 'authorization', 'RESTIC_PASSWORD'];
@@ -18,6 +19,12 @@ export function createLogger(
     level,
     redact: { paths: REDACTED_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]), censor: '[redacted]' },
     base: { pid: process.pid },
+    // Inside a traced span (OTEL_EXPORTER_OTLP_ENDPOINT set, src/platform/tracing.ts), the line
+    // names its trace, so Kibana and Jaeger link to each other.
+    mixin: () => {
+      const span = trace.getActiveSpan()?.spanContext();
+      return span && isSpanContextValid(span) ? { 'trace.id': span.traceId, 'span.id': span.spanId } : {};
+    },
   };
   return destination ? pino(options, destination) : pino(options);
 }

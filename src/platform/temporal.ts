@@ -2,6 +2,7 @@
 import { Connection, Client } from '@temporalio/client';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
 import { REWIND_SEARCH_ATTRIBUTES } from '../domain/search-attributes';
+import { tracingClientInterceptors } from './tracing';
 
 export const DEFAULT_TEMPORAL_ADDRESS = 'localhost:7233';
 
@@ -29,7 +30,8 @@ export async function connectClient(settings: TemporalSettings): Promise<Client>
       );
     },
   );
-  return new Client({ connection, namespace: settings.namespace });
+  const interceptors = tracingClientInterceptors();
+  return new Client({ connection, namespace: settings.namespace, ...(interceptors ? { interceptors } : {}) });
 }
 
 /** Adds the Rewind* search attributes the namespace lacks; the Web UI can then filter runs by them. */

@@ -1,5 +1,6 @@
 // An environment agent: the only process that touches that environment's files. It serves
 // the task queue "<taskQueue>-env-<environment>" and runs no workflows.
+import { installTracing, tracingWorkerOptions } from '../platform/tracing';
 import { processMetricsRegistry } from '../metrics/registry';
 import { serveMetrics } from '../metrics/server';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
@@ -28,6 +29,7 @@ export async function createAgentWorker(
     connection,
     namespace: options.temporal.namespace,
     taskQueue: envTaskQueue(manifest, options.environment),
+    ...tracingWorkerOptions(),
     activities: createAgentActivities({
       environment: options.environment,
       manifest,
@@ -43,6 +45,7 @@ export async function createAgentWorker(
 /** The `rewind agent --env NAME` process: runs until the worker is shut down (SIGINT, SIGTERM). */
 export async function runAgent(loaded: LoadedManifest, environment: string): Promise<void> {
   const logger = createLogger(`rewind-agent-${environment}`);
+  const tracing = installTracing(`rewind-agent-${environment}`);
   Runtime.install({ logger: sdkLogger(logger) });
   const settings = temporalSettings(loaded.manifest.temporal.namespace);
   const store = openSnapshotStore(loaded.manifest);
@@ -58,4 +61,5 @@ export async function runAgent(loaded: LoadedManifest, environment: string): Pro
   await worker.run();
   await close();
   metrics?.close();
+  await tracing?.shutdown();
 }

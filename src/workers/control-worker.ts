@@ -1,4 +1,5 @@
 // The control worker: runs every workflow and the control activities on the "rewind" task queue.
+import { installTracing } from '../platform/tracing';
 import { createControlMetrics } from '../metrics/control-metrics';
 import { processMetricsRegistry } from '../metrics/registry';
 import { serveMetrics } from '../metrics/server';
@@ -15,7 +16,7 @@ import { createLogger, sdkLogger, type Logger } from '../platform/logger';
 import { connectClient, ensureSearchAttributes, temporalSettings, type TemporalSettings } from '../platform/temporal';
 import { openSnapshotStore } from '../snapshots/open';
 import type { SnapshotStore } from '../snapshots/store';
-import { workflowCode } from './workflow-code';
+import { tracedWorkflowCode } from './workflow-code';
 
 export interface ControlWorkerOptions {
   loaded: LoadedManifest;
@@ -43,7 +44,7 @@ export async function createControlWorker(
     connection,
     namespace: options.temporal.namespace,
     taskQueue: manifest.temporal.taskQueue,
-    ...workflowCode(),
+    ...tracedWorkflowCode(),
     activities: {
       ...createControlActivities({ manifest, store: options.store, logger: options.logger, client }),
       ...createDriftActivities({ manifest, logger: options.logger, projectStore, ...driftNotifier(manifest) }),
@@ -65,6 +66,7 @@ export async function createControlWorker(
 /** The `rewind worker` process: runs until the worker is shut down (SIGINT, SIGTERM). */
 export async function runControlWorker(loaded: LoadedManifest): Promise<void> {
   const logger = createLogger('rewind-worker');
+  const tracing = installTracing('rewind-worker');
   Runtime.install({ logger: sdkLogger(logger) });
   const settings = temporalSettings(loaded.manifest.temporal.namespace);
   const store = openSnapshotStore(loaded.manifest);
@@ -98,5 +100,6 @@ export async function runControlWorker(loaded: LoadedManifest): Promise<void> {
   await worker.run();
   metrics?.close();
   await close();
+  await tracing?.shutdown();
   await projectStore.close();
 }

@@ -8,6 +8,7 @@ import { ensureSearchAttributes } from '../../src/platform/temporal';
 import { startDevServer, type DevServer } from '../../src/platform/temporal-dev-server';
 import { resolveTool } from '../../src/platform/tools';
 import { bundleWorkflows } from '../../src/workers/bundle-workflows';
+import { BUNDLE_FILES } from '../../src/workers/workflow-code';
 
 declare global {
   var rewindDevServer: DevServer | undefined;
@@ -16,10 +17,10 @@ declare global {
 export default async function globalSetup(): Promise<void> {
   resolveTool('restic');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'rewind-suite-'));
-  const bundle = path.join(dir, 'workflow-bundle.js');
+  const bundle = path.join(dir, BUNDLE_FILES.plain);
   const [server] = await Promise.all([
     startDevServer({ headless: true, logFile: path.join(dir, 'temporal.log') }),
-    bundleWorkflows(bundle),
+    bundleWorkflows(dir),
   ]);
   const connection = await Connection.connect({ address: server.address });
   await ensureSearchAttributes(connection, 'default');

@@ -34,6 +34,7 @@ import type { SnapshotComponentRequest, StageComponentRequest, StageOutcome } fr
 import { manifestSchema, type Manifest } from '../../src/manifest/schema';
 import { lockHolder as findLockHolder } from '../../src/platform/rollback-runs';
 import { workflowCode } from '../../src/workers/workflow-code';
+import { tracingClientInterceptors, tracingWorkerOptions } from '../../src/platform/tracing';
 
 /** The stub environment's components: `models` depends on `config`, as in the default manifest. */
 export const STUB_COMPONENTS = [
@@ -54,6 +55,11 @@ export interface StubPolicy {
 
 export interface WorkflowTestOverrides {
   policy?: StubPolicy;
+  /**
+   * Trace the client, the workflows and the activities (the traced bundle, Temporal's
+   * OpenTelemetry interceptors); the test installs the tracer provider (installTracing) first.
+   */
+  traced?: boolean;
   /** Replace any control activity; the rest stay stubs. A function gets the stubs to delegate to. */
   control?:
     | Partial<ControlActivities & AnnounceActivities>
@@ -381,7 +387,12 @@ export async function createWorkflowTestEnv(overrides: WorkflowTestOverrides = {
   });
 
   const connection = await Connection.connect({ address });
-  const temporalClient = new Client({ connection, namespace: 'default' });
+  const clientInterceptors = overrides.traced ? tracingClientInterceptors() : undefined;
+  const temporalClient = new Client({
+    connection,
+    namespace: 'default',
+    ...(clientInterceptors ? { interceptors: clientInterceptors } : {}),
+  });
   const calls: ActivityCall[] = [];
   const reports = new Map<string, string>();
 
@@ -404,9 +415,25 @@ export async function createWorkflowTestEnv(overrides: WorkflowTestOverrides = {
   const nativeConnection = await NativeConnection.connect({ address });
   // Heartbeats reach the server at once, so a cancelled stub learns of it within ~100 ms.
   const heartbeats = { maxHeartbeatThrottleInterval: '100ms', defaultHeartbeatThrottleInterval: '100ms' } as const;
+  const tracing = overrides.traced ? tracingWorkerOptions() : {};
+  const code = workflowCode(process.env, overrides.traced);
   const workers = await Promise.all([
-    Worker.create({ connection: nativeConnection, taskQueue, ...workflowCode(), activities: control, ...heartbeats }),
-    Worker.create({ connection: nativeConnection, taskQueue: agentTaskQueue, activities: agent, ...heartbeats }),
+    Worker.create({
+      connection: nativeConnection,
+      taskQueue,
+      ...code,
+      ...tracing,
+      interceptors: { ...code.interceptors, ...tracing.interceptors },
+      activities: control,
+      ...heartbeats,
+    }),
+    Worker.create({
+      connection: nativeConnection,
+      taskQueue: agentTaskQueue,
+      activities: agent,
+      ...tracing,
+      ...heartbeats,
+    }),
   ]);
   const running = workers.map((w) => w.run());
   const client = new RewindClient(temporalClient, manifest);

@@ -4,6 +4,7 @@ import os from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
 import { ManifestError, loadManifest, manifestPathFrom, type LoadedManifest } from '../../manifest/load';
 import { connectClient, temporalSettings } from '../../platform/temporal';
+import { installTracing, shutdownTracing } from '../../platform/tracing';
 import { openSnapshotStore } from '../../snapshots/open';
 import type { SnapshotStore } from '../../snapshots/store';
 import { openProjectStore, type ProjectStore } from '../../store/project-store';
@@ -36,6 +37,7 @@ export async function rewindClient(cmd: Command): Promise<RewindClient> {
   } catch {
     store = undefined;
   }
+  installTracing('rewind-cli');
   return new RewindClient(await connectClient(temporalSettings(manifest.temporal.namespace)), manifest, store);
 }
 
@@ -104,6 +106,8 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | 
     } catch (err) {
       reportError(cmd, err);
       process.exitCode = 1;
+    } finally {
+      await shutdownTracing();
     }
   };
 }
