@@ -5,8 +5,13 @@
 // so one trace spans the CLI or API that started a rollback, the workflow and its activities on
 // the worker and the agents. The standard OTEL_* variables configure the exporter (headers,
 // timeout, OTEL_SERVICE_NAME).
+import type * as OtlpHttp from '@opentelemetry/exporter-trace-otlp-http';
+import type * as Resources from '@opentelemetry/resources';
 import type { Resource } from '@opentelemetry/resources';
+import type * as TraceBase from '@opentelemetry/sdk-trace-base';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type * as TraceNode from '@opentelemetry/sdk-trace-node';
+import type * as TemporalOtel from '@temporalio/interceptors-opentelemetry';
 import type { ClientInterceptors } from '@temporalio/client';
 import type { WorkerOptions } from '@temporalio/worker';
 
@@ -32,13 +37,10 @@ let installed: Tracing | undefined;
 export function installTracing(serviceName: string, env: NodeJS.ProcessEnv = process.env): Tracing | undefined {
   if (installed || !tracingWanted(env)) return installed;
   /* eslint-disable @typescript-eslint/no-require-imports -- loaded only when tracing is on */
-  const { Resource } = require('@opentelemetry/resources') as typeof import('@opentelemetry/resources');
-  const { BatchSpanProcessor } =
-    require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
-  const { NodeTracerProvider } =
-    require('@opentelemetry/sdk-trace-node') as typeof import('@opentelemetry/sdk-trace-node');
-  const { OTLPTraceExporter } =
-    require('@opentelemetry/exporter-trace-otlp-http') as typeof import('@opentelemetry/exporter-trace-otlp-http');
+  const { Resource } = require('@opentelemetry/resources') as typeof Resources;
+  const { BatchSpanProcessor } = require('@opentelemetry/sdk-trace-base') as typeof TraceBase;
+  const { NodeTracerProvider } = require('@opentelemetry/sdk-trace-node') as typeof TraceNode;
+  const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http') as typeof OtlpHttp;
   /* eslint-enable @typescript-eslint/no-require-imports */
   const resource = new Resource({ 'service.name': env.OTEL_SERVICE_NAME || serviceName });
   const processor = new BatchSpanProcessor(new OTLPTraceExporter());
@@ -59,7 +61,7 @@ export function tracingClientInterceptors(): ClientInterceptors | undefined {
   if (!installed) return undefined;
   const { OpenTelemetryWorkflowClientInterceptor } =
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    require('@temporalio/interceptors-opentelemetry') as typeof import('@temporalio/interceptors-opentelemetry');
+    require('@temporalio/interceptors-opentelemetry') as typeof TemporalOtel;
   return { workflow: [new OpenTelemetryWorkflowClientInterceptor()] };
 }
 
@@ -69,7 +71,7 @@ export function tracingWorkerOptions(): Pick<WorkerOptions, 'interceptors' | 'si
   const tracing = installed;
   const { OpenTelemetryActivityInboundInterceptor, OpenTelemetryActivityOutboundInterceptor, makeWorkflowExporter } =
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    require('@temporalio/interceptors-opentelemetry') as typeof import('@temporalio/interceptors-opentelemetry');
+    require('@temporalio/interceptors-opentelemetry') as typeof TemporalOtel;
   return {
     interceptors: {
       activity: [
