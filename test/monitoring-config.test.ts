@@ -609,11 +609,11 @@ describe('Alertmanager', () => {
     );
   });
 
-  test("rewind's webhook: its URL, resolved notifications, a bearer token from a file", () => {
+  test("rewind's webhook: its URL, firing notifications only, a bearer token from a file", () => {
     expect(am.receivers.find((r) => r.name === 'rewind')?.webhook_configs).toEqual([
       {
         url: 'http://127.0.0.1:8787/v1/webhooks/alertmanager',
-        send_resolved: true,
+        send_resolved: false,
         max_alerts: 0,
         http_config: {
           authorization: { type: 'Bearer', credentials_file: '/etc/alertmanager/secrets/rewind-webhook-token' },

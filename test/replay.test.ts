@@ -11,6 +11,7 @@ import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
 import { bundleWorkflows, workflowBundleCode } from '../src/workers/bundle-workflows';
+import { BUNDLE_FILES } from '../src/workers/workflow-code';
 import { TEST_PASSWORD } from './support/harness';
 import { tempDir } from './support/temp';
 
@@ -85,10 +86,11 @@ const workflowIdOf = (file: string): string => {
 
 describe('replay of recorded histories', () => {
   const bundleDir = tempDir('rewind-replay-');
-  const bundle = path.join(bundleDir, 'workflow-bundle.js');
+  const bundle = path.join(bundleDir, BUNDLE_FILES.plain);
+  const traced = path.join(bundleDir, BUNDLE_FILES.traced);
 
   beforeAll(async () => {
-    await bundleWorkflows(bundle);
+    await bundleWorkflows(bundleDir);
   }, 120_000);
 
   it('names every history <outcome>.v<generation>.json', () => {
@@ -121,6 +123,23 @@ describe('replay of recorded histories', () => {
     expect(text).not.toContain(TEST_PASSWORD);
     expect(text).not.toContain(Buffer.from(TEST_PASSWORD).toString('base64'));
   });
+
+  // A worker that turns tracing on (OTEL_EXPORTER_OTLP_ENDPOINT) runs the traced bundle, and must
+  // carry on the runs that started without it: the interceptors add no commands.
+  it.each(files.filter((f) => parse(f)?.generation === Math.max(...files.map((g) => parse(g)?.generation ?? 0))))(
+    'replays %s from the traced bundle too',
+    async (file) => {
+      const { history } = readHistory(file);
+      await expect(
+        Worker.runReplayHistory(
+          // The worker's sink for workflow spans (replay exports none; the sink must exist).
+          { workflowBundle: { codePath: traced }, sinks: { exporter: { export: { fn: () => undefined } } } },
+          history,
+          workflowIdOf(file),
+        ),
+      ).resolves.toBeUndefined();
+    },
+  );
 
   it('fails replay when a workflow’s first command changes', async () => {
     const file = 'rollback-completed.v3.json';

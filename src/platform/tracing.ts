@@ -95,5 +95,5 @@ export function tracingOn(): boolean {
   return installed !== undefined;
 }
 
-/** The workflow interceptors module, for the traced workflow bundle. */
-export const WORKFLOW_TRACING_MODULE = '@temporalio/interceptors-opentelemetry/lib/workflow-interceptors';
+/** The workflow interceptors module, for the traced workflow bundle (ids that leave the run's randomness alone). */
+export const WORKFLOW_TRACING_MODULE = require.resolve('../workflows/tracing-interceptors');
