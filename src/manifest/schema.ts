@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { componentSchema } from '../components/registry';
 import { driftSectionSchema } from '../drift/rules';
 import { apiSectionSchema } from '../api/access';
+import { snapshotsSectionSchema } from '../retention/policy';
 import { slackSectionSchema } from '../notify/rollback-slack';
 import { triggersSectionSchema } from '../api/triggers';
 import { pagerDutySectionSchema, statusPageSectionSchema } from '../notify/escalation';
@@ -165,6 +166,9 @@ export const manifestSchema = z
     triggers: triggersSectionSchema,
     pagerduty: pagerDutySectionSchema,
     statusPage: statusPageSectionSchema,
+    snapshots: snapshotsSectionSchema.describe(
+      'Scheduled cross-sections, retention tiers, pruning and checks of the repository (README.md#storage).',
+    ),
     metrics: z
       .strictObject({
         worker: listenField
@@ -243,6 +247,19 @@ export const manifestSchema = z
       const metrics = isRecord((value as { metrics?: unknown }).metrics)
         ? (value as { metrics: Record<string, unknown> }).metrics
         : {};
+      const snapshots = isRecord((value as { snapshots?: unknown }).snapshots)
+        ? (value as { snapshots: Record<string, unknown> }).snapshots
+        : {};
+      for (const env of Object.keys(isRecord(snapshots.schedules) ? snapshots.schedules : {})) {
+        if (envNames.includes(env)) continue;
+        const hint = didYouMean(env, envNames);
+        ctx.addIssue({
+          code: 'custom',
+          path: ['snapshots', 'schedules', env],
+          message: `unknown environment "${env}" (the manifest has: ${envNames.join(', ')})`,
+          ...(hint ? { params: { hint } } : {}),
+        });
+      }
       for (const env of Object.keys(isRecord(metrics.agents) ? metrics.agents : {})) {
         if (envNames.includes(env)) continue;
         const hint = didYouMean(env, envNames);

@@ -80,7 +80,7 @@ export const METRICS = {
   repositorySize: {
     name: 'rewind_repository_size_bytes',
     kind: 'gauge',
-    help: "Bytes the repository stores (restic's raw-data size), by repository (primary, cold).",
+    help: "Bytes the repository takes: on disk for a local one, else restic's raw-data size; by repository (primary, cold).",
     labels: ['repository'],
   },
   repositoryCheckLastSuccess: {

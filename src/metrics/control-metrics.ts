@@ -8,6 +8,7 @@ import type { Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import type { SnapshotStore } from '../snapshots/store';
 import type { ProjectStore } from '../store/project-store';
+import { repositoryBytes } from '../retention/apply';
 import { awaitingApprovalSince, endedRunsSince } from '../store/rollback-history';
 import { defineMetric } from './registry';
 
@@ -137,8 +138,7 @@ export function createControlMetrics(deps: ControlMetricsDeps) {
     }
     const ttl = deps.repositorySizeTtlMs ?? 5 * 60_000;
     if (!size || Date.now() - size.at > ttl) {
-      const [stats] = await deps.snapshots.restic.run(['stats', '--mode', 'raw-data', '--no-lock']);
-      size = { at: Date.now(), bytes: Number(stats?.total_size ?? 0) };
+      size = { at: Date.now(), bytes: await repositoryBytes(deps.snapshots.restic) };
     }
     repositorySize.set({ repository: 'primary' }, size.bytes);
   }

@@ -1,7 +1,9 @@
-// `rewind snapshot create|list|show`: take and list cross-sections of an environment.
+// `rewind snapshot create|list|show|forget|prune`: take, list and retire cross-sections.
 import { terminalSafe } from '../../domain/display-text';
 import type { Command } from 'commander';
 import { CROSS_SECTION_ID_PATTERN } from '../../domain/cross-section';
+import { count, formatBytes, textTable } from '../../domain/format';
+import { applyRetention, pruneRepository, type RetentionReport } from '../../retention/apply';
 import { openSnapshotStore } from '../../snapshots/open';
 import { checkAgainstManifest, RequestError } from '../client';
 import { describeContents, renderCrossSection, renderCrossSections } from '../render';
@@ -95,4 +97,80 @@ export function registerSnapshotCommands(program: Command): void {
         print(cmd, section, () => renderCrossSection(section));
       }),
     );
+
+  snapshot
+    .command('forget')
+    .description('forget the cross-sections the retention tiers no longer keep (snapshots.keep in the manifest)')
+    .option('--env <name>', 'only this environment (default: all)')
+    .option('--dry-run', 'say what would be forgotten and why, and change nothing')
+    .option('--all', 'list every verdict, kept ones too')
+    .addHelpText(
+      'after',
+      "\nNever forgotten: cross-sections of workflows still running (a rollback's safety snapshot), what a\n" +
+        'running rollback targets, and the newest cross-section of the newest snapshots.keep.releases versions\n' +
+        'and of snapshots.keep.versions. The data stays in the repository until `rewind snapshot prune`.',
+    )
+    .action(
+      action(async (opts: { env?: string; dryRun?: boolean; all?: boolean }, cmd: Command) => {
+        const { manifest } = manifestOf(cmd);
+        if (opts.env !== undefined) checkAgainstManifest(manifest, opts.env);
+        const client = await rewindClient(cmd);
+        const report = await applyRetention({
+          client: client.client,
+          manifest,
+          restic: openSnapshotStore(manifest).restic,
+          dryRun: Boolean(opts.dryRun),
+          ...(opts.env ? { environments: [opts.env] } : {}),
+        });
+        print(cmd, report, () => renderRetention(report, Boolean(opts.all)));
+      }),
+    );
+
+  snapshot
+    .command('prune')
+    .description(
+      'forget what the retention tiers no longer keep, then remove the data nothing references (restic prune)',
+    )
+    .option('--dry-run', 'say what would be forgotten and removed, and change nothing')
+    .action(
+      action(async (opts: { dryRun?: boolean }, cmd: Command) => {
+        const { manifest } = manifestOf(cmd);
+        const client = await rewindClient(cmd);
+        const restic = openSnapshotStore(manifest).restic;
+        const dryRun = Boolean(opts.dryRun);
+        const retention = await applyRetention({ client: client.client, manifest, restic, dryRun });
+        const pruned = await pruneRepository(restic, dryRun);
+        print(cmd, { ...retention, prune: pruned }, () =>
+          [
+            renderRetention(retention, false),
+            dryRun
+              ? `would prune the repository (now ${formatBytes(pruned.bytesBefore)})`
+              : `pruned the repository: ${formatBytes(pruned.bytesBefore)} → ${formatBytes(pruned.bytesAfter)}`,
+          ].join('\n'),
+        );
+      }),
+    );
+}
+
+function renderRetention(report: RetentionReport, all: boolean): string {
+  const lines: string[] = [];
+  for (const env of report.environments) {
+    const verb = report.dryRun ? 'would forget' : 'forgot';
+    lines.push(
+      `${env.environment}: ${verb} ${count(env.forgotten, 'cross-section')} (${count(env.snapshotsForgotten, 'restic snapshot')}), kept ${env.kept}`,
+    );
+    const shown = env.verdicts.filter((v) => all || !v.keep);
+    if (shown.length > 0)
+      lines.push(
+        textTable(
+          ['CROSS-SECTION', 'TIME', 'ORIGIN', 'VERSION', 'VERDICT', 'WHY'],
+          shown.map((v) =>
+            [v.id, v.time.slice(0, 19), v.origin, v.version ?? '', v.keep ? 'keep' : 'forget', v.reason].map(
+              terminalSafe,
+            ),
+          ),
+        ),
+      );
+  }
+  return lines.join('\n');
 }
