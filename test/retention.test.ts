@@ -9,7 +9,6 @@ import type { FilesFingerprintDetails } from '../src/components/files/kind';
 import { encodeTags, type CrossSection } from '../src/domain/cross-section';
 import { retentionVerdicts, type KeepPolicy } from '../src/domain/retention';
 import { loadManifest } from '../src/manifest/load';
-import { applyRetention } from '../src/retention/apply';
 import { openSnapshotStore } from '../src/snapshots/open';
 import { inlineListing } from '../src/snapshots/inline-listing';
 import { runCli, TEST_PASSWORD } from './support/harness';
