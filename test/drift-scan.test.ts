@@ -367,11 +367,39 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
   test('schedules: apply creates one per pair, applying again changes nothing, pause and unpause show in the list', async () => {
     const manifest = env.loaded.manifest;
     const id = driftScheduleId(manifest, 'production', 'regression');
+    const maintenance = (task: string) => `${manifest.temporal.taskQueue}-maint-${task}`;
     try {
+      // The pair's scan, and the repository's prune and check (on by default, daily).
       expect(await applySchedules(env.temporal, manifest)).toEqual([
-        { scheduleId: id, from: 'production', to: 'regression', every: '1h', change: 'created' },
+        {
+          scheduleId: id,
+          kind: 'drift',
+          what: 'drift scan production → regression',
+          from: 'production',
+          to: 'regression',
+          every: '1h',
+          change: 'created',
+        },
+        {
+          scheduleId: maintenance('prune'),
+          kind: 'prune',
+          what: 'forget by the retention tiers, then prune the repository',
+          every: '1d',
+          change: 'created',
+        },
+        {
+          scheduleId: maintenance('check'),
+          kind: 'check',
+          what: 'restic check of the repository',
+          every: '1d',
+          change: 'created',
+        },
       ]);
-      expect((await applySchedules(env.temporal, manifest)).map((c) => c.change)).toEqual(['unchanged']);
+      expect((await applySchedules(env.temporal, manifest)).map((c) => c.change)).toEqual([
+        'unchanged',
+        'unchanged',
+        'unchanged',
+      ]);
       const cliEnv = { REWIND_MANIFEST: env.manifestFile };
       const paused = await runCli(
         ['schedules', 'pause', 'production-regression', '--note', 'maintenance', '--as', 'bob'],
@@ -382,10 +410,23 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
       expect(listed).toEqual([
         expect.objectContaining({
           scheduleId: id,
+          kind: 'drift',
           from: 'production',
           to: 'regression',
           everyMs: 3_600_000,
           paused: true,
+        }),
+        expect.objectContaining({
+          scheduleId: maintenance('check'),
+          kind: 'check',
+          everyMs: 86_400_000,
+          paused: false,
+        }),
+        expect.objectContaining({
+          scheduleId: maintenance('prune'),
+          kind: 'prune',
+          everyMs: 86_400_000,
+          paused: false,
         }),
       ]);
       await setSchedulePaused(env.temporal, manifest, id, false, 'back');
@@ -393,12 +434,29 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
       expect(view).toMatchObject({ paused: false });
       expect(Date.parse(view!.nextRun!)).toBeGreaterThan(Date.now());
       const unknown = await runCli(['schedules', 'pause', 'staging-regression'], { env: cliEnv });
-      expect(unknown.stderr).toBe('error: no drift schedule "staging-regression" (there are: production-regression)\n');
+      expect(unknown.stderr).toBe(
+        'error: no schedule "staging-regression" (there are: production-regression, check, prune)\n',
+      );
+      // A manifest without prune and check: apply deletes their schedules.
+      const off = {
+        ...manifest,
+        snapshots: {
+          ...manifest.snapshots,
+          prune: { every: '0s' },
+          check: { ...manifest.snapshots.check, every: '0s' },
+        },
+      };
+      expect((await applySchedules(env.temporal, off)).map((c) => [c.kind, c.change])).toEqual([
+        ['drift', 'unchanged'],
+        ['check', 'deleted'],
+        ['prune', 'deleted'],
+      ]);
     } finally {
-      await env.temporal.schedule
-        .getHandle(id)
-        .delete()
-        .catch(() => undefined);
+      for (const scheduleId of [id, maintenance('prune'), maintenance('check')])
+        await env.temporal.schedule
+          .getHandle(scheduleId)
+          .delete()
+          .catch(() => undefined);
     }
   });
 

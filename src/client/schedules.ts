@@ -1,25 +1,44 @@
-// Temporal Schedules for drift scans: one per environment pair of the manifest, every `every`
-// (1h by default), overlapping runs skipped, missed runs caught up within one interval. They show
-// in the Web UI's Schedules page; `rewind schedules apply` makes them match the manifest.
-import { ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
-import { ScheduleOverlapPolicy } from '@temporalio/client';
+// Temporal Schedules of one rewind install: a drift scan per environment pair (every `every`,
+// 1h by default), a cross-section per environment the manifest's snapshots.schedules names, and
+// the repository's maintenance (snapshots.prune: forget by the retention tiers, then prune;
+// snapshots.check: restic check). Overlapping runs are skipped, missed runs caught up within one
+// interval. They show in the Web UI's Schedules page; `rewind schedules apply` makes them match
+// the manifest, and deletes the ones it no longer asks for.
+import {
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+  type Client,
+  type ScheduleDescription,
+  type ScheduleOptionsStartWorkflowAction,
+  type Workflow,
+} from '@temporalio/client';
 import { driftScanWorkflowId, type DriftScanRequest } from '../domain/drift-scan';
+import type { SnapshotRequest } from '../domain/snapshot';
 import { driftPairs } from '../drift/rules';
-import { parseDuration } from '../manifest/duration';
+import { formatInterval, parseDuration } from '../manifest/duration';
 import type { Manifest } from '../manifest/schema';
-import { driftScanWorkflow } from '../workflows';
+import { driftScanWorkflow, repositoryMaintenanceWorkflow, snapshotWorkflow } from '../workflows';
+import type { MaintenanceRequest } from '../workflows/repository-maintenance';
 import { RequestError } from './client';
+
+export type ScheduleKind = 'drift' | 'snapshot' | 'prune' | 'check';
 
 export interface ScheduleChange {
   scheduleId: string;
-  from: string;
-  to: string;
+  kind: ScheduleKind;
+  /** What it does, for people: `drift scan production → regression`, `cross-section of production`. */
+  what: string;
+  /** A drift schedule's pair. */
+  from?: string;
+  to?: string;
   every: string;
   change: 'created' | 'updated' | 'unchanged' | 'deleted';
 }
 
 export interface ScheduleView {
   scheduleId: string;
+  kind?: ScheduleKind;
+  what?: string;
   from?: string;
   to?: string;
   everyMs?: number;
@@ -29,50 +48,137 @@ export interface ScheduleView {
   lastRun?: string;
 }
 
-/** Schedule ids carry the control task queue, so two rewind installs on one namespace keep theirs apart. */
-function prefix(manifest: Manifest): string {
-  return `${manifest.temporal.taskQueue}-drift-`;
+interface DesiredSchedule {
+  scheduleId: string;
+  kind: ScheduleKind;
+  what: string;
+  from?: string;
+  to?: string;
+  every: string;
+  action: ScheduleOptionsStartWorkflowAction<Workflow>;
 }
 
+/** Schedule ids carry the control task queue, so two rewind installs on one namespace keep theirs apart. */
+function driftPrefix(manifest: Manifest): string {
+  return `${manifest.temporal.taskQueue}-drift-`;
+}
+function maintenancePrefix(manifest: Manifest): string {
+  return `${manifest.temporal.taskQueue}-maint-`;
+}
+const ours = (manifest: Manifest, id: string) =>
+  id.startsWith(driftPrefix(manifest)) || id.startsWith(maintenancePrefix(manifest));
+
 export function driftScheduleId(manifest: Manifest, from: string, to: string): string {
-  return `${prefix(manifest)}${from}-${to}`;
+  return `${driftPrefix(manifest)}${from}-${to}`;
+}
+
+/** Every schedule the manifest asks for. */
+function desiredSchedules(manifest: Manifest): DesiredSchedule[] {
+  const taskQueue = manifest.temporal.taskQueue;
+  const desired: DesiredSchedule[] = [];
+  for (const pair of driftPairs(manifest.drift, Object.keys(manifest.environments))) {
+    const request: DriftScanRequest = { from: pair.from, to: pair.to, trigger: 'schedule' };
+    desired.push({
+      scheduleId: driftScheduleId(manifest, pair.from, pair.to),
+      kind: 'drift',
+      what: `drift scan ${pair.from} → ${pair.to}`,
+      from: pair.from,
+      to: pair.to,
+      every: pair.every,
+      // The schedule appends the time: a manual scan of the pair still runs under the bare id.
+      action: {
+        type: 'startWorkflow',
+        workflowType: driftScanWorkflow,
+        args: [request],
+        taskQueue,
+        workflowId: driftScanWorkflowId(pair.from, pair.to),
+      },
+    });
+  }
+  for (const [environment, { every }] of Object.entries(manifest.snapshots.schedules)) {
+    const request: SnapshotRequest = {
+      environment,
+      origin: 'schedule',
+      requester: 'schedule',
+      reason: `scheduled, every ${every}`,
+    };
+    desired.push({
+      scheduleId: `${maintenancePrefix(manifest)}snapshot-${environment}`,
+      kind: 'snapshot',
+      what: `cross-section of ${environment}`,
+      every,
+      action: {
+        type: 'startWorkflow',
+        workflowType: snapshotWorkflow,
+        args: [request],
+        taskQueue,
+        workflowId: `snapshot-${environment}-scheduled`,
+      },
+    });
+  }
+  const maintenance: [Exclude<ScheduleKind, 'drift' | 'snapshot'>, string, string][] = [
+    ['prune', manifest.snapshots.prune.every, 'forget by the retention tiers, then prune the repository'],
+    ['check', manifest.snapshots.check.every, 'restic check of the repository'],
+  ];
+  for (const [task, every, what] of maintenance) {
+    if (parseDuration(every) === 0) continue;
+    const request: MaintenanceRequest = { task };
+    desired.push({
+      scheduleId: `${maintenancePrefix(manifest)}${task}`,
+      kind: task,
+      what,
+      every,
+      action: {
+        type: 'startWorkflow',
+        workflowType: repositoryMaintenanceWorkflow,
+        args: [request],
+        taskQueue,
+        workflowId: `repository-${task}`,
+      },
+    });
+  }
+  return desired;
+}
+
+const workflowTypeName = (type: string | Workflow) => (typeof type === 'string' ? type : type.name);
+
+function changeOf(
+  d: Pick<DesiredSchedule, 'scheduleId' | 'kind' | 'what' | 'from' | 'to' | 'every'>,
+  change: ScheduleChange['change'],
+): ScheduleChange {
+  return {
+    scheduleId: d.scheduleId,
+    kind: d.kind,
+    what: d.what,
+    ...(d.from !== undefined ? { from: d.from } : {}),
+    ...(d.to !== undefined ? { to: d.to } : {}),
+    every: d.every,
+    change,
+  };
 }
 
 export async function applySchedules(client: Client, manifest: Manifest): Promise<ScheduleChange[]> {
-  const pairs = driftPairs(manifest.drift, Object.keys(manifest.environments));
   const changes: ScheduleChange[] = [];
-  const wanted = new Set<string>();
-  for (const pair of pairs) {
-    const scheduleId = driftScheduleId(manifest, pair.from, pair.to);
-    wanted.add(scheduleId);
-    const everyMs = parseDuration(pair.every);
-    const request: DriftScanRequest = { from: pair.from, to: pair.to, trigger: 'schedule' };
-    const action = {
-      type: 'startWorkflow' as const,
-      workflowType: driftScanWorkflow,
-      args: [request] as [DriftScanRequest],
-      taskQueue: manifest.temporal.taskQueue,
-      // The schedule appends the time: a manual scan of the pair still runs under the bare id.
-      workflowId: driftScanWorkflowId(pair.from, pair.to),
-    };
+  const desired = desiredSchedules(manifest);
+  for (const want of desired) {
+    const everyMs = parseDuration(want.every);
     const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: everyMs };
-    const handle = client.schedule.getHandle(scheduleId);
+    const handle = client.schedule.getHandle(want.scheduleId);
     let current: ScheduleDescription | undefined;
     try {
       current = await handle.describe();
     } catch (err) {
       if (!(err instanceof ScheduleNotFoundError)) throw err;
     }
-    const base = { scheduleId, from: pair.from, to: pair.to, every: pair.every };
     if (!current) {
       await client.schedule.create({
-        scheduleId,
+        scheduleId: want.scheduleId,
         spec: { intervals: [{ every: everyMs }] },
-        action,
+        action: want.action,
         policies,
-        state: { note: `drift scan ${pair.from} → ${pair.to}, every ${pair.every} (rewind schedules apply)` },
+        state: { note: `${want.what}, every ${want.every} (rewind schedules apply)` },
       });
-      changes.push({ ...base, change: 'created' });
+      changes.push(changeOf(want, 'created'));
       continue;
     }
     const currentEvery = current.spec.intervals?.[0]?.every;
@@ -80,50 +186,82 @@ export async function applySchedules(client: Client, manifest: Manifest): Promis
       current.spec.intervals?.length === 1 &&
       Number(currentEvery) === everyMs &&
       current.action.type === 'startWorkflow' &&
-      current.action.taskQueue === manifest.temporal.taskQueue &&
-      JSON.stringify(current.action.args) === JSON.stringify(action.args) &&
+      current.action.workflowType === workflowTypeName(want.action.workflowType) &&
+      current.action.taskQueue === want.action.taskQueue &&
+      JSON.stringify(current.action.args) === JSON.stringify(want.action.args) &&
       current.policies.overlap === ScheduleOverlapPolicy.SKIP &&
       current.policies.catchupWindow === everyMs;
     if (same) {
-      changes.push({ ...base, change: 'unchanged' });
+      changes.push(changeOf(want, 'unchanged'));
       continue;
     }
     // Paused or not stays as the operator left it.
     await handle.update((previous) => ({
       ...previous,
       spec: { intervals: [{ every: everyMs }] },
-      action,
+      action: want.action,
       policies,
     }));
-    changes.push({ ...base, change: 'updated' });
+    changes.push(changeOf(want, 'updated'));
   }
+  const wanted = new Set(desired.map((d) => d.scheduleId));
   for (const existing of await listSchedules(client, manifest)) {
     if (wanted.has(existing.scheduleId)) continue;
     await client.schedule.getHandle(existing.scheduleId).delete();
-    changes.push({
-      scheduleId: existing.scheduleId,
-      from: existing.from ?? '?',
-      to: existing.to ?? '?',
-      every: existing.everyMs ? `${existing.everyMs / 1000}s` : '?',
-      change: 'deleted',
-    });
+    changes.push(
+      changeOf(
+        {
+          scheduleId: existing.scheduleId,
+          kind: existing.kind ?? 'drift',
+          what: existing.what ?? existing.scheduleId,
+          ...(existing.from !== undefined ? { from: existing.from } : {}),
+          ...(existing.to !== undefined ? { to: existing.to } : {}),
+          every: existing.everyMs ? formatInterval(existing.everyMs) : '?',
+        },
+        'deleted',
+      ),
+    );
   }
   return changes;
+}
+
+/** What a schedule does, from its action. */
+function describeAction(description: ScheduleDescription): Pick<ScheduleView, 'kind' | 'what' | 'from' | 'to'> {
+  if (description.action.type !== 'startWorkflow') return {};
+  const [arg] = description.action.args as unknown[];
+  const type = description.action.workflowType;
+  if (type === driftScanWorkflow.name) {
+    const { from, to } = (arg ?? {}) as DriftScanRequest;
+    return {
+      kind: 'drift',
+      what: `drift scan ${from ?? '?'} → ${to ?? '?'}`,
+      ...(from ? { from } : {}),
+      ...(to ? { to } : {}),
+    };
+  }
+  if (type === snapshotWorkflow.name)
+    return { kind: 'snapshot', what: `cross-section of ${(arg as SnapshotRequest | undefined)?.environment ?? '?'}` };
+  if (type === repositoryMaintenanceWorkflow.name) {
+    const task = (arg as MaintenanceRequest | undefined)?.task ?? 'prune';
+    return {
+      kind: task,
+      what: task === 'check' ? 'restic check of the repository' : 'forget and prune the repository',
+    };
+  }
+  return { what: type };
 }
 
 export async function listSchedules(client: Client, manifest: Manifest): Promise<ScheduleView[]> {
   const views: ScheduleView[] = [];
   for await (const summary of client.schedule.list()) {
-    if (!summary.scheduleId.startsWith(prefix(manifest))) continue;
+    if (!ours(manifest, summary.scheduleId)) continue;
     const description = await client.schedule.getHandle(summary.scheduleId).describe();
-    const args = description.action.type === 'startWorkflow' ? (description.action.args as DriftScanRequest[]) : [];
     const every = description.spec.intervals?.[0]?.every;
     const last = description.info.recentActions.at(-1);
     const next = description.info.nextActionTimes[0];
     views.push({
       scheduleId: summary.scheduleId,
-      ...(args[0]?.from ? { from: args[0].from } : {}),
-      ...(args[0]?.to ? { to: args[0].to } : {}),
+      ...describeAction(description),
       ...(every !== undefined ? { everyMs: Number(every) } : {}),
       paused: description.state.paused,
       ...(description.state.note ? { note: description.state.note } : {}),
@@ -134,7 +272,10 @@ export async function listSchedules(client: Client, manifest: Manifest): Promise
   return views.sort((a, b) => a.scheduleId.localeCompare(b.scheduleId));
 }
 
-/** A schedule named by its id or by its pair (`production-regression` or `production:regression`). */
+/**
+ * A schedule named by its id, by its drift pair (`production-regression` or
+ * `production:regression`), or by its maintenance name (`snapshot-production`, `prune`, `check`).
+ */
 export async function setSchedulePaused(
   client: Client,
   manifest: Manifest,
@@ -142,19 +283,23 @@ export async function setSchedulePaused(
   paused: boolean,
   note: string,
 ): Promise<string> {
-  const scheduleId = name.startsWith(prefix(manifest)) ? name : `${prefix(manifest)}${name.replace(':', '-')}`;
-  const handle = client.schedule.getHandle(scheduleId);
-  try {
-    if (paused) await handle.pause(note);
-    else await handle.unpause(note);
-  } catch (err) {
-    if (err instanceof ScheduleNotFoundError) {
-      const known = (await listSchedules(client, manifest)).map((s) => s.scheduleId.slice(prefix(manifest).length));
-      throw new RequestError(
-        `no drift schedule "${name}" (${known.length ? `there are: ${known.join(', ')}` : 'none yet: rewind schedules apply'})`,
-      );
+  const candidates = ours(manifest, name)
+    ? [name]
+    : [`${driftPrefix(manifest)}${name.replace(':', '-')}`, `${maintenancePrefix(manifest)}${name}`];
+  for (const scheduleId of candidates) {
+    const handle = client.schedule.getHandle(scheduleId);
+    try {
+      if (paused) await handle.pause(note);
+      else await handle.unpause(note);
+      return scheduleId;
+    } catch (err) {
+      if (!(err instanceof ScheduleNotFoundError)) throw err;
     }
-    throw err;
   }
-  return scheduleId;
+  const known = (await listSchedules(client, manifest)).map((s) =>
+    s.scheduleId.slice((s.kind === 'drift' ? driftPrefix(manifest) : maintenancePrefix(manifest)).length),
+  );
+  throw new RequestError(
+    `no schedule "${name}" (${known.length ? `there are: ${known.join(', ')}` : 'none yet: rewind schedules apply'})`,
+  );
 }

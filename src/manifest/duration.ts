@@ -17,3 +17,15 @@ export function formatDuration(ms: number): string {
   if (minutes < 60) return `${minutes}m${Math.round(seconds % 60)}s`;
   return `${Math.floor(minutes / 60)}h${minutes % 60}m`;
 }
+
+/** A whole duration in the largest unit that divides it, as the manifest writes it: 3600000 → "1h". */
+export function formatInterval(ms: number): string {
+  for (const [unit, size] of [
+    ['d', UNIT_MS.d],
+    ['h', UNIT_MS.h],
+    ['m', UNIT_MS.m],
+    ['s', UNIT_MS.s],
+  ] as const)
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
+}

@@ -74,7 +74,7 @@ export const METRICS = {
   snapshots: {
     name: 'rewind_snapshots',
     kind: 'gauge',
-    help: 'Cross-sections in the repository, by environment and tier (event: taken on request; scheduled; safety: taken by a rollback).',
+    help: 'Cross-sections in the repository, by environment and tier: hourly (hot), daily (cold), weekly (archive) by the retention rule that keeps a scheduled one; expired (forgotten at the next prune); event (taken on request); safety (taken by a rollback); dry-run.',
     labels: ['repository', 'environment', 'tier'],
   },
   repositorySize: {

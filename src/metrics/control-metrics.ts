@@ -8,7 +8,9 @@ import type { Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import type { SnapshotStore } from '../snapshots/store';
 import type { ProjectStore } from '../store/project-store';
+import { retentionVerdicts } from '../domain/retention';
 import { repositoryBytes } from '../retention/apply';
+import { keepPolicy, PRIMARY_REPOSITORY } from '../retention/policy';
 import { awaitingApprovalSince, endedRunsSince } from '../store/rollback-history';
 import { defineMetric } from './registry';
 
@@ -22,8 +24,10 @@ export interface ControlMetricsDeps {
   repositorySizeTtlMs?: number;
 }
 
-/** A cross-section's tier, until retention tiers exist: what took it. */
-const TIER_OF_ORIGIN: Record<string, string> = { manual: 'event', schedule: 'scheduled', safety: 'safety' };
+/** The tier of a cross-section that was not scheduled: what took it. */
+const TIER_OF_ORIGIN: Record<string, string> = { manual: 'event', safety: 'safety', 'dry-run': 'dry-run' };
+/** Every tier shows, at 0 when empty: hot, cold and archive by their rules, then by origin. */
+const SNAPSHOT_TIERS = ['hourly', 'daily', 'weekly', 'event', 'safety'] as const;
 
 export function createControlMetrics(deps: ControlMetricsDeps) {
   const registry = new Registry();
@@ -36,6 +40,7 @@ export function createControlMetrics(deps: ControlMetricsDeps) {
   const driftLastSuccess = defineMetric(registry, 'driftScanLastSuccess');
   const snapshots = defineMetric(registry, 'snapshots');
   const repositorySize = defineMetric(registry, 'repositorySize');
+  const checkLastSuccess = defineMetric(registry, 'repositoryCheckLastSuccess');
 
   const environments = Object.keys(deps.manifest.environments);
   // Every environment shows, with zeros, before its first rollback: a dashboard or a rule
@@ -127,20 +132,32 @@ export function createControlMetrics(deps: ControlMetricsDeps) {
 
   async function refreshSnapshots(): Promise<void> {
     snapshots.reset();
+    const policy = keepPolicy(deps.manifest.snapshots);
+    const facts = { now: new Date(), runningWorkflows: new Set<string>(), targets: new Map<string, string>() };
     for (const environment of environments) {
-      const tiers = new Map<string, number>();
-      for (const section of await deps.snapshots.crossSections(environment)) {
-        const tier = TIER_OF_ORIGIN[section.origin];
+      const tiers = new Map<string, number>(SNAPSHOT_TIERS.map((t) => [t, 0]));
+      const sections = await deps.snapshots.crossSections(environment);
+      // Scheduled ones by the retention rule that keeps them (hot, cold, archive); the others by origin.
+      for (const v of retentionVerdicts(sections, policy, facts)) {
+        const tier =
+          v.origin === 'schedule' ? (v.tier ?? (v.keep ? 'scheduled' : 'expired')) : TIER_OF_ORIGIN[v.origin];
         if (tier) tiers.set(tier, (tiers.get(tier) ?? 0) + 1);
       }
-      for (const tier of ['event', 'scheduled', 'safety'])
-        snapshots.set({ repository: 'primary', environment, tier }, tiers.get(tier) ?? 0);
+      for (const [tier, n] of tiers) snapshots.set({ repository: PRIMARY_REPOSITORY, environment, tier }, n);
     }
     const ttl = deps.repositorySizeTtlMs ?? 5 * 60_000;
     if (!size || Date.now() - size.at > ttl) {
       size = { at: Date.now(), bytes: await repositoryBytes(deps.snapshots.restic) };
     }
-    repositorySize.set({ repository: 'primary' }, size.bytes);
+    repositorySize.set({ repository: PRIMARY_REPOSITORY }, size.bytes);
+  }
+
+  async function refreshChecks(store: ProjectStore): Promise<void> {
+    const rows = await store.query<{ repository: string; at: Date | string }>(
+      'SELECT repository, max(finished_at) AS at FROM repository_checks WHERE ok GROUP BY repository',
+    );
+    checkLastSuccess.reset();
+    for (const row of rows) checkLastSuccess.set({ repository: row.repository }, new Date(row.at).getTime() / 1000);
   }
 
   /**
@@ -153,6 +170,7 @@ export function createControlMetrics(deps: ControlMetricsDeps) {
       ['rollbacks in progress', async () => refreshInProgress(await deps.projectStore())],
       ['drift scans', async () => refreshDrift(await deps.projectStore())],
       ['snapshots', refreshSnapshots],
+      ['repository checks', async () => refreshChecks(await deps.projectStore())],
     ];
     await Promise.all(
       parts.map(([what, fn]) =>

@@ -15,6 +15,9 @@ import type { ResticRepository } from '../snapshots/restic';
 import { localSnapshotsFolder } from '../snapshots/snapshot-index';
 import { keepPolicy } from './policy';
 
+/** How long a running rollback has to say what it targets before its attribute is used instead. */
+const QUERY_DEADLINE_MS = 3_000;
+
 export interface RetentionReport {
   dryRun: boolean;
   environments: {
@@ -45,9 +48,11 @@ export async function retentionFacts(
   for await (const run of client.workflow.list({ query })) {
     runningWorkflows.add(run.workflowId);
     if (run.type !== 'rollbackWorkflow') continue;
-    const status = await client.workflow
-      .getHandle(run.workflowId)
-      .query<RollbackStatus>(rollbackStatusQuery)
+    // Briefly: a run whose worker is down would hold the query until the RPC's own deadline.
+    const status = await client.connection
+      .withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
+        client.workflow.getHandle(run.workflowId).query<RollbackStatus>(rollbackStatusQuery),
+      )
       .catch(() => undefined);
     const id = status?.targetCrossSection?.crossSectionId;
     if (id) {

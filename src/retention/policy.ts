@@ -77,6 +77,9 @@ export const snapshotsSectionSchema = z
   })
   .prefault({});
 
+/** Repositories are named in metrics and the store: the manifest's `repository` is `primary`. */
+export const PRIMARY_REPOSITORY = 'primary';
+
 export type SnapshotsSection = z.output<typeof snapshotsSectionSchema>;
 
 export function keepPolicy(section: SnapshotsSection): KeepPolicy {

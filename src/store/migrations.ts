@@ -161,4 +161,22 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
       CREATE INDEX rollback_runs_started_at ON rollback_runs (started_at);
     `,
   },
+  {
+    version: 6,
+    name: 'repository checks',
+    sql: `
+      -- Every restic check of a repository: metrics read the last one that passed, alerts the age.
+      CREATE TABLE repository_checks (
+        id bigserial PRIMARY KEY,
+        repository text NOT NULL,
+        started_at timestamptz NOT NULL,
+        finished_at timestamptz NOT NULL,
+        ok boolean NOT NULL,
+        -- the part of the data read (restic check --read-data-subset), or null: structure only
+        read_data text,
+        message text
+      );
+      CREATE INDEX repository_checks_repository ON repository_checks (repository, finished_at DESC);
+    `,
+  },
 ];

@@ -7,6 +7,7 @@ import { Connection, type Client } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createAnnounceActivities } from '../activities/announce';
 import { createControlActivities } from '../activities/control';
+import { createRepositoryActivities } from '../activities/repository';
 import { createDriftActivities } from '../activities/drift';
 import { createSyncActivities } from '../activities/sync';
 import { driftNotifier } from '../drift/slack';
@@ -50,6 +51,7 @@ export async function createControlWorker(
       ...createDriftActivities({ manifest, logger: options.logger, projectStore, ...driftNotifier(manifest) }),
       ...createSyncActivities({ manifest, projectStore }),
       ...createAnnounceActivities({ manifest, projectStore, logger: options.logger }),
+      ...createRepositoryActivities({ manifest, store: options.store, client, projectStore, logger: options.logger }),
     },
   });
   return {

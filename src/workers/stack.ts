@@ -241,7 +241,9 @@ async function applyDriftSchedules(address: string, loaded: LoadedManifest): Pro
   try {
     const client = new Client({ connection, namespace: loaded.manifest.temporal.namespace });
     const changes = await applySchedules(client, loaded.manifest);
-    return changes.filter((c) => c.change !== 'deleted').map((c) => `${c.from} → ${c.to} every ${c.every}`);
+    return changes
+      .filter((c) => c.change !== 'deleted' && c.kind === 'drift')
+      .map((c) => `${c.from} → ${c.to} every ${c.every}`);
   } catch (err) {
     process.stderr.write(
       `warning: could not apply the drift scan schedules: ${err instanceof Error ? err.message : String(err)}\n`,

@@ -4,3 +4,4 @@ export { snapshotWorkflow } from './snapshot';
 export { environmentLockWorkflow } from './lock';
 export { driftScanWorkflow } from './drift-scan';
 export { syncWorkflow } from './sync';
+export { repositoryMaintenanceWorkflow } from './repository-maintenance';

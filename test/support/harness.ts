@@ -23,6 +23,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { createAgentActivities } from '../../src/activities/agent';
 import { createAnnounceActivities } from '../../src/activities/announce';
+import { createRepositoryActivities } from '../../src/activities/repository';
 import { createControlActivities } from '../../src/activities/control';
 import { createDriftActivities } from '../../src/activities/drift';
 import { createSyncActivities } from '../../src/activities/sync';
@@ -79,8 +80,8 @@ export interface TestEnvOptions {
   slack?: ManifestInput['slack'];
   /** The manifest's triggers section (Alertmanager). */
   triggers?: ManifestInput['triggers'];
-  /** Other top-level manifest sections, as given (pagerduty, statusPage …). */
-  manifest?: Partial<Pick<ManifestInput, 'pagerduty' | 'statusPage'>>;
+  /** Other top-level manifest sections, as given (pagerduty, statusPage, snapshots …). */
+  manifest?: Partial<Pick<ManifestInput, 'pagerduty' | 'statusPage' | 'snapshots'>>;
   /** Per environment: where its application version is read. */
   versions?: Record<string, { file?: string; url?: string; field?: string }>;
   /** Environment for the control worker's drift activities (e.g. the Slack token). */
@@ -209,6 +210,13 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
           projectStore: () => projectStore(),
           logger,
           env: { ...process.env, ...options.controlEnv },
+        }),
+        ...createRepositoryActivities({
+          manifest: loaded.manifest,
+          store,
+          client: temporal,
+          projectStore: () => projectStore(),
+          logger,
         }),
       },
     }),
