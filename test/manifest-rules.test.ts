@@ -336,3 +336,33 @@ describe('one pass, with suggestions', () => {
     ]);
   });
 });
+
+describe('the metrics and snapshots sections', () => {
+  it('accepts listeners of their own and schedules of known environments', () => {
+    const top = [
+      'metrics: { worker: 127.0.0.1:9471, agents: { production: 127.0.0.1:9472 } }',
+      'snapshots: { schedules: { production: { every: 1h } }, keep: { hourly: 2d, releases: 5, versions: [v41] } }',
+    ].join('\n');
+    expect(issuesOf(manifest({ top }))).toEqual([]);
+  });
+
+  it('names an unknown environment, two processes on one address, and bad tiers, all at once', () => {
+    const top = [
+      'api: { listen: 127.0.0.1:9471 }',
+      'metrics: { worker: 127.0.0.1:9471, agents: { prodution: 127.0.0.1:9472 } }',
+      'snapshots:',
+      '  schedules: { staging: { every: 1h }, production: { every: 1m } }',
+      '  keep: { hourly: 7 days, releases: -1 }',
+      '  check: { readDataSubset: lots }',
+    ].join('\n');
+    expect(issuesOf(manifest({ top }))).toEqual([
+      'metrics.worker: 127.0.0.1:9471 is already where api.listen listens (line 4, column 12)',
+      'metrics.agents.prodution: unknown environment "prodution" (the manifest has: production, regression) (line 4, column 46); did you mean "production"?',
+      'snapshots.schedules.staging: unknown environment "staging" (the manifest has: production, regression) (line 6, column 16)',
+      'snapshots.schedules.production.every: must be from 5m to 7d, not 1m (line 6, column 54)',
+      'snapshots.keep.hourly: must be a duration such as 90s, 30m or 2h (line 7, column 11)',
+      'snapshots.keep.releases: Too small: expected number to be >=0 (line 7, column 27)',
+      'snapshots.check.readDataSubset: must be a percentage such as 10% or a part such as 1/7 (line 8, column 12)',
+    ]);
+  });
+});

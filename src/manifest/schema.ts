@@ -209,21 +209,22 @@ export const manifestSchema = z
         api?: unknown;
       };
       const envNames = Object.keys(raw.environments);
+      /** A name where an environment of the manifest is expected: said once, with a hint. */
+      const checkEnvironment = (env: unknown, path: (string | number)[]) => {
+        if (typeof env !== 'string' || envNames.includes(env)) return;
+        const hint = didYouMean(env, envNames);
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message: `unknown environment "${env}" (the manifest has: ${envNames.join(', ')})`,
+          ...(hint ? { params: { hint } } : {}),
+        });
+      };
       const drift = isRecord(raw.drift) ? raw.drift : {};
       const pairs = Array.isArray(drift.pairs) ? (drift.pairs as unknown[]) : [];
       pairs.forEach((pair, i) => {
         if (!isRecord(pair)) return;
-        for (const side of ['from', 'to'] as const) {
-          const env = pair[side];
-          if (typeof env !== 'string' || envNames.includes(env)) continue;
-          const hint = didYouMean(env, envNames);
-          ctx.addIssue({
-            code: 'custom',
-            path: ['drift', 'pairs', i, side],
-            message: `unknown environment "${env}" (the manifest has: ${envNames.join(', ')})`,
-            ...(hint ? { params: { hint } } : {}),
-          });
-        }
+        for (const side of ['from', 'to'] as const) checkEnvironment(pair[side], ['drift', 'pairs', i, side]);
         if (typeof pair.from === 'string' && pair.from === pair.to)
           ctx.addIssue({ code: 'custom', path: ['drift', 'pairs', i], message: 'compares an environment with itself' });
       });
@@ -233,16 +234,7 @@ export const manifestSchema = z
       const api = isRecord(raw.api) ? raw.api : {};
       for (const [who, principal] of Object.entries(isRecord(api.principals) ? api.principals : {})) {
         const scoped = isRecord(principal) && isRecord(principal.environments) ? principal.environments : {};
-        for (const env of Object.keys(scoped)) {
-          if (envNames.includes(env)) continue;
-          const hint = didYouMean(env, envNames);
-          ctx.addIssue({
-            code: 'custom',
-            path: ['api', 'principals', who, 'environments', env],
-            message: `unknown environment "${env}" (the manifest has: ${envNames.join(', ')})`,
-            ...(hint ? { params: { hint } } : {}),
-          });
-        }
+        for (const env of Object.keys(scoped)) checkEnvironment(env, ['api', 'principals', who, 'environments', env]);
       }
       const metrics = isRecord((value as { metrics?: unknown }).metrics)
         ? (value as { metrics: Record<string, unknown> }).metrics
@@ -250,26 +242,10 @@ export const manifestSchema = z
       const snapshots = isRecord((value as { snapshots?: unknown }).snapshots)
         ? (value as { snapshots: Record<string, unknown> }).snapshots
         : {};
-      for (const env of Object.keys(isRecord(snapshots.schedules) ? snapshots.schedules : {})) {
-        if (envNames.includes(env)) continue;
-        const hint = didYouMean(env, envNames);
-        ctx.addIssue({
-          code: 'custom',
-          path: ['snapshots', 'schedules', env],
-          message: `unknown environment "${env}" (the manifest has: ${envNames.join(', ')})`,
-          ...(hint ? { params: { hint } } : {}),
-        });
-      }
-      for (const env of Object.keys(isRecord(metrics.agents) ? metrics.agents : {})) {
-        if (envNames.includes(env)) continue;
-        const hint = didYouMean(env, envNames);
-        ctx.addIssue({
-          code: 'custom',
-          path: ['metrics', 'agents', env],
-          message: `unknown environment "${env}" (the manifest has: ${envNames.join(', ')})`,
-          ...(hint ? { params: { hint } } : {}),
-        });
-      }
+      for (const env of Object.keys(isRecord(snapshots.schedules) ? snapshots.schedules : {}))
+        checkEnvironment(env, ['snapshots', 'schedules', env]);
+      for (const env of Object.keys(isRecord(metrics.agents) ? metrics.agents : {}))
+        checkEnvironment(env, ['metrics', 'agents', env]);
       // Two processes told to listen on one address: the second would fail to start.
       const addresses: [string[], unknown][] = [
         [['api', 'listen'], api.listen ?? '127.0.0.1:8787'],

@@ -1,10 +1,9 @@
 // The manifest's `snapshots` section: cross-sections on a schedule, how long each tier keeps
-// them, when the repository is pruned and checked, and an optional second repository for the
-// cold and archive tiers.
+// them, and when the repository is pruned and checked.
 import { z } from 'zod';
 import type { KeepPolicy } from '../domain/retention';
 import { parseDuration } from '../manifest/duration';
-import { durationField, envVarField, localPathField, nameField } from '../manifest/fields';
+import { durationField, nameField } from '../manifest/fields';
 
 const keepSchema = z
   .strictObject({
@@ -36,14 +35,6 @@ const keepSchema = z
   })
   .prefault({});
 
-const secondRepositorySchema = z
-  .strictObject({
-    path: z.string().min(1).describe('A second restic repository (a directory or a restic URL).'),
-    passwordEnv: envVarField.optional(),
-    passwordFile: localPathField.optional(),
-  })
-  .refine((r) => !(r.passwordEnv && r.passwordFile), 'set passwordEnv or passwordFile, not both');
-
 export const snapshotsSectionSchema = z
   .strictObject({
     schedules: z
@@ -71,9 +62,6 @@ export const snapshotsSectionSchema = z
           .describe('How often the check also reads that part of the data (0s: never).'),
       })
       .prefault({}),
-    cold: secondRepositorySchema
-      .optional()
-      .describe('A second repository: the cold and archive tiers are copied there (restic copy) and kept there.'),
   })
   .prefault({});
 
