@@ -6,10 +6,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { FilesFingerprintDetails } from '../src/components/files/kind';
-import { encodeTags, type CrossSection } from '../src/domain/cross-section';
+import { crossSectionId, encodeTags, type CrossSection } from '../src/domain/cross-section';
 import { retentionVerdicts, type KeepPolicy } from '../src/domain/retention';
 import { loadManifest } from '../src/manifest/load';
-import { openSnapshotStore } from '../src/snapshots/open';
+import { openColdRepository, openSnapshotStore } from '../src/snapshots/open';
+import type { ResticRepository } from '../src/snapshots/restic';
 import { inlineListing } from '../src/snapshots/inline-listing';
 import { runCli, TEST_PASSWORD } from './support/harness';
 import { tempDir } from './support/temp';
@@ -35,7 +36,7 @@ function section(over: Partial<CrossSection> & { at: Date }): CrossSection {
   serial += 1;
   const { at, ...rest } = over;
   return {
-    id: `xs-${at.toISOString().slice(0, 19).replace(/[-:T]/g, '')}-${(serial % 0x10000).toString(16).padStart(4, '0')}`,
+    id: crossSectionId(at, (serial % 0x10000).toString(16).padStart(4, '0')),
     environment: 'production',
     time: at.toISOString(),
     origin: 'schedule',
@@ -127,6 +128,41 @@ describe('retention tiers', () => {
   });
 });
 
+interface StoredSection {
+  at: Date;
+  origin: 'schedule' | 'manual' | 'safety' | 'dry-run';
+  version?: string;
+  workflowId?: string;
+}
+
+/** A one-component cross-section of production whose restic snapshot has the given time. */
+async function storeCrossSection(restic: ResticRepository, data: string, over: StoredSection): Promise<string> {
+  const id = section({ at: over.at }).id;
+  // Data of its own, which restic cannot compress away: prune has something to free.
+  writeFileSync(
+    path.join(data, 'app.yaml'),
+    `at: ${over.at.toISOString()}\n${randomBytes(30_000).toString('base64')}\n`,
+  );
+  const tags = encodeTags({
+    environment: 'production',
+    component: 'config',
+    crossSectionId: id,
+    role: 'data',
+    origin: over.origin,
+    members: ['config'],
+    ...(over.version ? { version: over.version } : {}),
+    ...(over.workflowId ? { workflowId: over.workflowId } : {}),
+    fingerprint: { digest: 'f'.repeat(64), bytes: 1, entries: 1, details: FILES_DETAILS },
+    inlineListing: inlineListing('[]')!,
+  });
+  const time = over.at.toISOString().slice(0, 19).replace('T', ' ');
+  await restic.run(['backup', '.', '--host', 'production', '--time', time, ...tags.flatMap((t) => ['--tag', t])], {
+    cwd: data,
+    extraEnv: { TZ: 'UTC' },
+  });
+  return id;
+}
+
 describe('rewind snapshot forget|prune on a real repository', () => {
   const dir = tempDir('rewind-retention-');
   const manifestFile = path.join(dir, 'rewind.yaml');
@@ -134,54 +170,13 @@ describe('rewind snapshot forget|prune on a real repository', () => {
   let temporal: Client;
   const env = () => ({ REWIND_MANIFEST: manifestFile, REWIND_TEST_PASSWORD: TEST_PASSWORD });
 
-  /** A one-component cross-section whose restic snapshot has the given time. */
-  let restic: ReturnType<typeof openSnapshotStore>['restic'] | undefined;
-  async function store(over: {
-    at: Date;
-    origin: 'schedule' | 'manual' | 'safety' | 'dry-run';
-    version?: string;
-    workflowId?: string;
-  }) {
+  let restic: ResticRepository | undefined;
+  async function store(over: StoredSection) {
     if (!restic) {
       restic = openSnapshotStore(loadManifest(manifestFile).manifest).restic;
       await restic.ensureInitialized();
     }
-    const id = section({ at: over.at }).id;
-    // Data of its own, which restic cannot compress away: prune has something to free.
-    writeFileSync(
-      path.join(data, 'app.yaml'),
-      `at: ${over.at.toISOString()}\n${randomBytes(30_000).toString('base64')}\n`,
-    );
-    const tags = encodeTags({
-      environment: 'production',
-      component: 'config',
-      crossSectionId: id,
-      role: 'data',
-      origin: over.origin,
-      members: ['config'],
-      ...(over.version ? { version: over.version } : {}),
-      ...(over.workflowId ? { workflowId: over.workflowId } : {}),
-      fingerprint: {
-        digest: 'f'.repeat(64),
-        bytes: 1,
-        entries: 1,
-        details: FILES_DETAILS,
-      },
-      inlineListing: inlineListing('[]')!,
-    });
-    await restic.run(
-      [
-        'backup',
-        '.',
-        '--host',
-        'production',
-        '--time',
-        over.at.toISOString().slice(0, 19).replace('T', ' '),
-        ...tags.flatMap((t) => ['--tag', t]),
-      ],
-      { cwd: data, extraEnv: { TZ: 'UTC' } },
-    );
-    return id;
+    return storeCrossSection(restic, data, over);
   }
 
   beforeAll(async () => {
@@ -283,4 +278,86 @@ describe('rewind snapshot forget|prune on a real repository', () => {
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/prod/);
   });
+});
+
+describe('a cold repository for the cold and archive tiers', () => {
+  const dir = tempDir('rewind-cold-');
+  const manifestFile = path.join(dir, 'rewind.yaml');
+  const data = path.join(dir, 'data');
+  const env = () => ({
+    REWIND_MANIFEST: manifestFile,
+    REWIND_TEST_PASSWORD: TEST_PASSWORD,
+    REWIND_COLD_PASSWORD: 'cold-pw',
+  });
+
+  beforeAll(() => {
+    mkdirSync(data, { recursive: true });
+    writeFileSync(
+      manifestFile,
+      [
+        'repository: { path: ./repo, passwordEnv: REWIND_TEST_PASSWORD }',
+        'approvers: [alice]',
+        `temporal: { taskQueue: cold-${process.pid} }`,
+        'environments:',
+        '  production: { components: { config: { kind: files, path: ./data } } }',
+        'snapshots:',
+        '  keep: { hourly: 6h, daily: 10d, weekly: 0s }',
+        '  cold: { path: ./cold, passwordEnv: REWIND_COLD_PASSWORD }',
+      ].join('\n'),
+    );
+    process.env.REWIND_TEST_PASSWORD = TEST_PASSWORD;
+  });
+
+  it('moves the cold tier to the second repository, keeps the hot one here, and fetches one back', async () => {
+    const restic = openSnapshotStore(loadManifest(manifestFile).manifest).restic;
+    await restic.ensureInitialized();
+    const now = Date.now();
+    const hot = await storeCrossSection(restic, data, { at: new Date(now - 60_000), origin: 'schedule' });
+    const coldOnes = [
+      await storeCrossSection(restic, data, { at: new Date(now - 2 * DAY), origin: 'schedule' }),
+      await storeCrossSection(restic, data, { at: new Date(now - 3 * DAY), origin: 'schedule' }),
+    ];
+    const release = await storeCrossSection(restic, data, {
+      at: new Date(now - 5 * DAY),
+      origin: 'manual',
+      version: 'v1',
+    });
+
+    const pruned = await runCli(['snapshot', 'prune', '--json'], { env: env(), timeoutMs: 120_000 });
+    expect(pruned.stderr).toBe('');
+    const result = JSON.parse(pruned.stdout) as {
+      environments: { copiedToCold: number; forgotten: number }[];
+      cold: { kept: number; forgotten: number }[];
+    };
+    expect(result.environments[0]).toMatchObject({ copiedToCold: 2, forgotten: 2 });
+    expect(result.cold[0]).toMatchObject({ kept: 2, forgotten: 0 });
+    const here = (await openSnapshotStore(loadManifest(manifestFile).manifest).crossSections('production')).map(
+      (s) => s.id,
+    );
+    expect(here.sort()).toEqual([hot, release].sort());
+    const { manifest } = loadManifest(manifestFile);
+    const cold = openColdRepository(manifest, { ...process.env, ...env() })!;
+    expect(new Set((await cold.snapshots(['rewind'])).map((s) => s.labels.crossSectionId))).toEqual(new Set(coldOnes));
+
+    // Pruning again copies nothing twice and forgets nothing more.
+    const again = JSON.parse(
+      (await runCli(['snapshot', 'prune', '--json'], { env: env(), timeoutMs: 120_000 })).stdout,
+    ) as {
+      environments: { copiedToCold: number; forgotten: number }[];
+    };
+    expect(again.environments[0]).toMatchObject({ copiedToCold: 0, forgotten: 0 });
+    expect(await cold.snapshots(['rewind'])).toHaveLength(2);
+
+    const fetched = await runCli(['snapshot', 'fetch', coldOnes[0]!, '--json'], { env: env(), timeoutMs: 60_000 });
+    expect(fetched.stderr).toBe('');
+    expect(JSON.parse(fetched.stdout)).toMatchObject({
+      crossSectionId: coldOnes[0],
+      fetched: true,
+      section: { complete: true },
+    });
+    const shown = await runCli(['snapshot', 'show', coldOnes[0]!], { env: env() });
+    expect(shown.code).toBe(0);
+    const missing = await runCli(['snapshot', 'fetch', 'xs-20200101-000000-0000'], { env: env() });
+    expect(missing.stderr).toBe('error: no cross-section xs-20200101-000000-0000 in the cold repository\n');
+  }, 180_000);
 });

@@ -7,7 +7,8 @@ import { parseDuration } from '../manifest/duration';
 import type { Manifest } from '../manifest/schema';
 import type { Logger } from '../platform/logger';
 import { applyRetention, pruneRepository } from '../retention/apply';
-import { PRIMARY_REPOSITORY } from '../retention/policy';
+import { COLD_REPOSITORY, PRIMARY_REPOSITORY } from '../retention/policy';
+import type { ResticRepository } from '../snapshots/restic';
 import type { SnapshotStore } from '../snapshots/store';
 import type { ProjectStore } from '../store/project-store';
 
@@ -17,6 +18,8 @@ export interface RepositoryDeps {
   client: Client;
   projectStore: () => Promise<ProjectStore>;
   logger: Logger;
+  /** The cold repository (snapshots.cold), if the manifest has one. */
+  cold?: ResticRepository | undefined;
 }
 
 export interface RetentionSummary {
@@ -47,7 +50,7 @@ export function createRepositoryActivities(deps: RepositoryDeps) {
 
   async function forgetByRetention(): Promise<RetentionSummary> {
     const report = await heartbeating(
-      applyRetention({ client: deps.client, manifest, restic: store.restic, dryRun: false }),
+      applyRetention({ client: deps.client, manifest, restic: store.restic, cold: deps.cold, dryRun: false }),
     );
     for (const env of report.environments)
       deps.logger.info({ environment: env.environment, kept: env.kept, forgotten: env.forgotten }, 'retention applied');
@@ -58,7 +61,11 @@ export function createRepositoryActivities(deps: RepositoryDeps) {
 
   async function pruneSnapshots(): Promise<{ bytesBefore: number; bytesAfter: number }> {
     const { bytesBefore, bytesAfter } = await heartbeating(pruneRepository(store.restic, false));
-    deps.logger.info({ bytesBefore, bytesAfter }, 'repository pruned');
+    deps.logger.info({ repository: PRIMARY_REPOSITORY, bytesBefore, bytesAfter }, 'repository pruned');
+    if (deps.cold) {
+      const cold = await heartbeating(pruneRepository(deps.cold, false));
+      deps.logger.info({ repository: COLD_REPOSITORY, ...cold }, 'repository pruned');
+    }
     return { bytesBefore, bytesAfter };
   }
 

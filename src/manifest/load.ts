@@ -8,6 +8,7 @@ import type { z } from 'zod';
 import { componentFolders, componentSchema, KIND_NAMES, resolveComponentPaths } from '../components/registry';
 import { closestMatch, didYouMean, nameField, PROTOTYPE_KEY_REFUSAL } from './fields';
 import { isRepositoryUrl, manifestSchema, type Component, type Manifest } from './schema';
+import type { RepositorySpec } from './repository';
 
 export const DEFAULT_MANIFEST = 'rewind.yaml';
 export const DEFAULT_PASSWORD_ENV = 'REWIND_REPOSITORY_PASSWORD';
@@ -128,19 +129,23 @@ export function parseManifest(text: string, file: string, options: LoadOptions =
   return { file, manifest };
 }
 
+function resolveRepository(repository: RepositorySpec, base: string): RepositorySpec {
+  return {
+    ...repository,
+    path: isRepositoryUrl(repository.path) ? repository.path : path.resolve(base, repository.path),
+    ...(repository.passwordFile ? { passwordFile: path.resolve(base, repository.passwordFile) } : {}),
+  };
+}
+
 function resolvePaths(manifest: Manifest, base: string): Manifest {
   return {
     ...manifest,
-    repository: {
-      ...manifest.repository,
-      path: isRepositoryUrl(manifest.repository.path)
-        ? manifest.repository.path
-        : path.resolve(base, manifest.repository.path),
-      ...(manifest.repository.passwordFile
-        ? { passwordFile: path.resolve(base, manifest.repository.passwordFile) }
-        : {}),
-    },
+    repository: resolveRepository(manifest.repository, base),
     dataDir: path.resolve(base, manifest.dataDir),
+    snapshots: {
+      ...manifest.snapshots,
+      ...(manifest.snapshots.cold ? { cold: resolveRepository(manifest.snapshots.cold, base) } : {}),
+    },
     api: {
       ...manifest.api,
       tokensFile: path.resolve(base, manifest.api.tokensFile ?? path.join(manifest.dataDir, 'api-tokens.json')),
@@ -449,11 +454,16 @@ export function symbolicLinkRefusal(dir: string, target = readlinkSync(dir)): st
 
 /** The repository password, from the variable or file the manifest names. Never logged. */
 export function repositoryPassword(manifest: Manifest, env: NodeJS.ProcessEnv = process.env): string {
-  const { passwordFile, passwordEnv } = manifest.repository;
+  return passwordOf(manifest.repository, 'repository', env);
+}
+
+/** The password of a repository of the manifest; `where` names its key in errors. */
+export function passwordOf(repository: RepositorySpec, where: string, env: NodeJS.ProcessEnv = process.env): string {
+  const { passwordFile, passwordEnv } = repository;
   if (passwordFile) {
     if (!existsSync(passwordFile))
       throw new ManifestError('manifest', [
-        { path: 'repository.passwordFile', message: `${passwordFile} does not exist` },
+        { path: `${where}.passwordFile`, message: `${passwordFile} does not exist` },
       ]);
     return readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '');
   }
@@ -462,7 +472,7 @@ export function repositoryPassword(manifest: Manifest, env: NodeJS.ProcessEnv = 
   if (!value) {
     throw new ManifestError('manifest', [
       {
-        path: 'repository.passwordEnv',
+        path: `${where}.passwordEnv`,
         message: `environment variable ${variable} is not set (it holds the repository password)`,
       },
     ]);

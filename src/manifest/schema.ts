@@ -19,15 +19,13 @@ import {
   nameField,
   repeatedEntries,
 } from './fields';
+import { repositorySchema } from './repository';
 
 export type { Component, ComponentOf, KindName } from '../components/registry';
 
 const name = nameField;
 
-/** A restic repository given as a URL (`sftp:…`, `s3:…`, `rest:…`) rather than a local folder. */
-export function isRepositoryUrl(p: string): boolean {
-  return /^[a-z0-9]+:/i.test(p) && !p.startsWith('/');
-}
+export { isRepositoryUrl } from './repository';
 
 // Who may approve: names compared as typed with --as, so blanks and stray spaces never match.
 const approver = z
@@ -109,24 +107,7 @@ function dependenciesOf(component: unknown): string[] {
 
 export const manifestSchema = z
   .strictObject({
-    repository: z
-      .strictObject({
-        path: z
-          .string()
-          .min(1)
-          .superRefine((p, ctx) => {
-            const problem = isRepositoryUrl(p) ? undefined : localPathProblem(p);
-            if (problem) ctx.addIssue({ code: 'custom', message: `${p}: ${problem}` });
-          })
-          .describe('The restic repository that holds every snapshot (a directory or a restic URL).'),
-        passwordEnv: z
-          .string()
-          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the name of an environment variable')
-          .optional()
-          .describe('Environment variable holding the repository password. Default: REWIND_REPOSITORY_PASSWORD.'),
-        passwordFile: localPathField.optional().describe('File holding the repository password.'),
-      })
-      .refine((r) => !(r.passwordEnv && r.passwordFile), 'set passwordEnv or passwordFile, not both'),
+    repository: repositorySchema.describe('The restic repository that holds every snapshot.'),
     dataDir: localPathField
       .default('./.data')
       .describe('Where rewind keeps plans, reports and agent state. Relative to the manifest.'),

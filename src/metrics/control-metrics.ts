@@ -10,7 +10,9 @@ import type { SnapshotStore } from '../snapshots/store';
 import type { ProjectStore } from '../store/project-store';
 import { retentionVerdicts } from '../domain/retention';
 import { repositoryBytes } from '../retention/apply';
-import { keepPolicy, PRIMARY_REPOSITORY } from '../retention/policy';
+import { COLD_REPOSITORY, keepPolicy, PRIMARY_REPOSITORY } from '../retention/policy';
+import type { ResticRepository } from '../snapshots/restic';
+import { groupCrossSections } from '../domain/cross-section';
 import { awaitingApprovalSince, endedRunsSince } from '../store/rollback-history';
 import { defineMetric } from './registry';
 
@@ -20,6 +22,8 @@ export interface ControlMetricsDeps {
   client: Client;
   snapshots: SnapshotStore;
   logger: Logger;
+  /** The cold repository (snapshots.cold), if the manifest has one. */
+  cold?: ResticRepository | undefined;
   /** How long the repository's size is kept before restic is asked again (it reads the index). */
   repositorySizeTtlMs?: number;
 }
@@ -53,6 +57,7 @@ export function createControlMetrics(deps: ControlMetricsDeps) {
   /** The last ending counted: each scrape reads only the runs that ended since. */
   let countedUpTo = 0;
   let size: { at: number; bytes: number } | undefined;
+  let coldState: { bytes: number; counts: { environment: string; tier: string; n: number }[] } | undefined;
 
   async function refreshRollbackHistory(store: ProjectStore): Promise<void> {
     for (;;) {
@@ -148,8 +153,25 @@ export function createControlMetrics(deps: ControlMetricsDeps) {
     const ttl = deps.repositorySizeTtlMs ?? 5 * 60_000;
     if (!size || Date.now() - size.at > ttl) {
       size = { at: Date.now(), bytes: await repositoryBytes(deps.snapshots.restic) };
+      // The cold repository is read as seldom as the size: restic lists it (no index of ours).
+      if (deps.cold) {
+        const all = await deps.cold.snapshots(['rewind']);
+        const counts: { environment: string; tier: string; n: number }[] = [];
+        for (const environment of environments) {
+          const sections = groupCrossSections(all.filter((s) => s.labels.environment === environment));
+          const verdicts = retentionVerdicts(sections, { ...policy, hourlyMs: 0 }, facts);
+          for (const tier of ['daily', 'weekly'])
+            counts.push({ environment, tier, n: verdicts.filter((v) => v.keep && v.tier === tier).length });
+        }
+        coldState = { bytes: await repositoryBytes(deps.cold), counts };
+      }
     }
     repositorySize.set({ repository: PRIMARY_REPOSITORY }, size.bytes);
+    if (coldState) {
+      repositorySize.set({ repository: COLD_REPOSITORY }, coldState.bytes);
+      for (const c of coldState.counts)
+        snapshots.set({ repository: COLD_REPOSITORY, environment: c.environment, tier: c.tier }, c.n);
+    }
   }
 
   async function refreshChecks(store: ProjectStore): Promise<void> {

@@ -6,7 +6,13 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { groupCrossSections } from '../domain/cross-section';
-import { retentionVerdicts, type RetentionFacts, type RetentionVerdict } from '../domain/retention';
+import {
+  retentionVerdicts,
+  TIER_NAMES,
+  type KeepPolicy,
+  type RetentionFacts,
+  type RetentionVerdict,
+} from '../domain/retention';
 import { rollbackStatusQuery } from '../domain/messages';
 import type { RollbackStatus } from '../domain/rollback';
 import { environmentAttribute, targetAttribute } from '../domain/search-attributes';
@@ -27,7 +33,11 @@ export interface RetentionReport {
     forgotten: number;
     /** restic snapshots forgotten (each cross-section has several). */
     snapshotsForgotten: number;
+    /** Cross-sections of the cold and archive tiers copied to the cold repository (snapshots.cold). */
+    copiedToCold?: number;
   }[];
+  /** The cold repository's own retention, when there is one. */
+  cold?: { environment: string; kept: number; forgotten: number }[];
 }
 
 /**
@@ -70,17 +80,8 @@ export async function retentionFacts(
   return { now, runningWorkflows, targets };
 }
 
-/** Applies the manifest's retention to `environments` (default all); forgets unless `dryRun`. */
-export async function applyRetention(deps: {
-  client: Client;
-  manifest: Manifest;
-  restic: ResticRepository;
-  environments?: string[];
-  dryRun: boolean;
-  now?: Date;
-}): Promise<RetentionReport> {
-  const { manifest, restic } = deps;
-  const environments = deps.environments ?? Object.keys(manifest.environments);
+/** Restic snapshot ids by environment and cross-section, and the cross-sections, of a repository. */
+async function inventory(restic: ResticRepository, environments: string[]) {
   await restic.ensureInitialized();
   const all = await restic.snapshots(['rewind']);
   const snapshotIds = new Map<string, string[]>();
@@ -88,27 +89,90 @@ export async function applyRetention(deps: {
     const key = `${s.labels.environment}\u0000${s.labels.crossSectionId}`;
     snapshotIds.set(key, [...(snapshotIds.get(key) ?? []), s.id]);
   }
-  const sectionsByEnv = new Map(
+  const sections = new Map(
     environments.map((env) => [env, groupCrossSections(all.filter((s) => s.labels.environment === env))]),
   );
-  const facts = await retentionFacts(deps.client, manifest, sectionsByEnv, deps.now);
+  const idsOf = (environment: string, verdicts: RetentionVerdict[]) =>
+    verdicts.flatMap((v) => snapshotIds.get(`${environment}\u0000${v.id}`) ?? []);
+  return { sections, idsOf };
+}
+
+/** Forgets in batches: a long history must not make one command line too long. */
+async function forgetAll(restic: ResticRepository, ids: string[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += 200) await restic.forget(ids.slice(i, i + 200));
+}
+
+/**
+ * Applies the manifest's retention to `environments` (default all); forgets unless `dryRun`.
+ * With a cold repository, the scheduled cross-sections the cold and archive tiers keep are
+ * copied there first and then leave this one, and the cold repository keeps them by its daily
+ * and weekly rules.
+ */
+export async function applyRetention(deps: {
+  client: Client;
+  manifest: Manifest;
+  restic: ResticRepository;
+  cold?: ResticRepository | undefined;
+  environments?: string[];
+  dryRun: boolean;
+  now?: Date;
+}): Promise<RetentionReport> {
+  const { manifest, restic, cold } = deps;
+  const environments = deps.environments ?? Object.keys(manifest.environments);
+  const primary = await inventory(restic, environments);
+  const facts = await retentionFacts(deps.client, manifest, primary.sections, deps.now);
   const policy = keepPolicy(manifest.snapshots);
   const report: RetentionReport = { dryRun: deps.dryRun, environments: [] };
   for (const environment of environments) {
-    const verdicts = retentionVerdicts(sectionsByEnv.get(environment) ?? [], policy, facts);
+    let verdicts = retentionVerdicts(primary.sections.get(environment) ?? [], policy, facts);
+    let copiedToCold = 0;
+    if (cold) {
+      const toCold = verdicts.filter(
+        (v) => v.keep && v.origin === 'schedule' && (v.tier === 'daily' || v.tier === 'weekly'),
+      );
+      if (!deps.dryRun) await cold.copyFrom(restic, primary.idsOf(environment, toCold));
+      copiedToCold = toCold.length;
+      const moved = new Set(toCold.map((v) => v.id));
+      verdicts = verdicts.map((v) =>
+        moved.has(v.id)
+          ? { ...v, keep: false, reason: `${TIER_NAMES[v.tier!]} tier: kept in the cold repository (snapshots.cold)` }
+          : v,
+      );
+    }
     const gone = verdicts.filter((v) => !v.keep);
-    const ids = gone.flatMap((v) => snapshotIds.get(`${environment}\u0000${v.id}`) ?? []);
-    // Bounded command lines: a long history goes in batches.
-    if (!deps.dryRun) for (let i = 0; i < ids.length; i += 200) await restic.forget(ids.slice(i, i + 200));
+    const ids = primary.idsOf(environment, gone);
+    if (!deps.dryRun) await forgetAll(restic, ids);
     report.environments.push({
       environment,
       verdicts,
       kept: verdicts.length - gone.length,
       forgotten: gone.length,
       snapshotsForgotten: ids.length,
+      ...(cold ? { copiedToCold } : {}),
     });
   }
+  if (cold) report.cold = await coldRetention(cold, environments, policy, deps.dryRun, deps.now ?? new Date());
   return report;
+}
+
+/** The cold repository keeps its scheduled cross-sections by the daily and weekly rules alone. */
+async function coldRetention(
+  cold: ResticRepository,
+  environments: string[],
+  policy: KeepPolicy,
+  dryRun: boolean,
+  now: Date,
+): Promise<NonNullable<RetentionReport['cold']>> {
+  const stored = await inventory(cold, environments);
+  const facts = { now, runningWorkflows: new Set<string>(), targets: new Map<string, string>() };
+  const result: NonNullable<RetentionReport['cold']> = [];
+  for (const environment of environments) {
+    const verdicts = retentionVerdicts(stored.sections.get(environment) ?? [], { ...policy, hourlyMs: 0 }, facts);
+    const gone = verdicts.filter((v) => !v.keep);
+    if (!dryRun) await forgetAll(cold, stored.idsOf(environment, gone));
+    result.push({ environment, kept: verdicts.length - gone.length, forgotten: gone.length });
+  }
+  return result;
 }
 
 /**

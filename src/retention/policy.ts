@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { KeepPolicy } from '../domain/retention';
 import { parseDuration } from '../manifest/duration';
 import { durationField, nameField } from '../manifest/fields';
+import { repositorySchema } from '../manifest/repository';
 
 const keepSchema = z
   .strictObject({
@@ -62,11 +63,17 @@ export const snapshotsSectionSchema = z
           .describe('How often the check also reads that part of the data (0s: never).'),
       })
       .prefault({}),
+    cold: repositorySchema
+      .optional()
+      .describe(
+        'A second repository for the cold and archive tiers: the prune schedule copies them there (restic copy), keeps them there by the daily and weekly rules, and keeps only the hot tier of scheduled cross-sections here.',
+      ),
   })
   .prefault({});
 
-/** Repositories are named in metrics and the store: the manifest's `repository` is `primary`. */
+/** Repositories are named in metrics and the store: the manifest's `repository` is `primary`, `snapshots.cold` is `cold`. */
 export const PRIMARY_REPOSITORY = 'primary';
+export const COLD_REPOSITORY = 'cold';
 
 export type SnapshotsSection = z.output<typeof snapshotsSectionSchema>;
 

@@ -388,6 +388,20 @@ export class ResticRepository {
     await this.index?.remove(snapshotIds);
   }
 
+  /**
+   * Copies snapshots of `source` here (`restic copy --from-repo`), tags and all; restic skips
+   * the ones already copied. They get ids of their own here.
+   */
+  async copyFrom(source: ResticRepository, snapshotIds: string[]): Promise<void> {
+    if (snapshotIds.length === 0) return;
+    await this.ensureInitialized();
+    await this.run(['copy', '--from-repo', source.location, ...snapshotIds], {
+      extraEnv: { RESTIC_FROM_PASSWORD: source.options.password },
+      lockWait: '10m',
+    });
+    if (this.index) await this.refreshIndex();
+  }
+
   /** Runs restic with --json and returns its JSON stdout lines. */
   async run(args: string[], options: RunOptions = {}): Promise<Record<string, unknown>[]> {
     const command = subcommand(args);

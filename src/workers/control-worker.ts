@@ -15,7 +15,7 @@ import { lazyProjectStore, type ProjectStore } from '../store/project-store';
 import type { LoadedManifest } from '../manifest/load';
 import { createLogger, sdkLogger, type Logger } from '../platform/logger';
 import { connectClient, ensureSearchAttributes, temporalSettings, type TemporalSettings } from '../platform/temporal';
-import { openSnapshotStore } from '../snapshots/open';
+import { openColdRepository, openSnapshotStore } from '../snapshots/open';
 import type { SnapshotStore } from '../snapshots/store';
 import { tracedWorkflowCode } from './workflow-code';
 
@@ -51,7 +51,14 @@ export async function createControlWorker(
       ...createDriftActivities({ manifest, logger: options.logger, projectStore, ...driftNotifier(manifest) }),
       ...createSyncActivities({ manifest, projectStore }),
       ...createAnnounceActivities({ manifest, projectStore, logger: options.logger }),
-      ...createRepositoryActivities({ manifest, store: options.store, client, projectStore, logger: options.logger }),
+      ...createRepositoryActivities({
+        manifest,
+        store: options.store,
+        cold: openColdRepository(manifest),
+        client,
+        projectStore,
+        logger: options.logger,
+      }),
     },
   });
   return {
@@ -92,7 +99,14 @@ export async function runControlWorker(loaded: LoadedManifest): Promise<void> {
         listen,
         [
           { registry: processMetricsRegistry() },
-          createControlMetrics({ manifest: loaded.manifest, projectStore, client, snapshots: store, logger }),
+          createControlMetrics({
+            manifest: loaded.manifest,
+            projectStore,
+            client,
+            snapshots: store,
+            cold: openColdRepository(loaded.manifest),
+            logger,
+          }),
         ],
         logger,
         'metrics.worker',

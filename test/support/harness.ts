@@ -36,7 +36,7 @@ import type { RollbackStatus } from '../../src/domain/rollback';
 import { loadManifest, type LoadedManifest } from '../../src/manifest/load';
 import { envTaskQueue, type ManifestInput } from '../../src/manifest/schema';
 import { createLogger } from '../../src/platform/logger';
-import { openSnapshotStore } from '../../src/snapshots/open';
+import { openColdRepository, openSnapshotStore } from '../../src/snapshots/open';
 import type { SnapshotStore } from '../../src/snapshots/store';
 import { workflowCode } from '../../src/workers/workflow-code';
 import { faultInterceptor } from './faults';
@@ -214,6 +214,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
         ...createRepositoryActivities({
           manifest: loaded.manifest,
           store,
+          cold: openColdRepository(loaded.manifest),
           client: temporal,
           projectStore: () => projectStore(),
           logger,

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { CROSS_SECTION_ID_PATTERN } from '../../domain/cross-section';
 import { count, formatBytes, textTable } from '../../domain/format';
 import { applyRetention, pruneRepository, type RetentionReport } from '../../retention/apply';
-import { openSnapshotStore } from '../../snapshots/open';
+import { openColdRepository, openSnapshotStore } from '../../snapshots/open';
 import { checkAgainstManifest, RequestError } from '../client';
 import { describeContents, renderCrossSection, renderCrossSections } from '../render';
 import { action, currentUser, list, manifestOf, nonEmpty, print, rewindClient } from './command-context';
@@ -99,6 +99,32 @@ export function registerSnapshotCommands(program: Command): void {
     );
 
   snapshot
+    .command('fetch <id>')
+    .description('bring a cross-section back from the cold repository (snapshots.cold), so a rollback can target it')
+    .action(
+      action(async (id: string, _opts: unknown, cmd: Command) => {
+        const { manifest } = manifestOf(cmd);
+        if (!CROSS_SECTION_ID_PATTERN.test(id))
+          throw new RequestError(`"${terminalSafe(id)}" is not a cross-section id (like xs-20261128-130641-a1b2)`);
+        const cold = openColdRepository(manifest);
+        if (!cold) throw new RequestError('the manifest has no cold repository (snapshots.cold)');
+        const store = openSnapshotStore(manifest);
+        const present = await store.crossSectionById(id);
+        if (present) {
+          print(cmd, { crossSectionId: id, fetched: false }, () => `${id} is already in the repository`);
+          return;
+        }
+        const snapshots = (await cold.snapshots(['rewind', `xs=${id}`])).map((s) => s.id);
+        if (snapshots.length === 0) throw new RequestError(`no cross-section ${id} in the cold repository`);
+        await store.restic.copyFrom(cold, snapshots);
+        const section = await store.crossSectionById(id);
+        print(cmd, { crossSectionId: id, fetched: true, section }, () =>
+          [`fetched ${id} from the cold repository`, ...(section ? [renderCrossSection(section)] : [])].join('\n'),
+        );
+      }),
+    );
+
+  snapshot
     .command('forget')
     .description('forget the cross-sections the retention tiers no longer keep (snapshots.keep in the manifest)')
     .option('--env <name>', 'only this environment (default: all)')
@@ -119,6 +145,7 @@ export function registerSnapshotCommands(program: Command): void {
           client: client.client,
           manifest,
           restic: openSnapshotStore(manifest).restic,
+          cold: openColdRepository(manifest),
           dryRun: Boolean(opts.dryRun),
           ...(opts.env ? { environments: [opts.env] } : {}),
         });
@@ -137,15 +164,20 @@ export function registerSnapshotCommands(program: Command): void {
         const { manifest } = manifestOf(cmd);
         const client = await rewindClient(cmd);
         const restic = openSnapshotStore(manifest).restic;
+        const cold = openColdRepository(manifest);
         const dryRun = Boolean(opts.dryRun);
-        const retention = await applyRetention({ client: client.client, manifest, restic, dryRun });
+        const retention = await applyRetention({ client: client.client, manifest, restic, cold, dryRun });
         const pruned = await pruneRepository(restic, dryRun);
-        print(cmd, { ...retention, prune: pruned }, () =>
+        const coldPruned = cold ? await pruneRepository(cold, dryRun) : undefined;
+        const sizes = (what: string, p: { bytesBefore: number; bytesAfter: number }) =>
+          dryRun
+            ? `would prune the ${what} (now ${formatBytes(p.bytesBefore)})`
+            : `pruned the ${what}: ${formatBytes(p.bytesBefore)} → ${formatBytes(p.bytesAfter)}`;
+        print(cmd, { ...retention, prune: pruned, ...(coldPruned ? { coldPrune: coldPruned } : {}) }, () =>
           [
             renderRetention(retention, false),
-            dryRun
-              ? `would prune the repository (now ${formatBytes(pruned.bytesBefore)})`
-              : `pruned the repository: ${formatBytes(pruned.bytesBefore)} → ${formatBytes(pruned.bytesAfter)}`,
+            sizes('repository', pruned),
+            ...(coldPruned ? [sizes('cold repository', coldPruned)] : []),
           ].join('\n'),
         );
       }),
@@ -156,8 +188,11 @@ function renderRetention(report: RetentionReport, all: boolean): string {
   const lines: string[] = [];
   for (const env of report.environments) {
     const verb = report.dryRun ? 'would forget' : 'forgot';
+    const copied = env.copiedToCold
+      ? `, ${report.dryRun ? 'would copy' : 'copied'} ${env.copiedToCold} to the cold repository`
+      : '';
     lines.push(
-      `${env.environment}: ${verb} ${count(env.forgotten, 'cross-section')} (${count(env.snapshotsForgotten, 'restic snapshot')}), kept ${env.kept}`,
+      `${env.environment}: ${verb} ${count(env.forgotten, 'cross-section')} (${count(env.snapshotsForgotten, 'restic snapshot')}), kept ${env.kept}${copied}`,
     );
     const shown = env.verdicts.filter((v) => all || !v.keep);
     if (shown.length > 0)
@@ -172,5 +207,9 @@ function renderRetention(report: RetentionReport, all: boolean): string {
         ),
       );
   }
+  for (const env of report.cold ?? [])
+    lines.push(
+      `cold repository, ${env.environment}: ${report.dryRun ? 'would forget' : 'forgot'} ${env.forgotten}, kept ${env.kept}`,
+    );
   return lines.join('\n');
 }
