@@ -10,15 +10,7 @@ import { triggersSectionSchema } from '../api/triggers';
 import { pagerDutySectionSchema, statusPageSectionSchema } from '../notify/escalation';
 import { APP_VERSION_COMPONENT } from '../domain/drift-scan';
 import { dependencyCycle } from '../domain/dependency-order';
-import {
-  didYouMean,
-  durationField,
-  listenField,
-  localPathField,
-  localPathProblem,
-  nameField,
-  repeatedEntries,
-} from './fields';
+import { didYouMean, durationField, listenField, localPathField, nameField, repeatedEntries } from './fields';
 import { repositorySchema } from './repository';
 
 export type { Component, ComponentOf, KindName } from '../components/registry';
