@@ -8,6 +8,8 @@ import { CROSS_SECTION_ID_PATTERN } from '../../domain/cross-section';
 import { FINAL_STATES, STATUS_EXIT_CODES, STRATEGIES, TRIGGERS, type RollbackStatus } from '../../domain/rollback';
 import { RequestError, type RollbackView } from '../client';
 import { progressBar, renderLive, renderStatus } from '../render';
+import { postmortemHtml } from '../postmortem-html';
+import { renderPostmortem } from '../../domain/postmortem';
 import type { RollbackDoor } from '../api-door';
 import { action, currentUser, globals, list, nonEmpty, port, print, rollbackDoor, UsageError } from './command-context';
 
@@ -190,6 +192,23 @@ export function registerRollbackCommands(program: Command): void {
             `${workflowId} has no report yet (state ${status.state}); it is written when the run ends`,
           );
         print(cmd, { workflowId, reportFile: status.reportFile, report: status.report }, () => status.report!);
+      }),
+    );
+
+  rollback
+    .command('postmortem <workflowId>')
+    .description(
+      'print a postmortem template of a rollback, pre-filled with its timeline, plan, approvals, checks and durations',
+    )
+    .addOption(
+      new Option('--format <format>', 'Markdown, or one HTML page').choices(['markdown', 'html']).default('markdown'),
+    )
+    .action(
+      action(async (workflowId: string, opts: { format: 'markdown' | 'html' }, cmd: Command) => {
+        const { status } = await (await rollbackDoor(cmd)).rollbackView(workflowId);
+        const markdown = renderPostmortem(status);
+        const text = opts.format === 'html' ? postmortemHtml(markdown, `Postmortem: ${workflowId}`) : markdown;
+        print(cmd, { workflowId, state: status.state, format: opts.format, postmortem: text }, () => text);
       }),
     );
 
