@@ -23,7 +23,8 @@ import { RequestError } from './client';
 
 export type ScheduleKind = 'drift' | 'snapshot' | 'prune' | 'check';
 
-export interface ScheduleChange {
+/** A schedule as the manifest asks for it. */
+interface ScheduleSpec {
   scheduleId: string;
   kind: ScheduleKind;
   /** What it does, for people: `drift scan production → regression`, `cross-section of production`. */
@@ -32,6 +33,9 @@ export interface ScheduleChange {
   from?: string;
   to?: string;
   every: string;
+}
+
+export interface ScheduleChange extends ScheduleSpec {
   change: 'created' | 'updated' | 'unchanged' | 'deleted';
 }
 
@@ -48,13 +52,7 @@ export interface ScheduleView {
   lastRun?: string;
 }
 
-interface DesiredSchedule {
-  scheduleId: string;
-  kind: ScheduleKind;
-  what: string;
-  from?: string;
-  to?: string;
-  every: string;
+interface DesiredSchedule extends ScheduleSpec {
   action: ScheduleOptionsStartWorkflowAction<Workflow>;
 }
 
@@ -142,10 +140,7 @@ function desiredSchedules(manifest: Manifest): DesiredSchedule[] {
 
 const workflowTypeName = (type: string | Workflow) => (typeof type === 'string' ? type : type.name);
 
-function changeOf(
-  d: Pick<DesiredSchedule, 'scheduleId' | 'kind' | 'what' | 'from' | 'to' | 'every'>,
-  change: ScheduleChange['change'],
-): ScheduleChange {
+function changeOf(d: ScheduleSpec, change: ScheduleChange['change']): ScheduleChange {
   return {
     scheduleId: d.scheduleId,
     kind: d.kind,

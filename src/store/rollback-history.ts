@@ -31,17 +31,20 @@ export async function recordRollbackStart(store: StoreQueries, status: RollbackS
     `INSERT INTO rollback_runs (run_id, environment, trigger, trigger_rule, requester, target, state, started_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
      ON CONFLICT (run_id) DO NOTHING`,
-    [
-      status.workflowId,
-      status.environment,
-      status.trigger,
-      status.triggerRule ?? null,
-      status.requester,
-      describeTarget(status.target),
-      status.state,
-      startedAt(status, at),
-    ],
+    [...identity(status), status.state, startedAt(status, at)],
   );
+}
+
+/** The columns that name a run and what it was asked to do, in the tables' order. */
+function identity(status: RollbackStatus): unknown[] {
+  return [
+    status.workflowId,
+    status.environment,
+    status.trigger,
+    status.triggerRule ?? null,
+    status.requester,
+    describeTarget(status.target),
+  ];
 }
 
 /** Records when a run came to the approval gate (the first time, if announced again). */
@@ -91,12 +94,7 @@ export async function recordRollbackEnd(store: StoreQueries, status: RollbackSta
        cause = EXCLUDED.cause, ended_seq = EXCLUDED.ended_seq
      WHERE rollback_runs.ended_seq IS NULL`,
     [
-      status.workflowId,
-      status.environment,
-      status.trigger,
-      status.triggerRule ?? null,
-      status.requester,
-      describeTarget(status.target),
+      ...identity(status),
       status.state,
       started,
       ended,
