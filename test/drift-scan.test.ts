@@ -381,6 +381,20 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           change: 'created',
         },
         {
+          scheduleId: maintenance('drill-partial'),
+          kind: 'drill',
+          what: 'partial rollback drill of regression',
+          every: '30d',
+          change: 'created',
+        },
+        {
+          scheduleId: maintenance('drill-full'),
+          kind: 'drill',
+          what: 'full rollback drill of regression',
+          every: '90d',
+          change: 'created',
+        },
+        {
           scheduleId: maintenance('prune'),
           kind: 'prune',
           what: 'forget by the retention tiers, then prune the repository',
@@ -395,11 +409,9 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           change: 'created',
         },
       ]);
-      expect((await applySchedules(env.temporal, manifest)).map((c) => c.change)).toEqual([
-        'unchanged',
-        'unchanged',
-        'unchanged',
-      ]);
+      expect(new Set((await applySchedules(env.temporal, manifest)).map((c) => c.change))).toEqual(
+        new Set(['unchanged']),
+      );
       const cliEnv = { REWIND_MANIFEST: env.manifestFile };
       const paused = await runCli(
         ['schedules', 'pause', 'production-regression', '--note', 'maintenance', '--as', 'bob'],
@@ -422,6 +434,8 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           everyMs: 86_400_000,
           paused: false,
         }),
+        expect.objectContaining({ scheduleId: maintenance('drill-full'), kind: 'drill', everyMs: 90 * 86_400_000 }),
+        expect.objectContaining({ scheduleId: maintenance('drill-partial'), kind: 'drill', everyMs: 30 * 86_400_000 }),
         expect.objectContaining({
           scheduleId: maintenance('prune'),
           kind: 'prune',
@@ -435,7 +449,7 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
       expect(Date.parse(view!.nextRun!)).toBeGreaterThan(Date.now());
       const unknown = await runCli(['schedules', 'pause', 'staging-regression'], { env: cliEnv });
       expect(unknown.stderr).toBe(
-        'error: no schedule "staging-regression" (there are: production-regression, check, prune)\n',
+        'error: no schedule "staging-regression" (there are: production-regression, check, drill-full, drill-partial, prune)\n',
       );
       // A manifest without prune and check: apply deletes their schedules.
       const off = {
@@ -448,11 +462,13 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
       };
       expect((await applySchedules(env.temporal, off)).map((c) => [c.kind, c.change])).toEqual([
         ['drift', 'unchanged'],
+        ['drill', 'unchanged'],
+        ['drill', 'unchanged'],
         ['check', 'deleted'],
         ['prune', 'deleted'],
       ]);
     } finally {
-      for (const scheduleId of [id, maintenance('prune'), maintenance('check')])
+      for (const scheduleId of [id, ...['prune', 'check', 'drill-partial', 'drill-full'].map(maintenance)])
         await env.temporal.schedule
           .getHandle(scheduleId)
           .delete()

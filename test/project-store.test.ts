@@ -15,6 +15,7 @@ const TABLES = [
   'drift_alerts',
   'drift_findings',
   'drift_scans',
+  'drills',
   'repository_checks',
   'rewind_store_migrations',
   'rollback_runs',

@@ -72,12 +72,16 @@ export function createAnnounceActivities(deps: AnnounceDeps) {
     if (req.event === 'approved' && auto?.applied)
       await auditOnce(store, {
         actor: `trigger rule ${auto.rule}`,
-        door: 'alertmanager',
+        // A drill's approval comes from the manifest's drills section, not from an alert.
+        door: status.trigger === 'drill' ? 'workflow' : 'alertmanager',
         action: 'rollback.approve',
         outcome: 'accepted',
         runId: status.workflowId,
         environment: status.environment,
-        reason: `the manifest's trigger rule ${auto.rule} approves its own rollbacks (autoApprove)`,
+        reason:
+          status.trigger === 'drill'
+            ? "a drill's rollbacks approve themselves (the manifest's drills section)"
+            : `the manifest's trigger rule ${auto.rule} approves its own rollbacks (autoApprove)`,
         ...(status.plan ? { evidence: { plan: planEvidence(status.plan) } } : {}),
       });
     if (ENDINGS.includes(req.event))

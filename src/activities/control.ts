@@ -14,6 +14,7 @@ import {
 } from '../domain/rollback';
 import {
   autoApprovalOf,
+  drillApprovalOf,
   chosenComponents,
   environmentBusyMessage,
   environmentProblem,
@@ -83,7 +84,7 @@ export function createControlActivities(deps: ControlDeps) {
       refuseOtherManifest(request);
       const problem = rollbackRequestProblem(manifest, request);
       if (problem) throw ApplicationFailure.nonRetryable(problem, ErrorType.InvalidRequest);
-      const autoApproval = autoApprovalOf(manifest, request);
+      const autoApproval = autoApprovalOf(manifest, request) ?? drillApprovalOf(manifest, request);
       if (autoApproval && 'problem' in autoApproval)
         throw ApplicationFailure.nonRetryable(autoApproval.problem, ErrorType.InvalidRequest);
       const env = manifest.environments[request.environment]!;

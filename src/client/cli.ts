@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { registerApiCommands } from './commands/api';
 import { registerAuditCommands } from './commands/audit';
 import { registerDbCommands } from './commands/db';
+import { registerDrillCommands } from './commands/drill';
 import { registerDriftCommands } from './commands/drift';
 import { registerScheduleCommands } from './commands/schedules';
 import { registerSyncCommands } from './commands/sync';
@@ -69,6 +70,7 @@ registerSyncCommands(program);
 registerApiCommands(program);
 registerAuditCommands(program);
 registerStatsCommands(program);
+registerDrillCommands(program);
 
 // A process `rewind start` launched (worker, agents, API) holds an IPC channel to it: when the
 // supervisor dies without stopping it (killed with SIGKILL, its terminal gone), the channel

@@ -17,11 +17,13 @@ import type { SnapshotRequest } from '../domain/snapshot';
 import { driftPairs } from '../drift/rules';
 import { formatInterval, parseDuration } from '../manifest/duration';
 import type { Manifest } from '../manifest/schema';
-import { driftScanWorkflow, repositoryMaintenanceWorkflow, snapshotWorkflow } from '../workflows';
+import { driftScanWorkflow, drillWorkflow, repositoryMaintenanceWorkflow, snapshotWorkflow } from '../workflows';
+import { DRILL_SCOPES, type DrillRequest } from '../domain/drill';
+import { drillEnvironment } from '../drills/section';
 import type { MaintenanceRequest } from '../workflows/repository-maintenance';
 import { RequestError } from './client';
 
-export type ScheduleKind = 'drift' | 'snapshot' | 'prune' | 'check';
+export type ScheduleKind = 'drift' | 'snapshot' | 'prune' | 'check' | 'drill';
 
 /** A schedule as the manifest asks for it. */
 interface ScheduleSpec {
@@ -114,7 +116,26 @@ function desiredSchedules(manifest: Manifest): DesiredSchedule[] {
       },
     });
   }
-  const maintenance: [Exclude<ScheduleKind, 'drift' | 'snapshot'>, string, string][] = [
+  const drills = drillEnvironment(manifest);
+  for (const scope of DRILL_SCOPES) {
+    const every = manifest.drills[scope].every;
+    if (!drills || parseDuration(every) === 0) continue;
+    const request: DrillRequest = { scope, requester: 'drill schedule' };
+    desired.push({
+      scheduleId: `${maintenancePrefix(manifest)}drill-${scope}`,
+      kind: 'drill',
+      what: `${scope} rollback drill of ${drills}`,
+      every,
+      action: {
+        type: 'startWorkflow',
+        workflowType: drillWorkflow,
+        args: [request],
+        taskQueue,
+        workflowId: `drill-${drills}-${scope}`,
+      },
+    });
+  }
+  const maintenance: [Exclude<ScheduleKind, 'drift' | 'snapshot' | 'drill'>, string, string][] = [
     ['prune', manifest.snapshots.prune.every, 'forget by the retention tiers, then prune the repository'],
     ['check', manifest.snapshots.check.every, 'restic check of the repository'],
   ];
@@ -236,6 +257,8 @@ function describeAction(description: ScheduleDescription): Pick<ScheduleView, 'k
   }
   if (type === snapshotWorkflow.name)
     return { kind: 'snapshot', what: `cross-section of ${(arg as SnapshotRequest | undefined)?.environment ?? '?'}` };
+  if (type === drillWorkflow.name)
+    return { kind: 'drill', what: `${(arg as DrillRequest | undefined)?.scope ?? 'partial'} rollback drill` };
   if (type === repositoryMaintenanceWorkflow.name) {
     const task = (arg as MaintenanceRequest | undefined)?.task ?? 'prune';
     return {
@@ -269,7 +292,8 @@ export async function listSchedules(client: Client, manifest: Manifest): Promise
 
 /**
  * A schedule named by its id, by its drift pair (`production-regression` or
- * `production:regression`), or by its maintenance name (`snapshot-production`, `prune`, `check`).
+ * `production:regression`), or by its maintenance name (`snapshot-production`, `prune`, `check`,
+ * `drill-partial`, `drill-full`).
  */
 export async function setSchedulePaused(
   client: Client,

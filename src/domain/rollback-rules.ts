@@ -4,6 +4,7 @@
 import { kindsWithStrategy, refusalOf, strategiesOf } from '../components/registry';
 import type { Manifest } from '../manifest/schema';
 import type { DecisionOutcome } from './messages';
+import { drillEnvironment } from '../drills/section';
 import type { AutoApproval, Decision, DecisionRecord, RollbackRequest, RollbackStatus } from './rollback';
 import { describeTarget, FINAL_STATES, type RollbackTarget } from './rollback';
 
@@ -84,6 +85,19 @@ export function autoApprovalOf(
     return { problem: `trigger rule "${rule.name}" rolls back ${rule.environment}, not ${request.environment}` };
   if (!rule.autoApprove || request.dryRun) return undefined;
   return { rule: rule.name, acceptDataLoss: rule.acceptDataLoss };
+}
+
+/**
+ * A drill's rollbacks approve themselves (a drill runs unattended on its schedule), in the drill
+ * environment only; plans that lose data too when the drills section accepts that.
+ */
+export function drillApprovalOf(
+  manifest: Pick<Manifest, 'drills' | 'environments'>,
+  request: Pick<RollbackRequest, 'environment' | 'trigger' | 'dryRun'>,
+): AutoApproval | undefined {
+  if (request.trigger !== 'drill' || request.dryRun) return undefined;
+  if (drillEnvironment(manifest) !== request.environment) return undefined;
+  return { rule: 'drills', acceptDataLoss: manifest.drills.acceptDataLoss };
 }
 
 /**

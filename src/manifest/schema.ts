@@ -5,6 +5,7 @@ import { componentSchema } from '../components/registry';
 import { driftSectionSchema } from '../drift/rules';
 import { apiSectionSchema } from '../api/access';
 import { snapshotsSectionSchema } from '../retention/policy';
+import { drillsSectionSchema } from '../drills/section';
 import { slackSectionSchema } from '../notify/rollback-slack';
 import { triggersSectionSchema } from '../api/triggers';
 import { pagerDutySectionSchema, statusPageSectionSchema } from '../notify/escalation';
@@ -139,6 +140,7 @@ export const manifestSchema = z
     triggers: triggersSectionSchema,
     pagerduty: pagerDutySectionSchema,
     statusPage: statusPageSectionSchema,
+    drills: drillsSectionSchema.describe('Rollback drills on the regression environment (README.md#drills).'),
     snapshots: snapshotsSectionSchema.describe(
       'Scheduled cross-sections, retention tiers, pruning and checks of the repository (README.md#storage).',
     ),
@@ -215,6 +217,10 @@ export const manifestSchema = z
       const snapshots = isRecord((value as { snapshots?: unknown }).snapshots)
         ? (value as { snapshots: Record<string, unknown> }).snapshots
         : {};
+      const drills = isRecord((value as { drills?: unknown }).drills)
+        ? (value as { drills: Record<string, unknown> }).drills
+        : {};
+      checkEnvironment(drills.environment, ['drills', 'environment']);
       for (const env of Object.keys(isRecord(snapshots.schedules) ? snapshots.schedules : {}))
         checkEnvironment(env, ['snapshots', 'schedules', env]);
       for (const env of Object.keys(isRecord(metrics.agents) ? metrics.agents : {}))

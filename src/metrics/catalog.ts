@@ -89,6 +89,30 @@ export const METRICS = {
     help: 'When `restic check` last passed on each repository (Unix time).',
     labels: ['repository'],
   },
+  drillsTotal: {
+    name: 'rewind_drills_total',
+    kind: 'counter',
+    help: 'Rollback drills that ended, by environment, scope (partial, full) and outcome (passed, failed).',
+    labels: ['environment', 'scope', 'outcome'],
+  },
+  drillRollbackSeconds: {
+    name: 'rewind_drill_rollback_seconds',
+    kind: 'gauge',
+    help: "How long the latest drill's rollback took, by environment and scope (compare with rewind_drill_goal_seconds).",
+    labels: ['environment', 'scope'],
+  },
+  drillGoalSeconds: {
+    name: 'rewind_drill_goal_seconds',
+    kind: 'gauge',
+    help: 'The time-to-roll-back goal drills are measured against (drills.mttrGoal).',
+    labels: ['environment'],
+  },
+  drillLastSuccess: {
+    name: 'rewind_drill_last_success_timestamp_seconds',
+    kind: 'gauge',
+    help: 'When a drill last passed, by environment and scope (Unix time).',
+    labels: ['environment', 'scope'],
+  },
   toolDuration: {
     name: 'rewind_tool_duration_seconds',
     kind: 'histogram',

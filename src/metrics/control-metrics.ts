@@ -10,6 +10,8 @@ import type { SnapshotStore } from '../snapshots/store';
 import type { ProjectStore } from '../store/project-store';
 import { retentionVerdicts } from '../domain/retention';
 import { repositoryBytes } from '../retention/apply';
+import { drillEnvironment } from '../drills/section';
+import { parseDuration } from '../manifest/duration';
 import { COLD_REPOSITORY, keepPolicy, PRIMARY_REPOSITORY } from '../retention/policy';
 import type { ResticRepository } from '../snapshots/restic';
 import { groupCrossSections } from '../domain/cross-section';
@@ -45,6 +47,12 @@ export function createControlMetrics(deps: ControlMetricsDeps) {
   const snapshots = defineMetric(registry, 'snapshots');
   const repositorySize = defineMetric(registry, 'repositorySize');
   const checkLastSuccess = defineMetric(registry, 'repositoryCheckLastSuccess');
+  const drills = defineMetric(registry, 'drillsTotal');
+  const drillRollback = defineMetric(registry, 'drillRollbackSeconds');
+  const drillLastSuccess = defineMetric(registry, 'drillLastSuccess');
+  const drillGoal = defineMetric(registry, 'drillGoalSeconds');
+  const drillsIn = drillEnvironment(deps.manifest);
+  if (drillsIn) drillGoal.set({ environment: drillsIn }, parseDuration(deps.manifest.drills.mttrGoal) / 1000);
 
   const environments = Object.keys(deps.manifest.environments);
   // Every environment shows, with zeros, before its first rollback: a dashboard or a rule
@@ -174,6 +182,33 @@ export function createControlMetrics(deps: ControlMetricsDeps) {
     }
   }
 
+  async function refreshDrills(store: ProjectStore): Promise<void> {
+    const counts = await store.query<{ environment: string; scope: string; outcome: string; n: string | number }>(
+      'SELECT environment, scope, outcome, count(*) AS n FROM drills GROUP BY environment, scope, outcome',
+    );
+    const latest = await store.query<{
+      environment: string;
+      scope: string;
+      rollback_seconds: number;
+      last_passed: Date | string | null;
+    }>(
+      `SELECT DISTINCT ON (environment, scope) environment, scope, rollback_seconds,
+              (SELECT max(finished_at) FROM drills p WHERE p.environment = d.environment AND p.scope = d.scope
+                AND p.outcome = 'passed') AS last_passed
+         FROM drills d ORDER BY environment, scope, finished_at DESC`,
+    );
+    // Counted from the store at each scrape: a few rows a month, and never reset by a restart.
+    drills.reset();
+    for (const c of counts) drills.inc({ environment: c.environment, scope: c.scope, outcome: c.outcome }, Number(c.n));
+    drillRollback.reset();
+    drillLastSuccess.reset();
+    for (const l of latest) {
+      drillRollback.set({ environment: l.environment, scope: l.scope }, Number(l.rollback_seconds));
+      if (l.last_passed)
+        drillLastSuccess.set({ environment: l.environment, scope: l.scope }, new Date(l.last_passed).getTime() / 1000);
+    }
+  }
+
   async function refreshChecks(store: ProjectStore): Promise<void> {
     const rows = await store.query<{ repository: string; at: Date | string }>(
       'SELECT repository, max(finished_at) AS at FROM repository_checks WHERE ok GROUP BY repository',
@@ -193,6 +228,7 @@ export function createControlMetrics(deps: ControlMetricsDeps) {
       ['drift scans', async () => refreshDrift(await deps.projectStore())],
       ['snapshots', refreshSnapshots],
       ['repository checks', async () => refreshChecks(await deps.projectStore())],
+      ['drills', async () => refreshDrills(await deps.projectStore())],
     ];
     await Promise.all(
       parts.map(([what, fn]) =>

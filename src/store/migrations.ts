@@ -179,4 +179,30 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
       CREATE INDEX repository_checks_repository ON repository_checks (repository, finished_at DESC);
     `,
   },
+  {
+    version: 7,
+    name: 'drills',
+    sql: `
+      -- Every rollback drill: what it rolled back and forward, how long the rollback took against
+      -- the goal, and whether it passed (rewind drill list, the metrics).
+      CREATE TABLE drills (
+        id text PRIMARY KEY,
+        environment text NOT NULL,
+        scope text NOT NULL,
+        components jsonb NOT NULL,
+        from_version text NOT NULL,
+        to_version text NOT NULL,
+        started_at timestamptz NOT NULL,
+        finished_at timestamptz NOT NULL,
+        outcome text NOT NULL,
+        reason text,
+        rollback_run_id text NOT NULL,
+        rollback_seconds double precision NOT NULL,
+        forward_seconds double precision,
+        mttr_goal_seconds double precision NOT NULL,
+        met_goal boolean NOT NULL
+      );
+      CREATE INDEX drills_environment ON drills (environment, finished_at DESC);
+    `,
+  },
 ];

@@ -7,6 +7,7 @@ import { Connection, type Client } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createAnnounceActivities } from '../activities/announce';
 import { createControlActivities } from '../activities/control';
+import { createDrillActivities } from '../activities/drills';
 import { createRepositoryActivities } from '../activities/repository';
 import { createDriftActivities } from '../activities/drift';
 import { createSyncActivities } from '../activities/sync';
@@ -51,6 +52,7 @@ export async function createControlWorker(
       ...createDriftActivities({ manifest, logger: options.logger, projectStore, ...driftNotifier(manifest) }),
       ...createSyncActivities({ manifest, projectStore }),
       ...createAnnounceActivities({ manifest, projectStore, logger: options.logger }),
+      ...createDrillActivities({ manifest, store: options.store, projectStore }),
       ...createRepositoryActivities({
         manifest,
         store: options.store,

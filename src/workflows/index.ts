@@ -5,3 +5,4 @@ export { environmentLockWorkflow } from './lock';
 export { driftScanWorkflow } from './drift-scan';
 export { syncWorkflow } from './sync';
 export { repositoryMaintenanceWorkflow } from './repository-maintenance';
+export { drillWorkflow } from './drill';

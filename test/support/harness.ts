@@ -23,6 +23,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { stringify } from 'yaml';
 import { createAgentActivities } from '../../src/activities/agent';
 import { createAnnounceActivities } from '../../src/activities/announce';
+import { createDrillActivities } from '../../src/activities/drills';
 import { createRepositoryActivities } from '../../src/activities/repository';
 import { createControlActivities } from '../../src/activities/control';
 import { createDriftActivities } from '../../src/activities/drift';
@@ -211,6 +212,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
           logger,
           env: { ...process.env, ...options.controlEnv },
         }),
+        ...createDrillActivities({ manifest: loaded.manifest, store, projectStore: () => projectStore() }),
         ...createRepositoryActivities({
           manifest: loaded.manifest,
           store,
