@@ -57,13 +57,14 @@ describe('repository maintenance', () => {
     }
   });
 
-  test('prune forgets what the tiers drop (a dry run, an older release) and keeps the newest release', async () => {
+  test('prune keeps what the tiers keep; a dry run keeps nothing of its own', async () => {
     const file = path.join(env.componentPath('production', 'config'), 'app.yaml');
     appendFileSync(file, 'a: 1\n');
     const v1 = await env.snapshot('production', { version: 'v1' });
     appendFileSync(file, 'b: 2\n');
     const v2 = await env.snapshot('production', { version: 'v2' });
-    // A dry run stores a cross-section it no longer needs once it has ended.
+    // A dry run keeps no cross-section once it has ended; an old one left over (a dry run of an
+    // earlier version) goes at the prune.
     const dry = await env.startRollback({
       environment: 'production',
       target: { kind: 'version', version: 'v1' },
@@ -71,16 +72,14 @@ describe('repository maintenance', () => {
       dryRun: true,
     });
     expect((await env.finalStatus(dry)).status.state).toBe('completed');
-    const dryRunSections = (await env.store.crossSections('production')).filter((s) => s.origin === 'dry-run');
-    expect(dryRunSections).toHaveLength(1);
+    expect((await env.store.crossSections('production')).filter((s) => s.workflowId === dry)).toEqual([]);
 
     const result = await maintain('prune');
-    // v1 is within keep.event (90 days), so it stays; the dry run's goes.
-    expect(result.retention!.environments).toEqual([{ environment: 'production', kept: 3, forgotten: 1 }]);
+    // v1 is within keep.event (90 days), so it stays.
+    expect(result.retention!.environments).toEqual([{ environment: 'production', kept: 3, forgotten: 0 }]);
     expect(result.prune!.bytesAfter).toBeLessThanOrEqual(result.prune!.bytesBefore);
     const left = (await env.store.crossSections('production')).map((s) => s.id);
     expect(left).toEqual(expect.arrayContaining([v1.crossSectionId, v2.crossSectionId]));
-    expect(left).not.toContain(dryRunSections[0]!.id);
   }, 120_000);
 
   test('check runs restic check, reads data when due, records it, and the metrics show it', async () => {

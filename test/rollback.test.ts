@@ -160,6 +160,9 @@ describe('rollback of files components', () => {
       subject: 'app.yaml',
     });
     expect(readTree(path.join(env.dir, 'envs', 'production'))).toEqual(before);
+    // The snapshot it took for its plan is not kept: nothing needs it once the dry run has ended.
+    const kept = (await env.store.crossSections('production')).filter((s) => s.workflowId === id);
+    expect(kept).toEqual([]);
   });
 
   it('fails clearly when no cross-section has the version, and changes nothing', async () => {

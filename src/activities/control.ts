@@ -219,7 +219,25 @@ export function createControlActivities(deps: ControlDeps) {
     await mkdir(dir, { recursive: true });
     const file = path.join(dir, `${safeFileName(req.workflowId)}.md`);
     await writeFile(file, req.markdown);
+    // Never at the cost of the report: what is left here, the next prune forgets.
+    await forgetDryRunSnapshots(req.workflowId).catch((err: unknown) =>
+      deps.logger.warn({ err, workflowId: req.workflowId }, "could not forget a dry run's snapshots"),
+    );
     return file;
+  }
+
+  /**
+   * A dry run's cross-section served its plan; once the run has ended (its report is the last
+   * thing it writes) nothing needs it, so it is not kept. Only snapshots the dry run took carry
+   * its cross-section id: one it reused (a component already at its target) keeps its own.
+   */
+  async function forgetDryRunSnapshots(workflowId: string): Promise<void> {
+    const taken = (await deps.store.restic.snapshots(['rewind', 'origin=dry-run'])).filter(
+      (s) => s.labels.workflowId === workflowId,
+    );
+    if (taken.length === 0) return;
+    await deps.store.restic.forget(taken.map((s) => s.id));
+    deps.logger.info({ workflowId, snapshots: taken.length }, "forgot the dry run's snapshots");
   }
 
   return { resolveSnapshot, resolveRollback, lockHolder, planComponent, confirmReadable, saveReport };
