@@ -10,6 +10,8 @@ import type { RestoreOutcome } from '../src/domain/rollback';
 import type { ComponentSnapshot } from '../src/domain/cross-section';
 import { parseManifest } from '../src/manifest/load';
 import { createLogger } from '../src/platform/logger';
+import { processMetricsRegistry } from '../src/metrics/registry';
+import { renderMetrics } from '../src/metrics/server';
 import { withPostgres } from '../src/components/postgres/connect';
 import { parseDatabaseFingerprint, schemaSignature } from '../src/components/postgres/fingerprint';
 import { readMigrations } from '../src/components/postgres/flyway';
@@ -148,6 +150,14 @@ describe('postgres snapshots and restores', () => {
 
     const verified: VerifyOutcome = await verify(a, snap);
     expect(verified.matches).toBe(true);
+
+    // The agent's metrics count the dump and the restore, and the bytes pg_dump wrote.
+    const { body } = await renderMetrics([{ registry: processMetricsRegistry() }]);
+    expect(body).toMatch(/^rewind_tool_duration_seconds_count\{tool="pg_dump",operation="dump",outcome="ok"\} [1-9]/m);
+    expect(body).toMatch(
+      /^rewind_tool_duration_seconds_count\{tool="pg_restore",operation="restore",outcome="ok"\} 1$/m,
+    );
+    expect(body).toMatch(/^rewind_tool_bytes_total\{tool="pg_dump",operation="dump"\} [1-9]\d*$/m);
   });
 
   it('undoes migrations to the snapshot version, keeping rows written since in the tables that stay', async () => {
