@@ -15,7 +15,9 @@ let env: TestEnv;
 
 beforeAll(async () => {
   env = await createTestEnv({
-    environments: { regression: { config: { format: 'config' }, models: { format: 'any' } } },
+    environments: {
+      regression: { config: { format: 'config' }, models: { format: 'any' }, assets: { format: 'any' } },
+    },
     allowSelfApproval: { regression: false },
   });
 });
@@ -41,6 +43,8 @@ describe('rollback drills', () => {
     const models = env.componentPath('regression', 'models');
     writeFileSync(path.join(config, 'app.yaml'), 'release: v1\n');
     writeFileSync(path.join(models, 'weights.bin'), 'v1 weights\n');
+    // The same in both releases: the drill leaves it alone, back and forward.
+    writeFileSync(path.join(env.componentPath('regression', 'assets'), 'logo.svg'), '<svg/>\n');
     await env.snapshot('regression', { version: 'v1' });
     writeFileSync(path.join(config, 'app.yaml'), 'release: v2\n');
     writeFileSync(path.join(models, 'weights.bin'), 'v2 weights\n');
@@ -54,7 +58,7 @@ describe('rollback drills', () => {
       outcome: 'passed',
       environment: 'regression',
       scope: 'full',
-      components: ['config', 'models'],
+      components: ['config', 'models', 'assets'],
       current: 'v2',
       previous: 'v1',
       rollbackState: 'completed',
@@ -63,6 +67,8 @@ describe('rollback drills', () => {
     });
     expect(result.rollbackMs).toBeLessThanOrEqual(result.mttrGoalMs);
     expect({ config: readTree(config), models: readTree(models) }).toEqual(before);
+    const forward = await env.client.rollbackView(result.forwardRunId!);
+    expect(forward.status.components).toEqual(['config', 'models']);
 
     // The drill's rollbacks are rollbacks: approved by the drills section, recorded with trigger drill.
     const back = await env.client.rollbackView(result.rollbackRunId);
@@ -115,6 +121,14 @@ describe('rollback drills', () => {
     const second = JSON.parse(cli.stdout) as DrillResult;
     expect([first.components, second.components]).toEqual([['config'], ['models']]);
     expect([first.outcome, second.outcome]).toEqual(['passed', 'passed']);
+    // The third takes assets, the same in both releases: nothing to roll forward.
+    const third = await runDrill('partial', `drill-regression-partial-c-${Date.now()}`);
+    expect(third).toMatchObject({
+      components: ['assets'],
+      outcome: 'passed',
+      reason: 'nothing to roll forward: assets did not differ from v1',
+    });
+    expect(third.forwardRunId).toBeUndefined();
     const bad = await runCli(['drill', 'run', '--scope', 'weekly'], { env: { REWIND_MANIFEST: env.manifestFile } });
     expect(bad.stderr).toMatch(/--scope.*weekly.*partial, full/);
   }, 180_000);

@@ -30,12 +30,14 @@ const BASE_OUTCOMES = [
 const ROLLBACK_OUTCOMES = [...BASE_OUTCOMES, 'rollback-postgres-undo'];
 const DRIFT_OUTCOMES = [...ROLLBACK_OUTCOMES, 'drift-scan-completed', 'sync-completed'];
 const ANNOUNCED_OUTCOMES = [...DRIFT_OUTCOMES, 'drift-scan-continuing', 'drift-scan-continued'];
+const AUTO_APPROVED_OUTCOMES = [...ANNOUNCED_OUTCOMES, 'rollback-auto-approved'];
 /**
  * Every outcome the newest generation must have a history for (v6 added drift scans and syncs;
  * v7 local activities in scans, and a scan that continued as new: its first run and its last;
- * v8 announcements of rollbacks; v9 a run its trigger rule approved).
+ * v8 announcements of rollbacks; v9 a run its trigger rule approved; v10 drills and the
+ * repository's check and prune).
  */
-const OUTCOMES = [...ANNOUNCED_OUTCOMES, 'rollback-auto-approved'];
+const OUTCOMES = [...AUTO_APPROVED_OUTCOMES, 'drill-passed', 'repository-check', 'repository-prune'];
 /**
  * What each older generation holds and must keep. v1: plans made by the control worker;
  * v2: by the agents (patch plan-components-on-agent), and PostgreSQL undo; v3: the environment
@@ -50,6 +52,7 @@ const RECORDED: Record<number, string[]> = {
   6: DRIFT_OUTCOMES,
   7: ANNOUNCED_OUTCOMES,
   8: ANNOUNCED_OUTCOMES,
+  9: AUTO_APPROVED_OUTCOMES,
 };
 
 const NAME = /^(?<outcome>[a-z0-9-]+)\.v(?<generation>\d+)\.json$/;

@@ -257,7 +257,7 @@ describe('rewind snapshot forget|prune on a real repository', () => {
       expect(await restic.snapshots(['rewind'])).toHaveLength(kept.length + dropped.length);
 
       const pruned = await runCli(['snapshot', 'prune', '--json'], { env: env(), timeoutMs: 120_000 });
-      expect(pruned.stderr).toBe('');
+      expect(pruned.stderr).toMatch(/^forgetting what the retention tiers drop …\nrestic prune of the repository …\n/);
       const result = JSON.parse(pruned.stdout) as {
         environments: { forgotten: number; snapshotsForgotten: number }[];
         prune: { bytesBefore: number; bytesAfter: number };
@@ -324,7 +324,7 @@ describe('a cold repository for the cold and archive tiers', () => {
     });
 
     const pruned = await runCli(['snapshot', 'prune', '--json'], { env: env(), timeoutMs: 120_000 });
-    expect(pruned.stderr).toBe('');
+    expect(pruned.stderr).toMatch(/^forgetting what the retention tiers drop …\nrestic prune of the repository …\n/);
     const result = JSON.parse(pruned.stdout) as {
       environments: { copiedToCold: number; forgotten: number }[];
       cold: { kept: number; forgotten: number }[];

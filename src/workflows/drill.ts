@@ -32,11 +32,12 @@ async function childRollback(
   plan: DrillPlan,
   target: RollbackTarget,
   reason: string,
+  components = plan.components,
 ): Promise<{ status: RollbackStatus; ms: number }> {
   const request: RollbackRequest = {
     environment: plan.environment,
     target,
-    components: plan.components,
+    components,
     reason,
     requester: 'drill',
     trigger: 'drill',
@@ -90,8 +91,18 @@ export async function drillWorkflow(request: DrillRequest): Promise<DrillResult>
     metGoal: back.ms <= plan.mttrGoalMs,
   };
   const safety = back.status.plan?.safetyCrossSectionId;
+  // Only what the rollback changed goes forward again: a component already at the previous
+  // release was left as it was, and its safety snapshot is that release's own (not in the
+  // safety cross-section).
+  const changed = plan.components.filter((c) => {
+    const outcome = back.status.steps[c]?.outcome;
+    return outcome !== undefined && !outcome.alreadyAtTarget;
+  });
   if (back.status.state !== 'completed') {
     result.reason = `the rollback to ${plan.previous} ended ${back.status.state}${back.status.cause ? `: ${back.status.cause}` : ''}`;
+  } else if (changed.length === 0) {
+    result.outcome = 'passed';
+    result.reason = `nothing to roll forward: ${plan.components.join(', ')} did not differ from ${plan.previous}`;
   } else if (!safety) {
     result.reason = 'the rollback left no safety cross-section to roll forward to';
   } else {
@@ -100,6 +111,7 @@ export async function drillWorkflow(request: DrillRequest): Promise<DrillResult>
       plan,
       { kind: 'cross-section', id: safety },
       `drill ${workflowId}: forward to the state before the drill`,
+      changed,
     );
     result.forwardRunId = forward.status.workflowId;
     result.forwardState = forward.status.state;

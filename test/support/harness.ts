@@ -82,7 +82,7 @@ export interface TestEnvOptions {
   /** The manifest's triggers section (Alertmanager). */
   triggers?: ManifestInput['triggers'];
   /** Other top-level manifest sections, as given (pagerduty, statusPage, snapshots …). */
-  manifest?: Partial<Pick<ManifestInput, 'pagerduty' | 'statusPage' | 'snapshots'>>;
+  manifest?: Partial<Pick<ManifestInput, 'pagerduty' | 'statusPage' | 'snapshots' | 'drills'>>;
   /** Per environment: where its application version is read. */
   versions?: Record<string, { file?: string; url?: string; field?: string }>;
   /** Environment for the control worker's drift activities (e.g. the Slack token). */

@@ -13,6 +13,7 @@ import { startDevServer } from '../../src/platform/temporal-dev-server';
 import { withPostgres } from '../../src/components/postgres/connect';
 import { readMigrations } from '../../src/components/postgres/flyway';
 import { Migrator } from '../../src/components/postgres/migrator';
+import { drillWorkflow, repositoryMaintenanceWorkflow } from '../../src/workflows';
 import { createTestEnv, eventually, type TestEnv } from './harness';
 import { createDatabase, dropDatabase, sql } from './postgres';
 
@@ -180,6 +181,37 @@ async function autoApprovedScenario(): Promise<void> {
   }
 }
 
+/** A full drill (back to v1, forward again) and the repository's check and prune. */
+async function operationsScenario(): Promise<void> {
+  const env = await createTestEnv({ manifest: { drills: { environment: 'production' } } });
+  try {
+    const config = path.join(env.componentPath('production', 'config'), 'app.yaml');
+    writeFileSync(config, 'v1\n');
+    writeFileSync(path.join(env.componentPath('production', 'models'), 'm.pkl'), 'pickle-v1');
+    await env.snapshot('production', { version: 'v1' });
+    writeFileSync(config, 'v2\n');
+    await env.snapshot('production', { version: 'v2' });
+    const taskQueue = env.loaded.manifest.temporal.taskQueue;
+    const drill = await env.temporal.workflow.execute(drillWorkflow, {
+      taskQueue,
+      workflowId: 'drill-production-full-recorded',
+      args: [{ scope: 'full', requester: 'test' }],
+    });
+    if (drill.outcome !== 'passed') throw new Error(`the drill ${drill.outcome}: ${drill.reason ?? ''}`);
+    await save(env, 'drill-production-full-recorded', 'drill-passed');
+    for (const task of ['check', 'prune'] as const) {
+      await env.temporal.workflow.execute(repositoryMaintenanceWorkflow, {
+        taskQueue,
+        workflowId: `repository-${task}-recorded`,
+        args: [{ task }],
+      });
+      await save(env, `repository-${task}-recorded`, `repository-${task}`);
+    }
+  } finally {
+    await env.teardown();
+  }
+}
+
 async function main(): Promise<void> {
   const server = await startDevServer({ headless: true });
   process.env.TEMPORAL_ADDRESS = server.address;
@@ -216,6 +248,7 @@ async function main(): Promise<void> {
     await autoApprovedScenario();
     await driftScenario();
     await continuedScanScenario();
+    await operationsScenario();
     await scenario('after-restore:config=pause:60s', async (env) => {
       await env.snapshot('production', { version: 'v1' });
       writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v2\n');

@@ -166,8 +166,13 @@ export function registerSnapshotCommands(program: Command): void {
         const restic = openSnapshotStore(manifest).restic;
         const cold = openColdRepository(manifest);
         const dryRun = Boolean(opts.dryRun);
+        // Progress on stderr: a prune of a large repository takes minutes.
+        const step = (text: string) => process.stderr.write(`${text} …\n`);
+        step(dryRun ? 'deciding what the retention tiers drop' : 'forgetting what the retention tiers drop');
         const retention = await applyRetention({ client: client.client, manifest, restic, cold, dryRun });
+        step(`restic prune${dryRun ? ' --dry-run' : ''} of the repository`);
         const pruned = await pruneRepository(restic, dryRun);
+        if (cold) step(`restic prune${dryRun ? ' --dry-run' : ''} of the cold repository`);
         const coldPruned = cold ? await pruneRepository(cold, dryRun) : undefined;
         const sizes = (what: string, p: { bytesBefore: number; bytesAfter: number }) =>
           dryRun
