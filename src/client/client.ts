@@ -36,7 +36,6 @@ import {
   keyedRollbackId,
   requestIdSchema,
   rollbackRequestSchema,
-  targetKeyword,
   type RollbackRequest,
   type RollbackStatus,
 } from '../domain/rollback';
@@ -63,6 +62,7 @@ import {
   dryRunAttribute,
   environmentAttribute,
   phaseAttribute,
+  startingRollbackSearchAttributes,
   stateAttribute,
   targetAttribute,
   triggerAttribute,
@@ -289,7 +289,6 @@ export class RewindClient {
       return { workflowId, request, existing: true };
     }
     if (checked.status === 'rejected') throw checked.reason;
-    const target = targetKeyword(request.target);
     try {
       await this.client.workflow.start(rollbackWorkflow, {
         taskQueue: this.taskQueue,
@@ -304,14 +303,7 @@ export class RewindClient {
         // The Web UI renders these as Markdown: what people typed is escaped.
         staticSummary: `Roll ${request.environment} back to ${markdownSafe(describeTarget(request.target))}${request.dryRun ? ' (dry run)' : ''}`,
         staticDetails: `requested by ${markdownSafe(request.requester)} (${request.trigger})${request.reason ? `: ${markdownSafe(request.reason)}` : ''}`,
-        typedSearchAttributes: [
-          { key: environmentAttribute, value: request.environment },
-          { key: phaseAttribute, value: 'decide' },
-          { key: stateAttribute, value: 'running' },
-          { key: triggerAttribute, value: request.trigger },
-          { key: targetAttribute, value: target },
-          { key: dryRunAttribute, value: request.dryRun },
-        ],
+        typedSearchAttributes: startingRollbackSearchAttributes(request),
       });
       return { workflowId, request, existing: false };
     } catch (err) {

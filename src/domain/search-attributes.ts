@@ -1,7 +1,12 @@
 // Custom search attributes that make rollbacks findable in the Temporal Web UI, e.g.
 // `RewindEnvironment = "production" AND RewindState = "awaiting-approval"`.
-import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributeUpdatePair } from '@temporalio/common';
-import { targetKeyword, type RollbackStatus } from './rollback';
+import {
+  defineSearchAttributeKey,
+  SearchAttributeType,
+  type SearchAttributePair,
+  type SearchAttributeUpdatePair,
+} from '@temporalio/common';
+import { targetKeyword, type RollbackRequest, type RollbackStatus } from './rollback';
 
 export const environmentAttribute = defineSearchAttributeKey('RewindEnvironment', SearchAttributeType.KEYWORD);
 export const phaseAttribute = defineSearchAttributeKey('RewindPhase', SearchAttributeType.KEYWORD);
@@ -28,5 +33,19 @@ export function rollbackSearchAttributes(s: RollbackStatus): SearchAttributeUpda
     { key: stateAttribute, value: s.state },
     { key: triggerAttribute, value: s.trigger },
     { key: targetAttribute, value: targetKeyword(s.target) },
+  ];
+}
+
+/** What a rollback is started with: findable from its first moment, before it upserts its own. */
+export function startingRollbackSearchAttributes(
+  request: Pick<RollbackRequest, 'environment' | 'trigger' | 'target' | 'dryRun'>,
+): SearchAttributePair[] {
+  return [
+    { key: environmentAttribute, value: request.environment },
+    { key: phaseAttribute, value: 'decide' },
+    { key: stateAttribute, value: 'running' },
+    { key: triggerAttribute, value: request.trigger },
+    { key: targetAttribute, value: targetKeyword(request.target) },
+    { key: dryRunAttribute, value: request.dryRun },
   ];
 }

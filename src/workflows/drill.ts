@@ -12,15 +12,7 @@ import {
 import type { DrillActivities } from '../activities/drills';
 import type { DrillPlan, DrillRequest, DrillResult } from '../domain/drill';
 import type { RollbackRequest, RollbackStatus, RollbackTarget } from '../domain/rollback';
-import {
-  dryRunAttribute,
-  environmentAttribute,
-  phaseAttribute,
-  stateAttribute,
-  targetAttribute,
-  triggerAttribute,
-} from '../domain/search-attributes';
-import { targetKeyword } from '../domain/rollback';
+import { startingRollbackSearchAttributes } from '../domain/search-attributes';
 import { quick } from './activity-options';
 import { rollbackWorkflow } from './rollback';
 
@@ -49,14 +41,7 @@ async function childRollback(
     const status = await executeChild(rollbackWorkflow, {
       workflowId,
       args: [request],
-      typedSearchAttributes: [
-        { key: environmentAttribute, value: plan.environment },
-        { key: phaseAttribute, value: 'decide' },
-        { key: stateAttribute, value: 'running' },
-        { key: triggerAttribute, value: 'drill' },
-        { key: targetAttribute, value: targetKeyword(target) },
-        { key: dryRunAttribute, value: false },
-      ],
+      typedSearchAttributes: startingRollbackSearchAttributes(request),
     });
     return { status, ms: Date.now() - started };
   } catch (err) {
