@@ -30,6 +30,8 @@ import type { Logger } from '../platform/logger';
 import { ResticError } from '../snapshots/restic';
 import type { SnapshotStore } from '../snapshots/store';
 import { toApplicationFailure } from './failures';
+import type { Check, CheckResult } from '../verify/section';
+import { preflightProblem, runCheck } from '../verify/run-checks';
 import { reportProgress, type ProgressReporter } from './progress';
 
 export type {
@@ -251,6 +253,47 @@ export function createAgentActivities(deps: AgentDeps) {
     return readAppVersion(deps.manifest.environments[req.environment]!.version);
   }
 
+  const checksNamed = (environment: string, names: string[]): Check[] => {
+    refuseOtherEnvironment(environment);
+    const all = deps.manifest.environments[environment]?.verify?.checks ?? [];
+    return names.map((name) => {
+      const check = all.find((c) => c.name === name);
+      if (!check)
+        throw ApplicationFailure.nonRetryable(
+          `environment "${environment}" has no verification check "${name}" (the manifest changed during the run?)`,
+          ErrorType.InvalidRequest,
+        );
+      return check;
+    });
+  };
+
+  /** Runs verification checks, one after the other, heartbeating; a failed check is a result, not an error. */
+  async function runChecks(req: { environment: string; checks: string[]; wave?: string }): Promise<CheckResult[]> {
+    const checks = checksNamed(req.environment, req.checks);
+    return step('checks', 'checks', async (progress) => {
+      const results: CheckResult[] = [];
+      for (const check of checks) {
+        progress.update({ stage: `check ${check.name}` });
+        results.push(
+          await runCheck(check, { ...(req.wave !== undefined ? { wave: req.wave } : {}), signal: progress.signal }),
+        );
+      }
+      return results;
+    });
+  }
+
+  /** Before approval: the checks that could not judge at all (Prometheus unreachable, a refused query). */
+  async function preflightChecks(req: { environment: string; checks: string[] }): Promise<string[]> {
+    const checks = checksNamed(req.environment, req.checks);
+    const problems = await Promise.all(
+      checks.map(async (c) => {
+        const problem = await preflightProblem(c);
+        return problem ? `check ${c.name}: ${problem}` : undefined;
+      }),
+    );
+    return problems.filter((p): p is string => p !== undefined);
+  }
+
   /** What a run staged and did not use (it was rejected, timed out, or failed before execute). */
   async function discardStaging(req: { environment: string; workflowId: string }): Promise<void> {
     refuseOtherEnvironment(req.environment);
@@ -266,6 +309,8 @@ export function createAgentActivities(deps: AgentDeps) {
     discardStaging,
     describeComponent,
     describeAppVersion,
+    runChecks,
+    preflightChecks,
   };
 }
 

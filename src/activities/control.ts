@@ -34,6 +34,7 @@ import { lockHolder as findLockHolder, runningRollbacks } from '../platform/roll
 import type { SnapshotStore } from '../snapshots/store';
 import { summarizeChanges } from '../components/change-list';
 import { toApplicationFailure } from './failures';
+import { verificationOf } from '../verify/section';
 
 export interface ControlDeps {
   manifest: Manifest;
@@ -148,6 +149,7 @@ export function createControlActivities(deps: ControlDeps) {
         heartbeatTimeoutMs: parseDuration(manifest.policy.heartbeatTimeout),
         previewPaths: manifest.policy.planPreviewPaths,
         ...(autoApproval ? { autoApproval } : {}),
+        ...(env.verify ? { verification: verificationOf(env.verify, names) } : {}),
       };
     } catch (err) {
       throw toApplicationFailure(err);

@@ -3,6 +3,7 @@
 // hashes (node modules), and the registry must load in the workflow sandbox. The mapped type
 // makes a kind registered without a comparison a compile error.
 import type { DriftQuestion, KindDrift } from './drift';
+import { appDrift } from './app/drift';
 import { filesDrift } from './files/drift';
 import { comparePostgres, firstPostgresQuestion } from './postgres/drift';
 import type { Component, ComponentOf, KindName } from './registry';
@@ -10,6 +11,7 @@ import type { Component, ComponentOf, KindName } from './registry';
 const COMPARISONS: { [K in KindName]: KindDrift<ComponentOf<K>> } = {
   files: filesDrift,
   postgres: { firstQuestion: firstPostgresQuestion, compare: comparePostgres },
+  app: appDrift,
 };
 
 export function driftOf(component: Component): KindDrift<Component> {

@@ -2,6 +2,7 @@
 // assess and verify a component. The mapped type makes a kind registered in registry.ts
 // without a driver here a compile error.
 import type { ComponentDriver } from './driver';
+import { createAppDriver } from './app/driver';
 import { createFilesDriver } from './files/driver';
 import { createPostgresDriver } from './postgres/driver';
 import type { Component, ComponentOf, KindName } from './registry';
@@ -14,6 +15,7 @@ export interface DriverDeps {
 const FACTORIES: { [K in KindName]: (deps: DriverDeps) => ComponentDriver<ComponentOf<K>> } = {
   files: () => createFilesDriver(),
   postgres: (deps) => createPostgresDriver({ env: deps.env }),
+  app: () => createAppDriver(),
 };
 
 /** One driver per kind, made once per agent (drivers keep caches, such as file hashes). */

@@ -4,11 +4,12 @@
 // driver in drivers.ts (the type checker names that line if it is missing).
 import { z } from 'zod';
 import type { FingerprintSummary } from './core';
+import { appKind } from './app/kind';
 import { filesKind } from './files/kind';
 import type { ComponentKind, KindPresenter, LocalFolder, StepOptions, StepRequest } from './kind';
 import { postgresKind } from './postgres/kind';
 
-const KINDS = [filesKind, postgresKind] as const;
+const KINDS = [filesKind, postgresKind, appKind] as const;
 
 // Generic, so that the mapped type keeps the tuple's shape.
 type SchemasOf<T extends readonly { schema: unknown }[]> = { -readonly [I in keyof T]: T[I]['schema'] };

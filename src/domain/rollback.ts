@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import type { ComponentPlan, FingerprintSummary, RestoreOutcome } from '../components/core';
 import { ALL_STRATEGIES } from '../components/registry';
+import type { CheckResult, VerifyFailurePolicy } from '../verify/section';
 
 export type { ComponentPlan, Difference, RestoreOutcome, StrategyImpact } from '../components/core';
 
@@ -121,6 +122,18 @@ export interface RollbackContext {
   previewPaths: number;
   /** The trigger rule that approves this run itself (`triggers.rules[].autoApprove`). */
   autoApproval?: AutoApproval;
+  /** The environment's `verify` section: its checks (by name), failure policy and waves. */
+  verification?: Verification;
+}
+
+export interface Verification {
+  /** Every check's name, and which run after a wave holding which components (`after`). */
+  checks: { name: string; after?: string[] }[];
+  onFailure: VerifyFailurePolicy;
+  askDeadlineMs: number;
+  askDefault: 'compensate' | 'accept';
+  /** The staged rollout, restricted to the run's components (a last wave holds the rest). */
+  waves: { name: string; components: string[] }[];
 }
 
 export interface AutoApproval {
@@ -167,6 +180,20 @@ export interface StepStatus {
   error?: string;
   /** What compensation did for this component. */
   compensation?: string;
+}
+
+export interface VerificationWait {
+  /** Whether the run waits for `accept` or `compensate` now. */
+  awaiting: boolean;
+  /** What failed. */
+  failure: string;
+  /** After which wave (absent: in verify). */
+  wave?: string;
+  deadline: string;
+  /** What the deadline decides. */
+  default: 'compensate' | 'accept';
+  /** How it was settled: by an approver, or by the deadline (`user` is then "deadline"). */
+  decision?: { decision: 'compensate' | 'accept'; user: string; at: string; requestId: string; comment?: string };
 }
 
 export interface Decision {
@@ -239,6 +266,12 @@ export interface RollbackStatus {
   /** Refusals not recorded because the list was full. */
   refusalsOmitted?: number;
   cancellation?: Cancellation;
+  /** Verification checks run so far, after each wave and in verify, in order. */
+  checks?: CheckResult[];
+  /** A failed verification the run waits on (`onFailure: ask`), or how it was settled. */
+  verification?: VerificationWait;
+  /** What the run completed despite (a verification accepted with a warning). */
+  warnings?: string[];
   report?: string;
   reportFile?: string;
 }

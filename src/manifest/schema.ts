@@ -13,6 +13,7 @@ import { APP_VERSION_COMPONENT } from '../domain/drift-scan';
 import { dependencyCycle } from '../domain/dependency-order';
 import { didYouMean, durationField, listenField, localPathField, nameField, repeatedEntries } from './fields';
 import { repositorySchema } from './repository';
+import { verifySectionSchema } from '../verify/section';
 
 export type { Component, ComponentOf, KindName } from '../components/registry';
 
@@ -55,6 +56,9 @@ export const environmentSchema = z
       .refine((v) => (v.file === undefined) !== (v.url === undefined), 'set exactly one of file or url')
       .optional()
       .describe('Where the running application version is read, for drift scans (until the app kind reports it).'),
+    verify: verifySectionSchema
+      .optional()
+      .describe('Checks that prove a rollback left the service working, what a failure leads to, and waves.'),
   })
   // Per environment, and also when some component has another problem, so that problems are
   // reported together: the value may then hold raw components, so read it with care.
@@ -81,6 +85,21 @@ export const environmentSchema = z
           }
         });
       }
+      const verify = (env as { verify?: { checks?: { after?: unknown }[]; waves?: { components?: unknown }[] } })
+        .verify;
+      const named = (list: unknown, at: (string | number)[]) => {
+        if (!Array.isArray(list)) return;
+        list.forEach((c, j) => {
+          if (typeof c === 'string' && !names.includes(c))
+            ctx.addIssue({
+              code: 'custom',
+              path: [...at, j],
+              message: `unknown component "${c}" (this environment has: ${names.join(', ')})`,
+            });
+        });
+      };
+      verify?.waves?.forEach((w, i) => named(w?.components, ['verify', 'waves', i, 'components']));
+      verify?.checks?.forEach((c, i) => named(c?.after, ['verify', 'checks', i, 'after']));
       const cycle = dependencyCycle(components.map((c) => ({ name: c.name, dependsOn: [...new Set(c.dependsOn)] })));
       if (cycle && cycle.length > 1) {
         ctx.addIssue({ code: 'custom', path: ['components'], message: `dependency cycle: ${cycle.join(' -> ')}` });

@@ -61,7 +61,9 @@ export type TestComponent =
       strategy?: 'undo' | 'restore' | 'pitr';
       dependsOn?: string[];
       pitr?: { dataDir: string; archiveDir: string; baseBackupDir: string };
-    };
+    }
+  /** An app component, as the manifest has it (test/support/app-stack.ts makes one). */
+  | ({ kind: 'app'; dependsOn?: string[] } & Record<string, unknown>);
 
 export interface TestEnvOptions {
   /** Component layout per environment; paths are created under the temp dir. */
@@ -147,6 +149,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
           ...(options.versions?.[env] ? { version: options.versions[env] } : {}),
           components: Object.fromEntries(
             Object.entries(components).map(([name, c]) => {
+              if (c.kind === 'app') return [name, { dependsOn: [], ...c }];
               if (c.kind === 'postgres') {
                 return [
                   name,

@@ -290,6 +290,9 @@ export function stubAgentActivities(): AgentActivities {
     discardStaging,
     describeComponent,
     describeAppVersion,
+    // The workflow tests' manifest has no verification checks.
+    runChecks: () => Promise.resolve([]),
+    preflightChecks: () => Promise.resolve([]),
   };
 }
 
