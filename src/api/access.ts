@@ -14,6 +14,9 @@ export const ACTIONS = {
   cancel: ['operator', 'admin'],
   approve: ['approver', 'admin'],
   reject: ['approver', 'admin'],
+  /** accept or compensate a failed verification that waits. */
+  accept: ['approver', 'admin'],
+  compensate: ['approver', 'admin'],
   scan: ['operator', 'admin'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Action = keyof typeof ACTIONS;

@@ -348,7 +348,7 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     return { ...view, webUi: webUi(id) };
   });
 
-  const decision = (action: 'approve' | 'reject' | 'cancel', schema: z.ZodType) =>
+  const decision = (action: 'approve' | 'reject' | 'accept' | 'compensate' | 'cancel', schema: z.ZodType) =>
     app.post(`/v1/rollbacks/:id/${action}`, async (request) => {
       await authenticate(request, action);
       const id = parse(runId, (request.params as { id: string }).id, 'id');
@@ -405,6 +405,8 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
   decision('approve', approveBody);
   decision('reject', rejectBody);
   decision('cancel', cancelBody);
+  decision('accept', rejectBody);
+  decision('compensate', rejectBody);
 
   app.post('/v1/drift-scans', async (request, reply) => {
     await authenticate(request, 'scan');
@@ -916,6 +918,14 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/rollbacks/{id}/approve': decisionPath('approve (approver)', approveBody),
       '/v1/rollbacks/{id}/reject': decisionPath('reject (approver)', rejectBody),
       '/v1/rollbacks/{id}/cancel': decisionPath('cancel (operator)', cancelBody),
+      '/v1/rollbacks/{id}/accept': decisionPath(
+        'accept a failed verification that waits (verify.onFailure: ask) (approver)',
+        rejectBody,
+      ),
+      '/v1/rollbacks/{id}/compensate': decisionPath(
+        'compensate after a failed verification that waits (verify.onFailure: ask) (approver)',
+        rejectBody,
+      ),
       '/v1/drift-scans': {
         post: {
           summary: 'scan two environments for drift now (operator of the `to` environment)',

@@ -60,6 +60,10 @@ export interface RewindApiClient {
     options?: { comment?: string; acceptDataLoss?: boolean; idempotencyKey?: string },
   ): Promise<Decided>;
   reject(workflowId: string, options?: { comment?: string; idempotencyKey?: string }): Promise<Decided>;
+  /** After a failed verification that waits (`verify.onFailure: ask`): keep the result. */
+  accept(workflowId: string, options?: { comment?: string; idempotencyKey?: string }): Promise<Decided>;
+  /** After a failed verification that waits: put everything back. */
+  compensate(workflowId: string, options?: { comment?: string; idempotencyKey?: string }): Promise<Decided>;
   cancel(workflowId: string, options?: { reason?: string; idempotencyKey?: string }): Promise<Decided>;
   status(workflowId: string): Promise<RollbackView & { webUi: string }>;
   /** Recent rollbacks, newest first. */
@@ -113,6 +117,10 @@ export function createRewindClient(options: RewindApiClientOptions): RewindApiCl
       request<Decided>('POST', `/v1/rollbacks/${id(workflowId)}/approve`, body, idempotencyKey),
     reject: (workflowId, { idempotencyKey, ...body } = {}) =>
       request<Decided>('POST', `/v1/rollbacks/${id(workflowId)}/reject`, body, idempotencyKey),
+    accept: (workflowId, { idempotencyKey, ...body } = {}) =>
+      request<Decided>('POST', `/v1/rollbacks/${id(workflowId)}/accept`, body, idempotencyKey),
+    compensate: (workflowId, { idempotencyKey, ...body } = {}) =>
+      request<Decided>('POST', `/v1/rollbacks/${id(workflowId)}/compensate`, body, idempotencyKey),
     cancel: (workflowId, { idempotencyKey, ...body } = {}) =>
       request<Decided>('POST', `/v1/rollbacks/${id(workflowId)}/cancel`, body, idempotencyKey),
     status: (workflowId) => request('GET', `/v1/rollbacks/${id(workflowId)}`),

@@ -3,7 +3,7 @@
 // no access to Temporal. The actor is the token's principal; `--as` is not sent.
 import { FINAL_STATES, type RollbackRequest } from '../domain/rollback';
 import { createRewindClient, RewindApiError, type RewindApiClient } from './api-client';
-import { RequestError, type DecisionResult, type RewindClient, type RollbackView } from './client';
+import { RequestError, type DecisionResult, type DecisionVerb, type RewindClient, type RollbackView } from './client';
 
 /** What the rollback commands use, from RewindClient or from the API. */
 export type RollbackDoor = Pick<
@@ -41,7 +41,7 @@ export class ApiRollbackDoor implements RollbackDoor {
 
   async decide(
     workflowId: string,
-    action: 'approve' | 'reject',
+    action: DecisionVerb,
     decision: { user: string; comment?: string; requestId?: string; acceptDataLoss?: boolean },
   ): Promise<DecisionResult> {
     const options = {
@@ -49,6 +49,7 @@ export class ApiRollbackDoor implements RollbackDoor {
       ...(decision.requestId ? { idempotencyKey: decision.requestId } : {}),
     };
     try {
+      if (action === 'accept' || action === 'compensate') return await this.api[action](workflowId, options);
       return action === 'approve'
         ? await this.api.approve(workflowId, {
             ...options,

@@ -9,7 +9,7 @@ import { repositoryPassword } from '../manifest/load';
 import type { Manifest } from '../manifest/schema';
 import { openProjectStore } from '../store/project-store';
 import type { RollbackDoor } from './api-door';
-import { RequestError, type DecisionResult, type RewindClient } from './client';
+import { RequestError, type DecisionResult, type DecisionVerb, type RewindClient } from './client';
 
 const IDENTITY = 'claimed: --as, REWIND_USER or the login name; not authenticated';
 
@@ -69,7 +69,7 @@ export class AuditedCliDoor implements RollbackDoor {
 
   async decide(
     workflowId: string,
-    action: 'approve' | 'reject',
+    action: DecisionVerb,
     decision: { user: string; comment?: string; requestId?: string; acceptDataLoss?: boolean },
   ): Promise<DecisionResult> {
     const outcome = await this.client.decide(workflowId, action, decision);

@@ -24,6 +24,7 @@ import {
   cancelUpdate,
   planReadyUpdate,
   rejectUpdate,
+  verificationDecisionUpdate,
   rollbackStatusQuery,
   snapshotStatusQuery,
   driftScanStatusQuery,
@@ -98,6 +99,9 @@ export function checkAgainstManifest(manifest: Manifest, environment: string, co
 }
 
 /** What a decision or a cancel came to, as the CLI and incident tooling read it. */
+/** A decision on a run: approve or reject before execute; accept or compensate a failed verification that waits. */
+export type DecisionVerb = 'approve' | 'reject' | 'accept' | 'compensate';
+
 export interface DecisionResult extends DecisionOutcome {
   workflowId: string;
 }
@@ -345,18 +349,28 @@ export class RewindClient {
    */
   async decide(
     workflowId: string,
-    action: 'approve' | 'reject',
+    action: DecisionVerb,
     decision: { user: string; comment?: string; requestId?: string; acceptDataLoss?: boolean },
   ): Promise<DecisionResult> {
     const requestId = decision.requestId ?? randomUUID();
+    const handle = this.client.workflow.getHandle(workflowId);
+    const comment = decision.comment ? { comment: decision.comment } : {};
+    // accept and compensate settle a failed verification that waits (verify.onFailure: ask).
+    if (action === 'accept' || action === 'compensate')
+      return this.sendDecision(workflowId, () =>
+        handle.executeUpdate(verificationDecisionUpdate, {
+          updateId: requestId,
+          args: [{ decision: action, user: decision.user, requestId, ...comment }],
+        }),
+      );
     return this.sendDecision(workflowId, () =>
-      this.client.workflow.getHandle(workflowId).executeUpdate(action === 'approve' ? approveUpdate : rejectUpdate, {
+      handle.executeUpdate(action === 'approve' ? approveUpdate : rejectUpdate, {
         updateId: requestId,
         args: [
           {
             user: decision.user,
             requestId,
-            ...(decision.comment ? { comment: decision.comment } : {}),
+            ...comment,
             ...(decision.acceptDataLoss ? { acceptDataLoss: true } : {}),
           },
         ],

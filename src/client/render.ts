@@ -6,7 +6,7 @@ import { describeContents as contentsOf, presenterOf } from '../components/regis
 import type { CrossSection } from '../domain/cross-section';
 import { terminalSafe as shown } from '../domain/display-text';
 import { formatBytes } from '../domain/format';
-import { describeOutcome, targetCheckText } from '../domain/report';
+import { describeOutcome, targetCheckText, verificationLines } from '../domain/report';
 import { refusalTimes } from '../domain/rollback-rules';
 import { describeTarget, type RollbackPlan, type RollbackStatus } from '../domain/rollback';
 import { formatDuration } from '../manifest/duration';
@@ -104,6 +104,7 @@ export function renderStatus(view: RollbackView): string {
       );
     }
   }
+  lines.push(...verificationLines(s).map(shown));
   if (s.reportFile) lines.push(`Report: ${shown(s.reportFile)}`);
   const next = nextStep(s);
   if (next) lines.push(next);
@@ -131,6 +132,10 @@ function nextStep(s: RollbackStatus): string | undefined {
   if (s.state === 'awaiting-approval') {
     const id = shown(s.workflowId);
     return `Next: rewind rollback approve ${id} --as <approver>   (or: rewind rollback reject ${id} --as <user>)`;
+  }
+  if (s.verification?.awaiting) {
+    const id = shown(s.workflowId);
+    return `Next: rewind rollback accept ${id} --as <approver>   (or: rewind rollback compensate ${id} --as <approver>)`;
   }
   return undefined;
 }

@@ -30,6 +30,15 @@ export const cancelPayloadSchema = z.strictObject({
 });
 export type CancelPayload = z.infer<typeof cancelPayloadSchema>;
 
+/** After a failed verification with `onFailure: ask`: keep the result, or put everything back. */
+export const verificationDecisionPayloadSchema = z.strictObject({
+  decision: z.enum(['accept', 'compensate']),
+  user,
+  requestId,
+  comment: z.string().max(500).optional(),
+});
+export type VerificationDecisionPayload = z.infer<typeof verificationDecisionPayloadSchema>;
+
 /** The answer to a decision: it counted, or it was refused and why; and where the run is now. */
 export interface DecisionOutcome {
   accepted: boolean;
@@ -45,6 +54,11 @@ export const approveUpdate = defineUpdate<DecisionOutcome, [DecisionPayload]>('a
 export const rejectUpdate = defineUpdate<DecisionOutcome, [DecisionPayload]>('reject');
 /** Records who cancels and why; the client then requests the run's cancellation. */
 export const cancelUpdate = defineUpdate<DecisionOutcome, [CancelPayload]>('cancel');
+
+/** accept or compensate a run that waits after a failed verification. */
+export const verificationDecisionUpdate = defineUpdate<DecisionOutcome, [VerificationDecisionPayload]>(
+  'verificationDecision',
+);
 
 export const rollbackStatusQuery = defineQuery<RollbackStatus>('status');
 /**

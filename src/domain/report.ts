@@ -123,6 +123,12 @@ export function renderRollbackReport(s: RollbackStatus): string {
     for (const st of notes) lines.push(`- **${md(st.component)}**: ${md(st.outcome!.note!)}`);
     lines.push('');
   }
+  const verification = verificationLines(s);
+  if (verification.length) {
+    lines.push('## Verification', '');
+    for (const line of verification) lines.push(`- ${md(line.trim())}`);
+    lines.push('');
+  }
   const errors = Object.values(s.steps).filter((st) => st.error);
   if (errors.length) {
     lines.push('## Errors', '');
@@ -170,7 +176,34 @@ export function renderCurrentDetails(s: RollbackStatus): string {
   for (const st of Object.values(s.steps))
     if (st.state !== 'pending')
       lines.push(`- ${md(st.component)}: ${st.state}${st.verify ? `, verify ${st.verify}` : ''}`);
+  for (const line of verificationLines(s)) lines.push(`- ${md(line.trim())}`);
   return lines.join('\n');
+}
+
+/**
+ * The verification checks' results with what they measured, a failed verification that waits
+ * (or how it was settled), and the warnings the run completed with: raw text, one per line.
+ */
+export function verificationLines(s: RollbackStatus): string[] {
+  const lines: string[] = [];
+  if (s.checks?.length) {
+    lines.push('Checks:');
+    for (const c of s.checks)
+      lines.push(
+        `  ${c.name.padEnd(12)} ${c.passed ? 'passed' : 'FAILED'}  ${c.kind}: ${c.value}${c.wave !== undefined ? ` (after wave ${c.wave})` : ''}${c.problem ? `: ${c.problem}` : ''}`,
+      );
+  }
+  const v = s.verification;
+  if (v?.awaiting)
+    lines.push(
+      `Verification failed${v.wave !== undefined ? ` after wave ${v.wave}` : ''}: ${v.failure}. Waiting for accept or compensate from an approver until ${v.deadline}; then: ${v.default}.`,
+    );
+  else if (v?.decision)
+    lines.push(
+      `Verification failed and ${v.decision.user === 'deadline' ? `the deadline chose ${v.decision.decision}` : `${v.decision.user} chose ${v.decision.decision}`} at ${v.decision.at}${v.decision.comment ? ` ("${v.decision.comment}")` : ''}.`,
+    );
+  for (const w of s.warnings ?? []) lines.push(`Warning: ${w}`);
+  return lines;
 }
 
 /** Whether the data the restore writes was read back before approval, as the plan shows it. */

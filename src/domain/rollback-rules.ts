@@ -301,3 +301,26 @@ export function recordRefusal(
   }
   run.refusals.push(refusal);
 }
+
+/**
+ * Why an `accept` or `compensate` after a failed verification is refused: the run must be
+ * waiting for one, and the user must be an approver (the requester only where they may approve).
+ */
+export function verificationDecisionProblem(
+  run: Pick<
+    RollbackStatus,
+    'verification' | 'approvers' | 'requester' | 'requesterMayApprove' | 'environment' | 'state' | 'phase'
+  >,
+  decision: { user: string; decision: string },
+): string | undefined {
+  if (!run.verification?.awaiting)
+    return `the rollback is not waiting for a verification decision (phase ${run.phase}, state ${run.state})`;
+  if (run.verification.decision)
+    return `${run.verification.decision.user} already chose ${run.verification.decision.decision}`;
+  const approvers = run.approvers ?? [];
+  if (!approvers.includes(decision.user))
+    return `${decision.user} is not an approver (approvers: ${approvers.join(', ')})`;
+  if (run.requesterMayApprove === false && decision.user === run.requester)
+    return `${decision.user} requested this rollback and cannot decide on its verification in ${run.environment}`;
+  return undefined;
+}

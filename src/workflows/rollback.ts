@@ -38,6 +38,9 @@ import {
   planReadyUpdate,
   rejectUpdate,
   releaseLockSignal,
+  verificationDecisionPayloadSchema,
+  verificationDecisionUpdate,
+  type VerificationDecisionPayload,
   rollbackStatusQuery,
   type CancelPayload,
   type DecisionOutcome,
@@ -53,6 +56,7 @@ import {
   type RollbackRequest,
   type RollbackState,
   type RollbackStatus,
+  type VerificationWait,
   lockWorkflowId,
 } from '../domain/rollback';
 import { runInDependencyOrder } from '../domain/dependency-order';
@@ -65,6 +69,7 @@ import {
   environmentBusyMessage,
   recordRefusal,
   unrecordedRefusal,
+  verificationDecisionProblem,
   whereTheRunIs,
   type DecisionAction,
 } from '../domain/rollback-rules';
@@ -73,6 +78,7 @@ import { compensation, quick, transfer } from './activity-options';
 import { takeCrossSection } from './cross-section';
 import { crossSectionId } from '../domain/cross-section';
 import { plansFromLiveState } from '../components/registry';
+import { checksFor, type CheckResult } from '../verify/section';
 import { environmentLockWorkflow } from './lock';
 
 const control = proxyActivities<ControlActivities>(quick);
@@ -144,6 +150,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     validator: (p: DecisionPayload) => validateDecision('reject', p),
   });
   setHandler(cancelUpdate, onCancel, { validator: validateCancel });
+  setHandler(verificationDecisionUpdate, onVerificationDecision, { validator: validateVerificationDecision });
   // Issues no command: runs started before it existed replay unchanged.
   setHandler(planReadyUpdate, async () => {
     await condition(() => status.state !== 'running');
@@ -375,6 +382,23 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     showSafetyInPlan();
     const blocked = blockedSteps(status.plan);
     if (blocked.length > 0 && !request.dryRun) throw new RollbackEnded('failed', blocked.join('; '));
+    await preflightChecks(context);
+  }
+
+  /**
+   * Verification that could not judge at all (Prometheus unreachable, a query it refuses) ends
+   * the run before approval: better than switching traffic and then being unable to check it.
+   */
+  async function preflightChecks(context: RollbackContext): Promise<void> {
+    const names = context.verification?.checks.map((c) => c.name) ?? [];
+    if (names.length === 0) return;
+    const agent = proxyActivities<AgentActivities>({ ...quick, taskQueue: context.envTaskQueue });
+    const problems = await agent.preflightChecks({ environment: context.environment, checks: names });
+    if (problems.length > 0)
+      throw new RollbackEnded(
+        'failed',
+        `prepare failed: verification could not judge this rollback, so nothing was changed: ${problems.join('; ')}`,
+      );
   }
 
   /** The plan names each component's safety snapshot once it is taken. */
@@ -482,8 +506,21 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     enterPhase('execute');
     await safetyConfirmed();
     const context = run.ctx!;
+    const waves = context.verification?.waves ?? [];
+    if (waves.length === 0) return executeSteps(context, context.components);
+    // A staged rollout: each wave is verified (its components and its checks) before the next
+    // starts; the last one is verified by the verify phase.
+    for (const [i, wave] of waves.entries()) {
+      const members = context.components.filter((c) => wave.components.includes(c.name));
+      log.info('wave started', { wave: wave.name, components: wave.components.join(',') });
+      await executeSteps(context, members);
+      if (i < waves.length - 1) await verifyComponents(members, wave.name);
+    }
+  }
+
+  async function executeSteps(context: RollbackContext, components: RollbackComponent[]): Promise<void> {
     const firstFailure = await runInDependencyOrder(
-      context.components,
+      components,
       (component) => restoreStep(context, component),
       (component) => {
         const step = status.steps[component.name]!;
@@ -530,10 +567,18 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
 
   async function verify(): Promise<void> {
     enterPhase('verify');
+    await verifyComponents(run.ctx!.components);
+  }
+
+  /**
+   * Checks that `components` equal their targets and runs the verification checks that concern
+   * them (all of them in verify, `wave` unset); a failure goes to the manifest's policy.
+   */
+  async function verifyComponents(components: RollbackComponent[], wave?: string): Promise<void> {
     const context = run.ctx!;
     const agent = proxyActivities<AgentActivities>(transfer(context.envTaskQueue, context.heartbeatTimeoutMs));
     const outcomes = await Promise.all(
-      context.components.map(async (c) => {
+      components.map(async (c) => {
         const outcome = await agent.verifyComponent({
           environment: context.environment,
           component: c.name,
@@ -546,14 +591,67 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       }),
     );
     const mismatches = outcomes.filter((o) => !o.matches);
-    if (mismatches.length === 0) return;
-    const detail = mismatches
-      .map(
-        (m) =>
-          `${m.component} differs from the target (${m.differences.map((d) => `${d.op} ${d.subject}${d.detail ? ` (${d.detail})` : ''}`).join(', ') || 'fingerprint only'})`,
-      )
-      .join('; ');
+    const failed: string[] = mismatches.map(
+      (m) =>
+        `${m.component} differs from the target (${m.differences.map((d) => `${d.op} ${d.subject}${d.detail ? ` (${d.detail})` : ''}`).join(', ') || 'fingerprint only'})`,
+    );
+    const checks = checksFor(
+      context.verification?.checks ?? [],
+      wave === undefined ? undefined : components.map((c) => c.name),
+    );
+    if (checks.length > 0) {
+      const results: CheckResult[] = await agent.runChecks({
+        environment: context.environment,
+        checks: checks.map((c) => c.name),
+        ...(wave !== undefined ? { wave } : {}),
+      });
+      (status.checks ??= []).push(...results);
+      showDetails();
+      for (const r of results.filter((r) => !r.passed))
+        failed.push(`check ${r.name} failed: ${r.problem ?? 'failed'} (measured ${r.value})`);
+    }
+    if (failed.length === 0) return;
+    const detail = `${wave !== undefined ? `after wave ${wave}: ` : ''}${failed.join('; ')}`;
     for (const m of mismatches) status.steps[m.component]!.error = `verify: ${detail}`;
+    await onVerificationFailure(detail, wave);
+  }
+
+  /** The manifest's `verify.onFailure`: compensate, ask an approver, or accept with a warning. */
+  async function onVerificationFailure(detail: string, wave: string | undefined): Promise<void> {
+    const policy = run.ctx!.verification?.onFailure ?? 'compensate';
+    if (policy === 'accept-with-warning') {
+      (status.warnings ??= []).push(
+        `verify failed and the manifest accepts it (onFailure: accept-with-warning): ${detail}`,
+      );
+      showDetails();
+      return;
+    }
+    if (policy === 'ask') {
+      const { askDeadlineMs, askDefault } = run.ctx!.verification!;
+      const wait: VerificationWait = (status.verification = {
+        awaiting: true,
+        failure: detail,
+        ...(wave !== undefined ? { wave } : {}),
+        deadline: new Date(Date.now() + askDeadlineMs).toISOString(),
+        default: askDefault,
+      });
+      showDetails();
+      log.info('verification failed; waiting for accept or compensate', { deadline: wait.deadline });
+      const decided = await condition(() => wait.decision !== undefined, askDeadlineMs);
+      if (!decided) wait.decision = { decision: askDefault, user: 'deadline', at: now(), requestId: 'deadline' };
+      wait.awaiting = false;
+      showDetails();
+      const { decision, user } = wait.decision!;
+      if (decision === 'accept') {
+        (status.warnings ??= []).push(
+          `verify failed and was accepted by ${user === 'deadline' ? `the deadline (default ${askDefault})` : user}: ${detail}`,
+        );
+        return;
+      }
+      throw await compensate(
+        `verify failed and ${user === 'deadline' ? `the deadline chose ${askDefault}` : `${user} chose to compensate`}: ${detail}`,
+      );
+    }
     throw await compensate(`verify failed: ${detail}`);
   }
 
@@ -712,6 +810,27 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   function onCancel(payload: CancelPayload): DecisionOutcome {
     status.cancellation ??= { ...payload, at: now(), phase: status.phase };
     log.warn('cancellation requested', { user: payload.user, reason: payload.reason ?? '' });
+    return { accepted: true, ...whereTheRunIs(status) };
+  }
+
+  function validateVerificationDecision(payload: VerificationDecisionPayload): void {
+    const problem =
+      payloadProblem(verificationDecisionPayloadSchema, payload) ?? verificationDecisionProblem(status, payload);
+    if (problem) throw refused(problem);
+  }
+
+  /** `accept` or `compensate` after a failed verification (`onFailure: ask`); the first one counts. */
+  async function onVerificationDecision(payload: VerificationDecisionPayload): Promise<DecisionOutcome> {
+    const wait = status.verification!;
+    wait.decision = {
+      decision: payload.decision,
+      user: payload.user,
+      at: now(),
+      requestId: payload.requestId,
+      ...(payload.comment !== undefined ? { comment: payload.comment } : {}),
+    };
+    log.info('verification decided', { decision: payload.decision, user: payload.user });
+    await condition(() => !wait.awaiting);
     return { accepted: true, ...whereTheRunIs(status) };
   }
 

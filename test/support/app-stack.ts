@@ -41,6 +41,8 @@ export interface AppStack {
   activate(colour: 'blue' | 'green', version: string): Promise<void>;
   /** Makes `version`'s health check fail (503) or pass again. */
   setUnhealthy(version: string, unhealthy: boolean): void;
+  /** Makes `version`'s pages fail (500) while its health check still passes, or work again. */
+  setBroken(version: string, broken: boolean): void;
   /** The version nginx serves now, through a fresh connection. */
   served(): Promise<string>;
   teardown(): Promise<void>;
@@ -162,6 +164,11 @@ http {
     setUnhealthy(version, unhealthy) {
       const file = path.join(stateDir, `unhealthy-${version}`);
       if (unhealthy) writeFileSync(file, '');
+      else rmSync(file, { force: true });
+    },
+    setBroken(version, broken) {
+      const file = path.join(stateDir, `broken-${version}`);
+      if (broken) writeFileSync(file, '');
       else rmSync(file, { force: true });
     },
     served: () => answer(`${url}/version`),

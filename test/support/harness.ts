@@ -85,6 +85,8 @@ export interface TestEnvOptions {
   triggers?: ManifestInput['triggers'];
   /** Other top-level manifest sections, as given (pagerduty, statusPage, snapshots …). */
   manifest?: Partial<Pick<ManifestInput, 'pagerduty' | 'statusPage' | 'snapshots' | 'drills'>>;
+  /** Per environment: its `verify` section (checks, onFailure, waves). */
+  verify?: Record<string, unknown>;
   /** Per environment: where its application version is read. */
   versions?: Record<string, { file?: string; url?: string; field?: string }>;
   /** Environment for the control worker's drift activities (e.g. the Slack token). */
@@ -147,6 +149,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
             ? { allowSelfApproval: options.allowSelfApproval[env] }
             : {}),
           ...(options.versions?.[env] ? { version: options.versions[env] } : {}),
+          ...(options.verify?.[env] ? { verify: options.verify[env] as never } : {}),
           components: Object.fromEntries(
             Object.entries(components).map(([name, c]) => {
               if (c.kind === 'app') return [name, { dependsOn: [], ...c }];

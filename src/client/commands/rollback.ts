@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, Option } from 'commander';
 import { CROSS_SECTION_ID_PATTERN } from '../../domain/cross-section';
 import { FINAL_STATES, STATUS_EXIT_CODES, STRATEGIES, TRIGGERS, type RollbackStatus } from '../../domain/rollback';
-import { RequestError, type RollbackView } from '../client';
+import { RequestError, type DecisionVerb, type RollbackView } from '../client';
 import { progressBar, renderLive, renderStatus } from '../render';
 import { postmortemHtml } from '../postmortem-html';
 import { renderPostmortem } from '../../domain/postmortem';
@@ -137,6 +137,8 @@ export function registerRollbackCommands(program: Command): void {
 
   decisionCommand(rollback, 'approve');
   decisionCommand(rollback, 'reject');
+  decisionCommand(rollback, 'accept');
+  decisionCommand(rollback, 'compensate');
 
   rollback
     .command('cancel <workflowId>')
@@ -247,18 +249,23 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
+const DECISION_HELP: Record<DecisionVerb, string> = {
+  approve: 'approve a rollback that awaits approval',
+  reject: 'reject a rollback before it executes',
+  accept: 'keep the result of a rollback whose verification failed and waits (verify.onFailure: ask)',
+  compensate: 'put everything back after a verification that failed and waits (verify.onFailure: ask)',
+};
+
+function decisionCommand(rollback: Command, name: DecisionVerb) {
   rollback
     .command(`${name} <workflowId>`)
-    .description(
-      name === 'approve' ? 'approve a rollback that awaits approval' : 'reject a rollback before it executes',
-    )
+    .description(DECISION_HELP[name])
     .option('--as <user>', 'who decides (default: $REWIND_USER or your login)', nonEmpty('--as'))
     .option('--comment <text>', 'a note for the record')
     .option('--request-id <id>', 'idempotency key: a repeated request with the same id counts once')
     .option(
       '--accept-data-loss',
-      name === 'approve' ? 'accept that the plan loses data (needed when it does)' : 'ignored for reject',
+      name === 'approve' ? 'accept that the plan loses data (needed when it does)' : `ignored for ${name}`,
     )
     .action(
       action(
@@ -285,6 +292,10 @@ function decisionCommand(rollback: Command, name: 'approve' | 'reject') {
           print(cmd, outcome, () => {
             const now = `state: ${outcome.state}, phase: ${outcome.phase}`;
             if (name === 'reject') return `rejected by ${terminalSafe(user)}; nothing was changed (${now})`;
+            if (name === 'accept')
+              return `verification failure accepted by ${terminalSafe(user)}; the rollback completes with a warning (${now})`;
+            if (name === 'compensate')
+              return `compensation chosen by ${terminalSafe(user)}; everything is being put back (${now})`;
             const { approvals, requiredApprovals } = outcome;
             return approvals >= requiredApprovals
               ? `approved by ${terminalSafe(user)} (${approvals} of ${requiredApprovals}); ${now}`
