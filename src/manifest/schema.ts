@@ -99,6 +99,22 @@ export const environmentSchema = z
         });
       };
       verify?.waves?.forEach((w, i) => named(w?.components, ['verify', 'waves', i, 'components']));
+      // A wave runs after the ones before it: what a component depends on cannot come later.
+      const waveOf = new Map<string, number>();
+      verify?.waves?.forEach((w, i) => {
+        if (Array.isArray(w?.components)) for (const c of w.components) if (typeof c === 'string') waveOf.set(c, i);
+      });
+      const lastWave = (verify?.waves?.length ?? 0) + 1;
+      for (const { name: componentName, dependsOn } of components) {
+        const mine = waveOf.get(componentName) ?? lastWave;
+        for (const dep of dependsOn)
+          if (waveOf.has(componentName) && (waveOf.get(dep) ?? lastWave) > mine)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['verify', 'waves', mine, 'components'],
+              message: `${componentName} depends on ${dep}, which comes in a later wave`,
+            });
+      }
       verify?.checks?.forEach((c, i) => named(c?.after, ['verify', 'checks', i, 'after']));
       const cycle = dependencyCycle(components.map((c) => ({ name: c.name, dependsOn: [...new Set(c.dependsOn)] })));
       if (cycle && cycle.length > 1) {

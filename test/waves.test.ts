@@ -1,0 +1,82 @@
+// Staged rollback: components in waves, each wave verified (its components and its checks)
+// before the next; a failed wave stops the rollout and compensates the waves already done.
+import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createTestEnv, type TestEnv } from './support/harness';
+import { blueGreenComponent, startAppStack, type AppStack } from './support/app-stack';
+
+describe('waves', () => {
+  let env: TestEnv;
+  let stack: AppStack;
+  beforeAll(async () => {
+    stack = await startAppStack(path.join(os.tmpdir(), `rewind-waves-${process.pid}`));
+    env = await createTestEnv({
+      environments: { production: { config: { format: 'config' }, app: blueGreenComponent(stack) } },
+      verify: {
+        production: {
+          waves: [
+            { name: 'config-first', components: ['config'] },
+            { name: 'traffic', components: ['app'] },
+          ],
+          checks: [
+            { name: 'reachable', after: ['config'], http: { url: `${stack.url}/version`, status: 200 } },
+            { name: 'homepage', after: ['app'], http: { url: `${stack.url}/`, status: 200, body: 'hello from' } },
+          ],
+        },
+      },
+    });
+  });
+  afterAll(async () => {
+    await env?.teardown();
+    await stack?.teardown();
+  });
+
+  const configFile = () => path.join(env.componentPath('production', 'config'), 'app.yaml');
+
+  async function v1ThenV2() {
+    writeFileSync(configFile(), 'release: v1\n');
+    await stack.startRelease('blue', 'v1');
+    await stack.activate('blue', 'v1');
+    await env.snapshot('production', { version: 'v1' });
+    writeFileSync(configFile(), 'release: v2\n');
+    await stack.startRelease('green', 'v2');
+    await stack.activate('green', 'v2');
+  }
+
+  async function rollBack() {
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
+    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    await env.client.decide(id, 'approve', { user: 'bob' });
+    return (await env.finalStatus(id)).status;
+  }
+
+  it('rolls out wave by wave, checking after each', async () => {
+    await v1ThenV2();
+    const status = await rollBack();
+    expect(status.state).toBe('completed');
+    expect(status.checks!.map((c) => [c.name, c.wave ?? 'verify', c.passed])).toEqual([
+      ['reachable', 'config-first', true],
+      ['reachable', 'verify', true],
+      ['homepage', 'verify', true],
+    ]);
+    // The first wave ended before the second started.
+    expect(Date.parse(status.steps.config!.endedAt!)).toBeLessThanOrEqual(Date.parse(status.steps.app!.startedAt!));
+    expect(readFileSync(configFile(), 'utf8')).toBe('release: v1\n');
+    expect(await stack.served()).toBe('v1');
+  });
+
+  it("compensates the first wave when the second wave's check fails", async () => {
+    writeFileSync(configFile(), 'release: v2\n');
+    await stack.startRelease('green', 'v2');
+    await stack.activate('green', 'v2');
+    stack.setBroken('v1', true);
+    const status = await rollBack();
+    expect(status.state).toBe('compensated');
+    expect(status.cause).toMatch(/^verify failed: check homepage failed: request 1: status 500, expected 200/);
+    expect(status.steps.config).toMatchObject({ state: 'compensated', verify: 'passed' });
+    expect(status.steps.app).toMatchObject({ state: 'compensated' });
+    expect(readFileSync(configFile(), 'utf8')).toBe('release: v2\n');
+    expect(await stack.served()).toBe('v2');
+  });
+});
