@@ -23,6 +23,8 @@ export const ErrorType = {
   WrongAgent: 'WrongAgent',
   /** A component path is missing or unusable, or its database unreachable or refusing us. */
   ComponentUnavailable: 'ComponentUnavailable',
+  /** The component asked to be tried again later (a command's retry exit code, or it timed out). */
+  ComponentBusy: 'ComponentBusy',
   /** A migration failed, or the migration history does not allow the request. */
   MigrationRefused: 'MigrationRefused',
 } as const;

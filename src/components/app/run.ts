@@ -58,7 +58,7 @@ export async function runManifestCommand(
   const message = `${what} (${command}) ${describeExit(result, opts.timeoutMs)}${outputTail(result)}`;
   const retry = result.timedOut || (result.code !== null && (opts.retryCodes ?? []).includes(result.code));
   throw retry
-    ? ApplicationFailure.retryable(message, ErrorType.ComponentUnavailable)
+    ? ApplicationFailure.retryable(message, ErrorType.ComponentBusy)
     : ApplicationFailure.nonRetryable(message, ErrorType.ComponentUnavailable);
 }
 
