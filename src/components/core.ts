@@ -73,6 +73,8 @@ export interface ComponentPlan {
    * for kinds and strategies that read nothing, and in runs started before this existed).
    */
   targetCheck?: { readable: boolean; note: string };
+  /** What the kind's own tool says the step would do (ansible-playbook --check --diff), shown for approval. */
+  preview?: { title: string; text: string };
   details: KindDetails;
 }
 

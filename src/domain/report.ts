@@ -4,7 +4,7 @@
 // `code` (markdownCode): it shows as typed and never becomes HTML, structure or a terminal command.
 import { formatDuration } from '../manifest/duration';
 import { presenterOf } from '../components/registry';
-import { markdownCode as code, markdownSafe as md } from './display-text';
+import { markdownCode as code, markdownSafe as md, terminalSafe } from './display-text';
 import { formatBytes } from './format';
 import { refusalTimes } from './rollback-rules';
 import { describeTarget, type Phase, type PhaseTiming, type RollbackStatus } from './rollback';
@@ -83,7 +83,7 @@ export function renderRollbackReport(s: RollbackStatus): string {
     lines.push('');
     for (const c of s.plan.components) {
       const differences = c.differences ?? [];
-      if (differences.length === 0 && !c.impact) continue;
+      if (differences.length === 0 && !c.impact && !c.preview) continue;
       lines.push(`### ${md(c.component)} (${md(c.path)})`, '');
       for (const i of c.impact ?? []) {
         const state = !i.available
@@ -98,6 +98,7 @@ export function renderRollbackReport(s: RollbackStatus): string {
       }
       if (c.impact) lines.push('');
       if (c.targetCheck) lines.push(`- Target data: ${targetCheckText(c.targetCheck, md)}`);
+      if (c.preview) lines.push(`- ${md(c.preview.title)}:`, '', ...codeBlock(c.preview.text), '');
       for (const d of differences)
         lines.push(`- ${md(d.op)} ${code(d.subject)}${d.detail ? ` (${md(d.detail)})` : ''}`);
       if (c.more > 0) lines.push(`- … and ${c.more} more`);
@@ -209,4 +210,12 @@ export function verificationLines(s: RollbackStatus): string[] {
 /** Whether the data the restore writes was read back before approval, as the plan shows it. */
 export function targetCheckText(check: { readable: boolean; note: string }, escape: (t: string) => string): string {
   return check.readable ? escape(check.note) : `NOT POSSIBLE: ${escape(check.note)}`;
+}
+
+/** Tool output as a fenced block: terminal-safe lines, a fence longer than any backtick run in it. */
+function codeBlock(text: string): string[] {
+  const safe = text.split('\n').map((line) => terminalSafe(line));
+  const longest = Math.max(2, ...safe.map((l) => Math.max(0, ...(l.match(/`+/g) ?? []).map((r) => r.length))));
+  const fence = '`'.repeat(longest + 1);
+  return [`  ${fence}text`, ...safe.map((l) => `  ${l}`), `  ${fence}`];
 }

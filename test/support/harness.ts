@@ -53,7 +53,7 @@ export const TEST_PASSWORD = 'test-repository-password';
 
 /** A files component (a temp directory), or a postgres one (`url` given). */
 export type TestComponent =
-  | { kind?: 'files'; format?: 'config' | 'pickle' | 'any'; dependsOn?: string[] }
+  | { kind?: 'files'; format?: 'config' | 'pickle' | 'any'; dependsOn?: string[]; ansible?: Record<string, unknown> }
   | {
       kind: 'postgres';
       url: string;
@@ -170,7 +170,13 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
               mkdirSync(p, { recursive: true });
               return [
                 name,
-                { kind: 'files' as const, path: p, format: c.format ?? 'any', dependsOn: c.dependsOn ?? [] },
+                {
+                  kind: 'files' as const,
+                  path: p,
+                  format: c.format ?? 'any',
+                  dependsOn: c.dependsOn ?? [],
+                  ...(c.ansible ? { ansible: c.ansible as never } : {}),
+                },
               ];
             }),
           ),

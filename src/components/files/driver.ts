@@ -27,7 +27,8 @@ import { inlineListing } from '../../snapshots/inline-listing';
 import { ResticError, type RestoreSummary } from '../../snapshots/restic';
 import { EMPTY_MARKER_FILE, EMPTY_MARKER_TEXT, LISTING_FILE } from '../../snapshots/store';
 import { summarizeChanges } from '../change-list';
-import type { Change, Difference } from '../core';
+import { playbookFailure, releaseOf, runPlaybook } from './ansible';
+import type { Change, ComponentPlan, Difference } from '../core';
 import {
   snapshotLabels,
   type ComponentDriver,
@@ -109,6 +110,162 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
     return wholeTree('the targeted restore did not reach the target fingerprint');
   };
 
+  const assessListing = async (
+    component: FilesComponent,
+    req: Parameters<ComponentDriver<FilesComponent>['assess']>[1],
+    ctx: StepContext,
+  ): Promise<ComponentPlan> => {
+    // Without its safety snapshot yet, the component as it is now: the same listing that snapshot stores.
+    const current = req.safety
+      ? await loadListing(req.safety.listingSnapshotId, ctx)
+      : (await isDirectory(component.path))
+        ? await listing(component.path, ctx)
+        : [];
+    const target = await loadListing(req.target.listingSnapshotId, ctx);
+    const changes = diffListings(current, target);
+    const summary = await summarizeChanges(
+      {
+        plansDir: ctx.plansDir,
+        workflowId: req.workflowId,
+        component: req.component,
+        previewPaths: req.previewPaths,
+      },
+      changes.map(toChange),
+    );
+    const details: FilesPlanDetails = { kind: 'files', modeChanged: changes.filter((c) => c.op === 'mode').length };
+    return {
+      component: req.component,
+      kind: 'files' as const,
+      path: component.path,
+      targetSnapshotId: req.target.snapshotId,
+      safetySnapshotId: req.safety?.snapshotId ?? '',
+      ...summary,
+      destructive: false,
+      details,
+    };
+  };
+
+  const stageTarget = async (
+    component: FilesComponent,
+    req: Parameters<NonNullable<ComponentDriver<FilesComponent>['stage']>>[1],
+    ctx: StepContext,
+  ): Promise<StageOutcome> => {
+    await refuseSymbolicLink(component.path, req);
+    const current = (await isDirectory(component.path)) ? await listing(component.path, ctx) : [];
+    const target = await loadListing(req.target.listingSnapshotId, ctx);
+    const area = stagedArea(ctx.stagingRoot, req.workflowId, req.component);
+    await discardStaged(area.root);
+    const plan = planTargetedRestore(diffListings(current, target), current, target);
+    // A fallback plan restores the whole tree (names restic would read as patterns): read all of it.
+    const whole = 'fallback' in plan;
+    const include = whole ? target.filter((e) => !e.path.includes('/')).map((e) => e.path) : plan.include;
+    if (include.length === 0) return { readable: true, note: 'nothing to read: no content differs', bytes: 0 };
+    await mkdir(area.root, { recursive: true });
+    try {
+      await withIncludeFile(include, (includeFile) =>
+        ctx.store.restic.restore(
+          {
+            snapshotId: req.target.snapshotId,
+            target: area.root,
+            withoutLock: true,
+            ...(whole ? {} : { includeFile }),
+          },
+          {
+            signal: ctx.progress.signal,
+            onProgress: (p) => ctx.progress.update({ stage: 'stage', percent: p.percentDone, ...sizes(p) }),
+          },
+        ),
+      );
+    } catch (err) {
+      await discardStaged(area.root);
+      if (err instanceof ResticError && (err.kind === 'damaged' || err.kind === 'refused'))
+        return { readable: false, note: `the target snapshot cannot be read: ${err.message}`, bytes: 0 };
+      throw err;
+    }
+    const checked = await recordStaged(area, req.target.snapshotId, include, target);
+    if (checked.problem) {
+      await discardStaged(area.root);
+      return { readable: false, note: checked.problem, bytes: checked.bytes };
+    }
+    return {
+      readable: true,
+      note: `${count(checked.files, 'file')} (${formatBytes(checked.bytes)}) read back, checked and staged`,
+      bytes: checked.bytes,
+    };
+  };
+
+  /** Config applied by ansible-playbook with the release of the snapshot returned to (ansible.ts). */
+  const restoreWithAnsible = async (
+    component: FilesComponent,
+    req: Parameters<ComponentDriver<FilesComponent>['restore']>[1],
+    ctx: StepContext,
+  ): Promise<RestoreResult> => {
+    await refuseSymbolicLink(component.path, req);
+    await mkdir(component.path, { recursive: true });
+    if (fingerprintOf(await listing(component.path, ctx)).digest === req.fingerprint.digest) return ALREADY_AT_TARGET;
+    const release = await releaseOf(ctx.store, req);
+    if (release === undefined) {
+      if (req.purpose === 'compensation')
+        return {
+          ...(await restoreWhole(component, req, ctx)),
+          note: 'no release matches the files before the rollback, so they were restored from the safety snapshot instead of by ansible-playbook',
+        };
+      throw ApplicationFailure.nonRetryable(
+        `${req.component} is applied by ansible-playbook, but the target cross-section names no release to give it`,
+        ErrorType.CrossSectionIncomplete,
+      );
+    }
+    ctx.progress.update({ stage: `ansible-playbook (release ${release})` });
+    const run = await runPlaybook(component.ansible!, release, {
+      check: false,
+      where: { path: component.path, environment: req.environment },
+      signal: ctx.progress.signal,
+    });
+    if (!run.ok) throw playbookFailure(run);
+    const details: FilesRestoreDetails = {
+      kind: 'files',
+      method: 'ansible',
+      release,
+      filesRestored: 0,
+      filesSkipped: 0,
+      filesDeleted: 0,
+    };
+    return {
+      alreadyAtTarget: false,
+      bytesWritten: 0,
+      details,
+      ...(req.purpose === 'compensation'
+        ? { note: `ansible-playbook applied release ${release}, the release before the rollback` }
+        : {}),
+    };
+  };
+
+  /** Plan: what ansible-playbook --check --diff says applying the target's release would do. */
+  const ansibleCheck = async (
+    component: FilesComponent,
+    req: Parameters<ComponentDriver<FilesComponent>['assess']>[1],
+    ctx: StepContext,
+  ): Promise<NonNullable<ComponentPlan['preview']>> => {
+    const release = await releaseOf(ctx.store, {
+      environment: req.environment,
+      component: req.component,
+      ...req.target,
+    });
+    if (release === undefined)
+      throw ApplicationFailure.nonRetryable(
+        `${req.component} is applied by ansible-playbook, but the target cross-section names no release to give it`,
+        ErrorType.CrossSectionIncomplete,
+      );
+    ctx.progress.update({ stage: `ansible-playbook --check --diff (release ${release})` });
+    const check = await runPlaybook(component.ansible!, release, {
+      check: true,
+      where: { path: component.path, environment: req.environment },
+      signal: ctx.progress.signal,
+    });
+    if (!check.ok) throw playbookFailure(check);
+    return { title: `ansible-playbook --check --diff with release ${release}`, text: check.output };
+  };
+
   return {
     describe: (component, question, ctx) => describe(component, question as FilesDriftQuestion, ctx),
 
@@ -181,6 +338,7 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
     },
 
     restore(component, req, ctx): Promise<RestoreResult> {
+      if (component.ansible && !keepsAnything(req.keep)) return restoreWithAnsible(component, req, ctx);
       if (!keepsAnything(req.keep)) return restoreWhole(component, req, ctx);
       const { keep, ...plain } = req;
       return restoreKeeping(component.path, keep, ctx.stagingRoot, req.idempotencyKey ?? req.snapshotId, () =>
@@ -189,79 +347,14 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
     },
 
     async assess(component, req, ctx) {
-      // Without its safety snapshot yet, the component as it is now: the same listing that snapshot stores.
-      const current = req.safety
-        ? await loadListing(req.safety.listingSnapshotId, ctx)
-        : (await isDirectory(component.path))
-          ? await listing(component.path, ctx)
-          : [];
-      const target = await loadListing(req.target.listingSnapshotId, ctx);
-      const changes = diffListings(current, target);
-      const summary = await summarizeChanges(
-        {
-          plansDir: ctx.plansDir,
-          workflowId: req.workflowId,
-          component: req.component,
-          previewPaths: req.previewPaths,
-        },
-        changes.map(toChange),
-      );
-      const details: FilesPlanDetails = { kind: 'files', modeChanged: changes.filter((c) => c.op === 'mode').length };
-      return {
-        component: req.component,
-        kind: 'files',
-        path: component.path,
-        targetSnapshotId: req.target.snapshotId,
-        safetySnapshotId: req.safety?.snapshotId ?? '',
-        ...summary,
-        destructive: false,
-        details,
-      };
+      const plan = await assessListing(component, req, ctx);
+      return component.ansible ? { ...plan, preview: await ansibleCheck(component, req, ctx) } : plan;
     },
 
     async stage(component, req, ctx): Promise<StageOutcome> {
-      await refuseSymbolicLink(component.path, req);
-      const current = (await isDirectory(component.path)) ? await listing(component.path, ctx) : [];
-      const target = await loadListing(req.target.listingSnapshotId, ctx);
-      const area = stagedArea(ctx.stagingRoot, req.workflowId, req.component);
-      await discardStaged(area.root);
-      const plan = planTargetedRestore(diffListings(current, target), current, target);
-      // A fallback plan restores the whole tree (names restic would read as patterns): read all of it.
-      const whole = 'fallback' in plan;
-      const include = whole ? target.filter((e) => !e.path.includes('/')).map((e) => e.path) : plan.include;
-      if (include.length === 0) return { readable: true, note: 'nothing to read: no content differs', bytes: 0 };
-      await mkdir(area.root, { recursive: true });
-      try {
-        await withIncludeFile(include, (includeFile) =>
-          ctx.store.restic.restore(
-            {
-              snapshotId: req.target.snapshotId,
-              target: area.root,
-              withoutLock: true,
-              ...(whole ? {} : { includeFile }),
-            },
-            {
-              signal: ctx.progress.signal,
-              onProgress: (p) => ctx.progress.update({ stage: 'stage', percent: p.percentDone, ...sizes(p) }),
-            },
-          ),
-        );
-      } catch (err) {
-        await discardStaged(area.root);
-        if (err instanceof ResticError && (err.kind === 'damaged' || err.kind === 'refused'))
-          return { readable: false, note: `the target snapshot cannot be read: ${err.message}`, bytes: 0 };
-        throw err;
-      }
-      const checked = await recordStaged(area, req.target.snapshotId, include, target);
-      if (checked.problem) {
-        await discardStaged(area.root);
-        return { readable: false, note: checked.problem, bytes: checked.bytes };
-      }
-      return {
-        readable: true,
-        note: `${count(checked.files, 'file')} (${formatBytes(checked.bytes)}) read back, checked and staged`,
-        bytes: checked.bytes,
-      };
+      if (component.ansible)
+        return { readable: true, note: 'applied by ansible-playbook: nothing to read back', bytes: 0 };
+      return stageTarget(component, req, ctx);
     },
 
     async verify(component, req, ctx) {

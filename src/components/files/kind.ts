@@ -1,6 +1,6 @@
 // The `files` kind, pure half: a directory of config files, pickle files or anything else.
 import { z } from 'zod';
-import { dependsOnField, localPathField } from '../../manifest/fields';
+import { dependsOnField, durationField, localPathField } from '../../manifest/fields';
 import type { FingerprintSummary, KindDetails } from '../core';
 import type { ComponentKind } from '../kind';
 import { count, formatBytes } from '../../domain/format';
@@ -13,6 +13,28 @@ export const filesComponentSchema = z
       .enum(['config', 'pickle', 'any'])
       .default('any')
       .describe('What the files are: config files, Python pickle files (never unpickled) or anything.'),
+    ansible: z
+      .strictObject({
+        playbook: localPathField.describe('The playbook that writes these files. Relative to the manifest.'),
+        inventory: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Inventory file or host list (ansible-playbook -i); default: localhost with a local connection.'),
+        variable: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an Ansible variable name')
+          .default('release')
+          .describe('The extra variable that carries the release to apply.'),
+        extraVars: z.record(z.string(), z.string()).default({}).describe('More extra variables, as given.'),
+        command: z.array(z.string().min(1)).min(1).default(['ansible-playbook']),
+        timeout: durationField('1s', '2h').default('10m'),
+        cwd: localPathField.optional().describe('Folder the playbook runs in (ansible.cfg, roles).'),
+      })
+      .optional()
+      .describe(
+        'Apply the config with ansible-playbook and the target release instead of restoring the snapshot: plan shows --check --diff.',
+      ),
     dependsOn: dependsOnField,
     description: z.string().optional(),
   })
@@ -39,7 +61,9 @@ export interface FilesRestoreDetails extends KindDetails {
    * `targeted`: only the paths whose content differed were restored; `whole-tree`: restic
    * restored the whole snapshot (the outcome's note says why).
    */
-  method: 'targeted' | 'whole-tree';
+  method: 'targeted' | 'whole-tree' | 'ansible';
+  /** ansible: the release the playbook applied. */
+  release?: string;
   filesRestored: number;
   filesSkipped: number;
   filesDeleted: number;
@@ -56,7 +80,23 @@ export const filesKind = {
   plansFromLiveState: true,
   strategies: [],
   location: (component) => component.path,
-  resolvePaths: (component, resolve) => ({ ...component, path: resolve(component.path) }),
+  resolvePaths: (component, resolve) => ({
+    ...component,
+    path: resolve(component.path),
+    ...(component.ansible
+      ? {
+          ansible: {
+            ...component.ansible,
+            playbook: resolve(component.ansible.playbook),
+            // A host list ("web1,web2,") is not a path.
+            ...(component.ansible.inventory && !component.ansible.inventory.includes(',')
+              ? { inventory: resolve(component.ansible.inventory) }
+              : {}),
+            ...(component.ansible.cwd ? { cwd: resolve(component.ansible.cwd) } : {}),
+          },
+        }
+      : {}),
+  }),
   localFolders: (component) => [{ key: 'path', dir: component.path, written: true }],
   refuse: () => undefined,
   stepOptions: () => ({}),
@@ -79,6 +119,7 @@ export const filesKind = {
       const d = detailsOf<FilesRestoreDetails>(outcome);
       const note = outcome.note ? `: ${outcome.note}` : '';
       if (!d) return `restored${note}`;
+      if (d.method === 'ansible') return `ansible-playbook applied release ${d.release ?? '?'}${note}`;
       const staged = d.staged ? `, ${d.staged} moved in from staging` : '';
       return `${count(d.filesRestored, 'file')} restored (${formatBytes(outcome.bytesWritten)}), ${d.filesDeleted} deleted, ${d.method}${staged}${note}`;
     },
