@@ -83,7 +83,11 @@ describe('symlink releases', () => {
     await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     await env.client.decide(id, 'approve', { user: 'bob' });
     // The link names v1 and the reload is running: kill the agent now.
-    await eventually(async () => (current() === 'releases/v1' ? true : undefined), 'the link to switch', 30_000);
+    await eventually(
+      () => Promise.resolve(current() === 'releases/v1' ? true : undefined),
+      'the link to switch',
+      30_000,
+    );
     agent.kill('SIGKILL');
     await new Promise((r) => agent.once('exit', r));
     env.spawnAgent('production');
