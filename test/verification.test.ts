@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestEnv, eventually, runCli, type TestEnv } from './support/harness';
-import { blueGreenComponent, freePort, startAppStack, type AppStack } from './support/app-stack';
+import { blueGreenComponent, freePort, startAppStack, type AppStack } from '../bench/app-stack';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestEnv, type TestEnv } from './support/harness';
-import { blueGreenComponent, startAppStack, type AppStack } from './support/app-stack';
+import { blueGreenComponent, startAppStack, type AppStack } from '../bench/app-stack';
 
 describe('waves', () => {
   let env: TestEnv;

@@ -54,9 +54,16 @@ const colourSchema = z.strictObject({
 
 const blueGreenSchema = z
   .strictObject({
-    upstreamFile: localPathField.describe(
-      "The file included inside nginx's upstream block; rewind rewrites it with the active colour's server line.",
-    ),
+    upstreamFile: localPathField
+      .optional()
+      .describe(
+        "switch by reload: the file included inside nginx's upstream block; rewind rewrites it with the active colour's server line, runs nginx -t and reloads nginx.",
+      ),
+    marker: localPathField
+      .optional()
+      .describe(
+        'switch without reload: a folder holding one empty file named after the active colour; rewind renames it, nginx tests it per request (if (-f …)). No reload, so no keep-alive connection is closed.',
+      ),
     nginx: z
       .array(z.string().min(1))
       .min(1)
@@ -80,6 +87,9 @@ const blueGreenSchema = z
       .describe(
         'How long the previous colour is promised to keep running after a switch, so that switching back is instant.',
       ),
+  })
+  .refine((b) => (b.upstreamFile === undefined) !== (b.marker === undefined), {
+    message: 'set exactly one of upstreamFile (switch by reload) or marker (switch without reload)',
   })
   .describe('nginx-blue-green: two colours, nginx sends traffic to one.');
 
@@ -216,12 +226,23 @@ export const appKind = {
   location,
   resolvePaths: (c, resolve) => ({
     ...c,
-    ...(c.blueGreen ? { blueGreen: { ...c.blueGreen, upstreamFile: resolve(c.blueGreen.upstreamFile) } } : {}),
+    ...(c.blueGreen
+      ? {
+          blueGreen: {
+            ...c.blueGreen,
+            ...(c.blueGreen.upstreamFile ? { upstreamFile: resolve(c.blueGreen.upstreamFile) } : {}),
+            ...(c.blueGreen.marker ? { marker: resolve(c.blueGreen.marker) } : {}),
+          },
+        }
+      : {}),
     ...(c.symlink
       ? { symlink: { ...c.symlink, releases: resolve(c.symlink.releases), current: resolve(c.symlink.current) } }
       : {}),
   }),
-  localFolders: (c) => (c.symlink ? [{ key: 'symlink.releases', dir: c.symlink.releases, written: false }] : []),
+  localFolders: (c) => [
+    ...(c.symlink ? [{ key: 'symlink.releases', dir: c.symlink.releases, written: false }] : []),
+    ...(c.blueGreen?.marker ? [{ key: 'blueGreen.marker', dir: c.blueGreen.marker, written: false }] : []),
+  ],
   refuse: () => undefined,
   stepOptions: () => ({}),
   legacyDetails: () => undefined,

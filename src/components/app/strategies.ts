@@ -1,7 +1,7 @@
 // The app kind's three ways of putting a release into service. Each reads which release runs
 // (`state`), switches to another (`switchTo`), and finishes a switch an agent restart cut short
 // (`settle`). Every failure before traffic moves leaves traffic where it was.
-import { readFile, readlink, rename, rm, stat, symlink, writeFile, open } from 'node:fs/promises';
+import { open, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../domain/errors';
@@ -108,9 +108,14 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
   }
 
   async function activeColour(): Promise<{ name: string; address: string } | undefined> {
+    if (bg.marker !== undefined) {
+      const names = await readdir(bg.marker).catch(() => [] as string[]);
+      const active = colours.filter((col) => names.includes(col.name));
+      return active.length === 1 ? active[0] : undefined;
+    }
     let text: string;
     try {
-      text = await readFile(bg.upstreamFile, 'utf8');
+      text = await readFile(bg.upstreamFile!, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
@@ -130,19 +135,32 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
     };
   }
 
+  /** Marker mode: renames the active colour's file to the new colour's (one of them exists at every instant). */
+  async function moveMarker(from: string | undefined, to: string) {
+    const dir = bg.marker!;
+    if (from !== undefined) await rename(path.join(dir, from), path.join(dir, to));
+    else {
+      await writeFile(path.join(dir, `.${to}.rewind-tmp`), '');
+      await rename(path.join(dir, `.${to}.rewind-tmp`), path.join(dir, to));
+    }
+    const handle = await open(dir, 'r');
+    await handle.sync();
+    await handle.close();
+  }
+
   async function writeUpstream(text: string) {
     const tmp = `${bg.upstreamFile}.rewind-tmp`;
     await writeFile(tmp, text);
     const handle = await open(tmp, 'r');
     await handle.sync();
     await handle.close();
-    await rename(tmp, bg.upstreamFile);
+    await rename(tmp, bg.upstreamFile!);
   }
 
   /** nginx -t, then a graceful reload; on a refusal the previous upstream file is put back. */
   async function applyUpstream(previous: string | undefined, signal?: AbortSignal) {
     const putBack = async () => {
-      if (previous === undefined) await rm(bg.upstreamFile, { force: true });
+      if (previous === undefined) await rm(bg.upstreamFile!, { force: true });
       else await writeUpstream(previous);
     };
     const test = await nginx(['-t'], 'nginx -t', signal);
@@ -177,7 +195,13 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
   return {
     async state() {
       const active = await activeColour();
-      if (!active) return { problem: `${bg.upstreamFile} names neither colour's address` };
+      if (!active)
+        return {
+          problem:
+            bg.marker !== undefined
+              ? `${bg.marker} holds no single file named after a colour (${colours.map((c) => c.name).join(' or ')})`
+              : `${bg.upstreamFile} names neither colour's address`,
+        };
       const read = await versionAt(active.address);
       return { colour: active.name, ...read };
     },
@@ -210,12 +234,19 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
       }
       ctx.stage(`switching nginx to ${idle.name}`);
       const switchStarted = Date.now();
-      const previous = await readFile(bg.upstreamFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return undefined;
-        throw err;
-      });
-      await writeUpstream(`${UPSTREAM_HEADER}\n# colour ${idle.name}, release ${version}\nserver ${idle.address};\n`);
-      await applyUpstream(previous, ctx.signal);
+      if (bg.marker !== undefined) {
+        // nginx reads the marker per request: no reload, so no client connection is closed.
+        const test = await nginx(['-t'], 'nginx -t', ctx.signal);
+        if (!test.ok) throw fail(`${test.message}; nothing was switched and traffic is untouched`);
+        await moveMarker(active?.name, idle.name);
+      } else {
+        const previous = await readFile(bg.upstreamFile!, 'utf8').catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return undefined;
+          throw err;
+        });
+        await writeUpstream(`${UPSTREAM_HEADER}\n# colour ${idle.name}, release ${version}\nserver ${idle.address};\n`);
+        await applyUpstream(previous, ctx.signal);
+      }
       ctx.stage(`confirming ${version} through nginx`);
       const problem = await confirmServed(version, ctx.signal);
       if (problem) throw fail(`nginx was switched to ${idle.name} but ${problem}`);
@@ -230,8 +261,10 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
     },
 
     async settle(version, ctx) {
-      ctx.stage('reloading nginx after an interrupted switch');
-      await applyUpstream(await readFile(bg.upstreamFile, 'utf8'), ctx.signal);
+      if (bg.marker === undefined) {
+        ctx.stage('reloading nginx after an interrupted switch');
+        await applyUpstream(await readFile(bg.upstreamFile!, 'utf8'), ctx.signal);
+      }
       const problem = await confirmServed(version, ctx.signal);
       if (problem) throw fail(problem);
     },

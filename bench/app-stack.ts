@@ -1,10 +1,15 @@
 // A real nginx in front of two colours of a tiny HTTP app, on loopback and free ports, for the
 // app kind's tests and bench:switch. nginx is Debian's (`.ci/run` installs nginx-light).
+// Runs from the sources (tests) and from lib/bench (the benchmark).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { REPO_ROOT } from './harness';
+
+/** The repository: this file is bench/app-stack.ts, or lib/bench/app-stack.js once built. */
+const REPO_ROOT = [path.resolve(__dirname, '..'), path.resolve(__dirname, '..', '..')].find((dir) =>
+  existsSync(path.join(dir, 'test/fixtures/app/tiny-app.mjs')),
+)!;
 
 export const TINY_APP = path.join(REPO_ROOT, 'test/fixtures/app/tiny-app.mjs');
 
@@ -22,12 +27,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * How nginx is switched: `reload` rewrites the upstream include and reloads nginx; `marker`
+ * renames a file nginx tests per request, with no reload.
+ */
+export type SwitchMode = 'reload' | 'marker';
+
 export interface AppStack {
   dir: string;
+  mode: SwitchMode;
   /** Where clients reach the app through nginx. */
   url: string;
   colours: { blue: string; green: string };
   upstreamFile: string;
+  /** marker mode: the folder holding the active colour's file. */
+  markerDir: string;
   nginxConf: string;
   /** The nginx command and options the manifest gives rewind. */
   nginxCommand: string[];
@@ -62,7 +76,7 @@ async function answer(url: string): Promise<string> {
   return (await res.text()).trim();
 }
 
-export async function startAppStack(dir: string): Promise<AppStack> {
+export async function startAppStack(dir: string, mode: SwitchMode = 'reload'): Promise<AppStack> {
   mkdirSync(dir, { recursive: true });
   const stateDir = path.join(dir, 'app-state');
   mkdirSync(stateDir, { recursive: true });
@@ -70,6 +84,17 @@ export async function startAppStack(dir: string): Promise<AppStack> {
   const colours = { blue: `127.0.0.1:${blue}`, green: `127.0.0.1:${green}` };
   const upstreamFile = path.join(dir, 'app-upstream.conf');
   writeFileSync(upstreamFile, `server ${colours.blue};\n`);
+  const markerDir = path.join(dir, 'active');
+  mkdirSync(markerDir, { recursive: true });
+  writeFileSync(path.join(markerDir, 'blue'), '');
+  const upstreams =
+    mode === 'reload'
+      ? `upstream app {\n    include ${upstreamFile};\n    keepalive 32;\n  }`
+      : `upstream app_blue {\n    server ${colours.blue};\n    keepalive 32;\n  }\n  upstream app_green {\n    server ${colours.green};\n    keepalive 32;\n  }`;
+  const route =
+    mode === 'reload'
+      ? 'proxy_pass http://app;'
+      : `set $rewind_colour blue;\n      if (-f ${markerDir}/green) {\n        set $rewind_colour green;\n      }\n      proxy_pass http://app_$rewind_colour;`;
   const nginxConf = path.join(dir, 'nginx.conf');
   const root = process.getuid?.() === 0;
   writeFileSync(
@@ -86,15 +111,12 @@ http {
   fastcgi_temp_path ${dir}/tmp-fastcgi;
   uwsgi_temp_path ${dir}/tmp-uwsgi;
   scgi_temp_path ${dir}/tmp-scgi;
-  upstream app {
-    include ${upstreamFile};
-    keepalive 32;
-  }
+  ${upstreams}
   server {
     listen 127.0.0.1:${listen};
     keepalive_requests 100000;
     location / {
-      proxy_pass http://app;
+      ${route}
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
@@ -116,9 +138,11 @@ http {
 
   const stack: AppStack = {
     dir,
+    mode,
     url,
     colours,
     upstreamFile,
+    markerDir,
     nginxConf,
     nginxCommand,
     startCommand,
@@ -154,8 +178,13 @@ http {
       });
     },
     async activate(colour, version) {
-      writeFileSync(upstreamFile, `server ${colours[colour]};\n`);
-      execFileSync(NGINX_BIN, ['-p', dir, '-c', nginxConf, '-s', 'reload'], { stdio: 'ignore' });
+      if (mode === 'marker') {
+        for (const c of ['blue', 'green']) rmSync(path.join(markerDir, c), { force: true });
+        writeFileSync(path.join(markerDir, colour), '');
+      } else {
+        writeFileSync(upstreamFile, `server ${colours[colour]};\n`);
+        execFileSync(NGINX_BIN, ['-p', dir, '-c', nginxConf, '-s', 'reload'], { stdio: 'ignore' });
+      }
       await waitFor(`nginx to serve ${version}`, async () => {
         for (let i = 0; i < 5; i++) if ((await stack.served()) !== version) return false;
         return true;
@@ -202,7 +231,7 @@ export function blueGreenComponent(stack: AppStack, extra: Record<string, unknow
     kind: 'app' as const,
     strategy: 'nginx-blue-green' as const,
     blueGreen: {
-      upstreamFile: stack.upstreamFile,
+      ...(stack.mode === 'marker' ? { marker: stack.markerDir } : { upstreamFile: stack.upstreamFile }),
       nginx: stack.nginxCommand,
       url: stack.url,
       colours: { blue: { address: stack.colours.blue }, green: { address: stack.colours.green } },
