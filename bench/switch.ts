@@ -50,7 +50,7 @@ function load(url: string): { done: Promise<LoadResult>; started: number } {
       { url, connections: CONNECTIONS, pipelining: 1, duration: DURATION_S, timeout: 10 },
       (err, r) =>
         err
-          ? reject(err)
+          ? reject(err instanceof Error ? err : new Error(String(err)))
           : resolve({
               samples,
               started,
