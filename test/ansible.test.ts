@@ -44,9 +44,9 @@ describe('ansible-applied config', () => {
     const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
     const waiting = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
     const plan = waiting.status.plan!.components.find((c) => c.component === 'config')!;
-    expect(plan.preview!.title).toBe('ansible-playbook --check --diff with release v1');
-    expect(plan.preview!.text).toMatch(/-release: v2\n\+release: v1/);
-    expect(plan.preview!.text).toMatch(/changed=1/);
+    expect(plan.toolCheck!.title).toBe('ansible-playbook --check --diff with release v1');
+    expect(plan.toolCheck!.text).toMatch(/-release: v2\n\+release: v1/);
+    expect(plan.toolCheck!.text).toMatch(/changed=1/);
     // --check changed nothing.
     expect(readFileSync(appYaml, 'utf8')).toBe('release: v2\n');
     const shown = await runCli(['--manifest', env.manifestFile, 'rollback', 'status', id]);

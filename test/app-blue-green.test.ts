@@ -5,7 +5,7 @@ import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:f
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { createTestEnv, type TestEnv } from './support/harness';
+import { createTestEnv, eventually, type TestEnv } from './support/harness';
 import { blueGreenComponent, startAppStack, type AppStack } from '../bench/app-stack';
 
 /** v1 serves on blue and is snapshotted as release v1; then v2 is deployed on green and takes traffic. */
@@ -199,5 +199,49 @@ describe('nginx blue/green compensation', () => {
     expect(status.steps.app!.outcome!.details).toMatchObject({ to: { version: 'v1', colour: 'blue' } });
     expect(await stack.served()).toBe('v2');
     expect(readFileSync(stack.upstreamFile, 'utf8')).toContain(`server ${stack.colours.green};`);
+  });
+});
+
+describe('nginx blue/green: the previous colour after keepPrevious', () => {
+  let env: TestEnv;
+  let stack: AppStack;
+  beforeAll(async () => {
+    stack = await startAppStack(path.join(os.tmpdir(), `rewind-bg-${process.pid}-5`), 'marker');
+    const app = blueGreenComponent(stack);
+    app.blueGreen.keepPrevious = '2s';
+    Object.assign(app.blueGreen, {
+      stop: `kill "$(cat ${path.join(stack.dir, 'app-state')}/app-{{port}}.pid)"; echo "stopped {{colour}} {{version}}" >> ${path.join(stack.dir, 'stops.log')}`,
+    });
+    env = await createTestEnv({ environments: { production: { app } } });
+  });
+  afterAll(async () => {
+    await env?.teardown();
+    await stack?.teardown();
+  });
+
+  it('is stopped by the stop command once keepPrevious has passed, by a follow-up workflow', async () => {
+    await releaseV1ThenV2(env, stack);
+    const { id, status } = await rollBackToV1(env);
+    expect(status.state).toBe('completed');
+    expect(status.steps.app!.followUp).toMatchObject({
+      what: 'stop green (v2)',
+      workflowId: `${id}-later-app`,
+    });
+    expect(status.report).toContain('## Later');
+    // Still running right after the switch: switching back would be instant.
+    expect((await fetch(`http://${stack.colours.green}/version`)).ok).toBe(true);
+    const note = await env.temporal.workflow.getHandle(`${id}-later-app`).result();
+    expect(note).toBe('stopped green (v2)');
+    expect(readFileSync(path.join(stack.dir, 'stops.log'), 'utf8')).toBe('stopped green v2\n');
+    await eventually(
+      () =>
+        fetch(`http://${stack.colours.green}/version`).then(
+          () => undefined,
+          () => true,
+        ),
+      'green to stop answering',
+      10_000,
+    );
+    expect(await stack.served()).toBe('v1');
   });
 });

@@ -325,7 +325,7 @@ describe('one pass, with suggestions', () => {
       `      models: { kind: files, dependsOn: [cofnig], path: ${srv}/c }`,
     ].join('\n');
     expect(issuesOf(manifest({ prod }))).toEqual([
-      'environments.production.components.config.kind: unknown kind "fiels"; expected one of: files, postgres (line 6, column 17); did you mean "files"?',
+      'environments.production.components.config.kind: unknown kind "fiels"; expected one of: files, postgres, app (line 6, column 17); did you mean "files"?',
       'environments.production.components.models.dependsOn.0: unknown component "cofnig" (this environment has: config, models) (line 7, column 42); did you mean "config"?',
     ]);
   });

@@ -37,7 +37,8 @@ const AUTO_APPROVED_OUTCOMES = [...ANNOUNCED_OUTCOMES, 'rollback-auto-approved']
  * v8 announcements of rollbacks; v9 a run its trigger rule approved; v10 drills and the
  * repository's check and prune).
  */
-const OUTCOMES = [...AUTO_APPROVED_OUTCOMES, 'drill-passed', 'repository-check', 'repository-prune'];
+const OPERATIONS_OUTCOMES = [...AUTO_APPROVED_OUTCOMES, 'drill-passed', 'repository-check', 'repository-prune'];
+const OUTCOMES = [...OPERATIONS_OUTCOMES, 'rollback-verified-accepted'];
 /**
  * What each older generation holds and must keep. v1: plans made by the control worker;
  * v2: by the agents (patch plan-components-on-agent), and PostgreSQL undo; v3: the environment
@@ -53,6 +54,7 @@ const RECORDED: Record<number, string[]> = {
   7: ANNOUNCED_OUTCOMES,
   8: ANNOUNCED_OUTCOMES,
   9: AUTO_APPROVED_OUTCOMES,
+  10: OPERATIONS_OUTCOMES,
 };
 
 const NAME = /^(?<outcome>[a-z0-9-]+)\.v(?<generation>\d+)\.json$/;

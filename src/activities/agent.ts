@@ -9,6 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { ComponentPlan, RestoreOutcome } from '../components/core';
 import type {
   AssessComponentRequest,
+  FollowUpRequest,
   ListingDocuments,
   RestoreComponentRequest,
   SnapshotComponentRequest,
@@ -294,6 +295,18 @@ export function createAgentActivities(deps: AgentDeps) {
     return problems.filter((p): p is string => p !== undefined);
   }
 
+  /** What a completed step asked for later (driver.followUp), e.g. stopping the previous colour. */
+  async function followUpComponent(req: FollowUpRequest): Promise<string> {
+    const component = componentOf(req.environment, req.component);
+    return step(req.component, 'follow-up', async (progress) => {
+      const driver = driverFor(component);
+      if (!driver.followUp) return 'nothing to do';
+      const note = await driver.followUp(component, req, await contextFor(req.component, progress));
+      deps.logger.info({ component: req.component, note }, 'followed up');
+      return note;
+    });
+  }
+
   /** What a run staged and did not use (it was rejected, timed out, or failed before execute). */
   async function discardStaging(req: { environment: string; workflowId: string }): Promise<void> {
     refuseOtherEnvironment(req.environment);
@@ -311,6 +324,7 @@ export function createAgentActivities(deps: AgentDeps) {
     describeAppVersion,
     runChecks,
     preflightChecks,
+    followUpComponent,
   };
 }
 

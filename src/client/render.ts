@@ -28,9 +28,9 @@ export function renderPlan(plan: RollbackPlan): string {
       );
     if (c.more > 0) lines.push(`  ${''.padEnd(width)}    … ${c.more} more in ${shown(c.changeListFile)}`);
     if (c.targetCheck) lines.push(`  ${''.padEnd(width)}    target data: ${targetCheckText(c.targetCheck, shown)}`);
-    if (c.preview) {
-      lines.push(`  ${''.padEnd(width)}    ${shown(c.preview.title)}:`);
-      for (const line of c.preview.text.split('\n')) lines.push(`  ${''.padEnd(width)}      ${shown(line)}`);
+    if (c.toolCheck) {
+      lines.push(`  ${''.padEnd(width)}    ${shown(c.toolCheck.title)}:`);
+      for (const line of c.toolCheck.text.split('\n')) lines.push(`  ${''.padEnd(width)}      ${shown(line)}`);
     }
     for (const i of c.impact ?? []) {
       const mark = i.strategy === c.strategy ? '*' : ' ';

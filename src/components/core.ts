@@ -74,7 +74,7 @@ export interface ComponentPlan {
    */
   targetCheck?: { readable: boolean; note: string };
   /** What the kind's own tool says the step would do (ansible-playbook --check --diff), shown for approval. */
-  preview?: { title: string; text: string };
+  toolCheck?: { title: string; text: string };
   details: KindDetails;
 }
 
@@ -87,6 +87,11 @@ export interface RestoreOutcome {
   durationMs: number;
   /** What the kind did, for its presenter (absent when nothing was written). */
   details?: KindDetails;
+  /**
+   * Work the kind asks for once the run has completed and `afterMs` has passed (blue/green:
+   * stop the previous colour); the driver's `followUp` does it, given `details`.
+   */
+  later?: { afterMs: number; what: string; details: KindDetails };
 }
 
 export interface VerifyOutcome {

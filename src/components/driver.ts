@@ -4,7 +4,7 @@
 // for every kind. docs/component-kinds.md describes the contract.
 import type { ProgressReporter } from '../activities/progress';
 import type { ComponentSnapshot, SnapshotLabels, SnapshotOrigin } from '../domain/cross-section';
-import type { ComponentPlan, FingerprintSummary, RestoreOutcome, VerifyOutcome } from './core';
+import type { ComponentPlan, FingerprintSummary, KindDetails, RestoreOutcome, VerifyOutcome } from './core';
 import type { DescribeContext, DriftAnswer, DriftQuestion } from './drift';
 import type { SyncKeep } from '../domain/sync';
 import type { Logger } from '../platform/logger';
@@ -138,6 +138,17 @@ export interface ComponentDriver<C> {
    * drift.ts). Answers are bounded and hold no secret in clear: they travel in workflow history.
    */
   describe(component: C, question: DriftQuestion, ctx: DescribeContext): Promise<DriftAnswer>;
+  /**
+   * What a restore asked for in `later`, once its run completed and the time passed. Returns
+   * what it did, or why it did nothing (the component changed since).
+   */
+  followUp?(component: C, req: FollowUpRequest, ctx: StepContext): Promise<string>;
+}
+
+export interface FollowUpRequest {
+  environment: string;
+  component: string;
+  details: KindDetails;
 }
 
 /** The tags of a component's data snapshot, from the request that takes it. */

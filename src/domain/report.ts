@@ -83,7 +83,7 @@ export function renderRollbackReport(s: RollbackStatus): string {
     lines.push('');
     for (const c of s.plan.components) {
       const differences = c.differences ?? [];
-      if (differences.length === 0 && !c.impact && !c.preview) continue;
+      if (differences.length === 0 && !c.impact && !c.toolCheck) continue;
       lines.push(`### ${md(c.component)} (${md(c.path)})`, '');
       for (const i of c.impact ?? []) {
         const state = !i.available
@@ -98,7 +98,7 @@ export function renderRollbackReport(s: RollbackStatus): string {
       }
       if (c.impact) lines.push('');
       if (c.targetCheck) lines.push(`- Target data: ${targetCheckText(c.targetCheck, md)}`);
-      if (c.preview) lines.push(`- ${md(c.preview.title)}:`, '', ...codeBlock(c.preview.text), '');
+      if (c.toolCheck) lines.push(`- ${md(c.toolCheck.title)}:`, '', ...codeBlock(c.toolCheck.text), '');
       for (const d of differences)
         lines.push(`- ${md(d.op)} ${code(d.subject)}${d.detail ? ` (${md(d.detail)})` : ''}`);
       if (c.more > 0) lines.push(`- … and ${c.more} more`);
@@ -110,6 +110,15 @@ export function renderRollbackReport(s: RollbackStatus): string {
   if (done.length) {
     lines.push('## Steps', '');
     for (const st of done) lines.push(`- **${md(st.component)}**: ${md(describeOutcome(s, st.component))}`);
+    lines.push('');
+  }
+  const later = Object.values(s.steps).filter((st) => st.followUp);
+  if (later.length) {
+    lines.push('## Later', '');
+    for (const st of later)
+      lines.push(
+        `- **${md(st.component)}**: ${md(st.followUp!.what)} at ${md(st.followUp!.at)} (workflow ${code(st.followUp!.workflowId)})`,
+      );
     lines.push('');
   }
   const compensated = Object.values(s.steps).filter((st) => st.compensation);

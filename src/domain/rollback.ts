@@ -180,6 +180,8 @@ export interface StepStatus {
   error?: string;
   /** What compensation did for this component. */
   compensation?: string;
+  /** Work left for after the run (a blue/green step's stop of the previous colour), and when. */
+  followUp?: { what: string; at: string; workflowId: string };
 }
 
 export interface VerificationWait {

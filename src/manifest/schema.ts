@@ -55,7 +55,9 @@ export const environmentSchema = z
       })
       .refine((v) => (v.file === undefined) !== (v.url === undefined), 'set exactly one of file or url')
       .optional()
-      .describe('Where the running application version is read, for drift scans (until the app kind reports it).'),
+      .describe(
+        'Where the running application version is read, for drift scans (an app component reports its own too).',
+      ),
     verify: verifySectionSchema
       .optional()
       .describe('Checks that prove a rollback left the service working, what a failure leads to, and waves.'),

@@ -6,3 +6,4 @@ export { driftScanWorkflow } from './drift-scan';
 export { syncWorkflow } from './sync';
 export { repositoryMaintenanceWorkflow } from './repository-maintenance';
 export { drillWorkflow } from './drill';
+export { followUpWorkflow } from './follow-up';

@@ -80,6 +80,7 @@ import { crossSectionId } from '../domain/cross-section';
 import { plansFromLiveState } from '../components/registry';
 import { checksFor, type CheckResult } from '../verify/section';
 import { environmentLockWorkflow } from './lock';
+import { followUpWorkflow } from './follow-up';
 
 const control = proxyActivities<ControlActivities>(quick);
 /** Announcements (Slack, the audit log's record of the run's end): a few tries, never in the way. */
@@ -657,6 +658,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
 
   async function complete(state: RollbackState, cause?: string): Promise<RollbackStatus> {
     enterPhase('complete');
+    if (state === 'completed' && !request.dryRun) await startFollowUps();
     status.state = state;
     for (const step of Object.values(status.steps)) if (step.state === 'pending') step.state = 'not-run';
     if (cause !== undefined) status.cause = cause;
@@ -672,6 +674,41 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     await announce(state as RollbackEvent);
     await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
     return status;
+  }
+
+  /**
+   * What completed steps asked for later (RestoreOutcome.later): each an abandoned child
+   * workflow that waits, then asks the agent. Only runs whose steps ask start any.
+   */
+  async function startFollowUps(): Promise<void> {
+    const context = run.ctx!;
+    for (const step of Object.values(status.steps)) {
+      const later = step.outcome?.later;
+      if (!later) continue;
+      const id = `${workflowId}-later-${step.component}`;
+      try {
+        await CancellationScope.nonCancellable(() =>
+          startChild(followUpWorkflow, {
+            workflowId: id,
+            parentClosePolicy: ParentClosePolicy.ABANDON,
+            staticSummary: `${markdownSafe(later.what)} after rollback ${markdownSafe(workflowId)}`,
+            args: [
+              {
+                environment: context.environment,
+                envTaskQueue: context.envTaskQueue,
+                component: step.component,
+                afterMs: later.afterMs,
+                what: later.what,
+                details: later.details,
+              },
+            ],
+          }),
+        );
+        step.followUp = { what: later.what, at: new Date(Date.now() + later.afterMs).toISOString(), workflowId: id };
+      } catch (err) {
+        log.warn('follow-up not started', { component: step.component, error: describeFailure(err) });
+      }
+    }
   }
 
   // ---- compensation and endings ----

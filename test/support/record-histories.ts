@@ -212,6 +212,42 @@ async function operationsScenario(): Promise<void> {
   }
 }
 
+/**
+ * A staged rollout with verification checks: wave config, then models; a check that fails in
+ * verify with onFailure ask, accepted by an approver (the verificationDecision Update).
+ */
+async function verifiedScenario(): Promise<void> {
+  const env = await createTestEnv({
+    verify: {
+      production: {
+        waves: [
+          { name: 'first', components: ['config'] },
+          { name: 'second', components: ['models'] },
+        ],
+        checks: [
+          { name: 'config-present', after: ['config'], command: { run: 'true' } },
+          { name: 'smoke', after: ['models'], command: { run: 'exit 1' } },
+        ],
+        onFailure: 'ask',
+      },
+    },
+  });
+  try {
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v1\n');
+    writeFileSync(path.join(env.componentPath('production', 'models'), 'm.pkl'), 'pickle-v1');
+    await env.snapshot('production', { version: 'v1' });
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'app.yaml'), 'v2\n');
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
+    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    await env.client.decide(id, 'approve', { user: 'bob' });
+    await env.waitFor(id, (s) => s.verification?.awaiting === true);
+    await env.client.decide(id, 'accept', { user: 'carol' });
+    await save(env, id, 'rollback-verified-accepted');
+  } finally {
+    await env.teardown();
+  }
+}
+
 async function main(): Promise<void> {
   const server = await startDevServer({ headless: true });
   process.env.TEMPORAL_ADDRESS = server.address;
@@ -245,6 +281,7 @@ async function main(): Promise<void> {
       await save(env, id, 'rollback-compensated');
     });
     await postgresScenario();
+    await verifiedScenario();
     await autoApprovedScenario();
     await driftScenario();
     await continuedScanScenario();

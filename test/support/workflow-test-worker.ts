@@ -293,6 +293,7 @@ export function stubAgentActivities(): AgentActivities {
     // The workflow tests' manifest has no verification checks.
     runChecks: () => Promise.resolve([]),
     preflightChecks: () => Promise.resolve([]),
+    followUpComponent: () => Promise.resolve('nothing to do'),
   };
 }
 

@@ -12,7 +12,14 @@ import { inlineListing } from '../../snapshots/inline-listing';
 import { summarizeChanges } from '../change-list';
 import type { Change, FingerprintSummary } from '../core';
 import { snapshotLabels, type ComponentDriver, type RestoreResult, type StepContext } from '../driver';
-import { appDetailsOf, appKind, type AppComponent, type AppFingerprintDetails, type AppRestoreDetails } from './kind';
+import {
+  appDetailsOf,
+  appKind,
+  type AppComponent,
+  type AppFingerprintDetails,
+  type AppFollowUpDetails,
+  type AppRestoreDetails,
+} from './kind';
 import type { AppDriftAnswer } from './drift';
 import { checkVersion } from './run';
 import { strategyFor, type LiveState, type SwitchContext } from './strategies';
@@ -132,7 +139,8 @@ export function createAppDriver(): ComponentDriver<AppComponent> {
       try {
         const done = await app.switchTo(version, now, sw);
         const details: AppRestoreDetails = { kind: 'app', strategy: component.strategy, ...done };
-        return { alreadyAtTarget: false, bytesWritten: 0, details };
+        const later = req.purpose === 'rollback' ? app.laterFor?.(now, done) : undefined;
+        return { alreadyAtTarget: false, bytesWritten: 0, details, ...(later ? { later } : {}) };
       } finally {
         // A failed switch left traffic where it was (or compensation will move it back); a
         // retry starts over from the state it reads.
@@ -196,6 +204,12 @@ export function createAppDriver(): ComponentDriver<AppComponent> {
         destructive: false,
         details,
       };
+    },
+
+    async followUp(component, req, ctx) {
+      const app = strategy(component, req);
+      if (!app.followUp) return 'nothing to do';
+      return app.followUp(req.details as AppFollowUpDetails, ctx.progress.signal);
     },
 
     async describe(component): Promise<AppDriftAnswer> {

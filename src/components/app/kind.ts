@@ -84,8 +84,11 @@ const blueGreenSchema = z
     ),
     keepPrevious: durationField('0s', '30d')
       .default('15m')
+      .describe('How long the previous colour keeps running after a switch, so that switching back is instant.'),
+    stop: commandField
+      .optional()
       .describe(
-        'How long the previous colour is promised to keep running after a switch, so that switching back is instant.',
+        'Stops the previous {{colour}} (which ran {{version}}) once keepPrevious has passed after a completed rollback, unless traffic is back on it. Without it, rewind leaves it running.',
       ),
   })
   .refine((b) => (b.upstreamFile === undefined) !== (b.marker === undefined), {
@@ -195,8 +198,15 @@ export interface AppRestoreDetails extends KindDetails {
   started?: boolean;
   /** How long the switch itself took (upstream rewrite to confirmed, link rename to healthy). */
   switchMs: number;
-  /** blue/green: until when the previous colour is promised to keep running. */
+  /** blue/green: until when the previous colour keeps running (then `stop` runs, if set). */
   previousKeptUntil?: string;
+}
+
+/** What a completed blue/green rollback leaves for later: the colour to stop. */
+export interface AppFollowUpDetails extends KindDetails {
+  kind: 'app';
+  colour: string;
+  version?: string;
 }
 
 export function appDetailsOf<D extends KindDetails>(value: { details?: KindDetails | undefined }): D | undefined {

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../domain/errors';
 import { parseDuration } from '../../manifest/duration';
-import type { AppComponent, AppRestoreDetails, AppStrategy } from './kind';
+import type { RestoreOutcome } from '../core';
+import type { AppComponent, AppFollowUpDetails, AppRestoreDetails, AppStrategy } from './kind';
 import {
   awaitHealthy,
   describeExit,
@@ -40,6 +41,10 @@ export interface SwitchContext {
 
 export interface AppStrategyDriver {
   state(): Promise<LiveState>;
+  /** What a completed switch leaves for later (blue/green: stopping the previous colour), if anything. */
+  laterFor?(from: LiveState, done: SwitchDetails): RestoreOutcome['later'];
+  /** Does what `laterFor` asked, unless the component changed since; says what it did. */
+  followUp?(details: AppFollowUpDetails, signal?: AbortSignal): Promise<string>;
   /** Puts `version` into service, from `from`. */
   switchTo(version: string, from: LiveState, ctx: SwitchContext): Promise<SwitchDetails>;
   /** The link or upstream already names `version` but the step was cut short: finish it. */
@@ -270,6 +275,33 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
     },
 
     servedProblem: (version) => confirmServed(version),
+
+    laterFor(from, done) {
+      if (bg.stop === undefined || from.colour === undefined || from.colour === done.to.colour) return undefined;
+      const details: AppFollowUpDetails = {
+        kind: 'app',
+        colour: from.colour,
+        ...(from.version !== undefined ? { version: from.version } : {}),
+      };
+      return {
+        afterMs: parseDuration(bg.keepPrevious),
+        what: `stop ${from.colour}${from.version ? ` (${from.version})` : ''}`,
+        details,
+      };
+    },
+
+    async followUp(d, signal) {
+      const active = await activeColour();
+      if (active?.name === d.colour) return `${d.colour} takes traffic again, so it was left running`;
+      const colour = colours.find((c) => c.name === d.colour);
+      if (!colour) return `the manifest names no colour ${d.colour} any more; nothing was stopped`;
+      await runManifestCommand(`stop command for ${d.colour}`, bg.stop!, {
+        values: values(d.version ?? 'unknown', colour),
+        timeoutMs,
+        signal,
+      });
+      return `stopped ${d.colour}${d.version ? ` (${d.version})` : ''}`;
+    },
   };
 }
 

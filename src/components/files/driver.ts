@@ -245,7 +245,7 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
     component: FilesComponent,
     req: Parameters<ComponentDriver<FilesComponent>['assess']>[1],
     ctx: StepContext,
-  ): Promise<NonNullable<ComponentPlan['preview']>> => {
+  ): Promise<NonNullable<ComponentPlan['toolCheck']>> => {
     const release = await releaseOf(ctx.store, {
       environment: req.environment,
       component: req.component,
@@ -348,7 +348,7 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
 
     async assess(component, req, ctx) {
       const plan = await assessListing(component, req, ctx);
-      return component.ansible ? { ...plan, preview: await ansibleCheck(component, req, ctx) } : plan;
+      return component.ansible ? { ...plan, toolCheck: await ansibleCheck(component, req, ctx) } : plan;
     },
 
     async stage(component, req, ctx): Promise<StageOutcome> {
