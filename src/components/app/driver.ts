@@ -180,15 +180,7 @@ export function createAppDriver(): ComponentDriver<AppComponent> {
           detail: `${current.version ?? 'nothing'} → ${target ?? 'nothing'}${current.colour ? ` (traffic leaves ${current.colour})` : ''}`,
           bytes: 0,
         });
-      const summary = await summarizeChanges(
-        {
-          plansDir: ctx.plansDir,
-          workflowId: req.workflowId,
-          component: req.component,
-          previewPaths: req.previewPaths,
-        },
-        changes,
-      );
+      const summary = await summarizeChanges({ ...req, plansDir: ctx.plansDir }, changes);
       const details: AppFingerprintDetails = {
         kind: 'app',
         strategy: component.strategy,

@@ -64,15 +64,24 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
   const loadListing = async (id: string, ctx: StepContext): Promise<ListingEntry[]> =>
     parseListing(await ctx.listings.load(id));
 
+  /** The component's folder, made if missing, listed: a restore's first look. */
+  const currentListing = async (
+    component: FilesComponent,
+    req: Parameters<ComponentDriver<FilesComponent>['restore']>[1],
+    ctx: StepContext,
+  ): Promise<ListingEntry[]> => {
+    await refuseSymbolicLink(component.path, req);
+    await mkdir(component.path, { recursive: true });
+    return listing(component.path, ctx);
+  };
+
   /** Restores the whole component to the snapshot (a sync that keeps paths wraps it). */
   const restoreWhole = async (
     component: FilesComponent,
     req: Parameters<ComponentDriver<FilesComponent>['restore']>[1],
     ctx: StepContext,
   ): Promise<RestoreResult> => {
-    await refuseSymbolicLink(component.path, req);
-    await mkdir(component.path, { recursive: true });
-    const current = await listing(component.path, ctx);
+    const current = await currentListing(component, req, ctx);
     if (fingerprintOf(current).digest === req.fingerprint.digest) return ALREADY_AT_TARGET;
 
     const restic = (includeFile?: string) =>
@@ -200,9 +209,8 @@ export function createFilesDriver(): ComponentDriver<FilesComponent> {
     req: Parameters<ComponentDriver<FilesComponent>['restore']>[1],
     ctx: StepContext,
   ): Promise<RestoreResult> => {
-    await refuseSymbolicLink(component.path, req);
-    await mkdir(component.path, { recursive: true });
-    if (fingerprintOf(await listing(component.path, ctx)).digest === req.fingerprint.digest) return ALREADY_AT_TARGET;
+    const current = await currentListing(component, req, ctx);
+    if (fingerprintOf(current).digest === req.fingerprint.digest) return ALREADY_AT_TARGET;
     const release = await releaseOf(ctx.store, req);
     if (release === undefined) {
       if (req.purpose === 'compensation')
