@@ -11,6 +11,8 @@ export interface CommandResult {
 }
 
 const OUTPUT_LIMIT = 64 * 1024;
+/** How long the output may take to end after the shell exited (a detached server may hold it). */
+const OUTPUT_GRACE_MS = 1_000;
 
 /**
  * Runs `sh -c command`. Settles when the shell exits, not when its output closes: a start
@@ -56,11 +58,20 @@ export function runShell(
       clearTimeout(timer);
       reject(err);
     });
+    const ended = (stream: NodeJS.ReadableStream) =>
+      new Promise<void>((done) => {
+        stream.once('end', done);
+        stream.once('close', done);
+      });
+    const outputRead = Promise.all([ended(child.stdout), ended(child.stderr)]);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      // Output already written is read; a detached server's pipes are left to it.
-      setImmediate(() => {
+      // The output is read to its end; but a server the command left running in the background
+      // may hold the pipes open for good, so the wait for the end is bounded.
+      let grace: NodeJS.Timeout | undefined;
+      void Promise.race([outputRead, new Promise((r) => (grace = setTimeout(r, OUTPUT_GRACE_MS)))]).then(() => {
+        clearTimeout(grace);
         child.stdout.destroy();
         child.stderr.destroy();
         resolve({ code, signal, stdout, stderr, timedOut });
