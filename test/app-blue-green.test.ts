@@ -119,6 +119,10 @@ describe('nginx blue/green when the idle colour is not ready', () => {
     await stack.stopColour('blue');
     const { status } = await rollBackToV1(env);
     expect(status.state).toBe('completed');
+    expect(status.plan!.components[0]!.targetCheck).toEqual({
+      readable: true,
+      note: 'v1 will be started on the idle colour blue (it runs nothing)',
+    });
     expect(status.steps.app!.outcome!.details).toMatchObject({ started: true, to: { version: 'v1', colour: 'blue' } });
     expect(await stack.served()).toBe('v1');
   });

@@ -109,7 +109,7 @@ describe('symlink releases', () => {
     expect(readdirSync(root).filter((n) => n.includes('rewind-tmp'))).toEqual([]);
   });
 
-  it('refuses a release that is not there, leaving current untouched', async () => {
+  it('refuses a release that is not there before approval, leaving current untouched', async () => {
     release(root, 'v3');
     unlinkSync(path.join(root, 'current'));
     symlinkSync('releases/v3', path.join(root, 'current'));
@@ -118,13 +118,12 @@ describe('symlink releases', () => {
     symlinkSync('releases/v1', path.join(root, 'current'));
     rmSync(path.join(root, 'releases', 'v3'), { recursive: true });
     const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v3' } });
-    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
-    await env.client.decide(id, 'approve', { user: 'bob' });
     const { status } = await env.finalStatus(id);
-    expect(status.state).toBe('compensated');
-    expect(status.steps.app!.error).toBe(
-      `release v3 is not in ${path.join(root, 'releases')} (no folder ${path.join(root, 'releases', 'v3')}); ${path.join(root, 'current')} is untouched`,
+    expect(status.state).toBe('failed');
+    expect(status.cause).toBe(
+      `app: not possible: release v3 is not in ${path.join(root, 'releases')} (no folder ${path.join(root, 'releases', 'v3')}); choose another target`,
     );
+    expect(status.approvals).toEqual([]);
     expect(current()).toBe('releases/v1');
   });
 });

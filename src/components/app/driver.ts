@@ -198,6 +198,17 @@ export function createAppDriver(): ComponentDriver<AppComponent> {
       };
     },
 
+    async stage(component, req) {
+      const version = versionOf(req.target.fingerprint);
+      if (version === undefined)
+        return { readable: false, note: 'the target snapshot records no running release', bytes: 0 };
+      const app = strategy(component, req);
+      if (!app.available)
+        return { readable: true, note: 'the commands decide; nothing to check before approval', bytes: 0 };
+      const { ok, note } = await app.available(version);
+      return { readable: ok, note, bytes: 0 };
+    },
+
     async followUp(component, req, ctx) {
       const app = strategy(component, req);
       if (!app.followUp) return 'nothing to do';

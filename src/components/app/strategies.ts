@@ -49,6 +49,8 @@ export interface AppStrategyDriver {
   switchTo(version: string, from: LiveState, ctx: SwitchContext): Promise<SwitchDetails>;
   /** The link or upstream already names `version` but the step was cut short: finish it. */
   settle(version: string, ctx: SwitchContext): Promise<void>;
+  /** Before approval: whether `version` can be put into service, and how (StageOutcome's note). */
+  available?(version: string): Promise<{ ok: boolean; note: string }>;
   /** Whether the public entry serves `version` (verify); undefined when there is nothing more to ask. */
   servedProblem?(version: string): Promise<string | undefined>;
 }
@@ -276,6 +278,18 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
 
     servedProblem: (version) => confirmServed(version),
 
+    async available(version) {
+      const active = await activeColour();
+      const idle = colours.find((col) => col !== active)!;
+      const running = await versionAt(idle.address);
+      return running.version === version
+        ? { ok: true, note: `${version} already runs on the idle colour ${idle.name}` }
+        : {
+            ok: true,
+            note: `${version} will be started on the idle colour ${idle.name} (it runs ${running.version ?? 'nothing'})`,
+          };
+    },
+
     laterFor(from, done) {
       if (bg.stop === undefined || from.colour === undefined || from.colour === done.to.colour) return undefined;
       const details: AppFollowUpDetails = {
@@ -371,6 +385,14 @@ function symlinkStrategy(c: AppComponent, deps: StrategyDeps): AppStrategyDriver
     },
 
     settle: (version, ctx) => afterLink(version, ctx),
+
+    async available(version) {
+      const release = path.join(s.releases, version);
+      const info = await stat(release).catch(() => undefined);
+      return info?.isDirectory()
+        ? { ok: true, note: `release folder ${release} is there` }
+        : { ok: false, note: `release ${version} is not in ${s.releases} (no folder ${release})` };
+    },
   };
 }
 
