@@ -236,6 +236,8 @@ export function createAgentActivities(deps: AgentDeps) {
     return step(req.component, 'describe', async (progress) => {
       const started = Date.now();
       const answer = await driverFor(component).describe(component, req.question, {
+        environment: req.environment,
+        component: req.component,
         scanId: req.scanId,
         hashKey: hashKey(),
         secretKeys: deps.manifest.drift.secretKeys,

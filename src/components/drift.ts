@@ -59,6 +59,9 @@ export interface DriftComparison {
 
 /** What a kind's agent needs to describe a component for a scan. */
 export interface DescribeContext {
+  /** The environment and component described (what an app kind's status command is told). */
+  environment?: string;
+  component?: string;
   /** The scan asking; an agent may keep what it read for the rest of the scan. */
   scanId: string;
   /**

@@ -11,6 +11,12 @@ export interface CommandResult {
 }
 
 const OUTPUT_LIMIT = 64 * 1024;
+
+/** A POSIX shell word that stands for exactly `value`. */
+export function shellQuote(value: string): string {
+  return /^[A-Za-z0-9._,+:/@=-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
 /** How long the output may take to end after the shell exited (a detached server may hold it). */
 const OUTPUT_GRACE_MS = 1_000;
 

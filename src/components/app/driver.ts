@@ -215,8 +215,11 @@ export function createAppDriver(): ComponentDriver<AppComponent> {
       return app.followUp(req.details as AppFollowUpDetails, ctx.progress.signal);
     },
 
-    async describe(component): Promise<AppDriftAnswer> {
-      const state = await strategyFor(component, { environment: '', component: '' }).state();
+    async describe(component, _question, ctx): Promise<AppDriftAnswer> {
+      const state = await strategy(component, {
+        environment: ctx.environment ?? '',
+        component: ctx.component ?? '',
+      }).state();
       return {
         kind: 'app',
         strategy: component.strategy,

@@ -2,7 +2,7 @@
 // values quoted, and HTTP probes (version, health) with a deadline on every request.
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../domain/errors';
-import { describeExit, outputTail, runShell, type CommandResult } from '../../platform/shell';
+import { describeExit, outputTail, runShell, shellQuote, type CommandResult } from '../../platform/shell';
 import { VERSION_PATTERN } from './kind';
 
 export { describeExit, outputTail, runShell, type CommandResult };
@@ -10,11 +10,6 @@ export { describeExit, outputTail, runShell, type CommandResult };
 const OUTPUT_LIMIT = 64 * 1024;
 
 export type TemplateValues = Record<string, string | undefined>;
-
-/** A POSIX shell word that stands for exactly `value`. */
-export function shellQuote(value: string): string {
-  return /^[A-Za-z0-9._+:/@=-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
-}
 
 /** The command with each `{{name}}` replaced by its value, shell-quoted; an unknown name is refused. */
 export function renderCommand(template: string, values: TemplateValues): string {

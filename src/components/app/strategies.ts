@@ -20,6 +20,7 @@ import {
   type HealthSpec,
   type TemplateValues,
 } from './run';
+import { shellQuote } from '../../platform/shell';
 
 export interface LiveState {
   /** The release in service; undefined when nothing answers. */
@@ -132,9 +133,7 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
   }
 
   async function nginx(args: string[], what: string, signal?: AbortSignal) {
-    const command = [...bg.nginx, ...args]
-      .map((a) => (/^[\w./:@=+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
-      .join(' ');
+    const command = [...bg.nginx, ...args].map(shellQuote).join(' ');
     const result = await runShell(command, { values: {}, timeoutMs, signal });
     return {
       ok: result.code === 0,

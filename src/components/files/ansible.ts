@@ -7,7 +7,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../domain/errors';
 import { parseDuration } from '../../manifest/duration';
-import { describeExit, outputTail, runShell } from '../../platform/shell';
+import { describeExit, outputTail, runShell, shellQuote } from '../../platform/shell';
 import type { SnapshotStore } from '../../snapshots/store';
 import type { FingerprintSummary } from '../core';
 import type { FilesComponent } from './kind';
@@ -16,10 +16,6 @@ import type { FilesComponent } from './kind';
 const PREVIEW_MAX_CHARS = 16 * 1024;
 
 export type AnsibleSection = NonNullable<FilesComponent['ansible']>;
-
-function quote(value: string): string {
-  return /^[A-Za-z0-9._+:/@=,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
-}
 
 /** What rewind tells every playbook besides the release: where the files are, and for which environment. */
 export interface PlaybookContext {
@@ -36,12 +32,12 @@ export function playbookCommand(a: AnsibleSection, release: string, check: boole
     [a.variable]: release,
   });
   return [
-    ...a.command.map(quote),
-    ...(a.inventory ? ['-i', quote(a.inventory)] : ['-i', 'localhost,', '-c', 'local']),
+    ...a.command.map(shellQuote),
+    ...(a.inventory ? ['-i', shellQuote(a.inventory)] : ['-i', 'localhost,', '-c', 'local']),
     '-e',
-    quote(vars),
+    shellQuote(vars),
     ...(check ? ['--check', '--diff'] : ['--diff']),
-    quote(a.playbook),
+    shellQuote(a.playbook),
   ].join(' ');
 }
 
