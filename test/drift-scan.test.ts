@@ -253,6 +253,19 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
         'removed row public.orders (id)=(5)',
       ].sort(),
     );
+
+    // Scanned again, the first question asks at once for the objects that differed: the same
+    // findings, now persisting.
+    const again = await scan({ components: ['db'] });
+    const persisting = (await findingsOf(again.summary.scanId)).filter(live);
+    expect(persisting.map((f) => `${f.change} ${f.subject}`).sort()).toEqual(findings);
+    expect(persisting.every((f) => f.state === 'persisting')).toBe(true);
+    const history = await env.client.client.workflow.getHandle(again.workflowId).fetchHistory();
+    const firstQuestion = history.events!.find((e) => e.activityTaskScheduledEventAttributes)!
+      .activityTaskScheduledEventAttributes!.input!.payloads!;
+    expect(decodedPayloads(firstQuestion)).toMatch(
+      /"question":\{"kind":"postgres","part":"digest","buckets":\[\d+(,\d+)*\]\}/,
+    );
   });
 
   test('application versions: read from each environment, a difference is a finding; scans of chosen components skip them', async () => {

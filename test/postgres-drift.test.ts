@@ -9,6 +9,7 @@ import {
   createDatabaseDescriber,
   describeDatabase,
   firstPostgresQuestion,
+  OBJECT_BUCKETS,
   type PostgresCatalogAnswer,
   type PostgresDigestAnswer,
   type PostgresDriftAnswer,
@@ -17,7 +18,8 @@ import {
 } from '../src/components/postgres/drift';
 import { historyTableDdl } from '../src/components/postgres/flyway';
 import { postgresComponentSchema, type PostgresComponent } from '../src/components/postgres/kind';
-import type { DriftDifference } from '../src/components/drift';
+import type { DriftDifference, PreviousDifference } from '../src/components/drift';
+import { catalogObjects, subjectBucket } from '../src/components/postgres/fingerprint';
 import { createDatabase, dropDatabase, sql } from './support/postgres';
 import { tempDir } from './support/temp';
 
@@ -36,12 +38,17 @@ interface Round {
 let scans = 0;
 
 /** A scan as the agents answer it: each side's describer keeps its digest round's read for the later rounds. */
-async function scan(fromUrl: string, toUrl: string, c: PostgresComponent = component()) {
+async function scan(
+  fromUrl: string,
+  toUrl: string,
+  c: PostgresComponent = component(),
+  previous: readonly PreviousDifference[] = [],
+) {
   const describe = createDatabaseDescriber();
   const scanCtx = { ...ctx, scanId: `scan-${++scans}` };
   const rounds: Round[] = [];
   const differences: DriftDifference[] = [];
-  const pending: PostgresDriftQuestion[] = [firstPostgresQuestion(c)];
+  const pending: PostgresDriftQuestion[] = [firstPostgresQuestion(c, previous)];
   while (pending.length > 0) {
     if (rounds.length === 20) throw new Error('the scan did not settle in 20 rounds');
     const question = pending.shift()!;
@@ -133,6 +140,81 @@ describe('postgres drift scan', () => {
     expect(bySubject.get('row public.orders (id)=(7)')?.detail).toBe('row only in from (values not shown)');
     expect(bySubject.get('row public.orders (id)=(31)')?.detail).toBe('row only in to (values not shown)');
     expect(differences.every((d) => d.severity === undefined)).toBe(true);
+  });
+
+  test('asks first for what differed last scan: persisting drift takes no catalog round and finds the same', async () => {
+    await sql(
+      toUrl,
+      `ALTER TABLE customers ALTER COLUMN note TYPE varchar(200);
+       CREATE INDEX orders_total_idx ON orders (total);
+       UPDATE orders SET total = total + 1 WHERE id = 5;`,
+    );
+    const first = await scan(fromUrl, toUrl);
+    expect(first.rounds.map((r) => r.question.part)).toEqual(['digest', 'catalog', 'samples']);
+
+    const previous = first.differences.map((d) => ({ aspect: d.aspect, subject: d.subject }));
+    const again = await scan(fromUrl, toUrl, component(), previous);
+
+    expect(again.differences).toEqual(first.differences);
+    const buckets = [
+      ...new Set(
+        ['column public.customers.note', 'index public.orders_total_idx'].map((s) => subjectBucket(s, OBJECT_BUCKETS)),
+      ),
+    ].sort((a, b) => a - b);
+    expect(again.rounds.map((r) => r.question)).toEqual([
+      { kind: 'postgres', part: 'digest', buckets },
+      { kind: 'postgres', part: 'samples', tables: ['public.orders'] },
+    ]);
+    // Only the asked buckets' objects travel with the digests.
+    const prefetched = Object.keys((again.rounds[0]!.to as PostgresDigestAnswer).prefetched!);
+    expect(prefetched).toContain('index public.orders_total_idx');
+    expect(prefetched.every((s) => buckets.includes(subjectBucket(s, OBJECT_BUCKETS)))).toBe(true);
+  });
+
+  test('falls back to the catalog round when something differs beyond what the last scan found', async () => {
+    await sql(toUrl, `CREATE INDEX orders_total_idx ON orders (total)`);
+    const previous = [{ aspect: 'schema', subject: 'index public.orders_total_idx' }];
+    const asked = subjectBucket('index public.orders_total_idx', OBJECT_BUCKETS);
+    // A new index whose bucket the first question did not ask for, and a row count that changed.
+    const name = Array.from({ length: 200 }, (_, i) => `late_idx_${i}`).find(
+      (n) => subjectBucket(`index public.${n}`, OBJECT_BUCKETS) !== asked,
+    )!;
+    await sql(toUrl, `CREATE INDEX ${name} ON customers (name); DELETE FROM orders WHERE id = 30`);
+
+    const { differences, rounds } = await scan(fromUrl, toUrl, component(), previous);
+
+    expect(rounds[0]!.question).toEqual({ kind: 'postgres', part: 'digest', buckets: [asked] });
+    expect(rounds[1]!.question).toMatchObject({ kind: 'postgres', part: 'catalog' });
+    expect(pairs(differences)).toEqual([
+      `added index public.${name}`,
+      'added index public.orders_total_idx',
+      'changed table public.orders',
+      'removed row public.orders (id)=(30)',
+    ]);
+  });
+
+  test('buckets objects in the database exactly as the comparison does in Node, whatever the characters', async () => {
+    await sql(
+      fromUrl,
+      `CREATE TABLE "zähler" ("名前" text PRIMARY KEY, "emoji 🙂" int, "a""quote" int);
+       CREATE INDEX "ünïcode_idx" ON "zähler" ("emoji 🙂");`,
+    );
+    const objects = await withPostgres(fromUrl, (client) => catalogObjects(client, undefined, OBJECT_BUCKETS));
+    expect(objects.map((o) => o.subject)).toContain('column public.zähler.emoji 🙂');
+    expect(objects.length).toBeGreaterThan(10);
+    for (const o of objects)
+      expect([o.subject, o.bucket]).toEqual([o.subject, subjectBucket(o.subject, OBJECT_BUCKETS)]);
+  });
+
+  test('finds the rows of a table that is empty on one side (its sample is known without reading it)', async () => {
+    await sql(fromUrl, 'TRUNCATE orders');
+
+    const { differences } = await scan(fromUrl, toUrl);
+
+    expect(differences.filter((d) => d.aspect === 'rows').map((d) => d.detail)).toEqual(['0 → 30 rows']);
+    const rows = differences.filter((d) => d.aspect === 'sample');
+    expect(rows).toHaveLength(30);
+    expect(rows.every((d) => d.change === 'added' && d.detail === 'row only in to (values not shown)')).toBe(true);
   });
 
   test('finds nothing between identical databases, in one digest round that carries the samples digests', async () => {

@@ -2,6 +2,7 @@
 // one embedded store shared between processes through its owner.
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { previousDifferences } from '../src/activities/drift';
 import { openProjectStore } from '../src/store/project-store';
 import { STORE_MIGRATIONS } from '../src/store/migrations';
 import { createDatabase, dropDatabase } from './support/postgres';
@@ -55,6 +56,56 @@ describe('project store', () => {
         });
       } finally {
         await again.close();
+      }
+    } finally {
+      await dropDatabase(url);
+    }
+  });
+
+  test("a scan's first questions read the pair's latest completed scan of each component, on both engines", async () => {
+    const dataDir = await makeTempDir('previous');
+    const url = await createDatabase('rewind_store');
+    try {
+      const embedded = await openProjectStore({ dataDir });
+      const server = await openProjectStore({ databaseUrl: url, dataDir });
+      try {
+        for (const store of [embedded, server]) {
+          const scan = async (id: string, components: string[], status: string, findings: [string, string][]) => {
+            await store.query(
+              `INSERT INTO drift_scans (id, from_env, to_env, workflow_id, trigger, components, status, started_at)
+               VALUES ($1, 'production', 'regression', 'wf', 'manual', $2, $3, now() + ($4 || ' seconds')::interval)`,
+              [id, JSON.stringify(components), status, id.slice(1)],
+            );
+            for (const [component, subject] of findings)
+              await store.query(
+                `INSERT INTO drift_findings (scan_id, key, component, aspect, subject, change, detail, severity, state)
+                 VALUES ($1, $2, $3, 'schema', $4, 'changed', 'x', 'warning', $5)`,
+                [id, `${component}/${subject}`, component, subject, subject.startsWith('gone') ? 'resolved' : 'new'],
+              );
+          };
+          await scan('s1', ['db', 'files'], 'completed', [
+            ['db', 'table old'],
+            ['files', 'a.yaml'],
+          ]);
+          await scan('s2', ['db'], 'completed', [
+            ['db', 'index newer'],
+            ['db', 'gone index'],
+          ]);
+          await scan('s3', ['db', 'files'], 'failed', [['db', 'table failed scan']]);
+          const previous = await previousDifferences(store, { from: 'production', to: 'regression' }, [
+            'db',
+            'files',
+            'app',
+          ]);
+          // db from s2 (the latest completed scan of it, its resolved finding left out); files from s1.
+          expect(Object.fromEntries(previous)).toEqual({
+            db: [{ aspect: 'schema', subject: 'index newer' }],
+            files: [{ aspect: 'schema', subject: 'a.yaml' }],
+          });
+        }
+      } finally {
+        await embedded.close();
+        await server.close();
       }
     } finally {
       await dropDatabase(url);

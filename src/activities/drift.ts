@@ -5,7 +5,13 @@
 import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { driftOf, firstDriftQuestion } from '../components/comparers';
-import { SEVERITIES, type DriftAnswer, type DriftDifference, type DriftQuestion } from '../components/drift';
+import {
+  SEVERITIES,
+  type DriftAnswer,
+  type DriftDifference,
+  type DriftQuestion,
+  type PreviousDifference,
+} from '../components/drift';
 import type { AppVersion } from '../drift/app-version';
 import {
   APP_VERSION_COMPONENT,
@@ -115,6 +121,7 @@ export function createDriftActivities(deps: DriftDeps) {
       throw ApplicationFailure.nonRetryable((err as Error).message, ErrorType.InvalidRequest);
     }
     const store = await deps.projectStore();
+    const previous = await previousDifferences(store, pair, components);
     const appVersion =
       !req.request.components?.length &&
       (!!manifest.environments[pair.from]!.version || !!manifest.environments[pair.to]!.version);
@@ -143,7 +150,7 @@ export function createDriftActivities(deps: DriftDeps) {
           component: name,
           fromQueue: envTaskQueue(manifest, pair.from),
           toQueue: envTaskQueue(manifest, pair.to),
-          question: firstDriftQuestion(a),
+          question: firstDriftQuestion(a, previous.get(name) ?? []),
         });
       }
     }
@@ -289,6 +296,41 @@ export function createDriftActivities(deps: DriftDeps) {
 export type DriftActivities = ReturnType<typeof createDriftActivities>;
 
 const emptyCounts = (): SeverityCounts => ({ critical: 0, warning: 0, info: 0 });
+
+/** Findings of a component read back for its next scan's first question, at most. */
+const PREVIOUS_PER_COMPONENT = 500;
+
+/**
+ * What the pair's latest completed scan of each component found there and still stood (allowed
+ * ones too: expected differences recur every scan). A hint for the kinds' first questions only:
+ * a wrong or missing one costs a round, never a finding.
+ */
+export async function previousDifferences(
+  store: StoreQueries,
+  pair: { from: string; to: string },
+  components: string[],
+): Promise<Map<string, PreviousDifference[]>> {
+  const rows = await store.query<{ component: string; aspect: string; subject: string }>(
+    `SELECT f.component, f.aspect, f.subject
+       FROM unnest($3::text[]) AS c(name)
+       CROSS JOIN LATERAL (
+         SELECT s.id FROM drift_scans s
+          WHERE s.from_env = $1 AND s.to_env = $2 AND s.status = 'completed' AND s.components @> jsonb_build_array(c.name)
+          ORDER BY s.started_at DESC LIMIT 1) latest
+       CROSS JOIN LATERAL (
+         SELECT f.component, f.aspect, f.subject FROM drift_findings f
+          WHERE f.scan_id = latest.id AND f.component = c.name AND f.state <> 'resolved'
+          ORDER BY f.subject LIMIT $4) f`,
+    [pair.from, pair.to, components, PREVIOUS_PER_COMPONENT],
+  );
+  const byComponent = new Map<string, PreviousDifference[]>();
+  for (const r of rows) {
+    const list = byComponent.get(r.component) ?? [];
+    list.push({ aspect: r.aspect, subject: r.subject });
+    byComponent.set(r.component, list);
+  }
+  return byComponent;
+}
 
 async function closeScan(tx: StoreQueries, scanId: string, error: string | undefined): Promise<DriftScanSummary> {
   const [scan] = await tx.query<{ from_env: string; to_env: string; components: string[]; status: string }>(

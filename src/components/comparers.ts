@@ -2,7 +2,7 @@
 // answers with these. Kept apart from the registry because comparing reads config parsers and
 // hashes (node modules), and the registry must load in the workflow sandbox. The mapped type
 // makes a kind registered without a comparison a compile error.
-import type { DriftQuestion, KindDrift } from './drift';
+import type { DriftQuestion, KindDrift, PreviousDifference } from './drift';
 import { appDrift } from './app/drift';
 import { filesDrift } from './files/drift';
 import { comparePostgres, firstPostgresQuestion } from './postgres/drift';
@@ -18,6 +18,6 @@ export function driftOf(component: Component): KindDrift<Component> {
   return COMPARISONS[component.kind];
 }
 
-export function firstDriftQuestion(component: Component): DriftQuestion {
-  return driftOf(component).firstQuestion(component);
+export function firstDriftQuestion(component: Component, previous: readonly PreviousDifference[] = []): DriftQuestion {
+  return driftOf(component).firstQuestion(component, previous);
 }

@@ -77,9 +77,20 @@ export interface DescribeContext {
   logger?: { warn(fields: object, message: string): void };
 }
 
+/** A difference the pair's previous completed scan found in a component and that still stood. */
+export interface PreviousDifference {
+  aspect: string;
+  subject: string;
+}
+
 /** The pure half of a kind's drift comparison. */
 export interface KindDrift<C> {
-  firstQuestion(component: C): DriftQuestion;
+  /**
+   * The first question of a scan. `previous` lists what the pair's last scan found in this
+   * component (capped): drift tends to persist until someone fixes it, so a kind may ask for
+   * those parts at once and spare a round when they are all that differs.
+   */
+  firstQuestion(component: C, previous: readonly PreviousDifference[]): DriftQuestion;
   /** Compares the two sides' answers to one question. */
   compare(question: DriftQuestion, from: DriftAnswer, to: DriftAnswer, component: C): DriftComparison;
 }

@@ -305,14 +305,31 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     projectStore,
     projectStoreUrl,
     async teardown() {
-      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      // Waits (bounded) for killed agents to be gone, so that nothing they started is still
+      // writing into the directory removed below.
+      await Promise.allSettled(
+        children
+          .filter((child) => child.exitCode === null && child.signalCode === null)
+          .map(
+            (child) =>
+              new Promise<void>((resolve) => {
+                const timer = setTimeout(resolve, 10_000);
+                child.once('exit', () => {
+                  clearTimeout(timer);
+                  resolve();
+                });
+                child.kill('SIGKILL');
+              }),
+          ),
+      );
       workers.forEach((w) => w.shutdown());
       await Promise.allSettled(running);
       if (openStore) await (await openStore).close();
       if (storeUrl) await dropDatabase(await storeUrl);
       await nativeConnection.close();
       await connection.close();
-      rmSync(dir, { recursive: true, force: true });
+      // A restic process an agent started may outlive it by a moment: retry on ENOTEMPTY.
+      rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     },
   };
   return env;

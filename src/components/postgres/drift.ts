@@ -4,10 +4,18 @@
 // another value of a row, and stays well under a workflow payload's limit.
 import { createHash, createHmac } from 'node:crypto';
 import type pg from 'pg';
-import type { DescribeContext, DriftAnswer, DriftComparison, DriftDifference, DriftQuestion } from '../drift';
+import type {
+  DescribeContext,
+  DriftAnswer,
+  DriftComparison,
+  DriftDifference,
+  DriftQuestion,
+  PreviousDifference,
+} from '../drift';
 import {
   catalogObjects,
   migrationHistory,
+  subjectBucket,
   userTables,
   type CatalogObject,
   type HistoryRow,
@@ -17,7 +25,8 @@ import { compareVersions, quoteIdent } from './flyway';
 import type { PostgresComponent } from './kind';
 
 export type PostgresDriftQuestion =
-  | { kind: 'postgres'; part: 'digest' }
+  /** `buckets`: their objects come with the digests too (what differed in the last scan). */
+  | { kind: 'postgres'; part: 'digest'; buckets?: number[] }
   | { kind: 'postgres'; part: 'catalog'; buckets?: number[]; counts?: boolean }
   | { kind: 'postgres'; part: 'samples'; tables: string[] };
 
@@ -39,6 +48,11 @@ export interface PostgresDigestAnswer {
   sampleable: Record<string, string[]>;
   /** `schema.table` → digest of its sample, for the tables this side samples (see sampleTargets). */
   samples: Record<string, string>;
+  /**
+   * The objects of the question's buckets, as a catalog answer lists them; left out when they
+   * would pass MAX_PREFETCH_BYTES.
+   */
+  prefetched?: Record<string, string>;
 }
 
 export type PostgresMigration = HistoryRow;
@@ -105,8 +119,27 @@ const DEFINITION_CHARS = 300;
 const DETAIL_CHARS = 200;
 const KEY_CHARS = 40;
 
-export function firstPostgresQuestion(_component: PostgresComponent): PostgresDriftQuestion {
-  return { kind: 'postgres', part: 'digest' };
+/** Buckets a first question asks for at most; past them the last scan's drift is too wide to guess. */
+export const MAX_PREFETCH_BUCKETS = 8;
+/** Bytes of JSON the prefetched objects may take in a digest answer. */
+export const MAX_PREFETCH_BYTES = 64 * 1024;
+
+/**
+ * The digests of everything, and the objects of the buckets where the last scan found schema
+ * drift: when drift persisted and nothing else changed, the scan ends in one round.
+ */
+export function firstPostgresQuestion(
+  _component: PostgresComponent,
+  previous: readonly PreviousDifference[] = [],
+): PostgresDriftQuestion {
+  const buckets = [
+    ...new Set(
+      previous.filter((p) => p.aspect === 'schema' && p.subject !== 'catalog').map((p) => bucketOf(p.subject)),
+    ),
+  ].sort((a, b) => a - b);
+  return buckets.length > 0 && buckets.length <= MAX_PREFETCH_BUCKETS
+    ? { kind: 'postgres', part: 'digest', buckets }
+    : { kind: 'postgres', part: 'digest' };
 }
 
 /** Rows the digest round samples at most, over all tables; a table past them is sampled when asked. */
@@ -118,12 +151,18 @@ const MAX_DIGEST_SAMPLE_ROWS = 50_000;
  * from it, so that both rounds describe the same moment and nothing is read twice.
  */
 interface DatabaseRead {
-  objects: CatalogObject[];
+  /** With each object's bucket and its definition as answers carry it, worked out once. */
+  objects: ReadObject[];
   migrations: HistoryRow[];
   totalMigrations: number;
   tables: UserTable[];
   rowCounts: PostgresCatalogAnswer['rowCounts'];
   samples: Map<string, PostgresTableSample | 'absent'>;
+}
+
+interface ReadObject extends CatalogObject {
+  bucket: number;
+  bounded: string;
 }
 
 type Describe = (
@@ -205,16 +244,29 @@ async function readDatabase(
   const { rows: migrations, total } = await migrationHistory(client, history.schema, history.table, MAX_MIGRATIONS);
   const tables = await userTables(client, history);
   const rowCounts = await countRows(client, tables, ctx.signal);
-  const objects = await catalogObjects(client, history);
+  const objects = (await catalogObjects(client, history, OBJECT_BUCKETS)).map((o): ReadObject => ({
+    subject: o.subject,
+    definition: o.definition,
+    bucket: o.bucket,
+    bounded: boundDefinition(o.definition),
+  }));
   // The tables this side would sample, as many as the digest round's budget allows, a
   // question's worth per statement.
   const limit = sampleRows(component);
   const targets = sampleTargets(component, sampleableOf(tables)).slice(0, Math.floor(MAX_DIGEST_SAMPLE_ROWS / limit));
   const samples = new Map<string, PostgresTableSample | 'absent'>();
+  // A table whose heap has no pages has no rows to sample (as countRows reasons).
+  const byName = new Map(tables.map((t) => [`${t.schema}.${t.table}`, t]));
+  const toRead: string[] = [];
+  for (const name of targets) {
+    const table = byName.get(name);
+    if (table?.empty) samples.set(name, { key: table.primaryKey, rows: {}, order: [], more: false });
+    else toRead.push(name);
+  }
   const perStatement = tablesPerQuestion(component);
-  for (let i = 0; i < targets.length; i += perStatement)
+  for (let i = 0; i < toRead.length; i += perStatement)
     for (const [name, sample] of Object.entries(
-      await sampleTables(client, targets.slice(i, i + perStatement), limit, ctx),
+      await sampleTables(client, toRead.slice(i, i + perStatement), limit, ctx),
     ))
       samples.set(name, sample);
   return { objects, migrations, totalMigrations: total, tables, rowCounts, samples };
@@ -229,8 +281,7 @@ function answerFromRead(
   );
   if (question.part === 'digest') {
     const buckets = Array.from({ length: OBJECT_BUCKETS }, () => createHash('sha256'));
-    for (const { subject, definition } of read.objects)
-      buckets[bucketOf(subject)]!.update(`${subject}\0${boundDefinition(definition)}\n`);
+    for (const { subject, bucket, bounded } of read.objects) buckets[bucket]!.update(`${subject}\0${bounded}\n`);
     const names = read.tables.map((t) => `${t.schema}.${t.table}`).sort(byCodeUnit);
     return {
       kind: 'postgres',
@@ -241,9 +292,24 @@ function answerFromRead(
       tables: names,
       sampleable: sampleableOf(read.tables),
       samples: sampleDigests,
+      ...prefetch(read, question.buckets),
     };
   }
   return catalogAnswer(read, sampleDigests, question.buckets, question.counts ?? true);
+}
+
+function prefetch(read: DatabaseRead, buckets: number[] | undefined): { prefetched?: Record<string, string> } {
+  if (!buckets?.length) return {};
+  const wanted = new Set(buckets);
+  const prefetched: Record<string, string> = {};
+  let bytes = 0;
+  for (const { subject, bucket, bounded } of read.objects) {
+    if (!wanted.has(bucket)) continue;
+    bytes += jsonBytes(subject) + jsonBytes(bounded) + 2;
+    if (bytes > MAX_PREFETCH_BYTES) return {};
+    prefetched[subject] = bounded;
+  }
+  return { prefetched };
 }
 
 function checkSampleQuestion(tables: string[], component: PostgresComponent): void {
@@ -275,7 +341,7 @@ export function sampleTargets(component: PostgresComponent, sampleable: Record<s
 }
 
 function bucketOf(subject: string): number {
-  return createHash('sha256').update(subject).digest()[0]! % OBJECT_BUCKETS;
+  return subjectBucket(subject, OBJECT_BUCKETS);
 }
 
 /** Row counts of all user tables: counted when the planner expects few rows, else its estimate. */
@@ -293,6 +359,7 @@ async function countRows(
     else if (t.estimate >= EXACT_COUNT_BELOW) rowCounts[name] = { rows: t.estimate, exact: false };
   }
   signal?.throwIfAborted();
+  if (exact.length === 0) return rowCounts;
   // One statement counts them all (query_to_xml runs each count inside the server): a round trip
   // per table costs more than the counting, and one UNION of many tables costs more to plan.
   const { rows } = await client.query<{ s: string; t: string; n: string }>(
@@ -326,12 +393,11 @@ function catalogAnswer(
 
   // Objects go in subject order until the budget is spent; a table's counts and key travel with it.
   let budget = MAX_CATALOG_BYTES - jsonBytes(migrations) - jsonBytes(sampleDigests) - 512;
-  const all = read.objects.filter((o) => !wanted || wanted.has(bucketOf(o.subject)));
+  const all = read.objects.filter((o) => !wanted || wanted.has(o.bucket));
   const objects: Record<string, string> = {};
   const listedTables = new Set<string>();
   let listed = 0;
-  for (const { subject, definition } of all) {
-    const bounded = boundDefinition(definition);
+  for (const { subject, bounded } of all) {
     const cost = jsonBytes(subject) + jsonBytes(bounded) + 2 + (tableCosts.get(subject) ?? 0);
     if (listed === MAX_CATALOG_OBJECTS || cost > budget) break;
     objects[subject] = bounded;
@@ -460,7 +526,15 @@ export function comparePostgres(
     const a = asAnswer(from, 'digest');
     const b = asAnswer(to, 'digest');
     const buckets = a.objects.flatMap((d, i) => (d === b.objects[i] ? [] : [i]));
-    if (buckets.length > 0 || a.migrations !== b.migrations || a.rowCounts !== b.rowCounts) {
+    const asked = new Set(q.buckets ?? []);
+    const answered = a.prefetched !== undefined && b.prefetched !== undefined;
+    const onlyPrefetched =
+      buckets.length > 0 &&
+      answered &&
+      buckets.every((i) => asked.has(i)) &&
+      a.migrations === b.migrations &&
+      a.rowCounts === b.rowCounts;
+    if (!onlyPrefetched && (buckets.length > 0 || a.migrations !== b.migrations || a.rowCounts !== b.rowCounts)) {
       const catalog: PostgresDriftQuestion = {
         kind: 'postgres',
         part: 'catalog',
@@ -480,7 +554,18 @@ export function comparePostgres(
       tables: d.tables,
       samples: d.samples,
     });
-    return { differences: [], next: sampleQuestions(asCatalog(a), asCatalog(b), new Set(), component) };
+    if (!onlyPrefetched)
+      return { differences: [], next: sampleQuestions(asCatalog(a), asCatalog(b), new Set(), component) };
+    // What differs lies in the buckets the question asked for, and both sides sent them: the
+    // catalog round would compare just these objects, and no counts or history.
+    const differing = new Set(buckets);
+    const inDiffering = (objects: Record<string, string>) =>
+      Object.fromEntries(Object.entries(objects).filter(([subject]) => differing.has(bucketOf(subject))));
+    const schema = compareObjects(inDiffering(a.prefetched!), inDiffering(b.prefetched!));
+    return {
+      differences: sortDifferences(schema.differences),
+      next: sampleQuestions(asCatalog(a), asCatalog(b), schema.differing, component),
+    };
   }
   if (q.part === 'catalog') {
     const a = asAnswer(from, 'catalog');
