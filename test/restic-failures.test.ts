@@ -129,6 +129,43 @@ describe('stale restic locks', () => {
     expect(ids).not.toContain(forgotten.snapshotId);
   });
 
+  it('runs again when another restic was creating the cache it opened (two agents of one host starting together)', async () => {
+    const { repository } = await freshRepository('cache-race-repo');
+    const cacheDir = path.join(dir, 'cache-race-cache');
+    // restic behind a wrapper that plays the other process: once a run ends, the version file
+    // the other process was writing is complete.
+    const wrapper = path.join(dir, 'restic-finishing-the-cache');
+    writeFileSync(
+      wrapper,
+      '#!/bin/sh\n"$REAL_RESTIC" "$@"; code=$?\n[ -s "$VERSION_FILE" ] || printf %s "$VERSION_TEXT" > "$VERSION_FILE"\nexit $code\n',
+    );
+    chmodSync(wrapper, 0o755);
+    const plain = new ResticRepository({ repository, password: PASSWORD, env: { RESTIC_CACHE_DIR: cacheDir } });
+    const before = await plain.run(['snapshots']);
+    // The cache holds one folder, named by the repository's id.
+    const [id] = readdirSync(cacheDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    const version = path.join(cacheDir, id!, 'version');
+    const written = readFileSync(version, 'utf8');
+    // The moment the other restic has created the version file and not yet written it.
+    writeFileSync(version, '');
+    const restic = new ResticRepository({
+      repository,
+      password: PASSWORD,
+      binary: wrapper,
+      env: {
+        RESTIC_CACHE_DIR: cacheDir,
+        REAL_RESTIC: resolveTool('restic'),
+        VERSION_FILE: version,
+        VERSION_TEXT: written,
+      },
+    });
+
+    const after = await restic.run(['snapshots']);
+
+    expect(after).toEqual(before);
+    expect(readFileSync(version, 'utf8')).toBe(written);
+  });
+
   it('a backup after a killed exclusive command clears its stale lock and succeeds', async () => {
     const { repository, restic } = await freshRepository('killed-exclusive-repo');
     const { child } = await holdExclusiveLock(repository);

@@ -444,7 +444,7 @@ export class ResticRepository {
    */
   private async runRaw(args: string[], options: RunOptions = {}): Promise<Buffer> {
     try {
-      return await this.spawnRestic(args, options);
+      return await this.spawnCacheSafe(args, options);
     } catch (err) {
       const command = subcommand(args);
       if (!(err instanceof ResticError) || err.kind !== 'locked' || command === 'unlock') throw err;
@@ -456,6 +456,21 @@ export class ResticRepository {
         if (!(second instanceof ResticError) || second.kind !== 'locked') throw second;
         throw new ResticError(liveLockMessage(`restic ${command}`, second.message), second.exitCode, 'locked');
       }
+    }
+  }
+
+  /**
+   * Runs restic once more when it could not open its cache because another restic was creating
+   * it: restic writes the cache's version file in place, so a second process starting at that
+   * moment (two agents of one host starting together) reads it empty and gives up.
+   */
+  private async spawnCacheSafe(args: string[], options: RunOptions): Promise<Buffer> {
+    try {
+      return await this.spawnRestic(args, options);
+    } catch (err) {
+      if (!(err instanceof ResticError) || !CACHE_RACE.test(err.message)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      return this.spawnRestic(args, options);
     }
   }
 
@@ -526,6 +541,9 @@ export class ResticRepository {
     });
   }
 }
+
+/** restic's words when its cache's version file was read while another restic wrote it. */
+const CACHE_RACE = /unable to open cache: readVersion/;
 
 /**
  * A failed restic run as a ResticError whose kind says whether retrying can help: by restic's
