@@ -40,6 +40,11 @@ export async function startBenchStack(args: {
   const env = { ...process.env, ...args.env, TEMPORAL_ADDRESS: server.address, REWIND_MANIFEST: args.manifestFile };
   const children: ChildProcess[] = [];
   let stopping = false;
+  // However the bench ends, no worker or agent outlives it to load the next run's machine.
+  const killAll = () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  };
+  process.once('exit', killAll);
   return {
     client: new RewindClient(new Client({ connection }), args.manifest, args.store),
     address: server.address,
@@ -52,6 +57,7 @@ export async function startBenchStack(args: {
       child.once('exit', (code, signal) => {
         if (!stopping) {
           say(`rewind ${cli.join(' ')} exited (${signal ?? code}) during the benchmark`);
+          killAll();
           process.exit(1);
         }
       });
