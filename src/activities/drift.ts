@@ -194,7 +194,8 @@ export function createDriftActivities(deps: DriftDeps) {
         );
       const { differences, next } = driftOf(component).compare(req.question, req.fromAnswer, req.toAnswer, component);
       const store = await deps.projectStore();
-      await store.transaction((tx) => insertFindings(tx, req.scanId, req, req.component, differences));
+      // One statement: atomic without a transaction around it.
+      await insertFindings(store, req.scanId, req, req.component, differences);
       return { next, differences: differences.length };
     } catch (err) {
       throw toApplicationFailure(err);
@@ -286,7 +287,7 @@ export function createDriftActivities(deps: DriftDeps) {
       });
     }
     const store = await deps.projectStore();
-    await store.transaction((tx) => insertFindings(tx, req.scanId, req, APP_VERSION_COMPONENT, differences));
+    await insertFindings(store, req.scanId, req, APP_VERSION_COMPONENT, differences);
     return differences.length;
   }
 

@@ -91,7 +91,19 @@ function describeUrl(url: string): string {
 }
 
 async function openServerStore(url: string): Promise<ProjectStore> {
-  const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'rewind-store' });
+  // The control worker and the API are long-lived: their connections stay open for minutes when
+  // idle (pg closes them after 10 s by default), so that a scan's findings or an approval do not
+  // each wait for a new connection and a server process with cold caches. TCP keepalive finds a
+  // connection a firewall dropped meanwhile.
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 4,
+    idleTimeoutMillis: 5 * 60_000,
+    keepAlive: true,
+    // Idle connections never keep a short command (the CLI) from exiting.
+    allowExitOnIdle: true,
+    application_name: 'rewind-store',
+  });
   const where = `PostgreSQL ${describeUrl(url)}`;
   // An idle connection the server ends (a restart, a failover) is dropped from the pool; the
   // next query opens another. Without a listener the pool's error would end the process.
