@@ -3,8 +3,11 @@
 // from disk, new worker threads).
 import { chmodSync, cpSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { filesDrift, type FilesDriftAnswer } from '../src/components/files/drift';
+import { filesComponentSchema } from '../src/components/files/kind';
 import { TreeIndex, MAX_NODE_CHILDREN, BUCKETS } from '../src/components/files/tree-index';
-import { TreeWalkers } from '../src/components/files/tree-walker';
+import { blake3Module, TreeWalkers } from '../src/components/files/tree-walker';
 import { tempDir } from './support/temp';
 
 const root = tempDir('rewind-tree-index-');
@@ -145,6 +148,90 @@ describe('tree index', () => {
     const loaded = await TreeIndex.load(file, dir);
     expect(loaded.rootDigest).toBe(expected.rootDigest);
     expect(await loaded.refresh(walkers, later())).toMatchObject({ changed: 0, hashed: 0 });
+  });
+
+  test('hashes contents with BLAKE3 (its reference digests), or SHA-256 when told, files past one read included', async () => {
+    const dir = path.join(root, 'digests');
+    mkdirSync(dir, { recursive: true });
+    const big = randomBytes(3 * (1 << 20) + 123); // more than the 1 MiB a read takes
+    writeFileSync(path.join(dir, 'empty'), '');
+    writeFileSync(path.join(dir, 'abc'), 'abc');
+    writeFileSync(path.join(dir, 'big'), big);
+    const digests = async (w: TreeWalkers) => {
+      const index = TreeIndex.empty(dir);
+      await index.refresh(w, later());
+      return { hash: index.contentHash, ...Object.fromEntries(index.node('')!.children!.map((c) => [c.n, c.d])) };
+    };
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { blake3 } = require('@napi-rs/blake-hash') as { blake3: (b: Buffer) => Buffer };
+    expect(await digests(walkers)).toEqual({
+      hash: 'blake3',
+      empty: 'af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262',
+      abc: '6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85',
+      big: blake3(big).toString('hex'),
+    });
+    const sha = new TreeWalkers(1, { REWIND_TREE_HASH: 'sha256' });
+    try {
+      const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+      expect(await digests(sha)).toEqual({ hash: 'sha256', empty: sha256(''), abc: sha256('abc'), big: sha256(big) });
+    } finally {
+      await sha.close();
+    }
+    expect(() => blake3Module({ REWIND_TREE_HASH: 'md5' })).toThrow(
+      'REWIND_TREE_HASH must be blake3 or sha256, not "md5"',
+    );
+  });
+
+  test('an index saved with another content hash is hashed anew, once', async () => {
+    const dir = path.join(root, 'rehash');
+    makeTree(dir);
+    const file = path.join(root, 'rehash-index.json');
+    const sha = new TreeWalkers(1, { REWIND_TREE_HASH: 'sha256' });
+    try {
+      const old = TreeIndex.empty(dir);
+      await old.refresh(sha, later());
+      await old.save(file);
+    } finally {
+      await sha.close();
+    }
+    const loaded = await TreeIndex.load(file, dir);
+    expect(loaded.contentHash).toBe('sha256');
+    expect(await loaded.refresh(walkers, later())).toMatchObject({ files: 3, hashed: 3 });
+    expect(loaded.contentHash).toBe('blake3');
+    expect(loaded.rootDigest).toBe((await fresh(dir)).rootDigest);
+    expect(await loaded.refresh(walkers, later())).toMatchObject({ hashed: 0 });
+  });
+
+  test('a scan does not compare contents two agents hashed differently: one finding says why', () => {
+    const side = (contentHash?: 'blake3' | 'sha256'): FilesDriftAnswer => ({
+      kind: 'files',
+      root: {
+        exists: true,
+        digest: contentHash ?? 'old',
+        files: 3,
+        ...(contentHash ? { contentHash } : {}),
+        refresh: { entries: 3, files: 3, changed: 0, hashed: 0, bytesHashed: 0, errors: [], ms: 1 },
+      },
+    });
+    const component = filesComponentSchema.parse({ kind: 'files', path: '/srv/app' });
+    const question = filesDrift.firstQuestion(component, []);
+    // An agent from before BLAKE3 sends no contentHash: it hashed with SHA-256.
+    expect(filesDrift.compare(question, side(), side('blake3'), component)).toEqual({
+      differences: [
+        {
+          subject: '/',
+          change: 'changed',
+          detail:
+            'not compared: the agents hash file contents differently (from sha256, to blake3); run the same rewind version on both, or set REWIND_TREE_HASH=sha256 on both',
+          aspect: 'unreadable',
+          severity: 'warning',
+        },
+      ],
+      next: [],
+    });
+    expect(filesDrift.compare(question, side('sha256'), side(), component).next).toEqual([
+      { kind: 'files', nodes: [{ dir: '' }] },
+    ]);
   });
 
   test('a missing root is absent, not an error', async () => {

@@ -17,7 +17,7 @@ import type { FilesComponent } from './kind';
 import { boundedPickleSummary, comparePickles, pickleHazards } from './pickle-diff';
 import { inspectPickle, type PickleSummary } from './pickle-inspect';
 import { BUCKETS, bucketOf, digestOfChildren, TreeIndex, type RefreshStats, type TreeChild } from './tree-index';
-import { TreeWalkers } from './tree-walker';
+import { TreeWalkers, type ContentHash } from './tree-walker';
 
 export interface FilesNodeQuestion {
   dir: string;
@@ -57,6 +57,8 @@ export interface FilesDriftAnswer extends DriftQuestion {
     exists: boolean;
     digest: string;
     files: number;
+    /** How this side hashed file contents; absent from agents before BLAKE3: sha256. */
+    contentHash?: ContentHash;
     refresh: Omit<RefreshStats, 'errors'> & { errors: string[] };
   };
   nodes?: FilesNodeAnswer[];
@@ -116,6 +118,19 @@ export const filesDrift: KindDrift<FilesComponent> = {
           });
       }
       if (!from.root.exists && !to.root.exists) return { differences, next: [] };
+      const fromHash = from.root.contentHash ?? 'sha256';
+      const toHash = to.root.contentHash ?? 'sha256';
+      if (fromHash !== toHash) {
+        // Every file would seem changed: say why, and compare nothing.
+        differences.push({
+          subject: '/',
+          change: 'changed',
+          detail: `not compared: the agents hash file contents differently (from ${fromHash}, to ${toHash}); run the same rewind version on both, or set REWIND_TREE_HASH=sha256 on both`,
+          aspect: 'unreadable',
+          severity: 'warning',
+        });
+        return { differences, next: [] };
+      }
       if (from.root.exists !== to.root.exists) {
         differences.push({
           subject: '/',
@@ -355,6 +370,7 @@ async function describeFiles(
       exists: index.exists,
       digest: index.rootDigest,
       files: index.fileCount,
+      contentHash: index.contentHash,
       refresh: { ...refresh, errors: refresh.errors.slice(0, MAX_REPORTED_ERRORS) },
     };
     answer.stats = { files: refresh.files, hashed: refresh.hashed, ms: refresh.ms };

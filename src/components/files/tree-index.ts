@@ -8,7 +8,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { TreeWalkers } from './tree-walker';
+import type { ContentHash, TreeWalkers } from './tree-walker';
 
 const INDEX_FORMAT = 'rewind-tree-index-v2';
 /** A directory with more children than this is answered by buckets of children, not in one piece. */
@@ -56,10 +56,16 @@ export class TreeIndex {
     private entries: Entries,
     /** Whether the component's directory exists at all. */
     public exists: boolean,
+    /** How the files' contents were hashed; a refresh with walkers that hash otherwise starts over. */
+    private hashedWith: ContentHash = 'sha256',
   ) {}
 
   static empty(root: string): TreeIndex {
     return new TreeIndex(root, new Entries(), false);
+  }
+
+  get contentHash(): ContentHash {
+    return this.hashedWith;
   }
 
   /** The index saved at `file`, or an empty one when there is none or it is unreadable. */
@@ -67,11 +73,11 @@ export class TreeIndex {
     // Line by line: the file of a large tree is never held whole in memory.
     const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
     try {
-      let header: { format: string; root: string } | undefined;
+      let header: { format: string; root: string; contentHash?: ContentHash } | undefined;
       const entries = new Entries();
       for await (const line of lines) {
         if (!header) {
-          header = JSON.parse(line) as { format: string; root: string };
+          header = JSON.parse(line) as { format: string; root: string; contentHash?: ContentHash };
           if (header.format !== INDEX_FORMAT || header.root !== root) return TreeIndex.empty(root);
           continue;
         }
@@ -82,7 +88,8 @@ export class TreeIndex {
         if (hash) entries.setHash(i, hash);
       }
       if (!header) return TreeIndex.empty(root);
-      const index = new TreeIndex(root, entries, true);
+      // An index saved before contents could be hashed with BLAKE3 names no hash: SHA-256.
+      const index = new TreeIndex(root, entries, true, header.contentHash ?? 'sha256');
       index.computeDigests();
       return index;
     } catch {
@@ -99,7 +106,7 @@ export class TreeIndex {
     const out = createWriteStream(`${file}.tmp`);
     const write = (line: string) =>
       out.write(line) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve()));
-    await write(`${JSON.stringify({ format: INDEX_FORMAT, root: this.root })}\n`);
+    await write(`${JSON.stringify({ format: INDEX_FORMAT, root: this.root, contentHash: this.hashedWith })}\n`);
     const e = this.entries;
     for (let i = 0; i < e.length; i++) {
       const row: unknown[] = [
@@ -129,6 +136,13 @@ export class TreeIndex {
    */
   async refresh(walkers: TreeWalkers, options: { signal?: AbortSignal; now?: number } = {}): Promise<RefreshStats> {
     const started = Date.now();
+    if (walkers.contentHash !== this.hashedWith) {
+      // Digests of another hash say nothing here: every file is hashed anew.
+      this.entries = new Entries();
+      this.dirs = undefined;
+      this.hashedWith = walkers.contentHash;
+      this.dirty = true;
+    }
     const rootStat = await stat(this.root).catch(() => undefined);
     if (!rootStat?.isDirectory()) {
       const changed = this.entries.length + (this.exists ? 1 : 0);
