@@ -1,10 +1,9 @@
 // Drift scans of the files kind driven as the scan workflow drives them, on real trees: both
 // agents answer the same question from their tree indexes, the comparison yields differences and
-// the next questions. A scan may start from what the pair's last scan found: the folders leading
-// there are answered with the root, so persisting drift costs fewer rounds and the same findings.
+// the next questions, down only the folders whose digests differ.
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { DriftDifference, PreviousDifference } from '../src/components/drift';
+import type { DriftDifference } from '../src/components/drift';
 import { createFilesDescriber, filesDrift, type FilesDriftQuestion } from '../src/components/files/drift';
 import { filesComponentSchema } from '../src/components/files/kind';
 import { tempDir } from './support/temp';
@@ -37,13 +36,22 @@ beforeAll(() => {
 let scans = 0;
 
 /** One scan, each side with its own describer and state (two agents), until no question is left. */
-async function scan(previous: readonly PreviousDifference[]) {
+async function scan(dirs = { from, to }) {
   const scanId = `scan-${++scans}`;
   const sides = [
-    { describe: createFilesDescriber(), component: component(from), stateDir: path.join(root, 'state-from') },
-    { describe: createFilesDescriber(), component: component(to), stateDir: path.join(root, 'state-to') },
+    {
+      describe: createFilesDescriber(),
+      component: component(dirs.from),
+      stateDir: path.join(root, 'state', path.basename(dirs.from)),
+    },
+    {
+      describe: createFilesDescriber(),
+      component: component(dirs.to),
+      stateDir: path.join(root, 'state', path.basename(dirs.to)),
+    },
   ];
-  const questions: FilesDriftQuestion[] = [filesDrift.firstQuestion(component(from), previous) as FilesDriftQuestion];
+  const questions: FilesDriftQuestion[] = [filesDrift.firstQuestion(component(from), []) as FilesDriftQuestion];
+  const askedNodes: string[] = [];
   const differences: DriftDifference[] = [];
   let rounds = 0;
   while (questions.length > 0) {
@@ -51,6 +59,7 @@ async function scan(previous: readonly PreviousDifference[]) {
     // One round: every question left, answered by both sides (the workflow asks them at once).
     const batch = questions.splice(0);
     for (const question of batch) {
+      askedNodes.push(...(question.nodes ?? []).map((n) => `${n.dir}#${n.bucket ?? ''}`));
       const [a, b] = await Promise.all(
         sides.map((side) =>
           side.describe(side.component, question, {
@@ -67,7 +76,7 @@ async function scan(previous: readonly PreviousDifference[]) {
     }
   }
   const found = differences.map((d) => `${d.change} ${d.subject} [${d.aspect}]: ${d.detail}`).sort();
-  return { found, differences, rounds };
+  return { found, differences, rounds, askedNodes };
 }
 
 describe('files drift scan', () => {
@@ -78,47 +87,41 @@ describe('files drift scan', () => {
     'removed d2/s0/f4.bin [content]: file, 9 B',
   ];
 
-  test('starts from the folders where the last scan found drift: the same findings in fewer rounds', async () => {
-    const first = await scan([]);
-    expect(first.found).toEqual(expected);
-
-    const previous = first.differences.map((d) => ({ aspect: d.aspect, subject: d.subject }));
-    const question = filesDrift.firstQuestion(component(from), previous) as FilesDriftQuestion;
-    expect(question).toEqual({
-      kind: 'files',
-      root: true,
-      nodes: ['', 'conf', 'd0', 'd1', 'd2', 'd0/s1', 'd1/s2', 'd2/s0'].map((dir) => ({ dir })),
-    });
-    const again = await scan(previous);
-
-    expect(again.found).toEqual(expected);
-    // Root, its folders, their sub-folders, then the config file's keys: four rounds; with the
-    // folders answered at once, the config file's keys are all that is left.
-    expect(first.rounds).toBe(4);
-    expect(again.rounds).toBe(2);
-  });
-
-  test('a hint that no longer holds costs nothing: folders gone are answered absent, findings are exact', async () => {
-    const wrong = [
-      { aspect: 'content', subject: 'gone/away/x.bin' },
-      { aspect: 'key', subject: 'd9/s9/app.yaml:a.b/c' },
-    ];
-    const { found } = await scan(wrong);
+  test('finds exactly what differs, going down only the folders whose digests differ', async () => {
+    const { found, rounds, askedNodes } = await scan();
     expect(found).toEqual(expected);
+    // Root, its folders, their sub-folders, then the config file's keys.
+    expect(rounds).toBe(4);
+    expect([...askedNodes].sort()).toEqual(['#', 'conf#', 'd0#', 'd0/s1#', 'd1#', 'd1/s2#', 'd2#', 'd2/s0#']);
   });
 
-  test('identical trees end in one round whatever the hint names', async () => {
+  test('folders of more children than one answer holds are each asked for once', async () => {
+    // 50 folders of 100 files: more children than one answer holds (4,000).
+    const wide = (dir: string) => {
+      for (let d = 0; d < 50; d++) {
+        const folder = path.join(dir, `w${String(d).padStart(2, '0')}`);
+        mkdirSync(folder, { recursive: true });
+        for (let f = 0; f < 100; f++) writeFileSync(path.join(folder, `f${f}`), `${d} ${f}\n`);
+      }
+    };
+    const a = path.join(root, 'wide-a');
+    const b = path.join(root, 'wide-b');
+    wide(a);
+    wide(b);
+    for (let d = 0; d < 50; d++) writeFileSync(path.join(b, `w${String(d).padStart(2, '0')}`, 'f7'), 'changed\n');
+
+    const { found, askedNodes } = await scan({ from: a, to: b });
+
+    expect(found).toHaveLength(50);
+    expect(found[0]).toBe('changed w00/f7 [content]: content differs (4 B → 8 B)');
+    expect(new Set(askedNodes).size).toBe(askedNodes.length);
+  });
+
+  test('identical trees end in one round', async () => {
     const same = path.join(root, 'same');
     makeTree(same);
-    const question = filesDrift.firstQuestion(component(from), [
-      { aspect: 'content', subject: 'd1/s2/f3.bin' },
-    ]) as FilesDriftQuestion;
-    expect(question.nodes).toHaveLength(3);
-    const ctx = (stateDir: string) => ({ scanId: 'same', hashKey: 'k', secretKeys: [], stateDir });
-    const a = await createFilesDescriber()(component(from), question, ctx(path.join(root, 'same-a')));
-    const b = await createFilesDescriber()(component(same), question, ctx(path.join(root, 'same-b')));
-
-    // `from` and `same` hold the same tree, made the same way.
-    expect(filesDrift.compare(question, a, b, component(from))).toEqual({ differences: [], next: [] });
+    const { found, rounds } = await scan({ from, to: same });
+    expect(found).toEqual([]);
+    expect(rounds).toBe(1);
   });
 });

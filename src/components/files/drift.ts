@@ -11,7 +11,6 @@ import type {
   DriftDifference,
   DriftQuestion,
   KindDrift,
-  PreviousDifference,
 } from '../drift';
 import { compareConfigs, configFormatOf, summarizeConfig, type ConfigSummary } from './config-diff';
 import type { FilesComponent } from './kind';
@@ -27,10 +26,7 @@ export interface FilesNodeQuestion {
 
 export interface FilesDriftQuestion extends DriftQuestion {
   kind: 'files';
-  /**
-   * The root digest: the first question of every scan (it refreshes the index). It may name
-   * `nodes` too, the folders where the last scan found drift, answered at once.
-   */
+  /** The root digest only: the first question of every scan (it refreshes the index). */
   root?: true;
   nodes?: FilesNodeQuestion[];
   /** Files to describe by content (config keys, pickle structure). */
@@ -96,37 +92,8 @@ function contentKindOf(component: FilesComponent, relPath: string): ContentKind 
   return configFormatOf(relPath) ? 'config' : undefined;
 }
 
-/** Folders a first question names at most: the answer's children budget decides how many are answered. */
-const MAX_FIRST_NODES = 256;
-
-/**
- * The folders that lead to what the last scan found (its subjects are paths, or `path:key` for
- * what a file holds), shallowest first. A hint only: a folder gone since is answered absent.
- */
-function foldersOf(previous: readonly PreviousDifference[]): FilesNodeQuestion[] {
-  const dirs = new Set<string>();
-  for (const { subject } of previous) {
-    if (subject === '/' || subject === '') continue;
-    // The path ends at the first `:` after its last `/` (a key may hold `/`, rarely a path `:`).
-    const colon = subject.indexOf(':');
-    const filePath = (colon >= 0 ? subject.slice(0, colon) : subject).replace(/\/+$/, '');
-    const parts = filePath.split('/');
-    for (let i = 0; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
-  }
-  if (dirs.size === 0) return [];
-  return [...dirs]
-    .sort((a, b) => (a === '' ? -1 : b === '' ? 1 : a.split('/').length - b.split('/').length || (a < b ? -1 : 1)))
-    .slice(0, MAX_FIRST_NODES)
-    .map((dir) => ({ dir }));
-}
-
 export const filesDrift: KindDrift<FilesComponent> = {
-  firstQuestion: (_component, previous = []) => {
-    const nodes = foldersOf(previous);
-    return (
-      nodes.length ? { kind: 'files', root: true, nodes } : { kind: 'files', root: true }
-    ) satisfies FilesDriftQuestion;
-  },
+  firstQuestion: () => ({ kind: 'files', root: true }) satisfies FilesDriftQuestion,
 
   compare(question, fromAnswer, toAnswer, component): DriftComparison {
     const q = question as FilesDriftQuestion;
@@ -171,20 +138,10 @@ export const filesDrift: KindDrift<FilesComponent> = {
           detail: `the component's directory exists only in ${to.root.exists ? 'to' : 'from'} (${count(to.root.exists ? to.root.files : from.root.files, 'file')})`,
           aspect: 'content',
         });
-      } else if (from.root.digest === to.root.digest) {
-        // Identical trees: folders the question named too need no look.
-        return { differences, next: [] };
-      } else nodes.push({ dir: '' });
+      } else if (from.root.digest !== to.root.digest) nodes.push({ dir: '' });
     }
 
     const toNodes = new Map((to.nodes ?? []).map((n) => [nodeKey(n), n]));
-    // Folders both sides answered in full are compared here; none of them is asked for again
-    // (a first question names folders ahead of the comparison that would ask for them).
-    const answered = new Set<string>();
-    for (const a of from.nodes ?? []) {
-      const b = toNodes.get(nodeKey(a));
-      if (b && !a.deferred && !b.deferred && !a.absent && !b.absent) answered.add(nodeKey(a));
-    }
     for (const a of from.nodes ?? []) {
       const b = toNodes.get(nodeKey(a));
       if (!b || a.deferred || b.deferred) {
@@ -215,9 +172,8 @@ export const filesDrift: KindDrift<FilesComponent> = {
     }
 
     const next: FilesDriftQuestion[] = [];
-    const ask = nodes.filter((n) => !answered.has(nodeKey(n)));
-    for (let i = 0; i < ask.length; i += NODES_PER_QUESTION)
-      next.push({ kind: 'files', nodes: ask.slice(i, i + NODES_PER_QUESTION) });
+    for (let i = 0; i < nodes.length; i += NODES_PER_QUESTION)
+      next.push({ kind: 'files', nodes: nodes.slice(i, i + NODES_PER_QUESTION) });
     for (let i = 0; i < files.length; i += FILES_PER_QUESTION)
       next.push({ kind: 'files', files: files.slice(i, i + FILES_PER_QUESTION) });
     return { differences, next };
