@@ -8,6 +8,7 @@ import path from 'node:path';
 import { scanFindings } from '../src/drift/report';
 import { driftScanWorkflowId } from '../src/domain/drift-scan';
 import { applySchedules, driftScheduleId, listSchedules, setSchedulePaused } from '../src/client/schedules';
+import { RewindClient } from '../src/client/client';
 import { createTestEnv, runCli, type TestEnv } from './support/harness';
 import { createDatabase, dropDatabase, sql } from './support/postgres';
 import { startSlackApi, type SlackApi } from './support/slack-api';
@@ -487,6 +488,45 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           .delete()
           .catch(() => undefined);
     }
+  });
+
+  test("a component's findings are new, persisting or resolved against the last scan of that component, not of others", async () => {
+    writeConfig('production', 'partial.yaml', 'k: 1\n');
+    writeConfig('regression', 'partial.yaml', 'k: 2\n');
+    const subject = 'partial.yaml:k';
+    const stateOf = async (scanId: string) =>
+      (await findingsOf(scanId)).filter((f) => f.subject === subject).map((f) => `${f.component} ${f.state}`);
+
+    const first = await scan({ components: ['config'] });
+    expect(await stateOf(first.summary.scanId)).toEqual(['config new']);
+    // A scan of another component in between neither resolves nor renews it.
+    const other = await scan({ components: ['db'] });
+    expect(await stateOf(other.summary.scanId)).toEqual([]);
+    const again = await scan({ components: ['config'] });
+    expect(await stateOf(again.summary.scanId)).toEqual(['config persisting']);
+
+    writeConfig('regression', 'partial.yaml', 'k: 1\n');
+    const fixed = await scan({ components: ['config'] });
+    expect(await stateOf(fixed.summary.scanId)).toEqual(['config resolved']);
+  });
+
+  test('a scan asked with another manifest than the workers run is refused, naming both', async () => {
+    const edited = new RewindClient(env.client.client, {
+      ...env.client.manifest,
+      drift: { ...env.client.manifest.drift, defaultSeverity: 'info' },
+    });
+    const before = await countScans();
+    const started = await edited.startDriftScan({ components: ['config'], trigger: 'manual' });
+
+    await expect(edited.driftScanResult(started.workflowId)).rejects.toThrow();
+    const failure = await env.client.client.workflow
+      .getHandle(started.workflowId)
+      .result()
+      .catch((err: unknown) => String((err as { cause?: unknown }).cause ?? err));
+    expect(String(failure)).toContain(
+      `the manifest changed since the workers started (they run ${env.client.manifestDigest.slice(0, 12)}, this request was made with ${edited.manifestDigest.slice(0, 12)})`,
+    );
+    expect(await countScans()).toBe(before);
   });
 
   test('the CLI: scan --wait --json, list, report in Markdown and JSON, rules test', async () => {

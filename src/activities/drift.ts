@@ -22,7 +22,9 @@ import {
   type SeverityCounts,
 } from '../domain/drift-scan';
 import { ErrorType } from '../domain/errors';
+import { manifestMismatch } from '../domain/rollback-rules';
 import { resolvePair, scanComponents } from '../drift/pairs';
+import { manifestDigest } from '../manifest/digest';
 import { classifyDrift, driftPairs } from '../drift/rules';
 import { parseDuration } from '../manifest/duration';
 import { envTaskQueue, type Manifest } from '../manifest/schema';
@@ -72,6 +74,7 @@ export function findingKey(f: { component: string; aspect: string; subject: stri
 
 export function createDriftActivities(deps: DriftDeps) {
   const { manifest } = deps;
+  const digest = manifestDigest(manifest);
 
   const insertFindings = async (
     db: StoreQueries,
@@ -112,6 +115,10 @@ export function createDriftActivities(deps: DriftDeps) {
     workflowId: string;
     request: DriftScanRequest;
   }): Promise<DriftScanPlan> {
+    // Rules edited since the workers started would be tested by `drift rules test` and ignored
+    // by the scan: a request made with another manifest is refused, as rollbacks are.
+    const mismatch = manifestMismatch(digest, req.request.manifestDigest);
+    if (mismatch) throw ApplicationFailure.nonRetryable(mismatch, ErrorType.InvalidRequest);
     let pair: { from: string; to: string };
     let components: string[];
     try {
@@ -357,27 +364,33 @@ async function closeScan(tx: StoreQueries, scanId: string, error: string | undef
     };
   }
   if (scan.status === 'running') {
-    // States against the pair's previous completed scan, over the components both looked at.
-    const [previous] = await tx.query<{ id: string }>(
-      `SELECT id FROM drift_scans WHERE from_env = $1 AND to_env = $2 AND status = 'completed' AND id <> $3
-        ORDER BY finished_at DESC LIMIT 1`,
-      [scan.from_env, scan.to_env, scanId],
+    // States per component, against the pair's latest completed scan that looked at that
+    // component: a scan of other components in between says nothing about it.
+    const previous = `WITH prev AS (
+        SELECT c.name AS component, latest.id
+          FROM unnest($2::text[]) AS c(name)
+          CROSS JOIN LATERAL (
+            SELECT s.id FROM drift_scans s
+             WHERE s.from_env = $3 AND s.to_env = $4 AND s.status = 'completed' AND s.id <> $1
+               AND s.components @> jsonb_build_array(c.name)
+             ORDER BY s.finished_at DESC LIMIT 1) latest)`;
+    const params = [scanId, scan.components, scan.from_env, scan.to_env];
+    await tx.query(
+      `${previous}
+       UPDATE drift_findings f SET state = 'persisting' WHERE f.scan_id = $1 AND EXISTS (
+         SELECT 1 FROM prev JOIN drift_findings p ON p.scan_id = prev.id AND p.component = prev.component
+          WHERE prev.component = f.component AND p.key = f.key AND p.state <> 'resolved')`,
+      params,
     );
-    if (previous) {
-      await tx.query(
-        `UPDATE drift_findings f SET state = 'persisting' WHERE f.scan_id = $1 AND EXISTS (
-           SELECT 1 FROM drift_findings p WHERE p.scan_id = $2 AND p.key = f.key AND p.state <> 'resolved')`,
-        [scanId, previous.id],
-      );
-      await tx.query(
-        `INSERT INTO drift_findings (scan_id, key, component, aspect, subject, change, detail, severity, kind_severity, allowed, auto_fixable, rule, state)
-         SELECT $1, p.key, p.component, p.aspect, p.subject, p.change, p.detail, p.severity, p.kind_severity, p.allowed, p.auto_fixable, p.rule, 'resolved'
-           FROM drift_findings p
-          WHERE p.scan_id = $2 AND p.state <> 'resolved' AND p.component = ANY($3::text[])
-            AND NOT EXISTS (SELECT 1 FROM drift_findings f WHERE f.scan_id = $1 AND f.key = p.key)`,
-        [scanId, previous.id, scan.components],
-      );
-    }
+    await tx.query(
+      `${previous}
+       INSERT INTO drift_findings (scan_id, key, component, aspect, subject, change, detail, severity, kind_severity, allowed, auto_fixable, rule, state)
+       SELECT $1, p.key, p.component, p.aspect, p.subject, p.change, p.detail, p.severity, p.kind_severity, p.allowed, p.auto_fixable, p.rule, 'resolved'
+         FROM prev JOIN drift_findings p ON p.scan_id = prev.id AND p.component = prev.component
+        WHERE p.state <> 'resolved'
+          AND NOT EXISTS (SELECT 1 FROM drift_findings f WHERE f.scan_id = $1 AND f.key = p.key)`,
+      params,
+    );
   }
   const rows = await tx.query<{ severity: string; allowed: boolean; state: string; n: number }>(
     `SELECT severity, allowed, state, count(*)::int AS n FROM drift_findings WHERE scan_id = $1 GROUP BY 1, 2, 3`,
