@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import path from 'node:path';
+import { resolvePair } from '../src/drift/pairs';
 import { scanFindings } from '../src/drift/report';
 import { driftScanWorkflowId } from '../src/domain/drift-scan';
 import { applySchedules, driftScheduleId, listSchedules, setSchedulePaused } from '../src/client/schedules';
@@ -296,6 +297,10 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
       /unknown component "modles": neither production nor regression has it .*did you mean "models"/,
     );
     await expect(env.client.startDriftScan({ from: 'prod' })).rejects.toThrow(/unknown environment "prod"/);
+    // One side named: the other is its partner in the drift pair, whichever side it is on there.
+    expect(resolvePair(env.client.manifest, { from: 'regression' })).toEqual({ from: 'regression', to: 'production' });
+    expect(resolvePair(env.client.manifest, { to: 'production' })).toEqual({ from: 'regression', to: 'production' });
+    expect(resolvePair(env.client.manifest, { to: 'regression' })).toEqual({ from: 'production', to: 'regression' });
     const runs = env.temporal.workflow.list({ query: `WorkflowId = '${driftScanWorkflowId('prod', 'regression')}'` });
     for await (const _ of runs) throw new Error('a scan started');
   });
@@ -545,7 +550,7 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
     const listed = await runCli(['drift', 'list'], { env: cliEnv });
     expect(listed.stdout).toContain(result.scanId);
     const report = await runCli(['drift', 'report', result.scanId], { env: cliEnv });
-    expect(report.stdout).toContain('`app.yaml:database.pool.max`: 10 → 30');
+    expect(report.stdout).toContain('- changed **config** `app.yaml:database.pool.max`: 10 → 30');
     expect(report.stdout).toContain('## Allowed differences (1)');
     const asJson = JSON.parse(
       (await runCli(['drift', 'report', result.scanId, '--format', 'json'], { env: cliEnv })).stdout,
@@ -555,11 +560,29 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
     expect(asJson.findings.map((f) => f.subject)).toContain('app.yaml:database.pool.max');
     const missing = await runCli(['drift', 'report', 'nope'], { env: cliEnv });
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toBe('error: no drift scan "nope" (rewind drift list)\n');
+    expect(missing.stderr).toBe('error: no drift scan "nope" (rewind drift list shows them; `latest` is the newest)\n');
+    // The random end of an id names its scan; a beginning that several share is refused with them.
+    const bySuffix = await runCli(['--json', 'drift', 'report', result.scanId.slice(-6)], { env: cliEnv });
+    expect((JSON.parse(bySuffix.stdout) as { scan: { id: string } }).scan.id).toBe(result.scanId);
+    await scan({ components: ['config'] }); // a second scan of the same year
+    const ambiguous = await runCli(['drift', 'report', result.scanId.slice(0, 4)], { env: cliEnv });
+    expect(ambiguous.code).toBe(1);
+    expect(ambiguous.stderr).toMatch(
+      new RegExp(
+        `^error: "${result.scanId.slice(0, 4)}" matches (\\d+|at least 5) scans \\(.*${result.scanId}.*\\): give more of the id\n$`,
+      ),
+    );
+    const unknownEnv = await runCli(['drift', 'list', '--from', 'prodution'], { env: cliEnv });
+    expect(unknownEnv.code).toBe(1);
+    expect(unknownEnv.stderr).toBe(
+      'error: --from: unknown environment "prodution" (the manifest has: production, regression); did you mean "production"?\n',
+    );
 
     const tested = await runCli(['drift', 'rules', 'test', result.scanId], { env: cliEnv });
     expect(tested.code).toBe(0);
     expect(tested.stdout).toMatch(/allowed +config app\.yaml:database\.host by rule #1 per-environment hosts/);
     expect(tested.stdout).toContain('would alert');
+    // Nothing is classified differently than when the scan ran: no legend for marks not shown.
+    expect(tested.stdout).not.toContain('* = classified differently');
   });
 });

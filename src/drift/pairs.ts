@@ -20,12 +20,18 @@ export function resolvePair(
     }
   }
   const pairs = driftPairs(manifest.drift, envNames);
-  const from = request.from ?? pairs.find((p) => request.to === undefined || p.to === request.to)?.from;
-  const to = request.to ?? pairs.find((p) => p.from === from)?.to;
+  // One side named: the other is its partner in a drift pair, whichever side it is on there.
+  const partner = (env: string) => pairs.find((p) => p.from === env)?.to ?? pairs.find((p) => p.to === env)?.from;
+  let { from, to } = request;
+  if (from === undefined && to === undefined) ({ from, to } = pairs[0] ?? {});
+  else if (to === undefined) to = partner(from!);
+  else if (from === undefined) from = partner(to);
   if (from === undefined || to === undefined) {
     const given = request.from ?? request.to;
     throw new DriftRequestError(
-      `name both environments to compare (--from and --to): the manifest has no drift pair${given ? ` with ${given}` : ''}, and no production and regression environments`,
+      given
+        ? `no drift pair has ${given}: name the other environment too (--${request.from ? 'to' : 'from'})`
+        : 'name both environments to compare (--from and --to): the manifest has no drift pair, and no production and regression environments',
     );
   }
   if (from === to) throw new DriftRequestError(`cannot compare ${from} with itself`);

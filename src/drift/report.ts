@@ -85,18 +85,33 @@ export async function listScans(
 }
 
 /** A scan by its id, or by a unique prefix of it; `latest` is the newest. */
+/**
+ * A scan by its id, a unique beginning of it, its random end (`3fa2c9`), or `latest`;
+ * undefined when none or several match (scanIdsLike lists those).
+ */
 export async function findScan(db: StoreQueries, id: string): Promise<StoredScan | undefined> {
   const rows =
-    id === 'latest'
+    id.toLowerCase() === 'latest'
       ? await db.query<ScanRow>('SELECT * FROM drift_scans ORDER BY started_at DESC LIMIT 1')
-      : await db.query<ScanRow>(`SELECT * FROM drift_scans WHERE id = $1 OR id LIKE $2 ORDER BY id LIMIT 2`, [
-          id,
-          `${id.replace(/[%_\\]/g, '\\$&')}%`,
-        ]);
+      : await db.query<ScanRow>(
+          `SELECT * FROM drift_scans WHERE id = $1 OR id LIKE $2 OR id LIKE $3 ORDER BY id LIMIT 2`,
+          [id, `${likeEscape(id)}%`, `%-${likeEscape(id)}`],
+        );
   const exact = rows.find((r) => r.id === id);
   if (exact) return toScan(exact);
   return rows.length === 1 ? toScan(rows[0]!) : undefined;
 }
+
+/** The ids findScan would weigh for `id` (at most `limit`), to say why it found none or several. */
+export async function scanIdsLike(db: StoreQueries, id: string, limit = 5): Promise<string[]> {
+  const rows = await db.query<{ id: string }>(
+    `SELECT id FROM drift_scans WHERE id LIKE $1 OR id LIKE $2 ORDER BY id DESC LIMIT $3`,
+    [`${likeEscape(id)}%`, `%-${likeEscape(id)}`, limit],
+  );
+  return rows.map((r) => r.id);
+}
+
+const likeEscape = (text: string) => text.replace(/[%_\\]/g, '\\$&');
 
 export async function scanFindings(db: StoreQueries, scanId: string): Promise<StoredFinding[]> {
   const rows = await db.query<{
@@ -140,8 +155,6 @@ export async function scanFindings(db: StoreQueries, scanId: string): Promise<St
     );
 }
 
-const CHANGE_MARK = { added: '+', removed: '-', changed: '~' } as const;
-
 export function renderScanList(scans: StoredScan[]): string {
   if (scans.length === 0) return 'no drift scans yet (rewind drift scan --wait)';
   const rows = scans.map((s) => {
@@ -184,7 +197,8 @@ export function renderScanMarkdown(scan: StoredScan, findings: StoredFinding[]):
         .filter(Boolean)
         .join(', ');
       lines.push(
-        `- ${CHANGE_MARK[f.change]} **${terminalSafe(f.component)}** \`${terminalSafe(f.subject)}\`: ${terminalSafe(f.detail)} (${tags})`,
+        // The change as a word: a leading `+` or `-` would start a nested list in Markdown.
+        `- ${f.change} **${terminalSafe(f.component)}** \`${terminalSafe(f.subject)}\`: ${terminalSafe(f.detail)} (${tags})`,
       );
     }
   }

@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { DRIFT_TRIGGERS, type DriftScanSummary } from '../../domain/drift-scan';
 import { terminalSafe } from '../../domain/display-text';
+import { didYouMean } from '../../manifest/fields';
+import type { StoreQueries } from '../../store/project-store';
 import { RequestError } from '../client';
 import { action, currentUser, list, manifestOf, print, rewindClient, withStore } from './command-context';
 
@@ -23,6 +25,29 @@ function summaryLine(s: DriftScanSummary): string {
     `  ${alert}`,
     `  details: rewind drift report ${s.scanId}`,
   ].join('\n');
+}
+
+/** Why no single scan is `id`: none matches, or several do (named, newest first). */
+async function noScan(store: StoreQueries, id: string): Promise<RequestError> {
+  const { scanIdsLike } = await import('../../drift/report');
+  const like = await scanIdsLike(store, id);
+  const shown = terminalSafe(id);
+  if (like.length > 1)
+    return new RequestError(
+      `"${shown}" matches ${like.length === 5 ? 'at least 5' : like.length} scans (${like.join(', ')}): give more of the id`,
+    );
+  return new RequestError(`no drift scan "${shown}" (rewind drift list shows them; \`latest\` is the newest)`);
+}
+
+/** An environment a filter names must be one of the manifest's, as `drift scan` checks. */
+function checkEnvironment(cmd: Command, env: string | undefined, flag: string): void {
+  if (env === undefined) return;
+  const names = Object.keys(manifestOf(cmd).manifest.environments);
+  if (names.includes(env)) return;
+  const hint = didYouMean(env, names);
+  throw new RequestError(
+    `${flag}: unknown environment "${terminalSafe(env)}" (the manifest has: ${names.join(', ')})${hint ? `; ${hint}` : ''}`,
+  );
 }
 
 export function registerDriftCommands(program: Command): void {
@@ -79,9 +104,11 @@ export function registerDriftCommands(program: Command): void {
     .description('list drift scans, newest first')
     .option('--from <env>', 'only scans from this environment')
     .option('--to <env>', 'only scans to this environment')
-    .option('--limit <n>', 'how many (default 20)', positiveInt, 20)
+    .option('--limit <n>', 'how many', positiveInt, 20)
     .action(
       action(async (opts: { from?: string; to?: string; limit: number }, cmd: Command) => {
+        checkEnvironment(cmd, opts.from, '--from');
+        checkEnvironment(cmd, opts.to, '--to');
         const { listScans, renderScanList } = await import('../../drift/report');
         const scans = await withStore(cmd, (store) =>
           listScans(store, {
@@ -103,7 +130,7 @@ export function registerDriftCommands(program: Command): void {
         const { findScan, renderScanMarkdown, scanFindings } = await import('../../drift/report');
         const { scan, findings } = await withStore(cmd, async (store) => {
           const scan = await findScan(store, id);
-          if (!scan) throw new RequestError(`no drift scan "${terminalSafe(id)}" (rewind drift list)`);
+          if (!scan) throw await noScan(store, id);
           return { scan, findings: await scanFindings(store, scan.id) };
         });
         const asJson = opts.format === 'json' || cmd.optsWithGlobals<{ json?: boolean }>().json;
@@ -125,7 +152,7 @@ export function registerDriftCommands(program: Command): void {
         const { findScan, scanFindings, testRules } = await import('../../drift/report');
         const { scan, findings } = await withStore(cmd, async (store) => {
           const scan = await findScan(store, id);
-          if (!scan) throw new RequestError(`no drift scan "${terminalSafe(id)}" (rewind drift list)`);
+          if (!scan) throw await noScan(store, id);
           return { scan, findings: await scanFindings(store, scan.id) };
         });
         const result = testRules(manifest, scan, findings);
@@ -149,16 +176,21 @@ export function registerDriftCommands(program: Command): void {
             const lines = result.rows.map((r) => {
               const now = r.now.allowed ? 'allowed' : r.now.severity;
               const before = r.finding.allowed ? 'allowed' : r.finding.severity;
-              const by = r.now.rule ? ` by rule ${r.now.rule}` : ' (default)';
-              return `${r.changed ? '*' : ' '} ${now.padEnd(8)} ${terminalSafe(r.finding.component)} ${terminalSafe(r.finding.subject)}${by}${r.changed ? ` (was ${before})` : ''}`;
+              const by = r.now.rule
+                ? ` by rule ${r.now.rule}`
+                : r.finding.kindSeverity
+                  ? ` (the ${r.finding.kindSeverity} the kind gives it)`
+                  : ' (default)';
+              const fix = r.now.autoFixable ? ', auto-fixable' : '';
+              return `${r.changed ? '*' : ' '} ${now.padEnd(8)} ${terminalSafe(r.finding.component)} ${terminalSafe(r.finding.subject)}${by}${fix}${r.changed ? ` (was ${before})` : ''}`;
             });
             const { critical, warning, info } = result.counts;
             lines.push(
               '',
               `with these rules: ${critical} critical, ${warning} warning, ${info} info, ${result.allowed} allowed; ` +
                 `${result.wouldAlert ? 'would alert' : 'would not alert'} (thresholds critical ${result.thresholds.critical}, warning ${result.thresholds.warning}, info ${result.thresholds.info}; 0 = never)`,
-              '* = classified differently than when the scan ran',
             );
+            if (result.rows.some((r) => r.changed)) lines.push('* = classified differently than when the scan ran');
             return lines.join('\n');
           },
         );
