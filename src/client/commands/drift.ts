@@ -5,7 +5,7 @@ import { DRIFT_TRIGGERS, type DriftScanSummary } from '../../domain/drift-scan';
 import { terminalSafe } from '../../domain/display-text';
 import { didYouMean } from '../../manifest/fields';
 import type { StoreQueries } from '../../store/project-store';
-import { RequestError } from '../client';
+import { RequestError, type RewindClient } from '../client';
 import { action, currentUser, list, manifestOf, print, rewindClient, withStore } from './command-context';
 
 function positiveInt(value: string): number {
@@ -25,6 +25,48 @@ function summaryLine(s: DriftScanSummary): string {
     `  ${alert}`,
     `  details: rewind drift report ${s.scanId}`,
   ].join('\n');
+}
+
+/** Seconds between looks at a running scan while --wait waits for it. */
+const PROGRESS_EVERY_MS = 5_000;
+/** After this long, the progress line says what can keep a scan waiting. */
+const SLOW_AFTER_MS = 30_000;
+
+/**
+ * Waits for a scan, printing to stderr which components are still being compared whenever that
+ * changes, and once, after a while, that a scan waits for every agent to answer.
+ */
+async function withProgress(
+  client: RewindClient,
+  started: { workflowId: string; from: string; to: string },
+  result: Promise<DriftScanSummary>,
+): Promise<DriftScanSummary> {
+  const since = Date.now();
+  let last = '';
+  let hinted = false;
+  let done = false;
+  void result.finally(() => (done = true)).catch(() => undefined);
+  while (!done) {
+    const tick = new Promise((resolve) => setTimeout(resolve, PROGRESS_EVERY_MS).unref());
+    await Promise.race([result.catch(() => undefined), tick]);
+    if (done) break;
+    const status = await client.driftScanStatus(started.workflowId).catch(() => undefined);
+    if (!status) continue;
+    const open = Object.entries(status.components)
+      .filter(([, c]) => c.state === 'comparing')
+      .map(([name, c]) => `${name} (${c.rounds} rounds)`);
+    const line = `scan ${status.scanId}: ${status.state}${open.length ? `; comparing ${open.join(', ')}` : ''}`;
+    if (line !== last) process.stderr.write(`${terminalSafe(line)}\n`);
+    last = line;
+    if (!hinted && Date.now() - since > SLOW_AFTER_MS) {
+      hinted = true;
+      process.stderr.write(
+        `still waiting after ${Math.round((Date.now() - since) / 1000)} s: a scan waits for both agents to answer; ` +
+          `check that \`rewind agent --env ${started.from}\` and \`rewind agent --env ${started.to}\` run (each polls its own task queue; the Temporal Web UI lists a queue's pollers)\n`,
+      );
+    }
+  }
+  return result;
 }
 
 /** Why no single scan is `id`: none matches, or several do (named, newest first). */
@@ -89,9 +131,10 @@ export function registerDriftCommands(program: Command): void {
             );
             return;
           }
-          if (!cmd.optsWithGlobals<{ json?: boolean }>().json)
-            process.stderr.write(`${how} ${started.workflowId} (${started.from} → ${started.to}) …\n`);
-          const summary = await client.driftScanResult(started.workflowId);
+          const quiet = cmd.optsWithGlobals<{ json?: boolean }>().json;
+          if (!quiet) process.stderr.write(`${how} ${started.workflowId} (${started.from} → ${started.to}) …\n`);
+          const result = client.driftScanResult(started.workflowId);
+          const summary = quiet ? await result : await withProgress(client, started, result);
           print(cmd, { ...started, ...summary }, () => summaryLine(summary));
           if (summary.status === 'failed') process.exitCode = 1;
           else if (summary.counts.critical > 0) process.exitCode = 3;

@@ -1,0 +1,39 @@
+// `rewind drift scan --wait` while an agent does not answer: the scan waits for it (a scan needs
+// both sides), and the CLI says what it waits for instead of hanging silently; once the agent
+// runs, the scan finishes and the CLI prints its summary.
+import { createTestEnv, runCli, type TestEnv } from './support/harness';
+
+let env: TestEnv;
+
+beforeAll(async () => {
+  env = await createTestEnv({
+    // The regression agent is a process of its own, started only when the test says.
+    externalAgents: ['regression'],
+    environments: { production: { config: { format: 'config' } }, regression: { config: { format: 'config' } } },
+  });
+});
+
+afterAll(() => env?.teardown());
+
+test('drift scan --wait says what it waits for while an agent does not answer, and finishes once it does', async () => {
+  let agentStarted = false;
+  const run = await runCli(['drift', 'scan', '--wait'], {
+    env: { REWIND_MANIFEST: env.manifestFile, DATABASE_URL: await env.projectStoreUrl() },
+    timeoutMs: 120_000,
+    onStderr: (text) => {
+      if (!agentStarted && text.includes('still waiting after')) {
+        agentStarted = true;
+        env.spawnAgent('regression');
+      }
+    },
+  });
+
+  expect(agentStarted).toBe(true);
+  expect(run.stderr).toMatch(/^started drift-scan-production-regression \(production → regression\) …\n/);
+  expect(run.stderr).toMatch(/scan \d{8}-\d{6}-[0-9a-f]{6}: comparing; comparing config \(0 rounds\)\n/);
+  expect(run.stderr).toMatch(
+    /still waiting after \d+ s: a scan waits for both agents to answer; check that `rewind agent --env production` and `rewind agent --env regression` run/,
+  );
+  expect(run.code).toBe(0);
+  expect(run.stdout).toMatch(/^drift scan \d{8}-\d{6}-[0-9a-f]{6} \(production → regression\): completed\n/);
+});
