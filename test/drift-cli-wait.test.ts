@@ -9,24 +9,38 @@ beforeAll(async () => {
   env = await createTestEnv({
     // The regression agent is a process of its own, started only when the test says.
     externalAgents: ['regression'],
-    environments: { production: { config: { format: 'config' } }, regression: { config: { format: 'config' } } },
+    environments: {
+      production: { config: { format: 'config' }, models: { format: 'pickle' } },
+      regression: { config: { format: 'config' }, models: { format: 'pickle' } },
+    },
   });
 });
 
 afterAll(() => env?.teardown());
 
 test('drift scan --wait says what it waits for while an agent does not answer, and finishes once it does', async () => {
+  const cliEnv = { REWIND_MANIFEST: env.manifestFile, DATABASE_URL: await env.projectStoreUrl() };
   let agentStarted = false;
-  const run = await runCli(['drift', 'scan', '--wait'], {
-    env: { REWIND_MANIFEST: env.manifestFile, DATABASE_URL: await env.projectStoreUrl() },
+  let attach: Promise<{ code: number | null; stdout: string; stderr: string }> | undefined;
+  const run = await runCli(['drift', 'scan', '--components', 'config', '--wait'], {
+    env: cliEnv,
     timeoutMs: 120_000,
     onStderr: (text) => {
+      // While the scan waits: a deploy hook's full scan attaches to it, and is told what it covers.
+      if (!attach && text.includes('comparing config'))
+        attach = runCli(['drift', 'scan', '--trigger', 'deploy'], { env: cliEnv, timeoutMs: 60_000 });
       if (!agentStarted && text.includes('still waiting after')) {
         agentStarted = true;
         env.spawnAgent('regression');
       }
     },
   });
+  const attached = await attach!;
+  expect(attached.code).toBe(0);
+  expect(attached.stderr).toBe(
+    'note: it compares only config; it runs as a manual scan; scan again when it ends for all components\n',
+  );
+  expect(attached.stdout).toMatch(/^attached to the running scan drift-scan-production-regression/);
 
   expect(agentStarted).toBe(true);
   expect(run.stderr).toMatch(/^started drift-scan-production-regression \(production → regression\) …\n/);

@@ -170,7 +170,17 @@ export class RewindClient {
    * Starts a drift scan of a pair of environments, or attaches to the one already running for
    * that pair (`attached`). Checks the pair and components against the manifest first.
    */
-  async startDriftScan(input: unknown): Promise<{ workflowId: string; attached: boolean; from: string; to: string }> {
+  /**
+   * Starts a scan of the pair, or attaches to the one running; `running` then says what that
+   * scan compares (`components` absent: all), which may be less than this request asked for.
+   */
+  async startDriftScan(input: unknown): Promise<{
+    workflowId: string;
+    attached: boolean;
+    from: string;
+    to: string;
+    running?: { components?: string[]; trigger?: string };
+  }> {
     const request: DriftScanRequest = {
       ...parseRequest(driftScanRequestSchema, input),
       manifestDigest: this.manifestDigest,
@@ -183,19 +193,26 @@ export class RewindClient {
       throw new RequestError((err as Error).message);
     }
     const workflowId = driftScanWorkflowId(pair.from, pair.to);
-    const running = await this.client.workflow
+    const described = await this.client.workflow
       .getHandle(workflowId)
       .describe()
-      .then((d) => d.status.name === 'RUNNING')
-      .catch(() => false);
+      .catch(() => undefined);
+    const running = described?.status.name === 'RUNNING';
     await this.client.workflow.start(driftScanWorkflow, {
       taskQueue: this.taskQueue,
       workflowId,
       args: [{ ...request, ...pair }],
+      // What the scan compares, for a request that attaches to it (scheduled scans compare all).
+      memo: { trigger: request.trigger, ...(request.components ? { components: [...request.components].sort() } : {}) },
       // A scan of the pair already running is the answer to this request too.
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
-    return { workflowId, attached: running, ...pair };
+    const memo = (described?.memo ?? {}) as { components?: unknown; trigger?: unknown };
+    const scope = {
+      ...(Array.isArray(memo.components) ? { components: memo.components.map(String) } : {}),
+      ...(typeof memo.trigger === 'string' ? { trigger: memo.trigger } : {}),
+    };
+    return { workflowId, attached: running, ...pair, ...(running ? { running: scope } : {}) };
   }
 
   /** Starts a sync of chosen components of `to` (regression) from `from` (production). */

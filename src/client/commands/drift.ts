@@ -123,6 +123,22 @@ export function registerDriftCommands(program: Command): void {
             requestedBy: currentUser(opts.as),
           });
           const how = started.attached ? 'attached to the running scan' : 'started';
+          if (started.attached) {
+            // The running scan may compare less than asked, or record another trigger: say so.
+            const covers = started.running?.components;
+            const missing = covers ? (opts.components ?? null) : [];
+            const left = missing === null ? ['all components'] : missing.filter((c) => !covers!.includes(c));
+            const notes = [
+              covers && left.length ? `it compares only ${covers.join(', ')}` : '',
+              started.running?.trigger && started.running.trigger !== opts.trigger
+                ? `it runs as a ${started.running.trigger} scan`
+                : '',
+            ].filter(Boolean);
+            if (notes.length && !cmd.optsWithGlobals<{ json?: boolean }>().json)
+              process.stderr.write(
+                `note: ${notes.join('; ')}${covers && left.length ? `; scan again when it ends for ${left.join(', ')}` : ''}\n`,
+              );
+          }
           if (!opts.wait) {
             print(
               cmd,
