@@ -168,11 +168,9 @@ export class RewindClient {
 
   /**
    * Starts a drift scan of a pair of environments, or attaches to the one already running for
-   * that pair (`attached`). Checks the pair and components against the manifest first.
-   */
-  /**
-   * Starts a scan of the pair, or attaches to the one running; `running` then says what that
-   * scan compares (`components` absent: all), which may be less than this request asked for.
+   * that pair (`attached`; `running` then says what that scan compares, `components` absent:
+   * all, which may be less than this request asked for). Checks the pair and components
+   * against the manifest first.
    */
   async startDriftScan(input: unknown): Promise<{
     workflowId: string;

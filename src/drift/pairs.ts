@@ -12,12 +12,8 @@ export function resolvePair(
 ): { from: string; to: string } {
   const envNames = Object.keys(manifest.environments);
   for (const env of [request.from, request.to]) {
-    if (env !== undefined && !envNames.includes(env)) {
-      const hint = didYouMean(env, envNames);
-      throw new DriftRequestError(
-        `unknown environment "${env}" (the manifest has: ${envNames.join(', ')})${hint ? `; ${hint}` : ''}`,
-      );
-    }
+    const problem = env === undefined ? undefined : unknownEnvironment(manifest, env);
+    if (problem) throw new DriftRequestError(problem);
   }
   const pairs = driftPairs(manifest.drift, envNames);
   // One side named: the other is its partner in a drift pair, whichever side it is on there.
@@ -36,6 +32,14 @@ export function resolvePair(
   }
   if (from === to) throw new DriftRequestError(`cannot compare ${from} with itself`);
   return { from, to };
+}
+
+/** Why `env` is not one of the manifest's environments, or undefined when it is. */
+export function unknownEnvironment(manifest: Manifest, env: string): string | undefined {
+  const names = Object.keys(manifest.environments);
+  if (names.includes(env)) return undefined;
+  const hint = didYouMean(env, names);
+  return `unknown environment "${env}" (the manifest has: ${names.join(', ')})${hint ? `; ${hint}` : ''}`;
 }
 
 export class DriftRequestError extends Error {

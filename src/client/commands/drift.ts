@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { DRIFT_TRIGGERS, type DriftScanSummary } from '../../domain/drift-scan';
 import { terminalSafe } from '../../domain/display-text';
-import { didYouMean } from '../../manifest/fields';
+import { unknownEnvironment } from '../../drift/pairs';
 import type { StoreQueries } from '../../store/project-store';
 import { RequestError, type RewindClient } from '../client';
 import { action, currentUser, list, manifestOf, print, rewindClient, withStore } from './command-context';
@@ -83,13 +83,8 @@ async function noScan(store: StoreQueries, id: string): Promise<RequestError> {
 
 /** An environment a filter names must be one of the manifest's, as `drift scan` checks. */
 function checkEnvironment(cmd: Command, env: string | undefined, flag: string): void {
-  if (env === undefined) return;
-  const names = Object.keys(manifestOf(cmd).manifest.environments);
-  if (names.includes(env)) return;
-  const hint = didYouMean(env, names);
-  throw new RequestError(
-    `${flag}: unknown environment "${terminalSafe(env)}" (the manifest has: ${names.join(', ')})${hint ? `; ${hint}` : ''}`,
-  );
+  const problem = env === undefined ? undefined : unknownEnvironment(manifestOf(cmd).manifest, env);
+  if (problem) throw new RequestError(`${flag}: ${terminalSafe(problem)}`);
 }
 
 export function registerDriftCommands(program: Command): void {
