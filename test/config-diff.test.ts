@@ -289,6 +289,7 @@ describe('files that do not parse', () => {
         detail: `from could not be parsed as yaml (${error}); to could not be parsed as yaml (${error})`,
         severity: 'warning',
         aspect: 'unparseable',
+        unseen: { prefix: 'app.yaml:', aspect: 'key' },
       },
       { subject: 'app.yaml:line 2', change: 'changed', detail: 'value: 1 → value: 2', aspect: 'line' },
       { subject: 'app.yaml:line 4', change: 'changed', detail: '«redacted» changed', aspect: 'line' },
@@ -296,19 +297,31 @@ describe('files that do not parse', () => {
     ]);
   });
 
-  it('warns once, without a line diff, when the file parses on one side only', () => {
-    const result = compare('app.yaml', 'name: shop\n', broken('1', 'hunter2-PLANTED'));
-    expectNowhere('PLANTED', result.to, result.differences);
-    expect(result.differences).toEqual([
-      {
-        subject: 'app.yaml',
-        change: 'changed',
-        detail:
-          'from parsed as yaml; to could not be parsed as yaml (line 4, column 1: Flow sequence in block collection ' +
-          'must be sufficiently indented and end with a ])',
-        severity: 'warning',
-        aspect: 'unparseable',
-      },
+  it('when the file parses on one side only, both are summarized by lines (asked again) and line-diffed', () => {
+    const text = broken('1', 'hunter2-PLANTED');
+    // The first summaries, as a scan's first question gets them: keys on one side, lines on the other.
+    expect(compare('app.yaml', 'name: shop\n', text).from.parsed).toBe(true);
+    // Asked again by lines: the side that parses says so, and the lines are compared.
+    const from = summarize('name: shop\nvalue: 2\n', 'yaml', { lines: true });
+    expect(from).toMatchObject({ parsed: false, parses: true, error: '' });
+    const to = summarize(text, 'yaml', { lines: true });
+    const differences = compareConfigs('app.yaml', from, to, { from: 'production', to: 'regression' });
+    expectNowhere('PLANTED', to, differences);
+    expect(differences[0]).toEqual({
+      subject: 'app.yaml',
+      change: 'changed',
+      detail:
+        'production parsed as yaml; regression could not be parsed as yaml (line 4, column 1: Flow sequence in ' +
+        'block collection must be sufficiently indented and end with a ])',
+      severity: 'warning',
+      aspect: 'unparseable',
+      unseen: { prefix: 'app.yaml:', aspect: 'key' },
+    });
+    expect(differences.slice(1).map((d) => `${d.subject} ${d.change}: ${d.detail}`)).toEqual([
+      'app.yaml:line 2 changed: value: 2 → value: 1',
+      'app.yaml:line 3 added: (absent) → items: [',
+      'app.yaml:line 4 added: «redacted» added',
+      'app.yaml:line 5 added: (absent) → port: 80',
     ]);
   });
 

@@ -35,19 +35,24 @@ test('drift scan --wait says what it waits for while an agent does not answer, a
       }
     },
   });
-  const attached = await attach!;
+  if (!attach) throw new Error(`the scan never compared config: ${JSON.stringify(run)}`);
+  const attached = await attach;
   expect(attached.code).toBe(0);
   expect(attached.stderr).toBe(
     'note: it compares only config; it runs as a manual scan; scan again when it ends for all components\n',
   );
-  expect(attached.stdout).toMatch(/^attached to the running scan drift-scan-production-regression/);
+  // Both name the scan by the id its report is found by.
+  const scanId = /^started scan (\d{8}-\d{6}-[0-9a-f]{6}) \(production → regression\) …\n/.exec(run.stderr)?.[1];
+  expect(scanId).toBeDefined();
+  expect(attached.stdout).toBe(
+    `attached to the running scan ${scanId} (production → regression); when it ends: rewind drift report ${scanId}\n`,
+  );
 
   expect(agentStarted).toBe(true);
-  expect(run.stderr).toMatch(/^started drift-scan-production-regression \(production → regression\) …\n/);
   expect(run.stderr).toMatch(/scan \d{8}-\d{6}-[0-9a-f]{6}: comparing; comparing config \(0 rounds\)\n/);
   expect(run.stderr).toMatch(
     /still waiting after \d+ s: a scan waits for both agents to answer; check that `rewind agent --env production` and `rewind agent --env regression` run/,
   );
   expect(run.code).toBe(0);
-  expect(run.stdout).toMatch(/^drift scan \d{8}-\d{6}-[0-9a-f]{6} \(production → regression\): completed\n/);
+  expect(run.stdout).toMatch(new RegExp(`^drift scan ${scanId} \\(production → regression\\): completed\n`));
 });

@@ -70,7 +70,10 @@ async function scan(dirs = { from, to }) {
           }),
         ),
       );
-      const result = filesDrift.compare(question, a!, b!, component(from));
+      const result = filesDrift.compare(question, a!, b!, component(from), {
+        from: 'production',
+        to: 'regression',
+      });
       differences.push(...result.differences);
       questions.push(...(result.next as FilesDriftQuestion[]));
     }
@@ -115,6 +118,27 @@ describe('files drift scan', () => {
     expect(found).toHaveLength(50);
     expect(found[0]).toBe('changed w00/f7 [content]: content differs (4 B → 8 B)');
     expect(new Set(askedNodes).size).toBe(askedNodes.length);
+  });
+
+  test('a config file that parses on one side only is compared line by line, and flagged', async () => {
+    const a = path.join(root, 'parse-a');
+    const b = path.join(root, 'parse-b');
+    for (const dir of [a, b]) mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(a, 'app.yaml'), 'database:\n  pool: 10\n  host: db\n  password: hunter2\n');
+    // A broken indentation, and the pool changed too; the password line is the same.
+    writeFileSync(path.join(b, 'app.yaml'), 'database:\n  pool: 20\n   host: db\n  password: hunter2\n');
+
+    const { found, differences } = await scan({ from: a, to: b });
+
+    expect(found[0]).toMatch(
+      /^changed app\.yaml \[unparseable\]: production parsed as yaml; regression could not be parsed as yaml \(line 2, column 9: Nested mappings are not allowed in compact mappings\)$/,
+    );
+    expect(found.slice(1)).toEqual([
+      'changed app.yaml:line 2 [line]:   pool: 10 →   pool: 20',
+      'changed app.yaml:line 3 [line]:   host: db →    host: db',
+    ]);
+    expect(differences[0]!.severity).toBe('warning');
+    expect(JSON.stringify(differences)).not.toContain('hunter2');
   });
 
   test('identical trees end in one round', async () => {

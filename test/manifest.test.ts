@@ -188,6 +188,16 @@ describe('manifest validation', () => {
       valid.replace('policy:', 'polcy:'),
       'polcy: unknown key (line 4, column 1); did you mean "policy"?',
     ],
+    [
+      'a drift rule naming an aspect no finding has',
+      `${valid}drift: { rules: [{ subject: '**', aspect: contnet, allow: true }] }\n`,
+      'drift.rules.0.aspect: no drift finding has the aspect "contnet" (aspects: component, content, key, line, link, migration, mode, pickle, pickle-global, pickle-stream, rows, sample, schema, truncated, type, unparseable, unreadable, version) (line 10, column 35); did you mean "content"?',
+    ],
+    [
+      'a drift rule naming an environment the manifest lacks',
+      `${valid}drift: { rules: [{ from: production, to: regresion, severity: info }] }\n`,
+      'drift.rules.0.to: unknown environment "regresion" (the manifest has: production)',
+    ],
   ])('rejects %s, naming the key', (_what, text, expected) => {
     expect(issuesOf(text)[0]).toContain(expected);
   });

@@ -216,20 +216,22 @@ describe('tree index', () => {
     const component = filesComponentSchema.parse({ kind: 'files', path: '/srv/app' });
     const question = filesDrift.firstQuestion(component, []);
     // An agent from before BLAKE3 sends no contentHash: it hashed with SHA-256.
-    expect(filesDrift.compare(question, side(), side('blake3'), component)).toEqual({
+    const sides = { from: 'production', to: 'regression' };
+    expect(filesDrift.compare(question, side(), side('blake3'), component, sides)).toEqual({
       differences: [
         {
           subject: '/',
           change: 'changed',
           detail:
-            'not compared: the agents hash file contents differently (from sha256, to blake3); run the same rewind version on both, or set REWIND_TREE_HASH=sha256 on both',
+            'not compared: the agents hash file contents differently (production sha256, regression blake3); run the same rewind version on both, or set REWIND_TREE_HASH=sha256 on both',
           aspect: 'unreadable',
           severity: 'warning',
+          unseen: { prefix: '' },
         },
       ],
       next: [],
     });
-    expect(filesDrift.compare(question, side('sha256'), side(), component).next).toEqual([
+    expect(filesDrift.compare(question, side('sha256'), side(), component, sides).next).toEqual([
       { kind: 'files', nodes: [{ dir: '' }] },
     ]);
   });

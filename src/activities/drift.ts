@@ -88,10 +88,10 @@ export function createDriftActivities(deps: DriftDeps) {
     const column = <T>(fn: (r: (typeof rows)[number]) => T) => rows.map(fn);
     // One statement per batch; a retried activity inserts the same findings again: the key makes that a no-op.
     await db.query(
-      `INSERT INTO drift_findings (scan_id, key, component, aspect, subject, change, detail, severity, kind_severity, allowed, auto_fixable, rule)
-       SELECT $1, k, $2, a, s, ch, d, sev, ks, al, af, r
-         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[], $11::boolean[], $12::text[])
-           AS t(k, a, s, ch, d, sev, ks, al, af, r)
+      `INSERT INTO drift_findings (scan_id, key, component, aspect, subject, change, detail, severity, kind_severity, allowed, auto_fixable, rule, unseen_prefix, unseen_aspect)
+       SELECT $1, k, $2, a, s, ch, d, sev, ks, al, af, r, up, ua
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[], $11::boolean[], $12::text[], $13::text[], $14::text[])
+           AS t(k, a, s, ch, d, sev, ks, al, af, r, up, ua)
        ON CONFLICT (scan_id, key) DO NOTHING`,
       [
         scanId,
@@ -106,6 +106,8 @@ export function createDriftActivities(deps: DriftDeps) {
         column(({ c }) => c.allowed),
         column(({ c }) => c.autoFixable),
         column(({ c }) => c.rule ?? null),
+        column(({ d }) => d.unseen?.prefix ?? null),
+        column(({ d }) => d.unseen?.aspect ?? null),
       ],
     );
   };
@@ -145,12 +147,19 @@ export function createDriftActivities(deps: DriftDeps) {
             change: b ? 'added' : 'removed',
             detail: `component only in ${b ? pair.to : pair.from}`,
             aspect: 'component',
+            unseen: { prefix: '' },
           },
         });
       } else if (a.kind !== b.kind) {
         oneSided.push({
           component: name,
-          difference: { subject: name, change: 'changed', detail: `kind ${a.kind} → ${b.kind}`, aspect: 'component' },
+          difference: {
+            subject: name,
+            change: 'changed',
+            detail: `kind ${a.kind} → ${b.kind}`,
+            aspect: 'component',
+            unseen: { prefix: '' },
+          },
         });
       } else {
         pairs.push({
@@ -199,7 +208,10 @@ export function createDriftActivities(deps: DriftDeps) {
           `${req.from} has no component "${req.component}"`,
           ErrorType.InvalidRequest,
         );
-      const { differences, next } = driftOf(component).compare(req.question, req.fromAnswer, req.toAnswer, component);
+      const { differences, next } = driftOf(component).compare(req.question, req.fromAnswer, req.toAnswer, component, {
+        from: req.from,
+        to: req.to,
+      });
       const store = await deps.projectStore();
       // One statement: atomic without a transaction around it.
       await insertFindings(store, req.scanId, req, req.component, differences);
@@ -283,6 +295,8 @@ export function createDriftActivities(deps: DriftDeps) {
           detail: `${side}'s version could not be read from ${v.source}: ${v.error}`,
           aspect: 'unreadable',
           severity: 'warning',
+          // The versions could not be compared: an earlier difference still stands.
+          unseen: { prefix: 'version', aspect: 'version' },
         });
     }
     if (!a.error && !b.error && a.version !== b.version) {
@@ -388,7 +402,13 @@ async function closeScan(tx: StoreQueries, scanId: string, error: string | undef
        SELECT $1, p.key, p.component, p.aspect, p.subject, p.change, p.detail, p.severity, p.kind_severity, p.allowed, p.auto_fixable, p.rule, 'resolved'
          FROM prev JOIN drift_findings p ON p.scan_id = prev.id AND p.component = prev.component
         WHERE p.state <> 'resolved'
-          AND NOT EXISTS (SELECT 1 FROM drift_findings f WHERE f.scan_id = $1 AND f.key = p.key)`,
+          AND NOT EXISTS (SELECT 1 FROM drift_findings f WHERE f.scan_id = $1 AND f.key = p.key)
+          -- not seen, since another finding kept the scan from looking (DriftDifference.unseen)
+          AND NOT EXISTS (
+            SELECT 1 FROM drift_findings u
+             WHERE u.scan_id = $1 AND u.component = p.component AND u.unseen_prefix IS NOT NULL
+               AND left(p.subject, length(u.unseen_prefix)) = u.unseen_prefix
+               AND (u.unseen_aspect IS NULL OR u.unseen_aspect = p.aspect))`,
       params,
     );
   }

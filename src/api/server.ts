@@ -422,7 +422,11 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
         outcome: 'accepted',
         runId: started.workflowId,
         environment: started.to,
-        detail: { from: started.from, attached: started.attached },
+        detail: {
+          from: started.from,
+          attached: started.attached,
+          ...(started.scanId ? { scanId: started.scanId } : {}),
+        },
       });
       return reply.code(202).send({ ...started, webUi: webUi(started.workflowId) });
     } catch (err) {

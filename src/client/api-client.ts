@@ -78,7 +78,15 @@ export interface RewindApiClient {
   watch(workflowId: string, options?: { intervalMs?: number; signal?: AbortSignal }): AsyncIterable<RollbackStatus>;
   startDriftScan(
     input?: Pick<DriftScanRequest, 'from' | 'to' | 'components'> & { trigger?: DriftScanRequest['trigger'] },
-  ): Promise<{ workflowId: string; attached: boolean; from: string; to: string; webUi: string }>;
+  ): Promise<{
+    workflowId: string;
+    /** The id `GET /v1/drift-reports/:id` takes; absent when no worker answered within 3 s. */
+    scanId?: string;
+    attached: boolean;
+    from: string;
+    to: string;
+    webUi: string;
+  }>;
 }
 
 /** A client of the HTTP API. */

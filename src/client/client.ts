@@ -132,6 +132,9 @@ export interface RollbackView {
   live: LiveStep[];
 }
 
+/** How long a started drift scan is asked for its id (a worker answers in milliseconds). */
+const SCAN_ID_WAIT_MS = 3000;
+
 export class RewindClient {
   /**
    * With `store` (the repository is reachable and its password known), a rollback whose target
@@ -174,6 +177,8 @@ export class RewindClient {
    */
   async startDriftScan(input: unknown): Promise<{
     workflowId: string;
+    /** The scan's id, which reports are found by; absent when no worker answered within 3 s. */
+    scanId?: string;
     attached: boolean;
     from: string;
     to: string;
@@ -190,13 +195,13 @@ export class RewindClient {
     } catch (err) {
       throw new RequestError((err as Error).message);
     }
-    const workflowId = driftScanWorkflowId(pair.from, pair.to);
+    const workflowId = driftScanWorkflowId(this.taskQueue, pair.from, pair.to);
     const described = await this.client.workflow
       .getHandle(workflowId)
       .describe()
       .catch(() => undefined);
     const running = described?.status.name === 'RUNNING';
-    await this.client.workflow.start(driftScanWorkflow, {
+    const handle = await this.client.workflow.start(driftScanWorkflow, {
       taskQueue: this.taskQueue,
       workflowId,
       args: [{ ...request, ...pair }],
@@ -210,7 +215,19 @@ export class RewindClient {
       ...(Array.isArray(memo.components) ? { components: memo.components.map(String) } : {}),
       ...(typeof memo.trigger === 'string' ? { trigger: memo.trigger } : {}),
     };
-    return { workflowId, attached: running, ...pair, ...(running ? { running: scope } : {}) };
+    const scanId = await this.client.connection
+      .withDeadline(Date.now() + SCAN_ID_WAIT_MS, () => handle.query(driftScanStatusQuery))
+      .then(
+        (status) => status.scanId,
+        () => undefined,
+      );
+    return {
+      workflowId,
+      ...(scanId ? { scanId } : {}),
+      attached: running,
+      ...pair,
+      ...(running ? { running: scope } : {}),
+    };
   }
 
   /** Starts a sync of chosen components of `to` (regression) from `from` (production). */

@@ -91,7 +91,7 @@ function desiredSchedules(manifest: Manifest): DesiredSchedule[] {
         workflowType: driftScanWorkflow,
         args: [request],
         taskQueue,
-        workflowId: driftScanWorkflowId(pair.from, pair.to),
+        workflowId: driftScanWorkflowId(taskQueue, pair.from, pair.to),
       },
     });
   }

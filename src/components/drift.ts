@@ -26,6 +26,13 @@ export interface DriftDifference {
   severity?: Severity;
   /** The kind's category of difference: `content`, `key`, `mode`, `schema`, `rows`, `sample`, `pickle` … */
   aspect: string;
+  /**
+   * This difference kept the scan from looking inside something (a config file that does not
+   * parse, a directory or component on one side only): the component's earlier findings whose
+   * subject starts with `prefix` (and of `aspect`, when given) were not seen, so they are not
+   * called resolved.
+   */
+  unseen?: { prefix: string; aspect?: string };
 }
 
 /** What an agent did to answer, when it indexed the component (files): shown in the scan's status. */
@@ -83,6 +90,12 @@ export interface PreviousDifference {
   subject: string;
 }
 
+/** The environments a scan compares, by name. */
+export interface DriftSides {
+  from: string;
+  to: string;
+}
+
 /** The pure half of a kind's drift comparison. */
 export interface KindDrift<C> {
   /**
@@ -91,6 +104,15 @@ export interface KindDrift<C> {
    * those parts at once and spare a round when they are all that differs.
    */
   firstQuestion(component: C, previous: readonly PreviousDifference[]): DriftQuestion;
-  /** Compares the two sides' answers to one question. */
-  compare(question: DriftQuestion, from: DriftAnswer, to: DriftAnswer, component: C): DriftComparison;
+  /**
+   * Compares the two sides' answers to one question. `sides` names the environments, for the
+   * details (`the regression copy could not be read`).
+   */
+  compare(
+    question: DriftQuestion,
+    from: DriftAnswer,
+    to: DriftAnswer,
+    component: C,
+    sides: DriftSides,
+  ): DriftComparison;
 }

@@ -54,6 +54,11 @@ export interface ComponentKind<C extends ComponentBase = ComponentBase> {
   plansFromLiveState: boolean;
   /** Ways this kind can bring a component back (`--strategy`); empty when it has one way. */
   strategies: readonly string[];
+  /**
+   * The aspects of the differences its drift comparison reports (`content`, `schema` …), which
+   * drift rules may name: a rule naming another would silently match nothing.
+   */
+  driftAspects: readonly string[];
   /** Where the component lives, for plans and reports, with any secret hidden. */
   location(component: C): string;
   /** The entry with its relative paths resolved against the manifest's folder. */

@@ -3,6 +3,7 @@
 // Adding a kind: its folder under src/components/<kind>/, one line in KINDS below, and its
 // driver in drivers.ts (the type checker names that line if it is missing).
 import { z } from 'zod';
+import { SCAN_DRIFT_ASPECTS } from '../domain/drift-scan';
 import type { FingerprintSummary } from './core';
 import { appKind } from './app/kind';
 import { filesKind } from './files/kind';
@@ -26,6 +27,11 @@ export const KIND_NAMES: readonly KindName[] = KINDS.map((k) => k.name);
 
 /** Every strategy some kind offers (`--strategy`). */
 export const ALL_STRATEGIES = [...new Set(KINDS.flatMap((k) => [...k.strategies]))] as [string, ...string[]];
+
+/** Every aspect a drift finding can have (the rules' `aspect`): the kinds' and the scan's own. */
+export const DRIFT_ASPECTS: readonly string[] = [
+  ...new Set([...SCAN_DRIFT_ASPECTS, ...KINDS.flatMap((k) => [...k.driftAspects])]),
+].sort();
 
 function kindOf(name: string): ComponentKind<Component> | undefined {
   return KINDS.find((k) => k.name === name);

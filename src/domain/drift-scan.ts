@@ -30,6 +30,12 @@ export interface DriftComponentPair {
 /** Findings about the application version carry this in place of a component name. */
 export const APP_VERSION_COMPONENT = '(app version)';
 
+/**
+ * Aspects of the findings the scan itself reports, whatever the kinds: a component on one side
+ * only or of another kind on each, a version that differs, a side that could not be read.
+ */
+export const SCAN_DRIFT_ASPECTS = ['component', 'version', 'unreadable'] as const;
+
 export interface DriftScanPlan {
   scanId: string;
   from: string;
@@ -93,7 +99,11 @@ export interface DriftScanStatus {
   runs?: number;
 }
 
-/** Workflow id of a pair's scan: a second request while one runs attaches to it. */
-export function driftScanWorkflowId(from: string, to: string): string {
-  return `drift-scan-${from}-${to}`;
+/**
+ * Workflow id of a pair's scan: a second request while one runs attaches to it. Prefixed with
+ * the manifest's task queue, as schedules and locks are: two rewind installations sharing a
+ * Temporal namespace must not attach to each other's scans.
+ */
+export function driftScanWorkflowId(taskQueue: string, from: string, to: string): string {
+  return `${taskQueue}-drift-scan-${from}-${to}`;
 }

@@ -1,7 +1,7 @@
 // The manifest `rewind.yaml`: one zod schema that validates it, types it and, through
 // `z.toJSONSchema`, gives editors completion. Pure: no I/O, so workflows may import the types.
 import { z } from 'zod';
-import { componentSchema } from '../components/registry';
+import { componentSchema, DRIFT_ASPECTS } from '../components/registry';
 import { driftSectionSchema } from '../drift/rules';
 import { apiSectionSchema } from '../api/access';
 import { snapshotsSectionSchema } from '../retention/policy';
@@ -279,7 +279,22 @@ export const manifestSchema = z
       }
       const rules = Array.isArray(drift.rules) ? (drift.rules as unknown[]) : [];
       rules.forEach((rule, i) => {
-        const component = isRecord(rule) ? rule.component : undefined;
+        if (!isRecord(rule)) return;
+        // A plain environment name (no glob characters) must be one of the manifest's.
+        for (const side of ['from', 'to'] as const) {
+          const env = rule[side];
+          if (typeof env === 'string' && !/[*?]/.test(env)) checkEnvironment(env, ['drift', 'rules', i, side]);
+        }
+        if (typeof rule.aspect === 'string' && !DRIFT_ASPECTS.includes(rule.aspect)) {
+          const hint = didYouMean(rule.aspect, DRIFT_ASPECTS);
+          ctx.addIssue({
+            code: 'custom',
+            path: ['drift', 'rules', i, 'aspect'],
+            message: `no drift finding has the aspect "${rule.aspect}" (aspects: ${DRIFT_ASPECTS.join(', ')})`,
+            ...(hint ? { params: { hint } } : {}),
+          });
+        }
+        const component = rule.component;
         // A plain name (no glob characters) that names no component is a typo that would make
         // the rule silently match nothing.
         if (typeof component !== 'string' || /[*?]/.test(component)) return;

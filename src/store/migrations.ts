@@ -205,4 +205,16 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
       CREATE INDEX drills_environment ON drills (environment, finished_at DESC);
     `,
   },
+  {
+    version: 8,
+    name: 'findings that kept a scan from looking further',
+    sql: `
+      -- A finding that kept the scan from looking inside something (a config file that does not
+      -- parse, a directory on one side only): the earlier findings of its component whose
+      -- subject starts with unseen_prefix (and of unseen_aspect, when set) were not seen, so the
+      -- scan does not call them resolved.
+      ALTER TABLE drift_findings ADD COLUMN unseen_prefix text;
+      ALTER TABLE drift_findings ADD COLUMN unseen_aspect text;
+    `,
+  },
 ];

@@ -117,7 +117,7 @@ export function registerDriftCommands(program: Command): void {
             trigger: opts.trigger,
             requestedBy: currentUser(opts.as),
           });
-          const how = started.attached ? 'attached to the running scan' : 'started';
+          const how = `${started.attached ? 'attached to the running scan' : 'started scan'} ${started.scanId ?? started.workflowId}`;
           if (started.attached) {
             // The running scan may compare less than asked, or record another trigger: say so.
             const covers = started.running?.components;
@@ -138,12 +138,16 @@ export function registerDriftCommands(program: Command): void {
             print(
               cmd,
               started,
-              () => `${how} ${started.workflowId} (${started.from} → ${started.to}); add --wait to wait for it`,
+              () =>
+                `${how} (${started.from} → ${started.to}); ` +
+                (started.scanId
+                  ? `when it ends: rewind drift report ${started.scanId}`
+                  : `no worker answered yet (is \`rewind worker\` running?); add --wait to wait for it`),
             );
             return;
           }
           const quiet = cmd.optsWithGlobals<{ json?: boolean }>().json;
-          if (!quiet) process.stderr.write(`${how} ${started.workflowId} (${started.from} → ${started.to}) …\n`);
+          if (!quiet) process.stderr.write(`${how} (${started.from} → ${started.to}) …\n`);
           const result = client.driftScanResult(started.workflowId);
           const summary = quiet ? await result : await withProgress(client, started, result);
           print(cmd, { ...started, ...summary }, () => summaryLine(summary));

@@ -233,6 +233,7 @@ export const appKind = {
   // The state is which release runs: read live, it is exactly what the safety snapshot records.
   plansFromLiveState: true,
   strategies: [],
+  driftAspects: ['version'],
   location,
   resolvePaths: (c, resolve) => ({
     ...c,

@@ -11,7 +11,7 @@ import { parse as parseProperties } from 'dot-properties';
 import { parse as parseIni } from 'ini';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { parseAllDocuments } from 'yaml';
-import type { DriftChange, DriftDifference } from '../drift';
+import type { DriftChange, DriftDifference, DriftSides } from '../drift';
 
 export type ConfigFormat = 'yaml' | 'json' | 'toml' | 'ini' | 'dotenv' | 'properties';
 
@@ -44,6 +44,11 @@ export type ConfigSummary =
       format: ConfigFormat | 'text';
       /** Why parsing failed, with line and column when the parser says; never quoting the text. */
       error: string;
+      /**
+       * The text parses, but was asked for line by line (SummarizeOptions.lines) because the
+       * other side's copy does not: `error` is then empty.
+       */
+      parses?: true;
       lines: ConfigLine[];
       /** Lines left out past maxLines. */
       truncated?: number;
@@ -65,6 +70,11 @@ export interface SummarizeOptions {
    * bytes per character.
    */
   maxParseChars?: number;
+  /**
+   * Summarize line by line even when the text parses (marked `parses`): the other side's copy
+   * does not parse, and the two can only be compared line by line.
+   */
+  lines?: boolean;
 }
 
 const DEFAULT_MAX_KEYS = 5_000;
@@ -308,6 +318,7 @@ export function summarizeConfig(
     try {
       const parsed = parseDocuments(source, format, summarizer.limits.maxParseChars);
       if ('error' in parsed) return summarizeLines(source, format, parsed.error, summarizer);
+      if (options.lines) return { ...summarizeLines(source, format, '', summarizer), parses: true };
       return summarizeKeys(parsed.roots, format, source.length, summarizer);
     } catch (error) {
       return summarizeLines(source, format, describeFailure(error), summarizer);
@@ -625,7 +636,7 @@ function summarizeLines(
   format: ConfigFormat | 'text',
   error: string,
   summarizer: Summarizer,
-): ConfigSummary {
+): LineSummary {
   const { maxLines, maxValueChars } = summarizer.limits;
   const secrecy = new LineSecrecy(summarizer.isSecretPath);
   const lines: ConfigLine[] = [];
@@ -645,7 +656,7 @@ function summarizeLines(
     }
     start = end + 1;
   }
-  const summary: ConfigSummary = { parsed: false, format, error, lines };
+  const summary: LineSummary = { parsed: false, format, error, lines };
   if (total > lines.length) summary.truncated = total - lines.length;
   return summary;
 }
@@ -726,15 +737,21 @@ class LineSecrecy {
 // Comparison
 
 /** Differences of one file, from → to: subject `${filePath}:${dottedKey}`, aspect 'key'. */
-export function compareConfigs(filePath: string, from: ConfigSummary, to: ConfigSummary): DriftDifference[] {
-  if (from.parsed && to.parsed) return compareKeys(filePath, from, to);
-  return compareUnparsed(filePath, from, to);
+/** `sides` names the two copies in details (the environments in a scan). */
+export function compareConfigs(
+  filePath: string,
+  from: ConfigSummary,
+  to: ConfigSummary,
+  sides: DriftSides = { from: 'from', to: 'to' },
+): DriftDifference[] {
+  if (from.parsed && to.parsed) return compareKeys(filePath, from, to, sides);
+  return compareUnparsed(filePath, from, to, sides);
 }
 
 type ParsedSummary = Extract<ConfigSummary, { parsed: true }>;
 type LineSummary = Extract<ConfigSummary, { parsed: false }>;
 
-function compareKeys(filePath: string, from: ParsedSummary, to: ParsedSummary): DriftDifference[] {
+function compareKeys(filePath: string, from: ParsedSummary, to: ParsedSummary, sides: DriftSides): DriftDifference[] {
   const differences: DriftDifference[] = [];
   const lastComparable = lastComparableKey(from, to);
   const keys = [...new Set([...Object.keys(from.keys), ...Object.keys(to.keys)])].sort();
@@ -756,8 +773,8 @@ function compareKeys(filePath: string, from: ParsedSummary, to: ParsedSummary): 
       subject: filePath,
       change: 'changed',
       detail:
-        `compared up to key ${lastComparable} only: the summaries left out ${from.truncated ?? 0} keys of from ` +
-        `and ${to.truncated ?? 0} of to (key limit)`,
+        `compared up to key ${lastComparable} only: the summaries left out ${from.truncated ?? 0} keys of ${sides.from} ` +
+        `and ${to.truncated ?? 0} of ${sides.to} (key limit)`,
       severity: 'info',
       aspect: 'truncated',
     });
@@ -785,26 +802,39 @@ function describeChange(change: DriftChange, before: { v?: string } | undefined,
   return `${before?.v ?? ABSENT} → ${after?.v ?? ABSENT}`;
 }
 
-function compareUnparsed(filePath: string, from: ConfigSummary, to: ConfigSummary): DriftDifference[] {
+function compareUnparsed(
+  filePath: string,
+  from: ConfigSummary,
+  to: ConfigSummary,
+  sides: DriftSides,
+): DriftDifference[] {
   if (!from.parsed && !to.parsed && sameLines(from, to)) return [];
   const describeSide = (side: string, summary: ConfigSummary) =>
-    summary.parsed
+    summary.parsed || summary.parses
       ? `${side} parsed as ${summary.format}`
       : `${side} could not be parsed${summary.format === 'text' ? '' : ` as ${summary.format}`} (${summary.error})`;
-  let detail = `${describeSide('from', from)}; ${describeSide('to', to)}`;
+  let detail = `${describeSide(sides.from, from)}; ${describeSide(sides.to, to)}`;
   let lineDifferences: DriftDifference[] = [];
   if (!from.parsed && !to.parsed) {
     const fromLines = from.lines.slice(0, MAX_COMPARED_LINES);
     const toLines = to.lines.slice(0, MAX_COMPARED_LINES);
     if (from.truncated || to.truncated || fromLines.length < from.lines.length || toLines.length < to.lines.length) {
-      detail += `; only the first ${fromLines.length} lines of from and ${toLines.length} of to were compared`;
+      detail += `; only the first ${fromLines.length} lines of ${sides.from} and ${toLines.length} of ${sides.to} were compared`;
     }
     const lines = compareLines(filePath, fromLines, toLines);
     if (!lines.shortest) detail += `; over ${MAX_LINE_EDITS} lines differ, so lines are compared by position`;
     lineDifferences = lines.differences;
   }
   return [
-    { subject: filePath, change: 'changed', detail, severity: 'warning', aspect: 'unparseable' },
+    // Its keys could not be compared: the findings of earlier scans about them still stand.
+    {
+      subject: filePath,
+      change: 'changed',
+      detail,
+      severity: 'warning',
+      aspect: 'unparseable',
+      unseen: { prefix: `${filePath}:`, aspect: 'key' },
+    },
     ...lineDifferences,
   ];
 }

@@ -10,6 +10,7 @@ import type {
   DriftComparison,
   DriftDifference,
   DriftQuestion,
+  DriftSides,
   KindDrift,
 } from '../drift';
 import { compareConfigs, configFormatOf, summarizeConfig, type ConfigSummary } from './config-diff';
@@ -31,6 +32,11 @@ export interface FilesDriftQuestion extends DriftQuestion {
   nodes?: FilesNodeQuestion[];
   /** Files to describe by content (config keys, pickle structure). */
   files?: string[];
+  /**
+   * Config files to describe line by line, whether they parse or not: one side's copy parsed
+   * and the other's did not, so only their lines can be compared.
+   */
+  lines?: string[];
 }
 
 export interface FilesNodeAnswer extends FilesNodeQuestion {
@@ -95,24 +101,25 @@ function contentKindOf(component: FilesComponent, relPath: string): ContentKind 
 export const filesDrift: KindDrift<FilesComponent> = {
   firstQuestion: () => ({ kind: 'files', root: true }) satisfies FilesDriftQuestion,
 
-  compare(question, fromAnswer, toAnswer, component): DriftComparison {
+  compare(question, fromAnswer, toAnswer, component, sides): DriftComparison {
     const q = question as FilesDriftQuestion;
     const from = fromAnswer as FilesDriftAnswer;
     const to = toAnswer as FilesDriftAnswer;
     const differences: DriftDifference[] = [];
     const nodes: FilesNodeQuestion[] = [];
     const files: string[] = [];
+    const lines: string[] = [];
 
     if (q.root && from.root && to.root) {
       for (const [side, root] of [
-        ['from', from.root],
-        ['to', to.root],
+        [sides.from, from.root],
+        [sides.to, to.root],
       ] as const) {
         for (const error of root.refresh.errors)
           differences.push({
             subject: error.split(':')[0] ?? error,
             change: 'changed',
-            detail: `the ${side} side could not read it: ${error}`,
+            detail: `${side} could not read it: ${error}`,
             aspect: 'unreadable',
             severity: 'warning',
           });
@@ -125,9 +132,10 @@ export const filesDrift: KindDrift<FilesComponent> = {
         differences.push({
           subject: '/',
           change: 'changed',
-          detail: `not compared: the agents hash file contents differently (from ${fromHash}, to ${toHash}); run the same rewind version on both, or set REWIND_TREE_HASH=sha256 on both`,
+          detail: `not compared: the agents hash file contents differently (${sides.from} ${fromHash}, ${sides.to} ${toHash}); run the same rewind version on both, or set REWIND_TREE_HASH=sha256 on both`,
           aspect: 'unreadable',
           severity: 'warning',
+          unseen: { prefix: '' },
         });
         return { differences, next: [] };
       }
@@ -135,8 +143,9 @@ export const filesDrift: KindDrift<FilesComponent> = {
         differences.push({
           subject: '/',
           change: to.root.exists ? 'added' : 'removed',
-          detail: `the component's directory exists only in ${to.root.exists ? 'to' : 'from'} (${count(to.root.exists ? to.root.files : from.root.files, 'file')})`,
+          detail: `the component's directory exists only in ${to.root.exists ? sides.to : sides.from} (${count(to.root.exists ? to.root.files : from.root.files, 'file')})`,
           aspect: 'content',
+          unseen: { prefix: '' },
         });
       } else if (from.root.digest !== to.root.digest) nodes.push({ dir: '' });
     }
@@ -161,14 +170,32 @@ export const filesDrift: KindDrift<FilesComponent> = {
 
     const fromFiles = from.files ?? {};
     const toFiles = to.files ?? {};
-    for (const p of q.files ?? []) {
-      const a = fromFiles[p];
-      const b = toFiles[p];
-      if (!a || !b || 'deferred' in a || 'deferred' in b) {
-        files.push(p);
-        continue;
+    for (const [asked, again] of [
+      [q.files, files],
+      [q.lines, lines],
+    ] as const) {
+      for (const p of asked ?? []) {
+        const a = fromFiles[p];
+        const b = toFiles[p];
+        if (!a || !b) {
+          // Asking again would get the same answer (an agent of an older rewind, say).
+          differences.push({
+            subject: p,
+            change: 'changed',
+            detail: `not compared: ${!a ? sides.from : sides.to}'s agent did not describe it (run the same rewind version on both)`,
+            aspect: 'unreadable',
+            severity: 'warning',
+          });
+          continue;
+        }
+        if ('deferred' in a || 'deferred' in b) {
+          again.push(p);
+          continue;
+        }
+        // One copy parses and the other does not: compare both line by line, in another round.
+        if ('config' in a && 'config' in b && a.config.parsed !== b.config.parsed) lines.push(p);
+        else differences.push(...compareDescriptions(p, a, b, sides));
       }
-      differences.push(...compareDescriptions(p, a, b));
     }
 
     const next: FilesDriftQuestion[] = [];
@@ -176,6 +203,8 @@ export const filesDrift: KindDrift<FilesComponent> = {
       next.push({ kind: 'files', nodes: nodes.slice(i, i + NODES_PER_QUESTION) });
     for (let i = 0; i < files.length; i += FILES_PER_QUESTION)
       next.push({ kind: 'files', files: files.slice(i, i + FILES_PER_QUESTION) });
+    for (let i = 0; i < lines.length; i += FILES_PER_QUESTION)
+      next.push({ kind: 'files', lines: lines.slice(i, i + FILES_PER_QUESTION) });
     return { differences, next };
   },
 };
@@ -272,11 +301,11 @@ function compareChildren(
   }
 }
 
-function compareDescriptions(p: string, a: FileDescription, b: FileDescription): DriftDifference[] {
+function compareDescriptions(p: string, a: FileDescription, b: FileDescription, sides: DriftSides): DriftDifference[] {
   const found: DriftDifference[] = [];
   for (const [side, d] of [
-    ['from', a],
-    ['to', b],
+    [sides.from, a],
+    [sides.to, b],
   ] as const) {
     if ('error' in d)
       found.push({
@@ -285,12 +314,13 @@ function compareDescriptions(p: string, a: FileDescription, b: FileDescription):
         detail: `the ${side} copy could not be read: ${d.error}`,
         aspect: 'unreadable',
         severity: 'warning',
+        unseen: { prefix: `${p}:` },
       });
   }
   if (found.length) return found;
-  if ('config' in a && 'config' in b) return compareConfigs(p, a.config, b.config);
+  if ('config' in a && 'config' in b) return compareConfigs(p, a.config, b.config, sides);
   const hazards = (side: string, d: FileDescription) => ('pickle' in d ? pickleHazards(p, side, d.pickle) : []);
-  const all = [...hazards('from', a), ...hazards('to', b)];
+  const all = [...hazards(sides.from, a), ...hazards(sides.to, b)];
   // The same hazard in both copies is one finding.
   const seen = new Set<string>();
   const unique = all.filter((h) => (seen.has(h.subject) ? false : (seen.add(h.subject), true)));
@@ -385,17 +415,22 @@ async function describeFiles(
       return { ...nodeQuestion(n), ...node };
     });
   }
-  if (question.files) {
+  if (question.files || question.lines) {
     let budget = ANSWER_DESCRIPTION_BYTES;
     answer.files = {};
-    for (const p of question.files) {
-      if (budget <= 0) {
-        answer.files[p] = { deferred: true };
-        continue;
+    for (const [paths, byLines] of [
+      [question.files ?? [], false],
+      [question.lines ?? [], true],
+    ] as const) {
+      for (const p of paths) {
+        if (budget <= 0) {
+          answer.files[p] = { deferred: true };
+          continue;
+        }
+        const description = await describeFile(component, p, ctx, byLines);
+        budget -= JSON.stringify(description).length;
+        answer.files[p] = description;
       }
-      const description = await describeFile(component, p, ctx);
-      budget -= JSON.stringify(description).length;
-      answer.files[p] = description;
     }
   }
   return answer;
@@ -405,13 +440,14 @@ async function describeFile(
   component: FilesComponent,
   relPath: string,
   ctx: DescribeContext,
+  byLines = false,
 ): Promise<FileDescription> {
   const file = path.join(component.path, ...relPath.split('/'));
   const kind = contentKindOf(component, relPath);
   try {
     const info = await stat(file);
     if (!info.isFile()) return { absent: true };
-    if (kind === 'pickle') {
+    if (kind === 'pickle' && !byLines) {
       const handle = await import('node:fs/promises').then((fs) => fs.open(file, 'r'));
       try {
         const size = Math.min(info.size, MAX_PICKLE_BYTES);
@@ -436,6 +472,7 @@ async function describeFile(
         hashKey: ctx.hashKey,
         secretKeys: ctx.secretKeys,
         maxKeys: 2000,
+        lines: byLines,
       }),
     };
   } catch (err) {

@@ -10,6 +10,7 @@ import type {
   DriftComparison,
   DriftDifference,
   DriftQuestion,
+  DriftSides,
   PreviousDifference,
 } from '../drift';
 import {
@@ -520,6 +521,7 @@ export function comparePostgres(
   from: DriftAnswer,
   to: DriftAnswer,
   component: PostgresComponent,
+  sides: DriftSides = { from: 'from', to: 'to' },
 ): DriftComparison {
   const q = question as PostgresDriftQuestion;
   if (q.part === 'digest') {
@@ -561,7 +563,7 @@ export function comparePostgres(
     const differing = new Set(buckets);
     const inDiffering = (objects: Record<string, string>) =>
       Object.fromEntries(Object.entries(objects).filter(([subject]) => differing.has(bucketOf(subject))));
-    const schema = compareObjects(inDiffering(a.prefetched!), inDiffering(b.prefetched!));
+    const schema = compareObjects(inDiffering(a.prefetched!), inDiffering(b.prefetched!), sides);
     return {
       differences: sortDifferences(schema.differences),
       next: sampleQuestions(asCatalog(a), asCatalog(b), schema.differing, component),
@@ -570,7 +572,7 @@ export function comparePostgres(
   if (q.part === 'catalog') {
     const a = asAnswer(from, 'catalog');
     const b = asAnswer(to, 'catalog');
-    const schema = compareObjects(a.objects, b.objects);
+    const schema = compareObjects(a.objects, b.objects, sides);
     const differences = [...schema.differences, ...compareRowCounts(a, b), ...compareMigrations(a, b)];
     return { differences: sortDifferences(differences), next: sampleQuestions(a, b, schema.differing, component) };
   }
@@ -579,7 +581,7 @@ export function comparePostgres(
     const b = asAnswer(to, 'samples');
     const differences = [...q.tables]
       .sort(byCodeUnit)
-      .flatMap((table) => compareSamples(table, a.tables[table], b.tables[table]));
+      .flatMap((table) => compareSamples(table, a.tables[table], b.tables[table], sides));
     return { differences: sortDifferences(differences), next: [] };
   }
   throw new Error(`not a postgres drift question: ${JSON.stringify(question)}`);
@@ -597,6 +599,7 @@ function asAnswer<P extends PostgresDriftAnswer['part']>(
 function compareObjects(
   from: Record<string, string>,
   to: Record<string, string>,
+  sides: DriftSides,
 ): { differences: DriftDifference[]; differing: Set<string> } {
   const differences: DriftDifference[] = [];
   const differing = new Set<string>();
@@ -619,13 +622,18 @@ function compareObjects(
     if (a === b) continue;
     differing.add(subject);
     if (a === undefined)
-      differences.push({ subject, change: 'added', aspect: 'schema', detail: cut(b || 'only in to', DETAIL_CHARS) });
+      differences.push({
+        subject,
+        change: 'added',
+        aspect: 'schema',
+        detail: cut(b || `only in ${sides.to}`, DETAIL_CHARS),
+      });
     else if (b === undefined)
       differences.push({
         subject,
         change: 'removed',
         aspect: 'schema',
-        detail: cut(a || 'only in from', DETAIL_CHARS),
+        detail: cut(a || `only in ${sides.from}`, DETAIL_CHARS),
       });
     else differences.push({ subject, change: 'changed', aspect: 'schema', detail: changeDetail(a, b) });
   }
@@ -636,7 +644,7 @@ function compareObjects(
       aspect: 'schema',
       detail: cut(
         `not compared past ${limit}: ${[from[CATALOG_TRUNCATED], to[CATALOG_TRUNCATED]]
-          .map((note, i) => `${i === 0 ? 'from' : 'to'} ${note ?? 'complete'}`)
+          .map((note, i) => `${i === 0 ? sides.from : sides.to} ${note ?? 'complete'}`)
           .join(', ')}`,
         DETAIL_CHARS,
       ),
@@ -786,6 +794,7 @@ function compareSamples(
   table: string,
   from: PostgresTableSample | 'absent' | undefined,
   to: PostgresTableSample | 'absent' | undefined,
+  sides: DriftSides,
 ): DriftDifference[] {
   // A table missing on one side, or keyed differently, is the catalog comparison's finding.
   if (!from || !to || from === 'absent' || to === 'absent') return [];
@@ -806,7 +815,7 @@ function compareSamples(
           subject: subject(key),
           change: 'removed',
           aspect: 'sample',
-          detail: 'row only in from (values not shown)',
+          detail: `row only in ${sides.from} (values not shown)`,
         });
     } else if (theirs !== from.rows[key])
       differences.push({
@@ -823,7 +832,7 @@ function compareSamples(
         subject: subject(key),
         change: 'added',
         aspect: 'sample',
-        detail: 'row only in to (values not shown)',
+        detail: `row only in ${sides.to} (values not shown)`,
       });
   });
   return differences;

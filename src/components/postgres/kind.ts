@@ -89,6 +89,7 @@ export const postgresKind = {
   schema: postgresComponentSchema,
   plansFromLiveState: false,
   strategies: POSTGRES_STRATEGIES,
+  driftAspects: ['schema', 'migration', 'rows', 'sample'],
   location(component) {
     if (component.url) return component.url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
     return `$${component.urlEnv}`;
