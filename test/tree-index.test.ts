@@ -236,6 +236,20 @@ describe('tree index', () => {
     ]);
   });
 
+  test('a save that cannot write fails as an error of its own, without ending the process', async () => {
+    const dir = path.join(root, 'unsaved');
+    makeTree(dir);
+    const index = await fresh(dir);
+    const file = path.join(root, 'unsaved-state', 'tree-index.json');
+    // The temporary file's name is taken by a folder: opening it fails after save() began.
+    mkdirSync(`${file}.tmp`, { recursive: true });
+    await expect(index.save(file)).rejects.toThrow(/EISDIR/);
+    // The index is still unsaved: once the way is clear, the next save writes it.
+    rmSync(`${file}.tmp`, { recursive: true });
+    expect(await index.save(file)).toBe(true);
+    expect((await TreeIndex.load(file, dir)).rootDigest).toBe(index.rootDigest);
+  });
+
   test('a missing root is absent, not an error', async () => {
     const missing = TreeIndex.empty(path.join(root, 'nope'));
     expect(await missing.refresh(walkers)).toMatchObject({ entries: 0 });

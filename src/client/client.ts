@@ -52,6 +52,7 @@ import { syncRequestSchema, syncWorkflowId, type SyncRequest, type SyncStatus } 
 import {
   driftScanRequestSchema,
   driftScanWorkflowId,
+  scanIdFor,
   type DriftScanRequest,
   type DriftScanStatus,
   type DriftScanSummary,
@@ -177,7 +178,10 @@ export class RewindClient {
    */
   async startDriftScan(input: unknown): Promise<{
     workflowId: string;
-    /** The scan's id, which reports are found by; absent when no worker answered within 3 s. */
+    /**
+     * The scan's id, which reports are found by; absent only when the request attached to a
+     * scheduled scan and no worker answered within 3 s.
+     */
     scanId?: string;
     attached: boolean;
     from: string;
@@ -201,26 +205,38 @@ export class RewindClient {
       .describe()
       .catch(() => undefined);
     const running = described?.status.name === 'RUNNING';
+    // Chosen here, so that the scan can be named at once; a request that attaches learns the
+    // running scan's from its memo.
+    const newScanId = scanIdFor(new Date(), randomBytes(3).toString('hex'));
     const handle = await this.client.workflow.start(driftScanWorkflow, {
       taskQueue: this.taskQueue,
       workflowId,
-      args: [{ ...request, ...pair }],
+      args: [{ ...request, ...pair, scanId: newScanId }],
       // What the scan compares, for a request that attaches to it (scheduled scans compare all).
-      memo: { trigger: request.trigger, ...(request.components ? { components: [...request.components].sort() } : {}) },
+      memo: {
+        scanId: newScanId,
+        trigger: request.trigger,
+        ...(request.components ? { components: [...request.components].sort() } : {}),
+      },
       // A scan of the pair already running is the answer to this request too.
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
-    const memo = (described?.memo ?? {}) as { components?: unknown; trigger?: unknown };
+    const memo = (described?.memo ?? {}) as { components?: unknown; trigger?: unknown; scanId?: unknown };
     const scope = {
       ...(Array.isArray(memo.components) ? { components: memo.components.map(String) } : {}),
       ...(typeof memo.trigger === 'string' ? { trigger: memo.trigger } : {}),
     };
-    const scanId = await this.client.connection
-      .withDeadline(Date.now() + SCAN_ID_WAIT_MS, () => handle.query(driftScanStatusQuery))
-      .then(
-        (status) => status.scanId,
-        () => undefined,
-      );
+    // A scan a schedule started has no id in its memo: it says its id when a worker answers.
+    const scanId = !running
+      ? newScanId
+      : typeof memo.scanId === 'string'
+        ? memo.scanId
+        : await this.client.connection
+            .withDeadline(Date.now() + SCAN_ID_WAIT_MS, () => handle.query(driftScanStatusQuery))
+            .then(
+              (status) => status.scanId,
+              () => undefined,
+            );
     return {
       workflowId,
       ...(scanId ? { scanId } : {}),

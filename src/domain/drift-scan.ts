@@ -17,7 +17,24 @@ export const driftScanRequestSchema = z.strictObject({
   requestedBy: z.string().min(1).max(100).optional(),
 });
 
-export type DriftScanRequest = z.output<typeof driftScanRequestSchema> & { manifestDigest?: string };
+export type DriftScanRequest = z.output<typeof driftScanRequestSchema> & {
+  manifestDigest?: string;
+  /**
+   * Chosen by the client that starts the scan (scanIdFor), so that it can name the scan at once;
+   * a scan without one (a schedule's) takes one from its start time and run id.
+   */
+  scanId?: string;
+};
+
+/**
+ * A scan's id, `20261130-110226-ab09d8`: its start time to the second, UTC, sortable, and the
+ * last six hex digits of something unique (a run id's random end: run ids begin with their time,
+ * so two scans started in the same second share their start).
+ */
+export function scanIdFor(start: Date, unique: string): string {
+  const iso = start.toISOString();
+  return `${iso.slice(0, 10).replace(/-/g, '')}-${iso.slice(11, 19).replace(/:/g, '')}-${unique.replace(/-/g, '').slice(-6)}`;
+}
 
 /** One component compared on both sides, and the kind's first question. */
 export interface DriftComponentPair {

@@ -25,6 +25,7 @@ import {
   type DriftScanRequest,
   type DriftScanStatus,
   type DriftScanSummary,
+  scanIdFor,
 } from '../domain/drift-scan';
 import { quick, transfer } from './activity-options';
 
@@ -54,7 +55,7 @@ export async function driftScanWorkflow(
   continued?: DriftScanContinuation,
 ): Promise<DriftScanSummary> {
   const info = workflowInfo();
-  const scanId = continued?.plan.scanId ?? scanIdFor(info.startTime, info.runId);
+  const scanId = continued?.plan.scanId ?? request.scanId ?? scanIdFor(info.startTime, info.runId);
   const status: DriftScanStatus = continued?.status ?? {
     scanId,
     from: request.from ?? '',
@@ -202,15 +203,6 @@ async function compareAppVersions(plan: DriftScanPlan): Promise<void> {
 
 function envQueue(plan: DriftScanPlan, side: 'from' | 'to'): string {
   return side === 'from' ? plan.fromQueue : plan.toQueue;
-}
-
-/**
- * `20261129-154301-3fa2c9`: sortable, and unique per run. The suffix is the run id's random end:
- * run ids begin with their time, so two scans started in the same second share their start.
- */
-function scanIdFor(start: Date, runId: string): string {
-  const iso = start.toISOString();
-  return `${iso.slice(0, 10).replace(/-/g, '')}-${iso.slice(11, 19).replace(/:/g, '')}-${runId.replace(/-/g, '').slice(-6)}`;
 }
 
 function showDetails(status: DriftScanStatus): void {

@@ -104,8 +104,14 @@ export class TreeIndex {
     if (!this.dirty) return false;
     await mkdir(path.dirname(file), { recursive: true });
     const out = createWriteStream(`${file}.tmp`);
+    // A stream's error (the folder removed, a full disk) with no listener would end the agent:
+    // it fails this save instead, and the next scan writes the index again.
+    const failed = new Promise<never>((_, reject) => out.once('error', reject));
+    failed.catch(() => undefined);
     const write = (line: string) =>
-      out.write(line) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve()));
+      out.write(line)
+        ? Promise.resolve()
+        : Promise.race([new Promise<void>((resolve) => out.once('drain', () => resolve())), failed]);
     await write(`${JSON.stringify({ format: INDEX_FORMAT, root: this.root, contentHash: this.hashedWith })}\n`);
     const e = this.entries;
     for (let i = 0; i < e.length; i++) {
@@ -123,7 +129,10 @@ export class TreeIndex {
       if (target !== undefined) row.push(target);
       await write(`${JSON.stringify(row)}\n`);
     }
-    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await Promise.race([
+      new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve()))),
+      failed,
+    ]);
     await rename(`${file}.tmp`, file);
     this.dirty = false;
     return true;
