@@ -64,7 +64,10 @@ function appYaml(host: string, max: number, password: string): string {
 
 async function scan(options: { components?: string[] } = {}) {
   const started = await env.client.startDriftScan({ trigger: 'manual', requestedBy: 'test', ...options });
-  return { ...started, summary: await env.client.driftScanResult(started.workflowId) };
+  const summary = await env.client.driftScanResult(started.workflowId);
+  // The start names the scan its summary and report carry.
+  expect(summary.scanId).toBe(started.scanId);
+  return { ...started, summary };
 }
 
 async function findingsOf(scanId: string) {

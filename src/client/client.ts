@@ -226,8 +226,10 @@ export class RewindClient {
       ...(Array.isArray(memo.components) ? { components: memo.components.map(String) } : {}),
       ...(typeof memo.trigger === 'string' ? { trigger: memo.trigger } : {}),
     };
+    // Attached when the start found the run described before it (it may have ended in between).
+    const attached = running && handle.firstExecutionRunId === described.runId;
     // A scan a schedule started has no id in its memo: it says its id when a worker answers.
-    const scanId = !running
+    const scanId = !attached
       ? newScanId
       : typeof memo.scanId === 'string'
         ? memo.scanId
@@ -240,9 +242,9 @@ export class RewindClient {
     return {
       workflowId,
       ...(scanId ? { scanId } : {}),
-      attached: running,
+      attached,
       ...pair,
-      ...(running ? { running: scope } : {}),
+      ...(attached ? { running: scope } : {}),
     };
   }
 

@@ -175,18 +175,55 @@ async function comparePair(
     queue.push(...result.next);
   };
 
-  while (queue.length > 0) {
-    if (timeToContinue()) return { queue, asked };
-    if (asked >= MAX_QUESTIONS) {
-      log.warn('drift scan stopped asking', { component: pair.component, left: queue.length });
-      throw new Error(
-        `stopped after ${MAX_QUESTIONS} rounds with ${queue.length} questions left; findings so far are stored`,
-      );
+  const tooMany = () => {
+    log.warn('drift scan stopped asking', { component: pair.component, left: queue.length });
+    return new Error(
+      `stopped after ${MAX_QUESTIONS} rounds with ${queue.length} questions left; findings so far are stored`,
+    );
+  };
+
+  if (!patched('drift-pipelined-questions')) {
+    // Histories recorded before: rounds of up to PARALLEL_QUESTIONS, each waiting for its slowest.
+    while (queue.length > 0) {
+      if (timeToContinue()) return { queue, asked };
+      if (asked >= MAX_QUESTIONS) throw tooMany();
+      const batch = queue.splice(0, Math.min(PARALLEL_QUESTIONS, MAX_QUESTIONS - asked));
+      asked += batch.length;
+      await Promise.all(batch.map(ask));
     }
-    const batch = queue.splice(0, Math.min(PARALLEL_QUESTIONS, MAX_QUESTIONS - asked));
-    asked += batch.length;
-    await Promise.all(batch.map(ask));
+    progress.state = 'done';
+    return undefined;
   }
+
+  // Up to PARALLEL_QUESTIONS in flight; the questions an answer leads to are asked as soon as it
+  // is compared, not once the slowest of its round is.
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  let stopping = false;
+  while (queue.length > 0 || inFlight.size > 0) {
+    stopping ||= failure !== undefined || timeToContinue();
+    while (!stopping && queue.length > 0 && inFlight.size < PARALLEL_QUESTIONS) {
+      if (asked >= MAX_QUESTIONS) {
+        failure ??= tooMany();
+        stopping = true;
+        break;
+      }
+      asked++;
+      const question = queue.shift()!;
+      const asking: Promise<void> = ask(question).then(
+        () => void inFlight.delete(asking),
+        (err: unknown) => {
+          inFlight.delete(asking);
+          failure ??= err;
+        },
+      );
+      inFlight.add(asking);
+    }
+    if (inFlight.size === 0) break;
+    await Promise.race(inFlight);
+  }
+  if (failure !== undefined) throw failure;
+  if (queue.length > 0) return { queue, asked };
   progress.state = 'done';
   return undefined;
 }
