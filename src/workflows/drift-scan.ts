@@ -198,7 +198,7 @@ async function comparePair(
   // Up to PARALLEL_QUESTIONS in flight; the questions an answer leads to are asked as soon as it
   // is compared, not once the slowest of its round is.
   const inFlight = new Set<Promise<void>>();
-  let failure: unknown;
+  let failure: Error | undefined;
   let stopping = false;
   while (queue.length > 0 || inFlight.size > 0) {
     stopping ||= failure !== undefined || timeToContinue();
@@ -214,7 +214,7 @@ async function comparePair(
         () => void inFlight.delete(asking),
         (err: unknown) => {
           inFlight.delete(asking);
-          failure ??= err;
+          failure ??= err instanceof Error ? err : new Error(String(err));
         },
       );
       inFlight.add(asking);
