@@ -182,6 +182,14 @@ async function main(): Promise<void> {
         const id = String(done?.scheduledEventId ?? started?.scheduledEventId ?? e.eventId);
         const what = scheduled ? 'scheduled' : started ? 'started' : done ? 'completed' : '';
         if (what) lines.push(`${(ms(e.eventTime) - t0).toFixed(0).padStart(6)} ms ${what} ${names.get(id)}`);
+        else if (e.markerRecordedEventAttributes)
+          lines.push(
+            `${(ms(e.eventTime) - t0).toFixed(0).padStart(6)} ms marker ${e.markerRecordedEventAttributes.markerName}`,
+          );
+        else if (e.workflowTaskStartedEventAttributes || e.workflowTaskCompletedEventAttributes)
+          lines.push(
+            `${(ms(e.eventTime) - t0).toFixed(0).padStart(6)} ms workflow task ${e.workflowTaskStartedEventAttributes ? 'started' : 'completed'}`,
+          );
       }
       lines.push(`${(ms(events.at(-1)?.eventTime) - t0).toFixed(0).padStart(6)} ms closed`);
       say(lines.join('\n'));
