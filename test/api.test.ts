@@ -385,6 +385,26 @@ describe('the HTTP API', () => {
     expect(noToken.stderr).toMatch(/--api needs a token in REWIND_API_TOKEN/);
   });
 
+  test('a drift scan started through the API names its scan, whose report the API then serves', async () => {
+    writeFileSync(path.join(env.componentPath('staging', 'config'), 'drift.yaml'), 'pool: 20\n');
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'drift.yaml'), 'pool: 10\n');
+    const started = await call('POST', '/v1/drift-scans', {
+      token: tokens['ops-bot'],
+      body: { from: 'production', to: 'staging', components: ['config'] },
+    });
+    expect(started.status).toBe(202);
+    expect(started.json).toMatchObject({ attached: false, from: 'production', to: 'staging' });
+    const scanId = String(started.json.scanId);
+    expect(scanId).toMatch(/^\d{8}-\d{6}-[0-9a-f]{6}$/);
+    await env.client.driftScanResult(String(started.json.workflowId));
+    const report = await call('GET', `/v1/drift-reports/${scanId}`, { token: tokens.vic });
+    expect(report.status).toBe(200);
+    expect((report.json.scan as { id: string }).id).toBe(scanId);
+    expect(
+      (report.json.findings as { subject: string; detail: string }[]).find((f) => f.subject === 'drift.yaml:pool'),
+    ).toMatchObject({ detail: '10 → 20' });
+  });
+
   test('200 generated invalid bodies per endpoint are each refused with a 4xx and start nothing', async () => {
     const before = await rollbackCount();
     const run = 'rollback-production-20261129-000000-0000';

@@ -934,7 +934,12 @@ export function openApiDocument(): Record<string, unknown> {
         post: {
           summary: 'scan two environments for drift now (operator of the `to` environment)',
           requestBody: json(driftScanBody),
-          responses: { '202': ok('started, or attached to the running scan of the pair'), ...errors },
+          responses: {
+            '202': ok(
+              'started, or attached to the running scan of the pair: `scanId` (what `GET /v1/drift-reports/{id}` takes), `workflowId`, `attached`, `from`, `to`, `webUi`',
+            ),
+            ...errors,
+          },
         },
       },
       '/v1/slack/interactions': {
