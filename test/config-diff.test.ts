@@ -229,6 +229,10 @@ describe('secret values', () => {
       'database_url: postgres://app:hunter2-PLANTED@db/app',
       'pem: "-----BEGIN RSA PRIVATE KEY-----\\nMIIPLANTED\\n-----END RSA PRIVATE KEY-----"',
       'note: hello',
+      'mssql: "Server=db;User Id=sa;Password=AdoPW-PLANTED"',
+      'storage: DefaultEndpointsProtocol=https;AccountName=a;AccountKey=PLANTED==',
+      'query: https://api.example.com/v1?user=a&token=PLANTED',
+      'pool: "min=1;max=10"',
     ].join('\n');
     const summary = summarize(text, 'yaml');
     expectNowhere('PLANTED', summary);
@@ -236,9 +240,13 @@ describe('secret values', () => {
     expect(Object.entries(keysOf(summary)).map(([key, value]) => [key, value.secret ?? false])).toEqual([
       ['aws', true],
       ['database_url', true],
+      ['mssql', true],
       ['note', false],
       ['pem', true],
+      ['pool', false],
+      ['query', true],
       ['session', true],
+      ['storage', true],
     ]);
   });
 

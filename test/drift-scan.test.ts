@@ -533,6 +533,43 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
     writeConfig('regression', 'partial.yaml', 'k: 1\n');
     const fixed = await scan({ components: ['config'] });
     expect(await stateOf(fixed.summary.scanId)).toEqual(['config resolved']);
+
+    // A folder on one side only: the findings inside it are not seen, so not resolved either.
+    for (const [environment, value] of [
+      ['production', 1],
+      ['regression', 2],
+    ] as const) {
+      mkdirSync(path.join(env.componentPath(environment, 'config'), 'conf.d'), { recursive: true });
+      writeConfig(environment, 'conf.d/x.yaml', `a: ${value}\n`);
+    }
+    const inside = async (scanId: string) =>
+      (await findingsOf(scanId)).filter((f) => f.subject.startsWith('conf.d')).map((f) => `${f.subject} ${f.state}`);
+    expect(await inside((await scan({ components: ['config'] })).summary.scanId)).toEqual(['conf.d/x.yaml:a new']);
+    rmSync(path.join(env.componentPath('regression', 'config'), 'conf.d'), { recursive: true });
+    expect(await inside((await scan({ components: ['config'] })).summary.scanId)).toEqual(['conf.d/ new']);
+    rmSync(path.join(env.componentPath('production', 'config'), 'conf.d'), { recursive: true });
+  });
+
+  test('a scan of chosen components does not call the pair resolved while a component it did not compare still drifts', async () => {
+    // A pickle that names posix.system in regression only (critical), and one config key.
+    const evil = path.join(env.componentPath('regression', 'models'), 'partial-evil.pkl');
+    writeFileSync(evil, Buffer.from('\x80\x02cposix\nsystem\n.', 'latin1'));
+    writeConfig('production', 'partial-alert.yaml', 'k: 1\n');
+    writeConfig('regression', 'partial-alert.yaml', 'k: 2\n');
+    const full = await scan();
+    expect(full.summary.counts.critical).toBeGreaterThan(0);
+
+    // The config key fixed; a scan of config alone finds nothing, but models still drift.
+    writeConfig('regression', 'partial-alert.yaml', 'k: 1\n');
+    const sent = slack.calls.length;
+    const partial = await scan({ components: ['config'] });
+    expect(partial.summary.counts).toEqual({ critical: 0, warning: 0, info: 0 });
+    expect(partial.summary.alert).toMatchObject({ sent: 'none' });
+    expect(slack.calls.slice(sent)).toEqual([]);
+
+    rmSync(evil);
+    rmSync(path.join(env.componentPath('production', 'config'), 'partial-alert.yaml'));
+    rmSync(path.join(env.componentPath('regression', 'config'), 'partial-alert.yaml'));
   });
 
   test('a scan asked with another manifest than the workers run is refused, naming both', async () => {
@@ -551,6 +588,19 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
     expect(String(failure)).toContain(
       `the manifest changed since the workers started (they run ${env.client.manifestDigest.slice(0, 12)}, this request was made with ${edited.manifestDigest.slice(0, 12)})`,
     );
+    expect(await countScans()).toBe(before);
+
+    // The CLI says so at once, without --wait too, and names no scan that will never have a report.
+    const manifest = parse(readFileSync(env.manifestFile, 'utf8')) as { drift: Record<string, unknown> };
+    manifest.drift.defaultSeverity = 'info';
+    const editedFile = path.join(env.dir, 'edited-rewind.yaml');
+    writeFileSync(editedFile, stringify(manifest));
+    const run = await runCli(['drift', 'scan', '--components', 'config'], {
+      env: { REWIND_MANIFEST: editedFile, DATABASE_URL: await env.projectStoreUrl() },
+    });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('the manifest changed since the workers started');
+    expect(run.stdout).not.toContain('started scan');
     expect(await countScans()).toBe(before);
   });
 

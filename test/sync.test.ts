@@ -86,6 +86,10 @@ describe('sync regression from production', () => {
     expect(result.cause).toMatch(/InjectedFault|injected/i);
     expect(result.components.models).toMatchObject({ state: 'compensated' });
     expect(readTree(env.componentPath('regression', 'models'))).toEqual(before);
+    // `sync status` of an ended sync exits as `sync --wait` does: 2 for compensated.
+    const status = await runCli(['sync', 'status', started.workflowId], { env: { REWIND_MANIFEST: env.manifestFile } });
+    expect(status.stdout).toContain('compensated');
+    expect(status.code).toBe(2);
   });
 
   test('bad input starts nothing: no components, a component only one side has, an unknown environment', async () => {

@@ -234,7 +234,15 @@ export function createDriftActivities(deps: DriftDeps) {
       (p) => p.from === summary.from && p.to === summary.to,
     );
     const thresholds = pairConfig?.thresholds ?? { critical: 1, warning: 1, info: 0 };
-    const decision = await decideAlert(store, summary, thresholds);
+    // Components a partial scan did not look at keep their findings from their own latest scan.
+    const pairComponents = [
+      ...new Set([
+        ...Object.keys(manifest.environments[summary.from]?.components ?? {}),
+        ...Object.keys(manifest.environments[summary.to]?.components ?? {}),
+        APP_VERSION_COMPONENT,
+      ]),
+    ];
+    const decision = await decideAlert(store, summary, thresholds, pairComponents);
     if (decision.sent === 'none') return decision;
     const rows = await store.query<{
       component: string;
@@ -444,19 +452,37 @@ async function decideAlert(
   store: ProjectStore,
   summary: DriftScanSummary,
   thresholds: Record<(typeof SEVERITIES)[number], number>,
+  pairComponents: readonly string[],
 ): Promise<{ sent: 'alert' | 'resolved' | 'none'; reason: string; findings: Record<string, string> }> {
+  // The pair's state: this scan's findings, and for each component it did not compare (a scan
+  // of chosen components) the findings of the latest completed scan that did. A scan of config
+  // alone must not call the pair back under its thresholds while a pickle stays critical.
   const current = await store.query<{ key: string; severity: string }>(
-    `SELECT key, severity FROM drift_findings WHERE scan_id = $1 AND NOT allowed AND state <> 'resolved'`,
-    [summary.scanId],
+    `SELECT key, severity FROM drift_findings WHERE scan_id = $1 AND NOT allowed AND state <> 'resolved'
+     UNION ALL
+     SELECT f.key, f.severity
+       FROM drift_scans cur
+       CROSS JOIN unnest($2::text[]) AS c(name)
+       CROSS JOIN LATERAL (
+         SELECT s.id FROM drift_scans s
+          WHERE s.from_env = cur.from_env AND s.to_env = cur.to_env AND s.status = 'completed' AND s.id <> cur.id
+            AND s.components @> jsonb_build_array(c.name)
+          ORDER BY s.finished_at DESC LIMIT 1) latest
+       JOIN drift_findings f ON f.scan_id = latest.id AND f.component = c.name
+      WHERE cur.id = $1 AND NOT cur.components @> jsonb_build_array(c.name)
+        AND NOT f.allowed AND f.state <> 'resolved'`,
+    [summary.scanId, pairComponents],
   );
   const findings = Object.fromEntries(current.map((r) => [r.key, r.severity]));
+  const counts = Object.fromEntries(SEVERITIES.map((s) => [s, 0])) as Record<(typeof SEVERITIES)[number], number>;
+  for (const r of current) counts[r.severity as (typeof SEVERITIES)[number]] += 1;
   const [last] = await store.query<{ kind: string; findings: Record<string, string> | string }>(
     `SELECT kind, findings FROM drift_alerts WHERE from_env = $1 AND to_env = $2 ORDER BY sent_at DESC LIMIT 1`,
     [summary.from, summary.to],
   );
   const lastFindings: Record<string, string> =
     typeof last?.findings === 'string' ? (JSON.parse(last.findings) as Record<string, string>) : (last?.findings ?? {});
-  const over = SEVERITIES.some((s) => thresholds[s] > 0 && summary.counts[s] >= thresholds[s]);
+  const over = SEVERITIES.some((s) => thresholds[s] > 0 && counts[s] >= thresholds[s]);
   const rank = { critical: 3, warning: 2, info: 1 } as Record<string, number>;
   if (over) {
     if (last?.kind !== 'alert') return { sent: 'alert', reason: 'over the pair thresholds', findings };

@@ -27,6 +27,28 @@ function summaryLine(s: DriftScanSummary): string {
   ].join('\n');
 }
 
+/**
+ * Waits up to 3 s for the control worker to take a scan it was just asked for. False when no
+ * worker did; throws the scan's failure (a refusal) when it failed at once.
+ */
+async function takenByWorkers(client: RewindClient, workflowId: string): Promise<boolean> {
+  const handle = client.client.workflow.getHandle(workflowId);
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline) {
+    const described = await handle.describe().catch(() => undefined);
+    if (described && described.status.name !== 'RUNNING') {
+      await client.driftScanResult(workflowId); // throws the failure, if it failed
+      return true;
+    }
+    const status = await client.client.connection
+      .withDeadline(Math.min(deadline, Date.now() + 1000), () => client.driftScanStatus(workflowId))
+      .catch(() => undefined);
+    if (status && status.state !== 'starting' && status.state !== 'failed') return true;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return false;
+}
+
 /** Seconds between looks at a running scan while --wait waits for it. */
 const PROGRESS_EVERY_MS = 5_000;
 /** After this long, the progress line says what can keep a scan waiting. */
@@ -134,15 +156,18 @@ export function registerDriftCommands(program: Command): void {
                 `note: ${notes.join('; ')}${covers && left.length ? `; scan again when it ends for ${left.join(', ')}` : ''}\n`,
               );
           }
+          // A scan the workers refuse (they run another manifest) fails at once: say so now,
+          // not after naming a scan that will never have a report.
+          const taken = started.attached ? true : await takenByWorkers(client, started.workflowId);
           if (!opts.wait) {
             print(
               cmd,
               started,
               () =>
                 `${how} (${started.from} → ${started.to}); ` +
-                (started.scanId
-                  ? `when it ends: rewind drift report ${started.scanId}`
-                  : `no worker answered yet (is \`rewind worker\` running?); add --wait to wait for it`),
+                (taken
+                  ? `when it ends: rewind drift report ${started.scanId ?? '…'}`
+                  : `no worker has taken it yet (is \`rewind worker\` running?); add --wait to wait for it`),
             );
             return;
           }
@@ -181,7 +206,7 @@ export function registerDriftCommands(program: Command): void {
 
   drift
     .command('report <scan>')
-    .description("one scan's findings (a scan id, a unique prefix of one, or `latest`)")
+    .description("one scan's findings (a scan id, a unique prefix of one, its last six characters, or `latest`)")
     .addOption(new Option('--format <format>', 'markdown or json').choices(['markdown', 'json']).default('markdown'))
     .action(
       action(async (id: string, opts: { format: string }, cmd: Command) => {

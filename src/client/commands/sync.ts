@@ -82,6 +82,8 @@ export function registerSyncCommands(program: Command): void {
         const client = await rewindClient(cmd);
         const status = await client.syncStatus(id);
         print(cmd, { workflowId: id, ...status }, () => renderSync(id, status));
+        // The same exit codes as `sync --wait`, once the sync has ended.
+        process.exitCode = EXIT[status.state] ?? 0;
       }),
     );
 

@@ -178,6 +178,8 @@ const SECRET_SHAPES = [
   /\b[sr]k_live_[A-Za-z0-9]{10,}/,
   /\bAIza[0-9A-Za-z_-]{35}/,
   /[a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*:[^\s/?#@]+@/i, // a URL with a password
+  // A connection string's password or key (`Server=db;User Id=sa;Password=…`, Azure's AccountKey=…)
+  /(?:^|[;,&?\s"'])(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|client[_-]?secret)\s*=\s*[^\s;,&"']/i,
 ];
 
 function looksLikeSecretValue(text: string): boolean {

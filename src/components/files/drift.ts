@@ -254,7 +254,14 @@ function compareChildren(
   // A child on one side only; a pickle's content is asked for, to say whether it can run code.
   const oneSided = (c: TreeChild, change: 'added' | 'removed') => {
     const p = join(c.n);
-    differences.push({ subject: c.t === 'd' ? `${p}/` : p, change, detail: describeChild(c), aspect: 'content' });
+    differences.push({
+      subject: c.t === 'd' ? `${p}/` : p,
+      change,
+      detail: describeChild(c),
+      aspect: 'content',
+      // What lies inside (a folder's entries, a config file's keys) is not compared.
+      unseen: { prefix: c.t === 'd' ? `${p}/` : `${p}:` },
+    });
     if (c.t === 'f' && contentKindOf(component, p) === 'pickle') files.push(p);
   };
   for (const b of to) if (!fromNames.has(b.n)) oneSided(b, 'added');
