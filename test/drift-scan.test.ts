@@ -303,7 +303,9 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
     await expect(env.client.startDriftScan({ components: ['modles'] })).rejects.toThrow(
       /unknown component "modles": neither production nor regression has it .*did you mean "models"/,
     );
-    await expect(env.client.startDriftScan({ from: 'prod' })).rejects.toThrow(/unknown environment "prod"/);
+    await expect(env.client.startDriftScan({ from: 'prod' })).rejects.toThrow(
+      /unknown environment "prod" .*did you mean "production"\?/,
+    );
     // One side named: the other is its partner in the drift pair, whichever side it is on there.
     expect(resolvePair(env.client.manifest, { from: 'regression' })).toEqual({ from: 'regression', to: 'production' });
     expect(resolvePair(env.client.manifest, { to: 'production' })).toEqual({ from: 'regression', to: 'production' });

@@ -141,6 +141,19 @@ describe('files drift scan', () => {
     expect(JSON.stringify(differences)).not.toContain('hunter2');
   });
 
+  test('a pickle on one side only that can run code is an added critical finding', async () => {
+    const a = path.join(root, 'pickle-a');
+    const b = path.join(root, 'pickle-b');
+    for (const dir of [a, b]) mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(b, 'evil.pkl'), Buffer.from('\x80\x02cposix\nsystem\n.', 'latin1'));
+    const { found, differences } = await scan({ from: a, to: b });
+    expect(found).toEqual([
+      'added evil.pkl [content]: file, 17 B',
+      'added evil.pkl:global posix.system [pickle-global]: regression copy names posix.system (GLOBAL at byte 2): unpickling it can run code',
+    ]);
+    expect(differences.find((d) => d.aspect === 'pickle-global')?.severity).toBe('critical');
+  });
+
   test('identical trees end in one round', async () => {
     const same = path.join(root, 'same');
     makeTree(same);

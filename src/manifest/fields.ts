@@ -99,7 +99,11 @@ export function closestMatch(word: string, candidates: Iterable<string>): string
     const d = distance(word.toLowerCase(), candidate.toLowerCase());
     if (d <= 2 && d < word.length && (!best || d < best.d)) best = { candidate, d };
   }
-  return best?.candidate;
+  if (best) return best.candidate;
+  // An abbreviation (`prod` for production): the one candidate it begins, if only one.
+  const lower = word.toLowerCase();
+  const begun = word.length >= 3 ? [...candidates].filter((c) => c.toLowerCase().startsWith(lower)) : [];
+  return begun.length === 1 && begun[0] !== word ? begun[0] : undefined;
 }
 
 export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {

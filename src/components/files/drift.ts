@@ -326,8 +326,14 @@ function compareDescriptions(p: string, a: FileDescription, b: FileDescription, 
   }
   if (found.length) return found;
   if ('config' in a && 'config' in b) return compareConfigs(p, a.config, b.config, sides);
-  const hazards = (side: string, d: FileDescription) => ('pickle' in d ? pickleHazards(p, side, d.pickle) : []);
-  const all = [...hazards(sides.from, a), ...hazards(sides.to, b)];
+  // A copy on one side only: what it holds was added (to) or removed (from), not changed.
+  const hazards = (side: string, d: FileDescription, alone: 'added' | 'removed') =>
+    'pickle' in d
+      ? pickleHazards(p, side, d.pickle).map((h) =>
+          'absent' in (alone === 'added' ? a : b) ? { ...h, change: alone } : h,
+        )
+      : [];
+  const all = [...hazards(sides.from, a, 'removed'), ...hazards(sides.to, b, 'added')];
   // The same hazard in both copies is one finding.
   const seen = new Set<string>();
   const unique = all.filter((h) => (seen.has(h.subject) ? false : (seen.add(h.subject), true)));
