@@ -152,6 +152,9 @@ describe('files drift scan', () => {
       'added evil.pkl:global posix.system [pickle-global]: regression copy names posix.system (GLOBAL at byte 2): unpickling it can run code',
     ]);
     expect(differences.find((d) => d.aspect === 'pickle-global')?.severity).toBe('critical');
+    // Its structure was not compared (no other copy), so earlier structure findings are not seen;
+    // its globals were read, so an earlier dangerous global no longer there is resolved.
+    expect(differences.find((d) => d.aspect === 'content')?.unseen).toEqual({ prefix: 'evil.pkl:', aspect: 'pickle' });
   });
 
   test('identical trees end in one round', async () => {

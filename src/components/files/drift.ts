@@ -259,8 +259,14 @@ function compareChildren(
       change,
       detail: describeChild(c),
       aspect: 'content',
-      // What lies inside (a folder's entries, a config file's keys) is not compared.
-      unseen: { prefix: c.t === 'd' ? `${p}/` : `${p}:` },
+      // What lies inside (a folder's entries, a config file's keys, a pickle's structure) is not
+      // compared; a pickle's dangerous globals are, since its content is asked for below.
+      unseen:
+        c.t === 'd'
+          ? { prefix: `${p}/` }
+          : contentKindOf(component, p) === 'pickle'
+            ? { prefix: `${p}:`, aspect: 'pickle' }
+            : { prefix: `${p}:` },
     });
     if (c.t === 'f' && contentKindOf(component, p) === 'pickle') files.push(p);
   };
