@@ -202,7 +202,10 @@ describe('rewind snapshot forget|prune on a real repository', () => {
   });
 
   it('forgets exactly the cross-sections the tiers drop, keeps what runs, and prune frees the space', async () => {
-    const now = Date.now();
+    // Hours are clock hours: in an hour's first minutes, "now - 2 min" would fall in the hour
+    // before; the cross-sections are then dated from five minutes before the hour instead.
+    const intoHour = Date.now() % HOUR;
+    const now = Date.now() - (intoHour < 3 * 60_000 ? intoHour + 5 * 60_000 : 0);
     const kept: string[] = [];
     const dropped: string[] = [];
     // The newest scheduled one and the newest of each of the 5 hours before it (hot).
