@@ -1,4 +1,5 @@
 // `rewind drift scan|list|report|rules test`: compare two environments and read what scans found.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { DRIFT_TRIGGERS, type DriftScanSummary } from '../../domain/drift-scan';
@@ -44,7 +45,7 @@ async function takenByWorkers(client: RewindClient, workflowId: string): Promise
       .withDeadline(Math.min(deadline, Date.now() + 1000), () => client.driftScanStatus(workflowId))
       .catch(() => undefined);
     if (status && status.state !== 'starting' && status.state !== 'failed') return true;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
   return false;
 }

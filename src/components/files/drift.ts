@@ -7,6 +7,7 @@ import { count, formatBytes } from '../../domain/format';
 import type {
   DescribeContext,
   DriftAnswerStats,
+  DriftChange,
   DriftComparison,
   DriftDifference,
   DriftQuestion,
@@ -333,13 +334,10 @@ function compareDescriptions(p: string, a: FileDescription, b: FileDescription, 
   if (found.length) return found;
   if ('config' in a && 'config' in b) return compareConfigs(p, a.config, b.config, sides);
   // A copy on one side only: what it holds was added (to) or removed (from), not changed.
-  const hazards = (side: string, d: FileDescription, alone: 'added' | 'removed') =>
-    'pickle' in d
-      ? pickleHazards(p, side, d.pickle).map((h) =>
-          'absent' in (alone === 'added' ? a : b) ? { ...h, change: alone } : h,
-        )
-      : [];
-  const all = [...hazards(sides.from, a, 'removed'), ...hazards(sides.to, b, 'added')];
+  const alone: DriftChange | undefined = 'absent' in a ? 'added' : 'absent' in b ? 'removed' : undefined;
+  const hazards = (side: string, d: FileDescription) =>
+    'pickle' in d ? pickleHazards(p, side, d.pickle).map((h) => (alone ? { ...h, change: alone } : h)) : [];
+  const all = [...hazards(sides.from, a), ...hazards(sides.to, b)];
   // The same hazard in both copies is one finding.
   const seen = new Set<string>();
   const unique = all.filter((h) => (seen.has(h.subject) ? false : (seen.add(h.subject), true)));
