@@ -28,6 +28,7 @@ import { manifestDigest } from '../manifest/digest';
 import { classifyDrift, driftPairs } from '../drift/rules';
 import { parseDuration } from '../manifest/duration';
 import { envTaskQueue, type Manifest } from '../manifest/schema';
+import { componentTaskQueue } from '../domain/hosts';
 import type { Logger } from '../platform/logger';
 import type { ProjectStore, StoreQueries } from '../store/project-store';
 import { toApplicationFailure } from './failures';
@@ -164,8 +165,8 @@ export function createDriftActivities(deps: DriftDeps) {
       } else {
         pairs.push({
           component: name,
-          fromQueue: envTaskQueue(manifest, pair.from),
-          toQueue: envTaskQueue(manifest, pair.to),
+          fromQueue: componentTaskQueue(envTaskQueue(manifest, pair.from), name),
+          toQueue: componentTaskQueue(envTaskQueue(manifest, pair.to), name),
           question: firstDriftQuestion(a, previous.get(name) ?? []),
         });
       }

@@ -3,6 +3,7 @@
 // Update validators and handlers all call these. Pure: no I/O, so workflow code imports it.
 import { kindsWithStrategy, refusalOf, strategiesOf } from '../components/registry';
 import type { Manifest } from '../manifest/schema';
+import { splitHost } from './hosts';
 import type { DecisionOutcome } from './messages';
 import { drillEnvironment } from '../drills/section';
 import type { AutoApproval, Decision, DecisionRecord, RollbackRequest, RollbackStatus } from './rollback';
@@ -18,7 +19,7 @@ export function environmentProblem(
   if (!env)
     return `unknown environment "${environment}" (the manifest declares: ${Object.keys(manifest.environments).join(', ')})`;
   const declared = Object.keys(env.components);
-  const unknown = (components ?? []).filter((c) => !declared.includes(c));
+  const unknown = (components ?? []).filter((c) => !declared.some((d) => names(d, c)));
   if (unknown.length > 0) {
     return `environment "${environment}" has no component ${unknown.map((u) => `"${u}"`).join(', ')} (it has: ${declared.join(', ')})`;
   }
@@ -32,7 +33,14 @@ export function chosenComponents(
   requested?: readonly string[],
 ): string[] {
   const declared = Object.keys(manifest.environments[environment]?.components ?? {});
-  return requested ? declared.filter((c) => requested.includes(c)) : declared;
+  return requested ? declared.filter((c) => requested.some((r) => names(c, r))) : declared;
+}
+
+/** Does a requested name cover a declared component? `app` covers each `app@host`. */
+function names(declared: string, requested: string): boolean {
+  return (
+    declared === requested || (splitHost(declared).host !== undefined && splitHost(declared).component === requested)
+  );
 }
 
 /**

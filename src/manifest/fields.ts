@@ -1,6 +1,7 @@
 // Schema fields that the manifest and the component kinds' fragments share. Pure.
 import { z } from 'zod';
 import { DURATION_PATTERN, parseDuration } from './duration';
+import { HOST_PATTERN, splitHost } from '../domain/hosts';
 
 // Environment and component names become task queue names and restic tags, so keep them plain.
 export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,39}$/;
@@ -40,6 +41,40 @@ export const dependsOnField = z
   })
   .default([])
   .describe('Components of the same environment that must be rolled back before this one.');
+
+const hostName = z
+  .string()
+  .regex(
+    HOST_PATTERN,
+    'must be a host name: a-z, 0-9, "." and "-", starting with a letter or digit (63 characters at most)',
+  );
+
+/**
+ * The hosts a component runs on, each served by its own agent (`rewind agent --host NAME`): a
+ * list of names, or a map of names to the values that differ on that host (merged over the
+ * component's own). Loading expands the component into `<component>@<host>`, one per host.
+ */
+export const hostsField = z
+  .union([
+    z.array(hostName).min(1, 'must name at least one host'),
+    z.record(hostName, z.record(z.string(), z.unknown()).nullable()),
+  ])
+  .superRefine((hosts, ctx) => {
+    if (Array.isArray(hosts))
+      for (const [i, host] of repeatedEntries(hosts))
+        ctx.addIssue({ code: 'custom', path: [i], message: `"${host}" is listed twice`, input: host });
+    else if (Object.keys(hosts).length === 0) ctx.addIssue({ code: 'custom', message: 'must name at least one host' });
+  })
+  .optional()
+  .describe(
+    'The hosts this component runs on, each with its own agent (rewind agent --env E --host H): a list, or a map of host names to the values that differ there. Waves may name one host: component@host.',
+  );
+
+/** A component, or one host of it (`app@web1`), as waves and checks name them. */
+export const memberField = z.string().refine((member) => {
+  const { component, host } = splitHost(member);
+  return nameField.safeParse(component).success && (host === undefined || HOST_PATTERN.test(host));
+}, 'must name a component, or one host of it as component@host');
 
 /**
  * Why a local path the manifest names is refused, if it is: the file system root, or a path with

@@ -9,6 +9,8 @@ import { componentFolders, componentSchema, KIND_NAMES, resolveComponentPaths } 
 import { closestMatch, didYouMean, nameField, PROTOTYPE_KEY_REFUSAL } from './fields';
 import { isRepositoryUrl, manifestSchema, type Component, type Manifest } from './schema';
 import type { RepositorySpec } from './repository';
+import { expandHosts } from './hosts';
+import { splitHost } from '../domain/hosts';
 
 export const DEFAULT_MANIFEST = 'rewind.yaml';
 export const DEFAULT_PASSWORD_ENV = 'REWIND_REPOSITORY_PASSWORD';
@@ -51,6 +53,11 @@ export interface LoadedManifest {
 export interface LoadOptions {
   /** Check that component paths exist: for every environment, for the named ones, or not at all. */
   checkPaths?: 'all' | readonly string[] | false;
+  /**
+   * Check only the components one agent serves: those on this host (`--host`), or with `null`
+   * those on no host. Another host's paths are on that host, not here.
+   */
+  agentHost?: string | null;
 }
 
 export function manifestPathFrom(option: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
@@ -108,12 +115,15 @@ export function parseManifest(text: string, file: string, options: LoadOptions =
   ];
   if (problems.length > 0 || !parsed.success) throw new ManifestError(file, placeAll(doc, lineCounter, problems));
 
-  const manifest = resolvePaths(parsed.data, base);
+  const hosts = expandHosts(parsed.data, input, (raw) => componentSchema.safeParse(raw, { error: describeIssue }));
+  if (hosts.problems.length > 0) throw new ManifestError(file, placeAll(doc, lineCounter, hosts.problems));
+  const manifest = resolvePaths(hosts.manifest, base);
   const checkPaths = options.checkPaths ?? false;
   if (checkPaths !== false) {
     const missing = missingComponentPaths(
       manifest,
       checkPaths === 'all' ? Object.keys(manifest.environments) : checkPaths,
+      options.agentHost,
     );
     if (missing.length > 0) {
       throw new ManifestError(
@@ -420,7 +430,11 @@ function locate(
 }
 
 /** Component folders (files paths, migrations folders) that do not exist, for the given environments. */
-export function missingComponentPaths(manifest: Manifest, environments: readonly string[]): ManifestIssue[] {
+export function missingComponentPaths(
+  manifest: Manifest,
+  environments: readonly string[],
+  agentHost?: string | null,
+): ManifestIssue[] {
   const issues: ManifestIssue[] = [];
   for (const envName of environments) {
     const env = manifest.environments[envName];
@@ -432,6 +446,7 @@ export function missingComponentPaths(manifest: Manifest, environments: readonly
       continue;
     }
     for (const [name, component] of Object.entries(env.components)) {
+      if (agentHost !== undefined && (splitHost(name).host ?? null) !== agentHost) continue;
       for (const { key, dir, written } of componentFolders(component)) {
         const at = `environments.${envName}.components.${name}.${key}`;
         if (!existsSync(dir)) issues.push({ path: at, message: `${dir} does not exist` });

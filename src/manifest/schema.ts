@@ -11,6 +11,7 @@ import { triggersSectionSchema } from '../api/triggers';
 import { pagerDutySectionSchema, statusPageSectionSchema } from '../notify/escalation';
 import { APP_VERSION_COMPONENT } from '../domain/drift-scan';
 import { dependencyCycle } from '../domain/dependency-order';
+import { hostMember, splitHost } from '../domain/hosts';
 import { didYouMean, durationField, listenField, localPathField, nameField, repeatedEntries } from './fields';
 import { repositorySchema } from './repository';
 import { verifySectionSchema } from '../verify/section';
@@ -89,33 +90,78 @@ export const environmentSchema = z
       }
       const verify = (env as { verify?: { checks?: { after?: unknown }[]; waves?: { components?: unknown }[] } })
         .verify;
+      // A component on several hosts is one unit per host (`app@web1`); waves may name either.
+      const hostsOfComponent = new Map(
+        Object.entries(env.components as Record<string, unknown>).map(([n, c]) => [n, hostNames(c)]),
+      );
+      const unitsOf = (member: string): string[] => {
+        const { component, host } = splitHost(member);
+        if (host !== undefined) return [member];
+        const hosts = hostsOfComponent.get(component) ?? [];
+        return hosts.length === 0 ? [component] : hosts.map((h) => hostMember(component, h));
+      };
       const named = (list: unknown, at: (string | number)[]) => {
         if (!Array.isArray(list)) return;
         list.forEach((c, j) => {
-          if (typeof c === 'string' && !names.includes(c))
+          if (typeof c !== 'string') return;
+          const { component, host } = splitHost(c);
+          if (!names.includes(component))
             ctx.addIssue({
               code: 'custom',
               path: [...at, j],
-              message: `unknown component "${c}" (this environment has: ${names.join(', ')})`,
+              message: `unknown component "${component}" (this environment has: ${names.join(', ')})`,
             });
+          else if (host !== undefined) {
+            const hosts = hostsOfComponent.get(component) ?? [];
+            if (!hosts.includes(host))
+              ctx.addIssue({
+                code: 'custom',
+                path: [...at, j],
+                message:
+                  hosts.length === 0
+                    ? `${component} names no hosts, so it has no host "${host}"`
+                    : `${component} has no host "${host}" (its hosts: ${hosts.join(', ')})`,
+              });
+          }
         });
       };
       verify?.waves?.forEach((w, i) => named(w?.components, ['verify', 'waves', i, 'components']));
       // A wave runs after the ones before it: what a component depends on cannot come later.
       const waveOf = new Map<string, number>();
+      const entryOf = new Map<string, string>();
       verify?.waves?.forEach((w, i) => {
-        if (Array.isArray(w?.components)) for (const c of w.components) if (typeof c === 'string') waveOf.set(c, i);
+        if (!Array.isArray(w?.components)) return;
+        w.components.forEach((c, j) => {
+          if (typeof c !== 'string') return;
+          for (const unit of unitsOf(c)) {
+            // The same name twice is the section's own refusal; this one is a host in two waves.
+            if (waveOf.has(unit) && entryOf.get(unit) !== c)
+              ctx.addIssue({
+                code: 'custom',
+                path: ['verify', 'waves', i, 'components', j],
+                message: `${unit} is already in an earlier wave (as ${entryOf.get(unit)})`,
+              });
+            if (!waveOf.has(unit)) {
+              waveOf.set(unit, i);
+              entryOf.set(unit, c);
+            }
+          }
+        });
       });
       const lastWave = (verify?.waves?.length ?? 0) + 1;
+      const ordering = new Set<string>();
       for (const { name: componentName, dependsOn } of components) {
-        const mine = waveOf.get(componentName) ?? lastWave;
-        for (const dep of dependsOn)
-          if (waveOf.has(componentName) && (waveOf.get(dep) ?? lastWave) > mine)
-            ctx.addIssue({
-              code: 'custom',
-              path: ['verify', 'waves', mine, 'components'],
-              message: `${componentName} depends on ${dep}, which comes in a later wave`,
-            });
+        for (const unit of unitsOf(componentName)) {
+          if (!waveOf.has(unit)) continue;
+          const mine = waveOf.get(unit)!;
+          for (const dep of dependsOn)
+            if (unitsOf(dep).some((d) => (waveOf.get(d) ?? lastWave) > mine)) {
+              const message = `${unit} depends on ${dep}, which comes in a later wave`;
+              if (ordering.has(message)) continue;
+              ordering.add(message);
+              ctx.addIssue({ code: 'custom', path: ['verify', 'waves', mine, 'components'], message });
+            }
+        }
       }
       verify?.checks?.forEach((c, i) => named(c?.after, ['verify', 'checks', i, 'after']));
       const cycle = dependencyCycle(components.map((c) => ({ name: c.name, dependsOn: [...new Set(c.dependsOn)] })));
@@ -128,6 +174,12 @@ export const environmentSchema = z
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function hostNames(component: unknown): string[] {
+  const hosts = isRecord(component) ? component.hosts : undefined;
+  if (Array.isArray(hosts)) return hosts.filter((h): h is string => typeof h === 'string');
+  return isRecord(hosts) ? Object.keys(hosts) : [];
 }
 
 function dependenciesOf(component: unknown): string[] {

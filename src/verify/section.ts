@@ -3,7 +3,7 @@
 // what a failure leads to. Its `waves` group components into a staged rollout. Pure.
 import { z } from 'zod';
 import { parseDuration } from '../manifest/duration';
-import { durationField, nameField, repeatedEntries } from '../manifest/fields';
+import { durationField, memberField, nameField, repeatedEntries } from '../manifest/fields';
 
 export const VERIFY_FAILURE_POLICIES = ['compensate', 'ask', 'accept-with-warning'] as const;
 export type VerifyFailurePolicy = (typeof VERIFY_FAILURE_POLICIES)[number];
@@ -40,9 +40,11 @@ export const checkSchema = z
     command: commandCheck.optional(),
     prometheus: prometheusCheck.optional(),
     after: z
-      .array(nameField)
+      .array(memberField)
       .optional()
-      .describe('Run only after the waves holding these components (default: after every wave and in verify).'),
+      .describe(
+        'Run only after the waves holding these components, or hosts of one (app@web1) (default: after every wave and in verify).',
+      ),
   })
   .refine(
     (c) => [c.http, c.command, c.prometheus].filter((x) => x !== undefined).length === 1,
@@ -52,7 +54,10 @@ export type Check = z.output<typeof checkSchema>;
 
 const waveSchema = z.strictObject({
   name: nameField,
-  components: z.array(nameField).min(1),
+  components: z
+    .array(memberField)
+    .min(1)
+    .describe('The components this wave rolls back; app@web1 names one host of a component that runs on several.'),
 });
 
 export const verifySectionSchema = z

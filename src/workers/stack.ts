@@ -11,6 +11,7 @@ import { temporal } from '@temporalio/proto';
 import { componentFolders } from '../components/registry';
 import { loadManifest, type LoadedManifest } from '../manifest/load';
 import { envTaskQueue, type Manifest } from '../manifest/schema';
+import { hostsAmong, hostTaskQueue } from '../domain/hosts';
 import { PortInUseError, startDevServer, stopProcess, type DevServer } from '../platform/temporal-dev-server';
 import { resolveTool } from '../platform/tools';
 import { openSnapshotStore } from '../snapshots/open';
@@ -92,6 +93,14 @@ export async function runStack(options: StackOptions): Promise<void> {
       args: ['agent', '--env', env],
       restarts: [],
     })),
+    // On one machine, every host's agent runs here too.
+    ...Object.entries(manifest.environments).flatMap(([env, e]) =>
+      hostsAmong(Object.keys(e.components)).map((host) => ({
+        name: `agent-${env}-${host}`,
+        args: ['agent', '--env', env, '--host', host],
+        restarts: [],
+      })),
+    ),
     { name: 'api', args: ['api'], restarts: [] },
   ];
   let stopping = false;
@@ -158,6 +167,9 @@ export async function runStack(options: StackOptions): Promise<void> {
     await waitForPollers(server.address, manifest.temporal.namespace, [
       manifest.temporal.taskQueue,
       ...Object.keys(manifest.environments).map((env) => envTaskQueue(manifest, env)),
+      ...Object.entries(manifest.environments).flatMap(([env, e]) =>
+        hostsAmong(Object.keys(e.components)).map((host) => hostTaskQueue(envTaskQueue(manifest, env), host)),
+      ),
     ]);
   } catch (err) {
     await stopAll();

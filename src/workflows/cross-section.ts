@@ -3,6 +3,7 @@
 import { proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { AgentActivities } from '../activities/agent';
 import { crossSectionId, type ComponentSnapshot } from '../domain/cross-section';
+import { componentTaskQueue } from '../domain/hosts';
 import type { CrossSectionRequest, CrossSectionResult, SnapshotContext } from '../domain/snapshot';
 import { transfer } from './activity-options';
 
@@ -16,7 +17,7 @@ export async function takeCrossSection(
   const entries = await Promise.all(
     ctx.components.map(async (component): Promise<[string, ComponentSnapshot]> => {
       const agent = proxyActivities<AgentActivities>({
-        ...transfer(ctx.envTaskQueue, ctx.heartbeatTimeoutMs),
+        ...transfer(componentTaskQueue(ctx.envTaskQueue, component), ctx.heartbeatTimeoutMs),
         activityId: `snapshot/${component}/${id}`,
       });
       onComponent(component, 'running');

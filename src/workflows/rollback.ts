@@ -77,6 +77,7 @@ import { rollbackSearchAttributes } from '../domain/search-attributes';
 import { compensation, quick, transfer } from './activity-options';
 import { takeCrossSection } from './cross-section';
 import { crossSectionId } from '../domain/cross-section';
+import { componentTaskQueue } from '../domain/hosts';
 import { plansFromLiveState } from '../components/registry';
 import { checksFor, type CheckResult } from '../verify/section';
 import { environmentLockWorkflow } from './lock';
@@ -240,17 +241,22 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
   /** What prepare staged and execute did not use; an agent that is down only leaves it for its sweep. */
   async function discardStaging(): Promise<void> {
     if (!run.staging || !run.ctx) return;
-    const agent = proxyActivities<AgentActivities>({
-      taskQueue: run.ctx.envTaskQueue,
-      scheduleToCloseTimeout: '30 seconds',
-      retry: { maximumAttempts: 3 },
-    });
-    try {
-      await CancellationScope.nonCancellable(() =>
-        agent.discardStaging({ environment: request.environment, workflowId }),
-      );
-    } catch (err) {
-      log.warn('staged data was not discarded', { error: describeFailure(err) });
+    // Each host's agent staged its own components' data.
+    const { envTaskQueue } = run.ctx;
+    const queues = [...new Set(run.ctx.components.map((c) => componentTaskQueue(envTaskQueue, c.name)))];
+    for (const taskQueue of queues.length > 0 ? queues : [envTaskQueue]) {
+      const agent = proxyActivities<AgentActivities>({
+        taskQueue,
+        scheduleToCloseTimeout: '30 seconds',
+        retry: { maximumAttempts: 3 },
+      });
+      try {
+        await CancellationScope.nonCancellable(() =>
+          agent.discardStaging({ environment: request.environment, workflowId }),
+        );
+      } catch (err) {
+        log.warn('staged data was not discarded', { error: describeFailure(err) });
+      }
     }
   }
 
@@ -284,11 +290,12 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     await control.confirmReadable(Object.values(run.safety));
     // Plans are made by the agents, which hold the listings and can reach the databases.
     const planOnAgent = patched('plan-components-on-agent');
-    const agent = proxyActivities<AgentActivities>({ ...quick, taskQueue: context.envTaskQueue });
+    const agentOf = (component: string) =>
+      proxyActivities<AgentActivities>({ ...quick, taskQueue: componentTaskQueue(context.envTaskQueue, component) });
     const plans = await Promise.all(
       context.components.map((component) =>
         planOnAgent
-          ? agent.assessComponent({
+          ? agentOf(component.name).assessComponent({
               environment: context.environment,
               component: component.name,
               workflowId,
@@ -359,11 +366,14 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     );
     const checks = await (run.staging ??= stageTargets(context));
     if (checks instanceof Error) throw checks;
-    const agent = proxyActivities<AgentActivities>({ ...quick, taskQueue: context.envTaskQueue });
     const plans = await Promise.all(
       context.components.map(async (component) => {
         const live = plansFromLiveState(component.kind);
         if (!live) await safetyTaken();
+        const agent = proxyActivities<AgentActivities>({
+          ...quick,
+          taskQueue: componentTaskQueue(context.envTaskQueue, component.name),
+        });
         return agent.assessComponent({
           environment: context.environment,
           component: component.name,
@@ -425,7 +435,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     return Promise.all(
       context.components.map((c) =>
         proxyActivities<AgentActivities>({
-          ...transfer(context.envTaskQueue, context.heartbeatTimeoutMs),
+          ...transfer(componentTaskQueue(context.envTaskQueue, c.name), context.heartbeatTimeoutMs),
           activityId: `stage/${c.name}`,
         }).stageComponent({
           environment: context.environment,
@@ -540,7 +550,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     step.state = 'running';
     step.startedAt = now();
     const agent = proxyActivities<AgentActivities>({
-      ...transfer(context.envTaskQueue, context.heartbeatTimeoutMs),
+      ...transfer(componentTaskQueue(context.envTaskQueue, component.name), context.heartbeatTimeoutMs),
       activityId: `restore/${component.name}`,
     });
     try {
@@ -580,7 +590,9 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
     const agent = proxyActivities<AgentActivities>(transfer(context.envTaskQueue, context.heartbeatTimeoutMs));
     const outcomes = await Promise.all(
       components.map(async (c) => {
-        const outcome = await agent.verifyComponent({
+        const outcome = await proxyActivities<AgentActivities>(
+          transfer(componentTaskQueue(context.envTaskQueue, c.name), context.heartbeatTimeoutMs),
+        ).verifyComponent({
           environment: context.environment,
           component: c.name,
           expected: c.targetFingerprint,
@@ -695,7 +707,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
             args: [
               {
                 environment: context.environment,
-                envTaskQueue: context.envTaskQueue,
+                envTaskQueue: componentTaskQueue(context.envTaskQueue, step.component),
                 component: step.component,
                 afterMs: later.afterMs,
                 what: later.what,
@@ -724,7 +736,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
         const snapshot = run.safety[component.name]!;
         step.state = 'compensating';
         const agent = proxyActivities<AgentActivities>({
-          ...compensation(context.envTaskQueue, context.heartbeatTimeoutMs),
+          ...compensation(componentTaskQueue(context.envTaskQueue, component.name), context.heartbeatTimeoutMs),
           activityId: `compensate/${component.name}`,
         });
         try {

@@ -19,6 +19,7 @@ import {
 import type { AgentActivities } from '../activities/agent';
 import type { SyncActivities } from '../activities/sync';
 import { crossSectionId } from '../domain/cross-section';
+import { componentTaskQueue } from '../domain/hosts';
 import type { ComponentSnapshot } from '../domain/cross-section';
 import { describeFailure } from '../domain/errors';
 import {
@@ -150,11 +151,11 @@ export async function syncWorkflow(request: SyncRequest): Promise<SyncStatus> {
       const keep = plan.find((p) => p.component === component)!.keep;
       const key = `${info.workflowId}/sync/${component}`;
       const agent = proxyActivities<AgentActivities>({
-        ...transfer(ctx.toQueue, ctx.heartbeatTimeoutMs),
+        ...transfer(componentTaskQueue(ctx.toQueue, component), ctx.heartbeatTimeoutMs),
         activityId: `sync/${component}`,
       });
       const undo = proxyActivities<AgentActivities>({
-        ...compensation(ctx.toQueue, ctx.heartbeatTimeoutMs),
+        ...compensation(componentTaskQueue(ctx.toQueue, component), ctx.heartbeatTimeoutMs),
         activityId: `compensate/${component}`,
       });
       const safe = safety.components[component]!;

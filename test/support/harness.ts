@@ -36,6 +36,7 @@ import type { CrossSectionResult } from '../../src/domain/snapshot';
 import type { RollbackStatus } from '../../src/domain/rollback';
 import { loadManifest, type LoadedManifest } from '../../src/manifest/load';
 import { envTaskQueue, type ManifestInput } from '../../src/manifest/schema';
+import { hostsAmong, hostTaskQueue } from '../../src/domain/hosts';
 import { createLogger } from '../../src/platform/logger';
 import { openColdRepository, openSnapshotStore } from '../../src/snapshots/open';
 import type { SnapshotStore } from '../../src/snapshots/store';
@@ -72,7 +73,7 @@ export interface TestEnvOptions {
   policy?: ManifestInput['policy'];
   /** Per environment: faults (REWIND_FAULTS syntax) for its in-process agent, see ./faults.ts. */
   faults?: Record<string, string>;
-  /** Environments whose agent the test runs itself (e.g. as a separate process). */
+  /** Environments whose agent the test runs itself (e.g. as a separate process); `env@host` for a host's agent. */
   externalAgents?: string[];
   allowSelfApproval?: Record<string, boolean>;
   /** The manifest's drift section. */
@@ -114,7 +115,11 @@ export interface TestEnv {
    * Runs `rewind agent --env NAME` from the sources, with the test fault preload (REWIND_FAULTS in
    * `env` then takes effect) unless `preload: false`, which runs the agent as shipped.
    */
-  spawnAgent(environment: string, env?: NodeJS.ProcessEnv, options?: { preload?: boolean }): ChildProcess;
+  spawnAgent(
+    environment: string,
+    env?: NodeJS.ProcessEnv,
+    options?: { preload?: boolean; host?: string },
+  ): ChildProcess;
   /** The project store (a database of its own on the test server, made on first use). */
   projectStore(): Promise<ProjectStore>;
   /** Its URL, for CLI runs (DATABASE_URL). */
@@ -239,19 +244,23 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
   for (const env of Object.keys(environments)) {
     if (options.externalAgents?.includes(env)) continue;
     const faults = options.faults?.[env];
-    workers.push(
-      await Worker.create({
-        connection: nativeConnection,
-        taskQueue: envTaskQueue(loaded.manifest, env),
-        activities: createAgentActivities({
-          environment: env,
-          manifest: loaded.manifest,
-          store,
-          logger,
-        }),
-        ...(faults ? { interceptors: { activity: [faultInterceptor(faults, loaded.manifest)] } } : {}),
-      }),
+    const hosts = hostsAmong(Object.keys(loaded.manifest.environments[env]!.components)).filter(
+      (h) => !options.externalAgents?.includes(`${env}@${h}`),
     );
+    for (const taskQueue of [undefined, ...hosts].map((h) => hostTaskQueue(envTaskQueue(loaded.manifest, env), h)))
+      workers.push(
+        await Worker.create({
+          connection: nativeConnection,
+          taskQueue,
+          activities: createAgentActivities({
+            environment: env,
+            manifest: loaded.manifest,
+            store,
+            logger,
+          }),
+          ...(faults ? { interceptors: { activity: [faultInterceptor(faults, loaded.manifest)] } } : {}),
+        }),
+      );
   }
   const running = workers.map((w) => w.run());
   const client = new RewindClient(temporal, loaded.manifest);
@@ -286,9 +295,10 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
         .catch(() => undefined);
       return client.waitForRollback(workflowId, () => false, { timeoutMs, intervalMs: 150 });
     },
-    spawnAgent(environment, extraEnv = {}, { preload = true } = {}) {
+    spawnAgent(environment, extraEnv = {}, { preload = true, host } = {}) {
       const args = preload ? [...TSX, ...FAULTS_PRELOAD, CLI_ENTRY] : CLI;
-      const child = spawn(process.execPath, [...args, 'agent', '--env', environment], {
+      const hostArgs = host !== undefined ? ['--host', host] : [];
+      const child = spawn(process.execPath, [...args, 'agent', '--env', environment, ...hostArgs], {
         cwd: REPO_ROOT,
         env: {
           ...process.env,

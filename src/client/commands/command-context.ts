@@ -23,8 +23,15 @@ export function globals(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals<GlobalOptions>();
 }
 
-export function manifestOf(cmd: Command, checkPaths: 'all' | string[] | false = false): LoadedManifest {
-  return loadManifest(manifestPathFrom(globals(cmd).manifest), { checkPaths });
+export function manifestOf(
+  cmd: Command,
+  checkPaths: 'all' | string[] | false = false,
+  agentHost?: string | null,
+): LoadedManifest {
+  return loadManifest(manifestPathFrom(globals(cmd).manifest), {
+    checkPaths,
+    ...(agentHost !== undefined ? { agentHost } : {}),
+  });
 }
 
 export async function rewindClient(cmd: Command): Promise<RewindClient> {

@@ -9,7 +9,8 @@ const workers = {
   control: () => import('../../workers/control-worker'),
   stack: () => import('../../workers/stack'),
 };
-import { action, globals, manifestOf, port } from './command-context';
+import { action, globals, manifestOf, port, UsageError } from './command-context';
+import { hostsAmong } from '../../domain/hosts';
 
 export function registerProcessCommands(program: Command): void {
   program
@@ -46,9 +47,23 @@ export function registerProcessCommands(program: Command): void {
     .command('agent')
     .description("run an environment's agent: the only process that touches that environment's files")
     .requiredOption('--env <name>', 'environment to serve')
+    .option(
+      '--host <name>',
+      'serve the components on this host (those the manifest gives hosts:, as component@host); without it, the others',
+    )
     .action(
-      action(async (opts: { env: string }, cmd: Command) =>
-        (await workers.agent()).runAgent(manifestOf(cmd, [opts.env]), opts.env),
-      ),
+      action(async (opts: { env: string; host?: string }, cmd: Command) => {
+        const loaded = manifestOf(cmd, [opts.env], opts.host ?? null);
+        if (opts.host !== undefined) {
+          const hosts = hostsAmong(Object.keys(loaded.manifest.environments[opts.env]?.components ?? {}));
+          if (!hosts.includes(opts.host))
+            throw new UsageError(
+              hosts.length === 0
+                ? `--host ${opts.host}: no component of ${opts.env} names hosts, so its agent runs without --host`
+                : `--host ${opts.host}: no component of ${opts.env} runs on ${opts.host} (its hosts: ${hosts.join(', ')})`,
+            );
+        }
+        return (await workers.agent()).runAgent(loaded, opts.env, opts.host);
+      }),
     );
 }

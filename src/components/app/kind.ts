@@ -5,7 +5,7 @@
 // Argo Rollouts, a PaaS). A snapshot of an app records which release runs (and on which
 // colour): the release itself is the deployment's business, not the repository's.
 import { z } from 'zod';
-import { durationField, localPathField, dependsOnField } from '../../manifest/fields';
+import { durationField, localPathField, dependsOnField, hostsField } from '../../manifest/fields';
 import type { FingerprintSummary, KindDetails } from '../core';
 import type { ComponentKind } from '../kind';
 
@@ -140,6 +140,7 @@ export const appComponentSchema = z
       .default('2m')
       .describe('How long one command (start, reload, switch, status) may run before it is stopped.'),
     dependsOn: dependsOnField,
+    hosts: hostsField,
     description: z.string().optional(),
   })
   .superRefine((c, ctx) => {

@@ -1,6 +1,6 @@
 // The `files` kind, pure half: a directory of config files, pickle files or anything else.
 import { z } from 'zod';
-import { dependsOnField, durationField, localPathField } from '../../manifest/fields';
+import { dependsOnField, hostsField, durationField, localPathField } from '../../manifest/fields';
 import type { FingerprintSummary, KindDetails } from '../core';
 import type { ComponentKind } from '../kind';
 import { count, formatBytes } from '../../domain/format';
@@ -36,6 +36,7 @@ export const filesComponentSchema = z
         'Apply the config with ansible-playbook and the target release instead of restoring the snapshot: plan shows --check --diff.',
       ),
     dependsOn: dependsOnField,
+    hosts: hostsField,
     description: z.string().optional(),
   })
   .describe('A directory of files (config files, pickle files, any directory).');

@@ -1,7 +1,7 @@
 // The `postgres` kind, pure half: a database, with Flyway migrations and three ways back.
 import { z } from 'zod';
 import { count, formatBytes } from '../../domain/format';
-import { dependsOnField, envVarField, localPathField } from '../../manifest/fields';
+import { dependsOnField, hostsField, envVarField, localPathField } from '../../manifest/fields';
 import type { FingerprintSummary, KindDetails } from '../core';
 import type { ComponentKind } from '../kind';
 
@@ -50,6 +50,7 @@ export const postgresComponentSchema = z
       .optional()
       .describe('Point-in-time recovery of a cluster this agent manages (its data directory and pg_ctl).'),
     dependsOn: dependsOnField,
+    hosts: hostsField,
     description: z.string().optional(),
   })
   .refine((c) => (c.url === undefined) !== (c.urlEnv === undefined), 'set exactly one of url or urlEnv')
