@@ -12,7 +12,9 @@ import { blueGreenComponent, startAppStack, type AppStack } from '../bench/app-s
 async function releaseV1ThenV2(env: TestEnv, stack: AppStack) {
   await stack.startRelease('blue', 'v1');
   await stack.activate('blue', 'v1');
-  await env.snapshot('production', { version: 'v1' });
+  const section = await env.snapshot('production', { version: 'v1' });
+  // The fingerprint: the active colour plus the version it serves.
+  expect(section.components.app!.fingerprint.details).toMatchObject({ version: 'v1', colour: 'blue' });
   await stack.startRelease('green', 'v2');
   await stack.activate('green', 'v2');
 }
