@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readlinkSync, rmSync, symlinkSync, unlinkSync, w
 import os from 'node:os';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
-import { createTestEnv, runCli, type TestEnv } from './support/harness';
+import { createTestEnv, eventually, runCli, type TestEnv } from './support/harness';
 import { envTaskQueue } from '../src/manifest/schema';
 
 const HOSTS = ['web1', 'web2'] as const;
@@ -118,5 +118,45 @@ describe('a component on several hosts', () => {
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/--host web9: no component of production runs on web9 \(its hosts: web1, web2\)/);
     expect(existsSync(path.join(hostDir('web1'), 'current'))).toBe(true);
+  });
+});
+
+describe('an agent of a host that is not running', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv({
+      externalAgents: ['production@web2'],
+      environments: {
+        production: {
+          app: {
+            kind: 'app',
+            strategy: 'command',
+            commands: { status: 'echo v1', switch: 'true' },
+            hosts: ['web1', 'web2'],
+          },
+        },
+      },
+    });
+  });
+  afterAll(() => env?.teardown());
+
+  it('is named, with the command that starts it', async () => {
+    // The in-process agents poll once they have started.
+    const missing = await eventually(async () => {
+      const now = await env.client.agentsMissing('production');
+      return now.length === 1 ? now : undefined;
+    }, 'the started agents to poll');
+    expect(missing).toEqual(['rewind agent --env production --host web2']);
+    const result = await runCli(
+      ['--manifest', env.manifestFile, 'snapshot', 'create', '--env', 'production', '--version', 'v1', '--json'],
+      { env: { TEMPORAL_ADDRESS: process.env.TEMPORAL_ADDRESS } },
+    );
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain(
+      'warning: no agent serves production (or some of its hosts) right now; the run will wait until `rewind agent --env production --host web2` starts',
+    );
+    // It waits for that agent; this test does not start it.
+    const { workflowId } = JSON.parse(result.stdout) as { workflowId: string };
+    await env.temporal.workflow.getHandle(workflowId).terminate('test over');
   });
 });

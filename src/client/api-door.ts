@@ -8,7 +8,7 @@ import { RequestError, type DecisionResult, type DecisionVerb, type RewindClient
 /** What the rollback commands use, from RewindClient or from the API. */
 export type RollbackDoor = Pick<
   RewindClient,
-  'startRollback' | 'decide' | 'cancel' | 'rollbackView' | 'waitForPlan' | 'listRollbacks' | 'agentIsPolling'
+  'startRollback' | 'decide' | 'cancel' | 'rollbackView' | 'waitForPlan' | 'listRollbacks' | 'agentsMissing'
 >;
 
 /** An API refusal, as the CLI says any other: one line, exit 1. */
@@ -103,7 +103,7 @@ export class ApiRollbackDoor implements RollbackDoor {
   }
 
   /** The API does not say whether agents poll; the run's own status will. */
-  agentIsPolling(): Promise<boolean> {
-    return Promise.resolve(true);
+  agentsMissing(): Promise<string[]> {
+    return Promise.resolve([]);
   }
 }

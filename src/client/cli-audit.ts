@@ -122,7 +122,7 @@ export class AuditedCliDoor implements RollbackDoor {
   listRollbacks(...args: Parameters<RewindClient['listRollbacks']>) {
     return this.client.listRollbacks(...args);
   }
-  agentIsPolling(...args: Parameters<RewindClient['agentIsPolling']>) {
-    return this.client.agentIsPolling(...args);
+  agentsMissing(...args: Parameters<RewindClient['agentsMissing']>) {
+    return this.client.agentsMissing(...args);
   }
 }

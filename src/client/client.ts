@@ -71,6 +71,7 @@ import {
 } from '../domain/search-attributes';
 import { manifestDigest } from '../manifest/digest';
 import { envTaskQueue, type Manifest } from '../manifest/schema';
+import { hostsAmong, hostTaskQueue } from '../domain/hosts';
 import { runningRollbacks } from '../platform/rollback-runs';
 import type { SnapshotStore } from '../snapshots/store';
 import { temporal } from '@temporalio/proto';
@@ -548,17 +549,28 @@ export class RewindClient {
     return this.rollbackView(workflowId);
   }
 
-  /** Whether an agent polls the environment's task queue right now. */
-  async agentIsPolling(environment: string): Promise<boolean> {
-    const response = await this.client.workflowService.describeTaskQueue({
-      namespace: this.client.options.namespace,
-      taskQueue: {
-        name: envTaskQueue(this.manifest, environment),
-        kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
-      },
-      taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-    });
-    return (response.pollers ?? []).length > 0;
+  /**
+   * The agents of an environment that do not poll their task queue right now, as the command that
+   * starts each (`rewind agent --env production --host web2`): the environment's own, and one per
+   * host its components run on.
+   */
+  async agentsMissing(environment: string): Promise<string[]> {
+    const hosts = hostsAmong(Object.keys(this.manifest.environments[environment]?.components ?? {}));
+    const missing = await Promise.all(
+      [undefined, ...hosts].map(async (host) => {
+        const response = await this.client.workflowService.describeTaskQueue({
+          namespace: this.client.options.namespace,
+          taskQueue: {
+            name: hostTaskQueue(envTaskQueue(this.manifest, environment), host),
+            kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
+          },
+          taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        });
+        if ((response.pollers ?? []).length > 0) return [];
+        return [`rewind agent --env ${environment}${host !== undefined ? ` --host ${host}` : ''}`];
+      }),
+    );
+    return missing.flat();
   }
 
   async listRollbacks(environment?: string, limit = 20) {

@@ -309,9 +309,10 @@ function decisionCommand(rollback: Command, name: DecisionVerb) {
 /** A run without an agent waits, durably, until one starts; say so rather than seem to hang. */
 export async function warnWithoutAgent(client: RollbackDoor, environment: string): Promise<void> {
   // An unknown environment: the request check names the problem.
-  if (await client.agentIsPolling(environment).catch(() => true)) return;
+  const missing = await client.agentsMissing(environment).catch(() => []);
+  if (missing.length === 0) return;
   process.stderr.write(
-    `warning: no agent serves ${environment} right now; the run will wait until \`rewind agent --env ${environment}\` starts\n`,
+    `warning: no agent serves ${environment}${missing.some((m) => m.includes('--host')) ? ' (or some of its hosts)' : ''} right now; the run will wait until ${missing.map((m) => `\`${m}\``).join(', ')} ${missing.length > 1 ? 'start' : 'starts'}\n`,
   );
 }
 
