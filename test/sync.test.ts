@@ -73,6 +73,40 @@ describe('sync regression from production', () => {
     ]);
     expect(done.scanAfter).toMatchObject({ status: 'completed', counts: { critical: 0, warning: 0, info: 0 } });
     expect(done.scanAfter!.allowed).toBe(2);
+
+    // Deciding on a sync that has ended says so, in a sync's words.
+    const late = await runCli(['sync', 'approve', started.workflowId, '--as', 'carol'], {
+      env: { REWIND_MANIFEST: env.manifestFile },
+    });
+    expect(late.code).toBe(1);
+    expect(late.stderr).toBe('refused: the sync already ended (completed)\n');
+  });
+
+  test('a rejected sync changes nothing and its components say they did not run', async () => {
+    writeFileSync(file('production', 'config', 'feature.json'), '{"beta": false}\n');
+    writeFileSync(file('regression', 'config', 'feature.json'), '{"beta": "maybe"}\n');
+    const started = await env.client.startSync({ components: ['config'], requestedBy: 'alice' });
+    await env.client.waitForSync(started.workflowId);
+    const cliEnv = { REWIND_MANIFEST: env.manifestFile };
+    const rejected = await runCli(['sync', 'reject', started.workflowId, '--as', 'bob'], { env: cliEnv });
+    expect(rejected.stdout).toBe(`rejected ${started.workflowId}\n`);
+    const status = await runCli(['--json', 'sync', 'status', started.workflowId], { env: cliEnv });
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      state: 'rejected',
+      rejectedBy: 'bob',
+      components: { config: { state: 'not run' } },
+    });
+    expect(readFileSync(file('regression', 'config', 'feature.json'), 'utf8')).toBe('{"beta": "maybe"}\n');
+  });
+
+  test('an id that names no sync is refused with what it is', async () => {
+    const cliEnv = { REWIND_MANIFEST: env.manifestFile };
+    const unknown = await runCli(['sync', 'status', 'sync-regression-nope'], { env: cliEnv });
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain('no sync with id sync-regression-nope');
+    const decide = await runCli(['sync', 'approve', 'sync-regression-nope', '--as', 'bob'], { env: cliEnv });
+    expect(decide.code).not.toBe(0);
+    expect(decide.stderr).toContain('no rollback or sync with id sync-regression-nope');
   });
 
   test('auto-fixable findings sync without approval; a step that fails compensates and leaves regression as it was', async () => {

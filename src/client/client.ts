@@ -38,6 +38,7 @@ import {
   requestIdSchema,
   rollbackRequestSchema,
   type RollbackRequest,
+  type RollbackState,
   type RollbackStatus,
 } from '../domain/rollback';
 import {
@@ -278,7 +279,19 @@ export class RewindClient {
   }
 
   async syncStatus(workflowId: string): Promise<SyncStatus> {
-    return this.client.workflow.getHandle(workflowId).query(syncStatusQuery);
+    const handle = this.client.workflow.getHandle(workflowId);
+    const description = await handle.describe().catch((err: unknown) => {
+      if (err instanceof WorkflowNotFoundError) throw new RequestError(`no sync with id ${workflowId}`);
+      throw err;
+    });
+    if (description.type !== syncWorkflow.name)
+      throw new RequestError(`${workflowId} is a ${description.type}, not a sync`);
+    // An ended sync answers from its result, also when no worker is there to answer a query.
+    if (description.status.name !== 'RUNNING') {
+      const ended = await this.syncResult(workflowId).catch(() => undefined);
+      if (ended) return ended;
+    }
+    return handle.query(syncStatusQuery);
   }
 
   /** The sync's final status, whether it completed, ended early or failed (its failure carries it). */
@@ -460,23 +473,50 @@ export class RewindClient {
     } catch (err) {
       // A validator's refusal (malformed, too early, too late) never reached history.
       if (err instanceof WorkflowUpdateFailedError) {
-        const { status } = await this.rollbackView(workflowId);
-        return { workflowId, accepted: false, reason: describeFailure(err.cause ?? err), ...whereTheRunIs(status) };
+        const { where } = await this.decidedRun(workflowId);
+        return { workflowId, accepted: false, reason: describeFailure(err.cause ?? err), ...where };
       }
       if (
         err instanceof WorkflowNotFoundError ||
         /already completed|workflow execution.*(completed|not found)/i.test(describeFailure(err))
       ) {
-        const { status } = await this.rollbackView(workflowId);
-        return {
-          workflowId,
-          accepted: false,
-          reason: `the rollback already ended (${status.state})`,
-          ...whereTheRunIs(status),
-        };
+        const { noun, ended, where } = await this.decidedRun(workflowId);
+        return { workflowId, accepted: false, reason: `the ${noun} already ended (${ended})`, ...where };
       }
       throw err;
     }
+  }
+
+  /** Where a run a decision was refused for is: a rollback, or a sync (which takes the same Updates). */
+  private async decidedRun(
+    workflowId: string,
+  ): Promise<{ noun: string; ended: string; where: Omit<DecisionOutcome, 'accepted' | 'reason'> }> {
+    const type = await this.client.workflow
+      .getHandle(workflowId)
+      .describe()
+      .then(
+        (d) => d.type,
+        (err: unknown) => {
+          if (err instanceof WorkflowNotFoundError) throw new RequestError(`no rollback or sync with id ${workflowId}`);
+          throw err;
+        },
+      );
+    if (type === syncWorkflow.name) {
+      const sync = await this.syncStatus(workflowId);
+      const state: RollbackState = sync.state === 'in-line' ? 'completed' : sync.state;
+      return {
+        noun: 'sync',
+        ended: sync.state,
+        where: {
+          state,
+          phase: sync.phase === 'scan' ? 'decide' : sync.phase === 'snapshot' ? 'prepare' : sync.phase,
+          approvals: sync.approvedBy ? 1 : 0,
+          requiredApprovals: 1,
+        },
+      };
+    }
+    const { status } = await this.rollbackView(workflowId);
+    return { noun: 'rollback', ended: status.state, where: whereTheRunIs(status) };
   }
 
   /** The rollback's status, from its query, or from its result once no worker can answer. */

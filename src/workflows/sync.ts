@@ -210,6 +210,8 @@ export async function syncWorkflow(request: SyncRequest): Promise<SyncStatus> {
     show(status);
     return status;
   } catch (err) {
+    // What was waiting for the sync's execute phase will not run now.
+    for (const c of Object.values(status.components)) if (c.state === 'pending') c.state = 'not run';
     if (err instanceof SyncEnded) {
       status.state = err.state;
       status.cause = err.reason;
