@@ -39,10 +39,15 @@ test('drift scan --wait says what it waits for while an agent does not answer, a
   const attached = await attach;
   expect(attached.code).toBe(0);
   expect(attached.stderr).toBe(
-    'note: it compares only config; it runs as a manual scan; scan again when it ends for all components\n',
+    'note: it compares only config; it runs as a manual scan; scan again when it ends for all components\n' +
+      'warning: no agent serves regression right now; the run will wait until `rewind agent --env regression` starts\n',
   );
   // Both name the scan by the id its report is found by.
-  const scanId = /^started scan (\d{8}-\d{6}-[0-9a-f]{6}) \(production → regression\) …\n/.exec(run.stderr)?.[1];
+  const scanId = /^started scan (\d{8}-\d{6}-[0-9a-f]{6}) \(production → regression\) …\n/m.exec(run.stderr)?.[1];
+  // The agent that is down is named when the scan starts, and again when it has waited a while.
+  expect(run.stderr).toMatch(
+    /^warning: no agent serves regression right now; the run will wait until `rewind agent --env regression` starts\n/,
+  );
   expect(scanId).toBeDefined();
   expect(attached.stdout).toBe(
     `attached to the running scan ${scanId} (production → regression); when it ends: rewind drift report ${scanId}\n`,
@@ -51,7 +56,7 @@ test('drift scan --wait says what it waits for while an agent does not answer, a
   expect(agentStarted).toBe(true);
   expect(run.stderr).toMatch(/scan \d{8}-\d{6}-[0-9a-f]{6}: comparing; comparing config \(0 rounds\)\n/);
   expect(run.stderr).toMatch(
-    /still waiting after \d+ s: a scan waits for both agents to answer; check that `rewind agent --env production` and `rewind agent --env regression` run/,
+    /still waiting after \d+ s: a scan waits for both agents to answer; no agent polls for `rewind agent --env regression`: start it\n/,
   );
   expect(run.code).toBe(0);
   expect(run.stdout).toMatch(new RegExp(`^drift scan ${scanId} \\(production → regression\\): completed\n`));

@@ -323,6 +323,30 @@ describe('a bad manifest stops every command before anything starts', () => {
     }
   });
 
+  it("`rewind start` says so when the API's port is taken, and starts nothing", async () => {
+    const workdir = path.join(dir, 'start-api-busy');
+    mkdirSync(workdir);
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as AddressInfo).port;
+    const manifest = path.join(workdir, 'rewind.yaml');
+    writeFileSync(manifest, `${valid}api: { listen: "127.0.0.1:${port}" }\n`);
+    try {
+      const result = await runCli(['start', '--headless', '--port', '1'], {
+        cwd: workdir,
+        env: { REWIND_MANIFEST: manifest, REWIND_REPOSITORY_PASSWORD: 'x' },
+      });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(
+        `error: cannot start the API: port ${port} on 127.0.0.1 is in use by node (pid ${process.pid}); is rewind already running? Stop it, or choose another api.listen in the manifest`,
+      );
+      expect(result.stdout).not.toContain('starting the Temporal dev server');
+      expect(existsSync(path.join(workdir, '.data', 'temporal.db'))).toBe(false);
+    } finally {
+      busy.close();
+    }
+  });
+
   it('`rewind start` on a port where another Temporal server answers fails, and attaches nothing to it', async () => {
     const workdir = path.join(dir, 'start-other-server');
     mkdirSync(workdir);

@@ -51,7 +51,7 @@ export class PortInUseError extends Error {
  * the readiness check below happily talks to whatever else answers there (another rewind's
  * server), and the workers would attach to it.
  */
-async function refuseBusyPort(ip: string, port: number, flag: string): Promise<void> {
+export async function refuseBusyPort(ip: string, port: number, flag: string): Promise<void> {
   const free = await new Promise<boolean>((resolve) => {
     const probe = createServer();
     probe.once('error', () => resolve(false));

@@ -12,7 +12,14 @@ import { componentFolders } from '../components/registry';
 import { loadManifest, type LoadedManifest } from '../manifest/load';
 import { envTaskQueue, type Manifest } from '../manifest/schema';
 import { hostsAmong, hostTaskQueue } from '../domain/hosts';
-import { PortInUseError, startDevServer, stopProcess, type DevServer } from '../platform/temporal-dev-server';
+import {
+  PortInUseError,
+  refuseBusyPort,
+  startDevServer,
+  stopProcess,
+  type DevServer,
+} from '../platform/temporal-dev-server';
+import { listenAddress } from '../manifest/fields';
 import { resolveTool } from '../platform/tools';
 import { openSnapshotStore } from '../snapshots/open';
 import { writeDemo } from './demo';
@@ -61,6 +68,17 @@ export async function runStack(options: StackOptions): Promise<void> {
   const leftover = await stopLeftoverDevServer(pidFile, dbFile);
   if (leftover)
     process.stderr.write(`stopped the Temporal dev server an earlier rewind start left running (pid ${leftover})\n`);
+  // The API and the metrics endpoints too: a child that cannot bind would be restarted forever.
+  for (const [listen, key] of listenersOf(manifest)) {
+    const { host, port } = listenAddress(listen, key);
+    try {
+      await refuseBusyPort(host, port, `${key} in the manifest`);
+    } catch (err) {
+      if (err instanceof PortInUseError)
+        throw new Error(`cannot start the ${key === 'api.listen' ? 'API' : key}: ${err.message}`);
+      throw err;
+    }
+  }
   say(`starting the Temporal dev server on ${options.ip}:${options.port} …`);
   let server: DevServer;
   try {
@@ -266,6 +284,15 @@ async function applyDriftSchedules(address: string, loaded: LoadedManifest): Pro
   }
 }
 
+/** What the stack's children listen on, with the manifest key that sets each. */
+function listenersOf(manifest: Manifest): [string, string][] {
+  return [
+    [manifest.api.listen, 'api.listen'],
+    ...(manifest.metrics.worker ? [[manifest.metrics.worker, 'metrics.worker'] as [string, string]] : []),
+    ...Object.entries(manifest.metrics.agents).map(([env, at]): [string, string] => [at, `metrics.agents.${env}`]),
+  ];
+}
+
 function banner(loaded: LoadedManifest, server: DevServer, logDir: string, schedules: string[]): string {
   const envs = Object.keys(loaded.manifest.environments);
   const env = envs.includes('production') ? 'production' : envs[0]!;
@@ -286,6 +313,10 @@ function banner(loaded: LoadedManifest, server: DevServer, logDir: string, sched
     `  Metrics:    ${Object.values(metricsUrls(loaded.manifest)).join('  ')}`,
     '',
     'Try, in another shell (the README walks through it):',
+    // Another address than the CLI's default: the commands must be told.
+    ...(server.address !== 'localhost:7233' && server.address !== '127.0.0.1:7233'
+      ? [`  export TEMPORAL_ADDRESS=${server.address}`]
+      : []),
     `  npx rewind snapshot create --env ${env} --version v1 --wait`,
     ...(changeMe ? [`  echo "changed: true" >> ${relative(changeMe)}`] : []),
     `  npx rewind rollback start --env ${env} --to-version v1 --as alice`,

@@ -8,6 +8,7 @@ import { unknownEnvironment } from '../../drift/pairs';
 import type { StoreQueries } from '../../store/project-store';
 import { RequestError, type RewindClient } from '../client';
 import { action, currentUser, list, manifestOf, print, rewindClient, withStore } from './command-context';
+import { warnWithoutAgent } from './rollback';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -83,9 +84,14 @@ async function withProgress(
     last = line;
     if (!hinted && Date.now() - since > SLOW_AFTER_MS) {
       hinted = true;
+      const missing = (
+        await Promise.all([...new Set([started.from, started.to])].map((e) => client.agentsMissing(e)))
+      ).flat();
+      const waited = `still waiting after ${Math.round((Date.now() - since) / 1000)} s: a scan waits for both agents to answer; `;
       process.stderr.write(
-        `still waiting after ${Math.round((Date.now() - since) / 1000)} s: a scan waits for both agents to answer; ` +
-          `check that \`rewind agent --env ${started.from}\` and \`rewind agent --env ${started.to}\` run (each polls its own task queue; the Temporal Web UI lists a queue's pollers)\n`,
+        missing.length > 0
+          ? `${waited}no agent polls for ${missing.map((m) => `\`${m}\``).join(', ')}: start ${missing.length > 1 ? 'them' : 'it'}\n`
+          : `${waited}check that \`rewind agent --env ${started.from}\` and \`rewind agent --env ${started.to}\` run (each polls its own task queue; the Temporal Web UI lists a queue's pollers)\n`,
       );
     }
   }
@@ -160,6 +166,8 @@ export function registerDriftCommands(program: Command): void {
           // A scan the workers refuse (they run another manifest) fails at once: say so now,
           // not after naming a scan that will never have a report.
           const taken = started.attached ? true : await takenByWorkers(client, started.workflowId);
+          // A scan asks both environments' agents (and their hosts'); one that is down stalls it.
+          for (const environment of new Set([started.from, started.to])) await warnWithoutAgent(client, environment);
           if (!opts.wait) {
             print(
               cmd,

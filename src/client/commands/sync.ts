@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { SyncStatus } from '../../domain/sync';
 import { terminalSafe } from '../../domain/display-text';
 import { action, currentUser, list, nonEmpty, print, rewindClient } from './command-context';
+import { warnWithoutAgent } from './rollback';
 
 const EXIT: Partial<Record<SyncStatus['state'], number>> = {
   compensated: 2,
@@ -58,6 +59,7 @@ export function registerSyncCommands(program: Command): void {
             requestedBy: currentUser(opts.as),
             ...(opts.reason ? { reason: opts.reason } : {}),
           });
+          for (const environment of new Set([started.from, started.to])) await warnWithoutAgent(client, environment);
           if (!opts.wait) {
             print(
               cmd,
