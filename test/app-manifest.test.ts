@@ -17,7 +17,7 @@ function issuesOf(environment: Record<string, unknown>): string[] {
   } catch (err) {
     // Where on the (one-line) text does not matter here.
     if (err instanceof ManifestError)
-      return err.issues.map((i) => `${i.path}: ${i.message}`.replace(/ \(line \d+, column \d+\)$/, ''));
+      return err.issues.map((i) => `${i.path}: ${i.message}`.replace(/ \(line \d+, column \d+\)/, ''));
     throw err;
   }
   return [];
@@ -84,6 +84,42 @@ describe('app components', () => {
     expect(issuesOf(colours({ blue: { address: 'localhost' }, green: { address: '127.0.0.1:9001' } }))).toEqual([
       'environments.production.components.app.blueGreen.colours.blue.address: must be host:port, e.g. 127.0.0.1:9001',
     ]);
+  });
+});
+
+describe('command templates', () => {
+  it('refuses a {{value}} a command is not given, at its key, with the values it has', () => {
+    expect(
+      issuesOf({
+        components: {
+          app: {
+            kind: 'app',
+            strategy: 'command',
+            commands: { status: 'deploy-status {{version}}', switch: 'deploy {{verison}} {{from}}' },
+          },
+          web: { ...blueGreen, blueGreen: { ...blueGreen.blueGreen, start: 'systemctl start app@{{colur}}' } },
+        },
+      }),
+    ).toEqual([
+      'environments.production.components.app.commands.status: uses {{version}}, which this command has no value for (it has: {{component}}, {{environment}})',
+      'environments.production.components.app.commands.switch: uses {{verison}}, which this command has no value for (it has: {{component}}, {{environment}}, {{version}}, {{from}}); did you mean "version"?',
+      'environments.production.components.web.blueGreen.start: uses {{colur}}, which this command has no value for (it has: {{component}}, {{environment}}, {{version}}, {{colour}}, {{address}}, {{host}}, {{port}}); did you mean "colour"?',
+    ]);
+    // Braces that are not a value of rewind's, like kubectl's Go templates, are the command's own.
+    expect(
+      issuesOf({
+        components: {
+          app: {
+            kind: 'app',
+            strategy: 'command',
+            commands: {
+              status: "kubectl get deploy/app -o go-template='{{.metadata.labels.version}}'",
+              switch: 'deploy {{ version }}',
+            },
+          },
+        },
+      }),
+    ).toEqual([]);
   });
 });
 

@@ -218,3 +218,77 @@ describe('command strategy', () => {
     expect(report.stdout).toContain('`version`: v1 → v2');
   });
 });
+
+describe('command strategy with a fingerprint command', () => {
+  let env: TestEnv;
+  let state: string;
+  beforeAll(async () => {
+    state = path.join(os.tmpdir(), `rewind-command-fingerprint-${process.pid}`);
+    mkdirSync(state, { recursive: true });
+    env = await createTestEnv({
+      environments: {
+        production: {
+          app: {
+            kind: 'app',
+            strategy: 'command',
+            commands: {
+              status: `cat ${state}/version`,
+              // What really runs: the image, which a version label alone does not tell.
+              fingerprint: `cat ${state}/image`,
+              // Deploys the version's image, or for v1 a wrong one while ${state}/broken exists.
+              switch: `echo {{version}} > ${state}/version; if [ -e ${state}/broken ] && [ {{version}} = v1 ]; then echo wrong > ${state}/image; else echo image-{{version}} > ${state}/image; fi; echo switch {{version}} >> ${state}/log`,
+            },
+            timeout: '10s',
+          },
+        },
+      },
+    });
+  });
+  afterAll(() => env.teardown());
+
+  const deploy = (version: string, image: string) => {
+    writeFileSync(path.join(state, 'version'), `${version}\n`);
+    writeFileSync(path.join(state, 'image'), `${image}\n`);
+  };
+  const read = (name: string) => readFileSync(path.join(state, name), 'utf8');
+
+  async function rollBack(version: string) {
+    const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version } });
+    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    await env.client.decide(id, 'approve', { user: 'bob' });
+    return (await env.finalStatus(id)).status;
+  }
+
+  it('keeps the hash of what the fingerprint command prints, and rolls back a hot-patched release of the same version', async () => {
+    deploy('v1', 'image-v1');
+    const section = await env.snapshot('production', { version: 'v1' });
+    const details = section.components.app!.fingerprint.details as { version?: string; identity?: string };
+    expect(details.version).toBe('v1');
+    expect(details.identity).toMatch(/^[0-9a-f]{64}$/);
+    // Someone patched the image in place: the label still says v1.
+    deploy('v1', 'image-v1-hotfix');
+    const status = await rollBack('v1');
+    expect(status.state).toBe('completed');
+    expect(status.steps.app!.outcome!.alreadyAtTarget).toBe(false);
+    expect(status.steps.app!.verify).toBe('passed');
+    expect(read('image')).toBe('image-v1\n');
+    expect(read('log')).toBe('switch v1\n');
+  });
+
+  it('fails verification when the version is right but the fingerprint is not, and compensates', async () => {
+    deploy('v2', 'image-v2');
+    writeFileSync(path.join(state, 'broken'), '');
+    try {
+      const status = await rollBack('v1');
+      expect(status.state).toBe('compensated');
+      expect(status.cause).toMatch(
+        /app differs from the target \(change fingerprint \(v1 runs, but the fingerprint command prints another thing \(sha256 [0-9a-f]{12}…\) than at the target snapshot \(sha256 [0-9a-f]{12}…\)\)\)/,
+      );
+    } finally {
+      rmSync(path.join(state, 'broken'));
+    }
+    // Compensation put v2 back, with its own image.
+    expect(read('version')).toBe('v2\n');
+    expect(read('image')).toBe('image-v2\n');
+  });
+});

@@ -77,6 +77,11 @@ describe('a component on several hosts', () => {
     for (const host of HOSTS) point(host, 'v2');
 
     const { id, status } = await rollBackToV1();
+    expect(status.plan!.order).toEqual([['app@web1'], ['app@web2']]);
+    expect(status.plan!.waves!.map((w) => [w.name, w.order])).toEqual([
+      ['canary', [['app@web1']]],
+      ['rest', [['app@web2']]],
+    ]);
     expect(status.state).toBe('completed');
     expect(HOSTS.map(current)).toEqual(['releases/v1', 'releases/v1']);
     // The canary wave, verified, ended before the second started.

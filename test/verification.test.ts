@@ -106,7 +106,7 @@ describe('verify.onFailure: ask', () => {
   let stack: AppStack;
   beforeAll(async () => {
     ({ env, stack } = await setUp(
-      (s) => ({ checks: [pageCheck(s)], onFailure: 'ask', ask: { deadline: '10s', default: 'compensate' } }),
+      (s) => ({ checks: [pageCheck(s)], onFailure: 'ask', ask: { deadline: '25s', default: 'compensate' } }),
       2,
     ));
     await v1ThenV2(env, stack);

@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestEnv, type TestEnv } from './support/harness';
+import { renderPlan } from '../src/client/render';
 import { blueGreenComponent, startAppStack, type AppStack } from '../bench/app-stack';
 
 describe('waves', () => {
@@ -44,9 +45,11 @@ describe('waves', () => {
     await stack.activate('green', 'v2');
   }
 
+  let plan: string | undefined;
   async function rollBack() {
     const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
-    await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    const waiting = await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+    plan = renderPlan(waiting.status.plan!);
     await env.client.decide(id, 'approve', { user: 'bob' });
     return (await env.finalStatus(id)).status;
   }
@@ -54,6 +57,18 @@ describe('waves', () => {
   it('rolls out wave by wave, checking after each', async () => {
     await v1ThenV2();
     const status = await rollBack();
+    // The plan shown for approval says what will run, wave by wave, and what is checked when.
+    expect(plan).toMatch(
+      /^Plan \(safety cross-section xs-[\w-]+; waves: config-first \(config\) → traffic \(app\)\):\n/,
+    );
+    expect(plan).toContain('\n  after wave config-first: its components are verified, then checks reachable\n');
+    expect(plan).toContain(
+      '\n  in verify: every component, then checks reachable, homepage; if verification fails: compensate\n',
+    );
+    expect(status.plan!.waves).toEqual([
+      { name: 'config-first', order: [['config']], checks: ['reachable'] },
+      { name: 'traffic', order: [['app']], checks: [] },
+    ]);
     expect(status.state).toBe('completed');
     expect(status.checks!.map((c) => [c.name, c.wave ?? 'verify', c.passed])).toEqual([
       ['reachable', 'config-first', true],

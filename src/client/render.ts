@@ -6,16 +6,15 @@ import { describeContents as contentsOf, presenterOf } from '../components/regis
 import type { CrossSection } from '../domain/cross-section';
 import { terminalSafe as shown } from '../domain/display-text';
 import { formatBytes } from '../domain/format';
-import { describeOutcome, targetCheckText, verificationLines } from '../domain/report';
+import { describeOutcome, planOrder, planStages, targetCheckText, verificationLines } from '../domain/report';
 import { refusalTimes } from '../domain/rollback-rules';
 import { describeTarget, type RollbackPlan, type RollbackStatus } from '../domain/rollback';
 import { formatDuration } from '../manifest/duration';
 import type { LiveStep, RollbackView } from './client';
 
 export function renderPlan(plan: RollbackPlan): string {
-  const lines = [
-    `Plan (safety cross-section ${shown(plan.safetyCrossSectionId)}; order: ${plan.order.map((w) => w.map(shown).join(' + ')).join(' → ')}):`,
-  ];
+  const lines = [`Plan (safety cross-section ${shown(plan.safetyCrossSectionId)}; ${planOrder(plan, shown)}):`];
+  for (const line of planStages(plan, shown)) lines.push(`  ${line}`);
   const width = Math.max(9, ...plan.components.map((c) => shown(c.component).length));
   for (const c of plan.components) {
     const counts = `+${c.added} ~${c.changed} -${c.removed}${shown(presenterOf(c.kind).planCounts(c))}`;

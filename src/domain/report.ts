@@ -7,7 +7,7 @@ import { presenterOf } from '../components/registry';
 import { markdownCode as code, markdownSafe as md, terminalSafe } from './display-text';
 import { formatBytes } from './format';
 import { refusalTimes } from './rollback-rules';
-import { describeTarget, type Phase, type PhaseTiming, type RollbackStatus } from './rollback';
+import { describeTarget, type Phase, type PhaseTiming, type RollbackPlan, type RollbackStatus } from './rollback';
 
 const OUTCOME: Record<RollbackStatus['state'], string> = {
   running: 'still running',
@@ -68,7 +68,9 @@ export function renderRollbackReport(s: RollbackStatus): string {
 
   if (s.plan) {
     lines.push('## Plan', '');
-    lines.push(`Order: ${s.plan.order.map((wave) => wave.map(md).join(' + ')).join(' → ')}`, '');
+    lines.push(`Order: ${planOrder(s.plan, md).replace(/^order: /, '')}`, '');
+    for (const line of planStages(s.plan, md)) lines.push(`- ${line}`);
+    if (s.plan.waves || s.plan.verification?.checks.length) lines.push('');
     lines.push(
       '| component | added | changed | removed | bytes to write | step | verify |',
       '| --- | --- | --- | --- | --- | --- | --- |',
@@ -227,4 +229,29 @@ function codeBlock(text: string): string[] {
   const longest = Math.max(2, ...safe.map((l) => Math.max(0, ...(l.match(/`+/g) ?? []).map((r) => r.length))));
   const fence = '`'.repeat(longest + 1);
   return [`  ${fence}text`, ...safe.map((l) => `  ${l}`), `  ${fence}`];
+}
+
+/**
+ * The order a plan runs in, as one clause: `order: config → app`, or with waves
+ * `waves: canary (config + app@web1) → rest (app@web2)`.
+ */
+export function planOrder(plan: RollbackPlan, show: (text: string) => string): string {
+  const steps = (order: string[][]) => order.map((group) => group.map(show).join(' + ')).join(' → ');
+  if (!plan.waves?.length) return `order: ${steps(plan.order)}`;
+  return `waves: ${plan.waves.map((w) => `${show(w.name)} (${steps(w.order)})`).join(' → ')}`;
+}
+
+/** The checks a plan runs after each wave and in verify, and what a failure leads to. */
+export function planStages(plan: RollbackPlan, show: (text: string) => string): string[] {
+  const lines: string[] = [];
+  for (const w of plan.waves?.slice(0, -1) ?? [])
+    lines.push(
+      `after wave ${show(w.name)}: its components are verified${w.checks.length ? `, then checks ${w.checks.map(show).join(', ')}` : ''}`,
+    );
+  const v = plan.verification;
+  if (v && (v.checks.length > 0 || (plan.waves?.length ?? 0) > 0))
+    lines.push(
+      `in verify: every component${v.checks.length ? `, then checks ${v.checks.map(show).join(', ')}` : ''}; if verification fails: ${v.onFailure}`,
+    );
+  return lines;
 }

@@ -1,17 +1,31 @@
 // A rollback's plan, assembled from the plans each component's agent made. Pure: the workflow
 // calls it in prepare.
+import { checksFor } from '../verify/section';
 import { dependencyWaves } from './dependency-order';
-import type { ComponentPlan, RollbackComponent, RollbackPlan } from './rollback';
+import type { ComponentPlan, PlanWave, RollbackComponent, RollbackPlan, Verification } from './rollback';
 
 export function assemblePlan(
   safetyCrossSectionId: string,
   components: RollbackComponent[],
   plans: ComponentPlan[],
+  verification?: Verification,
 ): RollbackPlan {
   const total = (pick: (c: ComponentPlan) => number) => plans.reduce((sum, c) => sum + pick(c), 0);
+  // As execute runs them: wave by wave, each in dependency order; the checks after each wave but
+  // the last, whose are verify's (every check).
+  const staged = verification?.waves ?? [];
+  const waves: PlanWave[] = staged.map((w, i) => ({
+    name: w.name,
+    order: dependencyWaves(components.filter((c) => w.components.includes(c.name))),
+    checks: i < staged.length - 1 ? checksFor(verification!.checks, w.components).map((c) => c.name) : [],
+  }));
   return {
     safetyCrossSectionId,
-    order: dependencyWaves(components),
+    order: waves.length > 0 ? waves.flatMap((w) => w.order) : dependencyWaves(components),
+    ...(waves.length > 0 ? { waves } : {}),
+    ...(verification
+      ? { verification: { checks: verification.checks.map((c) => c.name), onFailure: verification.onFailure } }
+      : {}),
     components: plans,
     totals: {
       added: total((c) => c.added),

@@ -157,10 +157,23 @@ export interface RollbackComponent {
   targetFingerprint: FingerprintSummary;
 }
 
+export interface PlanWave {
+  name: string;
+  order: string[][];
+  checks: string[];
+}
+
 export interface RollbackPlan {
   safetyCrossSectionId: string;
   /** Waves of components: each wave runs after the previous one, its members in parallel. */
   order: string[][];
+  /**
+   * A staged rollout (`verify.waves`): each wave's components (in dependency order) and the
+   * checks that run after it; the last wave's are those of the verify phase. Absent: one stage.
+   */
+  waves?: PlanWave[];
+  /** The checks verify runs, and what a failure leads to. */
+  verification?: { checks: string[]; onFailure: VerifyFailurePolicy };
   components: ComponentPlan[];
   totals: { added: number; changed: number; removed: number; bytesToWrite: number };
   /** Some component's plan loses data: approval then needs `acceptDataLoss`. */

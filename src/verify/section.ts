@@ -124,7 +124,10 @@ export interface CheckResult {
 }
 
 /** The checks that run after a wave holding `components` (all of them in verify, `components` undefined). */
-export function checksFor(checks: readonly Check[], components?: readonly string[]): Check[] {
+export function checksFor<C extends { after?: readonly string[] }>(
+  checks: readonly C[],
+  components?: readonly string[],
+): C[] {
   if (components === undefined) return [...checks];
   return checks.filter((c) => c.after === undefined || c.after.some((a) => components.includes(a)));
 }

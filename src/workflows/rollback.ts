@@ -316,7 +316,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
             }),
       ),
     );
-    status.plan = assemblePlan(section.crossSectionId, context.components, plans);
+    status.plan = assemblePlan(section.crossSectionId, context.components, plans, context.verification);
     const impossible = impossibleSteps(status.plan);
     if (impossible.length > 0 && !request.dryRun)
       throw new RollbackEnded('failed', `${impossible.join('; ')}; choose another with --strategy`);
@@ -386,7 +386,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
       }),
     );
     plans.forEach((plan, i) => (plan.targetCheck = { readable: checks[i]!.readable, note: checks[i]!.note }));
-    status.plan = assemblePlan(id, context.components, plans);
+    status.plan = assemblePlan(id, context.components, plans, context.verification);
     // A plan that writes a lot most likely has a safety snapshot that takes long to store: it is
     // stored before the approval is asked, so that an approved run goes straight to writing.
     if (status.plan.totals.bytesToWrite > EARLY_APPROVAL_MAX_BYTES) await safetyTaken();

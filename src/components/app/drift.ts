@@ -8,6 +8,8 @@ export interface AppDriftAnswer extends DriftAnswer {
   strategy: AppStrategy;
   version?: string;
   colour?: string;
+  /** command: the SHA-256 of what the fingerprint command printed. */
+  identity?: string;
   /** Why the version could not be read. */
   problem?: string;
 }
@@ -22,13 +24,20 @@ export const appDrift: KindDrift<AppComponent> = {
       const side = (a: AppDriftAnswer) => a.version ?? `unknown (${a.problem ?? 'no answer'})`;
       differences.push({
         subject: 'version',
-        change: from.version === undefined ? 'added' : to.version === undefined ? 'removed' : 'changed',
+        // The application is there on both sides; one only cannot tell which release runs.
+        change: 'changed',
         detail: `${side(from)} → ${side(to)}`,
         aspect: 'version',
         // Not knowing which release runs is worse than a known difference.
         ...(from.version === undefined || to.version === undefined ? { severity: 'critical' as const } : {}),
       });
-    }
+    } else if (from.identity !== undefined && to.identity !== undefined && from.identity !== to.identity)
+      differences.push({
+        subject: 'fingerprint',
+        change: 'changed',
+        detail: `both run ${from.version ?? '?'}, but their fingerprint commands print different things (sha256 ${from.identity.slice(0, 12)}… → ${to.identity.slice(0, 12)}…)`,
+        aspect: 'version',
+      });
     return { differences, next: [] };
   },
 };

@@ -33,12 +33,14 @@ export function appFingerprint(strategy: AppComponent['strategy'], state: LiveSt
     strategy,
     ...(state.version !== undefined ? { version: state.version } : {}),
     ...(state.colour !== undefined ? { colour: state.colour } : {}),
+    ...(state.identity !== undefined ? { identity: state.identity } : {}),
   };
   // Equal digests mean the same release is in service: the colour it runs on is where, not what
   // (a rollback may bring release 1 back on the other colour), so it is not part of the digest.
+  // What the fingerprint command printed is (a command component's deeper identity).
   return {
     digest: createHash('sha256')
-      .update(`app\0${state.version ?? ''}`)
+      .update(`app\0${state.version ?? ''}${state.identity !== undefined ? `\0${state.identity}` : ''}`)
       .digest('hex'),
     bytes: Buffer.byteLength(text),
     entries: 1,
@@ -125,11 +127,15 @@ export function createAppDriver(): ComponentDriver<AppComponent> {
       const now = await app.state();
       const pending = await readMarker(marker);
       if (now.version === version) {
-        if (pending?.version !== version) return { alreadyAtTarget: true, bytesWritten: 0 };
-        // The link or upstream was changed, then the agent stopped: finish the switch.
-        await app.settle(version, sw);
-        await rm(marker, { force: true });
-        return { alreadyAtTarget: false, bytesWritten: 0, note: 'finished a switch an agent restart interrupted' };
+        if (pending?.version === version) {
+          // The link or upstream was changed, then the agent stopped: finish the switch.
+          await app.settle(version, sw);
+          await rm(marker, { force: true });
+          return { alreadyAtTarget: false, bytesWritten: 0, note: 'finished a switch an agent restart interrupted' };
+        }
+        // The same version, and (where a fingerprint command says more) the same system.
+        if (appFingerprint(component.strategy, now).digest === req.fingerprint.digest)
+          return { alreadyAtTarget: true, bytesWritten: 0 };
       }
       await mkdir(path.dirname(marker), { recursive: true });
       await writeFile(
@@ -154,7 +160,14 @@ export function createAppDriver(): ComponentDriver<AppComponent> {
       const actual = appFingerprint(component.strategy, now);
       const expected = versionOf(req.expected);
       const differences = [];
-      if (actual.digest !== req.expected.digest)
+      const expectedIdentity = appDetailsOf<AppFingerprintDetails>(req.expected)?.identity;
+      if (actual.digest !== req.expected.digest && now.version === expected && now.version !== undefined)
+        differences.push({
+          op: 'change' as const,
+          subject: 'fingerprint',
+          detail: `${now.version} runs, but the fingerprint command ${now.identity === undefined ? `gave nothing (${now.problem ?? 'no output'})` : `prints another thing (sha256 ${now.identity.slice(0, 12)}…)`} than at the target snapshot${expectedIdentity ? ` (sha256 ${expectedIdentity.slice(0, 12)}…)` : ''}`,
+        });
+      else if (actual.digest !== req.expected.digest)
         differences.push({
           op: 'change' as const,
           subject: 'version',
@@ -225,6 +238,7 @@ export function createAppDriver(): ComponentDriver<AppComponent> {
         strategy: component.strategy,
         ...(state.version !== undefined ? { version: state.version } : {}),
         ...(state.colour !== undefined ? { colour: state.colour } : {}),
+        ...(state.identity !== undefined ? { identity: state.identity } : {}),
         ...(state.problem !== undefined ? { problem: state.problem } : {}),
       };
     },

@@ -5,7 +5,7 @@
 // Argo Rollouts, a PaaS). A snapshot of an app records which release runs (and on which
 // colour): the release itself is the deployment's business, not the repository's.
 import { z } from 'zod';
-import { durationField, localPathField, dependsOnField, hostsField } from '../../manifest/fields';
+import { didYouMean, durationField, localPathField, dependsOnField, hostsField } from '../../manifest/fields';
 import type { FingerprintSummary, KindDetails } from '../core';
 import type { ComponentKind } from '../kind';
 
@@ -108,6 +108,11 @@ const commandsSchema = z
   .strictObject({
     status: commandField.describe('Prints the running version (first line, or JSON with `field`).'),
     field: z.string().min(1).optional().describe('The dotted JSON field of the status output that holds the version.'),
+    fingerprint: commandField
+      .optional()
+      .describe(
+        'Prints what identifies the running system beyond its version (an image digest, a rendered spec). rewind keeps its SHA-256 in the fingerprint: verify and "already at target" compare it with the target snapshot\'s.',
+      ),
     switch: commandField.describe('Brings the system to {{version}}; rewind then reads status until it says so.'),
     rollback: commandField
       .optional()
@@ -175,10 +180,55 @@ export const appComponentSchema = z
         message: `strategy ${c.strategy} takes health.url, not health.path`,
       });
     }
+    // A misspelt {{value}} would fail only at execute, after approval: refuse it here.
+    for (const [at, template] of commandTemplates(c)) {
+      const allowed = TEMPLATE_VALUES[at.join('.')] ?? [];
+      for (const [, name] of template.matchAll(TEMPLATE_PATTERN)) {
+        const value = name!.trim();
+        if (allowed.includes(value)) continue;
+        const hint = didYouMean(value, allowed);
+        ctx.addIssue({
+          code: 'custom',
+          path: at,
+          message: `uses {{${value}}}, which this command has no value for (it has: ${allowed.map((a) => `{{${a}}}`).join(', ')})`,
+          ...(hint ? { params: { hint } } : {}),
+        });
+      }
+    }
   })
   .describe('The running application: blue/green behind nginx, a symlinked release folder, or your own commands.');
 
 export type AppComponent = z.output<typeof appComponentSchema>;
+
+/** What renderCommand replaces (src/components/app/run.ts); other braces, e.g. kubectl's Go templates, stay. */
+export const TEMPLATE_PATTERN = /\{\{\s*([a-z]+)\s*\}\}/g;
+const EVERY_COMMAND = ['component', 'environment'];
+/** The values each command is given (src/components/app/strategies.ts), by its key. */
+const TEMPLATE_VALUES: Record<string, string[]> = {
+  'blueGreen.start': [...EVERY_COMMAND, 'version', 'colour', 'address', 'host', 'port'],
+  'blueGreen.stop': [...EVERY_COMMAND, 'version', 'colour', 'address', 'host', 'port'],
+  'symlink.reload': [...EVERY_COMMAND, 'version'],
+  'commands.status': EVERY_COMMAND,
+  'commands.fingerprint': EVERY_COMMAND,
+  'commands.switch': [...EVERY_COMMAND, 'version', 'from'],
+  'commands.rollback': [...EVERY_COMMAND, 'version', 'from'],
+};
+
+function commandTemplates(c: {
+  blueGreen?: { start: string; stop?: string | undefined } | undefined;
+  symlink?: { reload?: string | undefined } | undefined;
+  commands?: Record<string, unknown> | undefined;
+}): [string[], string][] {
+  const found: [string[], string][] = [];
+  const add = (at: string[], value: unknown) => {
+    if (typeof value === 'string') found.push([at, value]);
+  };
+  add(['blueGreen', 'start'], c.blueGreen?.start);
+  add(['blueGreen', 'stop'], c.blueGreen?.stop);
+  add(['symlink', 'reload'], c.symlink?.reload);
+  for (const key of ['status', 'fingerprint', 'switch', 'rollback']) add(['commands', key], c.commands?.[key]);
+  return found;
+}
 
 /** The fingerprint's details: the release that runs, and where. */
 export interface AppFingerprintDetails extends KindDetails {
@@ -188,6 +238,8 @@ export interface AppFingerprintDetails extends KindDetails {
   version?: string;
   /** nginx-blue-green: the colour that receives traffic. */
   colour?: string;
+  /** command: the SHA-256 of the fingerprint command's output. */
+  identity?: string;
 }
 
 export interface AppRestoreDetails extends KindDetails {

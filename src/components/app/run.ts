@@ -3,7 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../../domain/errors';
 import { describeExit, outputTail, runShell, shellQuote, type CommandResult } from '../../platform/shell';
-import { VERSION_PATTERN } from './kind';
+import { TEMPLATE_PATTERN, VERSION_PATTERN } from './kind';
 
 export { describeExit, outputTail, runShell, type CommandResult };
 
@@ -13,7 +13,7 @@ export type TemplateValues = Record<string, string | undefined>;
 
 /** The command with each `{{name}}` replaced by its value, shell-quoted; an unknown name is refused. */
 export function renderCommand(template: string, values: TemplateValues): string {
-  return template.replace(/\{\{\s*([a-z]+)\s*\}\}/g, (_, name: string) => {
+  return template.replace(TEMPLATE_PATTERN, (_, name: string) => {
     const value = values[name];
     if (value === undefined)
       throw ApplicationFailure.nonRetryable(

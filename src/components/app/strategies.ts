@@ -1,6 +1,7 @@
 // The app kind's three ways of putting a release into service. Each reads which release runs
 // (`state`), switches to another (`switchTo`), and finishes a switch an agent restart cut short
 // (`settle`). Every failure before traffic moves leaves traffic where it was.
+import { createHash } from 'node:crypto';
 import { open, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -27,6 +28,8 @@ export interface LiveState {
   version?: string;
   /** nginx-blue-green: the colour nginx sends traffic to. */
   colour?: string;
+  /** command: the SHA-256 of what the fingerprint command printed (what runs, beyond its version). */
+  identity?: string;
   /** Why the version could not be read, for plans and errors. */
   problem?: string;
 }
@@ -412,9 +415,13 @@ function commandStrategy(c: AppComponent, deps: StrategyDeps): AppStrategyDriver
     const result = await runShell(cmd.status, { values: values(undefined), timeoutMs, signal });
     if (result.code !== 0) return { problem: `status command ${describeExit(result, timeoutMs)}${outputTail(result)}` };
     const version = versionFromText(result.stdout, cmd.field);
-    return version
-      ? { version }
-      : { problem: `status command printed no version${cmd.field ? ` in field ${cmd.field}` : ''}` };
+    if (!version) return { problem: `status command printed no version${cmd.field ? ` in field ${cmd.field}` : ''}` };
+    if (cmd.fingerprint === undefined) return { version };
+    const printed = await runShell(cmd.fingerprint, { values: values(undefined), timeoutMs, signal });
+    if (printed.code !== 0)
+      return { version, problem: `fingerprint command ${describeExit(printed, timeoutMs)}${outputTail(printed)}` };
+    // Only its hash is kept: the output may name things (registries, secrets) that need not travel.
+    return { version, identity: createHash('sha256').update(printed.stdout.trim()).digest('hex') };
   }
 
   async function afterSwitch(version: string, ctx: SwitchContext) {
