@@ -128,6 +128,17 @@ describe('nginx blue/green when the idle colour is not ready', () => {
     expect(status.steps.app!.outcome!.details).toMatchObject({ started: true, to: { version: 'v1', colour: 'blue' } });
     expect(await stack.served()).toBe('v1');
   });
+
+  it('plans nothing to switch when the target already serves', async () => {
+    const { status } = await rollBackToV1(env);
+    expect(status.plan!.components[0]!.targetCheck).toEqual({
+      readable: true,
+      note: 'v1 already serves, on blue: nothing to switch',
+    });
+    expect(status.state).toBe('completed');
+    expect(status.steps.app!.outcome!.alreadyAtTarget).toBe(true);
+    expect(await stack.served()).toBe('v1');
+  });
 });
 
 describe('nginx blue/green given bad input', () => {

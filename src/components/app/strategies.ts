@@ -282,6 +282,8 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
 
     async available(version) {
       const active = await activeColour();
+      if (active && (await versionAt(active.address)).version === version)
+        return { ok: true, note: `${version} already serves, on ${active.name}: nothing to switch` };
       const idle = colours.find((col) => col !== active)!;
       const running = await versionAt(idle.address);
       return running.version === version
