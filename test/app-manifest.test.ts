@@ -138,6 +138,7 @@ describe('verify sections', () => {
             { name: 'none' },
             { name: 'two', http: { url: 'http://127.0.0.1:1/' }, command: { run: 'true' } },
             { name: 'unbounded', prometheus: { url: 'http://127.0.0.1:9090', query: 'up' } },
+            { name: 'never', prometheus: { url: 'http://127.0.0.1:9090', query: 'up', below: 0.1, above: 0.5 } },
           ],
         },
       }),
@@ -145,6 +146,7 @@ describe('verify sections', () => {
       'environments.production.verify.checks.0: give exactly one of http, command or prometheus',
       'environments.production.verify.checks.1: give exactly one of http, command or prometheus',
       'environments.production.verify.checks.2.prometheus: give below or above (or both)',
+      'environments.production.verify.checks.3.prometheus: can never pass: the value must be above `above` and below `below`, so `above` must be the smaller',
     ]);
   });
 

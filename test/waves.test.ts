@@ -1,9 +1,9 @@
 // Staged rollback: components in waves, each wave verified (its components and its checks)
 // before the next; a failed wave stops the rollout and compensates the waves already done.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createTestEnv, type TestEnv } from './support/harness';
+import { createTestEnv, runCli, type TestEnv } from './support/harness';
 import { renderPlan } from '../src/client/render';
 import { blueGreenComponent, startAppStack, type AppStack } from '../bench/app-stack';
 
@@ -93,5 +93,61 @@ describe('waves', () => {
     expect(status.steps.app).toMatchObject({ state: 'compensated' });
     expect(readFileSync(configFile(), 'utf8')).toBe('release: v2\n');
     expect(await stack.served()).toBe('v2');
+  });
+});
+
+describe('a failed wave under onFailure: ask', () => {
+  let env: TestEnv;
+  const broken = path.join(os.tmpdir(), `rewind-waves-ask-${process.pid}-broken`);
+  beforeAll(async () => {
+    env = await createTestEnv({
+      environments: { production: { config: { format: 'config' }, models: { format: 'any' } } },
+      verify: {
+        production: {
+          waves: [
+            { name: 'first', components: ['config'] },
+            { name: 'second', components: ['models'] },
+          ],
+          checks: [{ name: 'smoke', after: ['config'], command: { run: `test ! -e ${broken}` } }],
+          onFailure: 'ask',
+          ask: { deadline: '5m', default: 'compensate' },
+        },
+      },
+    });
+  });
+  afterAll(() => env?.teardown());
+
+  it('pauses after the wave; accept lets the next wave start, and the run completes with a warning', async () => {
+    const file = (component: string) => path.join(env.componentPath('production', component), 'a.txt');
+    writeFileSync(file('config'), 'v1\n');
+    writeFileSync(file('models'), 'v1\n');
+    await env.snapshot('production', { version: 'v1' });
+    writeFileSync(file('config'), 'v2\n');
+    writeFileSync(file('models'), 'v2\n');
+    writeFileSync(broken, '');
+    try {
+      const id = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
+      await env.waitFor(id, (s) => s.state === 'awaiting-approval');
+      await env.client.decide(id, 'approve', { user: 'bob' });
+      const paused = await env.waitFor(id, (s) => s.verification?.awaiting === true);
+      expect(paused.status).toMatchObject({ phase: 'execute', verification: { wave: 'first' } });
+      expect(paused.status.steps.models!.state).toBe('pending');
+      const shown = await runCli(['--manifest', env.manifestFile, 'rollback', 'status', id]);
+      expect(shown.stdout).toContain('Verification failed: after wave first: check smoke failed');
+      // Mended while the run waits: verify, which runs every check, then passes.
+      rmSync(broken);
+      const accepted = await runCli(['--manifest', env.manifestFile, 'rollback', 'accept', id, '--as', 'carol']);
+      expect(accepted.stdout).toMatch(
+        /^verification failure accepted by carol; the next wave starts, with a warning \(state: running, phase: execute\)\n$/,
+      );
+      const { status } = await env.finalStatus(id);
+      expect(status.state).toBe('completed');
+      expect(status.warnings).toEqual([
+        expect.stringMatching(/^verify failed and was accepted by carol: after wave first: /),
+      ]);
+    } finally {
+      rmSync(broken, { force: true });
+    }
+    expect(readFileSync(file('models'), 'utf8')).toBe('v1\n');
   });
 });

@@ -208,7 +208,7 @@ export function verificationLines(s: RollbackStatus): string[] {
   const v = s.verification;
   if (v?.awaiting)
     lines.push(
-      `Verification failed${v.wave !== undefined ? ` after wave ${v.wave}` : ''}: ${v.failure}. Waiting for accept or compensate from an approver until ${v.deadline}; then: ${v.default}.`,
+      `Verification failed: ${v.failure}. Waiting for accept or compensate from an approver until ${v.deadline}; then: ${v.default}.`,
     );
   else if (v?.decision)
     lines.push(

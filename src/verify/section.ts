@@ -31,7 +31,10 @@ const prometheusCheck = z
     above: z.number().optional().describe('The value must be above this.'),
     timeout: durationField('100ms', '5m').default('10s'),
   })
-  .refine((p) => p.below !== undefined || p.above !== undefined, 'give below or above (or both)');
+  .refine((p) => p.below !== undefined || p.above !== undefined, 'give below or above (or both)')
+  .refine((p) => p.below === undefined || p.above === undefined || p.above < p.below, {
+    message: 'can never pass: the value must be above `above` and below `below`, so `above` must be the smaller',
+  });
 
 export const checkSchema = z
   .strictObject({

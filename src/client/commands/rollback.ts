@@ -293,7 +293,8 @@ function decisionCommand(rollback: Command, name: DecisionVerb) {
             const now = `state: ${outcome.state}, phase: ${outcome.phase}`;
             if (name === 'reject') return `rejected by ${terminalSafe(user)}; nothing was changed (${now})`;
             if (name === 'accept')
-              return `verification failure accepted by ${terminalSafe(user)}; the rollback completes with a warning (${now})`;
+              // Paused after a wave (phase execute), the rollout goes on; in verify, the run completes.
+              return `verification failure accepted by ${terminalSafe(user)}; ${outcome.phase === 'execute' ? 'the next wave starts' : 'the rollback completes'}, with a warning (${now})`;
             if (name === 'compensate')
               return `compensation chosen by ${terminalSafe(user)}; everything is being put back (${now})`;
             const { approvals, requiredApprovals } = outcome;
