@@ -265,7 +265,9 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
         to: { version, colour: idle.name },
         started,
         switchMs: Date.now() - switchStarted,
-        ...(active && keepMs > 0 && bg.stop !== undefined ? { previousKeptUntil: new Date(Date.now() + keepMs).toISOString() } : {}),
+        ...(active && keepMs > 0 && bg.stop !== undefined
+          ? { previousKeptUntil: new Date(Date.now() + keepMs).toISOString() }
+          : {}),
       };
     },
 
