@@ -225,7 +225,7 @@ describe('nginx blue/green: the previous colour after keepPrevious', () => {
   beforeAll(async () => {
     stack = await startAppStack(path.join(os.tmpdir(), `rewind-bg-${process.pid}-5`), 'marker');
     const app = blueGreenComponent(stack);
-    app.blueGreen.keepPrevious = '2s';
+    app.blueGreen.keepPrevious = '5s';
     Object.assign(app.blueGreen, {
       stop: `kill "$(cat ${path.join(stack.dir, 'app-state')}/app-{{port}}.pid)"; echo "stopped {{colour}} {{version}}" >> ${path.join(stack.dir, 'stops.log')}`,
     });
@@ -259,6 +259,24 @@ describe('nginx blue/green: the previous colour after keepPrevious', () => {
       'green to stop answering',
       10_000,
     );
+    expect(await stack.served()).toBe('v1');
+  });
+
+  it('waits while another rollback holds the environment, and stops the colour only once it is free', async () => {
+    await stack.startRelease('green', 'v2');
+    await stack.activate('green', 'v2');
+    const { id, status } = await rollBackToV1(env);
+    expect(status.state).toBe('completed');
+    const ended = Date.now();
+    // A second rollback holds the environment (awaiting approval) when the follow-up is due.
+    const second = await env.startRollback({ environment: 'production', target: { kind: 'version', version: 'v1' } });
+    await env.waitFor(second, (s) => s.state === 'awaiting-approval');
+    await new Promise((r) => setTimeout(r, Math.max(0, ended + 8_000 - Date.now())));
+    const followUp = env.temporal.workflow.getHandle(`${id}-later-app`);
+    expect((await followUp.describe()).status.name).toBe('RUNNING');
+    expect((await fetch(`http://${stack.colours.green}/version`)).ok).toBe(true);
+    await env.client.decide(second, 'reject', { user: 'bob' });
+    expect(await followUp.result()).toBe('stopped green (v2)');
     expect(await stack.served()).toBe('v1');
   });
 });

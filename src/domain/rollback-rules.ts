@@ -145,6 +145,9 @@ export function manifestMismatch(workers: string, request: string | undefined): 
 }
 
 export function environmentBusyMessage(holder: string, environment: string): string {
+  // A completed rollback's follow-up (rollback.ts startFollowUps) holds it for a few seconds.
+  if (holder.includes('-later-'))
+    return `${holder}, a completed rollback's follow-up, is acting on ${environment} right now; start again in a few seconds`;
   return `rollback ${holder} is already running on ${environment}; wait for it or cancel it first`;
 }
 

@@ -707,7 +707,10 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
             args: [
               {
                 environment: context.environment,
-                envTaskQueue: componentTaskQueue(context.envTaskQueue, step.component),
+                envTaskQueue: context.envTaskQueue,
+                ...(componentTaskQueue(context.envTaskQueue, step.component) !== context.envTaskQueue
+                  ? { taskQueue: componentTaskQueue(context.envTaskQueue, step.component) }
+                  : {}),
                 component: step.component,
                 afterMs: later.afterMs,
                 what: later.what,
