@@ -105,6 +105,20 @@ describe('command templates', () => {
       'environments.production.components.app.commands.switch: uses {{verison}}, which this command has no value for (it has: {{component}}, {{environment}}, {{version}}, {{from}}); did you mean "version"?',
       'environments.production.components.web.blueGreen.start: uses {{colur}}, which this command has no value for (it has: {{component}}, {{environment}}, {{version}}, {{colour}}, {{address}}, {{host}}, {{port}}); did you mean "colour"?',
     ]);
+    expect(
+      issuesOf({
+        components: {
+          app: {
+            kind: 'app',
+            strategy: 'symlink',
+            symlink: { releases: './releases', current: './current' },
+            version: { path: '/version' },
+          },
+        },
+      }),
+    ).toEqual([
+      "environments.production.components.app.version: only nginx-blue-green reads version (the path each colour answers on); strategy symlink learns the version from the release folder's name",
+    ]);
     // Braces that are not a value of rewind's, like kubectl's Go templates, are the command's own.
     expect(
       issuesOf({

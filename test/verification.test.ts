@@ -76,13 +76,22 @@ describe('verify.onFailure: compensate', () => {
         kind: 'http',
         passed: true,
         value: expect.stringMatching(/^p95 \d+ ms over 20 requests$/),
+        measured: expect.any(Number),
+        expected: 'status 200, body contains "hello from", p95 <= 2s over 20',
       }),
-      expect.objectContaining({ name: 'smoke', kind: 'command', passed: true, value: 'exit 0' }),
+      expect.objectContaining({
+        name: 'smoke',
+        kind: 'command',
+        passed: true,
+        value: 'exit 0',
+        measured: 0,
+        expected: 'exit 0',
+      }),
     ]);
     expect(status.report).toMatch(/## Verification[\s\S]*homepage +passed {2}http: p95 \d+ ms over 20 requests/);
     const shown = await runCli(['--manifest', env.manifestFile, 'rollback', 'status', id]);
     expect(shown.stdout).toMatch(
-      /Checks:\n {2}homepage +passed {2}http: p95 \d+ ms over 20 requests\n {2}smoke +passed {2}command: exit 0/,
+      /Checks:\n {2}homepage +passed {2}http: p95 \d+ ms over 20 requests \(wants status 200, body contains "hello from", p95 <= 2s over 20\)\n {2}smoke +passed {2}command: exit 0 \(wants exit 0\)/,
     );
   });
 
@@ -266,8 +275,22 @@ describe('Prometheus checks', () => {
     const { status } = await env.finalStatus(id);
     expect(status.state).toBe('completed');
     expect(status.checks).toEqual([
-      expect.objectContaining({ name: 'scraped', kind: 'prometheus', passed: true, value: '1' }),
-      expect.objectContaining({ name: 'errors', kind: 'prometheus', passed: true, value: '0.004' }),
+      expect.objectContaining({
+        name: 'scraped',
+        kind: 'prometheus',
+        passed: true,
+        value: '1',
+        measured: 1,
+        expected: 'above 0.5',
+      }),
+      expect.objectContaining({
+        name: 'errors',
+        kind: 'prometheus',
+        passed: true,
+        value: '0.004',
+        measured: 0.004,
+        expected: 'below 0.01',
+      }),
     ]);
   });
 

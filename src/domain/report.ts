@@ -202,7 +202,7 @@ export function verificationLines(s: RollbackStatus): string[] {
     lines.push('Checks:');
     for (const c of s.checks)
       lines.push(
-        `  ${c.name.padEnd(12)} ${c.passed ? 'passed' : 'FAILED'}  ${c.kind}: ${c.value}${c.wave !== undefined ? ` (after wave ${c.wave})` : ''}${c.problem ? `: ${c.problem}` : ''}`,
+        `  ${c.name.padEnd(12)} ${c.passed ? 'passed' : 'FAILED'}  ${c.kind}: ${c.value}${c.expected ? ` (wants ${c.expected})` : ''}${c.wave !== undefined ? ` (after wave ${c.wave})` : ''}${c.problem ? `: ${c.problem}` : ''}`,
       );
   }
   const v = s.verification;

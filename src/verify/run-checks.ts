@@ -8,6 +8,13 @@ import { checkKind, type Check, type CheckResult } from './section';
 
 const BODY_LIMIT = 256 * 1024;
 
+/** What a check measured: in words, as a number where there is one, and why it failed. */
+interface Measured {
+  value: string;
+  measured?: number;
+  problem?: string;
+}
+
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
@@ -20,7 +27,7 @@ function errorCode(err: unknown): string {
   return cause?.code ?? cause?.message ?? (err as Error).message;
 }
 
-async function httpCheck(h: NonNullable<Check['http']>, signal?: AbortSignal) {
+async function httpCheck(h: NonNullable<Check['http']>, signal?: AbortSignal): Promise<Measured> {
   const timeoutMs = parseDuration(h.timeout);
   const latencies: number[] = [];
   let firstProblem: string | undefined;
@@ -44,18 +51,20 @@ async function httpCheck(h: NonNullable<Check['http']>, signal?: AbortSignal) {
     95,
   );
   const value = `p95 ${Math.round(p95)} ms over ${latencies.length} request${latencies.length === 1 ? '' : 's'}`;
-  if (firstProblem) return { value, problem: firstProblem };
+  const measured = { value, measured: Math.round(p95) };
+  if (firstProblem) return { ...measured, problem: firstProblem };
   if (h.p95 !== undefined && p95 > parseDuration(h.p95))
-    return { value, problem: `p95 latency ${Math.round(p95)} ms is over the budget of ${h.p95}` };
-  return { value };
+    return { ...measured, problem: `p95 latency ${Math.round(p95)} ms is over the budget of ${h.p95}` };
+  return measured;
 }
 
-async function commandCheck(c: NonNullable<Check['command']>, signal?: AbortSignal) {
+async function commandCheck(c: NonNullable<Check['command']>, signal?: AbortSignal): Promise<Measured> {
   const timeoutMs = parseDuration(c.timeout);
   const result = await runShell(c.run, { values: {}, timeoutMs, signal });
   const value = result.timedOut ? 'timed out' : result.signal ? `killed by ${result.signal}` : `exit ${result.code}`;
-  if (result.code === 0) return { value };
-  return { value, problem: `${c.run} ${describeExit(result, timeoutMs)}${outputTail(result)}` };
+  const measured = { value, ...(typeof result.code === 'number' ? { measured: result.code } : {}) };
+  if (result.code === 0) return measured;
+  return { ...measured, problem: `${c.run} ${describeExit(result, timeoutMs)}${outputTail(result)}` };
 }
 
 /** The query's one number, or why there is none (unreachable, refused, no series, several). */
@@ -102,13 +111,32 @@ export async function prometheusValue(
   return Number.isNaN(value) ? { problem: `the query's value is NaN (no data over its range?)` } : { value };
 }
 
-async function prometheusCheck(p: NonNullable<Check['prometheus']>, signal?: AbortSignal) {
+async function prometheusCheck(p: NonNullable<Check['prometheus']>, signal?: AbortSignal): Promise<Measured> {
   const read = await prometheusValue(p, signal);
   if (read.value === undefined) return { value: 'no value', problem: read.problem! };
   const value = String(Number(read.value.toPrecision(6)));
-  if (p.below !== undefined && !(read.value < p.below)) return { value, problem: `${value} is not below ${p.below}` };
-  if (p.above !== undefined && !(read.value > p.above)) return { value, problem: `${value} is not above ${p.above}` };
-  return { value };
+  const measured = { value, measured: read.value };
+  if (p.below !== undefined && !(read.value < p.below))
+    return { ...measured, problem: `${value} is not below ${p.below}` };
+  if (p.above !== undefined && !(read.value > p.above))
+    return { ...measured, problem: `${value} is not above ${p.above}` };
+  return measured;
+}
+
+/** What passes a check, in words, for people reading a status or a report. */
+export function expectationOf(check: Check): string {
+  if (check.http)
+    return [
+      `status ${check.http.status}`,
+      ...(check.http.body !== undefined ? [`body contains ${JSON.stringify(check.http.body)}`] : []),
+      ...(check.http.p95 !== undefined ? [`p95 <= ${check.http.p95} over ${check.http.requests}`] : []),
+    ].join(', ');
+  if (check.command) return 'exit 0';
+  const p = check.prometheus!;
+  return [
+    ...(p.above !== undefined ? [`above ${p.above}`] : []),
+    ...(p.below !== undefined ? [`below ${p.below}`] : []),
+  ].join(' and ');
 }
 
 export async function runCheck(check: Check, opts: { wave?: string; signal?: AbortSignal } = {}): Promise<CheckResult> {
@@ -123,6 +151,8 @@ export async function runCheck(check: Check, opts: { wave?: string; signal?: Abo
     kind: checkKind(check),
     passed: measured.problem === undefined,
     value: measured.value,
+    ...(measured.measured !== undefined ? { measured: measured.measured } : {}),
+    expected: expectationOf(check),
     ...(measured.problem !== undefined ? { problem: measured.problem } : {}),
     ...(opts.wave !== undefined ? { wave: opts.wave } : {}),
     at: new Date(started).toISOString(),

@@ -118,6 +118,10 @@ export interface CheckResult {
   passed: boolean;
   /** The measured value, in words: "p95 41 ms over 20 requests", "0.004", "exit 0". */
   value: string;
+  /** The same as a number, for machines: the p95 in ms, the exit code, the query's value. */
+  measured?: number;
+  /** What passes, in words: "status 200, p95 <= 300ms", "exit 0", "below 0.01". */
+  expected?: string;
   /** Why it failed, when it did. */
   problem?: string;
   /** When the check ran, after which wave (absent: in verify). */

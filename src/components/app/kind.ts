@@ -138,8 +138,10 @@ export const appComponentSchema = z
         path: z.string().startsWith('/', 'must start with "/"').default('/version'),
         field: z.string().min(1).optional().describe('The dotted JSON field that holds the version.'),
       })
-      .prefault({})
-      .describe('nginx-blue-green: where each colour answers the version it runs (text, or JSON with `field`).'),
+      .optional()
+      .describe(
+        'nginx-blue-green: where each colour answers the version it runs (text, or JSON with `field`); default /version.',
+      ),
     health: healthSchema.optional(),
     timeout: durationField('1s', '1h')
       .default('2m')
@@ -173,7 +175,14 @@ export const appComponentSchema = z
           path: ['health'],
           message: 'nginx-blue-green needs health.path: the idle colour must prove healthy before traffic moves to it',
         });
-    } else if (c.health?.path !== undefined) {
+    } else if (c.version !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['version'],
+        message: `only nginx-blue-green reads version (the path each colour answers on); strategy ${c.strategy} learns the version from ${c.strategy === 'symlink' ? "the release folder's name" : 'the status command'}`,
+      });
+    }
+    if (c.strategy !== 'nginx-blue-green' && c.health?.path !== undefined) {
       ctx.addIssue({
         code: 'custom',
         path: ['health', 'path'],

@@ -93,6 +93,7 @@ const UPSTREAM_HEADER =
 
 function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
   const bg = c.blueGreen!;
+  const versionSpec = { path: c.version?.path ?? '/version', field: c.version?.field };
   const colours = Object.entries(bg.colours).map(([name, v]) => ({ name, address: v.address }));
   const timeoutMs = parseDuration(c.timeout);
   const health = healthSpec(c)!;
@@ -111,11 +112,11 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
   };
 
   async function versionAt(address: string): Promise<{ version?: string; problem?: string }> {
-    const answer = await probe(urlOf(address, c.version.path), { timeoutMs: Math.min(5_000, timeoutMs) });
+    const answer = await probe(urlOf(address, versionSpec.path), { timeoutMs: Math.min(5_000, timeoutMs) });
     if (!answer.ok || answer.status !== 200)
-      return { problem: `${urlOf(address, c.version.path)}: ${describeProbe(answer)}` };
-    const version = versionFromText(answer.body ?? '', c.version.field);
-    return version ? { version } : { problem: `${urlOf(address, c.version.path)} answered no version` };
+      return { problem: `${urlOf(address, versionSpec.path)}: ${describeProbe(answer)}` };
+    const version = versionFromText(answer.body ?? '', versionSpec.field);
+    return version ? { version } : { problem: `${urlOf(address, versionSpec.path)} answered no version` };
   }
 
   async function activeColour(): Promise<{ name: string; address: string } | undefined> {
@@ -186,13 +187,14 @@ function blueGreen(c: AppComponent, deps: StrategyDeps): AppStrategyDriver {
 
   /** Reads the version through nginx until it names `version` several times in a row. */
   async function confirmServed(version: string, signal?: AbortSignal): Promise<string | undefined> {
-    const url = `${bg.url.replace(/\/$/, '')}${c.version.path}`;
+    const url = `${bg.url.replace(/\/$/, '')}${versionSpec.path}`;
     const deadline = Date.now() + health.timeoutMs;
     let inARow = 0;
     let last = '';
     while (Date.now() < deadline && !signal?.aborted) {
       const answer = await probe(url, { timeoutMs: 5_000 });
-      const seen = answer.ok && answer.status === 200 ? versionFromText(answer.body ?? '', c.version.field) : undefined;
+      const seen =
+        answer.ok && answer.status === 200 ? versionFromText(answer.body ?? '', versionSpec.field) : undefined;
       last = seen ?? describeProbe(answer);
       inARow = seen === version ? inARow + 1 : 0;
       if (inARow >= Math.max(3, health.successes)) return undefined;
