@@ -87,6 +87,28 @@ describe('app components', () => {
   });
 });
 
+describe('paths that must exist', () => {
+  it('refuses an upstream file whose folder is not there, with checkPaths, at its key', () => {
+    const text = JSON.stringify({
+      repository: { path: './repo', passwordEnv: 'REWIND_REPOSITORY_PASSWORD' },
+      approvers: ['alice'],
+      environments: {
+        production: {
+          components: {
+            app: {
+              ...blueGreen,
+              blueGreen: { ...blueGreen.blueGreen, upstreamFile: '/nonexistent-rewind/app.upstream' },
+            },
+          },
+        },
+      },
+    });
+    expect(() => parseManifest(text, path.join(dir, 'rewind.yaml'), { checkPaths: 'all' })).toThrow(
+      /environments\.production\.components\.app\.blueGreen\.upstreamFile: \/nonexistent-rewind does not exist/,
+    );
+  });
+});
+
 describe('command templates', () => {
   it('refuses a {{value}} a command is not given, at its key, with the values it has', () => {
     expect(

@@ -315,6 +315,16 @@ export const appKind = {
   localFolders: (c) => [
     ...(c.symlink ? [{ key: 'symlink.releases', dir: c.symlink.releases, written: false }] : []),
     ...(c.blueGreen?.marker ? [{ key: 'blueGreen.marker', dir: c.blueGreen.marker, written: false }] : []),
+    // The upstream file is rewritten by rename inside its folder: the folder must be there.
+    ...(c.blueGreen?.upstreamFile
+      ? [
+          {
+            key: 'blueGreen.upstreamFile',
+            dir: c.blueGreen.upstreamFile.slice(0, c.blueGreen.upstreamFile.lastIndexOf('/')) || '/',
+            written: false,
+          },
+        ]
+      : []),
   ],
   refuse: () => undefined,
   stepOptions: () => ({}),
