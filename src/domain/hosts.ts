@@ -19,7 +19,7 @@ export function hostMember(component: string, host: string): string {
   return `${component}${HOST_SEPARATOR}${host}`;
 }
 
-/** The task queue of the agent that serves a host's agent: the environment's, plus `@host`. */
+/** The task queue of a host's agent: the environment's, plus `@host`; the environment's own without a host. */
 export function hostTaskQueue(envTaskQueue: string, host: string | undefined): string {
   return host === undefined ? envTaskQueue : `${envTaskQueue}${HOST_SEPARATOR}${host}`;
 }
