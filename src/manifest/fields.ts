@@ -160,3 +160,14 @@ export function listenAddress(listen: string, where: string): { host: string; po
     throw new Error(`${where}: "${listen}" is not host:port`);
   return { host, port };
 }
+
+/** The value at a key path of what a file held, as read (no defaults); undefined where a key is missing. */
+export function valueAt(input: unknown, at: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const segment of at) {
+    if (typeof value !== 'object' || value === null || !Object.prototype.hasOwnProperty.call(value, segment))
+      return undefined;
+    value = (value as Record<PropertyKey, unknown>)[segment];
+  }
+  return value;
+}

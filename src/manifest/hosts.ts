@@ -5,6 +5,7 @@
 // `after` that name the component mean every host of it; waves and `after` may name one host.
 import type { z } from 'zod';
 import { hostMember, splitHost } from '../domain/hosts';
+import { valueAt } from './fields';
 import type { Component, Manifest } from './schema';
 
 export interface HostProblem {
@@ -101,13 +102,4 @@ export function expandHosts(
     environments[envName] = { ...env, components, ...(verify ? { verify } : {}) };
   }
   return { manifest: { ...manifest, environments }, problems };
-}
-
-function valueAt(input: unknown, at: readonly PropertyKey[]): unknown {
-  let value = input;
-  for (const segment of at) {
-    if (!isObject(value) || !Object.prototype.hasOwnProperty.call(value, segment)) return undefined;
-    value = value[segment as string];
-  }
-  return value;
 }

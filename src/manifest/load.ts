@@ -6,7 +6,7 @@ import path from 'node:path';
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { componentFolders, componentSchema, KIND_NAMES, resolveComponentPaths } from '../components/registry';
-import { closestMatch, didYouMean, nameField, PROTOTYPE_KEY_REFUSAL } from './fields';
+import { closestMatch, didYouMean, nameField, PROTOTYPE_KEY_REFUSAL, valueAt } from './fields';
 import { isRepositoryUrl, manifestSchema, type Component, type Manifest } from './schema';
 import type { RepositorySpec } from './repository';
 import { expandHosts } from './hosts';
@@ -540,16 +540,6 @@ function fromZod(issue: z.core.$ZodIssue, input: unknown): Problem[] {
       issue.values.map((v) => String(v)),
     );
   return [{ at: issue.path, message: issue.message, hint }];
-}
-
-function valueAt(input: unknown, at: readonly PropertyKey[]): unknown {
-  let value = input;
-  for (const segment of at) {
-    if (typeof value !== 'object' || value === null || !Object.prototype.hasOwnProperty.call(value, segment))
-      return undefined;
-    value = (value as Record<PropertyKey, unknown>)[segment];
-  }
-  return value;
 }
 
 /** The parts of a zod schema's definition that lead to the object at a path. */

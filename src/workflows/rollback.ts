@@ -77,7 +77,7 @@ import { rollbackSearchAttributes } from '../domain/search-attributes';
 import { compensation, quick, transfer } from './activity-options';
 import { takeCrossSection } from './cross-section';
 import { crossSectionId } from '../domain/cross-section';
-import { componentTaskQueue } from '../domain/hosts';
+import { componentTaskQueue, splitHost } from '../domain/hosts';
 import { plansFromLiveState } from '../components/registry';
 import { checksFor, type CheckResult } from '../verify/section';
 import { environmentLockWorkflow } from './lock';
@@ -708,7 +708,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Rollba
               {
                 environment: context.environment,
                 envTaskQueue: context.envTaskQueue,
-                ...(componentTaskQueue(context.envTaskQueue, step.component) !== context.envTaskQueue
+                ...(splitHost(step.component).host !== undefined
                   ? { taskQueue: componentTaskQueue(context.envTaskQueue, step.component) }
                   : {}),
                 component: step.component,
