@@ -10,8 +10,8 @@ import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
-import { bundleWorkflows, workflowBundleCode } from '../src/workers/bundle-workflows';
-import { BUNDLE_FILES } from '../src/workers/workflow-code';
+import { bundleWorkflows, preloadedModuleProblems, workflowBundleCode } from '../src/workers/bundle-workflows';
+import { BUNDLE_FILES, PRELOADED_MODULES } from '../src/workers/workflow-code';
 import { TEST_PASSWORD } from './support/harness';
 import { tempDir } from './support/temp';
 
@@ -145,6 +145,30 @@ describe('replay of recorded histories', () => {
       ).resolves.toBeUndefined();
     },
   );
+
+  // Preloaded modules are evaluated once per worker and shared by all its workflows
+  // (src/workers/workflow-code.ts): replay every history in one worker, one after the other.
+  it('replays every history in one worker, whose workflows share the preloaded modules', async () => {
+    const results = [];
+    for await (const result of Worker.runReplayHistories(
+      { workflowBundle: { codePath: bundle } },
+      files.map((file) => ({ history: readHistory(file).history, workflowId: workflowIdOf(file) })),
+    ))
+      results.push({ workflowId: result.workflowId, error: result.error?.message });
+    expect(results).toHaveLength(files.length);
+    expect(results.filter((r) => r.error !== undefined)).toEqual([]);
+  }, 120_000);
+
+  it('preloads only modules that reach none of Temporal’s per-workflow modules', () => {
+    const code = readFileSync(bundle, 'utf8');
+    expect(PRELOADED_MODULES.length).toBeGreaterThan(0);
+    expect(preloadedModuleProblems(code, PRELOADED_MODULES)).toEqual([]);
+    // The check can fail: the module that defines the workflows' messages imports @temporalio/workflow.
+    expect(preloadedModuleProblems(code, [require.resolve('../src/domain/messages'), '/nowhere/x.ts'])).toEqual([
+      expect.stringMatching(/domain\/messages\.ts reaches .*@temporalio\/workflow/),
+      '/nowhere/x.ts is not in the bundle',
+    ]);
+  });
 
   it('fails replay when a workflow’s first command changes', async () => {
     const file = 'rollback-completed.v3.json';

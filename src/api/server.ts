@@ -21,6 +21,7 @@ import type { Manifest } from '../manifest/schema';
 import type { ProjectStore } from '../store/project-store';
 import { principalBySlackUser, refusal, webUiLink, type Action } from './access';
 import { slackRequestRefusal, SeenSignatures } from './slack-signature';
+import { Recent } from './recent';
 import { alertmanagerPayloadSchema, decideTriggers } from './triggers';
 import { APPROVE_ACTION, REJECT_ACTION } from '../notify/rollback-slack';
 import { checkToken, type TokenRecord } from './tokens';
@@ -489,6 +490,9 @@ function registerSlackInteractions(
   // Decisions still being made when the server closes are waited for, not dropped.
   const inFlight = new Set<Promise<void>>();
   const decisions = new Limiter(4);
+  // A burst of clicks on one run reads it once (a status query each would load the worker): its
+  // environment never changes, nor its plan once it awaits approval.
+  const views = new Recent<{ status: { environment: string; plan?: unknown } }>(2_000);
   app.addHook('onClose', async () => {
     await Promise.allSettled([...inFlight]);
   });
@@ -581,7 +585,7 @@ function registerSlackInteractions(
           );
         let view;
         try {
-          view = await helpers.runOf(workflowId);
+          view = await views.get(workflowId, () => helpers.runOf(workflowId));
         } catch {
           return refuse(who, `no rollback ${workflowId}`);
         }
@@ -667,34 +671,21 @@ function registerAlertmanagerWebhook(
 ): void {
   const { manifest, client } = deps;
   // A burst of deliveries reads the repository once, not once each.
-  const cache = new Map<string, { at: number; sections: Promise<CrossSection[]> }>();
-  const crossSections = (environment: string): Promise<CrossSection[]> => {
-    const hit = cache.get(environment);
-    if (hit && Date.now() - hit.at < 5_000) return hit.sections;
-    const sections = (deps.crossSections?.(environment) ?? Promise.resolve([])).then((all) =>
-      all.filter((x) => x.origin !== 'safety' && x.origin !== 'dry-run'),
+  const releases = new Recent<CrossSection[]>(5_000);
+  const crossSections = (environment: string): Promise<CrossSection[]> =>
+    releases.get(environment, () =>
+      (deps.crossSections?.(environment) ?? Promise.resolve([])).then((all) =>
+        all.filter((x) => x.origin !== 'safety' && x.origin !== 'dry-run'),
+      ),
     );
-    cache.set(environment, { at: Date.now(), sections });
-    sections.catch(() => cache.delete(environment));
-    return sections;
-  };
 
   /**
    * The last rollback an alert group started, from the audit log (for the rules' cooldown); a
    * burst asks once. Within the few seconds an answer is kept, deliveries of the same firing
    * episode attach to its run by its key anyway.
    */
-  const lastStarts = new Map<string, { at: number; answer: Promise<{ at: Date; runId: string } | undefined> }>();
-  const lastStart = (group: string) => {
-    const hit = lastStarts.get(group);
-    if (hit && Date.now() - hit.at < 5_000) return hit.answer;
-    const answer = readLastStart(group);
-    // Kept only seconds: past a thousand groups, the expired ones go, so the map stays small.
-    if (lastStarts.size >= 1_000)
-      for (const [key, kept] of lastStarts) if (Date.now() - kept.at >= 5_000) lastStarts.delete(key);
-    lastStarts.set(group, { at: Date.now(), answer });
-    return answer;
-  };
+  const lastStarts = new Recent<{ at: Date; runId: string } | undefined>(5_000);
+  const lastStart = (group: string) => lastStarts.get(group, () => readLastStart(group));
   const readLastStart = async (group: string) => {
     try {
       const [row] = await (
@@ -713,15 +704,17 @@ function registerAlertmanagerWebhook(
     }
   };
 
-  // Deliveries racing on one alert group in this process share one start: the first says
-  // `started`, the others `attached` (Temporal starts one run either way).
-  const inflight = new Map<string, Promise<{ workflowId: string; existing: boolean }>>();
+  // Deliveries of one alert group in this process, racing or within seconds of each other,
+  // share one start: the first says `started`, the others `attached` (Temporal starts one run
+  // either way; this spares each duplicate its round trips).
+  const starts = new Recent<{ workflowId: string; existing: boolean }>(5_000);
   const startOnce = (requestId: string, start: () => Promise<{ workflowId: string; existing: boolean }>) => {
-    const running = inflight.get(requestId);
-    if (running) return running.then((r) => ({ ...r, existing: true }));
-    const started = start().finally(() => inflight.delete(requestId));
-    inflight.set(requestId, started);
-    return started;
+    let first = false;
+    const started = starts.get(requestId, () => {
+      first = true;
+      return start();
+    });
+    return first ? started : started.then((r) => ({ ...r, existing: true }));
   };
 
   const credentialsRefusal = (authorization: string | undefined): string | undefined => {
@@ -797,10 +790,7 @@ function registerAlertmanagerWebhook(
         );
         // A duplicate delivery finds the run its group started: nothing new to record.
         if (!started.existing) {
-          lastStarts.set(plan.group, {
-            at: Date.now(),
-            answer: Promise.resolve({ at: new Date(), runId: started.workflowId }),
-          });
+          lastStarts.set(plan.group, Promise.resolve({ at: new Date(), runId: started.workflowId }));
           await helpers.audit({
             ...entry,
             action: 'rollback.start',
