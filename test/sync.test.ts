@@ -73,6 +73,13 @@ describe('sync regression from production', () => {
     ]);
     expect(done.scanAfter).toMatchObject({ status: 'completed', counts: { critical: 0, warning: 0, info: 0 } });
     expect(done.scanAfter!.allowed).toBe(2);
+    // The scans the sync ran are recorded as the sync's, by whom it asked.
+    for (const scanId of [done.scanBefore!, done.scanAfter!.scanId]) {
+      const report = await runCli(['drift', 'report', scanId, '--format', 'json'], {
+        env: { REWIND_MANIFEST: env.manifestFile, DATABASE_URL: await env.projectStoreUrl() },
+      });
+      expect(JSON.parse(report.stdout).scan).toMatchObject({ id: scanId, trigger: 'sync', requestedBy: 'alice' });
+    }
 
     // Deciding on a sync that has ended says so, in a sync's words.
     const late = await runCli(['sync', 'approve', started.workflowId, '--as', 'carol'], {

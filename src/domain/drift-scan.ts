@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import type { DriftQuestion, Severity } from '../components/drift';
 
-export const DRIFT_TRIGGERS = ['manual', 'schedule', 'deploy', 'api'] as const;
+// sync: the scans a sync runs before and after it (src/workflows/sync.ts).
+export const DRIFT_TRIGGERS = ['manual', 'schedule', 'deploy', 'api', 'sync'] as const;
 export type DriftTrigger = (typeof DRIFT_TRIGGERS)[number];
 
 const environmentName = z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'must be an environment name');

@@ -160,9 +160,23 @@ export function renderScanList(scans: StoredScan[]): string {
   const rows = scans.map((s) => {
     const c = s.summary?.counts;
     const findings = c ? `${c.critical} critical, ${c.warning} warning, ${c.info} info` : '';
-    return [s.id, `${s.from} → ${s.to}`, s.status, s.trigger, s.startedAt.slice(0, 19).replace('T', ' '), findings];
+    return [
+      s.id,
+      `${s.from} → ${s.to}`,
+      s.status,
+      s.trigger,
+      s.startedAt.slice(0, 19).replace('T', ' '),
+      componentList(s.components),
+      findings,
+    ];
   });
-  return textTable(['SCAN', 'PAIR', 'STATUS', 'TRIGGER', 'STARTED (UTC)', 'FINDINGS'], rows);
+  return textTable(['SCAN', 'PAIR', 'STATUS', 'TRIGGER', 'STARTED (UTC)', 'COMPONENTS', 'FINDINGS'], rows);
+}
+
+/** What a scan compared, short enough for a table: `config, db, models` or `app, config, db +4`. */
+function componentList(components: string[]): string {
+  const shown = components.slice(0, 3).map(terminalSafe).join(', ');
+  return components.length > 3 ? `${shown} +${components.length - 3}` : shown;
 }
 
 export function renderScanMarkdown(scan: StoredScan, findings: StoredFinding[]): string {

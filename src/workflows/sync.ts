@@ -96,7 +96,7 @@ export async function syncWorkflow(request: SyncRequest): Promise<SyncStatus> {
     const before = await executeChild(driftScanWorkflow, {
       workflowId: `${info.workflowId}-scan-before`,
       args: [
-        { from: ctx.from, to: ctx.to, components: ctx.components, trigger: 'api', requestedBy: request.requestedBy },
+        { from: ctx.from, to: ctx.to, components: ctx.components, trigger: 'sync', requestedBy: request.requestedBy },
       ],
     });
     status.scanBefore = before.scanId;
@@ -197,7 +197,7 @@ export async function syncWorkflow(request: SyncRequest): Promise<SyncStatus> {
     show(status);
     const after = await executeChild(driftScanWorkflow, {
       workflowId: `${info.workflowId}-scan-after`,
-      args: [{ from: ctx.from, to: ctx.to, components: chosen, trigger: 'api', requestedBy: request.requestedBy }],
+      args: [{ from: ctx.from, to: ctx.to, components: chosen, trigger: 'sync', requestedBy: request.requestedBy }],
     });
     status.scanAfter = after;
     const left = after.status === 'completed' ? await control.unresolvedAfterSync({ after: after.scanId }) : [];

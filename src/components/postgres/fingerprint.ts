@@ -33,8 +33,10 @@ export interface DatabaseFingerprint {
 const USER_SCHEMAS = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp_%'`;
 
 // Whether an object belongs to an extension (CREATE EXTENSION made it, DROP EXTENSION removes it).
+// Uncorrelated, so the server reads the members once per statement into a hash table; an EXISTS
+// per row probed pg_depend's index for each of thousands of columns (5 ms per 4,000 rows, cold).
 const extensionMember = (catalog: string, oid: string) =>
-  `EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${catalog}'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
+  `${oid} IN (SELECT d.objid FROM pg_depend d WHERE d.classid = '${catalog}'::regclass AND d.deptype = 'e')`;
 
 // Each query yields one row per object: `line`, a stable, human-readable description for the
 // signature; `subject` and `definition`, the same object split for drift scans; `rel`, the table
