@@ -620,7 +620,9 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
     expect(result.counts.warning).toBe(1);
 
     const listed = await runCli(['drift', 'list'], { env: cliEnv });
-    expect(listed.stdout.split('\n')[0]).toMatch(/^SCAN +PAIR +STATUS +TRIGGER +STARTED \(UTC\) +COMPONENTS +FINDINGS$/);
+    expect(listed.stdout.split('\n')[0]).toMatch(
+      /^SCAN +PAIR +STATUS +TRIGGER +STARTED \(UTC\) +COMPONENTS +FINDINGS$/,
+    );
     // The scan's row says what it compared (only config) and what it found.
     expect(listed.stdout.split('\n').find((l) => l.startsWith(result.scanId))).toMatch(
       / manual +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +config +0 critical, 1 warning, 0 info$/,
