@@ -133,7 +133,7 @@ describe('sync regression from production', () => {
     expect(status.code).toBe(2);
   });
 
-  test('bad input starts nothing: no components, a component only one side has, an unknown environment', async () => {
+  test('bad input starts nothing: no components, a component only one side has, an unknown environment, production as the target', async () => {
     const cliEnv = { REWIND_MANIFEST: env.manifestFile };
     const none = await runCli(['sync'], { env: cliEnv });
     expect(none.code).not.toBe(0);
@@ -144,5 +144,16 @@ describe('sync regression from production', () => {
     await expect(env.client.startSync({ to: 'staging', components: ['config'], requestedBy: 'a' })).rejects.toThrow(
       /unknown environment "staging"/,
     );
+    // Production is what regression is compared against: no sync overwrites it, by either spelling.
+    const toProduction = await runCli(['sync', '--to', 'production', '--components', 'config'], { env: cliEnv });
+    expect(toProduction.code).toBe(1);
+    expect(toProduction.stderr).toContain(
+      'a sync writes only to an environment that tracks another, and drift pairs compare others against production (production → regression): sync --from production --to regression brings regression in line; to change production, roll it back (rewind rollback start --env production …)',
+    );
+    await expect(
+      env.client.startSync({ from: 'regression', to: 'production', components: ['config'], requestedBy: 'a' }),
+    ).rejects.toThrow(/drift pairs compare others against production/);
+    for await (const _ of env.temporal.workflow.list({ query: `WorkflowId STARTS_WITH 'sync-production-'` }))
+      throw new Error('a sync into production started');
   });
 });

@@ -70,6 +70,12 @@ export function syncRequestProblem(
 ): string | undefined {
   try {
     const pair = resolvePair(manifest, request);
+    const pairs = driftPairs(manifest.drift, Object.keys(manifest.environments));
+    // The environment drift pairs compare others against (production) is changed by releases and
+    // rollbacks, never overwritten from one that tracks it.
+    const reference = pairs.find((p) => p.from === pair.to);
+    if (reference && !pairs.some((p) => p.to === pair.to))
+      return `a sync writes only to an environment that tracks another, and drift pairs compare others against ${pair.to} (${reference.from} → ${reference.to}): sync --from ${reference.from} --to ${reference.to} brings ${reference.to} in line; to change ${pair.to}, roll it back (rewind rollback start --env ${pair.to} …)`;
     scanComponents(manifest, pair, request.components);
     for (const name of request.components) {
       const a = manifest.environments[pair.from]!.components[name];
