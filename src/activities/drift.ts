@@ -332,6 +332,19 @@ const emptyCounts = (): SeverityCounts => ({ critical: 0, warning: 0, info: 0 })
 const PREVIOUS_PER_COMPONENT = 500;
 
 /**
+ * `CROSS JOIN LATERAL … latest`: the pair's latest completed scan that compared the component
+ * (`latest.id`), other than `except`. A scan of other components in between says nothing about
+ * it. Arguments are SQL expressions (placeholders or columns), never values.
+ */
+function latestScanOf(of: { from: string; to: string; component: string; except?: string }): string {
+  return `CROSS JOIN LATERAL (
+      SELECT s.id FROM drift_scans s
+       WHERE s.from_env = ${of.from} AND s.to_env = ${of.to} AND s.status = 'completed'
+         ${of.except ? `AND s.id <> ${of.except}` : ''} AND s.components @> jsonb_build_array(${of.component})
+       ORDER BY s.finished_at DESC LIMIT 1) latest`;
+}
+
+/**
  * What the pair's latest completed scan of each component found there and still stood (allowed
  * ones too: expected differences recur every scan). A hint for the kinds' first questions only:
  * a wrong or missing one costs a round, never a finding.
@@ -344,10 +357,7 @@ export async function previousDifferences(
   const rows = await store.query<{ component: string; aspect: string; subject: string }>(
     `SELECT f.component, f.aspect, f.subject
        FROM unnest($3::text[]) AS c(name)
-       CROSS JOIN LATERAL (
-         SELECT s.id FROM drift_scans s
-          WHERE s.from_env = $1 AND s.to_env = $2 AND s.status = 'completed' AND s.components @> jsonb_build_array(c.name)
-          ORDER BY s.started_at DESC LIMIT 1) latest
+       ${latestScanOf({ from: '$1', to: '$2', component: 'c.name' })}
        CROSS JOIN LATERAL (
          SELECT f.component, f.aspect, f.subject FROM drift_findings f
           WHERE f.scan_id = latest.id AND f.component = c.name AND f.state <> 'resolved'
@@ -392,11 +402,7 @@ async function closeScan(tx: StoreQueries, scanId: string, error: string | undef
     const previous = `WITH prev AS (
         SELECT c.name AS component, latest.id
           FROM unnest($2::text[]) AS c(name)
-          CROSS JOIN LATERAL (
-            SELECT s.id FROM drift_scans s
-             WHERE s.from_env = $3 AND s.to_env = $4 AND s.status = 'completed' AND s.id <> $1
-               AND s.components @> jsonb_build_array(c.name)
-             ORDER BY s.finished_at DESC LIMIT 1) latest)`;
+          ${latestScanOf({ from: '$3', to: '$4', component: 'c.name', except: '$1' })})`;
     const params = [scanId, scan.components, scan.from_env, scan.to_env];
     await tx.query(
       `${previous}
@@ -464,11 +470,7 @@ async function decideAlert(
      SELECT f.key, f.severity
        FROM drift_scans cur
        CROSS JOIN unnest($2::text[]) AS c(name)
-       CROSS JOIN LATERAL (
-         SELECT s.id FROM drift_scans s
-          WHERE s.from_env = cur.from_env AND s.to_env = cur.to_env AND s.status = 'completed' AND s.id <> cur.id
-            AND s.components @> jsonb_build_array(c.name)
-          ORDER BY s.finished_at DESC LIMIT 1) latest
+       ${latestScanOf({ from: 'cur.from_env', to: 'cur.to_env', component: 'c.name', except: 'cur.id' })}
        JOIN drift_findings f ON f.scan_id = latest.id AND f.component = c.name
       WHERE cur.id = $1 AND NOT cur.components @> jsonb_build_array(c.name)
         AND NOT f.allowed AND f.state <> 'resolved'`,
