@@ -24,7 +24,7 @@ function issuesOf(environment: Record<string, unknown>): string[] {
     load(environment);
   } catch (err) {
     if (err instanceof ManifestError)
-      return err.issues.map((i) => `${i.path}: ${i.message}`.replace(/ \(line \d+, column \d+\)$/, ''));
+      return err.issues.map((i) => `${i.path}: ${i.message}`.replace(/ \(line \d+, column \d+\)/, ''));
     throw err;
   }
   return [];
@@ -134,7 +134,19 @@ describe('components on several hosts', () => {
     ).toEqual([
       'environments.production.components.app.hosts.web1.kind: cannot differ per host (set it on app itself)',
       'environments.production.components.app.hosts.web2.health.status: expected number, got string "ok" (on host web2)',
-      'environments.production.components.app.hosts.web3.symlnk: unknown key (on host web3)',
+      'environments.production.components.app.hosts.web3.symlnk: unknown key (on host web3); did you mean "symlink"?',
+    ]);
+    // Reported with the rest of the file's problems, not only once those are fixed.
+    expect(
+      issuesOf({
+        components: {
+          config: { ...config, format: 'yamll' },
+          app: symlinkApp({ web1: {}, web2: { helth: { status: 200 } } }),
+        },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^environments\.production\.components\.config\.format: .*"config"/),
+      'environments.production.components.app.hosts.web2.helth: unknown key (on host web2); did you mean "health"?',
     ]);
     expect(
       issuesOf({

@@ -3,17 +3,19 @@
 // overrides merged over them (objects key by key, anything else replaced), and are validated as
 // a whole component, so a bad override is reported at its key. `dependsOn`, waves and checks'
 // `after` that name the component mean every host of it; waves and `after` may name one host.
-import type { z } from 'zod';
 import { hostMember, splitHost } from '../domain/hosts';
 import { valueAt } from './fields';
 import type { Component, Manifest } from './schema';
 
 export interface HostProblem {
-  at: PropertyKey[];
+  at: readonly PropertyKey[];
   message: string;
+  /** Said after the place: "did you mean …?". */
+  hint?: string | undefined;
 }
 
-type ComponentParse = (raw: unknown) => z.ZodSafeParseResult<Component>;
+/** A component as the manifest's schema reads it, or its problems at keys relative to it. */
+type ComponentParse = (raw: unknown) => { data: Component } | { problems: HostProblem[] };
 
 /** Keys a host cannot change: what the component is, where it runs, and what it waits for. */
 const FIXED_KEYS = ['kind', 'hosts', 'dependsOn'];
@@ -69,29 +71,9 @@ export function expandHosts(
       const raw = valueAt(input, at);
       const { hosts: _hosts, ...base } = isObject(raw) ? raw : {};
       for (const [host, overrides] of hostsOf(c.hosts)) {
-        const hostAt = [...at, 'hosts', host];
-        const fixed = Object.keys(overrides).filter((k) => FIXED_KEYS.includes(k));
-        for (const key of fixed)
-          problems.push({ at: [...hostAt, key], message: `cannot differ per host (set it on ${name} itself)` });
-        if (fixed.length > 0) continue;
-        const parsed = parseComponent(merge(base, overrides));
-        if (!parsed.success) {
-          for (const issue of parsed.error.issues) {
-            const keys = issue.code === 'unrecognized_keys' ? issue.keys : [undefined];
-            for (const key of keys) {
-              const where = [...issue.path, ...(key !== undefined ? [key] : [])];
-              // At the host's key when the host set it; else at the component's.
-              const inOverride = where.length > 0 && valueAt(overrides, where.slice(0, 1)) !== undefined;
-              problems.push({
-                at: [...(inOverride ? hostAt : at), ...where],
-                message: `${key !== undefined ? 'unknown key' : issue.message} (on host ${host})`,
-              });
-            }
-          }
-          continue;
-        }
-        const { hosts: _none, ...component } = parsed.data;
-        components[hostMember(name, host)] = { ...component, dependsOn };
+        const checked = hostComponent(base, overrides, { at, name, host }, parseComponent);
+        problems.push(...checked.problems.map(({ inOverride: _, ...problem }) => problem));
+        if (checked.component) components[hostMember(name, host)] = { ...checked.component, dependsOn };
       }
     }
     const verify = env.verify && {
@@ -102,4 +84,66 @@ export function expandHosts(
     environments[envName] = { ...env, components, ...(verify ? { verify } : {}) };
   }
   return { manifest: { ...manifest, environments }, problems };
+}
+
+/**
+ * Problems in the hosts' overrides of the manifest as read, for a manifest that does not parse
+ * yet: reported with the rest of its problems, not only once those are fixed. Problems of a
+ * component's own keys are left to the manifest's parse, which reports them once.
+ */
+export function hostOverrideProblems(input: unknown, parseComponent: ComponentParse): HostProblem[] {
+  const problems: HostProblem[] = [];
+  const environments = valueAt(input, ['environments']);
+  for (const [envName, env] of isObject(environments) ? Object.entries(environments) : []) {
+    const components = isObject(env) ? env.components : undefined;
+    for (const [name, raw] of isObject(components) ? Object.entries(components) : []) {
+      if (!isObject(raw) || !isObject(raw.hosts)) continue;
+      const { hosts, ...base } = raw;
+      const at = ['environments', envName, 'components', name];
+      for (const [host, overrides] of Object.entries(hosts)) {
+        if (!isObject(overrides)) continue;
+        const checked = hostComponent(base, overrides, { at, name, host }, parseComponent);
+        for (const { inOverride, ...problem } of checked.problems) if (inOverride) problems.push(problem);
+      }
+    }
+  }
+  return problems;
+}
+
+/**
+ * One host's component: the component's values with the host's overrides merged over them, or
+ * what is wrong with that, each problem at the host's key when the host set it.
+ */
+function hostComponent(
+  base: Record<string, unknown>,
+  overrides: Record<string, unknown>,
+  where: { at: PropertyKey[]; name: string; host: string },
+  parseComponent: ComponentParse,
+): { component?: Component; problems: (HostProblem & { inOverride: boolean })[] } {
+  const hostAt = [...where.at, 'hosts', where.host];
+  const fixed = Object.keys(overrides).filter((k) => FIXED_KEYS.includes(k));
+  if (fixed.length > 0)
+    return {
+      problems: fixed.map((key) => ({
+        at: [...hostAt, key],
+        message: `cannot differ per host (set it on ${where.name} itself)`,
+        inOverride: true,
+      })),
+    };
+  const parsed = parseComponent(merge(base, overrides));
+  if ('data' in parsed) {
+    const { hosts: _none, ...component } = parsed.data;
+    return { component: component as Component, problems: [] };
+  }
+  return {
+    problems: parsed.problems.map((p) => {
+      const inOverride = p.at.length > 0 && valueAt(overrides, p.at.slice(0, 1)) !== undefined;
+      return {
+        at: [...(inOverride ? hostAt : where.at), ...p.at],
+        message: `${p.message} (on host ${where.host})`,
+        hint: p.hint,
+        inOverride,
+      };
+    }),
+  };
 }

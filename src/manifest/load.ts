@@ -9,7 +9,7 @@ import { componentFolders, componentSchema, KIND_NAMES, resolveComponentPaths } 
 import { closestMatch, didYouMean, nameField, PROTOTYPE_KEY_REFUSAL, valueAt } from './fields';
 import { isRepositoryUrl, manifestSchema, type Component, type Manifest } from './schema';
 import type { RepositorySpec } from './repository';
-import { expandHosts } from './hosts';
+import { expandHosts, hostOverrideProblems } from './hosts';
 import { splitHost } from '../domain/hosts';
 
 export const DEFAULT_MANIFEST = 'rewind.yaml';
@@ -112,10 +112,11 @@ export function parseManifest(text: string, file: string, options: LoadOptions =
     ),
     ...names.problems,
     ...folderProblems(input, base),
+    ...(parsed.success ? [] : hostOverrideProblems(input, parseComponent)),
   ];
   if (problems.length > 0 || !parsed.success) throw new ManifestError(file, placeAll(doc, lineCounter, problems));
 
-  const hosts = expandHosts(parsed.data, input, (raw) => componentSchema.safeParse(raw, { error: describeIssue }));
+  const hosts = expandHosts(parsed.data, input, parseComponent);
   if (hosts.problems.length > 0) throw new ManifestError(file, placeAll(doc, lineCounter, hosts.problems));
   const manifest = resolvePaths(hosts.manifest, base);
   const checkPaths = options.checkPaths ?? false;
@@ -517,9 +518,16 @@ function describeValue(value: unknown): string {
   return `${typeof value} ${JSON.stringify(value)}`;
 }
 
-function fromZod(issue: z.core.$ZodIssue, input: unknown): Problem[] {
+/** One host's component, with its problems at keys relative to it (src/manifest/hosts.ts). */
+function parseComponent(raw: unknown): { data: Component } | { problems: Problem[] } {
+  const parsed = componentSchema.safeParse(raw, { error: describeIssue });
+  if (parsed.success) return { data: parsed.data };
+  return { problems: parsed.error.issues.flatMap((issue) => fromZod(issue, raw, componentSchema)) };
+}
+
+function fromZod(issue: z.core.$ZodIssue, input: unknown, schema: z.core.$ZodType = manifestSchema): Problem[] {
   if (issue.code === 'unrecognized_keys') {
-    const allowed = objectKeysAt(manifestSchema, input, issue.path) ?? [];
+    const allowed = objectKeysAt(schema, input, issue.path) ?? [];
     return issue.keys.map((key) => {
       const suggests = closestMatch(key, allowed);
       return {
