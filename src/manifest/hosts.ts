@@ -133,7 +133,7 @@ function hostComponent(
   const parsed = parseComponent(merge(base, overrides));
   if ('data' in parsed) {
     const { hosts: _none, ...component } = parsed.data;
-    return { component: component as Component, problems: [] };
+    return { component, problems: [] };
   }
   return {
     problems: parsed.problems.map((p) => {
