@@ -133,12 +133,24 @@ describe('approvals in Slack', () => {
       ['rollback.approve', 'alice', 'refused'],
     ]);
 
-    // Bob approves: the run completes, and the message says who approved and how it ended.
-    const approved = await post(interaction('UBOB0001', 'rewind_approve', id));
-    expect(approved.status).toBe(200);
+    // Bob approves, clicking eight times at once: one approval counts, the other clicks hear it
+    // already did; the run completes, and the message says who approved and how it ended.
+    const burst = await Promise.all(
+      Array.from({ length: 8 }, () => post(interaction('UBOB0001', 'rewind_approve', id))),
+    );
+    expect(burst.map((r) => r.status)).toEqual(Array(8).fill(200));
     const final = await env.finalStatus(id);
     expect(final.status.state).toBe('completed');
     expect(final.status.approvals.map((a) => a.user)).toEqual(['bob']);
+    await eventually(() => replies().length >= 3 + 7 || undefined, 'seven more private replies');
+    expect(replies().slice(3)).toEqual(Array(7).fill(':no_entry: Not approved: bob has already approved'));
+    const bobs = (await listAudit(await env.projectStore(), { runId: id }))
+      .filter((r) => r.door === 'slack' && r.actor === 'bob')
+      .map((r) => [r.outcome, r.reason ?? null]);
+    expect(bobs.filter(([outcome]) => outcome === 'accepted')).toHaveLength(1);
+    expect(bobs.filter(([outcome]) => outcome === 'refused')).toEqual(
+      Array(7).fill(['refused', 'bob has already approved']),
+    );
     const updates = slack.calls.filter((c) => c.method === 'chat.update');
     expect(updates.length).toBeGreaterThan(0);
     const last = updates.at(-1)!;

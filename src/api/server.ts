@@ -17,6 +17,7 @@ import { driftScanRequestSchema } from '../domain/drift-scan';
 import { requestIdSchema, rollbackRequestSchema } from '../domain/rollback';
 import { findScan, scanFindings } from '../drift/report';
 import type { CrossSection } from '../domain/cross-section';
+import type { DecisionOutcome } from '../domain/messages';
 import type { Manifest } from '../manifest/schema';
 import type { ProjectStore } from '../store/project-store';
 import { principalBySlackUser, refusal, webUiLink, type Action } from './access';
@@ -493,6 +494,11 @@ function registerSlackInteractions(
   // A burst of clicks on one run reads it once (a status query each would load the worker): its
   // environment never changes, nor its plan once it awaits approval.
   const views = new Recent<{ status: { environment: string; plan?: unknown } }>(2_000);
+  // Clicks of one principal on the same button of one run, while the first is decided or within
+  // seconds after it counted, share that decision: a burst of them (double clicks, an impatient
+  // approver) costs the run one Update, and each later click hears it already counted. A refusal
+  // is not kept: a click a moment later may be decided otherwise (the plan became ready).
+  const counted = new Recent<DecisionOutcome>(5_000);
   app.addHook('onClose', async () => {
     await Promise.allSettled([...inFlight]);
   });
@@ -592,21 +598,30 @@ function registerSlackInteractions(
         const environment = view.status.environment;
         const denied = refusal(manifest.api, who, action, environment);
         if (denied) return refuse(who, denied, environment);
-        let outcome;
+        let first = false;
         try {
-          outcome = await client.decide(workflowId, action, {
-            user: who,
-            // The click's own id: Slack delivering it twice, or a retry, counts once.
-            requestId: `slack-${slackUser}-${(click.action_ts ?? randomUUID()).replace(/[^0-9A-Za-z._:-]/g, '')}`.slice(
-              0,
-              80,
-            ),
+          await counted.get(`${workflowId}\0${who}\0${action}`, async () => {
+            first = true;
+            const decided = await client.decide(workflowId, action, {
+              user: who,
+              // The click's own id: Slack delivering it twice, or a retry, counts once.
+              requestId:
+                `slack-${slackUser}-${(click.action_ts ?? randomUUID()).replace(/[^0-9A-Za-z._:-]/g, '')}`.slice(0, 80),
+            });
+            if (!decided.accepted) throw new NotCounted(decided);
+            return decided;
           });
         } catch (err) {
+          if (err instanceof NotCounted) return refuse(who, err.outcome.reason ?? 'refused', environment);
           // The clicker hears that it did not count, and why.
           return refuse(who, `could not ${action}: ${(err as Error).message}`.slice(0, 500), environment);
         }
-        if (!outcome.accepted) return refuse(who, outcome.reason ?? 'refused', environment);
+        if (!first)
+          return refuse(
+            who,
+            action === 'approve' ? `${who} has already approved` : `${who} has already rejected this rollback`,
+            environment,
+          );
         await helpers.audit({
           ...entry,
           actor: who,
@@ -623,6 +638,13 @@ function registerSlackInteractions(
     void work.finally(() => inFlight.delete(work));
     return reply.code(200).send();
   });
+}
+
+/** A decision the run refused, as what the clicks that shared it hear. */
+class NotCounted extends Error {
+  constructor(readonly outcome: DecisionOutcome) {
+    super(outcome.reason ?? 'refused');
+  }
 }
 
 /** Runs tasks a few at a time, each after the current event-loop turn. */
