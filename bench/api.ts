@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
-import { slackSignature } from '../src/api/slack-signature';
+import { signedSlackHeaders } from '../src/api/slack-signature';
 import { loadManifest } from '../src/manifest/load';
 import { openSnapshotStore } from '../src/snapshots/open';
 import { writeDemo } from '../src/workers/demo';
@@ -169,14 +169,9 @@ async function main(): Promise<void> {
             ],
           }),
         }).toString();
-        const timestamp = String(Math.floor(Date.now() / 1000));
         return timed(`${base}/v1/slack/interactions`, {
           method: 'POST',
-          headers: {
-            'content-type': 'application/x-www-form-urlencoded',
-            'x-slack-request-timestamp': timestamp,
-            'x-slack-signature': slackSignature(SECRET, timestamp, body),
-          },
+          headers: signedSlackHeaders(SECRET, body),
           body,
         });
       }),

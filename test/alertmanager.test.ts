@@ -12,7 +12,7 @@ import {
   triggersSectionSchema,
 } from '../src/api/triggers';
 import { autoApprovalOf } from '../src/domain/rollback-rules';
-import { slackSignature } from '../src/api/slack-signature';
+import { signedSlackHeaders } from '../src/api/slack-signature';
 import type { CrossSection } from '../src/domain/cross-section';
 import { listAudit } from '../src/audit/audit-log';
 import { startTestApi, type TestApi } from './support/api-server';
@@ -257,14 +257,9 @@ describe('alert triggers', () => {
           response_url: slack.responseUrl,
         }),
       }).toString();
-      const timestamp = String(Math.floor(Date.now() / 1000));
       const click = await fetch(`${base}/v1/slack/interactions`, {
         method: 'POST',
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          'x-slack-request-timestamp': timestamp,
-          'x-slack-signature': slackSignature(SECRET, timestamp, body),
-        },
+        headers: signedSlackHeaders(SECRET, body),
         body,
       });
       expect(click.status).toBe(200);

@@ -4,7 +4,7 @@
 // unauthorised and self-approving clicks are each refused, audited, and change nothing.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { slackSignature } from '../src/api/slack-signature';
+import { signedSlackHeaders } from '../src/api/slack-signature';
 import { listAudit } from '../src/audit/audit-log';
 import { startTestApi, type TestApi } from './support/api-server';
 import { createTestEnv, eventually, type TestEnv } from './support/harness';
@@ -55,14 +55,9 @@ function interaction(user: string, action: 'rewind_approve' | 'rewind_reject', w
 }
 
 async function post(body: string, options: { secret?: string; ageSeconds?: number } = {}) {
-  const timestamp = String(Math.floor(Date.now() / 1000) - (options.ageSeconds ?? 0));
   const response = await fetch(`${base}/v1/slack/interactions`, {
     method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      'x-slack-request-timestamp': timestamp,
-      'x-slack-signature': slackSignature(options.secret ?? SECRET, timestamp, body),
-    },
+    headers: signedSlackHeaders(options.secret ?? SECRET, body, options.ageSeconds),
     body,
   });
   return { status: response.status, text: await response.text() };

@@ -10,6 +10,16 @@ export function slackSignature(secret: string, timestamp: string, body: string):
   return `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
 }
 
+/** The headers Slack sends with a signed interaction (the body form-encoded), as of `ageSeconds` ago. */
+export function signedSlackHeaders(secret: string, body: string, ageSeconds = 0): Record<string, string> {
+  const timestamp = String(Math.floor(Date.now() / 1000) - ageSeconds);
+  return {
+    'content-type': 'application/x-www-form-urlencoded',
+    'x-slack-request-timestamp': timestamp,
+    'x-slack-signature': slackSignature(secret, timestamp, body),
+  };
+}
+
 /** Signatures already accepted, kept as long as their timestamp is inside the window. */
 export class SeenSignatures {
   private readonly seen = new Map<string, number>();
