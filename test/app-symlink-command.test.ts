@@ -232,11 +232,12 @@ describe('command strategy with a fingerprint command', () => {
             kind: 'app',
             strategy: 'command',
             commands: {
-              status: `cat ${state}/version`,
+              status: `echo >> ${state}/status-runs; cat ${state}/version`,
               // What really runs: the image, which a version label alone does not tell.
-              fingerprint: `cat ${state}/image`,
-              // Deploys the version's image, or for v1 a wrong one while ${state}/broken exists.
-              switch: `echo {{version}} > ${state}/version; if [ -e ${state}/broken ] && [ {{version}} = v1 ]; then echo wrong > ${state}/image; else echo image-{{version}} > ${state}/image; fi; echo switch {{version}} >> ${state}/log`,
+              fingerprint: `echo >> ${state}/fingerprint-runs; cat ${state}/image`,
+              // Deploys the version's image, or for v1 a wrong one while ${state}/broken exists;
+              // while ${state}/slow exists, the version shows a second later.
+              switch: `if [ -e ${state}/broken ] && [ {{version}} = v1 ]; then echo wrong > ${state}/image; else echo image-{{version}} > ${state}/image; fi; if [ -e ${state}/slow ]; then (sleep 1.2; echo {{version}} > ${state}/version) > /dev/null 2>&1 & else echo {{version}} > ${state}/version; fi; echo switch {{version}} >> ${state}/log`,
             },
             timeout: '10s',
           },
@@ -290,5 +291,22 @@ describe('command strategy with a fingerprint command', () => {
     // Compensation put v2 back, with its own image.
     expect(read('version')).toBe('v2\n');
     expect(read('image')).toBe('image-v2\n');
+  });
+
+  it('waits for the version with the status command alone, not the fingerprint command each time', async () => {
+    deploy('v2', 'image-v2');
+    writeFileSync(path.join(state, 'slow'), '');
+    writeFileSync(path.join(state, 'status-runs'), '');
+    writeFileSync(path.join(state, 'fingerprint-runs'), '');
+    try {
+      const status = await rollBack('v1');
+      expect(status.state).toBe('completed');
+    } finally {
+      rmSync(path.join(state, 'slow'));
+    }
+    const runs = (name: string) => read(name).length;
+    // About five polls while the version lags; each full read (plan, verify) runs both commands.
+    expect(runs('status-runs') - runs('fingerprint-runs')).toBeGreaterThanOrEqual(4);
+    expect(runs('fingerprint-runs')).toBeGreaterThan(0);
   });
 });

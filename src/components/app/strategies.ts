@@ -417,13 +417,21 @@ function commandStrategy(c: AppComponent, deps: StrategyDeps): AppStrategyDriver
     environment: deps.environment,
   });
 
-  async function state(signal?: AbortSignal): Promise<LiveState> {
+  /** The running version, from the status command alone. */
+  async function runningVersion(signal?: AbortSignal): Promise<LiveState> {
     const result = await runShell(cmd.status, { values: values(undefined), timeoutMs, signal });
     if (result.code !== 0) return { problem: `status command ${describeExit(result, timeoutMs)}${outputTail(result)}` };
     const version = versionFromText(result.stdout, cmd.field);
     if (!version) return { problem: `status command printed no version${cmd.field ? ` in field ${cmd.field}` : ''}` };
-    if (cmd.fingerprint === undefined) return { version };
-    const printed = await runShell(cmd.fingerprint, { values: values(undefined), timeoutMs, signal });
+    return { version };
+  }
+
+  /** The running version and, with a fingerprint command, what identifies the system beyond it. */
+  async function state(): Promise<LiveState> {
+    const running = await runningVersion();
+    const { version } = running;
+    if (version === undefined || cmd.fingerprint === undefined) return running;
+    const printed = await runShell(cmd.fingerprint, { values: values(undefined), timeoutMs });
     if (printed.code !== 0)
       return { version, problem: `fingerprint command ${describeExit(printed, timeoutMs)}${outputTail(printed)}` };
     // Only its hash is kept: the output may name things (registries, secrets) that need not travel.
@@ -435,7 +443,8 @@ function commandStrategy(c: AppComponent, deps: StrategyDeps): AppStrategyDriver
     const deadline = Date.now() + timeoutMs;
     let now: LiveState = {};
     while (Date.now() < deadline && !ctx.signal?.aborted) {
-      now = await state(ctx.signal);
+      // The version alone: the fingerprint command is for plans and verify, not for each poll.
+      now = await runningVersion(ctx.signal);
       if (now.version === version) break;
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -449,7 +458,7 @@ function commandStrategy(c: AppComponent, deps: StrategyDeps): AppStrategyDriver
   }
 
   return {
-    state: () => state(),
+    state,
     async switchTo(version, from, ctx) {
       const started = Date.now();
       const useRollback = ctx.purpose === 'rollback' && cmd.rollback !== undefined;
