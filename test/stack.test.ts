@@ -217,6 +217,10 @@ describe('rewind start (npm start)', () => {
     const commandOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
     const server = processesIn(dir).find((pid) => /temporal server start-dev/.test(commandOf(pid)));
     expect(server).toBeDefined();
+    // Its output goes straight to its log, not through rewind start: a write after rewind start
+    // is gone cannot end it (SIGPIPE), so what it left is there for the next start to stop.
+    for (const fd of [1, 2])
+      expect(readlinkSync(`/proc/${server}/fd/${fd}`)).toBe(path.join(dir, '.data', 'logs', 'temporal.log'));
     killed.stack.kill('SIGKILL');
     try {
       // Each child sees its IPC channel close and stops as on SIGTERM; the Temporal dev server (a

@@ -1,7 +1,7 @@
 // Runs `temporal server start-dev`: the Temporal server with SQLite persistence and the Web UI,
 // used by `rewind start` and by the test suite.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
@@ -17,6 +17,11 @@ export interface DevServerOptions {
   /** SQLite file that keeps workflows across restarts; in memory when unset. */
   dbFile?: string;
   namespaces?: string[];
+  /**
+   * Where the server writes its output, straight to the file: a server started by `rewind start`
+   * must not depend on that process to read its output (through a pipe, a write after the parent
+   * was killed ends the server with SIGPIPE). Without it, the output is kept in memory.
+   */
   logFile?: string;
   startTimeoutMs?: number;
 }
@@ -83,25 +88,34 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   if (options.dbFile) args.push('--db-filename', options.dbFile);
   for (const ns of options.namespaces ?? []) args.push('--namespace', ns);
 
-  const child = spawn(options.binary ?? resolveTool('temporal'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    if (output.length < 32 * 1024) output += chunk.toString('utf8');
-  };
+  let kept = '';
+  let child: ChildProcess;
+  let output: () => string;
   if (options.logFile) {
-    const log = createWriteStream(options.logFile, { flags: 'a' });
-    child.stdout.pipe(log);
-    child.stderr.pipe(log);
+    const logFile = options.logFile;
+    const fd = openSync(logFile, 'a');
+    try {
+      child = spawn(options.binary ?? resolveTool('temporal'), args, { stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    output = () => readFileSync(logFile, 'utf8');
+  } else {
+    child = spawn(options.binary ?? resolveTool('temporal'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (chunk: Buffer) => {
+      if (kept.length < 32 * 1024) kept += chunk.toString('utf8');
+    };
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    output = () => kept;
   }
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
   let exited = false;
   child.once('exit', () => (exited = true));
 
   const address = `${ip}:${port}`;
   const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
   for (;;) {
-    if (exited) throw new Error(`temporal server start-dev exited at once:\n${output.slice(-2000)}`);
+    if (exited) throw new Error(`temporal server start-dev exited at once:\n${output().slice(-2000)}`);
     try {
       const connection = await Connection.connect({ address, connectTimeout: '1s' });
       await connection.workflowService.getSystemInfo({});
@@ -111,7 +125,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
       if (Date.now() > deadline) {
         child.kill('SIGKILL');
         throw new Error(
-          `temporal server start-dev did not answer on ${address} within the deadline: ${String(err)}\n${output.slice(-2000)}`,
+          `temporal server start-dev did not answer on ${address} within the deadline: ${String(err)}\n${output().slice(-2000)}`,
         );
       }
       await sleep(250);
