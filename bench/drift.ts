@@ -233,6 +233,17 @@ async function main(): Promise<void> {
       schemas.push(await timeAsync(() => scan(['db'])));
     }
     const rss = agents.map((c) => peakRss(c.pid));
+    // pg_dump 15 sends a LOCK TABLE per table, about 1,060 statements for 1,000 tables, one round
+    // trip each; the scan sends a few dozen. How long a round trip takes here says how much of
+    // pg_dump's time that is, and so how the ratio would move on another machine.
+    const roundTrip =
+      ONLY === 'trees'
+        ? undefined
+        : await withDb(dbs.from, async (c) => {
+            const trips: number[] = [];
+            for (let i = 0; i < 200; i++) trips.push(await timeAsync(() => c.query('SELECT 1')));
+            return median(trips);
+          });
 
     const measured: [string, number | undefined, string, number | undefined, number][] = [
       ['first scan (every file hashed)', median(firsts), 'rsync -rcn --delete', median(rsyncs), 2],
@@ -251,6 +262,9 @@ async function main(): Promise<void> {
           `| ${what} | ${seconds(ours)} | ${tool} | ${seconds(theirs)} | ${(ours / theirs).toFixed(2)}× | < ${goal}× |`,
       ),
       '',
+      ...(roundTrip === undefined
+        ? []
+        : [`PostgreSQL round trip (SELECT 1 over loopback TCP, median of 200): ${roundTrip.toFixed(2)} ms`]),
       `agent peak RSS: production ${(rss[0]! / 2 ** 20).toFixed(0)} MB, regression ${(rss[1]! / 2 ** 20).toFixed(0)} MB (goal < 300 MB)`,
       `peak RSS so far (production / regression), ${rssAfter.join('; ')}`,
     ];
