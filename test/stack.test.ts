@@ -199,6 +199,32 @@ describe('rewind start (npm start)', () => {
     expect(existsSync(path.join(workdir, '.data/store/pgdata'))).toBe(true);
   });
 
+  it('a second rewind start in the same folder is refused and leaves the running stack whole', async () => {
+    const commandOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    const server = processesIn(workdir).find((pid) => /temporal server start-dev/.test(commandOf(pid)));
+    expect(server).toBeDefined();
+    const before = processesIn(workdir).sort();
+    const env = { ...process.env, REWIND_MANIFEST: '', TEMPORAL_ADDRESS: '', DATABASE_URL: '' };
+    const ports = [String(await freePort()), String(await freePort())];
+    const second = await runCli(['start', '--port', ports[0]!, '--ui-port', ports[1]!], {
+      cwd: workdir,
+      env,
+      timeoutMs: 60_000,
+    });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`rewind is already running in this folder (rewind start, pid ${stack.pid}`);
+    expect(second.stderr).not.toContain('stopped the Temporal dev server');
+    // The first stack's dev server, workers and agents are the same processes, and answer.
+    expect(processesIn(workdir).sort()).toEqual(before);
+    const connection = await Connection.connect({ address: info.temporalAddress });
+    try {
+      const client = new Client({ connection });
+      await expect(client.workflowService.getSystemInfo({})).resolves.toBeDefined();
+    } finally {
+      await connection.close();
+    }
+  });
+
   it('stops everything on Ctrl-C', async () => {
     expect(processesIn(workdir).length).toBeGreaterThanOrEqual(5); // worker, 2 agents, api, dev server
     stack.kill('SIGINT');

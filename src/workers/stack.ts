@@ -345,6 +345,14 @@ async function stopLeftoverDevServer(pidFile: string, dbFile: string): Promise<n
   }
   if (!Number.isInteger(pid) || pid <= 1 || !command.includes('start-dev') || !command.includes(dbFile))
     return undefined;
+  // The `rewind start` that launched it stays its parent for as long as it lives (a killed one's
+  // server is handed to init): a server whose parent is a running start belongs to a stack that
+  // is up, and stopping it would take that stack's Temporal away from under it.
+  const owner = parentOf(pid);
+  if (owner !== undefined && owner !== process.pid && isRewindStart(owner))
+    throw new Error(
+      `rewind is already running in this folder (rewind start, pid ${owner}, with its Temporal dev server, pid ${pid}); stop it (Ctrl-C) before starting it again, or use another folder (another dataDir)`,
+    );
   const alive = () => existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) Z/.test(readStat(pid));
   process.kill(pid, 'SIGTERM');
   for (let i = 0; i < 100 && alive(); i++) await sleep(100);
@@ -352,6 +360,24 @@ async function stopLeftoverDevServer(pidFile: string, dbFile: string): Promise<n
   for (let i = 0; i < 50 && alive(); i++) await sleep(100);
   rmSync(pidFile, { force: true });
   return pid;
+}
+
+function parentOf(pid: number): number | undefined {
+  // The command may hold spaces and parentheses: the fields after its closing one are fixed.
+  const ppid = Number(readStat(pid).split(') ').at(-1)?.split(' ')[1]);
+  return Number.isInteger(ppid) && ppid > 1 ? ppid : undefined;
+}
+
+/** `node …/cli.js start …`, `node …/cli.ts start …` (tsx) or an installed `rewind start …`. */
+function isRewindStart(pid: number): boolean {
+  let args: string[];
+  try {
+    args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return false;
+  }
+  const cli = args.findIndex((a) => /(^|\/)(cli\.[jt]s|rewind)$/.test(a));
+  return cli >= 0 && args.slice(cli + 1).includes('start');
 }
 
 function readStat(pid: number): string {
