@@ -11,7 +11,7 @@ import { driftScanWorkflowId } from '../src/domain/drift-scan';
 import { applySchedules, driftScheduleId, listSchedules, setSchedulePaused } from '../src/client/schedules';
 import { RewindClient } from '../src/client/client';
 import { createTestEnv, runCli, type TestEnv } from './support/harness';
-import { createDatabase, dropDatabase, sql } from './support/postgres';
+import { createDatabase, dropDatabase, PG_ADMIN_URL, sql } from './support/postgres';
 import { startSlackApi, type SlackApi } from './support/slack-api';
 
 const SECRET_FROM = 'PLANTED-prod-secret-7f3a';
@@ -572,6 +572,75 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
     rmSync(evil);
     rmSync(path.join(env.componentPath('production', 'config'), 'partial-alert.yaml'));
     rmSync(path.join(env.componentPath('regression', 'config'), 'partial-alert.yaml'));
+  });
+
+  test('a database that cannot be read is an unreadable finding: the other findings stand, its earlier ones are not resolved, the CLI exits 1', async () => {
+    await sql(regrDb, 'ALTER TABLE customers ADD COLUMN unread_probe int');
+    const column = 'column public.customers.unread_probe';
+    const seen = await scan({ components: ['config', 'db'] });
+    expect((await findingsOf(seen.summary.scanId)).filter((f) => f.subject === column).map(live)).toEqual([true]);
+
+    // Regression's database goes away (renamed); a config key differs too.
+    writeConfig('production', 'unread.yaml', 'k: 1\n');
+    writeConfig('regression', 'unread.yaml', 'k: 2\n');
+    const name = decodeURIComponent(new URL(regrDb).pathname.slice(1));
+    await sql(PG_ADMIN_URL, `ALTER DATABASE "${name}" RENAME TO "${name}_away"`);
+    try {
+      const down = await scan({ components: ['config', 'db'] });
+      expect(down.summary).toMatchObject({ status: 'completed', unreadable: ['db'] });
+      const findings = await findingsOf(down.summary.scanId);
+      const db = findings.filter((f) => f.component === 'db' && ['db', column].includes(f.subject));
+      // One finding for the database, with the reason; its column finding neither found nor resolved.
+      expect(db.map((f) => `${f.subject} ${f.aspect} ${f.severity} ${f.state}`)).toEqual(['db unreadable warning new']);
+      expect(db[0]!.detail).toMatch(/^not compared: .*does not exist/);
+      expect(findings.find((f) => f.subject === 'unread.yaml:k')).toMatchObject({ aspect: 'key', state: 'new' });
+      expect(down.summary.counts.warning).toBeGreaterThanOrEqual(2);
+      // The pair still drifts in the database as far as anyone knows: no "resolved" message.
+      expect(down.summary.alert.sent).not.toBe('resolved');
+      const [alerted] = await (
+        await env.projectStore()
+      ).query<{ findings: Record<string, string> | string }>('SELECT findings FROM drift_alerts WHERE scan_id = $1', [
+        down.summary.scanId,
+      ]);
+      // The config key is new: an alert went out, and the state it names holds the column.
+      expect(down.summary.alert.sent).toBe('alert');
+      const state = alerted!.findings;
+      const keys = Object.keys(typeof state === 'string' ? (JSON.parse(state) as Record<string, string>) : state);
+      const [columnKey] = await (
+        await env.projectStore()
+      ).query<{ key: string }>('SELECT key FROM drift_findings WHERE scan_id = $1 AND subject = $2', [
+        seen.summary.scanId,
+        column,
+      ]);
+      expect(keys).toContain(columnKey!.key);
+
+      // The CLI says what it could not compare, and exits 1.
+      const run = await runCli(['--json', 'drift', 'scan', '--components', 'config,db', '--wait'], {
+        env: { REWIND_MANIFEST: env.manifestFile, DATABASE_URL: await env.projectStoreUrl() },
+        timeoutMs: 120_000,
+      });
+      expect(run.code).toBe(1);
+      expect(JSON.parse(run.stdout)).toMatchObject({ status: 'completed', unreadable: ['db'] });
+      const text = await runCli(['drift', 'scan', '--components', 'db,config', '--wait'], {
+        env: { REWIND_MANIFEST: env.manifestFile, DATABASE_URL: await env.projectStoreUrl() },
+        timeoutMs: 120_000,
+      });
+      expect(text.code).toBe(1);
+      expect(text.stdout).toContain('not compared: db (could not be read');
+    } finally {
+      await sql(PG_ADMIN_URL, `ALTER DATABASE "${name}_away" RENAME TO "${name}"`);
+    }
+    // Back: compared with the last scan that read the database, the column (dropped meanwhile)
+    // is resolved; the scans that could not read it said nothing of it.
+    await sql(regrDb, 'ALTER TABLE customers DROP COLUMN unread_probe');
+    rmSync(path.join(env.componentPath('production', 'config'), 'unread.yaml'));
+    rmSync(path.join(env.componentPath('regression', 'config'), 'unread.yaml'));
+    const back = await scan({ components: ['config', 'db'] });
+    expect(back.summary.unreadable).toBeUndefined();
+    const after = await findingsOf(back.summary.scanId);
+    const probed = (f: { component: string; subject: string }) =>
+      f.component === 'db' && ['db', column].includes(f.subject);
+    expect(after.filter(probed).map((f) => `${f.subject} ${f.state}`)).toEqual([`${column} resolved`]);
   });
 
   test('a scan asked with another manifest than the workers run is refused, naming both', async () => {

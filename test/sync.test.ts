@@ -4,6 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createTestEnv, readTree, runCli, type TestEnv } from './support/harness';
+import { createDatabase, dropDatabase } from './support/postgres';
 
 let env: TestEnv;
 
@@ -131,6 +132,32 @@ describe('sync regression from production', () => {
     const status = await runCli(['sync', 'status', started.workflowId], { env: { REWIND_MANIFEST: env.manifestFile } });
     expect(status.stdout).toContain('compensated');
     expect(status.code).toBe(2);
+  });
+
+  test('a component its scan could not read is not synced: the sync fails before planning, naming it', async () => {
+    // Regression's database was dropped: its side cannot be read, the config can.
+    const [prodDb, goneDb] = [await createDatabase('rewind_sync'), await createDatabase('rewind_sync_gone')];
+    await dropDatabase(goneDb);
+    const partial = await createTestEnv({
+      environments: {
+        production: { config: { format: 'config' }, db: { kind: 'postgres', url: prodDb } },
+        regression: { config: { format: 'config' }, db: { kind: 'postgres', url: goneDb } },
+      },
+    });
+    try {
+      writeFileSync(path.join(partial.componentPath('production', 'config'), 'app.yaml'), 'k: 1\n');
+      writeFileSync(path.join(partial.componentPath('regression', 'config'), 'app.yaml'), 'k: 2\n');
+      const before = readTree(partial.componentPath('regression', 'config'));
+      const started = await partial.client.startSync({ components: ['config', 'db'], requestedBy: 'alice' });
+      const result = await partial.client.syncResult(started.workflowId);
+      expect(result).toMatchObject({ state: 'failed', phase: 'complete' });
+      expect(result.cause).toMatch(/^the scan before the sync could not compare db \(rewind drift report \S+\)$/);
+      expect(result.plan).toBeUndefined();
+      expect(readTree(partial.componentPath('regression', 'config'))).toEqual(before);
+    } finally {
+      await partial.teardown();
+      await dropDatabase(prodDb);
+    }
   });
 
   test('bad input starts nothing: no components, a component only one side has, an unknown environment, production as the target', async () => {

@@ -20,6 +20,7 @@ import {
   type DriftScanRequest,
   type DriftScanSummary,
   type SeverityCounts,
+  type UnreadableComponent,
 } from '../domain/drift-scan';
 import { ErrorType } from '../domain/errors';
 import { manifestMismatch } from '../domain/rollback-rules';
@@ -222,9 +223,26 @@ export function createDriftActivities(deps: DriftDeps) {
     }
   }
 
-  async function finishDriftScan(req: { scanId: string; error?: string }): Promise<DriftScanSummary> {
+  async function finishDriftScan(req: {
+    scanId: string;
+    error?: string;
+    unreadable?: UnreadableComponent[];
+  }): Promise<DriftScanSummary> {
     const store = await deps.projectStore();
-    const summary = await store.transaction((tx) => closeScan(tx, req.scanId, req.error));
+    const unreadable = req.error === undefined ? (req.unreadable ?? []) : [];
+    const summary = await store.transaction(async (tx) => {
+      if (unreadable.length > 0) {
+        const [scan] = await tx.query<{ from_env: string; to_env: string }>(
+          'SELECT from_env, to_env FROM drift_scans WHERE id = $1',
+          [req.scanId],
+        );
+        const pair = { from: scan?.from_env ?? '', to: scan?.to_env ?? '' };
+        for (const u of unreadable) await insertFindings(tx, req.scanId, pair, u.component, [unreadableDifference(u)]);
+      }
+      return closeScan(tx, req.scanId, req.error);
+    });
+    if (summary.status === 'completed' && unreadable.length > 0)
+      summary.unreadable = unreadable.map((u) => u.component);
     if (summary.status === 'completed') summary.alert = await alertIfNeeded(store, summary);
     deps.logger.info({ ...summary }, 'drift scan finished');
     return summary;
@@ -328,19 +346,41 @@ export type DriftActivities = ReturnType<typeof createDriftActivities>;
 
 const emptyCounts = (): SeverityCounts => ({ critical: 0, warning: 0, info: 0 });
 
+/** How long an error may be in a finding's detail. */
+const UNREADABLE_DETAIL_CHARS = 300;
+
+/** The finding that stands for a component a scan could not compare. */
+function unreadableDifference(u: UnreadableComponent): DriftDifference {
+  const detail = `not compared: ${u.error}`;
+  return {
+    subject: u.component,
+    change: 'changed',
+    aspect: 'unreadable',
+    detail: detail.length > UNREADABLE_DETAIL_CHARS ? `${detail.slice(0, UNREADABLE_DETAIL_CHARS - 1)}…` : detail,
+    severity: 'warning',
+    // Nothing of it was seen: its earlier findings are neither found again nor called resolved.
+    unseen: { prefix: '' },
+  };
+}
+
 /** Findings of a component read back for its next scan's first question, at most. */
 const PREVIOUS_PER_COMPONENT = 500;
 
 /**
  * `CROSS JOIN LATERAL … latest`: the pair's latest completed scan that compared the component
  * (`latest.id`), other than `except`. A scan of other components in between says nothing about
- * it. Arguments are SQL expressions (placeholders or columns), never values.
+ * it, nor does one that could not read it (its `unreadable` finding, which hides all of it): the
+ * findings from before such a scan stand until the component is read again. Arguments are SQL
+ * expressions (placeholders or columns), never values.
  */
 function latestScanOf(of: { from: string; to: string; component: string; except?: string }): string {
   return `CROSS JOIN LATERAL (
       SELECT s.id FROM drift_scans s
        WHERE s.from_env = ${of.from} AND s.to_env = ${of.to} AND s.status = 'completed'
          ${of.except ? `AND s.id <> ${of.except}` : ''} AND s.components @> jsonb_build_array(${of.component})
+         AND NOT EXISTS (SELECT 1 FROM drift_findings u
+                          WHERE u.scan_id = s.id AND u.component = ${of.component} AND u.aspect = 'unreadable'
+                            AND u.unseen_prefix = '')
        ORDER BY s.finished_at DESC LIMIT 1) latest`;
 }
 
@@ -461,9 +501,12 @@ async function decideAlert(
   thresholds: Record<(typeof SEVERITIES)[number], number>,
   pairComponents: readonly string[],
 ): Promise<{ sent: 'alert' | 'resolved' | 'none'; reason: string; findings: Record<string, string> }> {
-  // The pair's state: this scan's findings, and for each component it did not compare (a scan
-  // of chosen components) the findings of the latest completed scan that did. A scan of config
-  // alone must not call the pair back under its thresholds while a pickle stays critical.
+  // The pair's state: this scan's findings, and the findings of each component's previous scan
+  // that this one did not see: all of a component it did not compare (a scan of chosen
+  // components) or could not read, and what an unreadable file or folder hid. A scan of config
+  // alone must not call the pair back under its thresholds while a pickle stays critical, nor
+  // one whose database was down while its schema still drifts. (A finding seen again or
+  // resolved has a row of its key in this scan.)
   const current = await store.query<{ key: string; severity: string }>(
     `SELECT key, severity FROM drift_findings WHERE scan_id = $1 AND NOT allowed AND state <> 'resolved'
      UNION ALL
@@ -472,8 +515,8 @@ async function decideAlert(
        CROSS JOIN unnest($2::text[]) AS c(name)
        ${latestScanOf({ from: 'cur.from_env', to: 'cur.to_env', component: 'c.name', except: 'cur.id' })}
        JOIN drift_findings f ON f.scan_id = latest.id AND f.component = c.name
-      WHERE cur.id = $1 AND NOT cur.components @> jsonb_build_array(c.name)
-        AND NOT f.allowed AND f.state <> 'resolved'`,
+      WHERE cur.id = $1 AND NOT f.allowed AND f.state <> 'resolved'
+        AND NOT EXISTS (SELECT 1 FROM drift_findings s WHERE s.scan_id = cur.id AND s.key = f.key)`,
     [summary.scanId, pairComponents],
   );
   const findings = Object.fromEntries(current.map((r) => [r.key, r.severity]));

@@ -75,8 +75,16 @@ export interface DriftScanContinuation {
   /** Per component still comparing: questions not asked yet, and how many were asked. */
   pending: Record<string, { queue: DriftQuestion[]; asked: number }>;
   failures: string[];
+  /** Components whose comparison failed so far (absent in runs recorded before it). */
+  unreadable?: UnreadableComponent[];
   /** Runs so far, this one included. */
   runs: number;
+}
+
+/** A component a scan could not compare: an agent could not read a side, or the comparison failed. */
+export interface UnreadableComponent {
+  component: string;
+  error: string;
 }
 
 export type SeverityCounts = Record<Severity, number>;
@@ -94,6 +102,11 @@ export interface DriftScanSummary {
   /** Whether an alert (or a resolved message) was sent for this scan, and why not otherwise. */
   alert: { sent: 'alert' | 'resolved' | 'none'; reason: string };
   error?: string;
+  /**
+   * Components the scan could not compare, each also an `unreadable` finding; the others'
+   * findings stand. A scan that could compare none of its components fails instead.
+   */
+  unreadable?: string[];
   /** Runs of the workflow the scan took, when it continued as new (its history grew large). */
   runs?: number;
 }

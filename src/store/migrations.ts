@@ -217,4 +217,14 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
       ALTER TABLE drift_findings ADD COLUMN unseen_aspect text;
     `,
   },
+  {
+    version: 9,
+    name: 'components a scan could not read',
+    sql: `
+      -- The scans that could not read a component (its one unreadable finding hides all of it)
+      -- are passed over when the latest scan of that component is looked for.
+      CREATE INDEX drift_findings_unreadable ON drift_findings (scan_id, component)
+        WHERE aspect = 'unreadable' AND unseen_prefix = '';
+    `,
+  },
 ];

@@ -84,6 +84,7 @@ export async function driftScanWorkflow(
   showDetails(status);
 
   const failures = [...(continued?.failures ?? [])];
+  const unreadable = [...(continued?.unreadable ?? [])];
   const pending: DriftScanContinuation['pending'] = {};
   let stopping = false;
   const timeToContinue = () => {
@@ -99,7 +100,7 @@ export async function driftScanWorkflow(
         if (left) pending[pair.component] = left;
       } catch (err) {
         status.components[pair.component]!.state = 'failed';
-        failures.push(`${pair.component}: ${describeFailure(err)}`);
+        unreadable.push({ component: pair.component, error: describeFailure(err) });
       }
     }),
     // The first run reads the application versions; a continued run has them already.
@@ -118,12 +119,19 @@ export async function driftScanWorkflow(
       status,
       pending,
       failures,
+      unreadable,
       runs: status.runs + 1,
     });
   }
+  // A component that could not be compared is a finding, and the others' findings stand (one
+  // regression database down must not blind the scan to the rest); a scan that could compare
+  // none of its components has nothing to report, and fails.
+  const readNone = unreadable.length > 0 && unreadable.length >= plan.pairs.length;
+  const errors = [...(readNone ? unreadable.map((u) => `${u.component}: ${u.error}`) : []), ...failures];
   const summary = await steps.finishDriftScan({
     scanId,
-    ...(failures.length ? { error: failures.join('; ') } : {}),
+    ...(errors.length ? { error: errors.join('; ') } : {}),
+    ...(!readNone && unreadable.length ? { unreadable } : {}),
   });
   if (status.runs > 1) summary.runs = status.runs;
   status.summary = summary;

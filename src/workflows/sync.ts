@@ -102,6 +102,12 @@ export async function syncWorkflow(request: SyncRequest): Promise<SyncStatus> {
     status.scanBefore = before.scanId;
     if (before.status !== 'completed')
       throw new SyncEnded('failed', `the scan before the sync failed: ${before.error ?? ''}`);
+    // A component the scan could not read cannot be planned (nor, likely, written).
+    if (before.unreadable?.length)
+      throw new SyncEnded(
+        'failed',
+        `the scan before the sync could not compare ${before.unreadable.join(', ')} (rewind drift report ${before.scanId})`,
+      );
     const plan = await control.planSync({ scanId: before.scanId, components: ctx.components });
     status.plan = plan;
     for (const p of plan)
@@ -202,6 +208,10 @@ export async function syncWorkflow(request: SyncRequest): Promise<SyncStatus> {
     status.scanAfter = after;
     const left = after.status === 'completed' ? await control.unresolvedAfterSync({ after: after.scanId }) : [];
     if (after.status !== 'completed') throw new Error(`the scan after the sync failed: ${after.error ?? ''}`);
+    if (after.unreadable?.length)
+      throw new Error(
+        `the scan after the sync could not compare ${after.unreadable.join(', ')} (rewind drift report ${after.scanId})`,
+      );
     if (left.length > 0)
       throw new Error(`${left.length} finding(s) still differ after the sync: ${left.slice(0, 5).join('; ')}`);
 

@@ -24,6 +24,11 @@ function summaryLine(s: DriftScanSummary): string {
   return [
     head,
     `  ${critical} critical, ${warning} warning, ${info} info; ${s.allowed} allowed; ${s.new} new, ${s.resolved} resolved`,
+    ...(s.unreadable?.length
+      ? [
+          `  not compared: ${s.unreadable.join(', ')} (could not be read; each is an unreadable finding, its earlier findings stand)`,
+        ]
+      : []),
     `  ${alert}`,
     `  details: rewind drift report ${s.scanId}`,
   ].join('\n');
@@ -187,6 +192,7 @@ export function registerDriftCommands(program: Command): void {
           print(cmd, { ...started, ...summary }, () => summaryLine(summary));
           if (summary.status === 'failed') process.exitCode = 1;
           else if (summary.counts.critical > 0) process.exitCode = 3;
+          else if (summary.unreadable?.length) process.exitCode = 1;
         },
       ),
     );
