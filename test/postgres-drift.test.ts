@@ -142,6 +142,23 @@ describe('postgres drift scan', () => {
     expect(differences.every((d) => d.severity === undefined)).toBe(true);
   });
 
+  test("says when a sampled table's rows are not compared because its columns differ, and keeps its row findings unseen", async () => {
+    await sql(toUrl, 'ALTER TABLE orders ADD COLUMN extra int; UPDATE orders SET total = total + 1 WHERE id = 5;');
+    const { differences } = await scan(fromUrl, toUrl);
+    expect(pairs(differences)).toEqual(['added column public.orders.extra', 'changed rows public.orders']);
+    expect(differences.find((d) => d.subject === 'rows public.orders')).toEqual({
+      subject: 'rows public.orders',
+      change: 'changed',
+      aspect: 'sample',
+      detail: "rows not compared: the table's columns differ between from and to",
+      severity: 'info',
+      unseen: { prefix: 'row public.orders ', aspect: 'sample' },
+    });
+    // The same columns again: the changed row is found, and the note is gone.
+    await sql(toUrl, 'ALTER TABLE orders DROP COLUMN extra;');
+    expect(pairs((await scan(fromUrl, toUrl)).differences)).toEqual(['changed row public.orders (id)=(5)']);
+  });
+
   test('asks first for what differed last scan: persisting drift takes no catalog round and finds the same', async () => {
     await sql(
       toUrl,

@@ -557,24 +557,28 @@ export function comparePostgres(
       samples: d.samples,
     });
     if (!onlyPrefetched)
-      return { differences: [], next: sampleQuestions(asCatalog(a), asCatalog(b), new Set(), component) };
+      return { differences: [], next: sampling(asCatalog(a), asCatalog(b), new Set(), component, sides).questions };
     // What differs lies in the buckets the question asked for, and both sides sent them: the
     // catalog round would compare just these objects, and no counts or history.
     const differing = new Set(buckets);
     const inDiffering = (objects: Record<string, string>) =>
       Object.fromEntries(Object.entries(objects).filter(([subject]) => differing.has(bucketOf(subject))));
     const schema = compareObjects(inDiffering(a.prefetched!), inDiffering(b.prefetched!), sides);
-    return {
-      differences: sortDifferences(schema.differences),
-      next: sampleQuestions(asCatalog(a), asCatalog(b), schema.differing, component),
-    };
+    const rows = sampling(asCatalog(a), asCatalog(b), schema.differing, component, sides);
+    return { differences: sortDifferences([...schema.differences, ...rows.unsampled]), next: rows.questions };
   }
   if (q.part === 'catalog') {
     const a = asAnswer(from, 'catalog');
     const b = asAnswer(to, 'catalog');
     const schema = compareObjects(a.objects, b.objects, sides);
-    const differences = [...schema.differences, ...compareRowCounts(a, b), ...compareMigrations(a, b)];
-    return { differences: sortDifferences(differences), next: sampleQuestions(a, b, schema.differing, component) };
+    const rows = sampling(a, b, schema.differing, component, sides);
+    const differences = [
+      ...schema.differences,
+      ...compareRowCounts(a, b),
+      ...compareMigrations(a, b),
+      ...rows.unsampled,
+    ];
+    return { differences: sortDifferences(differences), next: rows.questions };
   }
   if (q.part === 'samples') {
     const a = asAnswer(from, 'samples');
@@ -738,12 +742,18 @@ function safeCompareVersions(a: string, b: string): number {
  * a schema finding), and whose sample digests do not already agree; split so that each answer
  * holds at most MAX_SAMPLE_ROWS rows.
  */
-function sampleQuestions(
+/**
+ * The samples questions for the tables both sides would sample, and a finding for each of those
+ * whose rows are not compared because its columns differ (their rows differ in any case): the
+ * row findings it had stand, not called resolved, and the report does not read as "rows match".
+ */
+function sampling(
   from: PostgresCatalogAnswer,
   to: PostgresCatalogAnswer,
   differing: Set<string>,
   component: PostgresComponent,
-): PostgresDriftQuestion[] {
+  sides: DriftSides,
+): { questions: PostgresDriftQuestion[]; unsampled: DriftDifference[] } {
   const fromTables = from.tables && new Set(from.tables);
   const toTables = to.tables && new Set(to.tables);
   const present = (side: PostgresCatalogAnswer, table: string) => {
@@ -752,28 +762,32 @@ function sampleQuestions(
   };
   const shapeDiffers = (table: string) =>
     [...differing].some((s) => s === `table ${table}` || s.startsWith(`column ${table}.`));
-  const comparable = (table: string) => {
+  const keyedAlike = (table: string) => {
     const a = from.sampleable[table];
     const b = to.sampleable[table];
     return (
-      a !== undefined &&
-      b !== undefined &&
-      a.join('\0') === b.join('\0') &&
-      present(from, table) &&
-      present(to, table) &&
-      !shapeDiffers(table)
+      a !== undefined && b !== undefined && a.join('\0') === b.join('\0') && present(from, table) && present(to, table)
     );
   };
   const alike = (table: string) => {
     const a = Object.hasOwn(from.samples ?? {}, table) ? from.samples![table] : undefined;
     return a !== undefined && Object.hasOwn(to.samples ?? {}, table) && to.samples![table] === a;
   };
-  const tables = sampleTargets(component, from.sampleable).filter((t) => comparable(t) && !alike(t));
+  const differ = sampleTargets(component, from.sampleable).filter((t) => keyedAlike(t) && !alike(t));
+  const tables = differ.filter((t) => !shapeDiffers(t));
   const size = tablesPerQuestion(component);
   const questions: PostgresDriftQuestion[] = [];
   for (let i = 0; i < tables.length; i += size)
     questions.push({ kind: 'postgres', part: 'samples', tables: tables.slice(i, i + size) });
-  return questions;
+  const unsampled = differ.filter(shapeDiffers).map((table): DriftDifference => ({
+    subject: `rows ${table}`,
+    change: 'changed',
+    aspect: 'sample',
+    detail: `rows not compared: the table's columns differ between ${sides.from} and ${sides.to}`,
+    severity: 'info',
+    unseen: { prefix: `row ${table} `, aspect: 'sample' },
+  }));
+  return { questions, unsampled };
 }
 
 /** Rows read from each sampled table; one table alone never exceeds an answer's rows. */
