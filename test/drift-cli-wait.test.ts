@@ -61,3 +61,22 @@ test('drift scan --wait says what it waits for while an agent does not answer, a
   expect(run.code).toBe(0);
   expect(run.stdout).toMatch(new RegExp(`^drift scan ${scanId} \\(production → regression\\): completed\n`));
 });
+
+test('drift scan of a pair drift.pairs does not name says so, and scans it; the configured pair says nothing', async () => {
+  const cliEnv = { REWIND_MANIFEST: env.manifestFile, DATABASE_URL: await env.projectStoreUrl() };
+  const reversed = await runCli(
+    ['drift', 'scan', '--from', 'regression', '--to', 'production', '--components', 'config', '--wait'],
+    { env: cliEnv, timeoutMs: 120_000 },
+  );
+  expect(reversed.code).toBe(0);
+  expect(reversed.stderr).toContain(
+    'note: regression → production is not a pair in drift.pairs (production → regression): it is scanned with the default thresholds',
+  );
+  expect(reversed.stdout).toContain('(regression → production): completed');
+  const configured = await runCli(['drift', 'scan', '--components', 'config', '--wait'], {
+    env: cliEnv,
+    timeoutMs: 120_000,
+  });
+  expect(configured.code).toBe(0);
+  expect(configured.stderr).not.toContain('is not a pair in drift.pairs');
+});

@@ -5,6 +5,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import { DRIFT_TRIGGERS, type DriftScanSummary } from '../../domain/drift-scan';
 import { terminalSafe } from '../../domain/display-text';
 import { unknownEnvironment } from '../../drift/pairs';
+import { driftPairs } from '../../drift/rules';
 import type { StoreQueries } from '../../store/project-store';
 import { RequestError, type RewindClient } from '../client';
 import { action, currentUser, list, manifestOf, print, rewindClient, withStore } from './command-context';
@@ -168,6 +169,16 @@ export function registerDriftCommands(program: Command): void {
                 `note: ${notes.join('; ')}${covers && left.length ? `; scan again when it ends for ${left.join(', ')}` : ''}\n`,
               );
           }
+          // A pair drift.pairs does not name is scanned, but with the default thresholds, and
+          // its findings say nothing of the configured pair's: say so.
+          const configured = driftPairs(client.manifest.drift, Object.keys(client.manifest.environments));
+          if (
+            !configured.some((p) => p.from === started.from && p.to === started.to) &&
+            !cmd.optsWithGlobals<{ json?: boolean }>().json
+          )
+            process.stderr.write(
+              `note: ${started.from} → ${started.to} is not a pair in drift.pairs (${configured.map((p) => `${p.from} → ${p.to}`).join(', ') || 'none'}): it is scanned with the default thresholds, and its findings and alerts are its own\n`,
+            );
           // A scan the workers refuse (they run another manifest) fails at once: say so now,
           // not after naming a scan that will never have a report.
           const taken = started.attached ? true : await takenByWorkers(client, started.workflowId);
