@@ -448,6 +448,9 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
         { env: cliEnv },
       );
       expect(paused.stdout).toBe(`${id}: paused by bob: maintenance\n`);
+      // Paused again by someone else: bob's reason stays, and is what they are told.
+      const again = await runCli(['schedules', 'pause', 'production-regression', '--as', 'carol'], { env: cliEnv });
+      expect(again.stdout).toBe(`${id}: already paused, unchanged (paused by bob: maintenance)\n`);
       const listed = JSON.parse((await runCli(['--json', 'schedules', 'list'], { env: cliEnv })).stdout) as unknown[];
       expect(listed).toEqual([
         expect.objectContaining({
@@ -473,7 +476,14 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           paused: false,
         }),
       ]);
-      await setSchedulePaused(env.temporal, manifest, id, false, 'back');
+      expect(await setSchedulePaused(env.temporal, manifest, id, false, 'back')).toEqual({
+        scheduleId: id,
+        changed: true,
+        note: 'back',
+      });
+      expect(await setSchedulePaused(env.temporal, manifest, id, false, 'back again')).toMatchObject({
+        changed: false,
+      });
       const [view] = await listSchedules(env.temporal, manifest);
       expect(view).toMatchObject({ paused: false });
       expect(Date.parse(view!.nextRun!)).toBeGreaterThan(Date.now());
@@ -708,6 +718,14 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
     const missing = await runCli(['drift', 'report', 'nope'], { env: cliEnv });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe('error: no drift scan "nope" (rewind drift list shows them; `latest` is the newest)\n');
+    const empty = await runCli(['drift', 'report', ''], { env: cliEnv });
+    expect([empty.code, empty.stderr]).toEqual([
+      1,
+      'error: give a scan id (see rewind drift list), a prefix of one, or latest\n',
+    ]);
+    const twoFormats = await runCli(['--json', 'drift', 'report', 'latest', '--format', 'markdown'], { env: cliEnv });
+    expect([twoFormats.code, twoFormats.stdout]).toEqual([1, '']);
+    expect(twoFormats.stderr).toContain('--json and --format markdown ask for two formats: give one');
     // The random end of an id names its scan; a beginning that several share is refused with them.
     const bySuffix = await runCli(['--json', 'drift', 'report', result.scanId.slice(-6)], { env: cliEnv });
     expect((JSON.parse(bySuffix.stdout) as { scan: { id: string } }).scan.id).toBe(result.scanId);

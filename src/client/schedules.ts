@@ -301,16 +301,19 @@ export async function setSchedulePaused(
   name: string,
   paused: boolean,
   note: string,
-): Promise<string> {
+): Promise<{ scheduleId: string; changed: boolean; note: string }> {
   const candidates = ours(manifest, name)
     ? [name]
     : [`${driftPrefix(manifest)}${name.replace(':', '-')}`, `${maintenancePrefix(manifest)}${name}`];
   for (const scheduleId of candidates) {
     const handle = client.schedule.getHandle(scheduleId);
     try {
+      // Already so: the note of whoever paused (or resumed) it stays, and says who and why.
+      const { state } = await handle.describe();
+      if (state.paused === paused) return { scheduleId, changed: false, note: state.note ?? '' };
       if (paused) await handle.pause(note);
       else await handle.unpause(note);
-      return scheduleId;
+      return { scheduleId, changed: true, note };
     } catch (err) {
       if (!(err instanceof ScheduleNotFoundError)) throw err;
     }

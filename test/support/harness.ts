@@ -338,7 +338,9 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       if (storeUrl) await dropDatabase(await storeUrl);
       await nativeConnection.close();
       await connection.close();
-      // A restic process an agent started may outlive it by a moment: retry on ENOTEMPTY.
+      // A restic process an agent started may outlive it (a cancelled step's, on a loaded
+      // machine): stop whatever still names the directory, then remove it.
+      await stopProcessesNaming(dir);
       rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     },
   };
@@ -435,4 +437,27 @@ export function runCli(
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** SIGKILLs the processes whose command line names `dir` (Linux /proc), and waits (bounded) for them to be gone. */
+async function stopProcessesNaming(dir: string): Promise<void> {
+  const naming = () =>
+    readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)
+      .filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir);
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+  for (const pid of naming()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  for (let i = 0; i < 50 && naming().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
 }

@@ -236,13 +236,18 @@ export function registerDriftCommands(program: Command): void {
     .addOption(new Option('--format <format>', 'markdown or json').choices(['markdown', 'json']).default('markdown'))
     .action(
       action(async (id: string, opts: { format: string }, cmd: Command) => {
+        const json = cmd.optsWithGlobals<{ json?: boolean }>().json;
+        if (json && opts.format === 'markdown' && cmd.getOptionValueSource('format') === 'cli')
+          throw new RequestError('--json and --format markdown ask for two formats: give one');
+        if (id.trim() === '')
+          throw new RequestError('give a scan id (see rewind drift list), a prefix of one, or latest');
         const { findScan, renderScanMarkdown, scanFindings } = await import('../../drift/report');
         const { scan, findings } = await withStore(cmd, async (store) => {
           const scan = await findScan(store, id);
           if (!scan) throw await noScan(store, id);
           return { scan, findings: await scanFindings(store, scan.id) };
         });
-        const asJson = opts.format === 'json' || cmd.optsWithGlobals<{ json?: boolean }>().json;
+        const asJson = opts.format === 'json' || json;
         process.stdout.write(
           asJson ? `${JSON.stringify({ scan, findings }, null, 2)}\n` : `${renderScanMarkdown(scan, findings)}\n`,
         );

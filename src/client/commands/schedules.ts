@@ -68,8 +68,12 @@ export function registerScheduleCommands(program: Command): void {
         action(async (name: string, opts: { note?: string; as?: string }, cmd: Command) => {
           const client = await rewindClient(cmd);
           const note = `${paused ? 'paused' : 'resumed'} by ${currentUser(opts.as)}${opts.note ? `: ${opts.note}` : ''}`;
-          const scheduleId = await setSchedulePaused(client.client, client.manifest, name, paused, note);
-          print(cmd, { scheduleId, paused, note }, () => `${scheduleId}: ${note}`);
+          const done = await setSchedulePaused(client.client, client.manifest, name, paused, note);
+          print(cmd, { ...done, paused }, () =>
+            done.changed
+              ? `${done.scheduleId}: ${done.note}`
+              : `${done.scheduleId}: already ${paused ? 'paused' : 'running'}, unchanged${done.note ? ` (${done.note})` : ''}`,
+          );
         }),
       );
   }
