@@ -125,13 +125,15 @@ export async function driftScanWorkflow(
   }
   // A component that could not be compared is a finding, and the others' findings stand (one
   // regression database down must not blind the scan to the rest); a scan that could compare
-  // none of its components has nothing to report, and fails.
+  // none of its components has nothing to report, and fails. A scan that fails for another
+  // reason names the components it could not read too.
   const readNone = unreadable.length > 0 && unreadable.length >= plan.pairs.length;
-  const errors = [...(readNone ? unreadable.map((u) => `${u.component}: ${u.error}`) : []), ...failures];
+  const fails = readNone || failures.length > 0;
+  const errors = [...(fails ? unreadable.map((u) => `${u.component}: ${u.error}`) : []), ...failures];
   const summary = await steps.finishDriftScan({
     scanId,
     ...(errors.length ? { error: errors.join('; ') } : {}),
-    ...(!readNone && unreadable.length ? { unreadable } : {}),
+    ...(!fails && unreadable.length ? { unreadable } : {}),
   });
   if (status.runs > 1) summary.runs = status.runs;
   status.summary = summary;
