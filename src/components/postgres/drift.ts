@@ -738,14 +738,10 @@ function safeCompareVersions(a: string, b: string): number {
 
 /**
  * The samples to ask for: of the tables sampleTargets chooses, those with the same primary key on
- * both sides and an identical table and columns (a sample of a table whose shape differs repeats
- * a schema finding), and whose sample digests do not already agree; split so that each answer
- * holds at most MAX_SAMPLE_ROWS rows.
- */
-/**
- * The samples questions for the tables both sides would sample, and a finding for each of those
- * whose rows are not compared because its columns differ (their rows differ in any case): the
- * row findings it had stand, not called resolved, and the report does not read as "rows match".
+ * both sides and whose sample digests do not already agree, split so that each answer holds at
+ * most MAX_SAMPLE_ROWS rows. A table among them whose columns differ is not sampled (its rows
+ * differ in any case) but gets a finding that says so: the row findings it had stand, not called
+ * resolved, and the report does not read as "rows match".
  */
 function sampling(
   from: PostgresCatalogAnswer,
