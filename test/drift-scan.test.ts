@@ -10,6 +10,9 @@ import { scanFindings } from '../src/drift/report';
 import { driftScanWorkflowId } from '../src/domain/drift-scan';
 import { applySchedules, driftScheduleId, listSchedules, setSchedulePaused } from '../src/client/schedules';
 import { RewindClient } from '../src/client/client';
+import { createDriftActivities } from '../src/activities/drift';
+import { driftNotifier } from '../src/drift/slack';
+import { createLogger } from '../src/platform/logger';
 import { createTestEnv, runCli, type TestEnv } from './support/harness';
 import { createDatabase, dropDatabase, PG_ADMIN_URL, sql } from './support/postgres';
 import { startSlackApi, type SlackApi } from './support/slack-api';
@@ -131,6 +134,17 @@ describe('drift scan, production → regression', () => {
     }
     expect(history).toContain('database.pool.max'); // the search can find what is there
 
+    // A local activity runs at least once: the scan finished again (its workflow task retried
+    // after the alert went out) reports the alert it sent, and sends no second one.
+    const again = await createDriftActivities({
+      manifest: env.loaded.manifest,
+      logger: createLogger('drift-scan-test', 'silent'),
+      projectStore: () => env.projectStore(),
+      ...driftNotifier(env.loaded.manifest, { SLACK_BOT_TOKEN: 'xoxb-test-token' }),
+    }).finishDriftScan({ scanId: first.summary.scanId });
+    expect(again).toMatchObject({ status: 'completed', alert: { sent: 'alert', reason: first.summary.alert.reason } });
+    expect(slack.calls).toHaveLength(1);
+
     // The same findings an hour later: persisting, no second alert.
     const second = await scan({ components: ['config'] });
     expect(second.summary).toMatchObject({ new: 0, alert: { sent: 'none' } });
@@ -232,7 +246,7 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
       regrDb,
       `ALTER TABLE customers ALTER COLUMN name TYPE varchar(200);
        CREATE INDEX orders_total ON orders (total);
-       UPDATE orders SET total = 999 WHERE id = 3;
+       UPDATE orders SET total = 999 WHERE id IN (3, 30);
        DELETE FROM orders WHERE id = 5;`,
     );
     await sql(prodDb, `CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;`);
@@ -254,10 +268,15 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
         'changed column public.customers.name',
         'changed function public.touch()',
         'changed row public.orders (id)=(3)',
+        'changed row public.orders (id)=(30)',
         'changed table public.orders',
         'removed row public.orders (id)=(5)',
       ].sort(),
     );
+    // The report lists rows in key order, numbers as numbers.
+    expect(
+      (await findingsOf(summary.scanId)).filter((f) => f.subject.startsWith('row ')).map((f) => f.subject),
+    ).toEqual(['row public.orders (id)=(3)', 'row public.orders (id)=(5)', 'row public.orders (id)=(30)']);
 
     // Scanned again, the first question asks at once for the objects that differed: the same
     // findings, now persisting.
@@ -476,6 +495,8 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           paused: false,
         }),
       ]);
+      // Paused, it has no next run to show.
+      expect(listed[0]).not.toHaveProperty('nextRun');
       expect(await setSchedulePaused(env.temporal, manifest, id, false, 'back')).toEqual({
         scheduleId: id,
         changed: true,
@@ -638,13 +659,14 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
       expect(text.code).toBe(1);
       expect(text.stdout).toContain('not compared: db (could not be read');
     } finally {
+      // Put back whatever happens, so that a failure here does not fail the tests after it.
       await sql(PG_ADMIN_URL, `ALTER DATABASE "${name}_away" RENAME TO "${name}"`);
+      await sql(regrDb, 'ALTER TABLE customers DROP COLUMN IF EXISTS unread_probe');
+      for (const environment of ['production', 'regression'])
+        rmSync(path.join(env.componentPath(environment, 'config'), 'unread.yaml'), { force: true });
     }
     // Back: compared with the last scan that read the database, the column (dropped meanwhile)
     // is resolved; the scans that could not read it said nothing of it.
-    await sql(regrDb, 'ALTER TABLE customers DROP COLUMN unread_probe');
-    rmSync(path.join(env.componentPath('production', 'config'), 'unread.yaml'));
-    rmSync(path.join(env.componentPath('regression', 'config'), 'unread.yaml'));
     const back = await scan({ components: ['config', 'db'] });
     expect(back.summary.unreadable).toBeUndefined();
     const after = await findingsOf(back.summary.scanId);

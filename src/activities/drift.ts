@@ -39,7 +39,7 @@ export interface DriftDeps {
   logger: Logger;
   /** The project store, opened on first use and kept. */
   projectStore: () => Promise<ProjectStore>;
-  /** Sends a pair's alert; absent: alerts are recorded, not sent. */
+  /** Sends a pair's alert; absent: alerts are decided, neither sent nor recorded. */
   notify?: (message: DriftNotice) => Promise<void>;
 }
 
@@ -261,6 +261,13 @@ export function createDriftActivities(deps: DriftDeps) {
         APP_VERSION_COMPONENT,
       ]),
     ];
+    // A local activity runs at least once: finishing a scan again (its workflow task retried
+    // after the alert went out) reports the alert that scan sent, and sends nothing more.
+    const [sent] = await store.query<{ kind: 'alert' | 'resolved'; reason: string | null }>(
+      'SELECT kind, reason FROM drift_alerts WHERE from_env = $1 AND to_env = $2 AND scan_id = $3',
+      [summary.from, summary.to, summary.scanId],
+    );
+    if (sent) return { sent: sent.kind, reason: sent.reason ?? 'sent when the scan finished' };
     const decision = await decideAlert(store, summary, thresholds, pairComponents);
     if (decision.sent === 'none') return decision;
     const rows = await store.query<{
@@ -292,9 +299,9 @@ export function createDriftActivities(deps: DriftDeps) {
     // Recorded and sent together: a failed send leaves no record, so the retry sends it.
     await store.transaction(async (tx) => {
       await tx.query(
-        `INSERT INTO drift_alerts (from_env, to_env, scan_id, kind, findings) VALUES ($1, $2, $3, $4, $5)
+        `INSERT INTO drift_alerts (from_env, to_env, scan_id, kind, findings, reason) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT DO NOTHING`,
-        [summary.from, summary.to, summary.scanId, decision.sent, JSON.stringify(decision.findings)],
+        [summary.from, summary.to, summary.scanId, decision.sent, JSON.stringify(decision.findings), decision.reason],
       );
       await notify(notice);
     });

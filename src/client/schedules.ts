@@ -50,6 +50,7 @@ export interface ScheduleView {
   everyMs?: number;
   paused: boolean;
   note?: string;
+  /** Absent while paused. */
   nextRun?: string;
   lastRun?: string;
 }
@@ -283,7 +284,8 @@ export async function listSchedules(client: Client, manifest: Manifest): Promise
       ...(every !== undefined ? { everyMs: Number(every) } : {}),
       paused: description.state.paused,
       ...(description.state.note ? { note: description.state.note } : {}),
-      ...(next ? { nextRun: next.toISOString() } : {}),
+      // Temporal keeps computing a paused schedule's next times; none of them will run.
+      ...(next && !description.state.paused ? { nextRun: next.toISOString() } : {}),
       ...(last ? { lastRun: last.takenAt.toISOString() } : {}),
     });
   }

@@ -151,7 +151,8 @@ export async function scanFindings(db: StoreQueries, scanId: string): Promise<St
         Number(a.state === 'resolved') - Number(b.state === 'resolved') ||
         SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] ||
         a.component.localeCompare(b.component) ||
-        a.subject.localeCompare(b.subject),
+        // Numbers in order: row (47) before row (100), line 9 before line 10.
+        a.subject.localeCompare(b.subject, undefined, { numeric: true }),
     );
 }
 

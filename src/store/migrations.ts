@@ -227,4 +227,13 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
         WHERE aspect = 'unreadable' AND unseen_prefix = '';
     `,
   },
+  {
+    version: 10,
+    name: 'why an alert was sent',
+    sql: `
+      -- The decision's reason, so that a scan finished again (a local activity runs at least
+      -- once) reports the alert it sent instead of deciding anew against that very alert.
+      ALTER TABLE drift_alerts ADD COLUMN reason text;
+    `,
+  },
 ];
