@@ -34,6 +34,8 @@ const control = proxyActivities<DriftActivities>(quick);
  * Beginning a scan, comparing answers and finishing are short steps on the control worker, which
  * runs this workflow too: as local activities they cost no round trip through the server, and
  * the answers they compare are not written to the history a second time (only their results are).
+ * A local activity runs at least once (again when its workflow task is retried), so each is
+ * idempotent: the scan and its findings are keyed, and a finished scan's alert is recorded with it.
  */
 const controlHere = proxyLocalActivities<DriftActivities>({
   startToCloseTimeout: quick.startToCloseTimeout!,
