@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createTestEnv, readTree, runCli, type TestEnv } from './support/harness';
-import { createDatabase, dropDatabase } from './support/postgres';
+import { createDatabase, dropDatabase, sql } from './support/postgres';
 
 let env: TestEnv;
 
@@ -42,6 +42,8 @@ describe('sync regression from production', () => {
     writeFileSync(file('regression', 'config', 'feature.json'), '{"beta": true}\n');
     writeFileSync(file('regression', 'config', 'local.env'), 'DEBUG=1\n');
     writeFileSync(file('regression', 'config', 'stray.txt'), 'left over\n');
+    writeFileSync(file('production', 'config', 'secrets.env'), 'API_TOKEN=PLANTED-prod-token\n');
+    writeFileSync(file('regression', 'config', 'secrets.env'), 'API_TOKEN=PLANTED-regr-token\n');
 
     const started = await env.client.startSync({ components: ['config'], requestedBy: 'alice' });
     const waiting = await env.client.waitForSync(started.workflowId);
@@ -49,11 +51,33 @@ describe('sync regression from production', () => {
     expect(waiting.plan).toEqual([
       {
         component: 'config',
-        findings: 3,
+        findings: 4,
         autoFixable: false,
         keep: { paths: ['local.env'], keys: { 'app.yaml': ['database.host'] } },
+        overwrites:
+          "regression's files that differ are overwritten with production's, and files only regression has are removed; what the rules allow to differ is kept",
+        changes: [
+          'changed app.yaml:database.pool.max',
+          'changed feature.json:beta',
+          "changed secrets.env:API_TOKEN (a secret: regression's value is overwritten)",
+          'added stray.txt',
+        ],
+        moreChanges: 0,
       },
     ]);
+    // The approver sees the same, and no secret's value.
+    const shown = await runCli(['sync', 'status', started.workflowId], { env: { REWIND_MANIFEST: env.manifestFile } });
+    expect(shown.stdout).toContain(
+      [
+        "    regression's files that differ are overwritten with production's, and files only regression has are removed; what the rules allow to differ is kept",
+        '    - changed app.yaml:database.pool.max',
+        '    - changed feature.json:beta',
+        "    - changed secrets.env:API_TOKEN (a secret: regression's value is overwritten)",
+        '    - added stray.txt',
+        `  awaiting approval: rewind sync approve ${started.workflowId} --as USER`,
+      ].join('\n'),
+    );
+    expect(shown.stdout).not.toContain('PLANTED');
     // Nothing changed yet.
     expect(readFileSync(file('regression', 'config', 'app.yaml'), 'utf8')).toBe(appYaml('regr-db', 50));
 
@@ -67,10 +91,12 @@ describe('sync regression from production', () => {
     expect(readFileSync(file('regression', 'config', 'app.yaml'), 'utf8')).toBe(appYaml('regr-db', 10));
     expect(readFileSync(file('regression', 'config', 'feature.json'), 'utf8')).toBe('{"beta": false}\n');
     expect(readFileSync(file('regression', 'config', 'local.env'), 'utf8')).toBe('DEBUG=1\n');
+    expect(readFileSync(file('regression', 'config', 'secrets.env'), 'utf8')).toBe('API_TOKEN=PLANTED-prod-token\n');
     expect(Object.keys(readTree(env.componentPath('regression', 'config'))).sort()).toEqual([
       'app.yaml',
       'feature.json',
       'local.env',
+      'secrets.env',
     ]);
     expect(done.scanAfter).toMatchObject({ status: 'completed', counts: { critical: 0, warning: 0, info: 0 } });
     expect(done.scanAfter!.allowed).toBe(2);
@@ -157,6 +183,46 @@ describe('sync regression from production', () => {
     } finally {
       await partial.teardown();
       await dropDatabase(prodDb);
+    }
+  });
+
+  test("a database is replaced whole: the plan says what regression loses, and after it regression holds production's rows", async () => {
+    const schema = `CREATE TABLE orders (id int PRIMARY KEY, total int);
+      INSERT INTO orders SELECT g, g * 10 FROM generate_series(1, 30) g;`;
+    const [prodDb, regrDb] = [await createDatabase('rewind_sync'), await createDatabase('rewind_sync')];
+    await sql(prodDb, schema);
+    await sql(regrDb, `${schema} UPDATE orders SET total = 0 WHERE id = 7; ALTER TABLE orders ADD COLUMN note text;`);
+    const dbEnv = await createTestEnv({
+      environments: {
+        production: { db: { kind: 'postgres', url: prodDb } },
+        regression: { db: { kind: 'postgres', url: regrDb } },
+      },
+    });
+    try {
+      const started = await dbEnv.client.startSync({ components: ['db'], requestedBy: 'alice' });
+      const waiting = await dbEnv.client.waitForSync(started.workflowId);
+      expect(waiting).toMatchObject({ state: 'awaiting-approval' });
+      expect(waiting.plan![0]).toMatchObject({
+        component: 'db',
+        overwrites:
+          "regression's database is replaced whole with production's snapshot: every row and object regression wrote or changed is lost (the safety snapshot taken first keeps them)",
+        changes: expect.arrayContaining(['added column public.orders.note']),
+      });
+      // Nothing changed before approval.
+      expect(await sql(regrDb, 'SELECT total FROM orders WHERE id = 7')).toEqual([{ total: 0 }]);
+      const decided = await dbEnv.client.decide(started.workflowId, 'approve', { user: 'bob' });
+      expect(decided.accepted).toBe(true);
+      const done = await dbEnv.client.syncResult(started.workflowId);
+      expect(done).toMatchObject({ state: 'completed', scanAfter: { counts: { critical: 0, warning: 0, info: 0 } } });
+      expect(await sql(regrDb, 'SELECT total FROM orders WHERE id = 7')).toEqual([{ total: 70 }]);
+      const columns = await sql(
+        regrDb,
+        `SELECT column_name FROM information_schema.columns WHERE table_name = 'orders' ORDER BY ordinal_position`,
+      );
+      expect(columns.map((c) => c.column_name)).toEqual(['id', 'total']);
+    } finally {
+      await dbEnv.teardown();
+      await Promise.all([prodDb, regrDb].map((u) => dropDatabase(u)));
     }
   });
 

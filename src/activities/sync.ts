@@ -5,10 +5,15 @@ import { ApplicationFailure } from '@temporalio/common';
 import { dependencyWaves, restrictDependencies } from '../domain/dependency-order';
 import { ErrorType } from '../domain/errors';
 import type { SyncComponentPlan, SyncContext, SyncRequest } from '../domain/sync';
+import { driftOf } from '../components/comparers';
+import { REDACTED } from '../components/drift';
 import { resolvePair, syncRequestProblem } from '../drift/pairs';
 import { parseDuration } from '../manifest/duration';
 import { allowsSelfApproval, envTaskQueue, type Manifest } from '../manifest/schema';
 import type { ProjectStore } from '../store/project-store';
+
+/** Findings a plan names per component; `rewind drift report` has them all. */
+const SHOWN_CHANGES = 20;
 
 export interface SyncDeps {
   manifest: Manifest;
@@ -43,19 +48,28 @@ export function createSyncActivities(deps: SyncDeps) {
    * target keeps: a path whose every difference is allowed stays as it is; in a file with other
    * differences, allowed config keys are set back to the target's own values.
    */
-  async function planSync(req: { scanId: string; components: string[] }): Promise<SyncComponentPlan[]> {
+  async function planSync(req: {
+    scanId: string;
+    components: string[];
+    from?: string;
+    to?: string;
+  }): Promise<SyncComponentPlan[]> {
     const store = await deps.projectStore();
     const rows = await store.query<{
       component: string;
       aspect: string;
       subject: string;
+      change: string;
+      detail: string;
       allowed: boolean;
       auto_fixable: boolean;
     }>(
-      `SELECT component, aspect, subject, allowed, auto_fixable FROM drift_findings
-        WHERE scan_id = $1 AND state <> 'resolved' AND component = ANY($2::text[])`,
+      `SELECT component, aspect, subject, change, detail, allowed, auto_fixable FROM drift_findings
+        WHERE scan_id = $1 AND state <> 'resolved' AND component = ANY($2::text[])
+        ORDER BY component, subject`,
       [req.scanId, req.components],
     );
+    const pair = resolvePair(manifest, { from: req.from, to: req.to });
     return req.components.map((component) => {
       const mine = rows.filter((r) => r.component === component);
       const open = mine.filter((r) => !r.allowed);
@@ -68,11 +82,23 @@ export function createSyncActivities(deps: SyncDeps) {
         if (r.aspect === 'key' && filesWithOpen.has(file)) (keys[file] ??= []).push(r.subject.slice(file.length + 1));
         else if (!['schema', 'rows', 'sample', 'migration', 'component'].includes(r.aspect)) paths.add(file);
       }
+      const changes = open
+        .slice(0, SHOWN_CHANGES)
+        .map(
+          (r) =>
+            `${r.change} ${r.subject}${r.detail.startsWith(REDACTED) ? ` (a secret: ${pair.to}'s value is overwritten)` : ''}`,
+        );
       return {
         component,
         findings: open.length,
         autoFixable: open.every((r) => r.auto_fixable),
         keep: { paths: [...paths].sort(), keys },
+        overwrites: driftOf(manifest.environments[pair.to]!.components[component]!).syncOverwrites(
+          manifest.environments[pair.to]!.components[component]!,
+          pair,
+        ),
+        changes,
+        moreChanges: open.length - changes.length,
       };
     });
   }

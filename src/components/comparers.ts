@@ -5,12 +5,12 @@
 import type { DriftQuestion, KindDrift, PreviousDifference } from './drift';
 import { appDrift } from './app/drift';
 import { filesDrift } from './files/drift';
-import { comparePostgres, firstPostgresQuestion } from './postgres/drift';
+import { comparePostgres, firstPostgresQuestion, postgresSyncOverwrites } from './postgres/drift';
 import type { Component, ComponentOf, KindName } from './registry';
 
 const COMPARISONS: { [K in KindName]: KindDrift<ComponentOf<K>> } = {
   files: filesDrift,
-  postgres: { firstQuestion: firstPostgresQuestion, compare: comparePostgres },
+  postgres: { firstQuestion: firstPostgresQuestion, compare: comparePostgres, syncOverwrites: postgresSyncOverwrites },
   app: appDrift,
 };
 

@@ -7,6 +7,9 @@
 import type { KindDetails } from './core';
 
 export const SEVERITIES = ['critical', 'warning', 'info'] as const;
+
+/** What a difference's detail shows in place of a secret's value: `«redacted» changed`. */
+export const REDACTED = '«redacted»';
 export type Severity = (typeof SEVERITIES)[number];
 
 /** Relative to the scan's `from` side (production): `added` exists only in `to`, `removed` only in `from`. */
@@ -115,4 +118,9 @@ export interface KindDrift<C> {
     component: C,
     sides: DriftSides,
   ): DriftComparison;
+  /**
+   * What a sync of this component overwrites in `sides.to`, said before anyone approves it
+   * (a database is replaced whole: what only the target wrote is lost).
+   */
+  syncOverwrites(component: C, sides: DriftSides): string;
 }

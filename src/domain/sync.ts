@@ -31,6 +31,15 @@ export interface SyncComponentPlan {
   findings: number;
   autoFixable: boolean;
   keep: SyncKeep;
+  /** What the sync overwrites in the target, in the component kind's words. */
+  overwrites?: string;
+  /**
+   * The first findings it resolves, as `changed app.yaml:database.pool.max`; a secret's
+   * (its value redacted) says so, since the target's own secret is overwritten.
+   */
+  changes?: string[];
+  /** Findings left out of `changes`. */
+  moreChanges?: number;
 }
 
 export interface SyncContext {

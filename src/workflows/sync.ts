@@ -108,7 +108,12 @@ export async function syncWorkflow(request: SyncRequest): Promise<SyncStatus> {
         'failed',
         `the scan before the sync could not compare ${before.unreadable.join(', ')} (rewind drift report ${before.scanId})`,
       );
-    const plan = await control.planSync({ scanId: before.scanId, components: ctx.components });
+    const plan = await control.planSync({
+      scanId: before.scanId,
+      components: ctx.components,
+      from: ctx.from,
+      to: ctx.to,
+    });
     status.plan = plan;
     for (const p of plan)
       status.components[p.component] = { state: p.findings ? 'pending' : 'in line', findings: p.findings };

@@ -22,6 +22,11 @@ function renderSync(workflowId: string, s: SyncStatus): string {
     lines.push(
       `  ${terminalSafe(p.component)}: ${p.findings} finding(s)${p.autoFixable ? ', auto-fixable' : ''}${keep ? `, keeps ${keep} allowed difference(s)` : ''} — ${state}`,
     );
+    // Before approval, what it overwrites: the kind's words, then the findings it resolves.
+    if (p.findings === 0 || !['running', 'awaiting-approval'].includes(s.state)) continue;
+    if (p.overwrites) lines.push(`    ${terminalSafe(p.overwrites)}`);
+    for (const change of p.changes ?? []) lines.push(`    - ${terminalSafe(change)}`);
+    if (p.moreChanges) lines.push(`    … and ${p.moreChanges} more (rewind drift report ${s.scanBefore ?? ''})`);
   }
   if (s.state === 'awaiting-approval') lines.push(`  awaiting approval: rewind sync approve ${workflowId} --as USER`);
   if (s.scanBefore) lines.push(`  scan before: rewind drift report ${s.scanBefore}`);

@@ -16,6 +16,7 @@ export interface AppDriftAnswer extends DriftAnswer {
 
 export const appDrift: KindDrift<AppComponent> = {
   firstQuestion: () => ({ kind: 'app' }),
+  syncOverwrites: (_component, { from, to }) => `${to} is switched to the release ${from} runs`,
   compare(_question, fromAnswer, toAnswer) {
     const from = fromAnswer as AppDriftAnswer;
     const to = toAnswer as AppDriftAnswer;

@@ -11,7 +11,7 @@ import { parse as parseProperties } from 'dot-properties';
 import { parse as parseIni } from 'ini';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { parseAllDocuments } from 'yaml';
-import type { DriftChange, DriftDifference, DriftSides } from '../drift';
+import { REDACTED, type DriftChange, type DriftDifference, type DriftSides } from '../drift';
 
 export type ConfigFormat = 'yaml' | 'json' | 'toml' | 'ini' | 'dotenv' | 'properties';
 
@@ -94,7 +94,6 @@ const INSPECTED_LINE_MARGIN = 4_096;
 /** Lines a comparison reads per side, whatever a summary holds. */
 const MAX_COMPARED_LINES = 20_000;
 
-const REDACTED = '«redacted»';
 const ABSENT = '(absent)';
 /** The key of a document whose root is a scalar. */
 const ROOT_KEY = '(root)';

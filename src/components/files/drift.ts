@@ -102,6 +102,9 @@ function contentKindOf(component: FilesComponent, relPath: string): ContentKind 
 export const filesDrift: KindDrift<FilesComponent> = {
   firstQuestion: () => ({ kind: 'files', root: true }) satisfies FilesDriftQuestion,
 
+  syncOverwrites: (_component, { from, to }) =>
+    `${to}'s files that differ are overwritten with ${from}'s, and files only ${to} has are removed; what the rules allow to differ is kept`,
+
   compare(question, fromAnswer, toAnswer, component, sides): DriftComparison {
     const q = question as FilesDriftQuestion;
     const from = fromAnswer as FilesDriftAnswer;

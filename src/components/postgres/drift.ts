@@ -125,6 +125,11 @@ export const MAX_PREFETCH_BUCKETS = 8;
 /** Bytes of JSON the prefetched objects may take in a digest answer. */
 export const MAX_PREFETCH_BYTES = 64 * 1024;
 
+/** A sync restores the source's dump over the target's database: nothing of the target's stays. */
+export function postgresSyncOverwrites(_component: PostgresComponent, { from, to }: DriftSides): string {
+  return `${to}'s database is replaced whole with ${from}'s snapshot: every row and object ${to} wrote or changed is lost (the safety snapshot taken first keeps them)`;
+}
+
 /**
  * The digests of everything, and the objects of the buckets where the last scan found schema
  * drift: when drift persisted and nothing else changed, the scan ends in one round.
