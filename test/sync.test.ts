@@ -215,7 +215,7 @@ describe('sync regression from production', () => {
       const done = await dbEnv.client.syncResult(started.workflowId);
       expect(done).toMatchObject({ state: 'completed', scanAfter: { counts: { critical: 0, warning: 0, info: 0 } } });
       expect(await sql(regrDb, 'SELECT total FROM orders WHERE id = 7')).toEqual([{ total: 70 }]);
-      const columns = await sql(
+      const columns = await sql<{ column_name: string }>(
         regrDb,
         `SELECT column_name FROM information_schema.columns WHERE table_name = 'orders' ORDER BY ordinal_position`,
       );
