@@ -226,6 +226,36 @@ describe('sync regression from production', () => {
     }
   });
 
+  test('sync list: the syncs of this install, newest first, with where each ended; --env filters, a bad one is refused', async () => {
+    const cliEnv = { REWIND_MANIFEST: env.manifestFile };
+    type Listed = { workflowId: string; state?: string; requestedBy?: string; components?: string[] };
+    let listed: Listed[] = [];
+    // Visibility lags the runs by a moment: bounded wait for the three syncs above.
+    for (let i = 0; i < 50 && listed.length < 3; i++) {
+      listed = JSON.parse((await runCli(['--json', 'sync', 'list'], { env: cliEnv })).stdout) as Listed[];
+      if (listed.length < 3) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(listed.map((l) => `${l.state} ${l.requestedBy} ${l.components?.join(',')}`)).toEqual([
+      'compensated alice models',
+      'rejected alice config',
+      'completed alice config',
+    ]);
+    const text = await runCli(['sync', 'list', '--limit', '1'], { env: cliEnv });
+    expect(text.stdout).toMatch(/^ID +PAIR +STATE +PHASE +REQUESTER +AGE +COMPONENTS\n/);
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `\\n${listed[0]!.workflowId} +production → regression +compensated +complete +alice +\\S+ ago +models\\n$`,
+      ),
+    );
+    const filtered = JSON.parse(
+      (await runCli(['--json', 'sync', 'list', '--env', 'production'], { env: cliEnv })).stdout,
+    );
+    expect(filtered).toEqual([]);
+    const bad = await runCli(['sync', 'list', '--env', 'staging'], { env: cliEnv });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('unknown environment "staging"');
+  });
+
   test('bad input starts nothing: no components, a component only one side has, an unknown environment, production as the target', async () => {
     const cliEnv = { REWIND_MANIFEST: env.manifestFile };
     const none = await runCli(['sync'], { env: cliEnv });

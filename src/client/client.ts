@@ -306,6 +306,39 @@ export class RewindClient {
     }
   }
 
+  /**
+   * Recent syncs, newest first, each with where it stands (from its query while it runs, from
+   * its result once it has ended; absent when neither answers, e.g. no control worker).
+   */
+  async listSyncs(environment?: string, limit = 20) {
+    // Also keeps the visibility query below free of anything but a declared name.
+    if (environment !== undefined) checkAgainstManifest(this.manifest, environment);
+    const query = `WorkflowType = '${syncWorkflow.name}' AND TaskQueue = '${this.taskQueue}'${environment ? ` AND RewindEnvironment = '${environment}'` : ''}`;
+    const runs: { workflowId: string; execution: string; startTime: string }[] = [];
+    for await (const run of this.client.workflow.list({ query, pageSize: limit })) {
+      runs.push({ workflowId: run.workflowId, execution: run.status.name, startTime: run.startTime.toISOString() });
+      if (runs.length >= limit) break;
+    }
+    return Promise.all(
+      runs.map(async (run) => {
+        const status = await this.syncStatus(run.workflowId).catch(() => undefined);
+        return {
+          ...run,
+          ...(status
+            ? {
+                from: status.from,
+                to: status.to,
+                state: status.state,
+                phase: status.phase,
+                requestedBy: status.requestedBy,
+                components: Object.keys(status.components),
+              }
+            : {}),
+        };
+      }),
+    );
+  }
+
   async driftScanResult(workflowId: string): Promise<DriftScanSummary> {
     return this.client.workflow.getHandle<typeof driftScanWorkflow>(workflowId).result();
   }

@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import type { SyncStatus } from '../../domain/sync';
 import { terminalSafe } from '../../domain/display-text';
-import { action, currentUser, list, nonEmpty, print, rewindClient } from './command-context';
+import { formatDuration } from '../../manifest/duration';
+import { textTable } from '../../domain/format';
+import { action, currentUser, list, nonEmpty, port, print, rewindClient } from './command-context';
 import { warnWithoutAgent } from './rollback';
 
 const EXIT: Partial<Record<SyncStatus['state'], number>> = {
@@ -79,6 +81,35 @@ export function registerSyncCommands(program: Command): void {
           process.exitCode = EXIT[status.state] ?? 0;
         },
       ),
+    );
+
+  sync
+    .command('list')
+    .description('recent syncs, newest first')
+    .option('--env <name>', 'only the syncs that changed this environment')
+    .option('--limit <n>', 'how many', '20')
+    .action(
+      action(async (opts: { env?: string; limit: string }, cmd: Command) => {
+        const client = await rewindClient(cmd);
+        const syncs = await client.listSyncs(opts.env, port(opts.limit, '--limit'));
+        const now = Date.now();
+        print(cmd, syncs, () =>
+          syncs.length === 0
+            ? 'no syncs yet (rewind sync --components …)'
+            : textTable(
+                ['ID', 'PAIR', 'STATE', 'PHASE', 'REQUESTER', 'AGE', 'COMPONENTS'],
+                syncs.map((s) => [
+                  s.workflowId,
+                  s.from ? `${s.from} → ${s.to}` : '?',
+                  s.state ?? s.execution.toLowerCase(),
+                  s.phase ?? '',
+                  terminalSafe(s.requestedBy ?? '?'),
+                  `${formatDuration(Math.max(0, now - Date.parse(s.startTime)))} ago`,
+                  terminalSafe((s.components ?? []).join(',')),
+                ]),
+              ),
+        );
+      }),
     );
 
   sync
