@@ -403,6 +403,40 @@ describe('the HTTP API', () => {
     expect(
       (report.json.findings as { subject: string; detail: string }[]).find((f) => f.subject === 'drift.yaml:pool'),
     ).toMatchObject({ detail: '10 → 20' });
+    expect(report.json).toHaveProperty('alert');
+
+    // The CLI's drift scan and report through the API: Temporal pointed nowhere, the store too.
+    writeFileSync(path.join(env.componentPath('staging', 'config'), 'drift-cli.yaml'), 'pool: 3\n');
+    writeFileSync(path.join(env.componentPath('production', 'config'), 'drift-cli.yaml'), 'pool: 4\n');
+    const cli = (args: string[], token: string) =>
+      runCli(['--manifest', env.manifestFile, '--api', base, ...args], {
+        env: { REWIND_API_TOKEN: token, TEMPORAL_ADDRESS: '127.0.0.1:1', DATABASE_URL: 'postgres://127.0.0.1:1/none' },
+        timeoutMs: 120_000,
+      });
+    const scan = await cli(
+      ['--json', 'drift', 'scan', '--from', 'production', '--to', 'staging', '--components', 'config', '--wait'],
+      tokens['ops-bot'],
+    );
+    expect(scan.stderr).toBe('');
+    const summary = JSON.parse(scan.stdout) as { scanId: string; status: string; counts: Record<string, number> };
+    expect(summary).toMatchObject({ status: 'completed', from: 'production', to: 'staging' });
+    expect(scan.code).toBe(summary.counts.critical > 0 ? 3 : 0);
+    const text = await cli(['drift', 'report', summary.scanId], tokens.vic);
+    expect(text.stdout).toContain('`drift-cli.yaml:pool`: 4 → 3');
+    const stored = JSON.parse((await cli(['drift', 'report', summary.scanId, '--format', 'json'], tokens.vic)).stdout);
+    expect(stored.scan).toMatchObject({ id: summary.scanId, requestedBy: 'ops-bot' });
+    // A command the API does not serve is refused with --api, not sent to Temporal unasked.
+    for (const args of [
+      ['drift', 'list'],
+      ['sync', 'list'],
+      ['schedules', 'list'],
+    ]) {
+      const refused = await cli(args, tokens.vic);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toBe(
+        `error: rewind ${args.join(' ')} does not go through the HTTP API (--api serves the rollback commands, drift scan and drift report); run it without --api, where Temporal is reachable\n`,
+      );
+    }
   });
 
   test('200 generated invalid bodies per endpoint are each refused with a 4xx and start nothing', async () => {

@@ -453,7 +453,17 @@ export async function createApiServer(deps: ApiDeps): Promise<FastifyInstance> {
     // A scan of an environment the caller may not read is answered as one that does not exist.
     if (!scan || refusal(manifest.api, principalOf(request), 'read', scan.to))
       throw new ApiError(404, 'not found', `no drift scan ${id}`);
-    return { scan, findings: await scanFindings(store, scan.id), webUi: webUi(scan.workflowId) };
+    const [alert] = await store.query<{ kind: 'alert' | 'resolved'; reason: string | null }>(
+      'SELECT kind, reason FROM drift_alerts WHERE scan_id = $1',
+      [scan.id],
+    );
+    return {
+      scan,
+      findings: await scanFindings(store, scan.id),
+      // What the scan sent to Slack, if anything (a scan that sent nothing has none).
+      alert: alert ? { sent: alert.kind, reason: alert.reason ?? '' } : null,
+      webUi: webUi(scan.workflowId),
+    };
   });
 
   return app;
@@ -972,7 +982,8 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/v1/drift-reports/{id}': {
         get: {
-          summary: "a drift scan's report (viewer)",
+          summary:
+            "a drift scan's report (viewer): `scan` (its status, while `running` too), `findings`, `alert` (what it sent to Slack, or null), `webUi`",
           parameters: [idParam],
           responses: { '200': ok('report'), ...errors },
         },

@@ -2,6 +2,7 @@
 // (which talks to Temporal directly), through the door that knows who is calling. Uses the
 // platform's fetch; nothing else.
 import type { DriftScanRequest } from '../domain/drift-scan';
+import type { StoredFinding, StoredScan } from '../drift/report';
 import type { DecisionOutcome } from '../domain/messages';
 import type { RollbackStatus, RollbackTarget, Trigger } from '../domain/rollback';
 import type { RollbackView } from './client';
@@ -87,6 +88,14 @@ export interface RewindApiClient {
     to: string;
     webUi: string;
   }>;
+  /** A drift scan's report: a scan id, a unique beginning of one, or `latest`; `scan.status` is `running` until it ends. */
+  driftReport(id: string): Promise<{
+    scan: StoredScan;
+    findings: StoredFinding[];
+    /** What the scan sent to Slack; null when it sent nothing. */
+    alert: { sent: 'alert' | 'resolved'; reason: string } | null;
+    webUi: string;
+  }>;
 }
 
 /** A client of the HTTP API. */
@@ -140,6 +149,7 @@ export function createRewindClient(options: RewindApiClientOptions): RewindApiCl
       return request('GET', `/v1/rollbacks${query ? `?${query}` : ''}`);
     },
     startDriftScan: (input = {}) => request('POST', '/v1/drift-scans', input),
+    driftReport: (scanId) => request('GET', `/v1/drift-reports/${id(scanId)}`),
     watch(workflowId, { intervalMs = 1_000, signal } = {}) {
       return {
         async *[Symbol.asyncIterator]() {

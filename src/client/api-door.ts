@@ -11,8 +11,14 @@ export type RollbackDoor = Pick<
   'startRollback' | 'decide' | 'cancel' | 'rollbackView' | 'waitForPlan' | 'listRollbacks' | 'agentsMissing'
 >;
 
+/** A client of the API at `url`, as the token's principal; refused without a token. */
+export function apiClientFor(url: string, token: string | undefined): RewindApiClient {
+  if (!token) throw new RequestError('--api needs a token in REWIND_API_TOKEN (rewind tokens create --principal NAME)');
+  return createRewindClient({ url, token });
+}
+
 /** An API refusal, as the CLI says any other: one line, exit 1. */
-function asRequestError(err: unknown): unknown {
+export function asRequestError(err: unknown): unknown {
   if (err instanceof RewindApiError && err.status < 500) return new RequestError(`${err.reason} (API ${err.status})`);
   return err;
 }
@@ -21,9 +27,7 @@ export class ApiRollbackDoor implements RollbackDoor {
   private readonly api: RewindApiClient;
 
   constructor(url: string, token: string | undefined) {
-    if (!token)
-      throw new RequestError('--api needs a token in REWIND_API_TOKEN (rewind tokens create --principal NAME)');
-    this.api = createRewindClient({ url, token });
+    this.api = apiClientFor(url, token);
   }
 
   async startRollback(input: unknown, options: { requestId?: string } = {}) {

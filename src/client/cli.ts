@@ -38,7 +38,7 @@ const program = new Command('rewind')
   .option('--namespace <name>', "Temporal namespace (default: $TEMPORAL_NAMESPACE or the manifest's)")
   .option(
     '--api <url>',
-    'rollback commands go through the HTTP API instead of Temporal (token in $REWIND_API_TOKEN; default: $REWIND_API_URL)',
+    'the rollback commands, drift scan and drift report go through the HTTP API instead of Temporal (token in $REWIND_API_TOKEN; default: $REWIND_API_URL)',
   )
   .showHelpAfterError('(run with --help for usage)')
   .configureHelp({ showGlobalOptions: true })
@@ -46,7 +46,7 @@ const program = new Command('rewind')
     'after',
     '\nEnvironment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE, REWIND_MANIFEST (default ./rewind.yaml),\n' +
       'REWIND_USER (default for --as), REWIND_LOG_LEVEL (workers and agents; default info),\n' +
-      'REWIND_API_URL and REWIND_API_TOKEN (rollback commands through the HTTP API).\n' +
+      'REWIND_API_URL and REWIND_API_TOKEN (rollback commands, drift scan and drift report through the HTTP API).\n' +
       '`rewind --version` prints the version.',
   );
 
@@ -56,6 +56,22 @@ program.hook('preAction', (_root, command) => {
   const { address, namespace } = command.optsWithGlobals<{ address?: string; namespace?: string }>();
   if (address !== undefined) process.env.TEMPORAL_ADDRESS = address;
   if (namespace !== undefined) process.env.TEMPORAL_NAMESPACE = namespace;
+});
+
+// `--api` reaches only the commands the HTTP API serves. Named on another, which would go to
+// Temporal regardless, it is refused rather than ignored; REWIND_API_URL, set once for a
+// shell, is not (those commands just do not use it).
+const THROUGH_API = /^(rollback \S+|drift scan|drift report)$/;
+program.hook('preAction', (root, command) => {
+  if (root.getOptionValueSource('api') !== 'cli') return;
+  const names: string[] = [];
+  for (let c: Command | null = command; c && c !== root; c = c.parent) names.unshift(c.name());
+  const name = names.join(' ');
+  if (THROUGH_API.test(name)) return;
+  process.stderr.write(
+    `error: rewind ${name} does not go through the HTTP API (--api serves the rollback commands, drift scan and drift report); run it without --api, where Temporal is reachable\n`,
+  );
+  process.exit(1);
 });
 
 // Registration order is the order `rewind --help` lists the commands in.

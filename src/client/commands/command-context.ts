@@ -9,6 +9,7 @@ import { openSnapshotStore } from '../../snapshots/open';
 import type { SnapshotStore } from '../../snapshots/store';
 import { openProjectStore, type ProjectStore } from '../../store/project-store';
 import type { RollbackDoor } from '../api-door';
+import type { RewindApiClient } from '../api-client';
 import { failureMessage, RequestError, RewindClient } from '../client';
 
 interface GlobalOptions {
@@ -60,6 +61,17 @@ export async function rollbackDoor(cmd: Command): Promise<RollbackDoor> {
   }
   const { ApiRollbackDoor } = await import('../api-door');
   return new ApiRollbackDoor(url, process.env.REWIND_API_TOKEN);
+}
+
+/**
+ * The HTTP API, for the commands that can go through it (the rollback commands, `drift scan`
+ * and `drift report`), when `--api URL` or REWIND_API_URL names it; undefined otherwise.
+ */
+export async function apiOf(cmd: Command): Promise<RewindApiClient | undefined> {
+  const url = globals(cmd).api ?? process.env.REWIND_API_URL;
+  if (!url) return undefined;
+  const { apiClientFor } = await import('../api-door');
+  return apiClientFor(url, process.env.REWIND_API_TOKEN);
 }
 
 /** Runs `fn` with the project store (DATABASE_URL, or the embedded one under dataDir), closed after. */

@@ -2,13 +2,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
-import { DRIFT_TRIGGERS, type DriftScanSummary } from '../../domain/drift-scan';
+import { DRIFT_TRIGGERS, type DriftScanRequest, type DriftScanSummary } from '../../domain/drift-scan';
 import { terminalSafe } from '../../domain/display-text';
 import { unknownEnvironment } from '../../drift/pairs';
 import { driftPairs } from '../../drift/rules';
 import type { StoreQueries } from '../../store/project-store';
 import { RequestError, type RewindClient } from '../client';
-import { action, currentUser, list, manifestOf, print, rewindClient, withStore } from './command-context';
+import type { RewindApiClient } from '../api-client';
+import { asRequestError } from '../api-door';
+import { action, apiOf, currentUser, list, manifestOf, print, rewindClient, withStore } from './command-context';
 import { warnWithoutAgent } from './rollback';
 
 function positiveInt(value: string): number {
@@ -33,6 +35,79 @@ function summaryLine(s: DriftScanSummary): string {
     `  ${alert}`,
     `  details: rewind drift report ${s.scanId}`,
   ].join('\n');
+}
+
+/** Exit codes of `drift scan --wait`: 1 failed or a component not compared, 3 critical drift. */
+function scanExitCode(s: DriftScanSummary): number {
+  if (s.status === 'failed') return 1;
+  if (s.counts.critical > 0) return 3;
+  return s.unreadable?.length ? 1 : 0;
+}
+
+/** How long a scan the API started may take to begin (its row in the project store) before --wait gives up. */
+const API_SCAN_BEGIN_MS = 60_000;
+
+/**
+ * `drift scan` through the HTTP API (`--api`, REWIND_API_URL): the actor is the token's
+ * principal, and `--wait` follows the scan's report until it ends (the API serves no progress).
+ */
+async function scanThroughApi(
+  api: RewindApiClient,
+  opts: { from?: string; to?: string; components?: string[]; trigger: string; wait?: boolean },
+  cmd: Command,
+): Promise<void> {
+  const started = await api
+    .startDriftScan({
+      ...(opts.from ? { from: opts.from } : {}),
+      ...(opts.to ? { to: opts.to } : {}),
+      ...(opts.components ? { components: opts.components } : {}),
+      trigger: opts.trigger as DriftScanRequest['trigger'],
+    })
+    .catch((err: unknown) => {
+      throw asRequestError(err);
+    });
+  const how = `${started.attached ? 'attached to the running scan' : 'started scan'} ${started.scanId ?? started.workflowId} (${started.from} → ${started.to}) through the API`;
+  if (!opts.wait) {
+    print(cmd, started, () => `${how}; when it ends: rewind drift report ${started.scanId ?? '…'}`);
+    return;
+  }
+  if (!started.scanId)
+    throw new RequestError(
+      `${how}, but no worker has named its scan yet (is \`rewind worker\` running?); rewind drift list shows it once it runs`,
+    );
+  const quiet = cmd.optsWithGlobals<{ json?: boolean }>().json;
+  if (!quiet) process.stderr.write(`${how} …\n`);
+  const begun = Date.now();
+  for (;;) {
+    const report = await api.driftReport(started.scanId).catch((err: unknown) => {
+      // Not begun yet: its row appears when the control worker takes it.
+      if ((err as { status?: number }).status === 404 && Date.now() - begun < API_SCAN_BEGIN_MS) return undefined;
+      throw asRequestError(err);
+    });
+    if (report && report.scan.status !== 'running') {
+      const { scan, findings, alert } = report;
+      const unreadable = findings
+        .filter((f) => f.aspect === 'unreadable' && f.subject === f.component)
+        .map((f) => f.component);
+      const summary: DriftScanSummary = {
+        scanId: scan.id,
+        from: scan.from,
+        to: scan.to,
+        status: scan.status === 'failed' ? 'failed' : 'completed',
+        counts: scan.summary?.counts ?? { critical: 0, warning: 0, info: 0 },
+        allowed: scan.summary?.allowed ?? 0,
+        new: scan.summary?.new ?? 0,
+        resolved: scan.summary?.resolved ?? 0,
+        alert: alert ?? { sent: 'none', reason: 'none was sent for this scan' },
+        ...(scan.error ? { error: scan.error } : {}),
+        ...(unreadable.length ? { unreadable } : {}),
+      };
+      print(cmd, { ...started, ...summary }, () => summaryLine(summary));
+      process.exitCode = scanExitCode(summary);
+      return;
+    }
+    await sleep(1000);
+  }
 }
 
 /**
@@ -144,6 +219,8 @@ export function registerDriftCommands(program: Command): void {
           opts: { from?: string; to?: string; components?: string[]; trigger: string; wait?: boolean; as?: string },
           cmd: Command,
         ) => {
+          const api = await apiOf(cmd);
+          if (api) return scanThroughApi(api, opts, cmd);
           const client = await rewindClient(cmd);
           const started = await client.startDriftScan({
             ...(opts.from ? { from: opts.from } : {}),
@@ -201,9 +278,7 @@ export function registerDriftCommands(program: Command): void {
           const result = client.driftScanResult(started.workflowId);
           const summary = quiet ? await result : await withProgress(client, started, result);
           print(cmd, { ...started, ...summary }, () => summaryLine(summary));
-          if (summary.status === 'failed') process.exitCode = 1;
-          else if (summary.counts.critical > 0) process.exitCode = 3;
-          else if (summary.unreadable?.length) process.exitCode = 1;
+          process.exitCode = scanExitCode(summary);
         },
       ),
     );
@@ -242,11 +317,16 @@ export function registerDriftCommands(program: Command): void {
         if (id.trim() === '')
           throw new RequestError('give a scan id (see rewind drift list), a prefix of one, or latest');
         const { findScan, renderScanMarkdown, scanFindings } = await import('../../drift/report');
-        const { scan, findings } = await withStore(cmd, async (store) => {
-          const scan = await findScan(store, id);
-          if (!scan) throw await noScan(store, id);
-          return { scan, findings: await scanFindings(store, scan.id) };
-        });
+        const api = await apiOf(cmd);
+        const { scan, findings } = api
+          ? await api.driftReport(id).catch((err: unknown) => {
+              throw asRequestError(err);
+            })
+          : await withStore(cmd, async (store) => {
+              const scan = await findScan(store, id);
+              if (!scan) throw await noScan(store, id);
+              return { scan, findings: await scanFindings(store, scan.id) };
+            });
         const asJson = opts.format === 'json' || json;
         process.stdout.write(
           asJson ? `${JSON.stringify({ scan, findings }, null, 2)}\n` : `${renderScanMarkdown(scan, findings)}\n`,
