@@ -408,9 +408,13 @@ describe('the HTTP API', () => {
     // The CLI's drift scan and report through the API: Temporal pointed nowhere, the store too.
     writeFileSync(path.join(env.componentPath('staging', 'config'), 'drift-cli.yaml'), 'pool: 3\n');
     writeFileSync(path.join(env.componentPath('production', 'config'), 'drift-cli.yaml'), 'pool: 4\n');
-    const cli = (args: string[], token: string) =>
+    const cli = (args: string[], token: string | undefined) =>
       runCli(['--manifest', env.manifestFile, '--api', base, ...args], {
-        env: { REWIND_API_TOKEN: token, TEMPORAL_ADDRESS: '127.0.0.1:1', DATABASE_URL: 'postgres://127.0.0.1:1/none' },
+        env: {
+          REWIND_API_TOKEN: token ?? '',
+          TEMPORAL_ADDRESS: '127.0.0.1:1',
+          DATABASE_URL: 'postgres://127.0.0.1:1/none',
+        },
         timeoutMs: 120_000,
       });
     const scan = await cli(
@@ -420,7 +424,7 @@ describe('the HTTP API', () => {
     expect(scan.stderr).toBe('');
     const summary = JSON.parse(scan.stdout) as { scanId: string; status: string; counts: Record<string, number> };
     expect(summary).toMatchObject({ status: 'completed', from: 'production', to: 'staging' });
-    expect(scan.code).toBe(summary.counts.critical > 0 ? 3 : 0);
+    expect(scan.code).toBe(summary.counts.critical! > 0 ? 3 : 0);
     const text = await cli(['drift', 'report', summary.scanId], tokens.vic);
     expect(text.stdout).toContain('`drift-cli.yaml:pool`: 4 → 3');
     const stored = JSON.parse((await cli(['drift', 'report', summary.scanId, '--format', 'json'], tokens.vic)).stdout);

@@ -427,6 +427,7 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           from: 'production',
           to: 'regression',
           every: '1h',
+          everyMs: 3_600_000,
           change: 'created',
         },
         {
@@ -434,6 +435,7 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           kind: 'drill',
           what: 'partial rollback drill of regression',
           every: '30d',
+          everyMs: 30 * 86_400_000,
           change: 'created',
         },
         {
@@ -441,6 +443,7 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           kind: 'drill',
           what: 'full rollback drill of regression',
           every: '90d',
+          everyMs: 90 * 86_400_000,
           change: 'created',
         },
         {
@@ -448,6 +451,7 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           kind: 'prune',
           what: 'forget by the retention tiers, then prune the repository',
           every: '1d',
+          everyMs: 86_400_000,
           change: 'created',
         },
         {
@@ -455,6 +459,7 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           kind: 'check',
           what: 'restic check of the repository',
           every: '1d',
+          everyMs: 86_400_000,
           change: 'created',
         },
       ]);
@@ -477,6 +482,7 @@ open(f'{prod}/memo.pkl', 'wb').write(pickle.dumps({'ok': 1}, protocol=4))
           kind: 'drift',
           from: 'production',
           to: 'regression',
+          every: '1h',
           everyMs: 3_600_000,
           paused: true,
         }),

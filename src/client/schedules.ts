@@ -38,6 +38,8 @@ interface ScheduleSpec {
 }
 
 export interface ScheduleChange extends ScheduleSpec {
+  /** `every` in milliseconds, as `schedules list` has it too. */
+  everyMs?: number;
   change: 'created' | 'updated' | 'unchanged' | 'deleted';
 }
 
@@ -47,6 +49,7 @@ export interface ScheduleView {
   what?: string;
   from?: string;
   to?: string;
+  every?: string;
   everyMs?: number;
   paused: boolean;
   note?: string;
@@ -170,6 +173,7 @@ function changeOf(d: ScheduleSpec, change: ScheduleChange['change']): ScheduleCh
     ...(d.from !== undefined ? { from: d.from } : {}),
     ...(d.to !== undefined ? { to: d.to } : {}),
     every: d.every,
+    ...(d.every !== '?' ? { everyMs: parseDuration(d.every) } : {}),
     change,
   };
 }
@@ -281,7 +285,8 @@ export async function listSchedules(client: Client, manifest: Manifest): Promise
     views.push({
       scheduleId: summary.scheduleId,
       ...describeAction(description),
-      ...(every !== undefined ? { everyMs: Number(every) } : {}),
+      // Both shapes, as `schedules apply` prints them: `every` for people, `everyMs` for scripts.
+      ...(every !== undefined ? { every: formatInterval(Number(every)), everyMs: Number(every) } : {}),
       paused: description.state.paused,
       ...(description.state.note ? { note: description.state.note } : {}),
       // Temporal keeps computing a paused schedule's next times; none of them will run.
