@@ -460,6 +460,16 @@ describe('rewind CLI', () => {
     );
   });
 
+  it('refuses a Temporal address that is not host:port, at once and saying so', async () => {
+    for (const address of ['notaport', '127.0.0.1:99999', 'http://127.0.0.1:7233']) {
+      const result = await runCli(['--manifest', env.manifestFile, '--address', address, 'rollback', 'list']);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        `error: the Temporal address "${address}" is not host:port (e.g. 127.0.0.1:7233); check --address or TEMPORAL_ADDRESS\n`,
+      );
+    }
+  });
+
   it('takes the Temporal address from --address before TEMPORAL_ADDRESS', async () => {
     const wrong = await runCli(['--manifest', env.manifestFile, '--address', '127.0.0.1:1', 'rollback', 'list']);
     expect(wrong.code).toBe(1);

@@ -21,7 +21,17 @@ export function temporalSettings(
   };
 }
 
+/** `host:port` or `[v6]:port`, as Temporal's clients take it; else why not. */
+export function temporalAddressProblem(address: string): string | undefined {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(address);
+  if (m && Number(m[2]) >= 1 && Number(m[2]) <= 65535) return undefined;
+  return `the Temporal address "${address}" is not host:port (e.g. 127.0.0.1:7233)`;
+}
+
 export async function connectClient(settings: TemporalSettings): Promise<Client> {
+  // A malformed address would only fail after the connect timeout, saying less.
+  const problem = temporalAddressProblem(settings.address);
+  if (problem) throw new Error(`${problem}; check --address or TEMPORAL_ADDRESS`);
   const connection = await Connection.connect({ address: settings.address, connectTimeout: '5s' }).catch(
     (err: unknown) => {
       throw new Error(
