@@ -1,6 +1,7 @@
 // The `rewind` command as an operator runs it: JSON output for tooling, one clear error line
 // and a non-zero exit for bad input, and nothing started by a bad request.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { parse, stringify } from 'yaml';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { listAudit } from '../src/audit/audit-log';
@@ -448,6 +449,21 @@ describe('rewind CLI', () => {
     expect(result.stderr.split('\n')[0]).toBe(
       "error: option '--as <user>' argument '' is invalid. --as must not be empty",
     );
+  });
+
+  it('a reading command does not create a project store that does not exist, and says where it looked', async () => {
+    const dataDir = path.join(env.dir, 'fresh-data');
+    const manifest = parse(readFileSync(env.manifestFile, 'utf8')) as Record<string, unknown>;
+    const file = path.join(env.dir, 'fresh-data-rewind.yaml');
+    writeFileSync(file, stringify({ ...manifest, dataDir }));
+    for (const args of [['drift', 'list'], ['drift', 'rules', 'test', 'latest'], ['audit', 'list']]) {
+      const result = await runCli(['--manifest', file, ...args], { env: { DATABASE_URL: '' } });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        `error: no project store yet (PGlite ${path.join(dataDir, 'store')}): nothing has been recorded there. The control worker creates it (rewind start, or rewind worker); if the store is a PostgreSQL server, set DATABASE_URL\n`,
+      );
+    }
+    expect(existsSync(dataDir)).toBe(false);
   });
 
   it('says where it looked when Temporal is unreachable', async () => {

@@ -7,7 +7,7 @@
 // PostgreSQL protocol; a process that finds no owner opens it itself, holding a lock file so
 // that two never open it at once.
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +40,11 @@ export interface OpenStoreOptions {
    * a short command's one write, which must not take seconds or hold the store from the worker.
    */
   servedOnly?: boolean;
+  /**
+   * Open an embedded store only if it exists: a reading command (drift list, audit list) must
+   * not create one, and an absent store usually means a DATABASE_URL or dataDir left unset.
+   */
+  existingOnly?: boolean;
 }
 
 export class StoreError extends Error {
@@ -169,6 +174,10 @@ async function openEmbeddedStore(options: OpenStoreOptions): Promise<ProjectStor
       `no process serves the project store (${where}): start the control worker (rewind start, or rewind worker), or set DATABASE_URL`,
     );
 
+  if (options.existingOnly && !existsSync(path.join(dir, 'pgdata')))
+    throw new StoreError(
+      `no project store yet (${where}): nothing has been recorded there. The control worker creates it (rewind start, or rewind worker); if the store is a PostgreSQL server, set DATABASE_URL`,
+    );
   await mkdir(dir, { recursive: true });
   const release = await takeLock(path.join(options.dataDir, 'store.lock'), options.lockWaitMs ?? 10_000, socketDir);
   if (typeof release !== 'function') return release; // the owner started serving while we waited

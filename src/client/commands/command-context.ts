@@ -74,10 +74,17 @@ export async function apiOf(cmd: Command): Promise<RewindApiClient | undefined> 
   return apiClientFor(url, process.env.REWIND_API_TOKEN);
 }
 
-/** Runs `fn` with the project store (DATABASE_URL, or the embedded one under dataDir), closed after. */
+/**
+ * Runs `fn` with the project store (DATABASE_URL, or the embedded one under dataDir), closed
+ * after. For reading: an embedded store that does not exist yet is not created.
+ */
 export async function withStore<T>(cmd: Command, fn: (store: ProjectStore) => Promise<T>): Promise<T> {
   const { manifest } = manifestOf(cmd);
-  const store = await openProjectStore({ databaseUrl: process.env.DATABASE_URL, dataDir: manifest.dataDir });
+  const store = await openProjectStore({
+    databaseUrl: process.env.DATABASE_URL,
+    dataDir: manifest.dataDir,
+    existingOnly: true,
+  });
   try {
     return await fn(store);
   } finally {
