@@ -456,7 +456,11 @@ describe('rewind CLI', () => {
     const manifest = parse(readFileSync(env.manifestFile, 'utf8')) as Record<string, unknown>;
     const file = path.join(env.dir, 'fresh-data-rewind.yaml');
     writeFileSync(file, stringify({ ...manifest, dataDir }));
-    for (const args of [['drift', 'list'], ['drift', 'rules', 'test', 'latest'], ['audit', 'list']]) {
+    for (const args of [
+      ['drift', 'list'],
+      ['drift', 'rules', 'test', 'latest'],
+      ['audit', 'list'],
+    ]) {
       const result = await runCli(['--manifest', file, ...args], { env: { DATABASE_URL: '' } });
       expect(result.code).toBe(1);
       expect(result.stderr).toBe(
