@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { parse } from 'yaml';
-import { createLogger } from '../src/platform/logger';
+import { createLogger, sdkLogger } from '../src/platform/logger';
 import { REPO_ROOT } from './support/harness';
 
 function captured(level = 'info') {
@@ -53,6 +53,13 @@ describe('logs', () => {
     });
     expect((line!.error as { stack_trace: string }).stack_trace).toContain('logging.test.ts');
     expect(JSON.stringify(lines)).not.toMatch(/hunter2|xoxb-secret/);
+  });
+
+  it("carry the Temporal SDK's lines without terminal colour codes", () => {
+    const { logger, lines } = captured();
+    sdkLogger(logger).warn('\u001b[33mWARN\u001b[0m worker poll failed', { taskQueue: 'rewind' });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ message: 'WARN worker poll failed', taskQueue: 'rewind', sdk: true });
   });
 
   it('respect the level', () => {

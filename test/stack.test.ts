@@ -234,6 +234,18 @@ describe('rewind start (npm start)', () => {
     const [host, port] = info.temporalAddress.split(':');
     await expect(fetch(`http://${host}:${port}`)).rejects.toThrow();
     expect(processesIn(workdir)).toEqual([]);
+    // Every log it kept, Temporal's too, is JSON lines, as the shipped Filebeat input reads them.
+    const logDir = path.join(workdir, '.data', 'logs');
+    const logs = readdirSync(logDir).filter((f) => f.endsWith('.log'));
+    expect(logs).toEqual(expect.arrayContaining(['temporal.log', 'worker.log', 'api.log']));
+    const lines = logs.flatMap((f) =>
+      readFileSync(path.join(logDir, f), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => ({ f, line })),
+    );
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.filter(({ line }) => !isJson(line))).toEqual([]);
   });
 
   const killedDir = realpathSync(tempDir('rewind-stack-killed-'));
@@ -245,8 +257,8 @@ describe('rewind start (npm start)', () => {
     expect(server).toBeDefined();
     // Its output goes straight to its log, not through rewind start: a write after rewind start
     // is gone cannot end it (SIGPIPE), so what it left is there for the next start to stop.
-    for (const fd of [1, 2])
-      expect(readlinkSync(`/proc/${server}/fd/${fd}`)).toBe(path.join(dir, '.data', 'logs', 'temporal.log'));
+    expect(readlinkSync(`/proc/${server}/fd/1`)).toBe(path.join(dir, '.data', 'logs', 'temporal.out'));
+    expect(readlinkSync(`/proc/${server}/fd/2`)).toBe(path.join(dir, '.data', 'logs', 'temporal.log'));
     killed.stack.kill('SIGKILL');
     try {
       // Each child sees its IPC channel close and stops as on SIGTERM; the Temporal dev server (a
@@ -274,3 +286,12 @@ describe('rewind start (npm start)', () => {
     }
   }, 180_000);
 });
+
+function isJson(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+}

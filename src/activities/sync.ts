@@ -65,10 +65,11 @@ export function createSyncActivities(deps: SyncDeps) {
       auto_fixable: boolean;
     }>(
       `SELECT component, aspect, subject, change, detail, allowed, auto_fixable FROM drift_findings
-        WHERE scan_id = $1 AND state <> 'resolved' AND component = ANY($2::text[])
-        ORDER BY component, subject`,
+        WHERE scan_id = $1 AND state <> 'resolved' AND component = ANY($2::text[])`,
       [req.scanId, req.components],
     );
+    // In subject order, numbers as numbers (row (5) before row (30)).
+    rows.sort((a, b) => a.subject.localeCompare(b.subject, undefined, { numeric: true }));
     const pair = resolvePair(manifest, { from: req.from, to: req.to });
     return req.components.map((component) => {
       const mine = rows.filter((r) => r.component === component);

@@ -71,7 +71,8 @@ export async function runApi(loaded: LoadedManifest, options: { listen?: string 
   const address = app.server.address();
   const bound = typeof address === 'object' && address ? `${address.address}:${address.port}` : `${host}:${port}`;
   logger.info({ listen: bound, principals: Object.keys(manifest.api.principals).length }, 'rewind API listening');
-  process.stdout.write(`rewind API listening on ${urlOf(bound)}\n`);
+  // For a person at a terminal; a log (rewind start's api.log) has the JSON line above.
+  if (process.stdout.isTTY) process.stdout.write(`rewind API listening on ${urlOf(bound)}\n`);
   // Until SIGINT or SIGTERM: requests in flight finish, then the connections close. A step that
   // hangs (a store or Temporal that went away first, mid-call) does not keep the process: after
   // STOP_GRACE_MS it exits anyway, saying which step it was in.

@@ -3,6 +3,7 @@
 // own pino formatter, so Filebeat ships them to Elasticsearch unchanged
 // (deploy/logging/filebeat.yml). Secrets are redacted by key name before anything is written,
 // so a password that ends up in a log object never reaches the log.
+import { stripVTControlCharacters } from 'node:util';
 import { ecsFormat } from '@elastic/ecs-pino-format';
 import { isSpanContextValid, trace } from '@opentelemetry/api';
 import pino, { type Logger } from 'pino';
@@ -43,7 +44,11 @@ export function sdkLogger(logger: Logger) {
     const fn = { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' }[target] as 'info';
     // pino serialises an Error (message, type, stack) only under `err`.
     const { error, ...rest } = meta ?? {};
-    logger[fn]({ sdk: true, ...rest, ...(error !== undefined ? { err: error } : {}) }, message);
+    // The SDK's core colours some of its lines for a terminal; a JSON log wants the text alone.
+    logger[fn](
+      { sdk: true, ...rest, ...(error !== undefined ? { err: error } : {}) },
+      stripVTControlCharacters(message),
+    );
   };
   return {
     log,

@@ -20,7 +20,9 @@ export interface DevServerOptions {
   /**
    * Where the server writes its output, straight to the file: a server started by `rewind start`
    * must not depend on that process to read its output (through a pipe, a write after the parent
-   * was killed ends the server with SIGPIPE). Without it, the output is kept in memory.
+   * was killed ends the server with SIGPIPE). Its log (stderr, JSON lines) goes there, its
+   * stdout banner beside it (`temporal.out` for `temporal.log`). Without it, the output is kept
+   * in memory.
    */
   logFile?: string;
   startTimeoutMs?: number;
@@ -82,7 +84,19 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   const uiPort = options.headless ? undefined : (options.uiPort ?? (await freePort(ip)));
   await refuseBusyPort(ip, port, '--port');
   if (uiPort !== undefined) await refuseBusyPort(ip, uiPort, '--ui-port');
-  const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--log-level', 'warn'];
+  // JSON lines, as every rewind process writes: the shipped Filebeat input reads the log folder as NDJSON.
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    ip,
+    '--port',
+    String(port),
+    '--log-level',
+    'warn',
+    '--log-format',
+    'json',
+  ];
   if (uiPort !== undefined) args.push('--ui-port', String(uiPort), '--ui-ip', ip);
   else args.push('--headless');
   if (options.dbFile) args.push('--db-filename', options.dbFile);
@@ -92,14 +106,18 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   let child: ChildProcess;
   let output: () => string;
   if (options.logFile) {
+    // Its log (JSON lines) is on stderr; stdout has only a banner (versions, addresses), kept
+    // beside it as text so that the log folder's *.log files stay JSON.
     const logFile = options.logFile;
-    const fd = openSync(logFile, 'a');
+    const bannerFile = logFile.replace(/(\.log)?$/, '.out');
+    const [out, err] = [openSync(bannerFile, 'a'), openSync(logFile, 'a')];
     try {
-      child = spawn(options.binary ?? resolveTool('temporal'), args, { stdio: ['ignore', fd, fd] });
+      child = spawn(options.binary ?? resolveTool('temporal'), args, { stdio: ['ignore', out, err] });
     } finally {
-      closeSync(fd);
+      closeSync(out);
+      closeSync(err);
     }
-    output = () => readFileSync(logFile, 'utf8');
+    output = () => `${readFileSync(bannerFile, 'utf8')}${readFileSync(logFile, 'utf8')}`;
   } else {
     child = spawn(options.binary ?? resolveTool('temporal'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (chunk: Buffer) => {

@@ -4,12 +4,13 @@
 import { installTracing, tracingWorkerOptions } from '../platform/tracing';
 import { processMetricsRegistry } from '../metrics/registry';
 import { serveMetrics } from '../metrics/server';
-import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { installSdkRuntime } from './sdk-runtime';
 import { createAgentActivities } from '../activities/agent';
 import type { LoadedManifest } from '../manifest/load';
 import { envTaskQueue } from '../manifest/schema';
 import { hostTaskQueue } from '../domain/hosts';
-import { createLogger, sdkLogger, type Logger } from '../platform/logger';
+import { createLogger, type Logger } from '../platform/logger';
 import { temporalSettings, type TemporalSettings } from '../platform/temporal';
 import { openSnapshotStore } from '../snapshots/open';
 import type { SnapshotStore } from '../snapshots/store';
@@ -51,7 +52,7 @@ export async function runAgent(loaded: LoadedManifest, environment: string, host
   const name = `rewind-agent-${environment}${host !== undefined ? `-${host}` : ''}`;
   const logger = createLogger(name);
   const tracing = installTracing(name);
-  Runtime.install({ logger: sdkLogger(logger) });
+  installSdkRuntime(logger);
   const settings = temporalSettings(loaded.manifest.temporal.namespace);
   const store = openSnapshotStore(loaded.manifest);
   // Fail at start, not at the first step, when restic is missing or too old.

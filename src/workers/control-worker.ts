@@ -4,7 +4,8 @@ import { createControlMetrics } from '../metrics/control-metrics';
 import { processMetricsRegistry } from '../metrics/registry';
 import { serveMetrics } from '../metrics/server';
 import { Connection, type Client } from '@temporalio/client';
-import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { installSdkRuntime } from './sdk-runtime';
 import { createAnnounceActivities } from '../activities/announce';
 import { createControlActivities } from '../activities/control';
 import { createDrillActivities } from '../activities/drills';
@@ -14,7 +15,7 @@ import { createSyncActivities } from '../activities/sync';
 import { driftNotifier } from '../drift/slack';
 import { lazyProjectStore, type ProjectStore } from '../store/project-store';
 import type { LoadedManifest } from '../manifest/load';
-import { createLogger, sdkLogger, type Logger } from '../platform/logger';
+import { createLogger, type Logger } from '../platform/logger';
 import { connectClient, ensureSearchAttributes, temporalSettings, type TemporalSettings } from '../platform/temporal';
 import { openColdRepository, openSnapshotStore } from '../snapshots/open';
 import type { SnapshotStore } from '../snapshots/store';
@@ -78,7 +79,7 @@ export async function createControlWorker(
 export async function runControlWorker(loaded: LoadedManifest): Promise<void> {
   const logger = createLogger('rewind-worker');
   const tracing = installTracing('rewind-worker');
-  Runtime.install({ logger: sdkLogger(logger) });
+  installSdkRuntime(logger);
   const settings = temporalSettings(loaded.manifest.temporal.namespace);
   const store = openSnapshotStore(loaded.manifest);
   void store.restic.binary; // fail at start, not at the first step, when restic is missing or too old
