@@ -72,8 +72,10 @@ describe('project store', () => {
         for (const store of [embedded, server]) {
           const scan = async (id: string, components: string[], status: string, findings: [string, string][]) => {
             await store.query(
-              `INSERT INTO drift_scans (id, from_env, to_env, workflow_id, trigger, components, status, started_at)
-               VALUES ($1, 'production', 'regression', 'wf', 'manual', $2, $3, now() + ($4 || ' seconds')::interval)`,
+              // Finished as closeScan finishes them: the latest is the one that finished last.
+              `INSERT INTO drift_scans (id, from_env, to_env, workflow_id, trigger, components, status, started_at, finished_at)
+               VALUES ($1, 'production', 'regression', 'wf', 'manual', $2, $3, now() + ($4 || ' seconds')::interval,
+                       now() + ($4 || ' seconds')::interval + interval '1 minute')`,
               [id, JSON.stringify(components), status, id.slice(1)],
             );
             for (const [component, subject] of findings)

@@ -236,4 +236,16 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
       ALTER TABLE drift_alerts ADD COLUMN reason text;
     `,
   },
+  {
+    version: 11,
+    name: 'the latest completed scan of a pair',
+    sql: `
+      -- Each scan looks for the latest completed scan of each component (what it found last, the
+      -- alert state): newest first, it stops at the first that compared the component. Without
+      -- it, every scan the pair ever had is read and sorted (20 ms at 10,000 scans, growing;
+      -- npm run bench:store).
+      CREATE INDEX drift_scans_latest ON drift_scans (from_env, to_env, finished_at DESC)
+        WHERE status = 'completed';
+    `,
+  },
 ];
