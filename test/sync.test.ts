@@ -251,6 +251,9 @@ describe('sync regression from production', () => {
       (await runCli(['--json', 'sync', 'list', '--env', 'production'], { env: cliEnv })).stdout,
     );
     expect(filtered).toEqual([]);
+    const many = await runCli(['sync', 'list', '--limit', '5000'], { env: cliEnv });
+    expect(many.code).toBe(1);
+    expect(many.stderr).toBe('error: --limit: "5000" is more than 200\n');
     const bad = await runCli(['sync', 'list', '--env', 'staging'], { env: cliEnv });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('unknown environment "staging"');

@@ -4,7 +4,7 @@ import type { SyncStatus } from '../../domain/sync';
 import { terminalSafe } from '../../domain/display-text';
 import { formatDuration } from '../../manifest/duration';
 import { textTable } from '../../domain/format';
-import { action, currentUser, list, nonEmpty, port, print, rewindClient } from './command-context';
+import { action, currentUser, list, nonEmpty, port, print, rewindClient, UsageError } from './command-context';
 import { warnWithoutAgent } from './rollback';
 
 const EXIT: Partial<Record<SyncStatus['state'], number>> = {
@@ -91,7 +91,10 @@ export function registerSyncCommands(program: Command): void {
     .action(
       action(async (opts: { env?: string; limit: string }, cmd: Command) => {
         const client = await rewindClient(cmd);
-        const syncs = await client.listSyncs(opts.env, port(opts.limit, '--limit'));
+        const limit = port(opts.limit, '--limit');
+        // Each sync listed is asked where it stands: a few hundred at most.
+        if (limit > 200) throw new UsageError(`--limit: "${opts.limit}" is more than 200`);
+        const syncs = await client.listSyncs(opts.env, limit);
         const now = Date.now();
         print(cmd, syncs, () =>
           syncs.length === 0
